@@ -1,0 +1,187 @@
+/* comet.h — public C API of comet: the Mixture-of-Experts layer across GPUs
+ * with its communication hidden inside its computation.
+ *
+ * Conventions: every function returns a comet_status_t; on failure
+ * comet_last_error() holds a message (per thread) naming the argument and
+ * the value that was wrong. Handles are opaque. Config and argument structs
+ * start with a `size` field and have an *_INITIALIZER macro so they can grow
+ * without breaking callers. All device pointers are on the context's GPU. */
+#ifndef COMET_H
+#define COMET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define COMET_VERSION_MAJOR 0
+#define COMET_VERSION_MINOR 1
+#define COMET_VERSION_PATCH 0
+#define COMET_VERSION_CODE \
+  (COMET_VERSION_MAJOR * 10000 + COMET_VERSION_MINOR * 100 + COMET_VERSION_PATCH)
+
+/* Forward declarations so this header needs neither cuda_runtime.h nor
+ * nccl.h: they name the same types as cudaStream_t and ncclComm_t. */
+struct CUstream_st;
+struct ncclComm;
+
+typedef enum comet_status {
+  COMET_OK = 0,
+  COMET_ERR_INVALID_ARGUMENT = 1,
+  COMET_ERR_UNSUPPORTED = 2,
+  COMET_ERR_OUT_OF_MEMORY = 3,
+  COMET_ERR_CUDA = 4,
+  COMET_ERR_NCCL = 5,
+  COMET_ERR_ROUTING = 6,
+  COMET_ERR_INTERNAL = 7
+} comet_status_t;
+
+/* Short fixed name of a status ("invalid argument", ...). */
+const char *comet_status_string(comet_status_t status);
+/* Detailed message of the last failure on this thread ("" if none). */
+const char *comet_last_error(void);
+
+/* Run-time version (COMET_VERSION_CODE of the library that is loaded). */
+int comet_version(void);
+
+typedef enum comet_dtype {
+  COMET_DTYPE_BF16 = 0,
+  COMET_DTYPE_FP16 = 1,
+  COMET_DTYPE_FP8_E4M3 = 2 /* declared for later: returns UNSUPPORTED */
+} comet_dtype_t;
+
+typedef enum comet_activation {
+  COMET_ACT_SWIGLU = 0, /* silu(gate) * up; w1 holds gate rows then up rows */
+  COMET_ACT_GELU = 1,   /* gelu (tanh form) */
+  COMET_ACT_NONE = 2
+} comet_activation_t;
+
+const char *comet_dtype_name(comet_dtype_t dtype);
+const char *comet_activation_name(comet_activation_t act);
+/* Bytes of one element of dtype (0 for an unknown dtype). */
+size_t comet_dtype_size(comet_dtype_t dtype);
+
+/* One MoE layer's shape and parallel layout. World = ep * tp; rank
+ * r = ep_rank * tp + tp_rank. Per rank: w1 [E/ep, w1_rows, H] with
+ * w1_rows = 2F/tp (swiglu) or F/tp, and w2 [E/ep, H, F/tp]. */
+typedef struct comet_layer_config {
+  size_t size;             /* sizeof(comet_layer_config_t) */
+  int hidden;              /* H: multiple of 8 */
+  int ffn;                 /* F per expert: F/tp a multiple of 8 */
+  int num_experts;         /* E: multiple of ep */
+  int topk;                /* K: 1..E */
+  int ep;                  /* expert-parallel size */
+  int tp;                  /* tensor-parallel size */
+  int max_tokens_per_rank; /* T_max: tokens a rank may bring to one call */
+  int max_rows_per_rank;   /* rows an expert rank may receive; 0 = worst case
+                              ep*tp*T_max*min(K, E/ep). A routing that needs
+                              more is COMET_ERR_ROUTING. */
+  comet_dtype_t dtype;
+  comet_activation_t activation;
+} comet_layer_config_t;
+
+#define COMET_LAYER_CONFIG_INITIALIZER \
+  { sizeof(comet_layer_config_t), 0, 0, 0, 0, 1, 1, 0, 0, COMET_DTYPE_BF16, COMET_ACT_SWIGLU }
+
+/* Checks cfg on its own and against world_size (ep*tp must equal it). */
+comet_status_t comet_config_validate(const comet_layer_config_t *cfg, int world_size);
+/* Rows of w1 per local expert (2F/tp for swiglu, F/tp otherwise). */
+int comet_config_w1_rows(const comet_layer_config_t *cfg);
+/* Row capacity of one rank's expert buffers (max_rows_per_rank or the worst case). */
+int64_t comet_config_row_capacity(const comet_layer_config_t *cfg);
+
+/* Model presets (Mixtral-8x7B, Qwen2-MoE, ...): shapes only; ep/tp/tokens
+ * are left as in the INITIALIZER for the caller to set. */
+typedef struct comet_preset {
+  const char *name;
+  int hidden, ffn, num_experts, topk;
+  comet_activation_t activation;
+} comet_preset_t;
+int comet_preset_count(void);
+const comet_preset_t *comet_preset_at(int index);
+/* NULL (and a last-error message listing the names) if unknown. */
+const comet_preset_t *comet_preset_find(const char *name);
+
+/* ---- contexts: one per rank (process + GPU) ---- */
+
+typedef struct comet_context *comet_context_t;
+
+#define COMET_UNIQUE_ID_BYTES 128
+typedef struct comet_unique_id { char internal[COMET_UNIQUE_ID_BYTES]; } comet_unique_id_t;
+
+/* Called on one rank; the id is then passed to every rank out of band. */
+comet_status_t comet_get_unique_id(comet_unique_id_t *id);
+/* Creates a context and its own NCCL communicator on cuda_device. Collective. */
+comet_status_t comet_context_create(comet_context_t *ctx, int rank, int world_size,
+                                    const comet_unique_id_t *id, int cuda_device);
+/* Adopts a caller's communicator (not destroyed with the context). */
+comet_status_t comet_context_create_from_comm(comet_context_t *ctx, struct ncclComm *comm,
+                                              int cuda_device);
+comet_status_t comet_context_destroy(comet_context_t ctx);
+int comet_context_rank(comet_context_t ctx);
+int comet_context_world_size(comet_context_t ctx);
+
+/* ---- layers: a config plus its symmetric workspace. Creation is collective
+ * and fails on every rank if the ranks' configs differ. ---- */
+
+typedef struct comet_layer *comet_layer_t;
+
+comet_status_t comet_layer_create(comet_layer_t *layer, comet_context_t ctx,
+                                  const comet_layer_config_t *cfg);
+comet_status_t comet_layer_destroy(comet_layer_t layer);
+
+/* Whole forward on this rank: out[t] = sum_k w[t,k] * expert_{ids[t,k]}(x[t]). */
+typedef struct comet_moe_args {
+  size_t size;                /* sizeof(comet_moe_args_t) */
+  int num_tokens;             /* T_r on this rank, 0..max_tokens_per_rank */
+  const void *x;              /* [T_r, H] dtype */
+  const int32_t *topk_ids;    /* [T_r, K] in [0, E) or -1 (dropped) */
+  const float *topk_weights;  /* [T_r, K] */
+  const void *w1;             /* [E/ep, w1_rows, H] dtype */
+  const void *w2;             /* [E/ep, H, F/tp] dtype */
+  void *out;                  /* [T_r, H] dtype */
+} comet_moe_args_t;
+#define COMET_MOE_ARGS_INITIALIZER { sizeof(comet_moe_args_t), 0, NULL, NULL, NULL, NULL, NULL, NULL }
+
+comet_status_t comet_moe_forward(comet_layer_t layer, const comet_moe_args_t *args,
+                                 struct CUstream_st *stream);
+
+/* Layer0, fused: dispatch this rank's token rows to the experts' ranks and
+ * compute h = act(A @ w1^T) for the rows this rank receives, in the routing
+ * plan's row order. h may be NULL: it then stays in the layer's workspace
+ * for comet_gemm_combine. The routing plan is kept in the layer. */
+typedef struct comet_dispatch_gemm_args {
+  size_t size;
+  int num_tokens;
+  const void *x;              /* [T_r, H] */
+  const int32_t *topk_ids;    /* [T_r, K] */
+  const void *w1;             /* [E/ep, w1_rows, H] */
+  void *h;                    /* [row capacity, F/tp] or NULL */
+} comet_dispatch_gemm_args_t;
+#define COMET_DISPATCH_GEMM_ARGS_INITIALIZER { sizeof(comet_dispatch_gemm_args_t), 0, NULL, NULL, NULL, NULL }
+
+/* Layer1, fused: y = h @ w2^T on this rank's rows, sent home and reduced:
+ * out[t] = sum_k sum_tp w[t,k] * y. Uses the plan of the last
+ * comet_dispatch_gemm on this layer (same topk_ids). */
+typedef struct comet_gemm_combine_args {
+  size_t size;
+  int num_tokens;
+  const int32_t *topk_ids;    /* [T_r, K], as given to comet_dispatch_gemm */
+  const float *topk_weights;  /* [T_r, K] */
+  const void *h;              /* [rows, F/tp] or NULL for the layer's workspace */
+  const void *w2;             /* [E/ep, H, F/tp] */
+  void *out;                  /* [T_r, H] */
+} comet_gemm_combine_args_t;
+#define COMET_GEMM_COMBINE_ARGS_INITIALIZER { sizeof(comet_gemm_combine_args_t), 0, NULL, NULL, NULL, NULL, NULL }
+
+comet_status_t comet_dispatch_gemm(comet_layer_t layer, const comet_dispatch_gemm_args_t *args,
+                                   struct CUstream_st *stream);
+comet_status_t comet_gemm_combine(comet_layer_t layer, const comet_gemm_combine_args_t *args,
+                                  struct CUstream_st *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COMET_H */

@@ -1,0 +1,113 @@
+/* schedule.h — tile schedules of the two grouped GEMMs, host- and
+ * device-callable pure functions of the routing plan and the tile shape.
+ *
+ * An M-tile is up to tile_m consecutive rows of one local expert. Its rows
+ * come from arrival blocks src_first..src_last (plan_core.h): a layer0 tile
+ * may start once those sources' rows have arrived.
+ *
+ * Layer0 order: M-tiles sorted by src_last (tiles of only local rows first,
+ * then in the order the peers' rows arrive), then expert, then row; each
+ * M-tile is expanded into its N-tiles (n fastest).
+ * Layer1 order: column block by column block (n slowest), every M-tile in
+ * natural (expert, row) order within a block, so whole column blocks finish
+ * early and can travel home. */
+#ifndef COMET_SCHEDULE_H
+#define COMET_SCHEDULE_H
+
+#include <stdint.h>
+
+#include "hd.h"
+
+typedef struct comet_mtile {
+  int32_t expert;    /* local expert */
+  int32_t row_begin; /* first row (global row index on this rank) */
+  int32_t rows;      /* 1..tile_m */
+  int16_t src_first; /* arrival index of the first row's source block */
+  int16_t src_last;  /* arrival index of the last row's source block */
+} comet_mtile_t;
+
+typedef struct comet_tile {
+  int32_t mtile; /* index into the M-tile list */
+  int32_t n;     /* N-tile index */
+} comet_tile_t;
+
+/* Number of M-tiles of an expert layout (expert_offset[El+1]). */
+COMET_HD int comet_sched_mtile_count(const int32_t *expert_offset, int num_local_experts,
+                                     int tile_m) {
+  int n = 0;
+  for (int el = 0; el < num_local_experts; ++el)
+    n += (expert_offset[el + 1] - expert_offset[el] + tile_m - 1) / tile_m;
+  return n;
+}
+
+/* Arrival block holding row r of expert el (block_offset[El*(W+1)]). */
+COMET_HD int comet_sched_block_of_row(const int32_t *block_offset, int world, int el, int32_t r) {
+  const int32_t *b = block_offset + el * (world + 1);
+  int j = 0;
+  while (j + 1 < world && b[j + 1] <= r) ++j;
+  return j;
+}
+
+/* Fills out[] with the M-tiles in natural (expert, row) order (layer1's
+ * order of M-tiles) and returns their count. */
+COMET_HD int comet_sched_mtiles_natural(const int32_t *block_offset, int num_local_experts,
+                                        int world, int tile_m, comet_mtile_t *out) {
+  int n = 0;
+  for (int el = 0; el < num_local_experts; ++el) {
+    const int32_t begin = block_offset[el * (world + 1)], end = block_offset[el * (world + 1) + world];
+    for (int32_t r = begin; r < end; r += tile_m) {
+      comet_mtile_t t;
+      t.expert = el;
+      t.row_begin = r;
+      t.rows = end - r < tile_m ? end - r : tile_m;
+      t.src_first = (int16_t)comet_sched_block_of_row(block_offset, world, el, r);
+      t.src_last = (int16_t)comet_sched_block_of_row(block_offset, world, el, r + t.rows - 1);
+      out[n++] = t;
+    }
+  }
+  return n;
+}
+
+/* Fills out[] with the M-tiles in layer0 order (by src_last, then expert,
+ * then row) and returns their count. A counting pass per arrival level keeps
+ * it O(W * tiles) with no sort, so one device thread can run it. */
+COMET_HD int comet_sched_mtiles_layer0(const int32_t *block_offset, int num_local_experts,
+                                       int world, int tile_m, comet_mtile_t *out) {
+  int n = 0;
+  for (int level = 0; level < world; ++level)
+    for (int el = 0; el < num_local_experts; ++el) {
+      const int32_t begin = block_offset[el * (world + 1)];
+      const int32_t end = block_offset[el * (world + 1) + world];
+      for (int32_t r = begin; r < end; r += tile_m) {
+        const int32_t rows = end - r < tile_m ? end - r : tile_m;
+        const int last = comet_sched_block_of_row(block_offset, world, el, r + rows - 1);
+        if (last != level) continue;
+        comet_mtile_t t;
+        t.expert = el;
+        t.row_begin = r;
+        t.rows = rows;
+        t.src_first = (int16_t)comet_sched_block_of_row(block_offset, world, el, r);
+        t.src_last = (int16_t)last;
+        out[n++] = t;
+      }
+    }
+  return n;
+}
+
+/* The i-th tile of layer0: M-tile i / n_tiles of the layer0 list, N-tile i % n_tiles. */
+COMET_HD comet_tile_t comet_sched_layer0_tile(int i, int n_tiles) {
+  comet_tile_t t;
+  t.mtile = i / n_tiles;
+  t.n = i % n_tiles;
+  return t;
+}
+
+/* The i-th tile of layer1: column block i / m_tiles, M-tile i % m_tiles of the natural list. */
+COMET_HD comet_tile_t comet_sched_layer1_tile(int i, int m_tiles) {
+  comet_tile_t t;
+  t.mtile = i % m_tiles;
+  t.n = i / m_tiles;
+  return t;
+}
+
+#endif /* COMET_SCHEDULE_H */
