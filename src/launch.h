@@ -24,9 +24,16 @@ typedef struct comet_rank_info {
  * (prefixed with the rank) to stderr and returns non-zero. */
 typedef int (*comet_rank_fn)(const comet_rank_info_t *info, void *arg);
 
+/* Number of CUDA devices, counted in a short-lived child process so that the
+ * caller never initializes CUDA (a process that did cannot fork CUDA users).
+ * 0 if there is no GPU or no driver. Call this, not cudaGetDeviceCount, in a
+ * process that will call comet_launch_local. */
+int comet_launch_gpu_count(void);
+
 /* Runs fn in `gpus` forked children (rank i on device i). Returns 0 if every
  * child returned 0; else kills the others and returns 1 after printing which
- * rank failed and how. timeout_s (> 0) bounds the whole run. */
+ * rank failed and how. timeout_s (> 0) bounds the whole run. The caller must
+ * not have initialized CUDA (see comet_launch_gpu_count). */
 int comet_launch_local(int gpus, double timeout_s, comet_rank_fn fn, void *arg);
 
 /* Runs fn once in this process as the rank named by RANK / WORLD_SIZE /

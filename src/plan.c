@@ -100,8 +100,9 @@ comet_status_t comet_plan_build(comet_plan_t *plan, comet_plan_dims_t d, const i
 
   comet_status_t st = COMET_OK;
   plan->dims = d;
-  plan->all_counts = calloc((size_t)W * E, sizeof(int32_t));
-  plan->ranks = calloc((size_t)W, sizeof(comet_rank_plan_t));
+  const size_t nW = (size_t)d.ep * (size_t)d.tp; /* = W, as a size */
+  plan->all_counts = calloc(nW * (size_t)E, sizeof(int32_t));
+  plan->ranks = calloc(nW, sizeof(comet_rank_plan_t));
   if (!plan->all_counts || !plan->ranks) {
     st = comet_set_error(COMET_ERR_OUT_OF_MEMORY, "plan: host allocation failed");
     goto fail;
@@ -123,8 +124,8 @@ comet_status_t comet_plan_build(comet_plan_t *plan, comet_plan_dims_t d, const i
     }
     size_t rows = (size_t)(r->rows > 0 ? r->rows : 1);
     size_t slots = (size_t)(r->num_tokens > 0 ? r->num_tokens : 1) * K * d.tp;
-    r->expert_offset = malloc(sizeof(int32_t) * (El + 1));
-    r->block_offset = malloc(sizeof(int32_t) * El * (W + 1));
+    r->expert_offset = malloc(sizeof(int32_t) * (size_t)(El + 1));
+    r->block_offset = malloc(sizeof(int32_t) * (size_t)El * (size_t)(W + 1));
     r->row_src = malloc(sizeof(int32_t) * rows);
     r->row_token = malloc(sizeof(int32_t) * rows);
     r->row_slot = malloc(sizeof(int32_t) * rows);
