@@ -1,0 +1,107 @@
+/* gemm.h — comet's Hopper grouped GEMM engine (internal, C-callable).
+ *
+ * For every group g (a local expert):
+ *     C[r, :] = epilogue( A[r, :] . B_g^T )   for r in [off[g], off[g+1])
+ * A [rows, K] holds the rows of all groups stacked, B [G, NB, K] is K-major
+ * (nn.Linear weights), C [rows, N]; off = group_offset[G+1] lives in DEVICE
+ * memory (e.g. the plan's expert_offset), so a launch needs no host sync and
+ * can be captured in a CUDA graph. Inputs bf16 or fp16, fp32 accumulation,
+ * output in the input dtype.
+ *
+ * Epilogues (applied to the fp32 accumulators, rounded once):
+ *   STORE   NB = N:  C = acc * scale[r]
+ *   SWIGLU  NB = 2N (gate rows [0,N) then up rows [N,2N) of each B_g):
+ *           C[:, j] = silu(acc_gate[:, j]) * acc_up[:, j] * scale[r]
+ *   scale[r] = row_scale[r] when row_scale is given, else 1.
+ *
+ * Alignment: N and K multiples of 8 (16-byte rows), a/b/c 16-byte aligned;
+ * rows and group sizes arbitrary (0 allowed). Rows past off[G] are never
+ * written. Kernel: TMA + wgmma (sm_90a), 1 producer + 2 consumer
+ * warpgroups, persistent grid over all groups' tiles; see docs/gemm.md.
+ *
+ * Hooks (for the fused dispatch+GEMM and GEMM+combine kernels):
+ *   mtiles      optional device list of M-tiles (schedule.h, built with
+ *               tile_m <= COMET_GEMM_TILE_M) and its device count
+ *               *mtile_count; tiles run in `order` over (list index, N-tile).
+ *               Without a list, M-tiles are the natural (expert, row) ones.
+ *   wait_flags  (needs mtiles) before loading the A rows of an M-tile the
+ *               producer spins (ld.acquire.sys) until
+ *               wait_flags[mt.expert * wait_stride + j] >= wait_value for
+ *               every j in [mt.src_first, mt.src_last].
+ *   publish_flags  after a tile's output is stored and visible, one thread
+ *               release-stores (st.release.sys) publish_value at
+ *               publish_flags[mtile_index * n_tiles + n_tile], mtile_index =
+ *               position in the list (or natural M-tile index), n_tiles =
+ *               ceil(N / tile_n) (comet_gemm_tile_shape()).
+ *   With no hook set, a kernel without any hook code runs. */
+#ifndef COMET_KERNELS_GEMM_H
+#define COMET_KERNELS_GEMM_H
+
+#include <stdint.h>
+
+#include "comet.h"
+#include "schedule.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { COMET_GEMM_TILE_M = 128, COMET_GEMM_MAX_GROUPS = 1024 };
+
+typedef enum comet_gemm_epilogue {
+  COMET_GEMM_EPI_STORE = 0,
+  COMET_GEMM_EPI_SWIGLU = 1
+} comet_gemm_epilogue_t;
+
+/* Tile shape (output tile; SWIGLU reads twice as many B rows). */
+typedef enum comet_gemm_tile {
+  COMET_GEMM_TILE_AUTO = 0, /* chosen from N, rows and the SM count */
+  COMET_GEMM_TILE_WIDE = 1, /* 128 x 256 (SWIGLU: 128 x 128 output) */
+  COMET_GEMM_TILE_NARROW = 2 /* 128 x 128 (SWIGLU: 128 x 64 output) */
+} comet_gemm_tile_t;
+
+/* Order of the tile list (with mtiles): LAYER0 = N-tile fastest (i -> list
+ * i / n_tiles, N-tile i % n_tiles), LAYER1 = N-tile slowest (column block by
+ * column block), as schedule.h's comet_sched_layer{0,1}_tile. */
+typedef enum comet_gemm_order {
+  COMET_GEMM_ORDER_LAYER0 = 0,
+  COMET_GEMM_ORDER_LAYER1 = 1
+} comet_gemm_order_t;
+
+typedef struct comet_gemm_params {
+  comet_dtype_t dtype;            /* BF16 or FP16 */
+  int groups;                     /* G >= 1 (<= COMET_GEMM_MAX_GROUPS without mtiles) */
+  int n;                          /* N: output columns, multiple of 8 */
+  int k;                          /* K, multiple of 8 */
+  int64_t max_rows;               /* row capacity of a, c and row_scale (>= off[G]) */
+  const void *a;                  /* [max_rows, k] */
+  const void *b;                  /* [groups, NB, k], NB = n (STORE) or 2n (SWIGLU) */
+  void *c;                        /* [max_rows, n] */
+  const int32_t *group_offset;    /* device [groups + 1], non-decreasing, off[0] >= 0 */
+  comet_gemm_epilogue_t epilogue;
+  const float *row_scale;         /* optional device [max_rows] */
+  comet_gemm_tile_t tile;         /* AUTO unless tuning */
+  int num_ctas;                   /* 0: one per SM; else at most this many CTAs */
+  /* hooks; all NULL = off */
+  const comet_mtile_t *mtiles;    /* device list */
+  const int32_t *mtile_count;     /* device scalar, with mtiles */
+  comet_gemm_order_t order;
+  const uint32_t *wait_flags;
+  int wait_stride;                /* flags per expert */
+  uint32_t wait_value;
+  uint32_t *publish_flags;
+  uint32_t publish_value;
+} comet_gemm_params_t;
+
+/* The output tile (rows, columns) a launch with these params uses: callers
+ * build their M-tile lists with tile_m and size publish flags with
+ * ceil(n / tile_n). Validates the params. */
+comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, int *tile_m, int *tile_n);
+
+/* Launches the grouped GEMM on `stream` (asynchronous; capturable). */
+comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struct CUstream_st *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* COMET_KERNELS_GEMM_H */

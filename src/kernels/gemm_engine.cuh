@@ -1,0 +1,417 @@
+/* gemm_engine.cuh — the device side of the grouped GEMM (gemm.h): one
+ * persistent CTA = 1 producer warpgroup (TMA loads into a ring of STAGES
+ * shared-memory stages, guarded by full/empty mbarriers) + 2 consumer
+ * warpgroups (wgmma m64nBNk16, 64 rows each; epilogue through a swizzled
+ * shared staging tile and TMA stores, or row-checked 16-byte stores for a
+ * tile that crosses its group's end). gemm_engine_run() is the whole body,
+ * callable from a fused kernel that hands it a CTA index and count.
+ *
+ * Reading order: Cfg (tile constants and the shared-memory map), the tile
+ * scheduler, the producer, the consumer and its epilogue, gemm_engine_run. */
+#ifndef COMET_GEMM_ENGINE_CUH
+#define COMET_GEMM_ENGINE_CUH
+
+#include <cuda.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "kernels/gemm.h"
+#include "kernels/ptx.cuh"
+#include "kernels/ptx_wgmma.cuh"
+
+namespace comet_gemm {
+
+constexpr int kBM = 128;         /* rows of a tile (2 consumer warpgroups x 64) */
+constexpr int kBK = 64;          /* K per stage: one 128-byte swizzle row of bf16 */
+constexpr int kThreads = 384;    /* producer WG + 2 consumer WGs */
+constexpr int kBand = 8;         /* M-tiles per raster band (L2 reuse of B tiles) */
+constexpr int kProducerRegs = 40, kConsumerRegs = 232; /* 128*40 + 256*232 <= 64K */
+constexpr int kSlabBytes = 64 * 64 * 2; /* staging: 64 rows x 64 columns, 128B-swizzled */
+
+/* Kernel arguments besides the tensor maps (by value, __grid_constant__). */
+struct Args {
+  const int32_t *group_offset;
+  const float *row_scale;
+  const comet_mtile_t *mtiles;
+  const int32_t *mtile_count;
+  const uint32_t *wait_flags;
+  uint32_t *publish_flags;
+  void *c;
+  int groups, n, k, n_tiles, wait_stride, order;
+  uint32_t wait_value, publish_value;
+};
+
+/* kBN: B rows per stage = wgmma N; kSwiglu: output tile is kBN/2 wide
+ * (gate half, up half); kHooks: compiles the hook code in. */
+template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_>
+struct Cfg {
+  static constexpr int kBN = kBN_;
+  static constexpr bool kSwiglu = kSwiglu_, kHooks = kHooks_, kFp16 = kFp16_;
+  static constexpr int kOutN = kSwiglu ? kBN / 2 : kBN;
+  static constexpr int kStages = kBN == 256 ? 3 : 5;
+  static constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2;
+  static constexpr int kStageBytes = kABytes + kBBytes;
+  static constexpr int kSlabs = kOutN / 64;               /* per consumer warpgroup */
+  static constexpr int kStagingBytes = 2 * kSlabs * kSlabBytes;
+  /* shared memory map (from a 1024-aligned base) */
+  static constexpr int kOffA = 0;
+  static constexpr int kOffB = kOffA + kStages * kABytes;
+  static constexpr int kOffC = kOffB + kStages * kBBytes;
+  static constexpr int kOffBar = kOffC + kStagingBytes;     /* full[S], empty[S] */
+  static constexpr int kOffTab = kOffBar + 2 * kStages * 8; /* row_off[G+1], mstart[G+1] */
+  static constexpr int kSmemBytes = kOffTab + 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4 + 1024;
+  static_assert(kSmemBytes <= 232448, "shared memory over the sm_90 limit");
+  static_assert(kOutN % 64 == 0, "output tile must be whole 64-column slabs");
+};
+
+struct Tile {
+  int group, row0, row_end, n, mtile, src_first, src_last;
+};
+
+/* ---- tile scheduler: linear tile index -> (group, rows, N-tile) ---- */
+
+/* Without a list: the CTA's table mstart[g] = M-tiles before group g; tile t
+ * is M-tile q = t / n_tiles of the flattened list, and inside a group the
+ * tiles run in bands of kBand M-tiles, M fastest, so CTAs running at the
+ * same time share B tiles in L2. */
+__device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
+                                              const int *mstart, int t) {
+  const int q = t / a.n_tiles;
+  int lo = 0, hi = a.groups; /* largest g with mstart[g] <= q (mstart[G] > q) */
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) >> 1;
+    if (mstart[mid] <= q) lo = mid; else hi = mid;
+  }
+  const int g = lo, mt = mstart[g + 1] - mstart[g];
+  const int l = t - mstart[g] * a.n_tiles;
+  const int band = l / (kBand * a.n_tiles), first = band * kBand;
+  const int bm = min(kBand, mt - first), rem = l - first * a.n_tiles;
+  const int m = first + rem % bm;
+  Tile tl;
+  tl.group = g;
+  tl.row0 = row_off[g] + m * kBM;
+  tl.row_end = row_off[g + 1];
+  tl.n = rem / bm;
+  tl.mtile = mstart[g] + m;
+  tl.src_first = tl.src_last = 0;
+  return tl;
+}
+
+__device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
+  const int li = a.order == COMET_GEMM_ORDER_LAYER1 ? t % count : t / a.n_tiles;
+  const comet_mtile_t mt = a.mtiles[li];
+  Tile tl;
+  tl.group = mt.expert;
+  tl.row0 = mt.row_begin;
+  tl.row_end = mt.row_begin + mt.rows;
+  tl.n = a.order == COMET_GEMM_ORDER_LAYER1 ? t / count : t % a.n_tiles;
+  tl.mtile = li;
+  tl.src_first = mt.src_first;
+  tl.src_last = mt.src_last;
+  return tl;
+}
+
+template <class C>
+__device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, const int *mstart,
+                                           int count, int t) {
+  if constexpr (C::kHooks)
+    if (a.mtiles) return sched_list(a, count, t);
+  return sched_natural(a, row_off, mstart, t);
+}
+
+/* ---- hooks ---- */
+
+/* Producer: spin until the M-tile's source blocks have arrived (acquire),
+ * then order those generic-proxy writes before our TMA (async-proxy) loads. */
+__device__ __forceinline__ void wait_rows(const Args &a, const Tile &tl) {
+  for (int j = tl.src_first; j <= tl.src_last; ++j) {
+    const uint32_t *f = a.wait_flags + (int64_t)tl.group * a.wait_stride + j;
+#if COMET_DEBUG_WAITS
+    const long long t0 = clock64();
+#endif
+    while ((int32_t)(ld_acquire_sys_u32(f) - a.wait_value) < 0) {
+#if COMET_DEBUG_WAITS
+      if (clock64() - t0 > (1ll << 35)) {
+        printf("comet gemm: CTA %d timed out waiting on wait_flags[%d * %d + %d] (expert %d, "
+               "source block %d): %u, wanted >= %u\n",
+               (int)blockIdx.x, tl.group, a.wait_stride, j, tl.group, j, *f, a.wait_value);
+        __trap();
+      }
+#endif
+    }
+  }
+  fence_proxy_async_global();
+}
+
+/* ---- producer: one thread issues every TMA load of this CTA's tiles ---- */
+
+template <class C>
+__device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
+                                        const CUtensorMap *tm_b, uint8_t *smem, uint64_t *full,
+                                        uint64_t *empty, const int *row_off, const int *mstart,
+                                        int total, int count, int cta, int ncta) {
+  const int k_iters = (a.k + kBK - 1) / kBK;
+  const int nb_half = C::kBN / 2; /* each B stage = two TMA boxes of kBN/2 rows */
+  int stage = 0;
+  uint32_t phase = 0;
+  for (int t = cta; t < total; t += ncta) {
+    const Tile tl = sched_tile<C>(a, row_off, mstart, count, t);
+    if constexpr (C::kHooks)
+      if (a.wait_flags) wait_rows(a, tl);
+    int b_row0, b_row1;
+    if constexpr (C::kSwiglu) {
+      b_row0 = tl.n * C::kOutN;
+      b_row1 = a.n + b_row0;
+    } else {
+      b_row0 = tl.n * C::kBN;
+      b_row1 = b_row0 + nb_half;
+    }
+    for (int kb = 0; kb < k_iters; ++kb) {
+      mbar_wait(&empty[stage], phase ^ 1);
+      mbar_arrive_expect_tx(&full[stage], C::kStageBytes);
+      uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
+      uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
+      tma_load_2d(sa, tm_a, &full[stage], kb * kBK, tl.row0);
+      tma_load_3d(sb, tm_b, &full[stage], kb * kBK, b_row0, tl.group);
+      tma_load_3d(sb + nb_half * 128, tm_b, &full[stage], kb * kBK, b_row1, tl.group);
+      if (++stage == C::kStages) { stage = 0; phase ^= 1; }
+    }
+  }
+}
+
+/* ---- consumer ---- */
+
+template <class C>
+__device__ __forceinline__ void mma_stage(float (&acc)[C::kBN / 2], uint32_t sa, uint32_t sb,
+                                          bool first) {
+  wgmma_fence();
+#pragma unroll
+  for (int k = 0; k < kBK / 16; ++k) {
+    const uint64_t da = wgmma_desc_sw128(sa + k * 32), db = wgmma_desc_sw128(sb + k * 32);
+    const int scale_d = (first && k == 0) ? 0 : 1;
+    if constexpr (C::kBN == 256) {
+      if constexpr (C::kFp16) wgmma_m64n256k16_f16(acc, da, db, scale_d);
+      else wgmma_m64n256k16_bf16(acc, da, db, scale_d);
+    } else {
+      if constexpr (C::kFp16) wgmma_m64n128k16_f16(acc, da, db, scale_d);
+      else wgmma_m64n128k16_bf16(acc, da, db, scale_d);
+    }
+  }
+  wgmma_commit();
+}
+
+__device__ __forceinline__ uint32_t pack2(float x, float y, bool fp16) {
+  uint32_t u;
+  if (fp16) {
+    __half2 h = __floats2half2_rn(x, y);
+    u = *reinterpret_cast<uint32_t *>(&h);
+  } else {
+    __nv_bfloat162 h = __floats2bfloat162_rn(x, y);
+    u = *reinterpret_cast<uint32_t *>(&h);
+  }
+  return u;
+}
+
+__device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g)); }
+
+/* Byte offset of (row r < 64, column c < kOutN) in a warpgroup's staging
+ * area: 64-column slabs of 64 rows x 128 bytes, 16-byte chunks XOR-swizzled
+ * by row (the TMA 128B swizzle, so the tensor-map store reads it directly;
+ * also free of bank conflicts for the fragment writes). */
+__device__ __forceinline__ int staging_off(int r, int c) {
+  const int cc = c & 63;
+  return (c >> 6) * kSlabBytes + r * 128 + ((((cc >> 3) ^ (r & 7))) << 4) + (cc & 7) * 2;
+}
+
+/* Writes this warpgroup's 64 x kOutN results to global memory. */
+template <class C>
+__device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
+                                         const float (&acc)[C::kBN / 2], uint8_t *stg,
+                                         const Tile &tl, int cw, int ctid) {
+  const int warp = ctid >> 5, lane = ctid & 31;
+  const int wrow0 = tl.row0 + cw * 64; /* first row of this warpgroup */
+  const int n0 = tl.n * C::kOutN;
+  /* the previous tile's TMA store must have read the staging area */
+  if (ctid == 0) bulk_wait_read_all();
+  named_bar_sync(1 + cw, 128);
+
+  float scale[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = wrow0 + warp * 16 + (lane >> 2) + 8 * h;
+    scale[h] = 1.0f;
+    if (a.row_scale) scale[h] = row < tl.row_end ? a.row_scale[row] : 0.0f;
+  }
+  /* D fragment of m64nNk16: register i holds row warp*16 + lane/4 + 8*((i/2)%2),
+   * column (i/4)*8 + (lane%4)*2 + i%2. Column block j (8 columns) lands in
+   * slab j/8, 16-byte chunk (j%8) ^ (row%8) (row%8 = (lane/4)%8 for both
+   * row halves): 8 base addresses, the rest are immediates. */
+  const uint32_t stg_row = smem_u32(stg) + (warp * 16 + (lane >> 2)) * 128 + (lane & 3) * 4;
+  const int x = (lane >> 2) & 7;
+#pragma unroll
+  for (int jj = 0; jj < 8; ++jj) {
+    const uint32_t base = stg_row + ((jj ^ x) << 4);
+#pragma unroll
+    for (int slab = 0; slab < C::kSlabs; ++slab) {
+      const int j = slab * 8 + jj;
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int i = j * 4 + h * 2;
+        float v0, v1;
+        if constexpr (C::kSwiglu) {
+          v0 = silu(acc[i]) * acc[i + C::kBN / 4];
+          v1 = silu(acc[i + 1]) * acc[i + 1 + C::kBN / 4];
+        } else {
+          v0 = acc[i];
+          v1 = acc[i + 1];
+        }
+        st_shared_u32(base + slab * kSlabBytes + h * 1024,
+                      pack2(v0 * scale[h], v1 * scale[h], C::kFp16));
+      }
+    }
+  }
+  fence_proxy_async_shared();
+  named_bar_sync(1 + cw, 128);
+
+  if (wrow0 + 64 <= tl.row_end) { /* whole half-tile inside the group: TMA store */
+    if (ctid == 0) {
+#pragma unroll
+      for (int s = 0; s < C::kSlabs; ++s)
+        if (n0 + s * 64 < a.n) tma_store_2d(tm_c, stg + s * kSlabBytes, n0 + s * 64, wrow0);
+      bulk_commit();
+    }
+  } else { /* ragged: rows past the group's end belong to the next group */
+    const int rows = min(64, tl.row_end - wrow0);
+    constexpr int kChunks = C::kOutN / 8; /* 16-byte chunks per row */
+    for (int idx = ctid; idx < rows * kChunks; idx += 128) {
+      const int r = idx / kChunks, ch = idx % kChunks, col = n0 + ch * 8;
+      if (col < a.n) {
+        const uint4 v = *reinterpret_cast<const uint4 *>(stg + staging_off(r, ch * 8));
+        uint8_t *dst = (uint8_t *)a.c + ((int64_t)(wrow0 + r) * a.n + col) * 2;
+        *reinterpret_cast<uint4 *>(dst) = v;
+      }
+    }
+  }
+}
+
+/* After both halves of a tile are stored: make them visible, then one
+ * thread release-stores the tile's flag. */
+template <class C>
+__device__ __forceinline__ void publish(const Args &a, const Tile &tl, int ctid) {
+  if (ctid == 0) {
+    bulk_wait_all();            /* this warpgroup's TMA stores are complete */
+    fence_proxy_async_global(); /* ... and ordered before generic accesses */
+  }
+  named_bar_sync(3, 256);
+  if (threadIdx.x == 128) {
+    __threadfence_system();
+    st_release_sys_u32(a.publish_flags + (int64_t)tl.mtile * a.n_tiles + tl.n, a.publish_value);
+  }
+}
+
+template <class C>
+__device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, uint8_t *smem,
+                                        uint64_t *full, uint64_t *empty, const int *row_off,
+                                        const int *mstart, int total, int count, int cta,
+                                        int ncta) {
+  const int cw = threadIdx.x / 128 - 1, ctid = threadIdx.x % 128;
+  const int k_iters = (a.k + kBK - 1) / kBK;
+  uint8_t *stg = smem + C::kOffC + cw * C::kSlabs * kSlabBytes;
+  const uint32_t sa0 = smem_u32(smem + C::kOffA) + cw * 64 * 128; /* this WG's 64 rows */
+  const uint32_t sb0 = smem_u32(smem + C::kOffB);
+  float acc[C::kBN / 2];
+  int stage = 0;
+  uint32_t phase = 0;
+  for (int t = cta; t < total; t += ncta) {
+    const Tile tl = sched_tile<C>(a, row_off, mstart, count, t);
+    int prev = 0;
+    for (int kb = 0; kb < k_iters; ++kb) {
+      mbar_wait(&full[stage], phase);
+      mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == 0);
+      if (kb > 0) { /* the previous stage's wgmma is done: hand its slot back */
+        wgmma_wait<1>();
+        if (ctid == 0) mbar_arrive(&empty[prev]);
+      }
+      prev = stage;
+      if (++stage == C::kStages) { stage = 0; phase ^= 1; }
+    }
+    wgmma_wait<0>();
+    if (ctid == 0) mbar_arrive(&empty[prev]);
+    epilogue<C>(a, tm_c, acc, stg, tl, cw, ctid);
+    if constexpr (C::kHooks)
+      if (a.publish_flags) publish<C>(a, tl, ctid);
+  }
+  if (ctid == 0) bulk_wait_all();
+}
+
+/* Builds the CTA's group tables (natural schedule): row_off[g] = off[g],
+ * mstart[g] = M-tiles before group g; returns the tile count. */
+__device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *mstart) {
+  for (int i = threadIdx.x; i <= a.groups; i += blockDim.x) row_off[i] = a.group_offset[i];
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    int running = 0;
+    for (int base = 0; base < a.groups; base += 32) {
+      const int g = base + lane;
+      int mt = 0;
+      if (g < a.groups) mt = (max(row_off[g + 1] - row_off[g], 0) + kBM - 1) / kBM;
+      int incl = mt;
+#pragma unroll
+      for (int d = 1; d < 32; d <<= 1) {
+        const int v = __shfl_up_sync(0xffffffffu, incl, d);
+        if (lane >= d) incl += v;
+      }
+      if (g < a.groups) mstart[g] = running + incl - mt;
+      running += __shfl_sync(0xffffffffu, incl, 31);
+    }
+    if (lane == 0) mstart[a.groups] = running;
+  }
+}
+
+/* The whole CTA body. smem: C::kSmemBytes of dynamic shared memory. */
+template <class C>
+__device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap *tm_a,
+                                                const CUtensorMap *tm_b,
+                                                const CUtensorMap *tm_c, uint8_t *smem_raw,
+                                                int cta, int ncta) {
+  uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+  uint64_t *full = (uint64_t *)(smem + C::kOffBar), *empty = full + C::kStages;
+  int *row_off = (int *)(smem + C::kOffTab), *mstart = row_off + COMET_GEMM_MAX_GROUPS + 1;
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < C::kStages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], 2); /* one arrival per consumer warpgroup */
+    }
+    fence_mbar_init();
+    tma_prefetch_desc(tm_a);
+    tma_prefetch_desc(tm_b);
+    tma_prefetch_desc(tm_c);
+  }
+  int total, count = 0;
+  bool listed = false;
+  if constexpr (C::kHooks) listed = a.mtiles != nullptr;
+  if (listed) {
+    count = *a.mtile_count;
+    total = count * a.n_tiles;
+  } else {
+    build_tables(a, row_off, mstart);
+  }
+  __syncthreads();
+  if (!listed) total = mstart[a.groups] * a.n_tiles;
+
+  if (threadIdx.x < 128) {
+    setmaxnreg_dec<kProducerRegs>();
+    if (threadIdx.x == 0)
+      produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, total, count, cta, ncta);
+  } else {
+    setmaxnreg_inc<kConsumerRegs>();
+    consume<C>(a, tm_c, smem, full, empty, row_off, mstart, total, count, cta, ncta);
+  }
+}
+
+} /* namespace comet_gemm */
+
+#endif /* COMET_GEMM_ENGINE_CUH */

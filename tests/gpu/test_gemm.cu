@@ -1,0 +1,349 @@
+/* test_gemm.cu — the grouped GEMM engine (src/kernels/gemm.h) against the
+ * CPU reference (src/ref/ref_gemm.c): ragged groups (0, 1, 127, 128, 129
+ * rows), N and K off the tile grid, both dtypes, both tile shapes, every
+ * epilogue, row scales, the hooks (an M-tile list in both orders; wait
+ * flags released by the host after a delay while the A rows are still NaN;
+ * publish flags), and argument errors. Fresh random data per case, output
+ * poisoned with NaN before each launch; rows past the last group must stay
+ * poisoned. `--quick`: a few small cases (for compute-sanitizer). */
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <vector>
+
+#include "kernels/gemm.h"
+#include "ref/convert.h"
+#include "ref/ref_gemm.h"
+#include "test_util.h"
+
+#define CUDA_OK(x)                                                                    \
+  do {                                                                                \
+    cudaError_t e_ = (x);                                                             \
+    if (e_ != cudaSuccess) {                                                          \
+      fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      exit(1);                                                                        \
+    }                                                                                 \
+  } while (0)
+
+static uint64_t g_rng;
+
+struct Case {
+  comet_dtype_t dt;
+  comet_gemm_epilogue_t epi;
+  comet_gemm_tile_t tile;
+  int n, k;
+  std::vector<int> sizes; /* rows per group */
+  int extra_rows;         /* capacity past the last group (must stay poisoned) */
+  bool scale;
+  const char *name;
+};
+
+static void fill_random(std::vector<uint16_t> &v, comet_dtype_t dt, float lo, float hi) {
+  for (auto &x : v) {
+    const float f = test_rand_uniform(&g_rng, lo, hi);
+    x = dt == COMET_DTYPE_FP16 ? comet_f32_to_fp16(f) : comet_f32_to_bf16(f);
+  }
+}
+
+/* Compares the GPU output with the reference over the groups' rows and
+ * checks that rows [rows, cap) are still the poison pattern. */
+static void compare(const Case &c, const std::vector<uint16_t> &got, const std::vector<float> &ref,
+                    int rows, int cap) {
+  double num = 0, den = 0, maxerr = 0, maxref = 0;
+  long nan_count = 0;
+  for (size_t i = 0; i < (size_t)rows * c.n; ++i) {
+    const float o = comet_load_f32(got.data(), i, c.dt), r = ref[i];
+    if (isnan(o)) { nan_count++; continue; }
+    num += (double)(o - r) * (o - r);
+    den += (double)r * r;
+    maxerr = fmax(maxerr, fabs(o - r));
+    maxref = fmax(maxref, fabs(r));
+  }
+  const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+  const double tol = c.dt == COMET_DTYPE_FP16 ? 2e-3 : 1e-2;
+  long untouched_bad = 0;
+  for (size_t i = (size_t)rows * c.n; i < (size_t)cap * c.n; ++i)
+    if (got[i] != 0xFFFF) untouched_bad++;
+  printf("  %-34s rows %5d n %5d k %5d: rel %.2e maxerr %.3g (max|ref| %.3g)%s\n", c.name, rows,
+         c.n, c.k, rel, maxerr, maxref, nan_count ? "  NaN!" : "");
+  CHECK_MSG(nan_count == 0, "%s: %ld unwritten/NaN outputs", c.name, nan_count);
+  CHECK_MSG(rel < tol, "%s: relative error %.3e >= %.1e", c.name, rel, tol);
+  CHECK_MSG(maxerr <= 0.03 * maxref + 1e-3, "%s: max abs error %.3g vs max|ref| %.3g", c.name,
+            maxerr, maxref);
+  CHECK_MSG(untouched_bad == 0, "%s: %ld elements past the last group were written", c.name,
+            untouched_bad);
+}
+
+static void run_case(const Case &c) {
+  const int G = (int)c.sizes.size();
+  std::vector<int32_t> off(G + 1, 0);
+  for (int g = 0; g < G; ++g) off[g + 1] = off[g] + c.sizes[g];
+  const int rows = off[G], cap = rows + c.extra_rows;
+  const int nb = c.epi == COMET_GEMM_EPI_SWIGLU ? 2 * c.n : c.n;
+  std::vector<uint16_t> a((size_t)cap * c.k), b((size_t)G * nb * c.k), out((size_t)cap * c.n);
+  fill_random(a, c.dt, -1.f, 1.f);
+  fill_random(b, c.dt, -1.f, 1.f);
+  std::vector<float> scale(cap), ref((size_t)cap * c.n, 0.f);
+  for (auto &s : scale) s = test_rand_uniform(&g_rng, 0.1f, 1.f);
+
+  void *da, *db, *dc;
+  int32_t *doff;
+  float *dscale;
+  CUDA_OK(cudaMalloc(&da, a.size() * 2 + 16));
+  CUDA_OK(cudaMalloc(&db, b.size() * 2 + 16));
+  CUDA_OK(cudaMalloc(&dc, out.size() * 2 + 16));
+  CUDA_OK(cudaMalloc(&doff, (G + 1) * 4));
+  CUDA_OK(cudaMalloc(&dscale, cap * 4 + 4));
+  CUDA_OK(cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(doff, off.data(), (G + 1) * 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dscale, scale.data(), cap * 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(dc, 0xFF, out.size() * 2)); /* NaN in bf16 and fp16 */
+
+  comet_gemm_params_t p;
+  memset(&p, 0, sizeof p);
+  p.dtype = c.dt;
+  p.groups = G;
+  p.n = c.n;
+  p.k = c.k;
+  p.max_rows = cap;
+  p.a = da;
+  p.b = db;
+  p.c = dc;
+  p.group_offset = doff;
+  p.epilogue = c.epi;
+  p.row_scale = c.scale ? dscale : NULL;
+  p.tile = c.tile;
+  CHECK_OK(comet_gemm_grouped(&p, 0));
+  CUDA_OK(cudaDeviceSynchronize());
+  CUDA_OK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));
+  CHECK_OK(comet_ref_gemm_grouped(c.dt, G, c.n, c.k, off.data(), a.data(), b.data(),
+                                  c.epi == COMET_GEMM_EPI_SWIGLU, c.scale ? scale.data() : NULL,
+                                  ref.data()));
+  compare(c, out, ref, rows, cap);
+  cudaFree(da);
+  cudaFree(db);
+  cudaFree(dc);
+  cudaFree(doff);
+  cudaFree(dscale);
+}
+
+static int rand_mult8(int lo, int hi) { return test_rand_int(&g_rng, lo / 8, hi / 8) * 8; }
+
+/* The hooks: G experts whose rows come from W source blocks each
+ * (plan_core.h layout); the tiles run from the layer0 M-tile list and wait
+ * on wait_flags[e * W + j]. A starts as NaN on the device; the host copies
+ * each level's blocks in and releases their flags after a delay, so a tile
+ * that loads before its flag reads NaN. Every tile publishes its flag. */
+static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
+  const int G = 4, W = 3, n = rand_mult8(136, 520), k = rand_mult8(64, 400);
+  const int counts[] = {0, 1, 50, 127, 128, 129, 200};
+  std::vector<int32_t> block_off(G * (W + 1)), off(G + 1);
+  int row = 0;
+  for (int e = 0; e < G; ++e) {
+    off[e] = row;
+    for (int j = 0; j < W; ++j) {
+      block_off[e * (W + 1) + j] = row;
+      row += counts[test_rand_int(&g_rng, 0, 6)];
+    }
+    block_off[e * (W + 1) + W] = row;
+  }
+  off[G] = row;
+  const int rows = row, cap = rows + 5;
+  std::vector<comet_mtile_t> mt(rows / 1 + G * W + 1);
+  const int count = layer1 ? comet_sched_mtiles_natural(block_off.data(), G, W, COMET_GEMM_TILE_M, mt.data())
+                           : comet_sched_mtiles_layer0(block_off.data(), G, W, COMET_GEMM_TILE_M, mt.data());
+
+  std::vector<uint16_t> a((size_t)cap * k), b((size_t)G * n * k), out((size_t)cap * n);
+  fill_random(a, dt, -1.f, 1.f);
+  fill_random(b, dt, -1.f, 1.f);
+  uint16_t *ha;
+  CUDA_OK(cudaHostAlloc((void **)&ha, a.size() * 2, cudaHostAllocDefault));
+  memcpy(ha, a.data(), a.size() * 2);
+  void *da, *db, *dc;
+  int32_t *doff, *dcount;
+  comet_mtile_t *dmt;
+  uint32_t *hflags, *dflags, *dpub;
+  CUDA_OK(cudaMalloc(&da, a.size() * 2));
+  CUDA_OK(cudaMalloc(&db, b.size() * 2));
+  CUDA_OK(cudaMalloc(&dc, out.size() * 2));
+  CUDA_OK(cudaMalloc(&doff, (G + 1) * 4));
+  CUDA_OK(cudaMalloc(&dcount, 4));
+  CUDA_OK(cudaMalloc(&dmt, mt.size() * sizeof(comet_mtile_t)));
+  CUDA_OK(cudaHostAlloc((void **)&hflags, G * W * 4, cudaHostAllocMapped));
+  CUDA_OK(cudaHostGetDevicePointer((void **)&dflags, hflags, 0));
+  for (int i = 0; i < G * W; ++i) hflags[i] = 6; /* epoch 6 done; this run waits for 7 */
+  CUDA_OK(cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(doff, off.data(), (G + 1) * 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dcount, &count, 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dmt, mt.data(), count * sizeof(comet_mtile_t), cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(dc, 0xFF, out.size() * 2));
+  if (wait) CUDA_OK(cudaMemset(da, 0xFF, a.size() * 2));
+  else CUDA_OK(cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice));
+
+  comet_gemm_params_t p;
+  memset(&p, 0, sizeof p);
+  p.dtype = dt;
+  p.groups = G;
+  p.n = n;
+  p.k = k;
+  p.max_rows = cap;
+  p.a = da;
+  p.b = db;
+  p.c = dc;
+  p.group_offset = doff;
+  p.epilogue = COMET_GEMM_EPI_STORE;
+  p.mtiles = dmt;
+  p.mtile_count = dcount;
+  p.order = layer1 ? COMET_GEMM_ORDER_LAYER1 : COMET_GEMM_ORDER_LAYER0;
+  if (wait) {
+    p.wait_flags = dflags;
+    p.wait_stride = W;
+    p.wait_value = 7;
+  }
+  int tile_m = 0, tile_n = 0;
+  CHECK_OK(comet_gemm_tile_shape(&p, &tile_m, &tile_n));
+  const int n_tiles = (n + tile_n - 1) / tile_n, n_flags = count * n_tiles;
+  CUDA_OK(cudaMalloc(&dpub, (n_flags + 8) * 4));
+  CUDA_OK(cudaMemset(dpub, 0, (n_flags + 8) * 4));
+  p.publish_flags = dpub;
+  p.publish_value = 0x5EED;
+
+  cudaStream_t s1, s2;
+  CUDA_OK(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking));
+  CUDA_OK(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking));
+  CHECK_OK(comet_gemm_grouped(&p, s1));
+  if (wait) { /* arrive level by level, as peers' rows would */
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    if (rows > 0) CHECK_MSG(cudaStreamQuery(s1) == cudaErrorNotReady, "the GEMM finished before its rows arrived");
+    for (int j = 0; j < W; ++j) {
+      for (int e = 0; e < G; ++e) {
+        const int r0 = block_off[e * (W + 1) + j], r1 = block_off[e * (W + 1) + j + 1];
+        if (r1 > r0)
+          CUDA_OK(cudaMemcpyAsync((uint16_t *)da + (size_t)r0 * k, ha + (size_t)r0 * k,
+                                  (size_t)(r1 - r0) * k * 2, cudaMemcpyHostToDevice, s2));
+      }
+      CUDA_OK(cudaStreamSynchronize(s2));
+      for (int e = 0; e < G; ++e) __atomic_store_n(&hflags[e * W + j], 7u, __ATOMIC_RELEASE);
+      ts.tv_nsec = 2 * 1000 * 1000;
+      nanosleep(&ts, NULL);
+    }
+  }
+  CUDA_OK(cudaStreamSynchronize(s1));
+  CUDA_OK(cudaGetLastError());
+  CUDA_OK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));
+  std::vector<uint32_t> pub(n_flags + 8);
+  CUDA_OK(cudaMemcpy(pub.data(), dpub, pub.size() * 4, cudaMemcpyDeviceToHost));
+  std::vector<float> ref((size_t)cap * n, 0.f);
+  CHECK_OK(comet_ref_gemm_grouped(dt, G, n, k, off.data(), a.data(), b.data(), 0, NULL, ref.data()));
+  Case c = {dt, COMET_GEMM_EPI_STORE, COMET_GEMM_TILE_AUTO, n, k, {}, 5, false,
+            layer1 ? (wait ? "hooks layer1 wait+publish" : "hooks layer1 list+publish")
+                   : (wait ? "hooks layer0 wait+publish" : "hooks layer0 list+publish")};
+  compare(c, out, ref, rows, cap);
+  int bad = 0;
+  for (int i = 0; i < n_flags; ++i) bad += pub[i] != 0x5EED;
+  for (int i = n_flags; i < n_flags + 8; ++i) bad += pub[i] != 0;
+  CHECK_MSG(bad == 0, "%d publish flags wrong (of %d, %d M-tiles x %d N-tiles)", bad, n_flags, count,
+            n_tiles);
+  cudaStreamDestroy(s1);
+  cudaStreamDestroy(s2);
+  cudaFree(da);
+  cudaFree(db);
+  cudaFree(dc);
+  cudaFree(doff);
+  cudaFree(dcount);
+  cudaFree(dmt);
+  cudaFree(dpub);
+  cudaFreeHost(hflags);
+  cudaFreeHost(ha);
+}
+
+static void run_arg_errors(void) {
+  comet_gemm_params_t p;
+  memset(&p, 0, sizeof p);
+  p.dtype = COMET_DTYPE_BF16;
+  p.groups = 1;
+  p.n = 12;
+  p.k = 64;
+  p.max_rows = 10;
+  p.a = p.b = p.c = (void *)0x1000;
+  p.group_offset = (const int32_t *)0x1000;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "n = 12");
+  p.n = 16;
+  p.k = 4;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "k = 4");
+  p.k = 64;
+  p.dtype = COMET_DTYPE_FP8_E4M3;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "dtype");
+  p.dtype = COMET_DTYPE_BF16;
+  p.a = (void *)0x1004;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "a is NULL or not 16-byte");
+  p.a = (void *)0x1000;
+  p.wait_flags = (const uint32_t *)0x1000;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "wait_flags needs an mtiles");
+  p.wait_flags = NULL;
+  p.groups = COMET_GEMM_MAX_GROUPS + 1;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "groups");
+}
+
+int main(int argc, char **argv) {
+  const char *name = "test_gemm";
+  const bool quick = argc > 1 && strcmp(argv[1], "--quick") == 0;
+  int ndev = 0;
+  if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) return test_skip(name, "no CUDA GPU");
+  cudaDeviceProp prop;
+  CUDA_OK(cudaGetDeviceProperties(&prop, 0));
+  if (prop.major != 9) return test_skip(name, "needs a Hopper (sm_90) GPU");
+  g_rng = test_seed(name);
+  run_arg_errors();
+
+  const comet_dtype_t BF = COMET_DTYPE_BF16, FP = COMET_DTYPE_FP16;
+  const comet_gemm_epilogue_t ST = COMET_GEMM_EPI_STORE, SW = COMET_GEMM_EPI_SWIGLU;
+  const comet_gemm_tile_t AU = COMET_GEMM_TILE_AUTO, WI = COMET_GEMM_TILE_WIDE,
+                          NA = COMET_GEMM_TILE_NARROW;
+  const std::vector<int> edge = {0, 1, 127, 128, 129, 0, 255, 3};
+  std::vector<Case> cases = {
+      {BF, ST, WI, 200, 136, edge, 7, false, "bf16 store wide edges"},
+      {BF, ST, NA, 200, 136, edge, 7, false, "bf16 store narrow edges"},
+      {BF, SW, WI, 136, 72, edge, 0, true, "bf16 swiglu wide scale"},
+      {FP, SW, NA, 72, 520, edge, 3, false, "fp16 swiglu narrow"},
+      {FP, ST, WI, 264, 8, {129, 1}, 2, true, "fp16 store wide k=8 scale"},
+  };
+  if (!quick) {
+    cases.push_back({BF, ST, AU, 1024, 1024, {1024}, 0, false, "bf16 dense 1024^3"});
+    cases.push_back({BF, ST, WI, 520, 1000, {300, 0, 517, 64, 129}, 128, true, "bf16 store wide k=1000"});
+    cases.push_back({BF, ST, NA, 8, 64, {1000}, 1, false, "bf16 store narrow n=8"});
+    cases.push_back({FP, ST, NA, 392, 2056, {131, 400}, 9, false, "fp16 store narrow k=2056"});
+    cases.push_back({BF, SW, NA, 200, 328, {129, 127, 0, 300}, 5, true, "bf16 swiglu narrow scale"});
+    for (int i = 0; i < 8; ++i) { /* random shapes */
+      Case c;
+      c.dt = i & 1 ? FP : BF;
+      c.epi = i & 2 ? SW : ST;
+      c.tile = (comet_gemm_tile_t)(i % 3);
+      c.n = rand_mult8(8, 700);
+      c.k = rand_mult8(8, 900);
+      const int G = test_rand_int(&g_rng, 1, 12);
+      for (int g = 0; g < G; ++g) {
+        const int pick = test_rand_int(&g_rng, 0, 6);
+        const int fixed[] = {0, 1, 127, 128, 129};
+        c.sizes.push_back(pick < 5 ? fixed[pick] : test_rand_int(&g_rng, 0, 700));
+      }
+      c.extra_rows = test_rand_int(&g_rng, 0, 200);
+      c.scale = i & 4;
+      c.name = "random";
+      cases.push_back(c);
+    }
+  }
+  for (const Case &c : cases) run_case(c);
+  run_hooks(false, true, BF);
+  if (!quick) {
+    run_hooks(true, false, FP);
+    run_hooks(false, false, BF);
+    run_hooks(true, true, BF);
+  }
+  return test_finish(name);
+}

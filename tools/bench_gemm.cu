@@ -1,0 +1,342 @@
+/* bench_gemm.cu — `comet bench --op gemm`: TFLOP/s of comet's grouped GEMM
+ * (src/kernels/gemm.h) and of cuBLAS in the same run on the same device.
+ *   dense    G = 1, M = N = K in {4096, 8192}, vs cublasGemmEx
+ *   grouped  every preset's expert GEMMs, EP = 4 (E/4 local experts), at
+ *            T in {4096, 16384} tokens over 4 ranks (rows per rank = T*K/4),
+ *            uniform and skewed (Zipf 1.2) group sizes; layer0 N = 2F, K = H;
+ *            layer1 N = H, K = F; vs the faster of cublasGemmGroupedBatchedEx
+ *            and a per-expert cublasGemmEx loop (both given host sizes;
+ *            comet reads the sizes from device memory).
+ * Times: CUDA events per repetition after warm-up, median. One JSON line per
+ * case (--json FILE appends): op, shape, groups, comet_tflops, cublas_tflops,
+ * ratio, device, commit (env COMET_COMMIT), plus details. Options:
+ *   --quick  one T, uniform only     --reps N (default 20)
+ *   --only dense|grouped             --preset NAME */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "comet.h"
+#include "kernels/gemm.h"
+#include "tools.h"
+
+#define BENCH_CUDA(x)                                                                 \
+  do {                                                                                \
+    cudaError_t e_ = (x);                                                             \
+    if (e_ != cudaSuccess) {                                                          \
+      fprintf(stderr, "bench gemm: %s failed: %s (%s:%d)\n", #x, cudaGetErrorString(e_), \
+              __FILE__, __LINE__);                                                    \
+      exit(1);                                                                        \
+    }                                                                                 \
+  } while (0)
+#define BENCH_CUBLAS(x)                                                               \
+  do {                                                                                \
+    cublasStatus_t s_ = (x);                                                          \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                \
+      fprintf(stderr, "bench gemm: %s failed: %d (%s:%d)\n", #x, (int)s_, __FILE__, __LINE__); \
+      exit(1);                                                                        \
+    }                                                                                 \
+  } while (0)
+#define BENCH_COMET(x)                                                                \
+  do {                                                                                \
+    comet_status_t s_ = (x);                                                          \
+    if (s_ != COMET_OK) {                                                             \
+      fprintf(stderr, "bench gemm: %s failed: %s\n", #x, comet_last_error());         \
+      exit(1);                                                                        \
+    }                                                                                 \
+  } while (0)
+
+__global__ void bench_fill(uint16_t *p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+       i += (size_t)gridDim.x * blockDim.x) {
+    uint32_t h = (uint32_t)i * 2654435761u ^ seed;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    const float f = ((h & 0xFFFF) / 32768.0f - 1.0f); /* [-1, 1) */
+    p[i] = __bfloat16_as_ushort(__float2bfloat16(f));
+  }
+}
+
+struct Bench {
+  int reps = 20;
+  FILE *json = NULL;
+  char device[128] = "";
+  const char *commit = "unknown";
+  cublasHandle_t blas;
+  cudaEvent_t ev[2 * 64];
+  std::vector<double> grouped_ratios;
+};
+
+/* Median milliseconds of fn() over b.reps repetitions after warm-up. */
+template <class F>
+static double time_ms(Bench &b, F fn) {
+  for (int i = 0; i < 3; ++i) fn();
+  BENCH_CUDA(cudaDeviceSynchronize());
+  std::vector<double> t;
+  for (int r = 0; r < b.reps; r += 64) {
+    const int nr = std::min(64, b.reps - r);
+    for (int i = 0; i < nr; ++i) {
+      BENCH_CUDA(cudaEventRecord(b.ev[2 * i], 0));
+      fn();
+      BENCH_CUDA(cudaEventRecord(b.ev[2 * i + 1], 0));
+    }
+    BENCH_CUDA(cudaDeviceSynchronize());
+    for (int i = 0; i < nr; ++i) {
+      float ms;
+      BENCH_CUDA(cudaEventElapsedTime(&ms, b.ev[2 * i], b.ev[2 * i + 1]));
+      t.push_back(ms);
+    }
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+static void *dev_random(size_t elems, uint32_t seed) {
+  void *p;
+  BENCH_CUDA(cudaMalloc(&p, elems * 2 + 16));
+  bench_fill<<<1024, 256>>>((uint16_t *)p, elems, seed);
+  BENCH_CUDA(cudaGetLastError());
+  return p;
+}
+
+/* C[m, n] = A[m, k] B[n, k]^T, row-major, through column-major cuBLAS. */
+static void cublas_gemm(Bench &b, int m, int n, int k, const void *A, const void *B, void *C) {
+  const float one = 1.f, zero = 0.f;
+  BENCH_CUBLAS(cublasGemmEx(b.blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, B, CUDA_R_16BF, k, A,
+                            CUDA_R_16BF, k, &zero, C, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
+                            CUBLAS_GEMM_DEFAULT));
+}
+
+struct Shape {
+  int groups, n, k;
+  std::vector<int> sizes;
+};
+
+struct Result {
+  double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms;
+  int tile_n;
+};
+
+static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
+  const int G = s.groups;
+  std::vector<int32_t> off(G + 1, 0);
+  for (int g = 0; g < G; ++g) off[g + 1] = off[g] + s.sizes[g];
+  const int rows = off[G];
+  void *A = dev_random((size_t)rows * s.k, 1);
+  void *B = dev_random((size_t)G * s.n * s.k, 2);
+  void *C;
+  BENCH_CUDA(cudaMalloc(&C, (size_t)rows * s.n * 2 + 16));
+  int32_t *doff;
+  BENCH_CUDA(cudaMalloc(&doff, (G + 1) * 4));
+  BENCH_CUDA(cudaMemcpy(doff, off.data(), (G + 1) * 4, cudaMemcpyHostToDevice));
+
+  comet_gemm_params_t p;
+  memset(&p, 0, sizeof p);
+  p.dtype = COMET_DTYPE_BF16;
+  p.groups = G;
+  p.n = s.n;
+  p.k = s.k;
+  p.max_rows = rows;
+  p.a = A;
+  p.b = B;
+  p.c = C;
+  p.group_offset = doff;
+  p.epilogue = COMET_GEMM_EPI_STORE;
+  Result r;
+  memset(&r, 0, sizeof r);
+  int tm;
+  BENCH_COMET(comet_gemm_tile_shape(&p, &tm, &r.tile_n));
+  r.comet_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
+  if (swiglu_too) { /* layer0 with the fused activation: same B ([G, 2F, H]), F outputs */
+    comet_gemm_params_t q = p;
+    q.n = s.n / 2;
+    q.epilogue = COMET_GEMM_EPI_SWIGLU;
+    r.swiglu_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
+  }
+
+  /* cuBLAS: per-expert loop, and (for G > 1) the grouped batched call */
+  r.loop_ms = time_ms(b, [&] {
+    for (int g = 0; g < G; ++g)
+      if (s.sizes[g] > 0)
+        cublas_gemm(b, s.sizes[g], s.n, s.k, (const uint16_t *)A + (size_t)off[g] * s.k,
+                    (const uint16_t *)B + (size_t)g * s.n * s.k,
+                    (uint16_t *)C + (size_t)off[g] * s.n);
+  });
+  r.grouped_ms = 1e30;
+  if (G > 1) {
+    std::vector<cublasOperation_t> ta, tb;
+    std::vector<int> m, n, k, lda, ldb, ldc, gs;
+    std::vector<float> alpha, beta;
+    std::vector<const void *> pa, pb;
+    std::vector<void *> pc;
+    for (int g = 0; g < G; ++g) {
+      if (s.sizes[g] == 0) continue;
+      ta.push_back(CUBLAS_OP_T);
+      tb.push_back(CUBLAS_OP_N);
+      m.push_back(s.n);
+      n.push_back(s.sizes[g]);
+      k.push_back(s.k);
+      lda.push_back(s.k);
+      ldb.push_back(s.k);
+      ldc.push_back(s.n);
+      gs.push_back(1);
+      alpha.push_back(1.f);
+      beta.push_back(0.f);
+      pa.push_back((const uint16_t *)B + (size_t)g * s.n * s.k);
+      pb.push_back((const uint16_t *)A + (size_t)off[g] * s.k);
+      pc.push_back((uint16_t *)C + (size_t)off[g] * s.n);
+    }
+    const int cnt = (int)ta.size();
+    void **dptr;
+    BENCH_CUDA(cudaMalloc(&dptr, 3 * cnt * sizeof(void *)));
+    BENCH_CUDA(cudaMemcpy(dptr, pa.data(), cnt * sizeof(void *), cudaMemcpyHostToDevice));
+    BENCH_CUDA(cudaMemcpy(dptr + cnt, pb.data(), cnt * sizeof(void *), cudaMemcpyHostToDevice));
+    BENCH_CUDA(cudaMemcpy(dptr + 2 * cnt, pc.data(), cnt * sizeof(void *), cudaMemcpyHostToDevice));
+    r.grouped_ms = time_ms(b, [&] {
+      BENCH_CUBLAS(cublasGemmGroupedBatchedEx(
+          b.blas, ta.data(), tb.data(), m.data(), n.data(), k.data(), alpha.data(),
+          (const void *const *)dptr, CUDA_R_16BF, lda.data(), (const void *const *)(dptr + cnt),
+          CUDA_R_16BF, ldb.data(), beta.data(), (void *const *)(dptr + 2 * cnt), CUDA_R_16BF,
+          ldc.data(), cnt, gs.data(), CUBLAS_COMPUTE_32F));
+    });
+    BENCH_CUDA(cudaFree(dptr));
+  }
+  r.cublas_ms = std::min(r.loop_ms, r.grouped_ms);
+  BENCH_CUDA(cudaFree(A));
+  BENCH_CUDA(cudaFree(B));
+  BENCH_CUDA(cudaFree(C));
+  BENCH_CUDA(cudaFree(doff));
+  return r;
+}
+
+static void report(Bench &b, const char *op, const char *shape, const Shape &s, const Result &r,
+                   const char *extra) {
+  double rows = 0;
+  for (int x : s.sizes) rows += x;
+  const double flops = 2.0 * rows * s.n * s.k;
+  const double ct = flops / (r.comet_ms * 1e9), bt = flops / (r.cublas_ms * 1e9);
+  const char *path = r.cublas_ms == r.loop_ms ? "loop" : "grouped";
+  char line[1024];
+  snprintf(line, sizeof line,
+           "{\"op\":\"%s\",\"shape\":\"%s\",\"groups\":%d,\"comet_tflops\":%.1f,"
+           "\"cublas_tflops\":%.1f,\"ratio\":%.3f,\"device\":\"%s\",\"commit\":\"%s\","
+           "\"rows\":%.0f,\"n\":%d,\"k\":%d,\"tile_n\":%d,\"cublas_path\":\"%s\","
+           "\"cublas_loop_tflops\":%.1f,\"cublas_grouped_tflops\":%.1f%s}",
+           op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, rows, s.n, s.k, r.tile_n,
+           path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
+           extra);
+  printf("%s\n", line);
+  if (b.json) {
+    fprintf(b.json, "%s\n", line);
+    fflush(b.json);
+  }
+}
+
+/* Zipf(1.2) shares over the experts in a fixed shuffled order. */
+static std::vector<int> split_rows(int rows, int G, bool skewed) {
+  std::vector<double> w(G, 1.0);
+  if (skewed) {
+    std::vector<int> perm(G);
+    for (int i = 0; i < G; ++i) perm[i] = (i * 37 + 11) % G;
+    for (int i = 0; i < G; ++i) w[perm[i]] = 1.0 / pow(i + 1.0, 1.2);
+  }
+  double tot = 0;
+  for (double x : w) tot += x;
+  std::vector<int> s(G);
+  int used = 0;
+  for (int g = 0; g < G; ++g) used += s[g] = (int)floor(rows * w[g] / tot);
+  for (int g = 0; used < rows; g = (g + 1) % G, ++used) s[g]++;
+  return s;
+}
+
+extern "C" int comet_bench_gemm_main(int argc, char **argv) {
+  Bench b;
+  bool quick = false;
+  const char *only = NULL, *preset = NULL;
+  for (int i = 0; i < argc; ++i) {
+    if (!strcmp(argv[i], "--quick")) quick = true;
+    else if (!strcmp(argv[i], "--reps") && i + 1 < argc) b.reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
+      b.json = fopen(argv[++i], "a");
+      if (!b.json) { fprintf(stderr, "bench gemm: cannot open %s\n", argv[i]); return 1; }
+    } else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
+    else if (!strcmp(argv[i], "--op") && i + 1 < argc) ++i; /* "gemm", already dispatched */
+    else {
+      fprintf(stderr, "bench gemm: unknown option '%s' (--quick, --reps N, --json FILE, "
+                      "--only dense|grouped, --preset NAME)\n", argv[i]);
+      return 2;
+    }
+  }
+  if (b.reps < 1) b.reps = 1;
+  if (getenv("COMET_COMMIT")) b.commit = getenv("COMET_COMMIT");
+  cudaDeviceProp prop;
+  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+  snprintf(b.device, sizeof b.device, "%s", prop.name);
+  BENCH_CUBLAS(cublasCreate(&b.blas));
+  for (auto &e : b.ev) BENCH_CUDA(cudaEventCreate(&e));
+  printf("# bench gemm on %s (%d SMs), commit %s, median of %d reps\n", b.device,
+         prop.multiProcessorCount, b.commit, b.reps);
+
+  if (!only || !strcmp(only, "dense")) {
+    const int sizes[] = {4096, 8192};
+    for (int sz : sizes) {
+      Shape s = {1, sz, sz, {sz}};
+      Result r = run_shape(b, s, false);
+      char shape[64];
+      snprintf(shape, sizeof shape, "%dx%dx%d", sz, sz, sz);
+      report(b, "gemm_dense", shape, s, r, "");
+    }
+  }
+  if (!only || !strcmp(only, "grouped")) {
+    const int tokens[] = {4096, 16384};
+    for (int pi = 0; pi < comet_preset_count(); ++pi) {
+      const comet_preset_t *pr = comet_preset_at(pi);
+      if (preset && strcmp(preset, pr->name)) continue;
+      const int ep = 4, El = pr->num_experts / ep;
+      for (int ti = 0; ti < (quick ? 1 : 2); ++ti)
+        for (int skew = 0; skew < (quick ? 1 : 2); ++skew)
+          for (int layer = 0; layer < 2; ++layer) {
+            const int T = tokens[quick ? 1 : ti], rows = T * pr->topk / ep;
+            Shape s;
+            s.groups = El;
+            s.n = layer == 0 ? 2 * pr->ffn : pr->hidden;
+            s.k = layer == 0 ? pr->hidden : pr->ffn;
+            s.sizes = split_rows(rows, El, skew);
+            Result r = run_shape(b, s, layer == 0);
+            char shape[128], extra[256] = "";
+            snprintf(shape, sizeof shape, "%s T=%d %s layer%d", pr->name, T,
+                     skew ? "skewed" : "uniform", layer);
+            if (layer == 0) {
+              double rws = 0;
+              for (int x : s.sizes) rws += x;
+              snprintf(extra, sizeof extra, ",\"comet_swiglu_tflops\":%.1f",
+                       2.0 * rws * s.n * s.k / (r.swiglu_ms * 1e9));
+            }
+            report(b, "gemm_grouped", shape, s, r, extra);
+            b.grouped_ratios.push_back(r.cublas_ms / r.comet_ms);
+          }
+    }
+    if (!b.grouped_ratios.empty()) {
+      double lg = 0;
+      for (double x : b.grouped_ratios) lg += log(x);
+      printf("# grouped geomean ratio comet/cublas over %zu cases: %.3f\n", b.grouped_ratios.size(),
+             exp(lg / b.grouped_ratios.size()));
+    }
+  }
+  for (auto &e : b.ev) cudaEventDestroy(e);
+  cublasDestroy(b.blas);
+  if (b.json) fclose(b.json);
+  return 0;
+}
+
+#ifdef COMET_BENCH_GEMM_MAIN /* standalone build (scripts/gpu_gemm.sh) */
+int main(int argc, char **argv) { return comet_bench_gemm_main(argc - 1, argv + 1); }
+#endif
