@@ -26,7 +26,7 @@ export COMET_COMMIT=$COMMIT
 say "# gpu_gemm.sh $MODE on $(hostname), $(date -u +%FT%TZ), commit $COMMIT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv 2>&1 | tee -a "$LOG"
 
-BIN=build-gemm
+BIN=${GEMM_BIN:-build-gemm-bin}  # test_gemm + bench_gemm copied out of build-gemm
 if [ ! -x "$BIN/test_gemm" ] || [ ! -x "$BIN/bench_gemm" ]; then
   say "# building with nvcc here"
   BIN=build-gemm-dev
