@@ -1,0 +1,275 @@
+/* test_baseline.cu — the unfused baseline MoE layer (baselines/baseline.h)
+ * against the CPU reference (src/ref/ref.h) on 1, 2 and 4 GPUs, one process
+ * per GPU through comet_launch_local: EP, TP and EP x TP; uniform and skewed
+ * routing, empty experts, dropped slots, unequal tokens per rank (0 too),
+ * one expert per rank; both GEMM paths (grouped, per-expert loop) and AUTO;
+ * bitwise-repeatable output; bad routing or arguments on one rank fail
+ * every rank alike. Fresh random data per run (seed printed), outputs
+ * poisoned with NaN before each forward. Layouts needing more GPUs than
+ * present are skipped with a loud line; no GPU at all: exit 77. */
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <nccl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vector>
+
+#include "../../baselines/baseline.h"
+#include "../../baselines/moe_data.h"
+#include "launch.h"
+#include "ref/convert.h"
+#include "ref/ref.h"
+#include "test_util.h"
+
+#define CUDA_OK(x)                                                                          \
+  do {                                                                                      \
+    cudaError_t e_ = (x);                                                                   \
+    if (e_ != cudaSuccess) {                                                                \
+      fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      return 1;                                                                             \
+    }                                                                                       \
+  } while (0)
+
+struct Case {
+  const char *name;
+  int E, K;
+  comet_activation_t act;
+  comet_md_routing_t routing;
+  int unequal; /* tokens differ per rank, one rank may have none */
+};
+
+static const Case k_cases[] = {
+    {"uniform", 8, 2, COMET_ACT_SWIGLU, {0, 0, 0}, 0},
+    {"skew:0.08", 8, 2, COMET_ACT_SWIGLU, {0.08, 0, 0}, 0},
+    {"empty experts", 8, 2, COMET_ACT_SWIGLU, {0, 0, 3}, 0},
+    {"dropped slots", 8, 2, COMET_ACT_SWIGLU, {0, 0.25, 0}, 0},
+    {"unequal tokens", 8, 2, COMET_ACT_SWIGLU, {0.03, 0.1, 0}, 1},
+    {"gelu top-3 of 16", 16, 3, COMET_ACT_GELU, {0, 0, 0}, 0},
+    {"one expert per EP rank", 0 /* = ep */, 1, COMET_ACT_NONE, {0, 0, 0}, 1},
+};
+enum { H = 256, F = 512, T_BASE = 160 };
+
+struct Layout { int ep, tp; };
+
+static uint64_t g_seed;
+
+static int tokens_of(int rank, int unequal, int case_no) {
+  if (!unequal) return T_BASE;
+  const int pattern[4] = {T_BASE + 37, 0, 5, T_BASE / 2 + 3};
+  return pattern[(rank + case_no) % 4];
+}
+
+/* Runs one case on this rank; every rank computes the reference of the whole
+ * world (cheap at these shapes) and compares its own output. */
+static int run_case(const comet_rank_info_t *info, ncclComm_t comm, cublasHandle_t blas,
+                    cudaStream_t st, Layout lay, int case_no) {
+  const Case &c = k_cases[case_no];
+  const int W = info->world, r = info->rank;
+  comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
+  cfg.hidden = H;
+  cfg.ffn = F;
+  cfg.num_experts = c.E ? c.E : lay.ep;
+  cfg.topk = c.K;
+  cfg.ep = lay.ep;
+  cfg.tp = lay.tp;
+  cfg.activation = c.act;
+  int Tmax = 0;
+  std::vector<int> T(W);
+  for (int s = 0; s < W; ++s) {
+    T[s] = tokens_of(s, c.unequal, case_no);
+    if (T[s] > Tmax) Tmax = T[s];
+  }
+  cfg.max_tokens_per_rank = Tmax;
+  const uint64_t seed = g_seed + 1000 * (uint64_t)case_no + 17 * (uint64_t)lay.ep;
+  const int E = cfg.num_experts, K = cfg.topk, El = E / lay.ep, Fl = F / lay.tp;
+  const int w1r = comet_config_w1_rows(&cfg);
+
+  /* Inputs of every rank on the host. */
+  std::vector<double> p(E);
+  comet_md_expert_probs(p.data(), E, &c.routing, seed);
+  std::vector<std::vector<uint16_t>> x(W), w1(W), w2(W), out_ref(W);
+  std::vector<std::vector<int32_t>> ids(W);
+  std::vector<std::vector<float>> wt(W);
+  std::vector<comet_ref_rank_t> rk(W);
+  for (int s = 0; s < W; ++s) {
+    x[s].resize((size_t)T[s] * H + 1);
+    for (int t = 0; t < T[s]; ++t) comet_md_x_row_host(&x[s][(size_t)t * H], t, H, cfg.dtype, s, seed);
+    ids[s].resize((size_t)T[s] * K + 1);
+    wt[s].resize((size_t)T[s] * K + 1);
+    comet_md_routing_host(ids[s].data(), wt[s].data(), T[s], K, E, p.data(), &c.routing, s, seed);
+    w1[s].resize((size_t)El * w1r * H);
+    w2[s].resize((size_t)El * H * Fl);
+    comet_md_fill_w1_host(w1[s].data(), &cfg, s / lay.tp, s % lay.tp, seed, NULL);
+    comet_md_fill_w2_host(w2[s].data(), &cfg, s / lay.tp, s % lay.tp, seed, NULL);
+    out_ref[s].resize((size_t)T[s] * H + 1);
+    rk[s] = {T[s], x[s].data(), ids[s].data(), wt[s].data(), w1[s].data(), w2[s].data()};
+  }
+  std::vector<uint16_t *> outp(W);
+  for (int s = 0; s < W; ++s) outp[s] = out_ref[s].data();
+  comet_layer_config_t rcfg = cfg;
+  rcfg.max_tokens_per_rank = 0; /* the reference needs no capacity */
+  CHECK_OK(comet_ref_forward(&rcfg, rk.data(), outp.data(), NULL, NULL));
+
+  /* This rank's device copies. */
+  const size_t xb = (size_t)Tmax * H * 2;
+  void *dx = NULL, *dout = NULL, *dw1 = NULL, *dw2 = NULL;
+  int32_t *dids = NULL;
+  float *dwt = NULL;
+  CUDA_OK(cudaMalloc(&dx, xb + 16));
+  CUDA_OK(cudaMalloc(&dout, xb + 16));
+  CUDA_OK(cudaMalloc(&dw1, w1[r].size() * 2));
+  CUDA_OK(cudaMalloc(&dw2, w2[r].size() * 2));
+  CUDA_OK(cudaMalloc((void **)&dids, ids[r].size() * 4));
+  CUDA_OK(cudaMalloc((void **)&dwt, wt[r].size() * 4));
+  CUDA_OK(cudaMemcpy(dx, x[r].data(), (size_t)T[r] * H * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dids, ids[r].data(), ids[r].size() * 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(dwt, wt[r].data(), wt[r].size() * 4, cudaMemcpyHostToDevice));
+  /* Weights filled on the GPU: must equal the host's bits. */
+  CUDA_OK(comet_md_fill_w1(dw1, &cfg, r / lay.tp, r % lay.tp, seed, st));
+  CUDA_OK(comet_md_fill_w2(dw2, &cfg, r / lay.tp, r % lay.tp, seed, st));
+  std::vector<uint16_t> back(w1[r].size());
+  CUDA_OK(cudaMemcpyAsync(back.data(), dw1, back.size() * 2, cudaMemcpyDeviceToHost, st));
+  CUDA_OK(cudaStreamSynchronize(st));
+  CHECK_MSG(memcmp(back.data(), w1[r].data(), back.size() * 2) == 0,
+            "rank %d: w1 filled on the GPU differs from the host fill", r);
+
+  comet_baseline_t b = NULL;
+  CHECK_OK(comet_baseline_create(&b, &cfg, comm, blas));
+  if (!b) return 1;
+  comet_moe_args_t a = COMET_MOE_ARGS_INITIALIZER;
+  a.num_tokens = T[r];
+  a.x = dx;
+  a.topk_ids = dids;
+  a.topk_weights = dwt;
+  a.w1 = dw1;
+  a.w2 = dw2;
+  a.out = dout;
+
+  const comet_baseline_gemm_t modes[3] = {COMET_BASELINE_GEMM_GROUPED, COMET_BASELINE_GEMM_LOOP,
+                                          COMET_BASELINE_GEMM_AUTO};
+  std::vector<uint16_t> got((size_t)T[r] * H + 1), first;
+  for (int m = 0; m < 3; ++m) {
+    CHECK_OK(comet_baseline_set_gemm(b, modes[m]));
+    CUDA_OK(cudaMemsetAsync(dout, 0xFF, xb, st)); /* NaN poison */
+    comet_status_t s = comet_baseline_forward(b, &a, st);
+    CHECK_MSG(s == COMET_OK, "rank %d: forward failed: %s", r, comet_last_error());
+    if (s != COMET_OK) break;
+    CUDA_OK(cudaMemcpyAsync(got.data(), dout, (size_t)T[r] * H * 2, cudaMemcpyDeviceToHost, st));
+    CUDA_OK(cudaStreamSynchronize(st));
+    double num = 0, den = 0, maxerr = 0, maxref = 0;
+    long nan_count = 0;
+    for (size_t i = 0; i < (size_t)T[r] * H; ++i) {
+      const float o = comet_bf16_to_f32(got[i]), f = comet_bf16_to_f32(out_ref[r][i]);
+      if (isnan(o)) { nan_count++; continue; }
+      num += (double)(o - f) * (o - f);
+      den += (double)f * f;
+      maxerr = fmax(maxerr, fabs(o - f));
+      maxref = fmax(maxref, fabs(f));
+    }
+    const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+    if (r == 0 || rel >= 1e-2 || nan_count)
+      printf("  [rank %d] W=%d ep=%d tp=%d %-24s T=%4d gemm %-7s rel %.2e maxerr %.3g%s\n", r, W,
+             lay.ep, lay.tp, c.name, T[r], comet_baseline_last_gemm(b, 1), rel, maxerr,
+             nan_count ? "  NaN!" : "");
+    CHECK_MSG(nan_count == 0, "rank %d %s: %ld unwritten/NaN outputs", r, c.name, nan_count);
+    CHECK_MSG(rel < 1e-2, "rank %d %s: rel err %.3e >= 1e-2", r, c.name, rel);
+    CHECK_MSG(maxerr <= 0.03 * maxref + 1e-3, "rank %d %s: max abs err %.3g (max|ref| %.3g)", r,
+              c.name, maxerr, maxref);
+    if (m == 0) first = got;
+    else if (modes[m] == COMET_BASELINE_GEMM_AUTO && comet_baseline_last_gemm(b, 1)[0] == 'g')
+      CHECK_MSG(memcmp(first.data(), got.data(), (size_t)T[r] * H * 2) == 0,
+                "rank %d %s: two grouped runs differ bitwise", r, c.name);
+  }
+  comet_baseline_times_t tm;
+  CHECK_OK(comet_baseline_last_times(b, &tm));
+  CHECK(tm.total_ms > 0 && tm.dispatch_ms >= 0 && tm.experts_ms >= 0 && tm.combine_ms >= 0);
+
+  /* Bad routing on the last rank: every rank must return ROUTING. */
+  if (case_no == 0 && T[W - 1] > 0) {
+    if (r == W - 1) {
+      int32_t bad = E + 3;
+      CUDA_OK(cudaMemcpy(dids + 1, &bad, 4, cudaMemcpyHostToDevice));
+    }
+    CHECK_ERR(comet_baseline_forward(b, &a, st), COMET_ERR_ROUTING, "out of range");
+    /* Too many tokens on rank 0: every rank fails, nobody hangs. */
+    CUDA_OK(cudaMemcpy(dids + 1, &ids[r][1], 4, cudaMemcpyHostToDevice));
+    comet_moe_args_t a2 = a;
+    if (r == 0) a2.num_tokens = Tmax + 1;
+    CHECK_ERR(comet_baseline_forward(b, &a2, st), COMET_ERR_INVALID_ARGUMENT,
+              r == 0 ? "max_tokens_per_rank" : "rank 0");
+    /* And the layer still works afterwards. */
+    CHECK_OK(comet_baseline_forward(b, &a, st));
+    CUDA_OK(cudaStreamSynchronize(st));
+  }
+  CHECK_OK(comet_baseline_destroy(b));
+  cudaFree(dx);
+  cudaFree(dout);
+  cudaFree(dw1);
+  cudaFree(dw2);
+  cudaFree(dids);
+  cudaFree(dwt);
+  return 0;
+}
+
+static int rank_main(const comet_rank_info_t *info, void *arg) {
+  (void)arg;
+  CUDA_OK(cudaSetDevice(info->device));
+  ncclUniqueId id;
+  memcpy(&id, info->id.internal, sizeof id);
+  ncclComm_t comm;
+  ncclResult_t nr = ncclCommInitRank(&comm, info->world, id, info->rank);
+  if (nr != ncclSuccess) {
+    fprintf(stderr, "[rank %d] ncclCommInitRank: %s\n", info->rank, ncclGetErrorString(nr));
+    return 1;
+  }
+  cublasHandle_t blas;
+  if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
+    fprintf(stderr, "[rank %d] cublasCreate failed\n", info->rank);
+    return 1;
+  }
+  cudaStream_t st;
+  CUDA_OK(cudaStreamCreate(&st));
+  const int W = info->world;
+  std::vector<Layout> lays;
+  for (int ep = W; ep >= 1; ep /= 2) lays.push_back({ep, W / ep});
+  for (const Layout &lay : lays) {
+    for (int c = 0; c < (int)(sizeof k_cases / sizeof k_cases[0]); ++c) {
+      if (run_case(info, comm, blas, st, lay, c) != 0) test_failures++;
+      if (test_failures) break;
+    }
+    if (test_failures) break;
+  }
+  cudaStreamDestroy(st);
+  cublasDestroy(blas);
+  ncclCommDestroy(comm);
+  char name[64];
+  snprintf(name, sizeof name, "test_baseline[rank %d/%d]", info->rank, W);
+  return test_finish(name);
+}
+
+int main(void) {
+  const char *name = "test_baseline";
+  g_seed = test_seed(name);
+  setenv("NCCL_NVLS_ENABLE", "0", 0);
+  const int gpus = comet_launch_gpu_count();
+  if (gpus < 1) return test_skip(name, "no CUDA GPU found; the baseline needs at least one");
+  int failed = 0, ran = 0;
+  for (int W = 1; W <= 4; W *= 2) {
+    if (W > gpus) {
+      printf("*** %s: SKIPPED the %d-GPU layouts (EP, TP%s): only %d GPU(s) present ***\n", name, W,
+             W == 4 ? ", EP x TP" : "", gpus);
+      continue;
+    }
+    printf("%s: %d GPU(s)\n", name, W);
+    fflush(stdout);
+    if (comet_launch_local(W, 300.0, rank_main, NULL) != 0) {
+      fprintf(stderr, "FAIL %s: the %d-GPU run failed\n", name, W);
+      failed++;
+    }
+    ran++;
+  }
+  printf("%s: %s (%d world size(s) run, %d failed)\n", name, failed ? "FAIL" : "PASS", ran, failed);
+  return failed ? 1 : 0;
+}
