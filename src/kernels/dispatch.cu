@@ -1,0 +1,153 @@
+/* dispatch.cu — token dispatch: every (t, k) of this rank sends row x[t] to
+ * each rank of expert ids[t,k]'s group (row dest_row of the plan), pushing
+ * 16-byte vectors through LSA pointers into the receivers' windows.
+ *
+ * Work: the plan's send list (own rows by expert, then token) cut into tasks
+ * of up to ROWS_PER_TASK rows of one expert; a warp takes tasks grid-stride,
+ * so the first blocks complete first (what a GEMM waiting on them wants).
+ * Experts are visited starting with the EP group after ours, so the ranks
+ * start out sending to different receivers, as a ring all-to-all does.
+ *
+ * Flags: after its rows, a warp adds them to dispatch_done[e] (acq_rel, sys);
+ * the warp whose add completes the expert's rows resets the counter and
+ * publishes flag (el, j) = epoch on every receiving rank with a release
+ * store. The release sequence through the counter carries every earlier
+ * warp's row stores, so a consumer that acquires the flag sees all rows.
+ * Blocks with no rows are published at the start by CTA 0. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "error.h"
+#include "kernels/comm.h"
+#include "kernels/nccl_dev.cuh"
+#include "kernels/sync.cuh"
+#include "plan_core.h"
+
+#define ROWS_PER_TASK 4
+#define DISPATCH_THREADS 512
+#define MAX_WORLD 64
+
+/* Copies one row of n16 16-byte vectors from src to the tp destinations:
+ * each lane loads U vectors before it stores them (U*512 bytes in flight
+ * per warp). */
+template <int U>
+static __device__ __forceinline__ void copy_row(const char *__restrict__ src, char *const *dst,
+                                                int ndst, int n16, int lane) {
+  for (int base = 0; base < n16; base += 32 * U) {
+    uint4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * 32 + lane;
+      if (j < n16) v[u] = ld_nc_na_v4(src + (size_t)j * 16);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * 32 + lane;
+      if (j < n16)
+        for (int i = 0; i < ndst; ++i) st_na_v4(dst[i] + (size_t)j * 16, v[u]);
+    }
+  }
+}
+
+template <int U>
+__global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_view_t v,
+                                                                    uint64_t epoch,
+                                                                    const char *__restrict__ x) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  extern __shared__ int32_t task_prefix[]; /* [E+1], in visiting order */
+  __shared__ char *peer[MAX_WORLD];
+  const int E = v.num_experts, K = v.topk, W = v.world, s = v.rank;
+  const int El = E / v.ep, tp = v.tp;
+  const int rot = ((s / tp + 1) % v.ep) * El; /* first expert visited */
+  const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
+  const int n16 = (int)(row_bytes / 16);
+  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, p);
+  if (threadIdx.x == 0) {
+    int32_t acc = 0;
+    for (int i = 0; i < E; ++i) {
+      task_prefix[i] = acc;
+      const int e = (i + rot) % E;
+      const int n = v.send_offset[e + 1] - v.send_offset[e];
+      acc += (n + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    }
+    task_prefix[E] = acc;
+  }
+  __syncthreads();
+  if (blockIdx.x == 0)
+    for (int i = threadIdx.x; i < E * tp; i += blockDim.x) {
+      const int e = i / tp;
+      if (v.send_offset[e + 1] != v.send_offset[e]) continue;
+      const int q = (e / El) * tp + i % tp;
+      uint64_t *f = (uint64_t *)(peer[q] + v.off_dflags) + (size_t)(e % El) * W + comet_plan_arrival(q, s, W);
+      st_release_sys_u64(f, epoch);
+    }
+
+  const int lane = threadIdx.x % 32;
+  const int nwarps = blockDim.x / 32;
+  const int ntasks = task_prefix[E];
+  char *dst[8];
+  for (int task = blockIdx.x * nwarps + threadIdx.x / 32; task < ntasks; task += gridDim.x * nwarps) {
+    int lo = 0, hi = E - 1; /* last i with task_prefix[i] <= task */
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (task_prefix[mid] <= task) lo = mid;
+      else hi = mid - 1;
+    }
+    const int e = (lo + rot) % E, g = e / El;
+    const int32_t soff = v.send_offset[e], n_e = v.send_offset[e + 1] - soff;
+    const int32_t r0 = (task - task_prefix[lo]) * ROWS_PER_TASK;
+    const int nr = min(ROWS_PER_TASK, n_e - r0);
+    for (int rr = 0; rr < nr; ++rr) {
+      const int32_t idx = r0 + rr;
+      const int32_t t = v.send_list[soff + idx] / K;
+      for (int i = 0; i < tp && i < 8; ++i)
+        dst[i] = peer[g * tp + i] + v.off_rows + (size_t)(v.send_base[e * tp + i] + idx) * row_bytes;
+      copy_row<U>(x + (size_t)t * row_bytes, dst, tp < 8 ? tp : 8, n16, lane);
+      for (int i0 = 8; i0 < tp; i0 += 8) { /* tp > 8: rare, further groups of 8 */
+        int nd = min(8, tp - i0);
+        for (int i = 0; i < nd; ++i)
+          dst[i] = peer[g * tp + i0 + i] + v.off_rows +
+                   (size_t)(v.send_base[e * tp + i0 + i] + idx) * row_bytes;
+        copy_row<U>(x + (size_t)t * row_bytes, dst, nd, n16, lane);
+      }
+    }
+    __syncwarp();
+    if (lane == 0) {
+      const uint32_t old = atom_add_acq_rel_sys_u32(&v.dispatch_done[e], (uint32_t)nr);
+      if (old + (uint32_t)nr == (uint32_t)n_e) {
+        v.dispatch_done[e] = 0; /* last adder: nobody else touches it this call */
+        for (int i = 0; i < tp; ++i) {
+          const int q = g * tp + i;
+          uint64_t *f = (uint64_t *)(peer[q] + v.off_dflags) + (size_t)(e % El) * W +
+                        comet_plan_arrival(q, s, W);
+          st_release_sys_u64(f, epoch);
+        }
+      }
+    }
+  }
+}
+
+/* Unroll (16-byte vectors per lane in flight): COMET_DISPATCH_UNROLL = 4, 8
+ * or 16 for experiments; 8 by default. */
+int comet_comm_unroll(void) {
+  const char *u = getenv("COMET_COMM_UNROLL");
+  int x = u ? atoi(u) : 8;
+  return (x == 4 || x == 16) ? x : 8;
+}
+
+extern "C" comet_status_t comet_dispatch_launch(const comet_comm_view_t *v, uint64_t epoch,
+                                                const void *x, int ctas, cudaStream_t stream) {
+  COMET_ARG(ctas >= 1 && ctas <= 1024, "dispatch: ctas = %d must be in 1..1024", ctas);
+  if (v->world > MAX_WORLD)
+    return comet_set_error(COMET_ERR_UNSUPPORTED, "dispatch: world %d > %d", v->world, MAX_WORLD);
+  const size_t smem = sizeof(int32_t) * (size_t)(v->num_experts + 1);
+  switch (comet_comm_unroll()) {
+    case 4: dispatch_kernel<4><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, epoch, (const char *)x); break;
+    case 16: dispatch_kernel<16><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, epoch, (const char *)x); break;
+    default: dispatch_kernel<8><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, epoch, (const char *)x); break;
+  }
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    return comet_set_error(COMET_ERR_CUDA, "launch of dispatch_kernel failed: %s", cudaGetErrorString(e));
+  return COMET_OK;
+}

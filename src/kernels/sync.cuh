@@ -1,0 +1,104 @@
+/* sync.cuh — memory-ordering wrappers named by operation, semantics and
+ * scope (PTX ISA 8.x, section 9.7.12 "Parallel Synchronization and
+ * Communication Instructions" and the memory consistency model, 8.x), the
+ * 16-byte vector accesses of the data movers, and bounded spin-waits.
+ *
+ * Flags in symmetric windows are read and written by other GPUs over NVLink,
+ * so every flag access is at system (.sys) scope. A producer publishes data
+ * with st_release_sys(flag, epoch) after its data stores; a consumer waits
+ * with wait_geq_acquire_sys(flag, epoch) before reading the data. */
+#ifndef COMET_SYNC_CUH
+#define COMET_SYNC_CUH
+
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- flags and counters ---- */
+
+__device__ __forceinline__ void st_release_sys_u64(uint64_t *p, uint64_t v) {
+  asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ uint64_t ld_acquire_sys_u64(const uint64_t *p) {
+  uint64_t v;
+  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void st_relaxed_sys_u32(uint32_t *p, uint32_t v) {
+  asm volatile("st.relaxed.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+/* Fetch-and-add with acquire+release at system scope: the release sequence
+ * through a completion counter (see dispatch.cu) carries every earlier
+ * adder's data stores to whoever publishes the flag after the last add. */
+__device__ __forceinline__ uint32_t atom_add_acq_rel_sys_u32(uint32_t *p, uint32_t v) {
+  uint32_t old;
+  asm volatile("atom.acq_rel.sys.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  return old;
+}
+/* fence.acq_rel.sys: orders this thread's earlier accesses (and, through a
+ * preceding barrier, its CTA's or warp's) before its later ones, system-wide. */
+__device__ __forceinline__ void fence_acq_rel_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }
+
+/* ---- 16-byte data accesses ---- */
+
+/* Streaming read of source rows: read once, keep them out of L1. */
+__device__ __forceinline__ uint4 ld_nc_na_v4(const void *p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+/* Plain 16-byte load (data another kernel or GPU wrote: no .nc). */
+__device__ __forceinline__ uint4 ld_v4(const void *p) {
+  uint4 v;
+  asm volatile("ld.global.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p)
+               : "memory");
+  return v;
+}
+/* 16-byte store (local or to a peer through an LSA pointer), not kept in L1. */
+__device__ __forceinline__ void st_na_v4(void *p, uint4 v) {
+  asm volatile("st.global.L1::no_allocate.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x),
+               "r"(v.y), "r"(v.z), "r"(v.w)
+               : "memory");
+}
+
+/* ---- bounded waits ----
+ * Release builds spin until the flag reaches the target. Debug builds
+ * (COMET_DEBUG_WAITS) give up after about COMET_WAIT_TIMEOUT_NS, print who
+ * waited on what, and trap, so that a protocol bug fails loudly instead of
+ * hanging the run. */
+#ifndef COMET_WAIT_TIMEOUT_NS
+#define COMET_WAIT_TIMEOUT_NS 10000000000ull /* 10 s */
+#endif
+
+__device__ __forceinline__ uint64_t globaltimer_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+/* Waits until *flag >= target (acquire, system scope). `what`, a and b name
+ * the flag in the timeout message. Epochs are monotone, so >= also accepts a
+ * producer that is already one call ahead. */
+__device__ __forceinline__ void wait_geq_acquire_sys(const uint64_t *flag, uint64_t target,
+                                                     const char *what, int a, int b) {
+#ifdef COMET_DEBUG_WAITS
+  const uint64_t t0 = globaltimer_ns();
+#endif
+  while (ld_acquire_sys_u64(flag) < target) {
+#ifdef COMET_DEBUG_WAITS
+    if (globaltimer_ns() - t0 > COMET_WAIT_TIMEOUT_NS) {
+      printf("comet: block %d thread %d timed out waiting for %s[%d][%d] >= %llu (has %llu)\n",
+             (int)blockIdx.x, (int)threadIdx.x, what, a, b, (unsigned long long)target,
+             (unsigned long long)ld_acquire_sys_u64(flag));
+      __trap();
+    }
+#else
+    (void)what, (void)a, (void)b;
+#endif
+  }
+}
+
+#endif /* COMET_SYNC_CUH */
