@@ -227,7 +227,7 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
   snprintf(line, sizeof line,
            "{\"op\":\"%s\",\"shape\":\"%s\",\"groups\":%d,\"comet_tflops\":%.1f,"
            "\"cublas_tflops\":%.1f,\"ratio\":%.3f,\"device\":\"%s\",\"commit\":\"%s\","
-           "\"rows\":%.0f,\"n\":%d,\"k\":%d,\"tile_n\":%d,\"cublas_path\":\"%s\","
+           "\"rows\":%.0f,\"n\":%d,\"k\":%d,\"tile_n_host\":%d,\"cublas_path\":\"%s\","
            "\"cublas_loop_tflops\":%.1f,\"cublas_grouped_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,

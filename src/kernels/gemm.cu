@@ -23,6 +23,45 @@ __global__ void __launch_bounds__(kThreads, 1)
   gemm_engine_run<C>(args, &tm_a, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x);
 }
 
+/* AUTO tile without hooks: the CTAs read the group sizes and pick the shape
+ * whose last wave is fullest (the narrow one discounted for its lower
+ * per-tile efficiency), the same choice in every CTA, then run that body.
+ * The sizes are only known on the device, so the host can't choose well. */
+__device__ __forceinline__ bool device_pick_wide(const Args &aw, const Args &an, int out_w,
+                                                 int out_n) {
+  __shared__ int s_wide;
+  if (threadIdx.x < 32) {
+    int mt = 0;
+    for (int g = threadIdx.x; g < aw.groups; g += 32)
+      mt += (max(aw.group_offset[g + 1] - aw.group_offset[g], 0) + kBM - 1) / kBM;
+#pragma unroll
+    for (int d = 16; d > 0; d >>= 1) mt += __shfl_xor_sync(0xffffffffu, mt, d);
+    if (threadIdx.x == 0) { /* useful / (waves * CTAs * tile) for each shape */
+      const float ncta = (float)gridDim.x;
+      const float tw = (float)mt * aw.n_tiles, tn = (float)mt * an.n_tiles;
+      const float fw = tw / (ceilf(tw / ncta) * ncta) * aw.n / (float)(aw.n_tiles * out_w);
+      const float fn = tn / (ceilf(tn / ncta) * ncta) * an.n / (float)(an.n_tiles * out_n);
+      s_wide = mt == 0 || fw >= 0.9f * fn;
+    }
+  }
+  __syncthreads();
+  return s_wide;
+}
+
+template <class CW, class CN>
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_kernel_auto(const __grid_constant__ Args aw, const __grid_constant__ Args an,
+                     const __grid_constant__ CUtensorMap tm_a,
+                     const __grid_constant__ CUtensorMap tm_bw,
+                     const __grid_constant__ CUtensorMap tm_bn,
+                     const __grid_constant__ CUtensorMap tm_c) {
+  extern __shared__ uint8_t smem[];
+  if (device_pick_wide(aw, an, CW::kOutN, CN::kOutN))
+    gemm_engine_run<CW>(aw, &tm_a, &tm_bw, &tm_c, smem, blockIdx.x, gridDim.x);
+  else
+    gemm_engine_run<CN>(an, &tm_a, &tm_bn, &tm_c, smem, blockIdx.x, gridDim.x);
+}
+
 /* ---- tensor maps ---- */
 
 static PFN_cuTensorMapEncodeTiled_v12000 encode_fn(void) {
@@ -148,22 +187,30 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
   return COMET_OK;
 }
 
+/* The tensor maps of a launch: A [max_rows, K] (box 64 x 128), B
+ * [G, NB, K] (box 64 x kBN/2 x 1: a stage is two boxes), C [max_rows, N]
+ * (box 64 x 64, the staging slab). */
 template <class C>
-static comet_status_t launch(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
-  const bool fp16 = p->dtype == COMET_DTYPE_FP16;
+static comet_status_t make_tmap_b(CUtensorMap *m, const comet_gemm_params_t *p) {
   const uint64_t nb = C::kSwiglu ? 2 * (uint64_t)p->n : (uint64_t)p->n;
-  CUtensorMap tm_a, tm_b, tm_c;
-  {
-    const uint64_t da[2] = {(uint64_t)p->k, (uint64_t)p->max_rows};
-    const uint32_t ba[2] = {kBK, kBM};
-    COMET_CHECK(make_tmap(&tm_a, "a", p->a, 2, da, ba, fp16, true));
-    const uint64_t db[3] = {(uint64_t)p->k, nb, (uint64_t)p->groups};
-    const uint32_t bb[3] = {kBK, (uint32_t)C::kBN / 2, 1};
-    COMET_CHECK(make_tmap(&tm_b, "b", p->b, 3, db, bb, fp16, true));
-    const uint64_t dc[2] = {(uint64_t)p->n, (uint64_t)p->max_rows};
-    const uint32_t bc[2] = {64, 64};
-    COMET_CHECK(make_tmap(&tm_c, "c", p->c, 2, dc, bc, fp16, false));
-  }
+  const uint64_t db[3] = {(uint64_t)p->k, nb, (uint64_t)p->groups};
+  const uint32_t bb[3] = {kBK, (uint32_t)C::kBN / 2, 1};
+  return make_tmap(m, "b", p->b, 3, db, bb, p->dtype == COMET_DTYPE_FP16, true);
+}
+
+static comet_status_t make_tmaps_ac(CUtensorMap *ma, CUtensorMap *mc, const comet_gemm_params_t *p) {
+  const bool fp16 = p->dtype == COMET_DTYPE_FP16;
+  const uint64_t da[2] = {(uint64_t)p->k, (uint64_t)p->max_rows};
+  const uint32_t ba[2] = {kBK, kBM};
+  COMET_CHECK(make_tmap(ma, "a", p->a, 2, da, ba, fp16, true));
+  const uint64_t dc[2] = {(uint64_t)p->n, (uint64_t)p->max_rows};
+  const uint32_t bc[2] = {64, 64};
+  COMET_CHECK(make_tmap(mc, "c", p->c, 2, dc, bc, fp16, false));
+  return COMET_OK;
+}
+
+template <class C>
+static Args make_args(const comet_gemm_params_t *p) {
   Args a;
   a.group_offset = p->group_offset;
   a.row_scale = p->row_scale;
@@ -180,33 +227,71 @@ static comet_status_t launch(const comet_gemm_params_t *p, int sms, cudaStream_t
   a.order = (int)p->order;
   a.wait_value = p->wait_value;
   a.publish_value = p->publish_value;
+  return a;
+}
 
-  /* Upper bound of the tile count (group sizes are on the device). */
+/* One CTA per SM, fewer if asked or if there can't be that many tiles
+ * (an upper bound: group sizes are on the device). */
+static unsigned grid_size(const comet_gemm_params_t *p, int sms, int n_tiles) {
   const int64_t m_bound = (p->max_rows + kBM - 1) / kBM + p->groups;
   int64_t grid = (int64_t)sms;
   if (p->num_ctas > 0 && p->num_ctas < grid) grid = p->num_ctas;
-  if (m_bound * a.n_tiles < grid) grid = m_bound * a.n_tiles;
+  if (m_bound * n_tiles < grid) grid = m_bound * n_tiles;
+  return (unsigned)grid;
+}
 
+static comet_status_t launch_error(cudaError_t e, int out_n, int smem) {
+  return comet_set_error(COMET_ERR_CUDA, "gemm: launch (tile %dx%d, %d B smem): %s", kBM, out_n,
+                         smem, cudaGetErrorString(e));
+}
+
+template <class C>
+static comet_status_t launch(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
+  CUtensorMap tm_a, tm_b, tm_c;
+  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
+  COMET_CHECK(make_tmap_b<C>(&tm_b, p));
+  const Args a = make_args<C>(p);
   cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        C::kSmemBytes);
   if (e == cudaSuccess) {
-    gemm_kernel<C><<<(unsigned)grid, kThreads, C::kSmemBytes, stream>>>(a, tm_a, tm_b, tm_c);
+    gemm_kernel<C><<<grid_size(p, sms, a.n_tiles), kThreads, C::kSmemBytes, stream>>>(a, tm_a, tm_b,
+                                                                                     tm_c);
     e = cudaGetLastError();
   }
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_CUDA, "gemm: launch (tile %dx%d, %d stages, %d B smem): %s",
-                           kBM, C::kOutN, C::kStages, C::kSmemBytes, cudaGetErrorString(e));
-  return COMET_OK;
+  return e == cudaSuccess ? COMET_OK : launch_error(e, C::kOutN, C::kSmemBytes);
 }
 
-template <int kBN, bool kSwiglu>
-static comet_status_t launch_dtype_hooks(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
-  const bool fp16 = p->dtype == COMET_DTYPE_FP16, hk = hooks_on(p);
-  if (fp16)
-    return hk ? launch<Cfg<kBN, kSwiglu, true, true>>(p, sms, s)
-              : launch<Cfg<kBN, kSwiglu, false, true>>(p, sms, s);
-  return hk ? launch<Cfg<kBN, kSwiglu, true, false>>(p, sms, s)
-            : launch<Cfg<kBN, kSwiglu, false, false>>(p, sms, s);
+template <class CW, class CN>
+static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
+  CUtensorMap tm_a, tm_bw, tm_bn, tm_c;
+  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
+  COMET_CHECK(make_tmap_b<CW>(&tm_bw, p));
+  COMET_CHECK(make_tmap_b<CN>(&tm_bn, p));
+  const Args aw = make_args<CW>(p), an = make_args<CN>(p);
+  const int smem = CW::kSmemBytes > CN::kSmemBytes ? CW::kSmemBytes : CN::kSmemBytes;
+  cudaError_t e = cudaFuncSetAttribute(gemm_kernel_auto<CW, CN>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e == cudaSuccess) {
+    gemm_kernel_auto<CW, CN><<<grid_size(p, sms, an.n_tiles), kThreads, smem, stream>>>(
+        aw, an, tm_a, tm_bw, tm_bn, tm_c);
+    e = cudaGetLastError();
+  }
+  return e == cudaSuccess ? COMET_OK : launch_error(e, 0, smem);
+}
+
+/* dtype x hooks x shape -> one instantiation. AUTO without hooks: the
+ * kernel holding both shapes decides on the device (device_pick_wide). */
+template <bool kSwiglu, bool kFp16>
+static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
+  typedef Cfg<256, kSwiglu, false, kFp16> Wide;
+  typedef Cfg<128, kSwiglu, false, kFp16> Narrow;
+  if (hooks_on(p))
+    return choose_tile(p, sms) == COMET_GEMM_TILE_WIDE
+               ? launch<Cfg<256, kSwiglu, true, kFp16>>(p, sms, s)
+               : launch<Cfg<128, kSwiglu, true, kFp16>>(p, sms, s);
+  if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);
+  if (p->tile == COMET_GEMM_TILE_NARROW) return launch<Narrow>(p, sms, s);
+  return launch_auto<Wide, Narrow>(p, sms, s);
 }
 
 extern "C" comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struct CUstream_st *stream) {
@@ -214,13 +299,10 @@ extern "C" comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struc
   if (p->max_rows == 0) return COMET_OK;
   int sms = 0;
   COMET_CHECK(sm_count(&sms));
-  const bool wide = choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;
-  const bool sw = p->epilogue == COMET_GEMM_EPI_SWIGLU;
+  const bool sw = p->epilogue == COMET_GEMM_EPI_SWIGLU, fp16 = p->dtype == COMET_DTYPE_FP16;
   comet_status_t st;
-  if (wide)
-    st = sw ? launch_dtype_hooks<256, true>(p, sms, stream) : launch_dtype_hooks<256, false>(p, sms, stream);
-  else
-    st = sw ? launch_dtype_hooks<128, true>(p, sms, stream) : launch_dtype_hooks<128, false>(p, sms, stream);
+  if (sw) st = fp16 ? launch_shape<true, true>(p, sms, stream) : launch_shape<true, false>(p, sms, stream);
+  else st = fp16 ? launch_shape<false, true>(p, sms, stream) : launch_shape<false, false>(p, sms, stream);
   COMET_CHECK(st);
   return COMET_OK;
 }

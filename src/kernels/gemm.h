@@ -55,7 +55,7 @@ typedef enum comet_gemm_epilogue {
 
 /* Tile shape (output tile; SWIGLU reads twice as many B rows). */
 typedef enum comet_gemm_tile {
-  COMET_GEMM_TILE_AUTO = 0, /* chosen from N, rows and the SM count */
+  COMET_GEMM_TILE_AUTO = 0, /* chosen from N, group sizes and the SM count */
   COMET_GEMM_TILE_WIDE = 1, /* 128 x 256 (SWIGLU: 128 x 128 output) */
   COMET_GEMM_TILE_NARROW = 2 /* 128 x 128 (SWIGLU: 128 x 64 output) */
 } comet_gemm_tile_t;
@@ -95,7 +95,9 @@ typedef struct comet_gemm_params {
 
 /* The output tile (rows, columns) a launch with these params uses: callers
  * build their M-tile lists with tile_m and size publish flags with
- * ceil(n / tile_n). Validates the params. */
+ * ceil(n / tile_n). Exact when a hook is set or tile != AUTO; with neither,
+ * the kernel itself picks the shape on the device from the real group sizes
+ * and this returns the host's estimate. Validates the params. */
 comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, int *tile_m, int *tile_n);
 
 /* Launches the grouped GEMM on `stream` (asynchronous; capturable). */
