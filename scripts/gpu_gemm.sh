@@ -22,8 +22,8 @@ LOG=$OUT/gemm.log
 say() { echo "$@" | tee -a "$LOG"; }
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 [ -n "$(git status --porcelain -- src/kernels tools/bench_gemm.cu 2>/dev/null)" ] && COMMIT="$COMMIT+dirty"
-export COMET_COMMIT=$COMMIT
-say "# gpu_gemm.sh $MODE on $(hostname), $(date -u +%FT%TZ), commit $COMMIT"
+export COMET_COMMIT=${COMET_COMMIT:-$COMMIT}
+say "# gpu_gemm.sh $MODE on $(hostname), $(date -u +%FT%TZ), commit $COMET_COMMIT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw --format=csv 2>&1 | tee -a "$LOG"
 
 BIN=${GEMM_BIN:-build-gemm-bin}  # test_gemm + bench_gemm copied out of build-gemm
