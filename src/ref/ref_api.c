@@ -37,7 +37,8 @@ comet_status_t comet_ref_layer1(const comet_layer_config_t *cfg, const comet_ref
   ref_ctx_t c;
   comet_status_t st = COMET_OK;
   double **o = NULL;
-  COMET_CHECK(comet_refi_ctx_open(&c, "comet_ref_layer1", cfg, 1, ranks, REF_IDS | REF_TW | REF_W2));
+  COMET_CHECK(
+      comet_refi_ctx_open(&c, "comet_ref_layer1", cfg, 1, ranks, REF_IDS | REF_TW | REF_W2));
   REF_CHECK_TABLE(st, done, &c, h, "h", REF_PER_ROW, c.F, 0);
   REF_CHECK_TABLE(st, done, &c, out, "out", REF_PER_TOKEN, c.H, 0);
   REF_CHECK_TABLE(st, done, &c, y, "y", REF_PER_ROW, c.H, 1);
@@ -126,7 +127,8 @@ comet_status_t comet_ref_backward(const comet_layer_config_t *cfg, const comet_r
   REF_CHECK_TABLE(st, done, &c, grads->dx, "grads->dx", REF_PER_TOKEN, c.H, 1);
   REF_CHECK_TABLE(st, done, &c, grads->dw1, "grads->dw1", REF_PER_RANK, w1n, 1);
   REF_CHECK_TABLE(st, done, &c, grads->dw2, "grads->dw2", REF_PER_RANK, w2n, 1);
-  REF_CHECK_TABLE(st, done, &c, grads->dtopk_weights, "grads->dtopk_weights", REF_PER_TOKEN, c.K, 1);
+  REF_CHECK_TABLE(st, done, &c, grads->dtopk_weights, "grads->dtopk_weights", REF_PER_TOKEN, c.K,
+                  1);
   COMET_CHECK_GOTO(comet_refi_alloc(&c, &d, REF_PER_TOKEN, c.H), st, done);
   REF_LOAD_TABLE(&c, d, dout, REF_PER_TOKEN, c.H, REF_KIND_DTYPE);
   const int want[4] = {grads->dx != NULL, grads->dw1 != NULL, grads->dw2 != NULL,
@@ -160,7 +162,8 @@ comet_status_t comet_ref_backward_f64(const comet_layer_config_t *cfg,
   REF_CHECK_TABLE(st, done, &c, grads->dx, "grads->dx", REF_PER_TOKEN, c.H, 1);
   REF_CHECK_TABLE(st, done, &c, grads->dw1, "grads->dw1", REF_PER_RANK, w1n, 1);
   REF_CHECK_TABLE(st, done, &c, grads->dw2, "grads->dw2", REF_PER_RANK, w2n, 1);
-  REF_CHECK_TABLE(st, done, &c, grads->dtopk_weights, "grads->dtopk_weights", REF_PER_TOKEN, c.K, 1);
+  REF_CHECK_TABLE(st, done, &c, grads->dtopk_weights, "grads->dtopk_weights", REF_PER_TOKEN, c.K,
+                  1);
   COMET_CHECK_GOTO(comet_refi_alloc(&c, &d, REF_PER_TOKEN, c.H), st, done);
   REF_LOAD_TABLE(&c, d, dout, REF_PER_TOKEN, c.H, REF_KIND_F64);
   const int want[4] = {grads->dx != NULL, grads->dw1 != NULL, grads->dw2 != NULL,

@@ -36,7 +36,8 @@ comet_status_t comet_refi_layer0(ref_ctx_t *c) {
       const int64_t r0 = rp->expert_offset[el], r1 = rp->expert_offset[el + 1];
       if (r1 == r0) continue;
       comet_refi_transpose(c->w1[q] + (int64_t)el * N1 * H, N1, H, wt);
-      comet_refi_gemm(r1 - r0, N1, H, c->A[q] + r0 * H, H, 1, wt, N1, c->z[q] + r0 * N1, N1, c->emulate);
+      comet_refi_gemm(r1 - r0, N1, H, c->A[q] + r0 * H, H, 1, wt, N1, c->z[q] + r0 * N1, N1,
+                      c->emulate);
     }
     for (int64_t r = 0; r < rp->rows; ++r) activate(c, c->z[q] + r * N1, c->h[q] + r * F);
   }

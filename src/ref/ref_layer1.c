@@ -17,7 +17,8 @@ comet_status_t comet_refi_layer1_gemm(ref_ctx_t *c) {
       const int64_t r0 = rp->expert_offset[el], r1 = rp->expert_offset[el + 1];
       if (r1 == r0) continue;
       comet_refi_transpose(c->w2[q] + (int64_t)el * H * F, H, F, wt);
-      comet_refi_gemm(r1 - r0, H, F, c->h[q] + r0 * F, F, 1, wt, H, c->y[q] + r0 * H, H, c->emulate);
+      comet_refi_gemm(r1 - r0, H, F, c->h[q] + r0 * F, F, 1, wt, H, c->y[q] + r0 * H, H,
+                      c->emulate);
     }
     ref_dt_array(c, c->y[q], rp->rows * H); /* y travels home as dtype */
   }

@@ -18,7 +18,8 @@ void comet_refi_gemm(int64_t M, int64_t N, int64_t K, const double *A, int64_t a
       for (int64_t i = i0; i < i1; ++i) memset(C + i * ldc + j0, 0, sizeof(double) * (size_t)nb);
       for (int64_t k = 0; k < K; ++k) {
         const double *b = B + k * ldb + j0;
-        for (int64_t i = i0; i < i1; ++i) ref_axpy(C + i * ldc + j0, A[i * ars + k * acs], b, nb, fp32);
+        for (int64_t i = i0; i < i1; ++i)
+          ref_axpy(C + i * ldc + j0, A[i * ars + k * acs], b, nb, fp32);
       }
     }
   }

@@ -2,7 +2,7 @@
  * problem for W simulated ranks (inputs in dtype bits and the same values as
  * doubles), routings with the awkward cases (skew, empty experts, dropped
  * slots, ranks without tokens), the unsharded expert weights assembled from
- * the shards, and error norms. Static functions: each test includes it once. */
+ * the shards, and error norms. Static inline functions: each test includes it once. */
 #ifndef COMET_TEST_REF_COMMON_H
 #define COMET_TEST_REF_COMMON_H
 
@@ -30,14 +30,14 @@ typedef struct tr_problem {
   comet_ref_rank_f64_t ranks64[TR_MAX_W];
 } tr_problem_t;
 
-static void *tr_alloc(size_t bytes) {
+static inline void *tr_alloc(size_t bytes) {
   void *p = calloc(bytes ? bytes : 1, 1);
   if (!p) { fprintf(stderr, "out of memory\n"); exit(1); }
   return p;
 }
 
 /* Random dtype values uniform in [-scale, scale), as bits and as doubles. */
-static void tr_fill(uint64_t *rng, comet_dtype_t dt, size_t n, float scale, uint16_t **bits,
+static inline void tr_fill(uint64_t *rng, comet_dtype_t dt, size_t n, float scale, uint16_t **bits,
                     double **vals) {
   *bits = tr_alloc(n * sizeof(uint16_t));
   *vals = tr_alloc(n * sizeof(double));
@@ -48,7 +48,7 @@ static void tr_fill(uint64_t *rng, comet_dtype_t dt, size_t n, float scale, uint
 }
 
 /* One token's K distinct experts (or -1) under a routing mode. */
-static void tr_route_token(uint64_t *rng, int mode, int E, int K, int hot, int32_t *row) {
+static inline void tr_route_token(uint64_t *rng, int mode, int E, int K, int hot, int32_t *row) {
   for (int k = 0; k < K; ++k) {
     int e, tries = 0;
     for (;;) {
@@ -66,9 +66,9 @@ static void tr_route_token(uint64_t *rng, int mode, int E, int K, int hot, int32
 }
 
 /* A random problem. T[s] random in 0..max_tokens (zero_rank >= 0 gets 0). */
-static void tr_make(tr_problem_t *p, uint64_t *rng, int ep, int tp, int E, int K, int H, int F,
-                    comet_activation_t act, comet_dtype_t dt, int max_tokens, int mode,
-                    int zero_rank) {
+static inline void tr_make(tr_problem_t *p, uint64_t *rng, int ep, int tp, int E, int K, int H,
+                           int F, comet_activation_t act, comet_dtype_t dt, int max_tokens,
+                           int mode, int zero_rank) {
   memset(p, 0, sizeof *p);
   comet_layer_config_t c = COMET_LAYER_CONFIG_INITIALIZER;
   c.hidden = H; c.ffn = F; c.num_experts = E; c.topk = K; c.ep = ep; c.tp = tp;
@@ -106,14 +106,14 @@ static void tr_make(tr_problem_t *p, uint64_t *rng, int ep, int tp, int E, int K
   }
 }
 
-static void tr_free(tr_problem_t *p) {
+static inline void tr_free(tr_problem_t *p) {
   for (int s = 0; s < p->W; ++s) {
     free(p->x[s]); free(p->w1[s]); free(p->w2[s]); free(p->ids[s]); free(p->tw[s]);
     free(p->xd[s]); free(p->w1d[s]); free(p->w2d[s]); free(p->twd[s]);
   }
 }
 
-static const char *tr_describe(const tr_problem_t *p) {
+static inline const char *tr_describe(const tr_problem_t *p) {
   static char buf[256];
   snprintf(buf, sizeof buf, "ep %d tp %d E %d K %d H %d F %d %s %s T [%d %d %d %d ...]",
            p->cfg.ep, p->cfg.tp, p->cfg.num_experts, p->cfg.topk, p->cfg.hidden, p->cfg.ffn,
@@ -124,8 +124,8 @@ static const char *tr_describe(const tr_problem_t *p) {
 
 /* Error of got against want (n doubles): ||got - want|| / ||want|| and max |got - want|. */
 typedef struct tr_err { double rel, max_abs, max_want; } tr_err_t;
-static void tr_err_add(tr_err_t *e, double *num, double *den, const double *got, const double *want,
-                       size_t n) {
+static inline void tr_err_add(tr_err_t *e, double *num, double *den, const double *got,
+                              const double *want, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     double d = fabs(got[i] - want[i]);
     if (isnan(d) || d > e->max_abs) e->max_abs = d; /* a NaN sticks */
@@ -134,7 +134,7 @@ static void tr_err_add(tr_err_t *e, double *num, double *den, const double *got,
     *den += want[i] * want[i];
   }
 }
-static void tr_err_finish(tr_err_t *e, double num, double den) {
+static inline void tr_err_finish(tr_err_t *e, double num, double den) {
   e->rel = den > 0 ? sqrt(num / den) : sqrt(num);
 }
 

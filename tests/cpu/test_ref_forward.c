@@ -30,7 +30,8 @@ static double act_direct(comet_activation_t act, double g, double u) {
   switch (act) {
     case COMET_ACT_SWIGLU: return g / (1.0 + exp(-g)) * u;
     case COMET_ACT_GELU:
-      return 0.5 * g * (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (g + 0.044715 * g * g * g)));
+      return 0.5 * g *
+             (1.0 + tanh(sqrt(2.0 / 3.14159265358979323846) * (g + 0.044715 * g * g * g)));
     default: return g;
   }
 }
@@ -55,7 +56,8 @@ static void direct_forward(const tr_problem_t *p, double **out) {
           z[n] = 0;
           for (int h = 0; h < H; ++h) z[n] += W1[((size_t)e * N1 + n) * H + h] * x[h];
         }
-        for (int j = 0; j < F; ++j) a[j] = act_direct(p->cfg.activation, z[j], gated ? z[F + j] : 0);
+        for (int j = 0; j < F; ++j)
+          a[j] = act_direct(p->cfg.activation, z[j], gated ? z[F + j] : 0);
         for (int h = 0; h < H; ++h) {
           double y = 0;
           for (int j = 0; j < F; ++j) y += W2[((size_t)e * H + h) * F + j] * a[j];
@@ -164,8 +166,9 @@ static void run_case(tr_problem_t *p, uint64_t *rng) {
     same_y &= memcmp(y1[q], y[q], (size_t)plan.ranks[q].rows * H * 2) == 0;
     if (p->T[q]) same_out &= memcmp(out1[q], out[q], (size_t)p->T[q] * H * 2) == 0;
   }
-  CHECK_MSG(same_h && same_y && same_out, "layer0/layer1 apart differ from the forward: h %d y %d out %d (%s)",
-            same_h, same_y, same_out, tr_describe(p));
+  CHECK_MSG(same_h && same_y && same_out,
+            "layer0/layer1 apart differ from the forward: h %d y %d out %d (%s)", same_h, same_y,
+            same_out, tr_describe(p));
 
   for (int s = 0; s < W; ++s) {
     free(out[s]); free(out1[s]); free(h[s]); free(h0[s]); free(y[s]); free(y1[s]);
@@ -213,10 +216,10 @@ int main(void) {
     const int *sz = sizes[test_rand_int(&rng, 0, 8)];
     const int ep = sz[0], tp = sz[1], E = ep * test_rand_int(&rng, 1, 3);
     const int K = test_rand_int(&rng, 1, E < 4 ? E : 4);
-    tr_make(&p, &rng, ep, tp, E, K, 8 * test_rand_int(&rng, 1, 6), tp * 4 * test_rand_int(&rng, 1, 4),
-            (comet_activation_t)test_rand_int(&rng, 0, 2), (comet_dtype_t)test_rand_int(&rng, 0, 1),
-            test_rand_int(&rng, 1, 16), test_rand_int(&rng, 0, TR_NUM_MODES - 1),
-            test_rand_int(&rng, -ep * tp, ep * tp - 1));
+    tr_make(&p, &rng, ep, tp, E, K, 8 * test_rand_int(&rng, 1, 6),
+            tp * 4 * test_rand_int(&rng, 1, 4), (comet_activation_t)test_rand_int(&rng, 0, 2),
+            (comet_dtype_t)test_rand_int(&rng, 0, 1), test_rand_int(&rng, 1, 16),
+            test_rand_int(&rng, 0, TR_NUM_MODES - 1), test_rand_int(&rng, -ep * tp, ep * tp - 1));
     run_case(&p, &rng);
     tr_free(&p);
   }
