@@ -269,6 +269,7 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
     else if (!strcmp(argv[i], "--op") && i + 1 < argc) ++i; /* "gemm", already dispatched */
+    else if (!strncmp(argv[i], "--op=", 5)) continue;
     else {
       fprintf(stderr, "bench gemm: unknown option '%s' (--quick, --reps N, --json FILE, "
                       "--only dense|grouped, --preset NAME)\n", argv[i]);
