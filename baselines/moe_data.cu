@@ -103,32 +103,38 @@ static uint16_t host_bits(float v, comet_dtype_t dt) {
   return dt == COMET_DTYPE_FP16 ? comet_f32_to_fp16(v) : comet_f32_to_bf16(v);
 }
 
-extern "C" void comet_md_fill_w1_host(uint16_t *w1, const comet_layer_config_t *cfg, int g, int i,
-                                      uint64_t seed, const uint8_t *mask) {
+extern "C" void comet_md_fill_w1_expert_host(uint16_t *p, const comet_layer_config_t *cfg, int g,
+                                             int i, int el, uint64_t seed) {
   shard s = make_shard(cfg, g, i);
   const float scale = comet_md_w1_scale(cfg);
-  for (int64_t el = 0; el < s.El; ++el) {
-    uint16_t *p = w1 + el * s.rows_l * s.H;
-    if (mask && !mask[el]) continue;
-    for (int64_t r = 0; r < s.rows_l; ++r)
-      for (int64_t h = 0; h < s.H; ++h)
-        p[r * s.H + h] = host_bits(comet_md_unit(seed, COMET_MD_W1, w1_gidx(s, el, r, h)) * scale,
-                                   cfg->dtype);
-  }
+  for (int64_t r = 0; r < s.rows_l; ++r)
+    for (int64_t h = 0; h < s.H; ++h)
+      p[r * s.H + h] =
+          host_bits(comet_md_unit(seed, COMET_MD_W1, w1_gidx(s, el, r, h)) * scale, cfg->dtype);
+}
+
+extern "C" void comet_md_fill_w2_expert_host(uint16_t *p, const comet_layer_config_t *cfg, int g,
+                                             int i, int el, uint64_t seed) {
+  shard s = make_shard(cfg, g, i);
+  const float scale = comet_md_w2_scale(cfg);
+  for (int64_t h = 0; h < s.H; ++h)
+    for (int64_t c = 0; c < s.Fl; ++c)
+      p[h * s.Fl + c] =
+          host_bits(comet_md_unit(seed, COMET_MD_W2, w2_gidx(s, el, h, c)) * scale, cfg->dtype);
+}
+
+extern "C" void comet_md_fill_w1_host(uint16_t *w1, const comet_layer_config_t *cfg, int g, int i,
+                                      uint64_t seed) {
+  shard s = make_shard(cfg, g, i);
+  for (int el = 0; el < (int)s.El; ++el)
+    comet_md_fill_w1_expert_host(w1 + el * s.rows_l * s.H, cfg, g, i, el, seed);
 }
 
 extern "C" void comet_md_fill_w2_host(uint16_t *w2, const comet_layer_config_t *cfg, int g, int i,
-                                      uint64_t seed, const uint8_t *mask) {
+                                      uint64_t seed) {
   shard s = make_shard(cfg, g, i);
-  const float scale = comet_md_w2_scale(cfg);
-  for (int64_t el = 0; el < s.El; ++el) {
-    uint16_t *p = w2 + el * s.H * s.Fl;
-    if (mask && !mask[el]) continue;
-    for (int64_t h = 0; h < s.H; ++h)
-      for (int64_t c = 0; c < s.Fl; ++c)
-        p[h * s.Fl + c] = host_bits(comet_md_unit(seed, COMET_MD_W2, w2_gidx(s, el, h, c)) * scale,
-                                    cfg->dtype);
-  }
+  for (int el = 0; el < (int)s.El; ++el)
+    comet_md_fill_w2_expert_host(w2 + el * s.H * s.Fl, cfg, g, i, el, seed);
 }
 
 extern "C" cudaError_t comet_md_fill_x(void *x, int T, int H, comet_dtype_t dt, int rank,

@@ -45,17 +45,20 @@ float comet_md_w2_scale(const comet_layer_config_t *cfg);
 
 /* Shard (g = ep_rank, i = tp_rank) of the global weights, in cfg->dtype,
  * on the GPU (device pointers, stream-ordered) or on the host (uint16 bits;
- * expert_mask, if not NULL, limits the host fill to experts with
- * expert_mask[local e] != 0 and leaves the others untouched, so threads can
- * fill disjoint experts of one array). */
+ * the _expert variants fill local expert el alone into dst, [w1_rows, H] or
+ * [H, F/tp], so threads can fill experts in parallel). */
 cudaError_t comet_md_fill_w1(void *w1, const comet_layer_config_t *cfg, int g, int i,
                              uint64_t seed, cudaStream_t stream);
 cudaError_t comet_md_fill_w2(void *w2, const comet_layer_config_t *cfg, int g, int i,
                              uint64_t seed, cudaStream_t stream);
 void comet_md_fill_w1_host(uint16_t *w1, const comet_layer_config_t *cfg, int g, int i,
-                           uint64_t seed, const uint8_t *expert_mask);
+                           uint64_t seed);
 void comet_md_fill_w2_host(uint16_t *w2, const comet_layer_config_t *cfg, int g, int i,
-                           uint64_t seed, const uint8_t *expert_mask);
+                           uint64_t seed);
+void comet_md_fill_w1_expert_host(uint16_t *dst, const comet_layer_config_t *cfg, int g, int i,
+                                  int el, uint64_t seed);
+void comet_md_fill_w2_expert_host(uint16_t *dst, const comet_layer_config_t *cfg, int g, int i,
+                                  int el, uint64_t seed);
 
 /* Tokens of `rank`: x [T, H]; token t's row is a function of (seed, rank, t). */
 cudaError_t comet_md_fill_x(void *x, int T, int H, comet_dtype_t dt, int rank, uint64_t seed,

@@ -101,8 +101,8 @@ static int run_case(const comet_rank_info_t *info, ncclComm_t comm, cublasHandle
     comet_md_routing_host(ids[s].data(), wt[s].data(), T[s], K, E, p.data(), &c.routing, s, seed);
     w1[s].resize((size_t)El * w1r * H);
     w2[s].resize((size_t)El * H * Fl);
-    comet_md_fill_w1_host(w1[s].data(), &cfg, s / lay.tp, s % lay.tp, seed, NULL);
-    comet_md_fill_w2_host(w2[s].data(), &cfg, s / lay.tp, s % lay.tp, seed, NULL);
+    comet_md_fill_w1_host(w1[s].data(), &cfg, s / lay.tp, s % lay.tp, seed);
+    comet_md_fill_w2_host(w2[s].data(), &cfg, s / lay.tp, s % lay.tp, seed);
     out_ref[s].resize((size_t)T[s] * H + 1);
     rk[s] = {T[s], x[s].data(), ids[s].data(), wt[s].data(), w1[s].data(), w2[s].data()};
   }
