@@ -47,9 +47,10 @@ if [ -x "$BUILD/comet" ]; then
   step "bench presets, EP=$GPUS"
   timeout 90 $B --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b --tokens 1024,4096 2>&1 | tee "$OUT/bench_presets.log"
   rc=$?; [ $rc -ne 0 ] && { echo "bench presets exit $rc"; status=1; }
-  if [ "$GPUS" -ge 4 ]; then
-    step "bench EP x TP and skew"
-    timeout 60 $B --model mixtral-8x7b,qwen2-moe-2.7b --ep 2 --tp 2 --tokens 4096 --check --check-tokens 4 2>&1 | tee "$OUT/bench_eptp.log"
+  if [ "$GPUS" -ge 2 ]; then
+    if [ "$GPUS" -ge 4 ]; then LAY="--ep 2 --tp 2"; else LAY="--ep 1 --tp $GPUS"; fi
+    step "bench TP layouts ($LAY) and skew"
+    timeout 60 $B --model qwen2-moe-2.7b,mixtral-8x7b $LAY --tokens 4096 --check --check-tokens 4 2>&1 | tee "$OUT/bench_eptp.log"
     rc=$?; [ $rc -ne 0 ] && { echo "bench eptp exit $rc"; status=1; }
     timeout 40 $B --model qwen2-moe-2.7b --routing skew:0.02 --tokens 4096 2>&1 | tee "$OUT/bench_skew.log"
     rc=$?; [ $rc -ne 0 ] && { echo "bench skew exit $rc"; status=1; }
