@@ -16,7 +16,8 @@
  *                              rounded once to dtype
  *      backward: dy = w * dout            rounded to dtype (dispatched to the experts)
  *                dh = dy @ w2             fp32, kept fp32 (fused with the activation)
- *                da = act'(z) . dh        from fp32 z, rounded to dtype (a GEMM operand)
+ *                da = act'(z) . dh        from the fp32 z (recomputed, not a stored dtype
+ *                                         copy), rounded to dtype (a GEMM operand)
  *                dw2 = dy^T h, dw1 = da^T A   fp32 over rows in plan order, rounded once
  *                dA = da @ w1             fp32, rounded to dtype (it travels home)
  *                dx = sum_k sum_tp dA     fp32 (k, then tp, ascending), rounded once
@@ -35,10 +36,12 @@
  * max_rows_per_rank limit the routing as on the GPU when max_tokens_per_rank
  * > 0; 0 means unlimited. The _f64 functions ignore cfg->dtype.
  *
- * Arrays of per-rank pointers have W entries. A rank with no tokens may pass
+ * Arrays of per-rank pointers have W entries (declare input tables as
+ * `const uint16_t *h[W]`: C converts that, not `uint16_t *h[W]`, to
+ * `const uint16_t *const *`). A rank with no tokens may pass
  * NULL for its token arrays; a rank that receives no rows may pass NULL h/y.
  * Errors: INVALID_ARGUMENT naming the argument, ROUTING from comet_plan_build,
- * OUT_OF_MEMORY. Nothing is written on failure except possibly outputs. */
+ * OUT_OF_MEMORY. Outputs are written only when the call succeeds. */
 #ifndef COMET_REF_H
 #define COMET_REF_H
 
