@@ -22,7 +22,12 @@ note() { echo "$*" | tee -a "$SUMMARY"; }
 note "commit ${COMET_COMMIT:-unknown}; $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1) x $(nvidia-smi -L | wc -l)"
 
 t0=$(date +%s)
-cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DNCCL_HOME=/usr >"$OUT/build.log" 2>&1 &&
+# The system NCCL's headers first on nvcc's path, ahead of any nccl.h in the
+# CUDA toolkit's include directory (the device API has no ABI promise).
+mkdir -p $B/nccl-include && cp -r /usr/include/nccl*.h /usr/include/nccl_device $B/nccl-include/ 2>/dev/null
+cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DNCCL_HOME=/usr \
+  -DCMAKE_CUDA_FLAGS="-I$PWD/$B/nccl-include" -DCMAKE_C_FLAGS="-I$PWD/$B/nccl-include" \
+  -DCMAKE_CXX_FLAGS="-I$PWD/$B/nccl-include" >"$OUT/build.log" 2>&1 &&
   cmake --build $B -j16 --target comet test_plan_device test_dispatch_combine >>"$OUT/build.log" 2>&1
 rc=$?
 note "build: rc $rc ($(( $(date +%s) - t0 )) s)"
@@ -32,7 +37,7 @@ if ! cmake --build $B -j16 --target comet_cli >>"$OUT/build.log" 2>&1; then
   note "comet command did not link; building the comm bench standalone"
   nvcc -O2 -std=c++17 -gencode=arch=compute_90a,code=sm_90a -DCOMET_BENCH_COMM_MAIN \
     -DCOMET_NCCL_BUILD_VERSION=$(grep -m1 "define NCCL_VERSION_CODE" /usr/include/nccl.h | awk '{print $3}') \
-    -Iinclude -Isrc -Itools tools/bench_comm.cu $B/libcomet.a -lnccl -lcublas -o $B/bench_comm \
+    -I$B/nccl-include -Iinclude -Isrc -Itools tools/bench_comm.cu $B/libcomet.a -lnccl -lcublas -o $B/bench_comm \
     >>"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; }
   BENCH="$B/bench_comm"
 fi

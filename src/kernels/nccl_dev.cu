@@ -7,6 +7,12 @@
 #include "kernels/comm.h"
 #include "kernels/nccl_dev.cuh"
 
+/* ncclDevComm's layout is compiled in: the nccl.h the compiler saw must be
+ * the one the build found (and the one loaded, checked at run time). */
+static_assert(NCCL_VERSION_CODE == COMET_NCCL_BUILD_VERSION,
+              "nccl.h seen by nvcc differs from the NCCL found by CMake: an nccl.h earlier on the "
+              "include path (e.g. in the CUDA toolkit) shadows it");
+
 extern "C" comet_status_t comet_devcomm_create(ncclComm *comm, int lsa_barriers, void **out) {
   *out = NULL;
   ncclDevComm *dc = (ncclDevComm *)calloc(1, sizeof(ncclDevComm));

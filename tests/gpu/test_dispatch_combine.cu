@@ -169,6 +169,9 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *cfg, const com
         want[(size_t)t * H + c] = from_f32(acc, fp16);
       }
     CUDA_OK(cudaMemsetAsync(d_out, 0xff, row_bytes * ((size_t)Tm + 1), stream));
+    /* A combine per plan: the re-plan (same ids) gives a new epoch and its
+     * barrier keeps pushes of this pass out of the last pass's reduce. */
+    if (pass == 1) CHECK_OK(comet_layer_plan(L, Tm, d_ids, stream));
     CHECK_OK(comet_layer_combine(L, pass == 0 ? d_y : NULL, d_ids, d_w, d_out, ctas, stream));
     CUDA_OK(cudaStreamSynchronize(stream));
     CUDA_OK(cudaMemcpy(out, d_out, row_bytes * (size_t)Tm, cudaMemcpyDeviceToHost));
