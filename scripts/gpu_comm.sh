@@ -55,15 +55,16 @@ if [ "$1" != "quick" ]; then
   note "compute-sanitizer (memcheck, leak-check full, world 1): rc $? ($(( $(date +%s) - t1 )) s): $(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/sanitizer.log" | sort | uniq -c | tr '\n' ';')"
 fi
 
+G=$(nvidia-smi -L | wc -l); [ "$G" -gt 4 ] && G=4
 J=$OUT/comm.jsonl
 : >"$J"
 for op in dispatch combine; do
-  timeout 120 $BENCH bench --op $op --gpus 4 --model mixtral-8x7b --tokens 8192 \
+  timeout 120 $BENCH bench --op $op --gpus $G --model mixtral-8x7b --tokens 8192 \
     --ctas 8,16,24,32,64,132 --unroll ${UNROLL:-4,8,16} --json "$J" 2>&1 | tee "$OUT/bench_$op.log"
 done
-timeout 60 $BENCH bench --op dispatch --gpus 4 --model deepseek-v2-lite --tokens 8192 \
+timeout 60 $BENCH bench --op dispatch --gpus $G --model deepseek-v2-lite --tokens 8192 \
   --ctas 8,16,24,32 --unroll 8 --json "$J" 2>&1 | tee "$OUT/bench_dispatch_dsv2.log"
-timeout 60 $BENCH bench --op dispatch --gpus 4 --tp 2 --model mixtral-8x7b --tokens 4096 \
+timeout 60 $BENCH bench --op dispatch --gpus $G --tp 2 --model mixtral-8x7b --tokens 4096 \
   --ctas 16,24,32 --unroll 8 --json "$J" 2>&1 | tee "$OUT/bench_dispatch_tp2.log"
 
 echo; echo "==== summary ===="; cat "$SUMMARY"
