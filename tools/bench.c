@@ -550,11 +550,3 @@ int comet_bench_moe_main(int argc, char **argv) {
   return comet_launch_local(o.gpus, o.timeout_s, rank_main, &o) == 0 ? 0 : 1;
 }
 
-/* Until tools/bench_comm.cu (another part of the work) lands, `comet bench
- * --op dispatch|combine` says so; its strong definition replaces this one. */
-__attribute__((weak)) int comet_bench_comm_main(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
-  fprintf(stderr, "comet bench: --op dispatch|combine is not built in this binary yet\n");
-  return 2;
-}
