@@ -42,15 +42,19 @@ if ! cmake --build $B -j16 --target comet_cli >>"$OUT/build.log" 2>&1; then
   BENCH="$B/bench_comm"
 fi
 
-for t in test_plan_device test_dispatch_combine; do
-  t1=$(date +%s)
-  timeout 150 $B/$t 2>&1 | tee "$OUT/$t.log" | tail -60
-  note "$t: rc $? ($(( $(date +%s) - t1 )) s): $(grep -E 'PASS|FAIL' "$OUT/$t.log" | tail -1)"
-done
+run_test() { # name, env...
+  local t=$1 tag=$2; shift 2
+  local t1=$(date +%s)
+  env "$@" timeout 60 $B/$t 2>&1 | tee "$OUT/$t$tag.log" | tail -45
+  note "$t $*: rc $? ($(( $(date +%s) - t1 )) s): $(grep -E 'PASS|FAIL' "$OUT/$t$tag.log" | tail -1)"
+}
+run_test test_plan_device ""
+run_test test_dispatch_combine ""
+run_test test_dispatch_combine _tma_pull COMET_COMM_MODE=tma COMET_COMBINE_MODE=pull
 
 if [ "$1" != "quick" ]; then
   t1=$(date +%s)
-  timeout 150 compute-sanitizer --leak-check full --target-processes all --error-exitcode 9 \
+  timeout 100 compute-sanitizer --leak-check full --report-api-errors no --target-processes all --error-exitcode 9 \
     $B/test_dispatch_combine 1 >"$OUT/sanitizer.log" 2>&1
   note "compute-sanitizer (memcheck, leak-check full, world 1): rc $? ($(( $(date +%s) - t1 )) s): $(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/sanitizer.log" | sort | uniq -c | tr '\n' ';')"
 fi
@@ -58,20 +62,22 @@ fi
 G=$(nvidia-smi -L | wc -l); [ "$G" -gt 4 ] && G=4
 J=$OUT/comm.jsonl
 : >"$J"
-for op in dispatch combine; do
-  timeout 120 $BENCH bench --op $op --gpus $G --model mixtral-8x7b --tokens 8192 \
-    --ctas 8,16,24,32,64,132 --unroll ${UNROLL:-4,8,16} --json "$J" 2>&1 | tee "$OUT/bench_$op.log"
-done
-timeout 60 $BENCH bench --op dispatch --gpus $G --model deepseek-v2-lite --tokens 8192 \
-  --ctas 8,16,24,32 --unroll 8 --json "$J" 2>&1 | tee "$OUT/bench_dispatch_dsv2.log"
-timeout 60 $BENCH bench --op dispatch --gpus $G --tp 2 --model mixtral-8x7b --tokens 4096 \
-  --ctas 16,24,32 --unroll 8 --json "$J" 2>&1 | tee "$OUT/bench_dispatch_tp2.log"
+M="--gpus $G --model mixtral-8x7b --tokens 8192 --json $J"
+{
+  timeout 60 $BENCH bench --op dispatch $M --ctas 8,16,24,32,64,132 --unroll 8,16
+  COMET_COMM_MODE=tma timeout 60 $BENCH bench --op dispatch $M --ctas 8,16,24,32,64,132
+  timeout 60 $BENCH bench --op combine $M --ctas 8,16,24,32,64,132 --unroll 8
+  COMET_COMBINE_MODE=pull timeout 60 $BENCH bench --op combine $M --ctas 8,16,24,32,64,132
+  timeout 60 $BENCH bench --op dispatch --gpus $G --model deepseek-v2-lite --tokens 8192 --ctas 16,24,32 --json $J
+  COMET_COMM_MODE=tma timeout 60 $BENCH bench --op dispatch --gpus $G --model deepseek-v2-lite --tokens 8192 --ctas 16,24,32 --json $J
+  COMET_COMBINE_MODE=pull timeout 60 $BENCH bench --op combine --gpus $G --model deepseek-v2-lite --tokens 8192 --ctas 16,24,32 --json $J
+} 2>&1 | tee "$OUT/bench.log" | grep -E "^comet bench|^mode" 
 
 echo; echo "==== summary ===="; cat "$SUMMARY"
-echo "op       ctas unroll   GB/s   NCCL  ratio  (model, world, tp)"
+echo "op       mode ctas unroll   GB/s   NCCL  ratio  (model, world, tp)"
 python3 - "$J" <<'PY'
 import json, sys
 for l in open(sys.argv[1]):
     r = json.loads(l)
-    print(f"{r['op']:8s} {r['ctas']:4d} {r['unroll']:6d} {r['gbps']:6.0f} {r['nccl_gbps']:6.0f} {r['gbps']/r['nccl_gbps']:5.2f}x  ({r['model']}, {r['world']}, {r['tp']})")
+    print(f"{r['op']:8s} {r['mode']:4s} {r['ctas']:4d} {r['unroll']:6d} {r['gbps']:6.0f} {r['nccl_gbps']:6.0f} {r['gbps']/r['nccl_gbps']:5.2f}x  ({r['model']}, {r['world']}, {r['tp']})")
 PY

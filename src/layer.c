@@ -41,7 +41,8 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
    *   cflags     uint64 [W]            combine arrival flag per sending rank
    *   row_src, row_token, row_slot     int32 [cap] each: who sent each received row
    *   rows       [cap][H] dtype        dispatched rows
-   *   ret        [T*K*tp][H] dtype     rows coming home in the combine
+   *   y          [cap][H] dtype        expert outputs the combine pulls home
+   *   ret        [T*K*tp][H] dtype     rows pushed home (push combine)
    * each region starts on a 256-byte boundary. */
   size_t c = 0;
   v->off_counts = take(&c, 2 * W * E * sizeof(int32_t));
@@ -52,6 +53,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
   v->off_row_token = take(&c, cap * sizeof(int32_t));
   v->off_row_slot = take(&c, cap * sizeof(int32_t));
   v->off_rows = take(&c, cap * row_bytes);
+  v->off_y = take(&c, cap * row_bytes);
   v->off_ret = take(&c, T * K * tp * row_bytes);
   *win_bytes = c;
 
@@ -189,7 +191,10 @@ static void layer_teardown(comet_layer_t L) {
   if (L->scratch) cudaFree(L->scratch);
   if (L->devcomm) comet_devcomm_destroy(L->ctx->comm, L->devcomm);
   if (L->win) ncclCommWindowDeregister(L->ctx->comm, L->win);
-  if (L->win_base) ncclMemFree(L->win_base);
+  if (L->win_base) {
+    if (L->ctx->world > 1) ncclMemFree(L->win_base);
+    else cudaFree(L->win_base);
+  }
   L->scratch = L->devcomm = L->win_base = NULL;
   L->win = NULL;
 }
@@ -219,11 +224,17 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
   COMET_CHECK_GOTO(comet_layer_carve(cfg, ctx->world, v, &L->win_bytes, &L->scratch_bytes, NULL),
                    st, fail);
 
-  COMET_NCCL_GOTO(ncclMemAlloc(&L->win_base, L->win_bytes), st, fail);
-  COMET_NCCL_GOTO(ncclCommWindowRegister(ctx->comm, L->win_base, L->win_bytes, &L->win,
-                                         NCCL_WIN_COLL_SYMMETRIC), st, fail);
-  /* The plan's kernels use LSA barrier 0 (one CTA each). */
-  COMET_CHECK_GOTO(comet_devcomm_create(ctx->comm, 1, &L->devcomm), st, fail);
+  if (ctx->world > 1) {
+    COMET_NCCL_GOTO(ncclMemAlloc(&L->win_base, L->win_bytes), st, fail);
+    COMET_NCCL_GOTO(ncclCommWindowRegister(ctx->comm, L->win_base, L->win_bytes, &L->win,
+                                           NCCL_WIN_COLL_SYMMETRIC), st, fail);
+    /* The plan's kernels use LSA barrier 0 (one CTA each). */
+    COMET_CHECK_GOTO(comet_devcomm_create(ctx->comm, 1, &L->devcomm), st, fail);
+  } else {
+    /* NCCL gives a 1-rank communicator no symmetric memory; nothing is
+     * shared, so plain device memory serves (kernels see win == NULL). */
+    COMET_CUDA_GOTO(cudaMalloc(&L->win_base, L->win_bytes), st, fail);
+  }
   COMET_CUDA_GOTO(cudaMalloc(&L->scratch, L->scratch_bytes), st, fail);
   COMET_CHECK_GOTO(comet_layer_carve(cfg, ctx->world, v, &L->win_bytes, &L->scratch_bytes,
                                      (char *)L->scratch), st, fail);

@@ -187,7 +187,9 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
   comet_route_status_t rs;
   BCOMET(comet_layer_route_status(L, st, &rs));
   const int64_t rows = rs.rows;
-  BCUDA(cudaMalloc(&d_y, row_bytes * (size_t)(rows + 1)));
+  /* y where a fused GEMM leaves it: the window's y region (pull reads it
+   * from the peers in place; push reads it locally) */
+  d_y = v->win_local + v->off_y;
   BCUDA(cudaMemset(d_y, 0x3c, row_bytes * (size_t)(rows + 1)));
   int32_t *counts = (int32_t *)malloc(sizeof(int32_t) * W * E);
   BCUDA(cudaMemcpy(counts, v->all_counts, sizeof(int32_t) * W * E, cudaMemcpyDeviceToHost));
@@ -250,10 +252,14 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
   if (me == 0) {
     printf("comet bench --op %s: %s, %d ranks (ep %d x tp %d), %d tokens/rank, rows of %zu B, %s, "
            "commit %s\n", op, o->model, W, cfg.ep, tp, T, row_bytes, prop.name, o->commit);
+    printf("mode: dispatch %s, combine %s\n", getenv("COMET_COMM_MODE") ? getenv("COMET_COMM_MODE") : "ld",
+           getenv("COMET_COMBINE_MODE") ? getenv("COMET_COMBINE_MODE") : "push");
     printf("%-8s %6s %6s %14s %8s %8s %8s %9s\n", "op", "ctas", "unroll", "bytes/rank", "ms", "GB/s",
            "NCCL", "vs NCCL");
   }
   FILE *jf = (me == 0 && o->json) ? fopen(o->json, "a") : NULL;
+  const char *mode = o->combine ? (getenv("COMET_COMBINE_MODE") ? getenv("COMET_COMBINE_MODE") : "push")
+                                : (getenv("COMET_COMM_MODE") ? getenv("COMET_COMM_MODE") : "ld");
   for (int ui = 0; ui < o->nunroll; ++ui) {
     char ub[16];
     snprintf(ub, sizeof ub, "%d", o->unroll[ui]);
@@ -280,10 +286,10 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
         if (jf)
           fprintf(jf,
                   "{\"op\": \"%s\", \"model\": \"%s\", \"world\": %d, \"ep\": %d, \"tp\": %d, "
-                  "\"tokens_per_rank\": %d, \"ctas\": %d, \"unroll\": %d, \"bytes\": %.0f, "
+                  "\"tokens_per_rank\": %d, \"ctas\": %d, \"mode\": \"%s\", \"unroll\": %d, \"bytes\": %.0f, "
                   "\"gbps\": %.1f, \"nccl_gbps\": %.1f, \"ms\": %.4f, \"nccl_ms\": %.4f, "
                   "\"device\": \"%s\", \"commit\": \"%s\"}\n",
-                  op, o->model, W, cfg.ep, tp, T, ctas, o->unroll[ui], bytes_mean, gbps, nccl_gbps,
+                  op, o->model, W, cfg.ep, tp, T, ctas, mode, o->unroll[ui], bytes_mean, gbps, nccl_gbps,
                   t_max * 1e3, nccl_t * 1e3, prop.name, o->commit);
       }
     }
@@ -292,7 +298,7 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
   cudaFree(nsend); cudaFree(nrecv); cudaFree(dbuf);
-  cudaFree(d_ids); cudaFree(d_w); cudaFree(d_x); cudaFree(d_out); cudaFree(d_y);
+  cudaFree(d_ids); cudaFree(d_w); cudaFree(d_x); cudaFree(d_out);
   free(ids); free(w); free(counts); free(to); free(from); free(ms);
   cudaStreamDestroy(st);
   BCOMET(comet_layer_destroy(L));
@@ -356,5 +362,8 @@ int comet_bench_comm_main(int argc, char **argv) {
 
 #ifdef COMET_BENCH_COMM_MAIN
 /* Standalone build (scripts/gpu_comm.sh, when the `comet` command does not link). */
-int main(int argc, char **argv) { return comet_bench_comm_main(argc - 1, argv + 1); }
+int main(int argc, char **argv) {
+  int skip = argc > 1 && !strcmp(argv[1], "bench") ? 2 : 1; /* `bench_comm bench --op ...` too */
+  return comet_bench_comm_main(argc - skip, argv + skip);
+}
 #endif

@@ -16,6 +16,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
 #include "kernels/comm.h"
@@ -59,7 +61,7 @@ __global__ void __launch_bounds__(COMBINE_THREADS) combine_push_kernel(comet_com
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
   const int n16 = (int)(row_bytes / 16);
   const int32_t *bo = v.block_offset;
-  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, p);
+  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, v.win_local, p);
   if (threadIdx.x == 0) {
     int32_t acc = 0;
     for (int b = 0; b < nb; ++b) {
@@ -200,6 +202,95 @@ __global__ void __launch_bounds__(COMBINE_THREADS) combine_reduce_kernel(
   }
 }
 
+
+/* ---- pull combine: one kernel, no intermediate buffer ----
+ * Each home rank reads its (t, k, tp) rows straight from the expert ranks'
+ * windows (row dest_row of its own plan) and reduces them in registers in
+ * the same fixed order. Needs y in every rank's window before it starts (the
+ * plan's barrier, or the barrier after copying y in). A warp per token; per
+ * lane up to SL slots x CH chunks of 16 bytes in flight before the FMAs. */
+#define PULL_SL 4
+template <typename T, int NCH>
+__global__ void __launch_bounds__(COMBINE_THREADS) combine_pull_kernel(
+    comet_comm_view_t v, size_t y_off, int num_tokens, const int32_t *__restrict__ ids,
+    const float *__restrict__ w, char *__restrict__ out) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  __shared__ char *peer[MAX_WORLD];
+  const int K = v.topk, W = v.world, tp = v.tp, El = v.num_experts / v.ep;
+  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, v.win_local, p) + y_off;
+  __syncthreads();
+  const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
+  const int n16 = (int)(row_bytes / 16);
+  const int lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+  const int nslots = K * tp;
+  for (int t = blockIdx.x * nwarps + threadIdx.x / 32; t < num_tokens; t += gridDim.x * nwarps) {
+    for (int base = 0; base < n16; base += 32 * NCH) {
+      float acc[NCH][8];
+#pragma unroll
+      for (int c = 0; c < NCH; ++c)
+#pragma unroll
+        for (int i = 0; i < 8; ++i) acc[c][i] = 0.0f;
+      for (int s0 = 0; s0 < nslots; s0 += PULL_SL) {
+        const char *src[PULL_SL];
+        float wk[PULL_SL];
+#pragma unroll
+        for (int u = 0; u < PULL_SL; ++u) {
+          src[u] = NULL;
+          const int sl = s0 + u;
+          if (sl < nslots) {
+            const int k = sl / tp, i = sl % tp;
+            const int e = ids[(size_t)t * K + k];
+            if (e >= 0) {
+              const int q = (e / El) * tp + i;
+              src[u] = peer[q] + (size_t)v.dest_row[((size_t)t * K + k) * tp + i] * row_bytes;
+              wk[u] = w[(size_t)t * K + k];
+            }
+          }
+        }
+        uint4 x[PULL_SL][NCH];
+#pragma unroll
+        for (int u = 0; u < PULL_SL; ++u)
+#pragma unroll
+          for (int c = 0; c < NCH; ++c) {
+            const int jv = base + c * 32 + lane;
+            if (src[u] && jv < n16) x[u][c] = ld_nc_na_v4(src[u] + (size_t)jv * 16);
+          }
+#pragma unroll
+        for (int u = 0; u < PULL_SL; ++u) {
+          if (!src[u]) continue; /* dropped slot or past the end */
+#pragma unroll
+          for (int c = 0; c < NCH; ++c) {
+            float f[8];
+            vec8<T>::load(x[u][c], f);
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[c][e] = __fmaf_rn(wk[u], f[e], acc[c][e]);
+          }
+        }
+      }
+#pragma unroll
+      for (int c = 0; c < NCH; ++c) {
+        const int jv = base + c * 32 + lane;
+        if (jv < n16) *(uint4 *)(out + (size_t)t * row_bytes + (size_t)jv * 16) = vec8<T>::store(acc[c]);
+      }
+    }
+  }
+}
+
+/* Copies this rank's status->rows rows of y into the window's y region. */
+__global__ void copy_y_kernel(comet_comm_view_t v, const char *__restrict__ y) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  const size_t n = (size_t)v.status->rows * v.hidden * v.elem_bytes / 16;
+  uint4 *dst = (uint4 *)(v.win_local + v.off_y);
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    dst[i] = ld_nc_na_v4(y + i * 16);
+}
+
+/* push (default) or pull: env COMET_COMBINE_MODE, an experiment knob. */
+static int combine_pull_mode(void) {
+  const char *m = getenv("COMET_COMBINE_MODE");
+  return m && !strcmp(m, "pull");
+}
+
 static comet_status_t launch_check(const char *what) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
@@ -214,7 +305,26 @@ extern "C" comet_status_t comet_combine_launch(const comet_comm_view_t *v, uint6
   COMET_ARG(ctas >= 1 && ctas <= 1024, "combine: ctas = %d must be in 1..1024", ctas);
   if (v->world > MAX_WORLD || v->world > COMBINE_THREADS)
     return comet_set_error(COMET_ERR_UNSUPPORTED, "combine: world %d > %d", v->world, MAX_WORLD);
-  const char *src = y ? (const char *)y : v->win_local + v->off_rows;
+  const int fp16 = v->dtype == COMET_DTYPE_FP16;
+  if (combine_pull_mode()) {
+    size_t y_off = v->off_rows; /* NULL: the dispatched rows (a round trip) */
+    if (y) {
+      y_off = v->off_y;
+      if ((const char *)y != v->win_local + v->off_y) {
+        copy_y_kernel<<<ctas, COMBINE_THREADS, 0, stream>>>(*v, (const char *)y);
+        COMET_CHECK(launch_check("copy_y_kernel"));
+        COMET_CHECK(comet_lsa_barrier_launch(v, stream));
+      }
+    }
+    const int grid = ctas;
+    if (fp16)
+      combine_pull_kernel<__half, 4><<<grid, COMBINE_THREADS, 0, stream>>>(*v, y_off, num_tokens, ids, w, (char *)out);
+    else
+      combine_pull_kernel<__nv_bfloat16, 4><<<grid, COMBINE_THREADS, 0, stream>>>(*v, y_off, num_tokens, ids, w, (char *)out);
+    COMET_CHECK(launch_check("combine_pull_kernel"));
+    return COMET_OK;
+  }
+  const char *src = !y ? v->win_local + v->off_rows : (const char *)y;
   const int nb = v->world * (v->num_experts / v->ep);
   const size_t smem = sizeof(int32_t) * (size_t)(nb + 1);
   switch (comet_comm_unroll()) {
@@ -223,7 +333,7 @@ extern "C" comet_status_t comet_combine_launch(const comet_comm_view_t *v, uint6
     default: combine_push_kernel<8><<<ctas, COMBINE_THREADS, smem, stream>>>(*v, epoch, src); break;
   }
   COMET_CHECK(launch_check("combine_push_kernel"));
-  if (v->dtype == COMET_DTYPE_FP16)
+  if (fp16)
     combine_reduce_kernel<__half><<<ctas, COMBINE_THREADS, 0, stream>>>(*v, epoch, num_tokens, ids, w, (char *)out);
   else
     combine_reduce_kernel<__nv_bfloat16><<<ctas, COMBINE_THREADS, 0, stream>>>(*v, epoch, num_tokens, ids, w, (char *)out);

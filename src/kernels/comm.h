@@ -63,7 +63,8 @@ typedef struct comet_comm_view {
   size_t off_row_token;          /* int32 [cap] */
   size_t off_row_slot;           /* int32 [cap] */
   size_t off_rows;               /* [cap][H]: dispatched rows, in plan order */
-  size_t off_ret;                /* [T_max*K*tp][H]: combine inputs at ((t*K + k)*tp + i) */
+  size_t off_y;                  /* [cap][H]: expert outputs, pulled home by the combine */
+  size_t off_ret;                /* [T_max*K*tp][H]: push combine inputs at ((t*K + k)*tp + i) */
   /* local device scratch (cudaMalloc) */
   int32_t *cta_counts;           /* [ceil(T_max/256)][E] */
   uint32_t *err_key;             /* smallest bad t*K+k, UINT32_MAX if none */
@@ -93,14 +94,21 @@ comet_status_t comet_plan_device_launch(const comet_comm_view_t *view, uint64_t 
 comet_status_t comet_dispatch_launch(const comet_comm_view_t *view, uint64_t epoch,
                                      const void *x, int ctas, struct CUstream_st *stream);
 
-/* Combine: pushes this rank's expert output rows y [rows, H] home, then
- * reduces out[t] = sum_k sum_tp w[t,k] * y (k ascending, then tp ascending,
- * fp32, one rounding). y may be NULL: the layer's dispatched rows are used
- * (a round trip, for tests). */
+/* Combine: out[t] = sum_k sum_tp w[t,k] * y (k ascending, then tp
+ * ascending, fp32, one rounding). y [rows, H]: NULL = the dispatched rows
+ * (a round trip, for tests); the window's y region (view->win_local +
+ * off_y, where a fused GEMM writes) is used in place; any other pointer is
+ * copied into it first. Two ways, env COMET_COMBINE_MODE (experiments):
+ * push (default): each rank pushes its rows home, then each home reduces
+ * locally after the arrival flags; pull: each home reads its rows from the
+ * expert ranks' windows and reduces in registers (one pass). */
 comet_status_t comet_combine_launch(const comet_comm_view_t *view, uint64_t epoch, const void *y,
                                     int num_tokens, const int32_t *topk_ids,
                                     const float *topk_weights, void *out, int ctas,
                                     struct CUstream_st *stream);
+
+/* LSA barrier across all ranks (no-op on one rank). */
+comet_status_t comet_lsa_barrier_launch(const comet_comm_view_t *view, struct CUstream_st *stream);
 
 /* 16-byte vectors a lane keeps in flight in the copy loops (4, 8 or 16;
  * env COMET_COMM_UNROLL, default 8): a knob for experiments. */

@@ -16,10 +16,12 @@
  * Blocks with no rows are published at the start by CTA 0. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "error.h"
 #include "kernels/comm.h"
 #include "kernels/nccl_dev.cuh"
+#include "kernels/ptx.cuh"
 #include "kernels/sync.cuh"
 #include "plan_core.h"
 
@@ -61,7 +63,7 @@ __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_v
   const int rot = ((s / tp + 1) % v.ep) * El; /* first expert visited */
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
   const int n16 = (int)(row_bytes / 16);
-  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, p);
+  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, v.win_local, p);
   if (threadIdx.x == 0) {
     int32_t acc = 0;
     for (int i = 0; i < E; ++i) {
@@ -127,6 +129,120 @@ __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_v
   }
 }
 
+
+/* ---- bulk-copy (TMA) variant: lane 0 of each warp runs a pipeline of
+ * TMA_STAGES row chunks of up to TMA_CHUNK bytes through shared memory, two
+ * loads ahead of its stores. An experiment (env COMET_COMM_MODE=tma). */
+#define TMA_THREADS 256
+#define TMA_STAGES 4
+#define TMA_AHEAD 2 /* = TMA_STAGES - 2: bulk_wait_read<1> frees the stage to refill */
+#define TMA_CHUNK 4096
+
+static size_t tma_smem_head(int E) { return ((size_t)(E + 1) * 4 + 127) / 128 * 128; }
+static size_t tma_smem_bytes(int E) {
+  return tma_smem_head(E) + 128 * 8 /* mbarriers, padded */ +
+         (size_t)(TMA_THREADS / 32) * TMA_STAGES * TMA_CHUNK;
+}
+
+__global__ void __launch_bounds__(TMA_THREADS) dispatch_tma_kernel(comet_comm_view_t v, uint64_t epoch,
+                                                                   const char *__restrict__ x) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  extern __shared__ __align__(128) char smem[];
+  __shared__ char *peer[MAX_WORLD];
+  const int E = v.num_experts, K = v.topk, W = v.world, s = v.rank;
+  const int El = E / v.ep, tp = v.tp;
+  const size_t head = ((size_t)(E + 1) * 4 + 127) / 128 * 128;
+  int32_t *task_prefix = (int32_t *)smem;
+  uint64_t *bars = (uint64_t *)(smem + head);
+  char *bufs = smem + head + 128 * 8;
+  const int rot = ((s / tp + 1) % v.ep) * El;
+  const uint32_t row_bytes = (uint32_t)v.hidden * v.elem_bytes;
+  const int nc = (int)((row_bytes + TMA_CHUNK - 1) / TMA_CHUNK);
+  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, v.win_local, p);
+  if (threadIdx.x == 0) {
+    int32_t acc = 0;
+    for (int i = 0; i < E; ++i) {
+      task_prefix[i] = acc;
+      const int e = (i + rot) % E;
+      const int n = v.send_offset[e + 1] - v.send_offset[e];
+      acc += (n + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    }
+    task_prefix[E] = acc;
+  }
+  __syncthreads();
+  if (blockIdx.x == 0)
+    for (int i = threadIdx.x; i < E * tp; i += blockDim.x) {
+      const int e = i / tp;
+      if (v.send_offset[e + 1] != v.send_offset[e]) continue;
+      const int q = (e / El) * tp + i % tp;
+      uint64_t *f = (uint64_t *)(peer[q] + v.off_dflags) + (size_t)(e % El) * W + comet_plan_arrival(q, s, W);
+      st_release_sys_u64(f, epoch);
+    }
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  if (lane != 0) return;
+  uint64_t *bar = bars + warp * TMA_STAGES;
+  char *buf = bufs + (size_t)warp * TMA_STAGES * TMA_CHUNK;
+  for (int st = 0; st < TMA_STAGES; ++st) mbar_init(&bar[st], 1);
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+  uint32_t phase = 0;
+  const int ntasks = task_prefix[E];
+  for (int task = blockIdx.x * nwarps + warp; task < ntasks; task += gridDim.x * nwarps) {
+    int lo = 0, hi = E - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (task_prefix[mid] <= task) lo = mid;
+      else hi = mid - 1;
+    }
+    const int e = (lo + rot) % E, g = e / El;
+    const int32_t soff = v.send_offset[e], n_e = v.send_offset[e + 1] - soff;
+    const int32_t r0 = (task - task_prefix[lo]) * ROWS_PER_TASK;
+    const int nr = min(ROWS_PER_TASK, n_e - r0);
+    const int N = nr * nc;
+    auto chunk_bytes = [&](int c) { return min((uint32_t)TMA_CHUNK, row_bytes - (uint32_t)c * TMA_CHUNK); };
+    auto load = [&](int it) {
+      const int rr = it / nc, c = it % nc, st = it % TMA_STAGES;
+      const int32_t t = v.send_list[soff + r0 + rr] / K;
+      const uint32_t b = chunk_bytes(c);
+      mbar_arrive_expect_tx(&bar[st], b);
+      bulk_load_g2s(buf + (size_t)st * TMA_CHUNK, x + (size_t)t * row_bytes + (size_t)c * TMA_CHUNK, b, &bar[st]);
+    };
+    for (int it = 0; it < TMA_AHEAD && it < N; ++it) load(it);
+    for (int it = 0; it < N; ++it) {
+      if (it + TMA_AHEAD < N) {
+        bulk_wait_read<1>(); /* the stores of item it-2 no longer read its stage */
+        load(it + TMA_AHEAD);
+      }
+      const int st = it % TMA_STAGES, rr = it / nc, c = it % nc;
+      mbar_wait(&bar[st], (phase >> st) & 1u);
+      phase ^= 1u << st;
+      const uint32_t b = chunk_bytes(c);
+      for (int i = 0; i < tp; ++i) {
+        char *dst = peer[g * tp + i] + v.off_rows +
+                    (size_t)(v.send_base[e * tp + i] + r0 + rr) * row_bytes + (size_t)c * TMA_CHUNK;
+        bulk_store_s2g(dst, buf + (size_t)st * TMA_CHUNK, b);
+      }
+      bulk_commit();
+    }
+    bulk_wait_all();
+    fence_proxy_async_all();
+    const uint32_t old = atom_add_acq_rel_sys_u32(&v.dispatch_done[e], (uint32_t)nr);
+    if (old + (uint32_t)nr == (uint32_t)n_e) {
+      v.dispatch_done[e] = 0;
+      for (int i = 0; i < tp; ++i) {
+        const int q = g * tp + i;
+        uint64_t *f = (uint64_t *)(peer[q] + v.off_dflags) + (size_t)(e % El) * W + comet_plan_arrival(q, s, W);
+        st_release_sys_u64(f, epoch);
+      }
+    }
+  }
+}
+
+static int comm_mode_tma(void) {
+  const char *m = getenv("COMET_COMM_MODE");
+  return m && !strcmp(m, "tma");
+}
+
 /* Unroll (16-byte vectors per lane in flight): COMET_DISPATCH_UNROLL = 4, 8
  * or 16 for experiments; 8 by default. */
 int comet_comm_unroll(void) {
@@ -140,6 +256,17 @@ extern "C" comet_status_t comet_dispatch_launch(const comet_comm_view_t *v, uint
   COMET_ARG(ctas >= 1 && ctas <= 1024, "dispatch: ctas = %d must be in 1..1024", ctas);
   if (v->world > MAX_WORLD)
     return comet_set_error(COMET_ERR_UNSUPPORTED, "dispatch: world %d > %d", v->world, MAX_WORLD);
+  if (comm_mode_tma()) {
+    const size_t smem = tma_smem_bytes(v->num_experts);
+    if (cudaFuncSetAttribute(dispatch_tma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             (int)smem) != cudaSuccess)
+      return comet_set_error(COMET_ERR_CUDA, "dispatch (tma): %zu bytes of shared memory refused", smem);
+    dispatch_tma_kernel<<<ctas, TMA_THREADS, smem, stream>>>(*v, epoch, (const char *)x);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+      return comet_set_error(COMET_ERR_CUDA, "launch of dispatch_tma_kernel failed: %s", cudaGetErrorString(e));
+    return COMET_OK;
+  }
   const size_t smem = sizeof(int32_t) * (size_t)(v->num_experts + 1);
   switch (comet_comm_unroll()) {
     case 4: dispatch_kernel<4><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, epoch, (const char *)x); break;

@@ -9,9 +9,11 @@
 #include <nccl_device.h>
 
 /* Base of `peer`'s copy of the window (peer = LSA rank = world rank: comet
- * requires one LSA team, checked in comet_devcomm_create). */
-__device__ __forceinline__ char *comet_peer_base(void *win, int peer) {
-  return (char *)ncclGetLsaPointer((ncclWindow_t)win, 0, peer);
+ * requires one LSA team, checked in comet_devcomm_create). A world of one
+ * rank has no NCCL window (NCCL gives a 1-rank communicator no symmetric
+ * memory): win is NULL and the local buffer is the only "peer". */
+__device__ __forceinline__ char *comet_peer_base(void *win, char *local, int peer) {
+  return win ? (char *)ncclGetLsaPointer((ncclWindow_t)win, 0, peer) : local;
 }
 
 /* All threads of the CTA: every rank's CTA using barrier `index` meets here.

@@ -89,7 +89,7 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
   __syncthreads();
   /* Our counts and first error into every rank's window (ourselves included). */
   for (int p = 0; p < W; ++p) {
-    char *base = comet_peer_base(v.win, p);
+    char *base = comet_peer_base(v.win, v.win_local, p);
     int32_t *pc = (int32_t *)(base + v.off_counts) + ((size_t)parity * W + s) * E;
     for (int e = threadIdx.x; e < E; e += blockDim.x) pc[e] = lc[e];
     if (threadIdx.x == 0) {
@@ -97,7 +97,7 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
       *pe = make_int4(err[0], err[1], err[2], err[3]);
     }
   }
-  comet_lsa_barrier_cta(dc, 0);
+  if (W > 1) comet_lsa_barrier_cta(dc, 0);
 
   const int32_t *mc = (const int32_t *)(v.win_local + v.off_counts) + (size_t)parity * W * E;
   for (int i = threadIdx.x; i < W * E; i += blockDim.x) {
@@ -195,7 +195,7 @@ __global__ void __launch_bounds__(TPC) plan_rows_kernel(comet_comm_view_t v, int
           const int q = g * tp + i;
           const int32_t r = v.send_base[e * tp + i] + idx;
           v.dest_row[(size_t)tk * tp + i] = r;
-          char *pb = comet_peer_base(v.win, q);
+          char *pb = comet_peer_base(v.win, v.win_local, q);
           ((int32_t *)(pb + v.off_row_src))[r] = s;
           ((int32_t *)(pb + v.off_row_token))[r] = t;
           ((int32_t *)(pb + v.off_row_slot))[r] = kk;
@@ -212,6 +212,16 @@ __global__ void __launch_bounds__(128) plan_done_kernel(ncclDevComm dc) {
   comet_lsa_barrier_cta(dc, 0);
 }
 
+/* The LSA barrier alone (after a local copy into the window, say). */
+extern "C" comet_status_t comet_lsa_barrier_launch(const comet_comm_view_t *v, cudaStream_t stream) {
+  if (v->world == 1) return COMET_OK;
+  plan_done_kernel<<<1, 128, 0, stream>>>(*(const ncclDevComm *)v->devcomm);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    return comet_set_error(COMET_ERR_CUDA, "launch of the LSA barrier failed: %s", cudaGetErrorString(e));
+  return COMET_OK;
+}
+
 static comet_status_t launch_check(const char *what) {
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess)
@@ -221,7 +231,8 @@ static comet_status_t launch_check(const char *what) {
 
 extern "C" comet_status_t comet_plan_device_launch(const comet_comm_view_t *v, uint64_t epoch,
                                                    int T, const int32_t *ids, cudaStream_t stream) {
-  const ncclDevComm &dc = *(const ncclDevComm *)v->devcomm;
+  ncclDevComm none = {}; /* world 1: no device communicator, no barriers */
+  const ncclDevComm &dc = v->devcomm ? *(const ncclDevComm *)v->devcomm : none;
   const int E = v->num_experts, W = v->world, K = v->topk;
   const int nct = (T + TPC - 1) / TPC;
   if (nct > 0) {
@@ -241,7 +252,9 @@ extern "C" comet_status_t comet_plan_device_launch(const comet_comm_view_t *v, u
     plan_rows_kernel<<<nct, TPC, sizeof(int32_t) * TPC * K, stream>>>(*v, T, ids);
     COMET_CHECK(launch_check("plan_rows_kernel"));
   }
-  plan_done_kernel<<<1, 128, 0, stream>>>(dc);
-  COMET_CHECK(launch_check("plan_done_kernel"));
+  if (W > 1) {
+    plan_done_kernel<<<1, 128, 0, stream>>>(dc);
+    COMET_CHECK(launch_check("plan_done_kernel"));
+  }
   return COMET_OK;
 }

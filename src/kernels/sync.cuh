@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "ptx.cuh"
+
 /* ---- flags and counters ---- */
 
 __device__ __forceinline__ void st_release_sys_u64(uint64_t *p, uint64_t v) {
@@ -63,6 +65,31 @@ __device__ __forceinline__ void st_na_v4(void *p, uint4 v) {
                "r"(v.y), "r"(v.z), "r"(v.w)
                : "memory");
 }
+
+/* ---- bulk copies through shared memory (PTX ISA 9.7.9.25.4, cp.async.bulk) ----
+ * One thread moves whole row chunks: global -> shared completing on an
+ * mbarrier, shared -> global (a peer's window too) in bulk groups.
+ * bulk_commit / bulk_wait_all are ptx.cuh's. */
+__device__ __forceinline__ void bulk_load_g2s(void *smem_dst, const void *src, uint32_t bytes,
+                                              uint64_t *bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];" ::"r"(
+          (uint32_t)__cvta_generic_to_shared(smem_dst)),
+      "l"(src), "r"(bytes), "r"((uint32_t)__cvta_generic_to_shared(bar))
+      : "memory");
+}
+__device__ __forceinline__ void bulk_store_s2g(void *dst, const void *smem_src, uint32_t bytes) {
+  asm volatile("cp.async.bulk.global.shared::cta.bulk_group [%0], [%1], %2;" ::"l"(dst),
+               "r"((uint32_t)__cvta_generic_to_shared(smem_src)), "r"(bytes)
+               : "memory");
+}
+/* At most N of this thread's bulk groups still reading shared memory. */
+template <int N> __device__ __forceinline__ void bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory");
+}
+/* Orders this thread's async-proxy accesses (bulk copies) with its later
+ * generic-proxy ones (the release that publishes them). */
+__device__ __forceinline__ void fence_proxy_async_all() { asm volatile("fence.proxy.async;" ::: "memory"); }
 
 /* ---- bounded waits ----
  * Release builds spin until the flag reaches the target. Debug builds

@@ -247,6 +247,7 @@ static comet_layer_config_t make_cfg(const tcfg_t *c, int ep, int tp) {
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const run_args_t *a = (const run_args_t *)arg;
   const int W = info->world, me = info->rank;
+  test_failures = test_checks = 0; /* a forked child: count its own checks */
   comet_context_t ctx = NULL;
   comet_status_t st = comet_context_create(&ctx, me, W, &info->id, info->device);
   if (st != COMET_OK) {

@@ -14,6 +14,7 @@ typedef struct run_args { uint64_t seed; } run_args_t;
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const uint64_t seed = ((const run_args_t *)arg)->seed;
   const int W = info->world, me = info->rank;
+  test_failures = test_checks = 0; /* a forked child: count its own checks */
   comet_context_t ctx = NULL;
   if (comet_context_create(&ctx, me, W, &info->id, info->device) != COMET_OK) {
     fprintf(stderr, "[rank %d] context: %s\n", me, comet_last_error());

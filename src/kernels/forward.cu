@@ -1,0 +1,82 @@
+/* forward.cu — kernels that join the forward's steps: waiting for the
+ * dispatched rows, GELU for the non-gated activation, and poisoning the
+ * output of a call whose routing was refused. */
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "kernels/forward.h"
+#include "kernels/sync.cuh"
+
+static comet_status_t launch_check(const char *what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    return comet_set_error(COMET_ERR_CUDA, "%s launch failed: %s", what, cudaGetErrorString(e));
+  return COMET_OK;
+}
+
+__global__ void wait_dispatch_kernel(comet_comm_view_t v, uint64_t epoch) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  const int El = v.num_experts / v.ep, W = v.world;
+  const uint64_t *flags = (const uint64_t *)(v.win_local + v.off_dflags);
+  for (int i = threadIdx.x; i < El * W; i += blockDim.x)
+    wait_geq_acquire_sys(flags + i, epoch, "dispatch flag", i / W, i % W);
+  __syncthreads();
+}
+
+extern "C" comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *v, uint64_t epoch,
+                                                     cudaStream_t stream) {
+  wait_dispatch_kernel<<<1, 256, 0, stream>>>(*v, epoch);
+  return launch_check("wait_dispatch_kernel");
+}
+
+static __device__ __forceinline__ float gelu_tanh(float x) {
+  const float k = 0.7978845608028654f; /* sqrt(2/pi) */
+  return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
+}
+
+template <typename T>
+__global__ void gelu_kernel(T *h, const int32_t *rows_dev, int n) {
+  const int64_t vecs = (int64_t)(*rows_dev) * (n / 8);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < vecs;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    uint4 raw = *(const uint4 *)(h + i * 8);
+    T *e = (T *)&raw;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) e[j] = (T)gelu_tanh((float)e[j]);
+    *(uint4 *)(h + i * 8) = raw;
+  }
+}
+
+extern "C" comet_status_t comet_gelu_launch(comet_dtype_t dtype, void *h, const int32_t *rows_dev,
+                                            int64_t max_rows, int n, cudaStream_t stream) {
+  COMET_ARG(n % 8 == 0, "gelu: n = %d is not a multiple of 8", n);
+  int64_t blocks = (max_rows * (n / 8) + 255) / 256;
+  if (blocks > 132 * 16) blocks = 132 * 16;
+  if (blocks < 1) blocks = 1;
+  if (dtype == COMET_DTYPE_FP16)
+    gelu_kernel<__half><<<(int)blocks, 256, 0, stream>>>((__half *)h, rows_dev, n);
+  else
+    gelu_kernel<__nv_bfloat16><<<(int)blocks, 256, 0, stream>>>((__nv_bfloat16 *)h, rows_dev, n);
+  return launch_check("gelu_kernel");
+}
+
+__global__ void poison_kernel(const comet_route_status_t *status, uint4 *out, int64_t vecs,
+                              uint32_t nan2) {
+  if (status->code == COMET_ROUTE_OK) return;
+  const uint4 nan = make_uint4(nan2, nan2, nan2, nan2);
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < vecs;
+       i += (int64_t)gridDim.x * blockDim.x)
+    out[i] = nan;
+}
+
+extern "C" comet_status_t comet_poison_on_error_launch(const comet_comm_view_t *v, void *out,
+                                                       int num_tokens, cudaStream_t stream) {
+  if (num_tokens <= 0) return COMET_OK;
+  const int64_t vecs = (int64_t)num_tokens * v->hidden * v->elem_bytes / 16;
+  /* two quiet NaNs per 32-bit word, in the layer's dtype */
+  const uint32_t nan2 = v->dtype == COMET_DTYPE_FP16 ? 0x7e007e00u : 0x7fc07fc0u;
+  poison_kernel<<<64, 256, 0, stream>>>(v->status, (uint4 *)out, vecs, nan2);
+  return launch_check("poison_kernel");
+}
