@@ -1,0 +1,34 @@
+/* forward.h — the small kernels that join the communication steps and the
+ * grouped GEMMs into comet's forward (src/forward.c). */
+#ifndef COMET_KERNELS_FORWARD_H
+#define COMET_KERNELS_FORWARD_H
+
+#include <stdint.h>
+
+#include "comet.h"
+#include "kernels/comm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Waits (one CTA) until every dispatch block flag (el, j) of this rank has
+ * reached epoch: all rows routed here have arrived. Returns at once when the
+ * plan failed (no flags are published then). */
+comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *view, uint64_t epoch,
+                                          struct CUstream_st *stream);
+
+/* In place on h [rows, n] (rows = *rows_dev, read on the device): GELU
+ * (tanh form) computed in fp32, rounded once. n a multiple of 8. */
+comet_status_t comet_gelu_launch(comet_dtype_t dtype, void *h, const int32_t *rows_dev,
+                                 int64_t max_rows, int n, struct CUstream_st *stream);
+
+/* When the plan failed (view->status), fills out [num_tokens, H] with NaN so
+ * that a result that was not computed can't pass for one. */
+comet_status_t comet_poison_on_error_launch(const comet_comm_view_t *view, void *out,
+                                            int num_tokens, struct CUstream_st *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
