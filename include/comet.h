@@ -132,6 +132,16 @@ comet_status_t comet_layer_create(comet_layer_t *layer, comet_context_t ctx,
                                   const comet_layer_config_t *cfg);
 comet_status_t comet_layer_destroy(comet_layer_t layer);
 
+/* Graph mode. Off (default): each call checks the routing on the host (one
+ * synchronization after the routing plan) and returns COMET_ERR_ROUTING on
+ * every rank if any rank's topk_ids are bad. On: calls never synchronize
+ * with the host, so they can be captured in a CUDA graph; a refused routing
+ * then fills the outputs with NaN and comet_layer_check() reports it. */
+comet_status_t comet_layer_set_graph_mode(comet_layer_t layer, int on);
+/* Waits for stream; returns the routing status of the layer's last call
+ * (COMET_OK or COMET_ERR_ROUTING naming the rank, token and slot). */
+comet_status_t comet_layer_check(comet_layer_t layer, struct CUstream_st *stream);
+
 /* Whole forward on this rank: out[t] = sum_k w[t,k] * expert_{ids[t,k]}(x[t]). */
 typedef struct comet_moe_args {
   size_t size;                /* sizeof(comet_moe_args_t) */

@@ -188,6 +188,7 @@ static comet_status_t ranks_barrier(comet_context_t ctx, int32_t *dword) {
 
 static void layer_teardown(comet_layer_t L) {
   /* reverse order of layer_setup */
+  if (L->h_buf) cudaFree(L->h_buf);
   if (L->scratch) cudaFree(L->scratch);
   if (L->devcomm) comet_devcomm_destroy(L->ctx->comm, L->devcomm);
   if (L->win) ncclCommWindowDeregister(L->ctx->comm, L->win);
@@ -195,7 +196,7 @@ static void layer_teardown(comet_layer_t L) {
     if (L->ctx->world > 1) ncclMemFree(L->win_base);
     else cudaFree(L->win_base);
   }
-  L->scratch = L->devcomm = L->win_base = NULL;
+  L->h_buf = L->scratch = L->devcomm = L->win_base = NULL;
   L->win = NULL;
 }
 
@@ -236,6 +237,9 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
     COMET_CUDA_GOTO(cudaMalloc(&L->win_base, L->win_bytes), st, fail);
   }
   COMET_CUDA_GOTO(cudaMalloc(&L->scratch, L->scratch_bytes), st, fail);
+  COMET_CUDA_GOTO(cudaMalloc(&L->h_buf, (size_t)L->row_capacity * (size_t)(cfg->ffn / cfg->tp) *
+                                            comet_dtype_size(cfg->dtype)),
+                  st, fail);
   COMET_CHECK_GOTO(comet_layer_carve(cfg, ctx->world, v, &L->win_bytes, &L->scratch_bytes,
                                      (char *)L->scratch), st, fail);
   v->rank = ctx->rank;

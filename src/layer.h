@@ -30,6 +30,9 @@ struct comet_layer {
   comet_comm_view_t view;
   uint64_t epoch;     /* epoch of the last plan (0 = none yet) */
   int planned_tokens; /* num_tokens of the last plan */
+  void *h_buf;        /* cudaMalloc'd [row capacity][F/tp]: layer0 output (forward.c) */
+  const void *h_last; /* where the last comet_dispatch_gemm wrote h */
+  int graph_mode;     /* 1: no host sync in calls (comet_layer_set_graph_mode) */
 };
 
 /* Lays out the window and the local scratch of a layer with cfg on `world`

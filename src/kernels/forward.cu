@@ -17,8 +17,13 @@ static comet_status_t launch_check(const char *what) {
 }
 
 __global__ void wait_dispatch_kernel(comet_comm_view_t v, uint64_t epoch) {
-  if (v.status->code != COMET_ROUTE_OK) return;
   const int El = v.num_experts / v.ep, W = v.world;
+  if (v.status->code != COMET_ROUTE_OK) {
+    /* A refused plan's offsets may exceed the buffers: make every expert
+     * empty so that the GEMMs after this do nothing. */
+    for (int i = threadIdx.x; i <= El; i += blockDim.x) v.expert_offset[i] = 0;
+    return;
+  }
   const uint64_t *flags = (const uint64_t *)(v.win_local + v.off_dflags);
   for (int i = threadIdx.x; i < El * W; i += blockDim.x)
     wait_geq_acquire_sys(flags + i, epoch, "dispatch flag", i / W, i % W);

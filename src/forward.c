@@ -1,0 +1,124 @@
+/* forward.c — comet_moe_forward and its two halves, composed from the
+ * layer's communication steps (layer.c) and the grouped GEMM engine
+ * (kernels/gemm.h), all on the caller's stream with no host sync in graph
+ * mode:
+ *
+ *   comet_dispatch_gemm   device routing plan -> dispatch (rows pushed into
+ *                         the experts' ranks' windows, block flags raised)
+ *                         -> wait for this rank's flags -> grouped GEMM with
+ *                         w1 (fused SwiGLU, or GELU after a plain store)
+ *   comet_gemm_combine    grouped GEMM with w2 into the window's y region
+ *                         -> combine (rows home, weighted top-k + TP sum)
+ *
+ * This is the unfused composition: the communication and the GEMMs run as
+ * separate kernels in stream order; only the peers' dispatch overlaps this
+ * rank's work. The fused persistent kernels replace these steps one by one. */
+#include <stdint.h>
+
+#include "args.h"
+#include "context.h"
+#include "error.h"
+#include "kernels/forward.h"
+#include "kernels/gemm.h"
+#include "layer.h"
+
+comet_status_t comet_layer_set_graph_mode(comet_layer_t L, int on) {
+  COMET_ARG(L != NULL, "layer is NULL");
+  L->graph_mode = on != 0;
+  return COMET_OK;
+}
+
+comet_status_t comet_layer_check(comet_layer_t L, cudaStream_t stream) {
+  COMET_ARG(L != NULL, "layer is NULL");
+  COMET_ARG(L->epoch > 0, "comet_layer_check: the layer has not run a call yet");
+  return comet_layer_route_status(L, stream, NULL);
+}
+
+/* Plan + (outside graph mode) the host check of its routing status. */
+static comet_status_t plan_and_check(comet_layer_t L, int num_tokens, const int32_t *ids,
+                                     cudaStream_t stream) {
+  COMET_CHECK(comet_layer_plan(L, num_tokens, ids, stream));
+  if (!L->graph_mode) COMET_CHECK(comet_layer_route_status(L, stream, NULL));
+  return COMET_OK;
+}
+
+static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, void *h,
+                             cudaStream_t stream) {
+  const comet_layer_config_t *c = &L->cfg;
+  const comet_comm_view_t *v = &L->view;
+  COMET_CHECK(comet_layer_dispatch(L, x, 0, stream));
+  COMET_CHECK(comet_wait_dispatch_launch(v, L->epoch, stream));
+  comet_gemm_params_t g = {0};
+  g.dtype = c->dtype;
+  g.groups = c->num_experts / c->ep;
+  g.n = c->ffn / c->tp;
+  g.k = c->hidden;
+  g.max_rows = L->row_capacity;
+  g.a = v->win_local + v->off_rows;
+  g.b = w1;
+  g.c = h;
+  g.group_offset = v->expert_offset;
+  g.epilogue = c->activation == COMET_ACT_SWIGLU ? COMET_GEMM_EPI_SWIGLU : COMET_GEMM_EPI_STORE;
+  g.tile = COMET_GEMM_TILE_AUTO;
+  COMET_CHECK(comet_gemm_grouped(&g, stream));
+  if (c->activation == COMET_ACT_GELU)
+    COMET_CHECK(comet_gelu_launch(c->dtype, h, v->expert_offset + g.groups, L->row_capacity, g.n,
+                                  stream));
+  L->h_last = h;
+  return COMET_OK;
+}
+
+static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, const int32_t *ids,
+                             const float *weights, void *out, cudaStream_t stream) {
+  const comet_layer_config_t *c = &L->cfg;
+  const comet_comm_view_t *v = &L->view;
+  void *y = v->win_local + v->off_y;
+  comet_gemm_params_t g = {0};
+  g.dtype = c->dtype;
+  g.groups = c->num_experts / c->ep;
+  g.n = c->hidden;
+  g.k = c->ffn / c->tp;
+  g.max_rows = L->row_capacity;
+  g.a = h;
+  g.b = w2;
+  g.c = y;
+  g.group_offset = v->expert_offset;
+  g.epilogue = COMET_GEMM_EPI_STORE;
+  g.tile = COMET_GEMM_TILE_AUTO;
+  COMET_CHECK(comet_gemm_grouped(&g, stream));
+  COMET_CHECK(comet_layer_combine(L, y, ids, weights, out, 0, stream));
+  return comet_poison_on_error_launch(v, out, L->planned_tokens, stream);
+}
+
+comet_status_t comet_dispatch_gemm(comet_layer_t L, const comet_dispatch_gemm_args_t *a,
+                                   cudaStream_t stream) {
+  COMET_ARG(L != NULL, "comet_dispatch_gemm: layer is NULL");
+  COMET_CHECK(comet_dispatch_gemm_args_check(&L->cfg, a));
+  COMET_CUDA(cudaSetDevice(L->ctx->device));
+  COMET_CHECK(plan_and_check(L, a->num_tokens, a->topk_ids, stream));
+  return layer0(L, a->x, a->w1, a->h ? a->h : L->h_buf, stream);
+}
+
+comet_status_t comet_gemm_combine(comet_layer_t L, const comet_gemm_combine_args_t *a,
+                                  cudaStream_t stream) {
+  COMET_ARG(L != NULL, "comet_gemm_combine: layer is NULL");
+  COMET_CHECK(comet_gemm_combine_args_check(&L->cfg, a));
+  COMET_ARG(L->epoch > 0 && L->h_last != NULL,
+            "comet_gemm_combine: no comet_dispatch_gemm has run on this layer (its routing plan "
+            "is what the combine sends rows home by)");
+  COMET_ARG(a->num_tokens == L->planned_tokens,
+            "comet_gemm_combine: num_tokens = %d differs from the %d of the last "
+            "comet_dispatch_gemm on this rank",
+            a->num_tokens, L->planned_tokens);
+  COMET_CUDA(cudaSetDevice(L->ctx->device));
+  return layer1(L, a->h ? a->h : L->h_last, a->w2, a->topk_ids, a->topk_weights, a->out, stream);
+}
+
+comet_status_t comet_moe_forward(comet_layer_t L, const comet_moe_args_t *a, cudaStream_t stream) {
+  COMET_ARG(L != NULL, "comet_moe_forward: layer is NULL");
+  COMET_CHECK(comet_moe_args_check(&L->cfg, a));
+  COMET_CUDA(cudaSetDevice(L->ctx->device));
+  COMET_CHECK(plan_and_check(L, a->num_tokens, a->topk_ids, stream));
+  COMET_CHECK(layer0(L, a->x, a->w1, L->h_buf, stream));
+  return layer1(L, L->h_buf, a->w2, a->topk_ids, a->topk_weights, a->out, stream);
+}
