@@ -1,5 +1,5 @@
 /* bench.c — `comet bench [--op moe]`: the MoE layer per config, the unfused
- * baseline (NCCL + cuBLAS) and, once they exist, comet's fused ops, on one
+ * baseline (NCCL + cuBLAS) and comet's forward (tools/bench_comet.c), on one
  * process per GPU. Per config: a table of phase times (median over the
  * timed iterations of the slowest rank's time), optionally a check of the
  * baseline's output against the CPU reference on sampled tokens, and one
@@ -17,6 +17,7 @@
 #include "../baselines/baseline.h"
 #include "../baselines/moe_data.h"
 #include "bench_check.h"
+#include "bench_comet.h"
 #include "launch.h"
 #include "tools.h"
 
@@ -406,6 +407,11 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
                         &res.chk) != 0)
       return 1;
   }
+  /* comet on the same inputs, the same way */
+  bench_comet_t cm;
+  if (bench_comet_run(info, &cfg, comm, st, &a, o->warmup, n, o->check, o->seed, &o->routing,
+                      o->check_tokens, &cm) != 0)
+    return 1;
   RCOMET(comet_baseline_destroy(b));
   cudaFree(d_times);
   cudaFree(dx);
@@ -426,17 +432,35 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
          "routing %s (load std %.4f) | %s | seed %llu | %d iters\n",
          model, H, cfg.ffn, E, K, comet_activation_name(cfg.activation), W, cfg.ep, cfg.tp, T,
          o->routing_str, res.skew_real, device_name, (unsigned long long)o->seed, n);
-  printf("  %-10s %12s %10s\n", "phase", "baseline ms", "comet ms");
+  printf("  %-22s %12s %10s\n", "phase", "baseline ms", "comet ms");
   const char *names[4] = {"dispatch", "experts", "combine", "layer"};
-  for (int ph = 0; ph < 4; ++ph) printf("  %-10s %12.3f %10s\n", names[ph], res.ms[ph], "-");
+  for (int ph = 0; ph < 3; ++ph) printf("  %-22s %12.3f %10s\n", names[ph], res.ms[ph], "-");
+  if (cm.ran) {
+    printf("  %-22s %12s %10.3f\n", "layer0 (dispatch+fc1)", "-", cm.layer0_ms);
+    printf("  %-22s %12s %10.3f\n", "layer1 (fc2+combine)", "-", cm.layer1_ms);
+    printf("  %-22s %12.3f %10.3f\n", names[3], res.ms[3], cm.forward_ms);
+  } else {
+    printf("  %-22s %12.3f %10s   (comet: %s)\n", names[3], res.ms[3], "-", cm.err);
+  }
+  const double speedup = cm.ran && cm.forward_ms > 0 ? res.ms[3] / cm.forward_ms : 0;
   printf("  experts %.0f TFLOP/s per GPU (gemm: fc1 %s, fc2 %s) | comm share %.0f%% | floor %.3f ms "
-         "(limit eff %.2f) | speedup -\n",
+         "(limit eff: baseline %.2f",
          res.tflops, res.gemm1, res.gemm2, 100 * comm_share, res.floor_ms,
          res.ms[3] > 0 ? res.floor_ms / res.ms[3] : 0);
+  if (cm.ran) printf(", comet %.2f) | speedup %.3fx\n", res.floor_ms / cm.forward_ms, speedup);
+  else printf(") | speedup -\n");
   if (res.chk.ran)
-    printf("  check: %s (rel_err %.3e, max abs err %.3g, %d tokens on %d rank(s)%s)\n",
+    printf("  check baseline: %s (rel_err %.3e, max abs err %.3g, %d tokens on %d rank(s)%s)\n",
            res.chk.pass ? "pass" : "fail", res.chk.rel_err, res.chk.max_abs, res.chk.tokens, W,
            res.chk.nan_count ? ", NaN/unwritten outputs!" : "");
+  if (cm.chk.ran)
+    printf("  check comet:    %s (rel_err %.3e, max abs err %.3g, %d tokens on %d rank(s)%s)\n",
+           cm.chk.pass ? "pass" : "fail", cm.chk.rel_err, cm.chk.max_abs, cm.chk.tokens, W,
+           cm.chk.nan_count ? ", NaN/unwritten outputs!" : "");
+  const int checked = res.chk.ran && (cm.chk.ran || !cm.ran);
+  const int passed = res.chk.pass && (!cm.ran || cm.chk.pass);
+  const double rel_err = cm.chk.ran && cm.chk.rel_err > res.chk.rel_err ? cm.chk.rel_err : res.chk.rel_err;
+  if (checked) printf("  check: %s\n", passed ? "pass" : "fail");
   fflush(stdout);
   if (o->json) {
     FILE *f = fopen(o->json, "a");
@@ -460,19 +484,24 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
     fprintf(f, ", \"baseline_gemm\": \"%s/%s\"", res.gemm1, res.gemm2);
     json_num(f, "floor_ms", res.floor_ms, res.floor_ms > 0);
     json_num(f, "baseline_limit_eff", res.ms[3] > 0 ? res.floor_ms / res.ms[3] : 0, res.floor_ms > 0);
-    json_num(f, "comet_ms", 0, 0);
-    json_num(f, "speedup", 0, 0);
+    json_num(f, "comet_ms", cm.forward_ms, cm.ran);
+    json_num(f, "comet_layer0_ms", cm.layer0_ms, cm.ran);
+    json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
+    json_num(f, "comet_limit_eff", cm.ran ? res.floor_ms / cm.forward_ms : 0, cm.ran && res.floor_ms > 0);
+    json_num(f, "speedup", speedup, cm.ran);
     json_num(f, "gemm_only_ms", 0, 0);
     json_num(f, "comm_only_ms", 0, 0);
     json_num(f, "overlap_eff", 0, 0);
-    if (res.chk.ran) fprintf(f, ", \"check\": \"%s\"", res.chk.pass ? "pass" : "fail");
+    if (checked) fprintf(f, ", \"check\": \"%s\"", passed ? "pass" : "fail");
     else fprintf(f, ", \"check\": null");
-    json_num(f, "rel_err", res.chk.rel_err, res.chk.ran);
+    json_num(f, "rel_err", rel_err, checked);
+    json_num(f, "baseline_rel_err", res.chk.rel_err, res.chk.ran);
+    json_num(f, "comet_rel_err", cm.chk.rel_err, cm.chk.ran);
     json_num(f, "check_tokens", res.chk.tokens, res.chk.ran);
     fprintf(f, "}\n");
     fclose(f);
   }
-  return res.chk.ran && !res.chk.pass ? 2 : 0;
+  return checked && !passed ? 2 : 0;
 }
 
 static int rank_main(const comet_rank_info_t *info, void *arg) {

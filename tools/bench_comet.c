@@ -1,0 +1,115 @@
+/* bench_comet.c — comet's forward in `comet bench`: a context adopting the
+ * bench's communicator, one layer per config, CUDA events around the
+ * forward and around each half, the slowest rank's time per iteration, the
+ * median over iterations. */
+#include "bench_comet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comet.h"
+
+#define HCUDA(call)                                                                        \
+  do {                                                                                     \
+    cudaError_t e_ = (call);                                                               \
+    if (e_ != cudaSuccess) {                                                               \
+      fprintf(stderr, "[rank %d] %s:%d: %s: %s\n", info->rank, __FILE__, __LINE__, #call,  \
+              cudaGetErrorString(e_));                                                     \
+      return 1;                                                                            \
+    }                                                                                      \
+  } while (0)
+
+/* comet's own failure: recorded, the config goes on without comet's numbers. */
+#define HCOMET(call)                                                                       \
+  do {                                                                                     \
+    if ((call) != COMET_OK) {                                                              \
+      snprintf(out->err, sizeof out->err, "%s: %s", #call, comet_last_error());            \
+      goto done;                                                                           \
+    }                                                                                      \
+  } while (0)
+
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
+                    ncclComm_t comm, cudaStream_t st, const comet_moe_args_t *a, int warmup,
+                    int iters, int check, unsigned long long seed,
+                    const comet_md_routing_t *routing, int check_tokens, bench_comet_t *out) {
+  memset(out, 0, sizeof *out);
+  comet_context_t ctx = NULL;
+  comet_layer_t L = NULL;
+  float *times = calloc((size_t)3 * iters, sizeof(float)), *d_times = NULL;
+  cudaEvent_t ev[4] = {0};
+  if (!times) return 1;
+  for (int i = 0; i < 4; ++i) HCUDA(cudaEventCreate(&ev[i]));
+  HCOMET(comet_context_create_from_comm(&ctx, (struct ncclComm *)comm, info->device));
+  HCOMET(comet_layer_create(&L, ctx, cfg));
+  comet_dispatch_gemm_args_t l0 = COMET_DISPATCH_GEMM_ARGS_INITIALIZER;
+  l0.num_tokens = a->num_tokens;
+  l0.x = a->x;
+  l0.topk_ids = a->topk_ids;
+  l0.w1 = a->w1;
+  comet_gemm_combine_args_t l1 = COMET_GEMM_COMBINE_ARGS_INITIALIZER;
+  l1.num_tokens = a->num_tokens;
+  l1.topk_ids = a->topk_ids;
+  l1.topk_weights = a->topk_weights;
+  l1.w2 = a->w2;
+  l1.out = a->out;
+  for (int it = 0; it < warmup; ++it) HCOMET(comet_moe_forward(L, a, st));
+  for (int it = 0; it < iters; ++it) {
+    HCUDA(cudaEventRecord(ev[0], st));
+    HCOMET(comet_moe_forward(L, a, st));
+    HCUDA(cudaEventRecord(ev[1], st));
+    HCOMET(comet_dispatch_gemm(L, &l0, st));
+    HCUDA(cudaEventRecord(ev[2], st));
+    HCOMET(comet_gemm_combine(L, &l1, st));
+    HCUDA(cudaEventRecord(ev[3], st));
+    HCUDA(cudaEventSynchronize(ev[3]));
+    for (int p = 0; p < 3; ++p) HCUDA(cudaEventElapsedTime(&times[3 * it + p], ev[p], ev[p + 1]));
+  }
+  /* slowest rank per iteration and phase */
+  HCUDA(cudaMalloc((void **)&d_times, sizeof(float) * 3 * (size_t)iters));
+  HCUDA(cudaMemcpy(d_times, times, sizeof(float) * 3 * (size_t)iters, cudaMemcpyHostToDevice));
+  if (ncclAllReduce(d_times, d_times, 3 * (size_t)iters, ncclFloat, ncclMax, comm, st) != ncclSuccess) {
+    fprintf(stderr, "[rank %d] bench: ncclAllReduce of comet's times failed\n", info->rank);
+    return 1;
+  }
+  HCUDA(cudaMemcpyAsync(times, d_times, sizeof(float) * 3 * (size_t)iters, cudaMemcpyDeviceToHost, st));
+  HCUDA(cudaStreamSynchronize(st));
+  float *col = malloc(sizeof(float) * (size_t)iters);
+  if (!col) return 1;
+  float med[3];
+  for (int p = 0; p < 3; ++p) {
+    for (int it = 0; it < iters; ++it) col[it] = times[3 * it + p];
+    qsort(col, (size_t)iters, sizeof(float), cmp_float);
+    med[p] = iters % 2 ? col[iters / 2] : 0.5f * (col[iters / 2 - 1] + col[iters / 2]);
+  }
+  free(col);
+  out->forward_ms = med[0];
+  out->layer0_ms = med[1];
+  out->layer1_ms = med[2];
+  out->ran = 1;
+  if (check) {
+    HCUDA(cudaMemsetAsync(a->out, 0xFF, (size_t)a->num_tokens * cfg->hidden * 2, st));
+    HCOMET(comet_moe_forward(L, a, st));
+    HCUDA(cudaStreamSynchronize(st));
+    if (bench_check_run(info, cfg, seed, routing, a->num_tokens, check_tokens, a->out, comm, st,
+                        &out->chk) != 0)
+      return 1;
+  }
+done:
+  if (out->err[0]) {
+    out->ran = 0;
+    fprintf(stderr, "[rank %d] comet: %s\n", info->rank, out->err);
+  }
+  if (L) comet_layer_destroy(L);
+  if (ctx) comet_context_destroy(ctx);
+  for (int i = 0; i < 4; ++i)
+    if (ev[i]) cudaEventDestroy(ev[i]);
+  if (d_times) cudaFree(d_times);
+  free(times);
+  return 0;
+}

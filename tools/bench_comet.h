@@ -1,0 +1,37 @@
+/* bench_comet.h — comet's side of `comet bench`: its forward and the two
+ * halves timed like the baseline, and checked like it. */
+#ifndef COMET_BENCH_COMET_H
+#define COMET_BENCH_COMET_H
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include "bench_check.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct bench_comet {
+  int ran;               /* 0: comet could not run this config (see err) */
+  float forward_ms;      /* comet_moe_forward */
+  float layer0_ms;       /* comet_dispatch_gemm */
+  float layer1_ms;       /* comet_gemm_combine */
+  bench_check_t chk;
+  char err[256];
+} bench_comet_t;
+
+/* Collective over comm (which it adopts for a comet context). Times are the
+ * median over `iters` of the slowest rank, after `warmup` forwards. With
+ * check, one more forward on NaN-poisoned output is checked against the CPU
+ * reference (bench_check_run). Returns non-zero only on a CUDA/NCCL failure
+ * of the harness itself; comet's own errors land in out->err. */
+int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
+                    ncclComm_t comm, cudaStream_t st, const comet_moe_args_t *args, int warmup,
+                    int iters, int check, unsigned long long seed,
+                    const comet_md_routing_t *routing, int check_tokens, bench_comet_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
