@@ -50,7 +50,7 @@ run_test() { # name, env...
 }
 run_test test_plan_device ""
 run_test test_dispatch_combine ""
-run_test test_dispatch_combine _tma_pull COMET_COMM_MODE=tma COMET_COMBINE_MODE=pull
+run_test test_dispatch_combine _push COMET_DISPATCH_MODE=push COMET_COMBINE_MODE=push
 
 if [ "$1" != "quick" ]; then
   t1=$(date +%s)
@@ -63,14 +63,16 @@ G=$(nvidia-smi -L | wc -l); [ "$G" -gt 4 ] && G=4
 J=$OUT/comm.jsonl
 : >"$J"
 M="--gpus $G --model mixtral-8x7b --tokens 8192 --json $J"
+D="--gpus $G --model deepseek-v2-lite --tokens 8192 --json $J"
 {
-  timeout 60 $BENCH bench --op dispatch $M --ctas 8,16,24,32,64,132 --unroll 8,16
-  COMET_COMM_MODE=tma timeout 60 $BENCH bench --op dispatch $M --ctas 8,16,24,32,64,132
-  timeout 60 $BENCH bench --op combine $M --ctas 8,16,24,32,64,132 --unroll 8
-  COMET_COMBINE_MODE=pull timeout 60 $BENCH bench --op combine $M --ctas 8,16,24,32,64,132
-  timeout 60 $BENCH bench --op dispatch --gpus $G --model deepseek-v2-lite --tokens 8192 --ctas 16,24,32 --json $J
-  COMET_COMM_MODE=tma timeout 60 $BENCH bench --op dispatch --gpus $G --model deepseek-v2-lite --tokens 8192 --ctas 16,24,32 --json $J
-  COMET_COMBINE_MODE=pull timeout 60 $BENCH bench --op combine --gpus $G --model deepseek-v2-lite --tokens 8192 --ctas 16,24,32 --json $J
+  timeout 60 $BENCH bench --op dispatch $M --ctas 8,12,16,20,24,32,64,132
+  COMET_DISPATCH_MODE=push timeout 60 $BENCH bench --op dispatch $M --ctas 8,16,24,32,64,132 --unroll 8,16
+  timeout 60 $BENCH bench --op combine $M --ctas 8,12,16,20,24,32,64,132
+  COMET_COMBINE_MODE=push timeout 60 $BENCH bench --op combine $M --ctas 16,24,32
+  timeout 60 $BENCH bench --op dispatch $D --ctas 8,16,24,32
+  timeout 60 $BENCH bench --op combine $D --ctas 8,16,24,32
+  timeout 60 $BENCH bench --op dispatch $M --tp 2 --ctas 16,24,32
+  timeout 60 $BENCH bench --op combine $M --tp 2 --ctas 16,24,32
 } 2>&1 | tee "$OUT/bench.log" | grep -E "^comet bench|^mode" 
 
 echo; echo "==== summary ===="; cat "$SUMMARY"

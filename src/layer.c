@@ -41,6 +41,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
    *   cflags     uint64 [W]            combine arrival flag per sending rank
    *   row_src, row_token, row_slot     int32 [cap] each: who sent each received row
    *   rows       [cap][H] dtype        dispatched rows
+   *   x          [T][H] dtype          this rank's tokens, pulled by the dispatch
    *   y          [cap][H] dtype        expert outputs the combine pulls home
    *   ret        [T*K*tp][H] dtype     rows pushed home (push combine)
    * each region starts on a 256-byte boundary. */
@@ -53,6 +54,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
   v->off_row_token = take(&c, cap * sizeof(int32_t));
   v->off_row_slot = take(&c, cap * sizeof(int32_t));
   v->off_rows = take(&c, cap * row_bytes);
+  v->off_x = take(&c, T * row_bytes);
   v->off_y = take(&c, cap * row_bytes);
   v->off_ret = take(&c, T * K * tp * row_bytes);
   *win_bytes = c;
@@ -68,6 +70,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
    *   send_base     int32 [E*tp]
    *   dest_row      int32 [T*K*tp]
    *   dispatch_done uint32 [E]
+   *   pulled_done   uint32 [El*W]
    *   combine_done  uint32 [W]
    *   status        comet_route_status_t */
   size_t s = 0;
@@ -75,7 +78,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
   size_t o_eoff = take(&s, (El + 1) * 4), o_boff = take(&s, El * (W + 1) * 4);
   size_t o_soff = take(&s, (E + 1) * 4), o_slist = take(&s, T * K * 4);
   size_t o_sbase = take(&s, E * tp * 4), o_dest = take(&s, T * K * tp * 4);
-  size_t o_dd = take(&s, E * 4), o_cd = take(&s, W * 4);
+  size_t o_dd = take(&s, E * 4), o_pd = take(&s, El * W * 4), o_cd = take(&s, W * 4);
   size_t o_st = take(&s, sizeof(comet_route_status_t));
   *scratch_bytes = s;
   if (scratch) {
@@ -89,6 +92,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
     v->send_base = (int32_t *)(scratch + o_sbase);
     v->dest_row = (int32_t *)(scratch + o_dest);
     v->dispatch_done = (uint32_t *)(scratch + o_dd);
+    v->pulled_done = (uint32_t *)(scratch + o_pd);
     v->combine_done = (uint32_t *)(scratch + o_cd);
     v->status = (comet_route_status_t *)(scratch + o_st);
   }
@@ -306,7 +310,7 @@ comet_status_t comet_layer_dispatch(comet_layer_t L, const void *x, int ctas, cu
   COMET_ARG(L != NULL, "layer is NULL");
   COMET_ARG(L->epoch > 0, "dispatch before any comet_layer_plan");
   COMET_ARG(L->planned_tokens == 0 || x != NULL, "x is NULL");
-  return comet_dispatch_launch(&L->view, L->epoch, x, pick_ctas(L, ctas), stream);
+  return comet_dispatch_launch(&L->view, L->epoch, x, L->planned_tokens, pick_ctas(L, ctas), stream);
 }
 
 comet_status_t comet_layer_combine(comet_layer_t L, const void *y, const int32_t *ids,

@@ -181,6 +181,8 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
     uint16_t *hx = (uint16_t *)malloc(row_bytes * T);
     for (size_t i = 0; i < (size_t)T * cfg.hidden; ++i) hx[i] = (uint16_t)(0x3c00u + (rng(&s) & 0x3ffu));
     BCUDA(cudaMemcpy(d_x, hx, row_bytes * T, cudaMemcpyHostToDevice));
+    /* and where a producer would leave it for the pull dispatch */
+    BCUDA(cudaMemcpy(v->win_local + v->off_x, hx, row_bytes * T, cudaMemcpyHostToDevice));
     free(hx);
   }
   BCOMET(comet_layer_plan(L, T, d_ids, st));
@@ -249,17 +251,17 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
   cudaDeviceProp prop;
   BCUDA(cudaGetDeviceProperties(&prop, info->device));
   const char *op = o->combine ? "combine" : "dispatch";
+  const char *mode = o->combine ? (getenv("COMET_COMBINE_MODE") ? getenv("COMET_COMBINE_MODE") : "pull")
+                                : (getenv("COMET_DISPATCH_MODE") ? getenv("COMET_DISPATCH_MODE") : "pull");
+  const int pull_x = !getenv("COMET_DISPATCH_MODE") || !strcmp(getenv("COMET_DISPATCH_MODE"), "pull");
   if (me == 0) {
     printf("comet bench --op %s: %s, %d ranks (ep %d x tp %d), %d tokens/rank, rows of %zu B, %s, "
            "commit %s\n", op, o->model, W, cfg.ep, tp, T, row_bytes, prop.name, o->commit);
-    printf("mode: dispatch %s, combine %s\n", getenv("COMET_COMM_MODE") ? getenv("COMET_COMM_MODE") : "ld",
-           getenv("COMET_COMBINE_MODE") ? getenv("COMET_COMBINE_MODE") : "push");
+    printf("mode: %s\n", mode);
     printf("%-8s %6s %6s %14s %8s %8s %8s %9s\n", "op", "ctas", "unroll", "bytes/rank", "ms", "GB/s",
            "NCCL", "vs NCCL");
   }
   FILE *jf = (me == 0 && o->json) ? fopen(o->json, "a") : NULL;
-  const char *mode = o->combine ? (getenv("COMET_COMBINE_MODE") ? getenv("COMET_COMBINE_MODE") : "push")
-                                : (getenv("COMET_COMM_MODE") ? getenv("COMET_COMM_MODE") : "ld");
   for (int ui = 0; ui < o->nunroll; ++ui) {
     char ub[16];
     snprintf(ub, sizeof ub, "%d", o->unroll[ui]);
@@ -270,7 +272,7 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
         BCOMET(comet_layer_plan(L, T, d_ids, st)); /* ends in an LSA barrier: a common start */
         BCUDA(cudaEventRecord(e0, st));
         if (o->combine) BCOMET(comet_layer_combine(L, d_y, d_ids, d_w, d_out, ctas, st));
-        else BCOMET(comet_layer_dispatch(L, d_x, ctas, st));
+        else BCOMET(comet_layer_dispatch(L, pull_x ? v->win_local + v->off_x : d_x, ctas, st));
         BCUDA(cudaEventRecord(e1, st));
         BCUDA(cudaEventSynchronize(e1));
         BCUDA(cudaEventElapsedTime(&ms[it], e0, e1));

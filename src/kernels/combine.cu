@@ -285,10 +285,10 @@ __global__ void copy_y_kernel(comet_comm_view_t v, const char *__restrict__ y) {
     dst[i] = ld_nc_na_v4(y + i * 16);
 }
 
-/* push (default) or pull: env COMET_COMBINE_MODE, an experiment knob. */
+/* pull (default) or push: env COMET_COMBINE_MODE. */
 static int combine_pull_mode(void) {
   const char *m = getenv("COMET_COMBINE_MODE");
-  return m && !strcmp(m, "pull");
+  return !(m && !strcmp(m, "push"));
 }
 
 static comet_status_t launch_check(const char *what) {
@@ -313,9 +313,10 @@ extern "C" comet_status_t comet_combine_launch(const comet_comm_view_t *v, uint6
       if ((const char *)y != v->win_local + v->off_y) {
         copy_y_kernel<<<ctas, COMBINE_THREADS, 0, stream>>>(*v, (const char *)y);
         COMET_CHECK(launch_check("copy_y_kernel"));
-        COMET_CHECK(comet_lsa_barrier_launch(v, stream));
       }
     }
+    /* Always (ranks may pass y differently): every rank's y is in place. */
+    COMET_CHECK(comet_lsa_barrier_launch(v, stream));
     const int grid = ctas;
     if (fp16)
       combine_pull_kernel<__half, 4><<<grid, COMBINE_THREADS, 0, stream>>>(*v, y_off, num_tokens, ids, w, (char *)out);

@@ -63,6 +63,7 @@ typedef struct comet_comm_view {
   size_t off_row_token;          /* int32 [cap] */
   size_t off_row_slot;           /* int32 [cap] */
   size_t off_rows;               /* [cap][H]: dispatched rows, in plan order */
+  size_t off_x;                  /* [T_max][H]: this rank's tokens, pulled by the dispatch */
   size_t off_y;                  /* [cap][H]: expert outputs, pulled home by the combine */
   size_t off_ret;                /* [T_max*K*tp][H]: push combine inputs at ((t*K + k)*tp + i) */
   /* local device scratch (cudaMalloc) */
@@ -76,6 +77,7 @@ typedef struct comet_comm_view {
   int32_t *send_base;            /* [E*tp]: first row of (this source, e) on rank g*tp+i */
   int32_t *dest_row;             /* [T_max*K*tp], as comet_rank_plan_t.dest_row */
   uint32_t *dispatch_done;       /* [E] rows of expert e sent this call (self-resetting) */
+  uint32_t *pulled_done;         /* [El*W] rows of block (el, j) pulled this call (self-resetting) */
   uint32_t *combine_done;        /* [W] rows sent home to rank s this call (self-resetting) */
   comet_route_status_t *status;
 } comet_comm_view_t;
@@ -88,20 +90,29 @@ comet_status_t comet_plan_device_launch(const comet_comm_view_t *view, uint64_t 
                                         int num_tokens, const int32_t *topk_ids,
                                         struct CUstream_st *stream);
 
-/* Dispatch: pushes row x[t] of every (t, k) to its expert's ranks (row
- * dest_row) and publishes block flags (el, j) = epoch on the receivers.
- * ctas: number of CTAs (1..1024). */
+/* Dispatch: row x[t] of every (t, k) lands in row dest_row of each rank of
+ * expert ids[t,k]'s group; block flags (el, j) = epoch are published on the
+ * receivers. Two ways, env COMET_DISPATCH_MODE:
+ * pull (default): each receiver reads its rows from the sources' windows
+ * (x region) and publishes its own flags; x given elsewhere is first copied
+ * into the window, x already in the window (where a producer writes it) is
+ * used in place; then an LSA barrier (always, so ranks may differ in how
+ * they pass x) before the reads.
+ * push: each source stores its rows into the receivers' windows.
+ * ctas: number of CTAs (1..1024). num_tokens: as planned. */
 comet_status_t comet_dispatch_launch(const comet_comm_view_t *view, uint64_t epoch,
-                                     const void *x, int ctas, struct CUstream_st *stream);
+                                     const void *x, int num_tokens, int ctas,
+                                     struct CUstream_st *stream);
 
 /* Combine: out[t] = sum_k sum_tp w[t,k] * y (k ascending, then tp
  * ascending, fp32, one rounding). y [rows, H]: NULL = the dispatched rows
  * (a round trip, for tests); the window's y region (view->win_local +
  * off_y, where a fused GEMM writes) is used in place; any other pointer is
- * copied into it first. Two ways, env COMET_COMBINE_MODE (experiments):
- * push (default): each rank pushes its rows home, then each home reduces
- * locally after the arrival flags; pull: each home reads its rows from the
- * expert ranks' windows and reduces in registers (one pass). */
+ * copied into it first; then an LSA barrier (always). Two ways, env
+ * COMET_COMBINE_MODE: pull (default): each home reads its rows from the
+ * expert ranks' windows and reduces in registers, one pass; push: each rank
+ * pushes its rows home, each home reduces after the arrival flags (slower:
+ * the rows make a round trip through memory). */
 comet_status_t comet_combine_launch(const comet_comm_view_t *view, uint64_t epoch, const void *y,
                                     int num_tokens, const int32_t *topk_ids,
                                     const float *topk_weights, void *out, int ctas,

@@ -130,9 +130,85 @@ __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_v
 }
 
 
+/* ---- pull variant (default): each receiver copies its rows in from the
+ * sources' windows (x region), a block (el, j) at a time in (j, el) order
+ * (own rows first, then each rank reading from a different source, ring
+ * style), and publishes its own block flags: the GEMM that waits on them
+ * runs on the same GPU. Remote loads are latency-bound, so each lane keeps
+ * PULL_U 16-byte loads in flight before its local stores. */
+#define PULL_U 16
+__global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_pull_kernel(comet_comm_view_t v,
+                                                                         uint64_t epoch) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  extern __shared__ int32_t task_prefix[]; /* [El*W + 1], blocks in (j, el) order */
+  __shared__ const char *xsrc[MAX_WORLD];
+  const int W = v.world, El = v.num_experts / v.ep, nb = El * W;
+  const int32_t *bo = v.block_offset;
+  const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
+  const int n16 = (int)(row_bytes / 16);
+  for (int p = threadIdx.x; p < W; p += blockDim.x)
+    xsrc[p] = comet_peer_base(v.win, v.win_local, p) + v.off_x;
+  if (threadIdx.x == 0) {
+    int32_t acc = 0;
+    for (int b = 0; b < nb; ++b) {
+      const int j = b / El, el = b % El;
+      task_prefix[b] = acc;
+      acc += (bo[el * (W + 1) + j + 1] - bo[el * (W + 1) + j] + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+    }
+    task_prefix[nb] = acc;
+  }
+  __syncthreads();
+  uint64_t *flags = (uint64_t *)(v.win_local + v.off_dflags); /* [el*W + j] */
+  if (blockIdx.x == 0)
+    for (int b = threadIdx.x; b < nb; b += blockDim.x) {
+      const int j = b / El, el = b % El;
+      if (bo[el * (W + 1) + j + 1] == bo[el * (W + 1) + j]) st_release_sys_u64(&flags[el * W + j], epoch);
+    }
+  const int32_t *row_src = (const int32_t *)(v.win_local + v.off_row_src);
+  const int32_t *row_token = (const int32_t *)(v.win_local + v.off_row_token);
+  char *rows = v.win_local + v.off_rows;
+  const int lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
+  const int ntasks = task_prefix[nb];
+  for (int task = blockIdx.x * nwarps + threadIdx.x / 32; task < ntasks; task += gridDim.x * nwarps) {
+    int lo = 0, hi = nb - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (task_prefix[mid] <= task) lo = mid;
+      else hi = mid - 1;
+    }
+    const int j = lo / El, el = lo % El;
+    const int32_t end = bo[el * (W + 1) + j + 1];
+    const int32_t r0 = bo[el * (W + 1) + j] + (task - task_prefix[lo]) * ROWS_PER_TASK;
+    const int nr = min(ROWS_PER_TASK, end - r0);
+    for (int rr = 0; rr < nr; ++rr) {
+      const int32_t r = r0 + rr;
+      char *dst[1] = {rows + (size_t)r * row_bytes};
+      copy_row<PULL_U>(xsrc[row_src[r]] + (size_t)row_token[r] * row_bytes, dst, 1, n16, lane);
+    }
+    __syncwarp();
+    if (lane == 0) {
+      uint32_t *cnt = &v.pulled_done[el * W + j];
+      const uint32_t old = atom_add_acq_rel_sys_u32(cnt, (uint32_t)nr);
+      if (old + (uint32_t)nr == (uint32_t)(end - bo[el * (W + 1) + j])) {
+        *cnt = 0;
+        st_release_sys_u64(&flags[el * W + j], epoch);
+      }
+    }
+  }
+}
+
+/* This rank's num_tokens rows of x into the window's x region. */
+__global__ void copy_x_kernel(comet_comm_view_t v, const char *__restrict__ x, int num_tokens) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  const size_t n = (size_t)num_tokens * v.hidden * v.elem_bytes / 16;
+  uint4 *dst = (uint4 *)(v.win_local + v.off_x);
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    dst[i] = ld_nc_na_v4(x + i * 16);
+}
+
 /* ---- bulk-copy (TMA) variant: lane 0 of each warp runs a pipeline of
  * TMA_STAGES row chunks of up to TMA_CHUNK bytes through shared memory, two
- * loads ahead of its stores. An experiment (env COMET_COMM_MODE=tma). */
+ * loads ahead of its stores. An experiment (env COMET_DISPATCH_MODE=tma). */
 #define TMA_THREADS 256
 #define TMA_STAGES 4
 #define TMA_AHEAD 2 /* = TMA_STAGES - 2: bulk_wait_read<1> frees the stage to refill */
@@ -238,9 +314,12 @@ __global__ void __launch_bounds__(TMA_THREADS) dispatch_tma_kernel(comet_comm_vi
   }
 }
 
-static int comm_mode_tma(void) {
-  const char *m = getenv("COMET_COMM_MODE");
-  return m && !strcmp(m, "tma");
+/* pull (default), push, or tma (push through bulk copies): env COMET_DISPATCH_MODE. */
+static int dispatch_mode(void) {
+  const char *m = getenv("COMET_DISPATCH_MODE");
+  if (m && !strcmp(m, "push")) return 1;
+  if (m && !strcmp(m, "tma")) return 2;
+  return 0;
 }
 
 /* Unroll (16-byte vectors per lane in flight): COMET_DISPATCH_UNROLL = 4, 8
@@ -252,11 +331,30 @@ int comet_comm_unroll(void) {
 }
 
 extern "C" comet_status_t comet_dispatch_launch(const comet_comm_view_t *v, uint64_t epoch,
-                                                const void *x, int ctas, cudaStream_t stream) {
+                                                const void *x, int num_tokens, int ctas,
+                                                cudaStream_t stream) {
   COMET_ARG(ctas >= 1 && ctas <= 1024, "dispatch: ctas = %d must be in 1..1024", ctas);
   if (v->world > MAX_WORLD)
     return comet_set_error(COMET_ERR_UNSUPPORTED, "dispatch: world %d > %d", v->world, MAX_WORLD);
-  if (comm_mode_tma()) {
+  const int mode = dispatch_mode();
+  if (mode == 0) {
+    if (x && num_tokens > 0 && (const char *)x != v->win_local + v->off_x) {
+      copy_x_kernel<<<ctas, DISPATCH_THREADS, 0, stream>>>(*v, (const char *)x, num_tokens);
+      cudaError_t e = cudaGetLastError();
+      if (e != cudaSuccess)
+        return comet_set_error(COMET_ERR_CUDA, "launch of copy_x_kernel failed: %s", cudaGetErrorString(e));
+    }
+    /* Always (so that ranks passing x differently still meet): peers read
+     * x only once every rank's copy is in. */
+    COMET_CHECK(comet_lsa_barrier_launch(v, stream));
+    const size_t smem = sizeof(int32_t) * (size_t)(v->world * (v->num_experts / v->ep) + 1);
+    dispatch_pull_kernel<<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, epoch);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+      return comet_set_error(COMET_ERR_CUDA, "launch of dispatch_pull_kernel failed: %s", cudaGetErrorString(e));
+    return COMET_OK;
+  }
+  if (mode == 2) {
     const size_t smem = tma_smem_bytes(v->num_experts);
     if (cudaFuncSetAttribute(dispatch_tma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              (int)smem) != cudaSuccess)
