@@ -11,7 +11,8 @@
  * case (--json FILE appends): op, shape, groups, comet_tflops, cublas_tflops,
  * ratio, device, commit (env COMET_COMMIT), plus details. Options:
  *   --quick  one T, uniform only     --reps N (default 20)
- *   --only dense|grouped             --preset NAME */
+ *   --only dense|grouped             --preset NAME
+ *   --ab     also time comet with COMET_GEMM_SPLIT=0 (comet_nosplit_tflops) */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -66,6 +67,7 @@ __global__ void bench_fill(uint16_t *p, size_t n, uint32_t seed) {
 
 struct Bench {
   int reps = 20;
+  bool ab = false; /* --ab: also time comet with the split tail off (same process) */
   FILE *json = NULL;
   char device[128] = "";
   const char *commit = "unknown";
@@ -120,7 +122,7 @@ struct Shape {
 };
 
 struct Result {
-  double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms;
+  double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, nosplit_ms;
   int tile_n;
 };
 
@@ -154,6 +156,13 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   int tm;
   BENCH_COMET(comet_gemm_tile_shape(&p, &tm, &r.tile_n));
   r.comet_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
+  if (b.ab) { /* gemm.cu reads COMET_GEMM_SPLIT at every launch */
+    const char *old = getenv("COMET_GEMM_SPLIT");
+    setenv("COMET_GEMM_SPLIT", "0", 1);
+    r.nosplit_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
+    if (old) setenv("COMET_GEMM_SPLIT", old, 1);
+    else unsetenv("COMET_GEMM_SPLIT");
+  }
   if (swiglu_too) { /* layer0 with the fused activation: same B ([G, 2F, H]), F outputs */
     comet_gemm_params_t q = p;
     q.n = s.n / 2;
@@ -228,10 +237,11 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "{\"op\":\"%s\",\"shape\":\"%s\",\"groups\":%d,\"comet_tflops\":%.1f,"
            "\"cublas_tflops\":%.1f,\"ratio\":%.3f,\"device\":\"%s\",\"commit\":\"%s\","
            "\"rows\":%.0f,\"n\":%d,\"k\":%d,\"tile_n_host\":%d,\"cublas_path\":\"%s\","
-           "\"cublas_loop_tflops\":%.1f,\"cublas_grouped_tflops\":%.1f%s}",
+           "\"cublas_loop_tflops\":%.1f,\"cublas_grouped_tflops\":%.1f,"
+           "\"comet_nosplit_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
-           extra);
+           r.nosplit_ms > 0 ? flops / (r.nosplit_ms * 1e9) : 0.0, extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -263,6 +273,7 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
   for (int i = 0; i < argc; ++i) {
     if (!strcmp(argv[i], "--quick")) quick = true;
     else if (!strcmp(argv[i], "--reps") && i + 1 < argc) b.reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--ab")) b.ab = true;
     else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
       b.json = fopen(argv[++i], "a");
       if (!b.json) { fprintf(stderr, "bench gemm: cannot open %s\n", argv[i]); return 1; }

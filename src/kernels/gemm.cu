@@ -8,6 +8,9 @@
 #include <cudaTypedefs.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+
+#include <mutex>
 
 #include "error.h"
 #include "kernels/gemm.h"
@@ -27,6 +30,11 @@ __global__ void __launch_bounds__(kThreads, 1)
  * whose last wave is fullest (the narrow one discounted for its lower
  * per-tile efficiency), the same choice in every CTA, then run that body.
  * The sizes are only known on the device, so the host can't choose well. */
+/* Run time of `tiles` tiles on ncta CTAs in tile times (plan_split's estimate). */
+__device__ __forceinline__ float waves(const Args &a, int tiles, int ncta, int k_iters) {
+  return plan_split(a, tiles, ncta, k_iters).time;
+}
+
 __device__ __forceinline__ bool device_pick_wide(const Args &aw, const Args &an, int out_w,
                                                  int out_n) {
   __shared__ int s_wide;
@@ -36,11 +44,11 @@ __device__ __forceinline__ bool device_pick_wide(const Args &aw, const Args &an,
       mt += (max(aw.group_offset[g + 1] - aw.group_offset[g], 0) + kBM - 1) / kBM;
 #pragma unroll
     for (int d = 16; d > 0; d >>= 1) mt += __shfl_xor_sync(0xffffffffu, mt, d);
-    if (threadIdx.x == 0) { /* useful / (waves * CTAs * tile) for each shape */
-      const float ncta = (float)gridDim.x;
-      const float tw = (float)mt * aw.n_tiles, tn = (float)mt * an.n_tiles;
-      const float fw = tw / (ceilf(tw / ncta) * ncta) * aw.n / (float)(aw.n_tiles * out_w);
-      const float fn = tn / (ceilf(tn / ncta) * ncta) * an.n / (float)(an.n_tiles * out_n);
+    if (threadIdx.x == 0) { /* useful / (time in tile-waves * CTAs * tile) for each shape */
+      const int ncta = gridDim.x, k_iters = (aw.k + kBK - 1) / kBK;
+      const int tw = mt * aw.n_tiles, tn = mt * an.n_tiles;
+      const float fw = tw / (waves(aw, tw, ncta, k_iters) * ncta) * aw.n / (float)(aw.n_tiles * out_w);
+      const float fn = tn / (waves(an, tn, ncta, k_iters) * ncta) * an.n / (float)(an.n_tiles * out_n);
       s_wide = mt == 0 || fw >= 0.9f * fn;
     }
   }
@@ -108,6 +116,54 @@ static comet_status_t make_tmap(CUtensorMap *m, const char *what, const void *ba
                            (int)r, what, (unsigned long long)dims[0], (unsigned long long)dims[1],
                            (unsigned long long)(rank > 2 ? dims[2] : 1));
   return COMET_OK;
+}
+
+/* ---- split-tail workspace ----
+ * One per (device, stream), so launches that may run concurrently never
+ * share one: fp32 partial sums for up to 2*sms wide tiles (plan_split
+ * splits at most the last two waves) and their counters, zeroed once here and
+ * left zeroed by every launch (the last part of a tile clears its slot;
+ * zeroed on the stream itself, so no device-wide sync).
+ * Allocated on a stream's first launch outside graph capture; a launch that
+ * finds none while capturing runs without the split tail. Never freed (a
+ * 33 MiB per stream on 132 SMs; kWsMax entries, then no split). */
+enum { kWsMax = 64 };
+struct Workspace {
+  int dev;
+  cudaStream_t stream;
+  float *ws;
+  uint32_t *count;
+  int tiles; /* wide-tile slots */
+};
+static Workspace g_ws[kWsMax];
+static int g_ws_n;
+static std::mutex g_ws_mu;
+
+static const Workspace *workspace_for(cudaStream_t stream, int sms) {
+  const char *env = getenv("COMET_GEMM_SPLIT"); /* "0": off (A/B timing) */
+  if (env && env[0] == '0') return NULL;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return NULL;
+  std::lock_guard<std::mutex> lock(g_ws_mu);
+  for (int i = 0; i < g_ws_n; ++i)
+    if (g_ws[i].dev == dev && g_ws[i].stream == stream) return &g_ws[i];
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  if (g_ws_n == kWsMax || cudaStreamIsCapturing(stream, &cap) != cudaSuccess ||
+      cap != cudaStreamCaptureStatusNone)
+    return NULL;
+  Workspace w = {dev, stream, NULL, NULL, 2 * sms};
+  const size_t ws_bytes = (size_t)w.tiles * 256 * kBM * 4, cnt_bytes = 4 * (size_t)w.tiles * 2;
+  if (cudaMalloc(&w.ws, ws_bytes) != cudaSuccess) w.ws = NULL;
+  if (w.ws && cudaMalloc(&w.count, cnt_bytes) != cudaSuccess) w.count = NULL;
+  if (!w.ws || !w.count || cudaMemsetAsync(w.ws, 0, ws_bytes, stream) != cudaSuccess ||
+      cudaMemsetAsync(w.count, 0, cnt_bytes, stream) != cudaSuccess) {
+    cudaFree(w.ws);
+    cudaFree(w.count);
+    cudaGetLastError(); /* no split tail then; not an error */
+    return NULL;
+  }
+  g_ws[g_ws_n] = w;
+  return &g_ws[g_ws_n++];
 }
 
 /* ---- params ---- */
@@ -210,7 +266,7 @@ static comet_status_t make_tmaps_ac(CUtensorMap *ma, CUtensorMap *mc, const come
 }
 
 template <class C>
-static Args make_args(const comet_gemm_params_t *p) {
+static Args make_args(const comet_gemm_params_t *p, const Workspace *w) {
   Args a;
   a.group_offset = p->group_offset;
   a.row_scale = p->row_scale;
@@ -227,16 +283,23 @@ static Args make_args(const comet_gemm_params_t *p) {
   a.order = (int)p->order;
   a.wait_value = p->wait_value;
   a.publish_value = p->publish_value;
+  /* the split tail needs whole-tile completion for the hooks: off with them */
+  const bool split = w && !hooks_on(p);
+  a.ws = split ? w->ws : NULL;
+  a.ws_count = split ? w->count : NULL;
+  a.ws_tiles = split ? w->tiles * 256 / C::kBN : 0;
+  a.split_max = split ? 16 : 0;
   return a;
 }
 
 /* One CTA per SM, fewer if asked or if there can't be that many tiles
- * (an upper bound: group sizes are on the device). */
-static unsigned grid_size(const comet_gemm_params_t *p, int sms, int n_tiles) {
+ * (an upper bound: group sizes are on the device) nor split parts. */
+static unsigned grid_size(const comet_gemm_params_t *p, int sms, int n_tiles, const Args &a) {
   const int64_t m_bound = (p->max_rows + kBM - 1) / kBM + p->groups;
   int64_t grid = (int64_t)sms;
   if (p->num_ctas > 0 && p->num_ctas < grid) grid = p->num_ctas;
-  if (m_bound * n_tiles < grid) grid = m_bound * n_tiles;
+  const int64_t parts = m_bound * n_tiles * (a.split_max > 1 ? a.split_max : 1);
+  if (parts < grid) grid = parts;
   return (unsigned)grid;
 }
 
@@ -250,11 +313,11 @@ static comet_status_t launch(const comet_gemm_params_t *p, int sms, cudaStream_t
   CUtensorMap tm_a, tm_b, tm_c;
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
-  const Args a = make_args<C>(p);
+  const Args a = make_args<C>(p, hooks_on(p) ? NULL : workspace_for(stream, sms));
   cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        C::kSmemBytes);
   if (e == cudaSuccess) {
-    gemm_kernel<C><<<grid_size(p, sms, a.n_tiles), kThreads, C::kSmemBytes, stream>>>(a, tm_a, tm_b,
+    gemm_kernel<C><<<grid_size(p, sms, a.n_tiles, a), kThreads, C::kSmemBytes, stream>>>(a, tm_a, tm_b,
                                                                                      tm_c);
     e = cudaGetLastError();
   }
@@ -267,12 +330,13 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
   COMET_CHECK(make_tmap_b<CW>(&tm_bw, p));
   COMET_CHECK(make_tmap_b<CN>(&tm_bn, p));
-  const Args aw = make_args<CW>(p), an = make_args<CN>(p);
+  const Workspace *w = workspace_for(stream, sms);
+  const Args aw = make_args<CW>(p, w), an = make_args<CN>(p, w);
   const int smem = CW::kSmemBytes > CN::kSmemBytes ? CW::kSmemBytes : CN::kSmemBytes;
   cudaError_t e = cudaFuncSetAttribute(gemm_kernel_auto<CW, CN>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e == cudaSuccess) {
-    gemm_kernel_auto<CW, CN><<<grid_size(p, sms, an.n_tiles), kThreads, smem, stream>>>(
+    gemm_kernel_auto<CW, CN><<<grid_size(p, sms, an.n_tiles, an), kThreads, smem, stream>>>(
         aw, an, tm_a, tm_bw, tm_bn, tm_c);
     e = cudaGetLastError();
   }

@@ -41,7 +41,71 @@ struct Args {
   void *c;
   int groups, n, k, n_tiles, wait_stride, order;
   uint32_t wait_value, publish_value;
+  /* split tail (see plan_split); split_max < 2 or no workspace: off */
+  float *ws;          /* zeroed fp32 partial sums, ws_tiles slots of kBN*kBM floats */
+  uint32_t *ws_count; /* zeroed arrival counters, one per slot */
+  int ws_tiles, split_max;
 };
+
+/* ---- split tail ----
+ * A persistent grid of P CTAs over T tiles runs floor(T/P) full waves and a
+ * last wave of rem = T % P tiles, which leaves P - rem SMs idle for a whole
+ * tile time: with 2 experts and long K (Mixtral layer1, 272 tiles on 132
+ * SMs) that is a third of the run. So the last m tiles (m = rem, or
+ * rem + P: the last two waves) may be split along K into s parts each,
+ * dealt round-robin like tiles: ceil(m*s/P) rounds of 1/s tile instead of
+ * 1 or 2 whole waves; plan_split picks (m, s) by that time plus a guess of
+ * the partial sums' cost. Each part adds its fp32 accumulators into the
+ * tile's workspace slot (red.add.v4.f32) and counts itself in; the last to
+ * arrive reads the sum back, zeroes the slot for the next launch and runs
+ * the normal epilogue (no part ever waits for another). Work items: w < dp
+ * are whole tiles, w >= dp is part (w-dp)%s of tile dp + (w-dp)/s. */
+constexpr int kMinSplitIters = 8; /* K blocks per part, at least */
+constexpr float kSplitCost = 0.03f; /* per round and once, in tile times (a guess) */
+
+struct Split {
+  int dp, s, items;
+  float time; /* estimated, in tile times */
+};
+
+__device__ __forceinline__ Split plan_split(const Args &a, int total, int ncta, int k_iters) {
+  const int full = total / ncta, rem = total % ncta;
+  Split sp = {total, 1, total, (float)(full + (rem ? 1 : 0))};
+  if (a.split_max < 2 || a.ws == nullptr || rem == 0) return sp;
+  const int smax = min(k_iters / kMinSplitIters, a.split_max);
+  for (int j = 0; j <= min(full, 1); ++j) {
+    const int m = rem + j * ncta;
+    if (m > a.ws_tiles) break;
+    for (int s = 2; s <= smax; ++s) {
+      const int rounds = (m * s + ncta - 1) / ncta;
+      const float t = (float)(full - j) + rounds * (1.0f / s + kSplitCost) + kSplitCost;
+      if (t < sp.time - 1e-3f) {
+        sp.dp = total - m;
+        sp.s = s;
+        sp.items = sp.dp + m * s;
+        sp.time = t;
+      }
+    }
+  }
+  return sp;
+}
+
+/* Work item w -> tile t, K blocks [kb0, kb1), workspace slot (-1: whole tile). */
+struct Work {
+  int t, kb0, kb1, slot;
+};
+
+__device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
+  Work wk = {w, 0, k_iters, -1};
+  if (w >= sp.dp) {
+    const int u = w - sp.dp, part = u % sp.s;
+    wk.slot = u / sp.s;
+    wk.t = sp.dp + wk.slot;
+    wk.kb0 = part * k_iters / sp.s;
+    wk.kb1 = (part + 1) * k_iters / sp.s;
+  }
+  return wk;
+}
 
 /* kBN: B rows per stage = wgmma N; kSwiglu: output tile is kBN/2 wide
  * (gate half, up half); kHooks: compiles the hook code in. */
@@ -151,13 +215,14 @@ template <class C>
 __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
                                         const CUtensorMap *tm_b, uint8_t *smem, uint64_t *full,
                                         uint64_t *empty, const int *row_off, const int *mstart,
-                                        int total, int count, int cta, int ncta) {
+                                        const Split &sp, int count, int cta, int ncta) {
   const int k_iters = (a.k + kBK - 1) / kBK;
   const int nb_half = C::kBN / 2; /* each B stage = two TMA boxes of kBN/2 rows */
   int stage = 0;
   uint32_t phase = 0;
-  for (int t = cta; t < total; t += ncta) {
-    const Tile tl = sched_tile<C>(a, row_off, mstart, count, t);
+  for (int w = cta; w < sp.items; w += ncta) {
+    const Work wk = work_item(sp, k_iters, w);
+    const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
     if constexpr (C::kHooks)
       if (a.wait_flags) wait_rows(a, tl);
     int b_row0, b_row1;
@@ -168,7 +233,7 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       b_row0 = tl.n * C::kBN;
       b_row1 = b_row0 + nb_half;
     }
-    for (int kb = 0; kb < k_iters; ++kb) {
+    for (int kb = wk.kb0; kb < wk.kb1; ++kb) {
       mbar_wait(&empty[stage], phase ^ 1);
       mbar_arrive_expect_tx(&full[stage], C::kStageBytes);
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
@@ -311,10 +376,43 @@ __device__ __forceinline__ void publish(const Args &a, const Tile &tl, int ctid)
   }
 }
 
+/* A split part's end (see plan_split): add this warpgroup's accumulators
+ * into the slot, count the part in; the last part gets the sum back in acc
+ * (returns true), zeroes the slot and its counter, and runs the epilogue.
+ * The fence-barrier-atomic / atomic-barrier-fence pairs are the release and
+ * acquire of the partial sums (CUDA's threadFenceReduction pattern). */
+template <class C>
+__device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN / 2], int slot,
+                                            int s, int cw, int ctid) {
+  __shared__ int s_last; /* rewritten only after all 256 threads pass the next first barrier */
+  float *wsp = a.ws + ((size_t)slot * 2 + cw) * (C::kBN / 2) * 128 + ctid * 4;
+#pragma unroll
+  for (int i = 0; i < C::kBN / 2; i += 4)
+    red_add_v4_f32(wsp + i * 128, acc[i], acc[i + 1], acc[i + 2], acc[i + 3]);
+  __threadfence();
+  named_bar_sync(4, 256);
+  if (threadIdx.x == 128) s_last = atomicAdd(a.ws_count + slot, 1u) == (unsigned)(s - 1);
+  named_bar_sync(4, 256);
+  if (!s_last) return false;
+  __threadfence();
+#pragma unroll
+  for (int i = 0; i < C::kBN / 2; i += 4) {
+    float4 *q = reinterpret_cast<float4 *>(wsp + i * 128);
+    const float4 v = __ldcg(q);
+    acc[i] = v.x;
+    acc[i + 1] = v.y;
+    acc[i + 2] = v.z;
+    acc[i + 3] = v.w;
+    __stcg(q, make_float4(0.f, 0.f, 0.f, 0.f));
+  }
+  if (threadIdx.x == 128) a.ws_count[slot] = 0;
+  return true;
+}
+
 template <class C>
 __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, uint8_t *smem,
                                         uint64_t *full, uint64_t *empty, const int *row_off,
-                                        const int *mstart, int total, int count, int cta,
+                                        const int *mstart, const Split &sp, int count, int cta,
                                         int ncta) {
   const int cw = threadIdx.x / 128 - 1, ctid = threadIdx.x % 128;
   const int k_iters = (a.k + kBK - 1) / kBK;
@@ -324,13 +422,14 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
   float acc[C::kBN / 2];
   int stage = 0;
   uint32_t phase = 0;
-  for (int t = cta; t < total; t += ncta) {
-    const Tile tl = sched_tile<C>(a, row_off, mstart, count, t);
+  for (int w = cta; w < sp.items; w += ncta) {
+    const Work wk = work_item(sp, k_iters, w);
+    const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
     int prev = 0;
-    for (int kb = 0; kb < k_iters; ++kb) {
+    for (int kb = wk.kb0; kb < wk.kb1; ++kb) {
       mbar_wait(&full[stage], phase);
-      mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == 0);
-      if (kb > 0) { /* the previous stage's wgmma is done: hand its slot back */
+      mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == wk.kb0);
+      if (kb > wk.kb0) { /* the previous stage's wgmma is done: hand its slot back */
         wgmma_wait<1>();
         if (ctid == 0) mbar_arrive(&empty[prev]);
       }
@@ -339,6 +438,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     }
     wgmma_wait<0>();
     if (ctid == 0) mbar_arrive(&empty[prev]);
+    if (wk.slot >= 0 && !split_fixup<C>(a, acc, wk.slot, sp.s, cw, ctid)) continue;
     epilogue<C>(a, tm_c, acc, stg, tl, cw, ctid);
     if constexpr (C::kHooks)
       if (a.publish_flags) publish<C>(a, tl, ctid);
@@ -401,14 +501,17 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   }
   __syncthreads();
   if (!listed) total = mstart[a.groups] * a.n_tiles;
+  /* no split with a tile list: the fused kernels' hooks assume whole tiles */
+  Split sp = {total, 1, total};
+  if (!listed) sp = plan_split(a, total, ncta, (a.k + kBK - 1) / kBK);
 
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
     if (threadIdx.x == 0)
-      produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, total, count, cta, ncta);
+      produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta);
   } else {
     setmaxnreg_inc<kConsumerRegs>();
-    consume<C>(a, tm_c, smem, full, empty, row_off, mstart, total, count, cta, ncta);
+    consume<C>(a, tm_c, smem, full, empty, row_off, mstart, sp, count, cta, ncta);
   }
 }
 

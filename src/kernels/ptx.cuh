@@ -108,6 +108,14 @@ __device__ __forceinline__ void st_release_sys_u32(uint32_t *p, uint32_t v) {
   asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
 }
 
+/* red.global.add.v4.f32 (9.7.13.6 red, vector form: sm_90, PTX 8.1), relaxed at
+ * GPU scope: four fp32 adds into 16 aligned bytes of global memory. */
+__device__ __forceinline__ void red_add_v4_f32(float *p, float x, float y, float z, float w) {
+  asm volatile("red.relaxed.gpu.global.add.v4.f32 [%0], {%1, %2, %3, %4};" ::"l"(p), "f"(x),
+               "f"(y), "f"(z), "f"(w)
+               : "memory");
+}
+
 /* st.shared.u32 at a 32-bit shared address (keeps address arithmetic 32-bit). */
 __device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v) {
   asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");

@@ -3,7 +3,9 @@
  * rows), N and K off the tile grid, both dtypes, both tile shapes, every
  * epilogue, row scales, the hooks (an M-tile list in both orders; wait
  * flags released by the host after a delay while the A rows are still NaN;
- * publish flags), and argument errors. Fresh random data per case, output
+ * publish flags), the split tail (few CTAs, long K: the last wave's tiles
+ * split along K and summed in a workspace; run twice so a slot left dirty
+ * would show), and argument errors. Fresh random data per case, output
  * poisoned with NaN before each launch; rows past the last group must stay
  * poisoned. `--quick`: a few small cases (for compute-sanitizer). */
 #include <cuda_runtime.h>
@@ -39,6 +41,7 @@ struct Case {
   int extra_rows;         /* capacity past the last group (must stay poisoned) */
   bool scale;
   const char *name;
+  int ctas; /* num_ctas (0: one per SM); few CTAs force the split tail */
 };
 
 static void fill_random(std::vector<uint16_t> &v, comet_dtype_t dt, float lo, float hi) {
@@ -117,6 +120,7 @@ static void run_case(const Case &c) {
   p.epilogue = c.epi;
   p.row_scale = c.scale ? dscale : NULL;
   p.tile = c.tile;
+  p.num_ctas = c.ctas;
   CHECK_OK(comet_gemm_grouped(&p, 0));
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));
@@ -312,6 +316,9 @@ int main(int argc, char **argv) {
       {BF, SW, WI, 136, 72, edge, 0, true, "bf16 swiglu wide scale"},
       {FP, SW, NA, 72, 520, edge, 3, false, "fp16 swiglu narrow"},
       {FP, ST, WI, 264, 8, {129, 1}, 2, true, "fp16 store wide k=8 scale"},
+      /* 10 tiles on 8 CTAs: the last 2 split 4 ways */
+      {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4", 8},
+      {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4 again", 8},
   };
   if (!quick) {
     cases.push_back({BF, ST, AU, 1024, 1024, {1024}, 0, false, "bf16 dense 1024^3"});
@@ -319,6 +326,15 @@ int main(int argc, char **argv) {
     cases.push_back({BF, ST, NA, 8, 64, {1000}, 1, false, "bf16 store narrow n=8"});
     cases.push_back({FP, ST, NA, 392, 2056, {131, 400}, 9, false, "fp16 store narrow k=2056"});
     cases.push_back({BF, SW, NA, 200, 328, {129, 127, 0, 300}, 5, true, "bf16 swiglu narrow scale"});
+    /* split tail: 33 wide tiles on 16 CTAs (1 left, split 4), swiglu, fp16
+     * narrow 24 tiles on 20 CTAs (4 left, split 4 with K 2056 ragged),
+     * 4 tiles on 64 CTAs (split 8) */
+    cases.push_back({BF, ST, WI, 520, 2056, {300, 0, 517, 64, 129}, 128, true, "bf16 wide split", 16});
+    /* 13 tiles on 8 CTAs: the last 13 split 3 ways, several parts a CTA */
+    cases.push_back({BF, ST, WI, 200, 2048, {1500, 60}, 4, true, "bf16 wide split 2 waves", 8});
+    cases.push_back({BF, SW, AU, 200, 1032, {129, 127, 0, 300}, 5, true, "bf16 swiglu auto split", 24});
+    cases.push_back({FP, ST, NA, 392, 2056, {131, 400}, 9, false, "fp16 narrow split k=2056", 20});
+    cases.push_back({FP, SW, WI, 136, 4096, {200}, 0, true, "fp16 swiglu wide split 8", 64});
     for (int i = 0; i < 8; ++i) { /* random shapes */
       Case c;
       c.dt = i & 1 ? FP : BF;
@@ -335,6 +351,7 @@ int main(int argc, char **argv) {
       c.extra_rows = test_rand_int(&g_rng, 0, 200);
       c.scale = i & 4;
       c.name = "random";
+      c.ctas = i < 4 ? 0 : test_rand_int(&g_rng, 1, 12);
       cases.push_back(c);
     }
   }
