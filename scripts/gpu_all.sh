@@ -24,8 +24,8 @@ GPUS=${1:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')}
 [ "$GPUS" -gt 4 ] && GPUS=4
 echo "gpus used: $GPUS, commit $COMET_COMMIT" | tee -a "$OUT/machine.log"
 
-step "build ($BUILD, -j16)"
-{ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release && cmake --build "$BUILD" -j16; } > "$OUT/build.log" 2>&1
+step "build ($BUILD, -j$(nproc))"
+{ cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release && cmake --build "$BUILD" -j"$(nproc)"; } > "$OUT/build.log" 2>&1
 rc=$?; tail -3 "$OUT/build.log"
 if [ $rc -ne 0 ]; then grep -m20 -E "error|undefined" "$OUT/build.log"; note "BUILD FAILED"; fi
 
@@ -37,7 +37,7 @@ note "gpu tests: exit $rc ($(grep -E 'tests passed' "$OUT/gpu_tests.log"))"
 
 step "memcheck: one small forward on 1 GPU"
 if command -v compute-sanitizer > /dev/null && [ -x "$BUILD/test_forward" ]; then
-  timeout 240 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+  timeout 150 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
     "$BUILD/test_forward" 1 > "$OUT/memcheck_forward.log" 2>&1
   rc=$?; tail -4 "$OUT/memcheck_forward.log"
   note "memcheck test_forward (1 GPU): exit $rc, $(grep -m1 'ERROR SUMMARY' "$OUT/memcheck_forward.log")"
