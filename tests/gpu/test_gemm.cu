@@ -332,7 +332,7 @@ int main(int argc, char **argv) {
     cases.push_back({BF, ST, WI, 520, 2056, {300, 0, 517, 64, 129}, 128, true, "bf16 wide split", 16});
     /* 13 tiles on 8 CTAs: the last 13 split 3 ways, several parts a CTA */
     cases.push_back({BF, ST, WI, 200, 2048, {1500, 60}, 4, true, "bf16 wide split 2 waves", 8});
-    cases.push_back({BF, SW, AU, 200, 1032, {129, 127, 0, 300}, 5, true, "bf16 swiglu auto split", 24});
+    cases.push_back({BF, SW, AU, 200, 2064, {129, 127, 0, 300}, 5, true, "bf16 swiglu auto split", 24});
     cases.push_back({FP, ST, NA, 392, 2056, {131, 400}, 9, false, "fp16 narrow split k=2056", 20});
     cases.push_back({FP, SW, WI, 136, 4096, {200}, 0, true, "fp16 swiglu wide split 8", 64});
     for (int i = 0; i < 8; ++i) { /* random shapes */
