@@ -60,6 +60,7 @@ static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, voi
   g.group_offset = v->expert_offset;
   g.epilogue = c->activation == COMET_ACT_SWIGLU ? COMET_GEMM_EPI_SWIGLU : COMET_GEMM_EPI_STORE;
   g.tile = COMET_GEMM_TILE_AUTO;
+  g.deterministic = 1; /* the same bits on every run */
   COMET_CHECK(comet_gemm_grouped(&g, stream));
   if (c->activation == COMET_ACT_GELU)
     COMET_CHECK(comet_gelu_launch(c->dtype, h, v->expert_offset + g.groups, L->row_capacity, g.n,
@@ -85,6 +86,7 @@ static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, con
   g.group_offset = v->expert_offset;
   g.epilogue = COMET_GEMM_EPI_STORE;
   g.tile = COMET_GEMM_TILE_AUTO;
+  g.deterministic = 1; /* the same bits on every run */
   COMET_CHECK(comet_gemm_grouped(&g, stream));
   COMET_CHECK(comet_layer_combine(L, y, ids, weights, out, 0, stream));
   return comet_poison_on_error_launch(v, out, L->planned_tokens, stream);

@@ -283,8 +283,9 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace *w) {
   a.order = (int)p->order;
   a.wait_value = p->wait_value;
   a.publish_value = p->publish_value;
-  /* the split tail needs whole-tile completion for the hooks: off with them */
-  const bool split = w && !hooks_on(p);
+  /* the split tail needs whole-tile completion for the hooks (off with
+   * them) and adds in a varying order (off when asked to be deterministic) */
+  const bool split = w && !hooks_on(p) && !p->deterministic;
   a.ws = split ? w->ws : NULL;
   a.ws_count = split ? w->count : NULL;
   a.ws_tiles = split ? w->tiles * 256 / C::kBN : 0;

@@ -91,6 +91,10 @@ typedef struct comet_gemm_params {
   uint32_t wait_value;
   uint32_t *publish_flags;
   uint32_t publish_value;
+  /* 1: a fixed summation order (no split tail, whose fp32 atomics add in a
+   * varying order): the same bits on every run, as comet's forward promises.
+   * 0: the split tail may be used (faster when the last wave is ragged). */
+  int deterministic;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers
