@@ -37,7 +37,7 @@ note "gpu tests: exit $rc ($(grep -E 'tests passed' "$OUT/gpu_tests.log"))"
 
 step "memcheck: one small forward on 1 GPU"
 if command -v compute-sanitizer > /dev/null && [ -x "$BUILD/test_forward" ]; then
-  timeout 150 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
+  timeout 90 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 9 \
     "$BUILD/test_forward" 1 > "$OUT/memcheck_forward.log" 2>&1
   rc=$?; tail -4 "$OUT/memcheck_forward.log"
   note "memcheck test_forward (1 GPU): exit $rc, $(grep -m1 'ERROR SUMMARY' "$OUT/memcheck_forward.log")"
@@ -49,7 +49,7 @@ if [ -x "$BUILD/comet" ]; then
   timeout 200 $B --model mixtral-8x7b --tokens 4096 --check --check-tokens 2 2>&1 | tee "$OUT/bench_mixtral.log"
   note "bench mixtral --check: exit $? $(grep -m1 '^  check:' "$OUT/bench_mixtral.log")"
   step "bench presets, EP=$GPUS"
-  timeout 200 $B --model qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite,qwen3-30b-a3b --tokens 4096 --check --check-tokens 4 2>&1 | tee "$OUT/bench_presets.log"
+  timeout 200 $B --model qwen2-moe-2.7b,phi3.5-moe,deepseek-v2-lite --tokens 4096 --check --check-tokens 4 2>&1 | tee "$OUT/bench_presets.log"
   note "bench presets: exit $?"
   if [ "$GPUS" -ge 2 ]; then
     step "bench TP (ep 1 x tp $GPUS)"
