@@ -50,7 +50,7 @@ run_test() { # name, env...
 }
 run_test test_plan_device ""
 run_test test_dispatch_combine ""
-run_test test_dispatch_combine _push COMET_DISPATCH_MODE=push COMET_COMBINE_MODE=push
+run_test test_dispatch_combine _other COMET_DISPATCH_MODE=pull COMET_COMBINE_MODE=push
 
 if [ "$1" != "quick" ]; then
   t1=$(date +%s)
@@ -65,8 +65,8 @@ J=$OUT/comm.jsonl
 M="--gpus $G --model mixtral-8x7b --tokens 8192 --json $J"
 D="--gpus $G --model deepseek-v2-lite --tokens 8192 --json $J"
 {
-  timeout 60 $BENCH bench --op dispatch $M --ctas 8,12,16,20,24,32,64,132
-  COMET_DISPATCH_MODE=push timeout 60 $BENCH bench --op dispatch $M --ctas 8,16,24,32,64,132 --unroll 8,16
+  timeout 60 $BENCH bench --op dispatch $M --ctas 8,12,16,20,24,32,64,132 --unroll 8,16
+  COMET_DISPATCH_MODE=pull timeout 60 $BENCH bench --op dispatch $M --ctas 8,16,24,32,64,132
   timeout 60 $BENCH bench --op combine $M --ctas 8,12,16,20,24,32,64,132
   COMET_COMBINE_MODE=push timeout 60 $BENCH bench --op combine $M --ctas 16,24,32
   timeout 60 $BENCH bench --op dispatch $D --ctas 8,16,24,32

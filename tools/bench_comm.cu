@@ -252,8 +252,8 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
   BCUDA(cudaGetDeviceProperties(&prop, info->device));
   const char *op = o->combine ? "combine" : "dispatch";
   const char *mode = o->combine ? (getenv("COMET_COMBINE_MODE") ? getenv("COMET_COMBINE_MODE") : "pull")
-                                : (getenv("COMET_DISPATCH_MODE") ? getenv("COMET_DISPATCH_MODE") : "pull");
-  const int pull_x = !getenv("COMET_DISPATCH_MODE") || !strcmp(getenv("COMET_DISPATCH_MODE"), "pull");
+                                : (getenv("COMET_DISPATCH_MODE") ? getenv("COMET_DISPATCH_MODE") : "push");
+  const int pull_x = getenv("COMET_DISPATCH_MODE") && !strcmp(getenv("COMET_DISPATCH_MODE"), "pull");
   if (me == 0) {
     printf("comet bench --op %s: %s, %d ranks (ep %d x tp %d), %d tokens/rank, rows of %zu B, %s, "
            "commit %s\n", op, o->model, W, cfg.ep, tp, T, row_bytes, prop.name, o->commit);

@@ -92,13 +92,13 @@ comet_status_t comet_plan_device_launch(const comet_comm_view_t *view, uint64_t 
 
 /* Dispatch: row x[t] of every (t, k) lands in row dest_row of each rank of
  * expert ids[t,k]'s group; block flags (el, j) = epoch are published on the
- * receivers. Two ways, env COMET_DISPATCH_MODE:
- * pull (default): each receiver reads its rows from the sources' windows
- * (x region) and publishes its own flags; x given elsewhere is first copied
- * into the window, x already in the window (where a producer writes it) is
- * used in place; then an LSA barrier (always, so ranks may differ in how
- * they pass x) before the reads.
- * push: each source stores its rows into the receivers' windows.
+ * receivers. Ways (env COMET_DISPATCH_MODE): push (default): each source
+ * stores its rows into the receivers' windows and publishes their flags;
+ * pull: each receiver reads its rows from the sources' windows (x region)
+ * and publishes its own flags; x given elsewhere is first copied into the
+ * window, x already there (where a producer writes it) is used in place,
+ * then an LSA barrier (always, so ranks may pass x differently); tma: push
+ * through bulk copies (slower so far).
  * ctas: number of CTAs (1..1024). num_tokens: as planned. */
 comet_status_t comet_dispatch_launch(const comet_comm_view_t *view, uint64_t epoch,
                                      const void *x, int num_tokens, int ctas,

@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_v
 }
 
 
-/* ---- pull variant (default): each receiver copies its rows in from the
+/* ---- pull variant (COMET_DISPATCH_MODE=pull): each receiver copies its rows in from the
  * sources' windows (x region), a block (el, j) at a time in (j, el) order
  * (own rows first, then each rank reading from a different source, ring
  * style), and publishes its own block flags: the GEMM that waits on them
@@ -314,12 +314,13 @@ __global__ void __launch_bounds__(TMA_THREADS) dispatch_tma_kernel(comet_comm_vi
   }
 }
 
-/* pull (default), push, or tma (push through bulk copies): env COMET_DISPATCH_MODE. */
+/* push (default: faster on 4x H100 and 2x H200, bench/results/comm-*),
+ * pull, or tma (push through bulk copies): env COMET_DISPATCH_MODE. */
 static int dispatch_mode(void) {
   const char *m = getenv("COMET_DISPATCH_MODE");
-  if (m && !strcmp(m, "push")) return 1;
+  if (m && !strcmp(m, "pull")) return 0;
   if (m && !strcmp(m, "tma")) return 2;
-  return 0;
+  return 1;
 }
 
 /* Unroll (16-byte vectors per lane in flight): COMET_DISPATCH_UNROLL = 4, 8
