@@ -81,7 +81,7 @@ typedef struct dev_in {
 static void *upload(const void *src, size_t bytes) {
   void *p = NULL;
   CUDA_OK(cudaMalloc(&p, bytes ? bytes : 16));
-  if (bytes) CUDA_OK(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice));
+  if (bytes && src) CUDA_OK(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice));
   return p;
 }
 
