@@ -75,9 +75,9 @@ typedef struct comet_layer_config {
   int ep;                  /* expert-parallel size */
   int tp;                  /* tensor-parallel size */
   int max_tokens_per_rank; /* T_max: tokens a rank may bring to one call */
-  int max_rows_per_rank;   /* rows an expert rank may receive; 0 = worst case
-                              ep*tp*T_max*min(K, E/ep). A routing that needs
-                              more is COMET_ERR_ROUTING. */
+  int max_rows_per_rank;   /* rows an expert rank may receive; 0 (or more
+                              than it) = the worst case ep*tp*T_max*min(K, E/ep).
+                              A routing that needs more is COMET_ERR_ROUTING. */
   comet_dtype_t dtype;
   comet_activation_t activation;
 } comet_layer_config_t;
@@ -119,7 +119,9 @@ comet_status_t comet_context_create(comet_context_t *ctx, int rank, int world_si
 /* Adopts a caller's communicator (not destroyed with the context). */
 comet_status_t comet_context_create_from_comm(comet_context_t *ctx, struct ncclComm *comm,
                                               int cuda_device);
+/* Destroying NULL is a no-op (COMET_OK), as for layers. */
 comet_status_t comet_context_destroy(comet_context_t ctx);
+/* -1 for a NULL context. */
 int comet_context_rank(comet_context_t ctx);
 int comet_context_world_size(comet_context_t ctx);
 
