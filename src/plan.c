@@ -60,29 +60,37 @@ void comet_plan_free(comet_plan_t *plan) {
   memset(plan, 0, sizeof *plan);
 }
 
-/* Fills receiver q's row tables and the sources' dest_row entries for q. */
-static void fill_rows(comet_plan_t *plan, int q, const int32_t *const *ids) {
+/* Fills the receivers' row tables and every source's dest_row in one pass
+ * over each source's (t, k), in token-then-slot order: a cursor per
+ * (receiver, local expert) block of that source hands out the rows. */
+static comet_status_t fill_rows(comet_plan_t *plan, const int32_t *const *ids) {
   const comet_plan_dims_t d = plan->dims;
   const int W = comet_plan_world(d), El = comet_plan_local_experts(d), K = d.topk;
-  const int g = q / d.tp, tp_i = q % d.tp;
-  comet_rank_plan_t *rq = &plan->ranks[q];
-  for (int el = 0; el < El; ++el) {
-    const int e = g * El + el;
-    for (int j = 0; j < W; ++j) {
-      const int s = comet_plan_source(q, j, W);
-      comet_rank_plan_t *rs = &plan->ranks[s];
-      int64_t row = rq->block_offset[el * (W + 1) + j];
-      for (int t = 0; t < rs->num_tokens; ++t)
-        for (int k = 0; k < K; ++k) {
-          if (ids[s][(size_t)t * K + k] != e) continue;
+  int32_t *cursor = malloc(sizeof(int32_t) * (size_t)W * (size_t)El);
+  if (!cursor) return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "plan: host allocation failed");
+  for (int s = 0; s < W; ++s) {
+    comet_rank_plan_t *rs = &plan->ranks[s];
+    for (int q = 0; q < W; ++q)
+      for (int el = 0; el < El; ++el)
+        cursor[q * El + el] = plan->ranks[q].block_offset[el * (W + 1) + comet_plan_arrival(q, s, W)];
+    for (int t = 0; t < rs->num_tokens; ++t)
+      for (int k = 0; k < K; ++k) {
+        const int e = ids[s][(size_t)t * K + k];
+        if (e < 0) continue;
+        const int g = comet_plan_owner_group(d, e), el = e % El;
+        for (int i = 0; i < d.tp; ++i) {
+          const int q = g * d.tp + i;
+          comet_rank_plan_t *rq = &plan->ranks[q];
+          const int32_t row = cursor[q * El + el]++;
           rq->row_src[row] = s;
           rq->row_token[row] = t;
           rq->row_slot[row] = k;
-          rs->dest_row[((size_t)t * K + k) * d.tp + tp_i] = (int32_t)row;
-          row++;
+          rs->dest_row[((size_t)t * K + k) * d.tp + i] = row;
         }
-    }
+      }
   }
+  free(cursor);
+  return COMET_OK;
 }
 
 comet_status_t comet_plan_build(comet_plan_t *plan, comet_plan_dims_t d, const int *num_tokens,
@@ -138,7 +146,7 @@ comet_status_t comet_plan_build(comet_plan_t *plan, comet_plan_dims_t d, const i
     comet_plan_offsets(d, plan->all_counts, q, r->expert_offset, r->block_offset);
     for (size_t i = 0; i < slots; ++i) r->dest_row[i] = -1;
   }
-  for (int q = 0; q < W; ++q) fill_rows(plan, q, ids);
+  COMET_CHECK_GOTO(fill_rows(plan, ids), st, fail);
   return COMET_OK;
 fail:
   comet_plan_free(plan);
