@@ -141,8 +141,8 @@ comet_status_t comet_layer_destroy(comet_layer_t layer);
  * then fills the outputs with NaN and comet_layer_check() reports it.
  * Limitation (to be lifted): the call's epoch, which orders the flags
  * between ranks, is captured as a constant, so a captured forward may be
- * launched once (then captured again); replaying one graph several times is
- * not yet safe. */
+ * launched once, before any other call on the layer (then captured again);
+ * replaying one graph several times is not yet safe. */
 comet_status_t comet_layer_set_graph_mode(comet_layer_t layer, int on);
 /* Waits for stream; returns the routing status of the layer's last call
  * (COMET_OK or COMET_ERR_ROUTING naming the rank, token and slot). */
