@@ -112,32 +112,39 @@ static comet_status_t backward(ref_ctx_t *c, double **dout, const int want[4], d
   return comet_refi_backward(c, dout, g[0], g[1], g[2], g[3]);
 }
 
-comet_status_t comet_ref_backward(const comet_layer_config_t *cfg, const comet_ref_rank_t *ranks,
-                                  const uint16_t *const *dout, const comet_ref_grads_t *grads) {
+/* The two backward entry points differ only in the element type of their
+ * tables (dtype bits or double): one body, with the tables as void. */
+typedef struct grad_tables {
+  void *const *dx, *const *dw1, *const *dw2, *const *dtopk;
+} grad_tables_t;
+
+static comet_status_t backward_entry(const char *op, const comet_layer_config_t *cfg, int emulate,
+                                     const void *ranks, const void *const *dout,
+                                     const grad_tables_t *grads, ref_kind_t kind,
+                                     ref_kind_t dtopk_kind) {
   ref_ctx_t c;
   comet_status_t st = COMET_OK;
   double **d = NULL, **g[4] = {NULL, NULL, NULL, NULL};
-  COMET_CHECK(comet_refi_ctx_open(&c, "comet_ref_backward", cfg, 1, ranks, REF_ALL));
+  COMET_CHECK(comet_refi_ctx_open(&c, op, cfg, emulate, ranks, REF_ALL));
   const int64_t w1n = (int64_t)c.El * c.N1 * c.H, w2n = (int64_t)c.El * c.H * c.F;
   REF_CHECK_TABLE(st, done, &c, dout, "dout", REF_PER_TOKEN, c.H, 0);
   if (!grads) {
-    st = comet_set_error(COMET_ERR_INVALID_ARGUMENT, "comet_ref_backward: grads is NULL");
+    st = comet_set_error(COMET_ERR_INVALID_ARGUMENT, "%s: grads is NULL", op);
     goto done;
   }
   REF_CHECK_TABLE(st, done, &c, grads->dx, "grads->dx", REF_PER_TOKEN, c.H, 1);
   REF_CHECK_TABLE(st, done, &c, grads->dw1, "grads->dw1", REF_PER_RANK, w1n, 1);
   REF_CHECK_TABLE(st, done, &c, grads->dw2, "grads->dw2", REF_PER_RANK, w2n, 1);
-  REF_CHECK_TABLE(st, done, &c, grads->dtopk_weights, "grads->dtopk_weights", REF_PER_TOKEN, c.K,
-                  1);
+  REF_CHECK_TABLE(st, done, &c, grads->dtopk, "grads->dtopk_weights", REF_PER_TOKEN, c.K, 1);
   COMET_CHECK_GOTO(comet_refi_alloc(&c, &d, REF_PER_TOKEN, c.H), st, done);
-  REF_LOAD_TABLE(&c, d, dout, REF_PER_TOKEN, c.H, REF_KIND_DTYPE);
+  REF_LOAD_TABLE(&c, d, dout, REF_PER_TOKEN, c.H, kind);
   const int want[4] = {grads->dx != NULL, grads->dw1 != NULL, grads->dw2 != NULL,
-                       grads->dtopk_weights != NULL};
+                       grads->dtopk != NULL};
   COMET_CHECK_GOTO(backward(&c, d, want, g), st, done);
-  REF_STORE_TABLE(&c, grads->dx, g[0], REF_PER_TOKEN, c.H, REF_KIND_DTYPE);
-  REF_STORE_TABLE(&c, grads->dw1, g[1], REF_PER_RANK, w1n, REF_KIND_DTYPE);
-  REF_STORE_TABLE(&c, grads->dw2, g[2], REF_PER_RANK, w2n, REF_KIND_DTYPE);
-  REF_STORE_TABLE(&c, grads->dtopk_weights, g[3], REF_PER_TOKEN, c.K, REF_KIND_F32);
+  REF_STORE_TABLE(&c, grads->dx, g[0], REF_PER_TOKEN, c.H, kind);
+  REF_STORE_TABLE(&c, grads->dw1, g[1], REF_PER_RANK, w1n, kind);
+  REF_STORE_TABLE(&c, grads->dw2, g[2], REF_PER_RANK, w2n, kind);
+  REF_STORE_TABLE(&c, grads->dtopk, g[3], REF_PER_TOKEN, c.K, dtopk_kind);
 done:
   comet_refi_free(&c, &d);
   for (int i = 0; i < 4; ++i) comet_refi_free(&c, &g[i]);
@@ -145,37 +152,24 @@ done:
   return st;
 }
 
+comet_status_t comet_ref_backward(const comet_layer_config_t *cfg, const comet_ref_rank_t *ranks,
+                                  const uint16_t *const *dout, const comet_ref_grads_t *grads) {
+  grad_tables_t t;
+  if (grads)
+    t = (grad_tables_t){(void *const *)grads->dx, (void *const *)grads->dw1,
+                        (void *const *)grads->dw2, (void *const *)grads->dtopk_weights};
+  return backward_entry("comet_ref_backward", cfg, 1, ranks, (const void *const *)dout,
+                        grads ? &t : NULL, REF_KIND_DTYPE, REF_KIND_F32);
+}
+
 comet_status_t comet_ref_backward_f64(const comet_layer_config_t *cfg,
                                       const comet_ref_rank_f64_t *ranks,
                                       const double *const *dout,
                                       const comet_ref_grads_f64_t *grads) {
-  ref_ctx_t c;
-  comet_status_t st = COMET_OK;
-  double **d = NULL, **g[4] = {NULL, NULL, NULL, NULL};
-  COMET_CHECK(comet_refi_ctx_open(&c, "comet_ref_backward_f64", cfg, 0, ranks, REF_ALL));
-  const int64_t w1n = (int64_t)c.El * c.N1 * c.H, w2n = (int64_t)c.El * c.H * c.F;
-  REF_CHECK_TABLE(st, done, &c, dout, "dout", REF_PER_TOKEN, c.H, 0);
-  if (!grads) {
-    st = comet_set_error(COMET_ERR_INVALID_ARGUMENT, "comet_ref_backward_f64: grads is NULL");
-    goto done;
-  }
-  REF_CHECK_TABLE(st, done, &c, grads->dx, "grads->dx", REF_PER_TOKEN, c.H, 1);
-  REF_CHECK_TABLE(st, done, &c, grads->dw1, "grads->dw1", REF_PER_RANK, w1n, 1);
-  REF_CHECK_TABLE(st, done, &c, grads->dw2, "grads->dw2", REF_PER_RANK, w2n, 1);
-  REF_CHECK_TABLE(st, done, &c, grads->dtopk_weights, "grads->dtopk_weights", REF_PER_TOKEN, c.K,
-                  1);
-  COMET_CHECK_GOTO(comet_refi_alloc(&c, &d, REF_PER_TOKEN, c.H), st, done);
-  REF_LOAD_TABLE(&c, d, dout, REF_PER_TOKEN, c.H, REF_KIND_F64);
-  const int want[4] = {grads->dx != NULL, grads->dw1 != NULL, grads->dw2 != NULL,
-                       grads->dtopk_weights != NULL};
-  COMET_CHECK_GOTO(backward(&c, d, want, g), st, done);
-  REF_STORE_TABLE(&c, grads->dx, g[0], REF_PER_TOKEN, c.H, REF_KIND_F64);
-  REF_STORE_TABLE(&c, grads->dw1, g[1], REF_PER_RANK, w1n, REF_KIND_F64);
-  REF_STORE_TABLE(&c, grads->dw2, g[2], REF_PER_RANK, w2n, REF_KIND_F64);
-  REF_STORE_TABLE(&c, grads->dtopk_weights, g[3], REF_PER_TOKEN, c.K, REF_KIND_F64);
-done:
-  comet_refi_free(&c, &d);
-  for (int i = 0; i < 4; ++i) comet_refi_free(&c, &g[i]);
-  comet_refi_ctx_free(&c);
-  return st;
+  grad_tables_t t;
+  if (grads)
+    t = (grad_tables_t){(void *const *)grads->dx, (void *const *)grads->dw1,
+                        (void *const *)grads->dw2, (void *const *)grads->dtopk_weights};
+  return backward_entry("comet_ref_backward_f64", cfg, 0, ranks, (const void *const *)dout,
+                        grads ? &t : NULL, REF_KIND_F64, REF_KIND_F64);
 }
