@@ -246,7 +246,7 @@ static int cmp_float(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static float median(float *v, int n) {
+float bench_median(float *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_float);
   return n % 2 ? v[n / 2] : 0.5f * (v[n / 2 - 1] + v[n / 2]);
 }
@@ -388,7 +388,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
   float *col = malloc(sizeof(float) * (size_t)n);
   for (int ph = 0; ph < 4; ++ph) {
     for (int it = 0; it < n; ++it) col[it] = h_times[4 * it + ph];
-    res.ms[ph] = median(col, n);
+    res.ms[ph] = bench_median(col, n);
   }
   free(col);
   res.skew_real = skew_real;

@@ -29,11 +29,6 @@
     }                                                                                      \
   } while (0)
 
-static int cmp_float(const void *a, const void *b) {
-  const float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
                     ncclComm_t comm, cudaStream_t st, const comet_moe_args_t *a, int warmup,
                     int iters, int check, unsigned long long seed,
@@ -84,8 +79,7 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   float med[3];
   for (int p = 0; p < 3; ++p) {
     for (int it = 0; it < iters; ++it) col[it] = times[3 * it + p];
-    qsort(col, (size_t)iters, sizeof(float), cmp_float);
-    med[p] = iters % 2 ? col[iters / 2] : 0.5f * (col[iters / 2 - 1] + col[iters / 2]);
+    med[p] = bench_median(col, iters);
   }
   free(col);
   out->forward_ms = med[0];

@@ -21,6 +21,9 @@ typedef struct bench_comet {
   char err[256];
 } bench_comet_t;
 
+/* Median of v[0..n) (sorts v in place); bench.c's, shared. */
+float bench_median(float *v, int n);
+
 /* Collective over comm (which it adopts for a comet context). Times are the
  * median over `iters` of the slowest rank, after `warmup` forwards. With
  * check, one more forward on NaN-poisoned output is checked against the CPU
