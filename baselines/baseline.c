@@ -567,7 +567,8 @@ comet_status_t comet_baseline_forward(comet_baseline_t b, const comet_moe_args_t
   BL_CUDA(cudaEventRecord(b->ev[0], stream));
 
   /* 1. Count and permute own rows; a refused call still joins the exchange. */
-  comet_status_t local = comet_moe_args_check(&b->cfg, a);
+  comet_arg_fault_t fault;
+  comet_status_t local = comet_moe_args_check(&b->cfg, a, &fault);
   if (local == COMET_OK) {
     BL_CUDA(comet_bl_route(a->topk_ids, a->num_tokens, K, E, b->d_counts, b->d_base, b->d_pos,
                            b->d_chunk, b->d_slot_rank, stream));

@@ -35,7 +35,9 @@ typedef enum comet_status {
   COMET_ERR_CUDA = 4,
   COMET_ERR_NCCL = 5,
   COMET_ERR_ROUTING = 6,
-  COMET_ERR_INTERNAL = 7
+  COMET_ERR_INTERNAL = 7,
+  COMET_ERR_TIMEOUT = 8, /* a rank waited longer than the context's timeout for a peer */
+  COMET_ERR_ABORTED = 9  /* comet_context_abort() was called on this rank or a peer */
 } comet_status_t;
 
 /* Short fixed name of a status ("invalid argument", ...). */
@@ -104,7 +106,9 @@ const comet_preset_t *comet_preset_at(int index);
 /* NULL (and a last-error message listing the names) if unknown. */
 const comet_preset_t *comet_preset_find(const char *name);
 
-/* ---- contexts: one per rank (process + GPU) ---- */
+/* ---- contexts: one per rank ----
+ * A rank is a process and a GPU (NCCL transport) or, in the loopback world,
+ * a host thread and an SM partition of one GPU. */
 
 typedef struct comet_context *comet_context_t;
 
@@ -124,9 +128,59 @@ comet_status_t comet_context_destroy(comet_context_t ctx);
 /* -1 for a NULL context. */
 int comet_context_rank(comet_context_t ctx);
 int comet_context_world_size(comet_context_t ctx);
+/* SMs this rank's kernels may use: the whole GPU, or the rank's partition in
+ * the loopback world. Every persistent grid comet launches fits in it. */
+int comet_context_sm_budget(comet_context_t ctx);
+/* A stream of the context that runs on the rank's SMs. In the loopback world
+ * calls must be made on it (or on another stream made while the rank's
+ * partition is current, see comet_context_make_current); with NCCL any
+ * stream of the device will do. Owned by the context. */
+struct CUstream_st *comet_context_stream(comet_context_t ctx);
+/* Makes the context's device (loopback: its SM partition) current in the
+ * calling thread, for the caller's own CUDA calls. comet's calls do this
+ * themselves. */
+comet_status_t comet_context_make_current(comet_context_t ctx);
+/* Seconds a rank's kernels wait for a peer before they give up (default 10,
+ * or env COMET_TIMEOUT_S). A wait that gives up makes the call fail with
+ * COMET_ERR_TIMEOUT on this rank and on its peers, naming the flag and the
+ * peer that never came; the layer is then unusable (every later call returns
+ * the same error): destroy it and create a new one. Applies to layers
+ * created after the call. */
+comet_status_t comet_context_set_timeout(comet_context_t ctx, double seconds);
+/* Raises this rank's abort word: every wait of its running and later calls
+ * gives up (COMET_ERR_ABORTED), and peers waiting on it give up too. Safe to
+ * call from any host thread while a call is in flight. */
+comet_status_t comet_context_abort(comet_context_t ctx);
 
-/* ---- layers: a config plus its symmetric workspace. Creation is collective
- * and fails on every rank if the ranks' configs differ. ---- */
+/* ---- the loopback world: W ranks on one GPU, for testing ----
+ * One process, one host thread per rank, each rank on its own disjoint
+ * partition of the GPU's SMs (a CUDA green context; SMs are split in
+ * multiples of 8, e.g. 64/32/16 SMs for W = 2/4/8 on a 132-SM H200). Every
+ * multi-rank code path (plan, dispatch, combine, forward) runs unchanged over
+ * it; peer copies are HBM copies, so its timings are not NVLink timings.
+ *
+ *   comet_loopback_t world;  comet_loopback_create(&world, 4, 0);
+ *   in thread r:  comet_context_create_loopback(&ctx, world, r);
+ *                 ... comet calls on comet_context_stream(ctx) ...
+ *                 comet_context_destroy(ctx);
+ *   comet_loopback_destroy(world);   (after every rank's context is gone)
+ *
+ * Collective calls (layer create/destroy) must be made by every rank's
+ * thread; a rank that never arrives makes the others fail after the
+ * context's timeout (host side: 120 s, or env COMET_HOST_TIMEOUT_S). */
+typedef struct comet_loopback *comet_loopback_t;
+comet_status_t comet_loopback_create(comet_loopback_t *world, int world_size, int cuda_device);
+comet_status_t comet_loopback_destroy(comet_loopback_t world);
+/* SMs of each rank's partition (0 for NULL). */
+int comet_loopback_sm_per_rank(comet_loopback_t world);
+/* Called in rank's own thread; leaves the rank's partition current in it. */
+comet_status_t comet_context_create_loopback(comet_context_t *ctx, comet_loopback_t world,
+                                             int rank);
+
+/* ---- layers: a config plus its symmetric workspace. Creation is collective:
+ * every rank's config (NULL or invalid ones too) is exchanged first, then
+ * every rank fails, naming the rank and the problem, if any rank's config is
+ * invalid or differs from rank 0's, or any rank's allocation failed. ---- */
 
 typedef struct comet_layer *comet_layer_t;
 
@@ -134,18 +188,31 @@ comet_status_t comet_layer_create(comet_layer_t *layer, comet_context_t ctx,
                                   const comet_layer_config_t *cfg);
 comet_status_t comet_layer_destroy(comet_layer_t layer);
 
+/* Device memory a layer with cfg takes on each of world_size ranks (its
+ * symmetric window, local scratch and layer0 output buffer), before creating
+ * it. README.md gives the formula. */
+comet_status_t comet_layer_workspace_bytes(const comet_layer_config_t *cfg, int world_size,
+                                           size_t *bytes);
+
+/* Calls on one layer are ordered: a call waits (on the device) for the
+ * previous call on the layer to finish, also when the two are on different
+ * streams. A bad argument on one rank (num_tokens, a NULL pointer, ...) is
+ * reported on every rank: the rank with it returns its own message, the
+ * others COMET_ERR_INVALID_ARGUMENT naming it (outside graph mode from the
+ * call itself, in graph mode from comet_layer_check), and the next good call
+ * works. A NULL layer on one rank cannot reach the others: they time out. */
+
 /* Graph mode. Off (default): each call checks the routing on the host (one
  * synchronization after the routing plan) and returns COMET_ERR_ROUTING on
  * every rank if any rank's topk_ids are bad. On: calls never synchronize
- * with the host, so they can be captured in a CUDA graph; a refused routing
- * then fills the outputs with NaN and comet_layer_check() reports it.
- * Limitation (to be lifted): the call's epoch, which orders the flags
- * between ranks, is captured as a constant, so a captured forward may be
- * launched once, before any other call on the layer (then captured again);
- * replaying one graph several times is not yet safe. */
+ * with the host, so they can be captured in a CUDA graph, and a captured
+ * graph may be replayed any number of times (the call's epoch lives on the
+ * device); a refused routing then fills the outputs with NaN and
+ * comet_layer_check() reports it. */
 comet_status_t comet_layer_set_graph_mode(comet_layer_t layer, int on);
-/* Waits for stream; returns the routing status of the layer's last call
- * (COMET_OK or COMET_ERR_ROUTING naming the rank, token and slot). */
+/* Waits for stream; returns the status of the layer's last call: COMET_OK,
+ * COMET_ERR_ROUTING naming the rank, token and slot, INVALID_ARGUMENT naming
+ * the rank whose arguments were bad, or TIMEOUT / ABORTED naming the wait. */
 comet_status_t comet_layer_check(comet_layer_t layer, struct CUstream_st *stream);
 
 /* Whole forward on this rank: out[t] = sum_k w[t,k] * expert_{ids[t,k]}(x[t]). */
@@ -179,18 +246,18 @@ typedef struct comet_dispatch_gemm_args {
 #define COMET_DISPATCH_GEMM_ARGS_INITIALIZER { sizeof(comet_dispatch_gemm_args_t), 0, NULL, NULL, NULL, NULL }
 
 /* Layer1, fused: y = h @ w2^T on this rank's rows, sent home and reduced:
- * out[t] = sum_k sum_tp w[t,k] * y. Uses the plan of the last
- * comet_dispatch_gemm on this layer (same topk_ids). */
+ * out[t] = sum_k sum_tp w[t,k] * y. Uses the routing plan of the last
+ * comet_dispatch_gemm on this layer (which slots are dropped, where each row
+ * went); once per comet_dispatch_gemm (a second one is refused). */
 typedef struct comet_gemm_combine_args {
   size_t size;
-  int num_tokens;
-  const int32_t *topk_ids;    /* [T_r, K], as given to comet_dispatch_gemm */
+  int num_tokens;             /* as given to comet_dispatch_gemm */
   const float *topk_weights;  /* [T_r, K] */
   const void *h;              /* [rows, F/tp] or NULL for the layer's workspace */
   const void *w2;             /* [E/ep, H, F/tp] */
   void *out;                  /* [T_r, H] */
 } comet_gemm_combine_args_t;
-#define COMET_GEMM_COMBINE_ARGS_INITIALIZER { sizeof(comet_gemm_combine_args_t), 0, NULL, NULL, NULL, NULL, NULL }
+#define COMET_GEMM_COMBINE_ARGS_INITIALIZER { sizeof(comet_gemm_combine_args_t), 0, NULL, NULL, NULL, NULL }
 
 comet_status_t comet_dispatch_gemm(comet_layer_t layer, const comet_dispatch_gemm_args_t *args,
                                    struct CUstream_st *stream);

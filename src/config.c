@@ -2,7 +2,13 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "kernels/comm.h"
+#include "kernels/gemm.h"
 #include "plan_core.h"
+#include "transport/transport.h"
+
+/* Shared memory one CTA may have on Hopper (227 KiB). */
+#define SMEM_MAX (227 * 1024)
 
 int comet_version(void) { return COMET_VERSION_CODE; }
 
@@ -32,6 +38,8 @@ size_t comet_dtype_size(comet_dtype_t dtype) {
   }
   return 0;
 }
+
+static comet_status_t comet_config_limits_check(const comet_layer_config_t *c, int W);
 
 comet_status_t comet_config_validate(const comet_layer_config_t *c, int world_size) {
   COMET_ARG(c != NULL, "config is NULL");
@@ -72,6 +80,39 @@ comet_status_t comet_config_validate(const comet_layer_config_t *c, int world_si
   COMET_ARG(worst <= INT32_MAX || (c->max_rows_per_rank > 0),
             "worst-case rows per rank %lld overflow 32-bit row indices: set config.max_rows_per_rank",
             (long long)worst);
+  return comet_config_limits_check(c, world_size);
+}
+
+/* What the kernels accept, by the formulas their launchers use: a config
+ * that validates runs. */
+static comet_status_t comet_config_limits_check(const comet_layer_config_t *c, int W) {
+  const int E = c->num_experts, K = c->topk, El = c->num_experts / c->ep;
+  if (W > COMET_MAX_WORLD)
+    return comet_set_error(COMET_ERR_UNSUPPORTED, "world_size = %d: comet supports up to %d ranks",
+                           W, COMET_MAX_WORLD);
+  if (El > COMET_GEMM_MAX_GROUPS)
+    return comet_set_error(COMET_ERR_UNSUPPORTED,
+                           "num_experts / ep = %d local experts: the grouped GEMM takes up to %d",
+                           El, COMET_GEMM_MAX_GROUPS);
+  if ((int64_t)c->max_tokens_per_rank * K * c->tp > INT32_MAX)
+    return comet_set_error(COMET_ERR_UNSUPPORTED,
+                           "max_tokens_per_rank * topk * tp = %lld overflows 32-bit slot indices",
+                           (long long)c->max_tokens_per_rank * K * c->tp);
+  const struct { const char *what; size_t bytes, limit; } need[] = {
+      {"the plan's count kernel (4 bytes per expert)", comet_plan_count_smem(E), SMEM_MAX},
+      {"the plan's exchange kernel (4 bytes per expert and rank)", comet_plan_exchange_smem(E, W), SMEM_MAX},
+      {"the plan's row kernel (1 KiB per topk slot)", comet_plan_rows_smem(K), SMEM_MAX},
+      {"the push dispatch", comet_dispatch_smem(COMET_DISPATCH_PUSH, E, El, W), SMEM_MAX},
+      {"the pull dispatch", comet_dispatch_smem(COMET_DISPATCH_PULL, E, El, W), SMEM_MAX},
+      {"the bulk-copy dispatch", comet_dispatch_smem(COMET_DISPATCH_TMA, E, El, W), SMEM_MAX},
+      {"the push combine", comet_combine_smem(COMET_COMBINE_PUSH, El, W), 48 * 1024},
+  };
+  for (size_t i = 0; i < sizeof need / sizeof need[0]; ++i)
+    if (need[i].bytes > need[i].limit)
+      return comet_set_error(COMET_ERR_UNSUPPORTED,
+                             "num_experts = %d, topk = %d on %d ranks: %s needs %zu bytes of shared "
+                             "memory, more than the %zu a CTA has",
+                             E, K, W, need[i].what, need[i].bytes, need[i].limit);
   return COMET_OK;
 }
 

@@ -1,5 +1,5 @@
 /* context.h — internal view of a comet context (one rank: a process, a GPU,
- * an NCCL communicator) and the CUDA/NCCL check macros of host code. */
+ * a transport) and the CUDA/NCCL check macros of host code. */
 #ifndef COMET_CONTEXT_H
 #define COMET_CONTEXT_H
 
@@ -8,28 +8,36 @@
 
 #include "comet.h"
 #include "error.h"
+#include "transport/transport.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
+/* Fault injection for the fault tests (internal; set by tests before a
+ * layer create): the layer's local allocation fails on this rank. */
+enum { COMET_INJECT_ALLOC = 1 };
+
 struct comet_context {
-  ncclComm_t comm;
-  int owns_comm;       /* created here (destroyed with the context) or adopted */
+  comet_transport_t *tp; /* the world this rank lives in (owned) */
   int rank, world;
-  int device;          /* CUDA device of this rank */
-  int sm_count;
-  cudaStream_t stream; /* internal stream for setup work (non-blocking) */
+  int device;            /* CUDA device of this rank */
+  int sm_count;          /* SMs of the device */
+  int sm_budget;         /* SMs this rank may use (loopback: its partition) */
+  cudaStream_t stream;   /* internal stream for setup work, on the rank's SMs */
+  cudaStream_t user_stream; /* comet_context_stream() */
+  double timeout_s;      /* device-side wait bound of layers created next */
+  volatile uint32_t *abort_host; /* mapped pinned word: nonzero = abort */
+  uint32_t *abort_dev;   /* the same word as the kernels see it */
+  int inject;            /* COMET_INJECT_* (tests only) */
 };
 
 /* Accessors for other subsystems. */
-ncclComm_t comet_context_comm(comet_context_t ctx);
+ncclComm_t comet_context_comm(comet_context_t ctx); /* NULL in the loopback world */
 int comet_context_device(comet_context_t ctx);
-cudaStream_t comet_context_stream(comet_context_t ctx);
-int comet_context_sm_count(comet_context_t ctx);
 
 /* COMET_ERR_NCCL unless the loaded NCCL is the one comet was built against
- * (the device API has no ABI promise: ncclDevComm is compiled into kernels). */
+ * (the device API has no ABI promise: the window layout is compiled in). */
 comet_status_t comet_nccl_version_check(void);
 
 #ifdef __cplusplus

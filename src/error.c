@@ -17,6 +17,8 @@ const char *comet_status_string(comet_status_t status) {
     case COMET_ERR_NCCL: return "NCCL error";
     case COMET_ERR_ROUTING: return "routing error";
     case COMET_ERR_INTERNAL: return "internal error";
+    case COMET_ERR_TIMEOUT: return "timed out";
+    case COMET_ERR_ABORTED: return "aborted";
   }
   return "unknown status";
 }

@@ -10,10 +10,15 @@
  *   comet_gemm_combine    grouped GEMM with w2 into the window's y region
  *                         -> combine (rows home, weighted top-k + TP sum)
  *
+ * Every call first checks the layer's fault record, orders itself after the
+ * layer's previous call (comet_layer_call_begin), and reports bad arguments
+ * to every rank through the device plan or the combine's begin kernel.
+ *
  * This is the unfused composition: the communication and the GEMMs run as
  * separate kernels in stream order; only the peers' dispatch overlaps this
  * rank's work. The fused persistent kernels replace these steps one by one. */
 #include <stdint.h>
+#include <stdio.h>
 
 #include "args.h"
 #include "context.h"
@@ -30,16 +35,43 @@ comet_status_t comet_layer_set_graph_mode(comet_layer_t L, int on) {
 
 comet_status_t comet_layer_check(comet_layer_t L, cudaStream_t stream) {
   COMET_ARG(L != NULL, "layer is NULL");
-  COMET_ARG(L->epoch > 0, "comet_layer_check: the layer has not run a call yet");
+  COMET_ARG(L->planned, "comet_layer_check: the layer has not run a call yet");
+  COMET_CHECK(comet_context_make_current(L->ctx));
   return comet_layer_route_status(L, stream, NULL);
 }
 
 /* Plan + (outside graph mode) the host check of its routing status. */
 static comet_status_t plan_and_check(comet_layer_t L, int num_tokens, const int32_t *ids,
                                      cudaStream_t stream) {
-  COMET_CHECK(comet_layer_plan(L, num_tokens, ids, stream));
+  COMET_CHECK(comet_layer_plan(L, num_tokens, ids, NULL, stream));
   if (!L->graph_mode) COMET_CHECK(comet_layer_route_status(L, stream, NULL));
   return COMET_OK;
+}
+
+/* This rank's arguments were bad (local, the message is set): tell every
+ * rank through the plan so none waits for this one, then fail. */
+static comet_status_t refuse(comet_layer_t L, comet_status_t local, const comet_arg_fault_t *f,
+                             cudaStream_t stream, int through_plan) {
+  char msg[1024];
+  snprintf(msg, sizeof msg, "%s", comet_last_error());
+  comet_status_t st = through_plan ? comet_layer_plan(L, 0, NULL, f, stream)
+                                   : comet_combine_begin_launch(&L->view, f, stream);
+  if (st == COMET_OK) st = comet_layer_call_end(L, stream);
+  if (st != COMET_OK) return st;
+  return comet_set_error(local, "%s (on rank %d; every rank's call fails)", msg, L->ctx->rank);
+}
+
+/* Records the call's end (also after a failure: what was launched is
+ * ordered before the next call); returns the call's status. */
+static comet_status_t finish(comet_layer_t L, comet_status_t st, cudaStream_t stream) {
+  if (st != COMET_OK) {
+    comet_trace_error(st, __FILE__, __LINE__);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", comet_last_error());
+    comet_layer_call_end(L, stream);
+    return comet_set_error(st, "%s", msg);
+  }
+  return comet_layer_call_end(L, stream);
 }
 
 static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, void *h,
@@ -47,7 +79,7 @@ static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, voi
   const comet_layer_config_t *c = &L->cfg;
   const comet_comm_view_t *v = &L->view;
   COMET_CHECK(comet_layer_dispatch(L, x, 0, stream));
-  COMET_CHECK(comet_wait_dispatch_launch(v, L->epoch, stream));
+  COMET_CHECK(comet_wait_dispatch_launch(v, stream));
   comet_gemm_params_t g = {0};
   g.dtype = c->dtype;
   g.groups = c->num_experts / c->ep;
@@ -60,6 +92,7 @@ static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, voi
   g.group_offset = v->expert_offset;
   g.epilogue = c->activation == COMET_ACT_SWIGLU ? COMET_GEMM_EPI_SWIGLU : COMET_GEMM_EPI_STORE;
   g.tile = COMET_GEMM_TILE_AUTO;
+  g.num_ctas = v->sm_budget;
   g.deterministic = 1; /* the same bits on every run */
   COMET_CHECK(comet_gemm_grouped(&g, stream));
   if (c->activation == COMET_ACT_GELU)
@@ -69,8 +102,8 @@ static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, voi
   return COMET_OK;
 }
 
-static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, const int32_t *ids,
-                             const float *weights, void *out, cudaStream_t stream) {
+static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, const float *weights,
+                             void *out, cudaStream_t stream) {
   const comet_layer_config_t *c = &L->cfg;
   const comet_comm_view_t *v = &L->view;
   void *y = v->win_local + v->off_y;
@@ -86,41 +119,60 @@ static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, con
   g.group_offset = v->expert_offset;
   g.epilogue = COMET_GEMM_EPI_STORE;
   g.tile = COMET_GEMM_TILE_AUTO;
+  g.num_ctas = v->sm_budget;
   g.deterministic = 1; /* the same bits on every run */
   COMET_CHECK(comet_gemm_grouped(&g, stream));
-  COMET_CHECK(comet_layer_combine(L, y, ids, weights, out, 0, stream));
+  COMET_CHECK(comet_layer_combine(L, y, weights, out, 0, stream));
   return comet_poison_on_error_launch(v, out, L->planned_tokens, stream);
 }
 
 comet_status_t comet_dispatch_gemm(comet_layer_t L, const comet_dispatch_gemm_args_t *a,
                                    cudaStream_t stream) {
   COMET_ARG(L != NULL, "comet_dispatch_gemm: layer is NULL");
-  COMET_CHECK(comet_dispatch_gemm_args_check(&L->cfg, a));
-  COMET_CUDA(cudaSetDevice(L->ctx->device));
-  COMET_CHECK(plan_and_check(L, a->num_tokens, a->topk_ids, stream));
-  return layer0(L, a->x, a->w1, a->h ? a->h : L->h_buf, stream);
+  COMET_CHECK(comet_context_make_current(L->ctx));
+  COMET_CHECK(comet_layer_call_begin(L, stream));
+  comet_arg_fault_t f;
+  comet_status_t st = comet_dispatch_gemm_args_check(&L->cfg, a, &f);
+  if (st != COMET_OK) return refuse(L, st, &f, stream, 1);
+  st = plan_and_check(L, a->num_tokens, a->topk_ids, stream);
+  if (st == COMET_OK) st = layer0(L, a->x, a->w1, a->h ? a->h : L->h_buf, stream);
+  return finish(L, st, stream);
 }
 
 comet_status_t comet_gemm_combine(comet_layer_t L, const comet_gemm_combine_args_t *a,
                                   cudaStream_t stream) {
   COMET_ARG(L != NULL, "comet_gemm_combine: layer is NULL");
-  COMET_CHECK(comet_gemm_combine_args_check(&L->cfg, a));
-  COMET_ARG(L->epoch > 0 && L->h_last != NULL,
+  COMET_ARG(L->planned && L->h_last != NULL,
             "comet_gemm_combine: no comet_dispatch_gemm has run on this layer (its routing plan "
             "is what the combine sends rows home by)");
-  COMET_ARG(a->num_tokens == L->planned_tokens,
-            "comet_gemm_combine: num_tokens = %d differs from the %d of the last "
-            "comet_dispatch_gemm on this rank",
-            a->num_tokens, L->planned_tokens);
-  COMET_CUDA(cudaSetDevice(L->ctx->device));
-  return layer1(L, a->h ? a->h : L->h_last, a->w2, a->topk_ids, a->topk_weights, a->out, stream);
+  COMET_CHECK(comet_context_make_current(L->ctx));
+  COMET_CHECK(comet_layer_call_begin(L, stream));
+  comet_arg_fault_t f;
+  comet_status_t st = comet_gemm_combine_args_check(&L->cfg, a, &f);
+  if (st == COMET_OK && a->num_tokens != L->planned_tokens) {
+    st = comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                         "comet_gemm_combine: num_tokens = %d differs from the %d of the last "
+                         "comet_dispatch_gemm on this rank",
+                         a->num_tokens, L->planned_tokens);
+    f = (comet_arg_fault_t){COMET_ARG_TOKENS_DIFFER, COMET_FIELD_ARGS, a->num_tokens, 0};
+  }
+  if (st != COMET_OK) return refuse(L, st, &f, stream, 0);
+  /* every rank's arguments, and the guard against a second combine */
+  st = comet_combine_begin_launch(&L->view, NULL, stream);
+  if (st == COMET_OK && !L->graph_mode) st = comet_layer_route_status(L, stream, NULL);
+  if (st == COMET_OK) st = layer1(L, a->h ? a->h : L->h_last, a->w2, a->topk_weights, a->out, stream);
+  return finish(L, st, stream);
 }
 
 comet_status_t comet_moe_forward(comet_layer_t L, const comet_moe_args_t *a, cudaStream_t stream) {
   COMET_ARG(L != NULL, "comet_moe_forward: layer is NULL");
-  COMET_CHECK(comet_moe_args_check(&L->cfg, a));
-  COMET_CUDA(cudaSetDevice(L->ctx->device));
-  COMET_CHECK(plan_and_check(L, a->num_tokens, a->topk_ids, stream));
-  COMET_CHECK(layer0(L, a->x, a->w1, L->h_buf, stream));
-  return layer1(L, L->h_buf, a->w2, a->topk_ids, a->topk_weights, a->out, stream);
+  COMET_CHECK(comet_context_make_current(L->ctx));
+  COMET_CHECK(comet_layer_call_begin(L, stream));
+  comet_arg_fault_t f;
+  comet_status_t st = comet_moe_args_check(&L->cfg, a, &f);
+  if (st != COMET_OK) return refuse(L, st, &f, stream, 1);
+  st = plan_and_check(L, a->num_tokens, a->topk_ids, stream);
+  if (st == COMET_OK) st = layer0(L, a->x, a->w1, L->h_buf, stream);
+  if (st == COMET_OK) st = layer1(L, L->h_buf, a->w2, a->topk_weights, a->out, stream);
+  return finish(L, st, stream);
 }

@@ -1,11 +1,13 @@
 /* launch.c — one process per GPU: fork-based local launch with the NCCL
  * unique id handed over in shared memory, and rendezvous through a file for
- * ranks started by an external launcher. The parent watches its children:
- * the first failure or the deadline ends the whole run. */
+ * ranks started by an external launcher; the loopback world as threads of
+ * one child. The parent watches its children: the first failure or the
+ * deadline ends the whole run. */
 #define _GNU_SOURCE
 #include "launch.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <nccl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -65,7 +67,6 @@ typedef struct launch_shared {
 
 static int child_main(launch_shared_t *sh, int rank, int world, double deadline, comet_rank_fn fn,
                       void *arg) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the launcher */
   comet_rank_info_t info;
   memset(&info, 0, sizeof info);
   info.rank = rank;
@@ -132,6 +133,79 @@ static void stop_children(pid_t *pids, int n, double grace_s) {
     }
 }
 
+/* Forks n children running child(i) and watches them: the first failure or
+ * the deadline stops the others. Returns 0 if all exited 0. */
+typedef int (*child_fn)(int i, void *ctx);
+static int run_children(int n, double timeout_s, child_fn child, void *ctx, const char *what) {
+  pid_t *pids = calloc((size_t)n, sizeof(pid_t));
+  if (!pids) return 1;
+  const double deadline = now_s() + timeout_s;
+  int rc = 0;
+  fflush(NULL);
+  for (int r = 0; r < n; ++r) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      fprintf(stderr, "comet launch: fork of %s %d failed: %s\n", what, r, strerror(errno));
+      stop_children(pids, r, 5.0);
+      free(pids);
+      return 1;
+    }
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the launcher */
+      int crc = child(r, ctx);
+      fflush(NULL);
+      _exit(crc == 0 ? 0 : 1);
+    }
+    pids[r] = pid;
+  }
+  for (int running = n; running > 0;) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid > 0) {
+      int r = 0;
+      while (r < n && pids[r] != pid) ++r;
+      if (r == n) continue; /* not ours */
+      pids[r] = -1;
+      running--;
+      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+        char msg[160];
+        describe(r, status, msg, sizeof msg);
+        fprintf(stderr, "comet launch: %s %s; stopping the others\n", what, msg);
+        stop_children(pids, n, 5.0);
+        rc = 1;
+        break;
+      }
+      continue;
+    }
+    if (now_s() > deadline) {
+      fprintf(stderr, "comet launch: timed out after %.0f s with %d %s(s) still running:", timeout_s,
+              running, what);
+      for (int r = 0; r < n; ++r)
+        if (pids[r] > 0) fprintf(stderr, " %d", r);
+      fprintf(stderr, "; stopping them\n");
+      stop_children(pids, n, 5.0);
+      rc = 1;
+      break;
+    }
+    sleep_ms(5);
+  }
+  free(pids);
+  return rc;
+}
+
+typedef struct local_ctx {
+  launch_shared_t *sh;
+  int gpus;
+  double deadline;
+  comet_rank_fn fn;
+  void *arg;
+} local_ctx_t;
+
+static int local_child(int r, void *p) {
+  local_ctx_t *c = (local_ctx_t *)p;
+  return child_main(c->sh, r, c->gpus, c->deadline, c->fn, c->arg);
+}
+
 int comet_launch_local(int gpus, double timeout_s, comet_rank_fn fn, void *arg) {
   if (gpus < 1 || !fn || timeout_s <= 0) {
     fprintf(stderr, "comet_launch_local: gpus = %d must be >= 1, fn non-NULL, timeout_s = %g > 0\n",
@@ -144,64 +218,83 @@ int comet_launch_local(int gpus, double timeout_s, comet_rank_fn fn, void *arg) 
     return 1;
   }
   memset(sh, 0, sizeof *sh);
-  pid_t *pids = calloc((size_t)gpus, sizeof(pid_t));
-  if (!pids) {
-    munmap(sh, sizeof *sh);
-    return 1;
-  }
-  const double deadline = now_s() + timeout_s;
-  int rc = 0;
-  fflush(NULL);
-  for (int r = 0; r < gpus; ++r) {
-    pid_t pid = fork();
-    if (pid < 0) {
-      fprintf(stderr, "comet_launch_local: fork of rank %d failed: %s\n", r, strerror(errno));
-      stop_children(pids, r, 5.0);
-      rc = 1;
-      goto done;
-    }
-    if (pid == 0) {
-      int crc = child_main(sh, r, gpus, deadline, fn, arg);
-      fflush(NULL);
-      _exit(crc == 0 ? 0 : 1);
-    }
-    pids[r] = pid;
-  }
-  for (int running = gpus; running > 0;) {
-    int status = 0;
-    pid_t pid = waitpid(-1, &status, WNOHANG);
-    if (pid > 0) {
-      int r = 0;
-      while (r < gpus && pids[r] != pid) ++r;
-      if (r == gpus) continue; /* not ours */
-      pids[r] = -1;
-      running--;
-      if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-        char msg[160];
-        describe(r, status, msg, sizeof msg);
-        fprintf(stderr, "comet launch: %s; stopping the other ranks\n", msg);
-        stop_children(pids, gpus, 5.0);
-        rc = 1;
-        goto done;
-      }
-      continue;
-    }
-    if (now_s() > deadline) {
-      fprintf(stderr, "comet launch: timed out after %.0f s with %d rank(s) still running:", timeout_s,
-              running);
-      for (int r = 0; r < gpus; ++r)
-        if (pids[r] > 0) fprintf(stderr, " %d", r);
-      fprintf(stderr, "; stopping them\n");
-      stop_children(pids, gpus, 5.0);
-      rc = 1;
-      goto done;
-    }
-    sleep_ms(5);
-  }
-done:
-  free(pids);
+  local_ctx_t c = {sh, gpus, now_s() + timeout_s, fn, arg};
+  const int rc = run_children(gpus, timeout_s, local_child, &c, "rank");
   munmap(sh, sizeof *sh);
   return rc;
+}
+
+/* ---- the loopback world: threads of one child ---- */
+
+typedef struct loop_ctx {
+  int world, device;
+  comet_rank_fn fn;
+  void *arg;
+} loop_ctx_t;
+
+typedef struct loop_thread {
+  comet_rank_info_t info;
+  comet_rank_fn fn;
+  void *arg;
+  int rc;
+} loop_thread_t;
+
+static void *loop_rank(void *p) {
+  loop_thread_t *t = (loop_thread_t *)p;
+  t->rc = t->fn(&t->info, t->arg);
+  if (t->rc) fprintf(stderr, "[loopback rank %d] failed\n", t->info.rank);
+  return NULL;
+}
+
+static int loop_child(int i, void *p) {
+  (void)i;
+  loop_ctx_t *c = (loop_ctx_t *)p;
+  comet_loopback_t w = NULL;
+  if (comet_loopback_create(&w, c->world, c->device) != COMET_OK) {
+    fprintf(stderr, "comet launch: loopback world of %d on device %d: %s\n", c->world, c->device,
+            comet_last_error());
+    return 1;
+  }
+  loop_thread_t *t = calloc((size_t)c->world, sizeof *t);
+  pthread_t *th = calloc((size_t)c->world, sizeof *th);
+  if (!t || !th) return 1;
+  int rc = 0, started = 0;
+  for (int r = 0; r < c->world; ++r) {
+    t[r].info.rank = r;
+    t[r].info.world = c->world;
+    t[r].info.local_rank = r;
+    t[r].info.device = c->device;
+    t[r].info.loopback = w;
+    t[r].fn = c->fn;
+    t[r].arg = c->arg;
+    if (pthread_create(&th[r], NULL, loop_rank, &t[r]) != 0) {
+      fprintf(stderr, "comet launch: thread of loopback rank %d: %s\n", r, strerror(errno));
+      rc = 1;
+      break;
+    }
+    started++;
+  }
+  for (int r = 0; r < started; ++r) {
+    pthread_join(th[r], NULL);
+    rc |= t[r].rc != 0;
+  }
+  if (comet_loopback_destroy(w) != COMET_OK) {
+    fprintf(stderr, "comet launch: loopback destroy: %s\n", comet_last_error());
+    rc = 1;
+  }
+  free(t);
+  free(th);
+  return rc;
+}
+
+int comet_launch_loopback(int world, int device, double timeout_s, comet_rank_fn fn, void *arg) {
+  if (world < 1 || !fn || timeout_s <= 0) {
+    fprintf(stderr, "comet_launch_loopback: world = %d must be >= 1, fn non-NULL, timeout_s = %g > 0\n",
+            world, timeout_s);
+    return 1;
+  }
+  loop_ctx_t c = {world, device, fn, arg};
+  return run_children(1, timeout_s, loop_child, &c, "loopback world");
 }
 
 static int env_int(const char *name, int fallback) {

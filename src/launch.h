@@ -2,7 +2,9 @@
  * child per local GPU and hands them the NCCL unique id itself;
  * comet_launch_external joins a run started by torchrun/mpirun-style
  * launchers (env RANK, WORLD_SIZE, LOCAL_RANK) through a rendezvous file.
- * A child that fails or hangs fails the whole run with its message. */
+ * comet_launch_loopback runs W ranks as threads of one forked child on one
+ * GPU (the loopback world, comet.h). A child that fails or hangs fails the
+ * whole run with its message. */
 #ifndef COMET_LAUNCH_H
 #define COMET_LAUNCH_H
 
@@ -18,6 +20,7 @@ typedef struct comet_rank_info {
   int local_rank; /* index among this host's ranks */
   int device;     /* CUDA device to use (= local_rank) */
   comet_unique_id_t id; /* NCCL unique id shared by all ranks */
+  comet_loopback_t loopback; /* the loopback world, or NULL (NCCL ranks) */
 } comet_rank_info_t;
 
 /* Body of one rank. Returns 0 on success; on failure prints its message
@@ -35,6 +38,12 @@ int comet_launch_gpu_count(void);
  * rank failed and how. timeout_s (> 0) bounds the whole run. The caller must
  * not have initialized CUDA (see comet_launch_gpu_count). */
 int comet_launch_local(int gpus, double timeout_s, comet_rank_fn fn, void *arg);
+
+/* Runs fn in `world` threads of one forked child, rank r in the loopback
+ * world's partition r of `device` (info.loopback set; create the context
+ * with comet_context_create_loopback). Returns 0 if every rank returned 0.
+ * timeout_s bounds the whole run (the child is killed past it). */
+int comet_launch_loopback(int world, int device, double timeout_s, comet_rank_fn fn, void *arg);
 
 /* Runs fn once in this process as the rank named by RANK / WORLD_SIZE /
  * LOCAL_RANK; rank 0 writes the unique id to rendezvous_path, the others

@@ -1,9 +1,12 @@
-/* layer.c — comet layers: config check across ranks, the symmetric
- * workspace (ncclMemAlloc + NCCL_WIN_COLL_SYMMETRIC window), the NCCL device
- * communicator, local scratch, and the communication steps. */
+/* layer.c — comet layers: the creation protocol (every rank's config
+ * exchanged first, then validated on every rank; local allocations agreed
+ * before the collective window), the symmetric workspace and local scratch,
+ * the fault record, call ordering across streams, and the communication
+ * steps with their status messages. */
 #include "layer.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,7 +23,7 @@ static size_t take(size_t *cursor, size_t bytes) {
   return off;
 }
 
-comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
+comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int dmode, int cmode,
                                  comet_comm_view_t *v, size_t *win_bytes, size_t *scratch_bytes,
                                  char *scratch) {
   const size_t W = (size_t)world, E = (size_t)cfg->num_experts, K = (size_t)cfg->topk;
@@ -35,31 +38,39 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
   const size_t plan_ctas = (T + COMET_PLAN_TOKENS_PER_CTA - 1) / COMET_PLAN_TOKENS_PER_CTA;
 
   /* Window (the same offsets on every rank):
+   *   bar        uint64 [W]            barrier sequence reached by each rank
+   *   fault      uint32                a peer's wait gave up (rank + 1)
    *   counts     int32 [2][W][E]       per-source expert counts, double-buffered by epoch
-   *   errors     int32x4 [2][W]        first bad id of each source
+   *   errors     int32x4 [2][W]        first bad id (or bad arguments) of each source
+   *   argerr     comet_arg_fault_t [W] combine-begin arguments of each source
    *   dflags     uint64 [El][W]        dispatch arrival flag per (local expert, arrival j)
-   *   cflags     uint64 [W]            combine arrival flag per sending rank
+   *   cflags     uint64 [W]            combine arrival flag per sending rank (push combine)
    *   row_src, row_token, row_slot     int32 [cap] each: who sent each received row
-   *   rows       [cap][H] dtype        dispatched rows
-   *   x          [T][H] dtype          this rank's tokens, pulled by the dispatch
-   *   y          [cap][H] dtype        expert outputs the combine pulls home
-   *   ret        [T*K*tp][H] dtype     rows pushed home (push combine)
+   *   rows = y   [cap][H] dtype        dispatched rows; later the expert outputs the
+   *                                    combine pulls home (rows are dead by then)
+   *   x          [T][H] dtype          this rank's tokens (pull dispatch only)
+   *   ret        [T*K*tp][H] dtype     rows pushed home (push combine only)
    * each region starts on a 256-byte boundary. */
   size_t c = 0;
+  v->off_bar = take(&c, W * sizeof(uint64_t));
+  v->off_fault = take(&c, sizeof(uint32_t));
   v->off_counts = take(&c, 2 * W * E * sizeof(int32_t));
   v->off_errors = take(&c, 2 * W * 4 * sizeof(int32_t));
+  v->off_argerr = take(&c, W * sizeof(comet_arg_fault_t));
   v->off_dflags = take(&c, El * W * sizeof(uint64_t));
   v->off_cflags = take(&c, W * sizeof(uint64_t));
   v->off_row_src = take(&c, cap * sizeof(int32_t));
   v->off_row_token = take(&c, cap * sizeof(int32_t));
   v->off_row_slot = take(&c, cap * sizeof(int32_t));
   v->off_rows = take(&c, cap * row_bytes);
-  v->off_x = take(&c, T * row_bytes);
-  v->off_y = take(&c, cap * row_bytes);
-  v->off_ret = take(&c, T * K * tp * row_bytes);
+  v->off_y = v->off_rows;
+  v->off_x = dmode == COMET_DISPATCH_PULL ? take(&c, T * row_bytes) : 0;
+  v->off_ret = cmode == COMET_COMBINE_PUSH ? take(&c, T * K * tp * row_bytes) : 0;
   *win_bytes = c;
 
   /* Local scratch (cudaMalloc):
+   *   epoch, combined_epoch, began_epoch   uint64 each
+   *   fault         comet_fault_t
    *   cta_counts    int32 [ceil(T/256)][E]   per plan CTA
    *   err_key       uint32                   smallest bad t*K+k
    *   all_counts    int32 [W][E]
@@ -69,19 +80,26 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
    *   send_list     int32 [T*K]
    *   send_base     int32 [E*tp]
    *   dest_row      int32 [T*K*tp]
+   *   slot_expert   int32 [T*K]
    *   dispatch_done uint32 [E]
    *   pulled_done   uint32 [El*W]
    *   combine_done  uint32 [W]
    *   status        comet_route_status_t */
   size_t s = 0;
+  size_t o_ep = take(&s, 3 * sizeof(uint64_t)), o_fault = take(&s, sizeof(comet_fault_t));
   size_t o_cta = take(&s, plan_ctas * E * 4), o_err = take(&s, 4), o_all = take(&s, W * E * 4);
   size_t o_eoff = take(&s, (El + 1) * 4), o_boff = take(&s, El * (W + 1) * 4);
   size_t o_soff = take(&s, (E + 1) * 4), o_slist = take(&s, T * K * 4);
   size_t o_sbase = take(&s, E * tp * 4), o_dest = take(&s, T * K * tp * 4);
+  size_t o_sexp = take(&s, T * K * 4);
   size_t o_dd = take(&s, E * 4), o_pd = take(&s, El * W * 4), o_cd = take(&s, W * 4);
   size_t o_st = take(&s, sizeof(comet_route_status_t));
   *scratch_bytes = s;
   if (scratch) {
+    v->epoch = (uint64_t *)(scratch + o_ep);
+    v->combined_epoch = v->epoch + 1;
+    v->began_epoch = v->epoch + 2;
+    v->fault = (comet_fault_t *)(scratch + o_fault);
     v->cta_counts = (int32_t *)(scratch + o_cta);
     v->err_key = (uint32_t *)(scratch + o_err);
     v->all_counts = (int32_t *)(scratch + o_all);
@@ -91,6 +109,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
     v->send_list = (int32_t *)(scratch + o_slist);
     v->send_base = (int32_t *)(scratch + o_sbase);
     v->dest_row = (int32_t *)(scratch + o_dest);
+    v->slot_expert = (int32_t *)(scratch + o_sexp);
     v->dispatch_done = (uint32_t *)(scratch + o_dd);
     v->pulled_done = (uint32_t *)(scratch + o_pd);
     v->combine_done = (uint32_t *)(scratch + o_cd);
@@ -106,65 +125,97 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
   v->elem_bytes = (int)comet_dtype_size(cfg->dtype);
   v->max_tokens = cfg->max_tokens_per_rank;
   v->row_capacity = cap64;
+  v->dispatch_mode = dmode;
+  v->combine_mode = cmode;
   return COMET_OK;
 }
 
-/* ---- config agreement across ranks ---- */
+static size_t h_buf_bytes(const comet_layer_config_t *cfg) {
+  return (size_t)comet_config_row_capacity(cfg) * (size_t)(cfg->ffn / cfg->tp) *
+         comet_dtype_size(cfg->dtype);
+}
 
-#define CFG_FIELDS 10
+comet_status_t comet_layer_workspace_bytes(const comet_layer_config_t *cfg, int world, size_t *bytes) {
+  COMET_ARG(bytes != NULL, "bytes is NULL");
+  COMET_CHECK(comet_config_validate(cfg, world));
+  int dm = 0, cm = 0;
+  comet_protocol_modes_from_env(&dm, &cm);
+  comet_comm_view_t v;
+  memset(&v, 0, sizeof v);
+  size_t wb = 0, sb = 0;
+  COMET_CHECK(comet_layer_carve(cfg, world, dm, cm, &v, &wb, &sb, NULL));
+  *bytes = wb + sb + h_buf_bytes(cfg);
+  return COMET_OK;
+}
+
+void comet_protocol_modes_from_env(int *dm, int *cm) {
+  const char *d = getenv("COMET_DISPATCH_MODE"), *c = getenv("COMET_COMBINE_MODE");
+  *dm = d && !strcmp(d, "pull") ? COMET_DISPATCH_PULL
+      : d && !strcmp(d, "tma")  ? COMET_DISPATCH_TMA
+                                : COMET_DISPATCH_PUSH; /* faster on 4x H100 and 2x H200 */
+  *cm = c && !strcmp(c, "push") ? COMET_COMBINE_PUSH : COMET_COMBINE_PULL;
+}
+
+/* ---- the creation protocol ---- */
+
+#define CFG_FIELDS 12
 static const char *const cfg_field_names[CFG_FIELDS] = {
     "hidden", "ffn", "num_experts", "topk", "ep", "tp", "max_tokens_per_rank",
-    "max_rows_per_rank", "dtype", "activation"};
+    "max_rows_per_rank", "dtype", "activation", "COMET_DISPATCH_MODE", "COMET_COMBINE_MODE"};
+#define WIRE_MSG 240
 
+/* What each rank brings to layer creation: its config as it is (zeroed if
+ * NULL), whether it validated here, and why not. */
 typedef struct cfg_wire {
   uint32_t magic;
   uint32_t version;
+  int32_t status; /* comet_status_t of this rank's own validation */
   int32_t field[CFG_FIELDS];
-  uint64_t hash; /* FNV-1a of the fields: a quick equality test */
+  char msg[WIRE_MSG];
 } cfg_wire_t;
 
-static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c) {
+/* One rank's outcome of a local step (allocation), exchanged. */
+typedef struct step_wire {
+  int32_t status;
+  char msg[WIRE_MSG];
+} step_wire_t;
+
+static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c, int world, int dm, int cm) {
   cfg_wire_t w;
   memset(&w, 0, sizeof w);
   w.magic = 0x636f6d74u; /* "comt" */
   w.version = (uint32_t)COMET_VERSION_CODE;
-  int32_t f[CFG_FIELDS] = {c->hidden, c->ffn, c->num_experts, c->topk, c->ep, c->tp,
-                           c->max_tokens_per_rank, c->max_rows_per_rank, (int32_t)c->dtype,
-                           (int32_t)c->activation};
-  memcpy(w.field, f, sizeof f);
-  uint64_t h = 1469598103934665603ull;
-  const unsigned char *p = (const unsigned char *)w.field;
-  for (size_t i = 0; i < sizeof w.field; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  w.hash = h;
+  w.status = (int32_t)comet_config_validate(c, world);
+  if (w.status != COMET_OK) snprintf(w.msg, sizeof w.msg, "%s", comet_last_error());
+  if (c && c->size == sizeof *c) {
+    int32_t f[CFG_FIELDS] = {c->hidden, c->ffn, c->num_experts, c->topk, c->ep, c->tp,
+                             c->max_tokens_per_rank, c->max_rows_per_rank, (int32_t)c->dtype,
+                             (int32_t)c->activation, dm, cm};
+    memcpy(w.field, f, sizeof f);
+  }
   return w;
 }
 
-/* All-gathers every rank's config; fails on every rank, naming the first
- * differing field, if any two differ. */
-static comet_status_t check_configs_agree(comet_context_t ctx, const comet_layer_config_t *cfg) {
+/* All-gathers every rank's record; fails on every rank naming the first bad
+ * rank (its own message), or the first field that differs from rank 0's. */
+static comet_status_t agree_on_config(comet_context_t ctx, const comet_layer_config_t *cfg, int dm,
+                                      int cm) {
   const int W = ctx->world;
-  cfg_wire_t mine = cfg_to_wire(cfg);
+  cfg_wire_t mine = cfg_to_wire(cfg, W, dm, cm);
   cfg_wire_t *all = calloc((size_t)W, sizeof(cfg_wire_t));
-  void *dbuf = NULL;
-  comet_status_t st = COMET_OK;
   if (!all) return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "layer: host allocation failed");
-  COMET_CUDA_GOTO(cudaMalloc(&dbuf, sizeof(cfg_wire_t) * (size_t)(W + 1)), st, done);
-  COMET_CUDA_GOTO(cudaMemcpyAsync((char *)dbuf + sizeof(cfg_wire_t) * (size_t)W, &mine, sizeof mine,
-                                  cudaMemcpyHostToDevice, ctx->stream), st, done);
-  COMET_NCCL_GOTO(ncclAllGather((char *)dbuf + sizeof(cfg_wire_t) * (size_t)W, dbuf,
-                                sizeof(cfg_wire_t), ncclUint8, ctx->comm, ctx->stream), st, done);
-  COMET_CUDA_GOTO(cudaMemcpyAsync(all, dbuf, sizeof(cfg_wire_t) * (size_t)W, cudaMemcpyDeviceToHost,
-                                  ctx->stream), st, done);
-  COMET_CUDA_GOTO(cudaStreamSynchronize(ctx->stream), st, done);
-  for (int r = 1; r < W && st == COMET_OK; ++r) {
-    if (all[r].magic != all[0].magic || all[r].version != all[0].version) {
+  comet_status_t st = ctx->tp->ops->allgather(ctx->tp, &mine, all, sizeof mine);
+  for (int r = 0; r < W && st == COMET_OK; ++r) {
+    if (all[r].magic != all[0].magic || all[r].version != all[0].version)
       st = comet_set_error(COMET_ERR_INVALID_ARGUMENT,
-                           "layer create: rank %d runs comet version %u, rank 0 runs %u", r,
-                           all[r].version, all[0].version);
-      break;
-    }
-    if (all[r].hash == all[0].hash && !memcmp(all[r].field, all[0].field, sizeof all[0].field))
-      continue;
+                           "layer create: rank %d runs comet version %u, rank 0 runs %u (this is rank %d)",
+                           r, all[r].version, all[0].version, ctx->rank);
+    else if (all[r].status != COMET_OK)
+      st = comet_set_error((comet_status_t)all[r].status,
+                           "layer create: rank %d's config is refused: %.*s (this is rank %d)", r,
+                           WIRE_MSG, all[r].msg, ctx->rank);
+  }
+  for (int r = 1; r < W && st == COMET_OK; ++r)
     for (int f = 0; f < CFG_FIELDS; ++f)
       if (all[r].field[f] != all[0].field[f]) {
         st = comet_set_error(COMET_ERR_INVALID_ARGUMENT,
@@ -174,34 +225,74 @@ static comet_status_t check_configs_agree(comet_context_t ctx, const comet_layer
                              all[0].field[f], ctx->rank);
         break;
       }
-  }
-done:
-  if (dbuf) cudaFree(dbuf);
   free(all);
   return st;
 }
 
-/* A collective no-op that completes only once every rank got here. */
-static comet_status_t ranks_barrier(comet_context_t ctx, int32_t *dword) {
-  COMET_NCCL(ncclAllReduce(dword, dword, 1, ncclInt32, ncclSum, ctx->comm, ctx->stream));
-  COMET_CUDA(cudaStreamSynchronize(ctx->stream));
-  return COMET_OK;
+/* Exchanges the outcome of a local step; fails on every rank if any failed. */
+static comet_status_t agree_on_step(comet_context_t ctx, comet_status_t local, const char *what) {
+  const int W = ctx->world;
+  step_wire_t mine;
+  memset(&mine, 0, sizeof mine);
+  mine.status = (int32_t)local;
+  if (local != COMET_OK) snprintf(mine.msg, sizeof mine.msg, "%s", comet_last_error());
+  step_wire_t *all = calloc((size_t)W, sizeof(step_wire_t));
+  if (!all) return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "layer: host allocation failed");
+  comet_status_t st = ctx->tp->ops->allgather(ctx->tp, &mine, all, sizeof mine);
+  for (int r = 0; r < W && st == COMET_OK; ++r)
+    if (all[r].status != COMET_OK)
+      st = comet_set_error((comet_status_t)all[r].status, "layer create: %s failed on rank %d: %.*s "
+                           "(this is rank %d)", what, r, WIRE_MSG, all[r].msg, ctx->rank);
+  free(all);
+  return st;
 }
 
 /* ---- create / destroy ---- */
 
-static void layer_teardown(comet_layer_t L) {
-  /* reverse order of layer_setup */
+static void free_local(comet_layer_t L) {
+  if (L->last_call) cudaEventDestroy(L->last_call);
+  if (L->fault_host) cudaFreeHost(L->fault_host);
   if (L->h_buf) cudaFree(L->h_buf);
   if (L->scratch) cudaFree(L->scratch);
-  if (L->devcomm) comet_devcomm_destroy(L->ctx->comm, L->devcomm);
-  if (L->win) ncclCommWindowDeregister(L->ctx->comm, L->win);
-  if (L->win_base) {
-    if (L->ctx->world > 1) ncclMemFree(L->win_base);
-    else cudaFree(L->win_base);
-  }
-  L->h_buf = L->scratch = L->devcomm = L->win_base = NULL;
-  L->win = NULL;
+  L->last_call = NULL;
+  L->fault_host = NULL;
+  L->h_buf = L->scratch = NULL;
+}
+
+static comet_status_t alloc_local(comet_layer_t L) {
+  comet_context_t ctx = L->ctx;
+  if (ctx->inject & COMET_INJECT_ALLOC)
+    return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "cudaMalloc of the layer's scratch failed "
+                           "(injected fault)");
+  COMET_CUDA(cudaMalloc(&L->scratch, L->scratch_bytes));
+  COMET_CUDA(cudaMalloc(&L->h_buf, h_buf_bytes(&L->cfg)));
+  COMET_CUDA(cudaHostAlloc((void **)&L->fault_host, sizeof(comet_fault_t), cudaHostAllocMapped));
+  memset(L->fault_host, 0, sizeof(comet_fault_t));
+  COMET_CUDA(cudaEventCreateWithFlags(&L->last_call, cudaEventDisableTiming));
+  return COMET_OK;
+}
+
+/* The view's pointers into the window and scratch; everything zeroed (flags
+ * start at 0, epochs at 1; err_key at "no error"). */
+static comet_status_t setup_window(comet_layer_t L) {
+  comet_context_t ctx = L->ctx;
+  comet_comm_view_t *v = &L->view;
+  COMET_CHECK(comet_layer_carve(&L->cfg, ctx->world, v->dispatch_mode, v->combine_mode, v,
+                                &L->win_bytes, &L->scratch_bytes, (char *)L->scratch));
+  v->rank = ctx->rank;
+  v->sm_budget = ctx->sm_budget;
+  v->timeout_ns = (uint64_t)(ctx->timeout_s * 1e9);
+  v->win_local = L->win.local;
+  for (int p = 0; p < ctx->world; ++p) v->peer[p] = L->win.peer[p];
+  void *fh = NULL;
+  COMET_CUDA(cudaHostGetDevicePointer(&fh, L->fault_host, 0));
+  v->fault_host = (comet_fault_t *)fh;
+  v->abort = ctx->abort_dev;
+  COMET_CUDA(cudaMemsetAsync(L->win.local, 0, L->win_bytes, ctx->stream));
+  COMET_CUDA(cudaMemsetAsync(L->scratch, 0, L->scratch_bytes, ctx->stream));
+  COMET_CUDA(cudaMemsetAsync(v->err_key, 0xff, sizeof(uint32_t), ctx->stream));
+  COMET_CUDA(cudaStreamSynchronize(ctx->stream));
+  return COMET_OK;
 }
 
 comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
@@ -209,73 +300,141 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
   COMET_ARG(out != NULL, "layer is NULL");
   *out = NULL;
   COMET_ARG(ctx != NULL, "ctx is NULL");
-  COMET_CHECK(comet_config_validate(cfg, ctx->world));
-  COMET_CUDA(cudaSetDevice(ctx->device));
-  /* Every rank validated its own config; a mismatch would make the
-   * collective allocations below disagree (and hang), so check first. */
-  COMET_CHECK(check_configs_agree(ctx, cfg));
+  COMET_CHECK(comet_context_make_current(ctx));
+  int dm = 0, cm = 0;
+  comet_protocol_modes_from_env(&dm, &cm);
+  /* Exchange first, validate after, on every rank: a config that is bad on
+   * one rank only fails every rank instead of leaving them in a collective. */
+  COMET_CHECK(agree_on_config(ctx, cfg, dm, cm));
 
   struct comet_layer *L = calloc(1, sizeof *L);
-  if (!L) return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "layer: host allocation failed");
-  comet_status_t st = COMET_OK;
-  L->ctx = ctx;
-  L->cfg = *cfg;
-  L->dims.num_experts = cfg->num_experts;
-  L->dims.topk = cfg->topk;
-  L->dims.ep = cfg->ep;
-  L->dims.tp = cfg->tp;
-  L->row_capacity = comet_config_row_capacity(cfg);
-  comet_comm_view_t *v = &L->view;
-  COMET_CHECK_GOTO(comet_layer_carve(cfg, ctx->world, v, &L->win_bytes, &L->scratch_bytes, NULL),
-                   st, fail);
-
-  if (ctx->world > 1) {
-    COMET_NCCL_GOTO(ncclMemAlloc(&L->win_base, L->win_bytes), st, fail);
-    COMET_NCCL_GOTO(ncclCommWindowRegister(ctx->comm, L->win_base, L->win_bytes, &L->win,
-                                           NCCL_WIN_COLL_SYMMETRIC), st, fail);
-    /* The plan's kernels use LSA barrier 0 (one CTA each). */
-    COMET_CHECK_GOTO(comet_devcomm_create(ctx->comm, 1, &L->devcomm), st, fail);
-  } else {
-    /* NCCL gives a 1-rank communicator no symmetric memory; nothing is
-     * shared, so plain device memory serves (kernels see win == NULL). */
-    COMET_CUDA_GOTO(cudaMalloc(&L->win_base, L->win_bytes), st, fail);
+  comet_status_t st = L ? COMET_OK
+                        : comet_set_error(COMET_ERR_OUT_OF_MEMORY, "layer: host allocation failed");
+  if (L) {
+    L->ctx = ctx;
+    L->cfg = *cfg;
+    L->dims.num_experts = cfg->num_experts;
+    L->dims.topk = cfg->topk;
+    L->dims.ep = cfg->ep;
+    L->dims.tp = cfg->tp;
+    L->row_capacity = comet_config_row_capacity(cfg);
+    st = comet_layer_carve(cfg, ctx->world, dm, cm, &L->view, &L->win_bytes, &L->scratch_bytes, NULL);
+    if (st == COMET_OK) st = alloc_local(L);
   }
-  COMET_CUDA_GOTO(cudaMalloc(&L->scratch, L->scratch_bytes), st, fail);
-  COMET_CUDA_GOTO(cudaMalloc(&L->h_buf, (size_t)L->row_capacity * (size_t)(cfg->ffn / cfg->tp) *
-                                            comet_dtype_size(cfg->dtype)),
-                  st, fail);
-  COMET_CHECK_GOTO(comet_layer_carve(cfg, ctx->world, v, &L->win_bytes, &L->scratch_bytes,
-                                     (char *)L->scratch), st, fail);
-  v->rank = ctx->rank;
-  v->sm_count = ctx->sm_count;
-  v->win = (void *)L->win;
-  v->devcomm = L->devcomm;
-  v->win_local = (char *)L->win_base;
-
-  /* Flags start at 0 (epochs start at 1); err_key at "no error". */
-  COMET_CUDA_GOTO(cudaMemsetAsync(L->win_base, 0, L->win_bytes, ctx->stream), st, fail);
-  COMET_CUDA_GOTO(cudaMemsetAsync(L->scratch, 0, L->scratch_bytes, ctx->stream), st, fail);
-  COMET_CUDA_GOTO(cudaMemsetAsync(v->err_key, 0xff, sizeof(uint32_t), ctx->stream), st, fail);
-  /* No peer may write into this window before it is cleared: a collective
-   * after the memsets (status.pad is a zeroed int to all-reduce). */
-  COMET_CHECK_GOTO(ranks_barrier(ctx, &v->status->pad[0]), st, fail);
+  /* Every rank's local allocations succeeded before the collective window. */
+  comet_status_t agreed = agree_on_step(ctx, st, "allocating the layer's local memory");
+  if (agreed != COMET_OK) {
+    if (L) free_local(L);
+    free(L);
+    return agreed;
+  }
+  st = ctx->tp->ops->sym_alloc(ctx->tp, L->win_bytes, &L->win); /* collective, agreed */
+  if (st != COMET_OK) {
+    free_local(L);
+    free(L);
+    return comet_trace_error(st, __FILE__, __LINE__);
+  }
+  st = setup_window(L);
+  /* Every rank cleared its window (an all-gather: also the barrier before
+   * any peer writes into it), or every rank fails. */
+  agreed = agree_on_step(ctx, st, "clearing the layer's window");
+  if (agreed != COMET_OK) {
+    ctx->tp->ops->sym_free(ctx->tp, &L->win);
+    free_local(L);
+    free(L);
+    return agreed;
+  }
   *out = L;
   return COMET_OK;
-fail:
-  layer_teardown(L);
-  free(L);
-  return st;
 }
 
 comet_status_t comet_layer_destroy(comet_layer_t L) {
   if (!L) return COMET_OK;
   comet_status_t st = COMET_OK;
-  if (cudaSetDevice(L->ctx->device) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess)
+  if (comet_context_make_current(L->ctx) != COMET_OK || cudaDeviceSynchronize() != cudaSuccess)
     st = comet_set_error(COMET_ERR_CUDA, "layer destroy: device %d did not synchronize",
                          L->ctx->device);
-  layer_teardown(L);
+  /* collective: every rank's kernels are done with the window */
+  comet_status_t fs = L->ctx->tp->ops->sym_free(L->ctx->tp, &L->win);
+  if (fs != COMET_OK && st == COMET_OK) st = fs;
+  free_local(L);
   free(L);
   return st;
+}
+
+/* ---- faults, ordering ---- */
+
+static const char *wait_name(int what) {
+  switch (what) {
+    case COMET_WAIT_BARRIER: return "barrier";
+    case COMET_WAIT_DISPATCH: return "dispatch flag";
+    case COMET_WAIT_COMBINE: return "combine flag";
+    case COMET_WAIT_TEST: return "test flag";
+  }
+  return "flag";
+}
+
+static const char *barrier_name(int index) {
+  switch (index) {
+    case COMET_BAR_PLAN: return "the plan's count exchange";
+    case COMET_BAR_PLAN_DONE: return "the end of the plan";
+    case COMET_BAR_DISPATCH: return "the pull dispatch's start";
+    case COMET_BAR_COMBINE_BEGIN: return "comet_gemm_combine's start";
+    case COMET_BAR_COMBINE: return "the pull combine's start";
+  }
+  return "?";
+}
+
+comet_status_t comet_layer_fault_status(comet_layer_t L) {
+  volatile comet_fault_t *f = (volatile comet_fault_t *)L->fault_host;
+  const int code = f->code;
+  if (code == COMET_FAULT_NONE) return COMET_OK;
+  __sync_synchronize(); /* the fields were written before the code */
+  const int rank = f->rank, what = f->what, peer = f->peer, a = f->a, b = f->b;
+  const unsigned long long target = f->target, seen = f->seen;
+  char where[160];
+  if (what == COMET_WAIT_BARRIER)
+    snprintf(where, sizeof where, "at the barrier of %s (sequence %llu, has %llu from rank %d)",
+             barrier_name(a), target, seen, peer);
+  else
+    snprintf(where, sizeof where, "on %s [%d][%d] >= %llu (has %llu) from rank %d", wait_name(what),
+             a, b, target, seen, peer);
+  switch (code) {
+    case COMET_FAULT_TIMEOUT:
+      return comet_set_error(COMET_ERR_TIMEOUT,
+                             "rank %d gave up after %.3g s waiting %s: rank %d never came; the "
+                             "layer is unusable (destroy it and create a new one)",
+                             rank, (double)L->view.timeout_ns * 1e-9, where, peer);
+    case COMET_FAULT_ABORT:
+      return comet_set_error(COMET_ERR_ABORTED,
+                             "rank %d was aborted (comet_context_abort) while waiting %s; the layer "
+                             "is unusable", rank, where);
+    default:
+      return comet_set_error(COMET_ERR_TIMEOUT,
+                             "rank %d stopped waiting %s: rank %d reported that its own wait gave "
+                             "up (timeout or abort; see its error); the layer is unusable",
+                             rank, where, peer);
+  }
+}
+
+comet_status_t comet_layer_call_begin(comet_layer_t L, cudaStream_t stream) {
+  COMET_CHECK(comet_layer_fault_status(L));
+  if (!L->has_last || L->last_stream == stream) return COMET_OK;
+  enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  COMET_CUDA(cudaStreamIsCapturing(stream, &cap));
+  COMET_CUDA(cudaStreamWaitEvent(stream, L->last_call,
+                                 cap == cudaStreamCaptureStatusNone ? 0 : cudaEventWaitExternal));
+  return COMET_OK;
+}
+
+comet_status_t comet_layer_call_end(comet_layer_t L, cudaStream_t stream) {
+  enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  COMET_CUDA(cudaStreamIsCapturing(stream, &cap));
+  COMET_CUDA(cudaEventRecordWithFlags(L->last_call, stream,
+                                      cap == cudaStreamCaptureStatusNone ? 0 : cudaEventRecordExternal));
+  L->last_stream = stream;
+  L->has_last = 1;
+  return COMET_OK;
 }
 
 /* ---- the communication steps ---- */
@@ -283,22 +442,32 @@ comet_status_t comet_layer_destroy(comet_layer_t L) {
 const comet_comm_view_t *comet_layer_view(comet_layer_t L) { return &L->view; }
 
 int comet_layer_default_ctas(comet_layer_t L) {
-  (void)L;
-  return 24;
+  return L->view.sm_budget < 24 ? L->view.sm_budget : 24;
 }
 
 comet_status_t comet_layer_plan(comet_layer_t L, int num_tokens, const int32_t *ids,
-                                cudaStream_t stream) {
+                                const comet_arg_fault_t *arg, cudaStream_t stream) {
   COMET_ARG(L != NULL, "layer is NULL");
-  COMET_ARG(num_tokens >= 0 && num_tokens <= L->cfg.max_tokens_per_rank,
-            "num_tokens = %d on rank %d exceeds the layer's max_tokens_per_rank = %d (the "
-            "workspace holds no more); no kernel was launched",
+  /* The caller's fault (it reports its own message), or one found here. */
+  comet_arg_fault_t mine = {COMET_ARG_NONE, 0, 0, 0};
+  const int callers = arg && arg->kind != COMET_ARG_NONE;
+  if (callers) mine = *arg;
+  else if (num_tokens < 0 || num_tokens > L->cfg.max_tokens_per_rank)
+    mine = (comet_arg_fault_t){COMET_ARG_TOKENS, COMET_FIELD_ARGS, num_tokens, 0};
+  else if (num_tokens > 0 && !ids)
+    mine = (comet_arg_fault_t){COMET_ARG_NULL, COMET_FIELD_IDS, 0, 0};
+  COMET_CHECK(comet_plan_device_launch(&L->view, num_tokens, ids, &mine, stream));
+  L->planned = 1;
+  L->combined = 0;
+  L->planned_tokens = mine.kind == COMET_ARG_NONE ? num_tokens : 0;
+  if (callers || mine.kind == COMET_ARG_NONE) return COMET_OK;
+  COMET_ARG(mine.kind != COMET_ARG_TOKENS,
+            "num_tokens = %d on rank %d is outside 0..max_tokens_per_rank = %d of the layer (the "
+            "workspace holds no more); every rank's call fails",
             num_tokens, L->ctx->rank, L->cfg.max_tokens_per_rank);
-  COMET_ARG(num_tokens == 0 || ids != NULL, "topk_ids is NULL with num_tokens = %d", num_tokens);
-  COMET_CHECK(comet_plan_device_launch(&L->view, L->epoch + 1, num_tokens, ids, stream));
-  L->epoch++;
-  L->planned_tokens = num_tokens;
-  return COMET_OK;
+  return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                         "topk_ids is NULL with num_tokens = %d on rank %d; every rank's call fails",
+                         num_tokens, L->ctx->rank);
 }
 
 static int pick_ctas(comet_layer_t L, int ctas) {
@@ -308,18 +477,55 @@ static int pick_ctas(comet_layer_t L, int ctas) {
 
 comet_status_t comet_layer_dispatch(comet_layer_t L, const void *x, int ctas, cudaStream_t stream) {
   COMET_ARG(L != NULL, "layer is NULL");
-  COMET_ARG(L->epoch > 0, "dispatch before any comet_layer_plan");
+  COMET_ARG(L->planned, "dispatch before any comet_layer_plan");
   COMET_ARG(L->planned_tokens == 0 || x != NULL, "x is NULL");
-  return comet_dispatch_launch(&L->view, L->epoch, x, L->planned_tokens, pick_ctas(L, ctas), stream);
+  return comet_dispatch_launch(&L->view, x, L->planned_tokens, pick_ctas(L, ctas), stream);
 }
 
-comet_status_t comet_layer_combine(comet_layer_t L, const void *y, const int32_t *ids,
-                                   const float *w, void *out, int ctas, cudaStream_t stream) {
+comet_status_t comet_layer_combine(comet_layer_t L, const void *y, const float *w, void *out,
+                                   int ctas, cudaStream_t stream) {
   COMET_ARG(L != NULL, "layer is NULL");
-  COMET_ARG(L->epoch > 0, "combine before any comet_layer_plan");
-  COMET_ARG(L->planned_tokens == 0 || (ids && w && out), "topk_ids, topk_weights or out is NULL");
-  return comet_combine_launch(&L->view, L->epoch, y, L->planned_tokens, ids, w, out,
-                              pick_ctas(L, ctas), stream);
+  COMET_ARG(L->planned, "combine before any comet_layer_plan");
+  COMET_ARG(L->planned_tokens == 0 || (w && out), "topk_weights or out is NULL");
+  L->combined = 1;
+  return comet_combine_launch(&L->view, y, L->planned_tokens, w, out, pick_ctas(L, ctas), stream);
+}
+
+static const char *const field_names[COMET_FIELDS] = {"x", "topk_ids", "topk_weights", "w1",
+                                                      "w2", "out", "h", "args"};
+
+static comet_status_t bad_args_error(const comet_route_status_t *s, comet_layer_t L) {
+  const char *f = s->slot >= 0 && s->slot < COMET_FIELDS ? field_names[s->slot] : "?";
+  switch (s->token) {
+    case COMET_ARG_TOKENS:
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "rank %d's call was refused: its num_tokens = %d is outside "
+                             "0..max_tokens_per_rank = %d; no rows were moved (this is rank %d)",
+                             s->rank, s->value, L->cfg.max_tokens_per_rank, L->ctx->rank);
+    case COMET_ARG_NULL:
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "rank %d's call was refused: its %s is NULL; no rows were moved (this "
+                             "is rank %d)", s->rank, f, L->ctx->rank);
+    case COMET_ARG_ALIGN:
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "rank %d's call was refused: its %s is not 16-byte aligned; no rows "
+                             "were moved (this is rank %d)", s->rank, f, L->ctx->rank);
+    case COMET_ARG_REPEATED:
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "rank %d's second comet_gemm_combine of one comet_dispatch_gemm was "
+                             "refused (its rows would overwrite what peers still read); run "
+                             "comet_dispatch_gemm again first (this is rank %d)",
+                             s->rank, L->ctx->rank);
+    case COMET_ARG_TOKENS_DIFFER:
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "rank %d's comet_gemm_combine was refused: its num_tokens = %d differs "
+                             "from its comet_dispatch_gemm's (this is rank %d)",
+                             s->rank, s->value, L->ctx->rank);
+    default:
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "rank %d's call was refused: its args struct is NULL or its size (%d) "
+                             "is wrong (this is rank %d)", s->rank, s->value, L->ctx->rank);
+  }
 }
 
 comet_status_t comet_layer_route_status(comet_layer_t L, cudaStream_t stream,
@@ -327,6 +533,7 @@ comet_status_t comet_layer_route_status(comet_layer_t L, cudaStream_t stream,
   COMET_ARG(L != NULL, "layer is NULL");
   comet_route_status_t s;
   COMET_CUDA(cudaStreamSynchronize(stream));
+  COMET_CHECK(comet_layer_fault_status(L));
   COMET_CUDA(cudaMemcpy(&s, L->view.status, sizeof s, cudaMemcpyDeviceToHost));
   if (out) *out = s;
   switch (s.code) {
@@ -346,6 +553,13 @@ comet_status_t comet_layer_route_status(comet_layer_t L, cudaStream_t stream,
                              "rank %d would receive %d rows, more than its row capacity %lld "
                              "(max_rows_per_rank); no rows were moved",
                              s.rank, s.value, (long long)L->row_capacity);
+    case COMET_ROUTE_BAD_ARGS: return bad_args_error(&s, L);
+    case COMET_ROUTE_REPEATED:
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "a second combine of one routing plan was refused (run "
+                             "comet_dispatch_gemm again first); its output is NaN");
+    case COMET_ROUTE_FAULT:
+      return comet_set_error(COMET_ERR_INTERNAL, "a wait gave up but left no fault record");
     default:
       return comet_set_error(COMET_ERR_INTERNAL, "routing status code %d is unknown", s.code);
   }

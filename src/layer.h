@@ -1,16 +1,17 @@
 /* layer.h — internal view of a comet layer: its config, its symmetric
- * workspace (one NCCL window), the NCCL device communicator, local scratch
- * for the routing plan, and the communication steps the fused ops are built
- * from (plan, dispatch, combine), usable on their own by tests and tools. */
+ * workspace (one window from the context's transport), local scratch for the
+ * routing plan, its fault record, and the communication steps the fused ops
+ * are built from (plan, dispatch, combine), usable on their own by tests and
+ * tools. */
 #ifndef COMET_LAYER_H
 #define COMET_LAYER_H
 
 #include <cuda_runtime.h>
-#include <nccl.h>
 
 #include "comet.h"
 #include "kernels/comm.h"
 #include "plan_core.h"
+#include "transport/transport.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -21,48 +22,67 @@ struct comet_layer {
   comet_layer_config_t cfg;
   comet_plan_dims_t dims;
   int64_t row_capacity;
-  void *win_base;     /* ncclMemAlloc'd, registered as `win` */
+  comet_sym_t win;    /* the symmetric window */
   size_t win_bytes;
-  ncclWindow_t win;
-  void *devcomm;      /* ncclDevComm* (opaque in C; see kernels/nccl_dev.cu) */
   void *scratch;      /* cudaMalloc'd local scratch of the device plan */
   size_t scratch_bytes;
+  comet_fault_t *fault_host; /* mapped pinned mirror of view.fault */
   comet_comm_view_t view;
-  uint64_t epoch;     /* epoch of the last plan (0 = none yet) */
+  int planned;        /* a plan has been launched (host's view) */
   int planned_tokens; /* num_tokens of the last plan */
+  int combined;       /* a combine ran since the last plan */
   void *h_buf;        /* cudaMalloc'd [row capacity][F/tp]: layer0 output (forward.c) */
   const void *h_last; /* where the last comet_dispatch_gemm wrote h */
   int graph_mode;     /* 1: no host sync in calls (comet_layer_set_graph_mode) */
+  cudaEvent_t last_call;    /* recorded at the end of every call */
+  cudaStream_t last_stream; /* its stream */
+  int has_last;
 };
 
 /* Lays out the window and the local scratch of a layer with cfg on `world`
- * ranks: fills view's offsets (window) and, if scratch is non-NULL, its
- * scratch pointers; returns both sizes. The one place buffer sizes are set. */
-comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world,
-                                 comet_comm_view_t *view, size_t *win_bytes,
+ * ranks and the given protocol modes (COMET_DISPATCH_*, COMET_COMBINE_*):
+ * fills view's offsets (window) and, if scratch is non-NULL, its scratch
+ * pointers; returns both sizes. The one place buffer sizes are set. */
+comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int dispatch_mode,
+                                 int combine_mode, comet_comm_view_t *view, size_t *win_bytes,
                                  size_t *scratch_bytes, char *scratch);
 
 const comet_comm_view_t *comet_layer_view(comet_layer_t layer);
 
-/* Device routing plan for this call (takes a new epoch). num_tokens above
- * max_tokens_per_rank is an INVALID_ARGUMENT here, before any kernel. */
+/* The layer's fault (a wait that gave up, here or on a peer), read from the
+ * host mirror without synchronizing: COMET_OK or TIMEOUT/ABORTED naming the
+ * wait, the flag and the peer. Every call checks it first. */
+comet_status_t comet_layer_fault_status(comet_layer_t layer);
+
+/* Orders a call after the previous call on the layer when the streams
+ * differ (an event wait, capturable), and records the end of this one. */
+comet_status_t comet_layer_call_begin(comet_layer_t layer, cudaStream_t stream);
+comet_status_t comet_layer_call_end(comet_layer_t layer, cudaStream_t stream);
+
+/* Device routing plan for this call (bumps the device epoch). arg non-NULL
+ * with a kind: this rank's arguments were bad, plan nothing and report them
+ * to every rank. num_tokens above max_tokens_per_rank is reported so. */
 comet_status_t comet_layer_plan(comet_layer_t layer, int num_tokens, const int32_t *topk_ids,
-                                cudaStream_t stream);
+                                const comet_arg_fault_t *arg, cudaStream_t stream);
 /* Dispatch x [num_tokens of the plan, H] with `ctas` CTAs (0 = default). */
 comet_status_t comet_layer_dispatch(comet_layer_t layer, const void *x, int ctas,
                                     cudaStream_t stream);
 /* Combine y [rows, H] (NULL: the dispatched rows) into out [num_tokens, H]. */
-comet_status_t comet_layer_combine(comet_layer_t layer, const void *y, const int32_t *topk_ids,
-                                   const float *topk_weights, void *out, int ctas,
-                                   cudaStream_t stream);
-/* Waits for stream, reads the plan's status: COMET_OK (rows = rows this rank
- * received) or COMET_ERR_ROUTING with a message naming the rank and token.
- * The same answer on every rank. */
+comet_status_t comet_layer_combine(comet_layer_t layer, const void *y, const float *topk_weights,
+                                   void *out, int ctas, cudaStream_t stream);
+/* Waits for stream, reads the call's status: COMET_OK (rows = rows this
+ * rank received), COMET_ERR_ROUTING naming the rank and token,
+ * INVALID_ARGUMENT naming the rank whose arguments were bad or a repeated
+ * combine, TIMEOUT/ABORTED. The same answer on every rank (but for faults). */
 comet_status_t comet_layer_route_status(comet_layer_t layer, cudaStream_t stream,
                                         comet_route_status_t *status);
 
-/* Default number of data-moving CTAs. */
+/* Default number of data-moving CTAs (within the SM budget). */
 int comet_layer_default_ctas(comet_layer_t layer);
+
+/* Protocol modes from the environment (COMET_DISPATCH_MODE = push|pull|tma,
+ * COMET_COMBINE_MODE = pull|push); exchanged and agreed at layer creation. */
+void comet_protocol_modes_from_env(int *dispatch_mode, int *combine_mode);
 
 #ifdef __cplusplus
 }

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-int test_failures = 0;
-int test_checks = 0;
+TEST_TLS int test_failures = 0;
+TEST_TLS int test_checks = 0;
 
 uint64_t test_rand_u64(uint64_t *s) {
   uint64_t z = (*s += 0x9E3779B97F4A7C15ull);

@@ -13,8 +13,15 @@
 extern "C" {
 #endif
 
-extern int test_failures;
-extern int test_checks;
+/* Per thread: the loopback world runs one rank per thread, each counting
+ * its own checks. */
+#ifdef __cplusplus
+#define TEST_TLS thread_local
+#else
+#define TEST_TLS _Thread_local
+#endif
+extern TEST_TLS int test_failures;
+extern TEST_TLS int test_checks;
 
 /* Exit code ctest reads as "skipped" (SKIP_RETURN_CODE in CMakeLists.txt). */
 #define TEST_SKIP_CODE 77

@@ -49,7 +49,6 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   l0.w1 = a->w1;
   comet_gemm_combine_args_t l1 = COMET_GEMM_COMBINE_ARGS_INITIALIZER;
   l1.num_tokens = a->num_tokens;
-  l1.topk_ids = a->topk_ids;
   l1.topk_weights = a->topk_weights;
   l1.w2 = a->w2;
   l1.out = a->out;

@@ -182,10 +182,11 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
     for (size_t i = 0; i < (size_t)T * cfg.hidden; ++i) hx[i] = (uint16_t)(0x3c00u + (rng(&s) & 0x3ffu));
     BCUDA(cudaMemcpy(d_x, hx, row_bytes * T, cudaMemcpyHostToDevice));
     /* and where a producer would leave it for the pull dispatch */
-    BCUDA(cudaMemcpy(v->win_local + v->off_x, hx, row_bytes * T, cudaMemcpyHostToDevice));
+    if (v->dispatch_mode == COMET_DISPATCH_PULL)
+      BCUDA(cudaMemcpy(v->win_local + v->off_x, hx, row_bytes * T, cudaMemcpyHostToDevice));
     free(hx);
   }
-  BCOMET(comet_layer_plan(L, T, d_ids, st));
+  BCOMET(comet_layer_plan(L, T, d_ids, NULL, st));
   comet_route_status_t rs;
   BCOMET(comet_layer_route_status(L, st, &rs));
   const int64_t rows = rs.rows;
@@ -253,7 +254,7 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
   const char *op = o->combine ? "combine" : "dispatch";
   const char *mode = o->combine ? (getenv("COMET_COMBINE_MODE") ? getenv("COMET_COMBINE_MODE") : "pull")
                                 : (getenv("COMET_DISPATCH_MODE") ? getenv("COMET_DISPATCH_MODE") : "push");
-  const int pull_x = getenv("COMET_DISPATCH_MODE") && !strcmp(getenv("COMET_DISPATCH_MODE"), "pull");
+  const int pull_x = v->dispatch_mode == COMET_DISPATCH_PULL;
   if (me == 0) {
     printf("comet bench --op %s: %s, %d ranks (ep %d x tp %d), %d tokens/rank, rows of %zu B, %s, "
            "commit %s\n", op, o->model, W, cfg.ep, tp, T, row_bytes, prop.name, o->commit);
@@ -269,9 +270,9 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
     for (int ci = 0; ci < o->nctas; ++ci) {
       const int ctas = o->ctas[ci];
       for (int it = 0; it < n_it; ++it) {
-        BCOMET(comet_layer_plan(L, T, d_ids, st)); /* ends in an LSA barrier: a common start */
+        BCOMET(comet_layer_plan(L, T, d_ids, NULL, st)); /* ends in a barrier: a common start */
         BCUDA(cudaEventRecord(e0, st));
-        if (o->combine) BCOMET(comet_layer_combine(L, d_y, d_ids, d_w, d_out, ctas, st));
+        if (o->combine) BCOMET(comet_layer_combine(L, d_y, d_w, d_out, ctas, st));
         else BCOMET(comet_layer_dispatch(L, pull_x ? v->win_local + v->off_x : d_x, ctas, st));
         BCUDA(cudaEventRecord(e1, st));
         BCUDA(cudaEventSynchronize(e1));

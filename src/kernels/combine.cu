@@ -1,4 +1,8 @@
-/* combine.cu — token combine, in two kernels in stream order:
+/* combine.cu — token combine. Which slots count and where their rows are
+ * come from the plan (slot_expert, dest_row, row tables), never from ids
+ * passed again. A start kernel refuses a second combine of one plan and, for
+ * the pull way, meets every rank (all y in place). Two ways (agreed at layer
+ * creation): pull (default, below) and push, two kernels in stream order:
  *
  *   push    each rank sends its expert output rows y[r] home: row r came
  *           from (source s, token t, slot k) (the plan's row tables) and goes
@@ -21,13 +25,12 @@
 
 #include "error.h"
 #include "kernels/comm.h"
-#include "kernels/nccl_dev.cuh"
 #include "kernels/sync.cuh"
+#include "kernels/wait.cuh"
 #include "plan_core.h"
 
 #define ROWS_PER_TASK 4
 #define COMBINE_THREADS 512
-#define MAX_WORLD 64
 
 template <int U>
 static __device__ __forceinline__ void copy_row1(const char *__restrict__ src, char *dst, int n16,
@@ -49,19 +52,19 @@ static __device__ __forceinline__ void copy_row1(const char *__restrict__ src, c
 
 template <int U>
 __global__ void __launch_bounds__(COMBINE_THREADS) combine_push_kernel(comet_comm_view_t v,
-                                                                       uint64_t epoch,
                                                                        const char *__restrict__ y) {
   if (v.status->code != COMET_ROUTE_OK) return;
+  const uint64_t epoch = comet_epoch(v);
   extern __shared__ int32_t task_prefix[]; /* [W*El + 1], blocks in (j, el) order */
-  __shared__ char *peer[MAX_WORLD];
-  __shared__ int32_t home_rows[MAX_WORLD]; /* rows to the home of arrival j */
+  __shared__ char *peer[COMET_MAX_WORLD];
+  __shared__ int32_t home_rows[COMET_MAX_WORLD]; /* rows to the home of arrival j */
   const int E = v.num_experts, K = v.topk, W = v.world, q = v.rank;
   const int El = E / v.ep, tp = v.tp, tp_i = q % tp;
   const int nb = W * El;
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
   const int n16 = (int)(row_bytes / 16);
   const int32_t *bo = v.block_offset;
-  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, v.win_local, p);
+  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = v.peer[p];
   if (threadIdx.x == 0) {
     int32_t acc = 0;
     for (int b = 0; b < nb; ++b) {
@@ -154,14 +157,16 @@ template <> struct vec8<__half> {
 #define CH 2
 template <typename T>
 __global__ void __launch_bounds__(COMBINE_THREADS) combine_reduce_kernel(
-    comet_comm_view_t v, uint64_t epoch, int num_tokens, const int32_t *__restrict__ ids,
-    const float *__restrict__ w, char *__restrict__ out) {
+    comet_comm_view_t v, int num_tokens, const float *__restrict__ w, char *__restrict__ out) {
   if (v.status->code != COMET_ROUTE_OK) return;
+  const uint64_t epoch = comet_epoch(v);
   const int K = v.topk, W = v.world, tp = v.tp;
+  const int32_t *ids = v.slot_expert;
+  bool ok = true;
   if (threadIdx.x < W)
-    wait_geq_acquire_sys((const uint64_t *)(v.win_local + v.off_cflags) + threadIdx.x, epoch,
-                         "combine flag (home rank, sender)", v.rank, threadIdx.x);
-  __syncthreads();
+    ok = comet_wait_geq(v, (const uint64_t *)(v.win_local + v.off_cflags) + threadIdx.x, epoch,
+                        COMET_WAIT_COMBINE, threadIdx.x, v.rank, threadIdx.x);
+  if (!__syncthreads_and(ok)) return; /* gave up: out is poisoned after */
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
   const int n16 = (int)(row_bytes / 16);
   const char *ret = v.win_local + v.off_ret;
@@ -212,12 +217,13 @@ __global__ void __launch_bounds__(COMBINE_THREADS) combine_reduce_kernel(
 #define PULL_SL 4
 template <typename T, int NCH>
 __global__ void __launch_bounds__(COMBINE_THREADS) combine_pull_kernel(
-    comet_comm_view_t v, size_t y_off, int num_tokens, const int32_t *__restrict__ ids,
-    const float *__restrict__ w, char *__restrict__ out) {
+    comet_comm_view_t v, size_t y_off, int num_tokens, const float *__restrict__ w,
+    char *__restrict__ out) {
   if (v.status->code != COMET_ROUTE_OK) return;
-  __shared__ char *peer[MAX_WORLD];
+  __shared__ char *peer[COMET_MAX_WORLD];
   const int K = v.topk, W = v.world, tp = v.tp, El = v.num_experts / v.ep;
-  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, v.win_local, p) + y_off;
+  const int32_t *ids = v.slot_expert;
+  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = v.peer[p] + y_off;
   __syncthreads();
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
   const int n16 = (int)(row_bytes / 16);
@@ -285,10 +291,66 @@ __global__ void copy_y_kernel(comet_comm_view_t v, const char *__restrict__ y) {
     dst[i] = ld_nc_na_v4(y + i * 16);
 }
 
-/* pull (default) or push: env COMET_COMBINE_MODE. */
-static int combine_pull_mode(void) {
-  const char *m = getenv("COMET_COMBINE_MODE");
-  return !(m && !strcmp(m, "push"));
+/* Refuses a second combine of one plan (guard: its rows would overwrite what
+ * peers may still read), then, when meet is set, meets every rank: all y are
+ * in place for the pull. The status is the same on every rank, so all skip
+ * the barrier together. */
+__global__ void __launch_bounds__(128) combine_start_kernel(comet_comm_view_t v, int guard, int meet) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  const uint64_t epoch = comet_epoch(v);
+  __shared__ int repeated;
+  if (threadIdx.x == 0) {
+    repeated = guard && *v.combined_epoch == epoch;
+    if (repeated) v.status->code = COMET_ROUTE_REPEATED;
+    else if (guard) *v.combined_epoch = epoch;
+  }
+  __syncthreads();
+  if (!repeated && meet && v.world > 1) comet_barrier_cta(v, epoch, COMET_BAR_COMBINE);
+}
+
+/* Every rank's combine arguments (and whether this is a second
+ * comet_gemm_combine of the plan) into every rank's window, a barrier, then
+ * the first bad one (by rank) becomes everyone's status. */
+static __device__ void combine_begin(const comet_comm_view_t &v, comet_arg_fault_t arg) {
+  const uint64_t epoch = comet_epoch(v);
+  if (threadIdx.x == 0 && arg.kind == COMET_ARG_NONE && *v.began_epoch == epoch)
+    arg.kind = COMET_ARG_REPEATED;
+  if (threadIdx.x == 0) *v.began_epoch = epoch;
+  __shared__ comet_arg_fault_t a_s;
+  if (threadIdx.x == 0) a_s = arg;
+  __syncthreads();
+  for (int p = threadIdx.x; p < v.world; p += blockDim.x)
+    ((comet_arg_fault_t *)(v.peer[p] + v.off_argerr))[v.rank] = a_s;
+  if (!comet_barrier_cta(v, epoch, COMET_BAR_COMBINE_BEGIN)) return;
+  if (threadIdx.x == 0) {
+    const comet_arg_fault_t *all = (const comet_arg_fault_t *)(v.win_local + v.off_argerr);
+    for (int r = 0; r < v.world; ++r) {
+      const comet_arg_fault_t a = all[r];
+      if (a.kind != COMET_ARG_NONE) {
+        comet_route_status_t st = *v.status;
+        st.code = COMET_ROUTE_BAD_ARGS;
+        st.rank = r;
+        st.token = a.kind;
+        st.slot = a.field;
+        st.value = a.value;
+        *v.status = st;
+        break;
+      }
+    }
+  }
+}
+
+__global__ void __launch_bounds__(128) combine_begin_kernel(comet_comm_view_t v, comet_arg_fault_t arg) {
+  if (v.status->code == COMET_ROUTE_OK) combine_begin(v, arg);
+  __syncthreads();
+  /* refused: the layer1 GEMM that follows must touch no rows (peers may
+   * still read this rank's y of the previous combine) */
+  if (v.status->code != COMET_ROUTE_OK)
+    for (int i = threadIdx.x; i <= v.num_experts / v.ep; i += blockDim.x) v.expert_offset[i] = 0;
+}
+
+size_t comet_combine_smem(int mode, int El, int W) {
+  return mode == COMET_COMBINE_PUSH ? sizeof(int32_t) * ((size_t)W * El + 1) : 0;
 }
 
 static comet_status_t launch_check(const char *what) {
@@ -298,46 +360,53 @@ static comet_status_t launch_check(const char *what) {
   return COMET_OK;
 }
 
-extern "C" comet_status_t comet_combine_launch(const comet_comm_view_t *v, uint64_t epoch,
-                                               const void *y, int num_tokens,
-                                               const int32_t *ids, const float *w, void *out,
-                                               int ctas, cudaStream_t stream) {
-  COMET_ARG(ctas >= 1 && ctas <= 1024, "combine: ctas = %d must be in 1..1024", ctas);
-  if (v->world > MAX_WORLD || v->world > COMBINE_THREADS)
-    return comet_set_error(COMET_ERR_UNSUPPORTED, "combine: world %d > %d", v->world, MAX_WORLD);
-  const int fp16 = v->dtype == COMET_DTYPE_FP16;
-  if (combine_pull_mode()) {
+extern "C" comet_status_t comet_combine_begin_launch(const comet_comm_view_t *v,
+                                                     const comet_arg_fault_t *arg, cudaStream_t stream) {
+  const comet_arg_fault_t none = {COMET_ARG_NONE, 0, 0, 0};
+  combine_begin_kernel<<<1, 128, 0, stream>>>(*v, arg ? *arg : none);
+  return launch_check("combine_begin_kernel");
+}
+
+template <typename T>
+static comet_status_t launch_reduce(const comet_comm_view_t *v, const char *y, int num_tokens,
+                                    const float *w, void *out, int ctas, cudaStream_t stream) {
+  if (v->combine_mode == COMET_COMBINE_PULL) {
     size_t y_off = v->off_rows; /* NULL: the dispatched rows (a round trip) */
-    if (y) {
-      y_off = v->off_y;
-      if ((const char *)y != v->win_local + v->off_y) {
-        copy_y_kernel<<<ctas, COMBINE_THREADS, 0, stream>>>(*v, (const char *)y);
-        COMET_CHECK(launch_check("copy_y_kernel"));
-      }
+    const int copy = y && y != v->win_local + v->off_y;
+    if (y) y_off = v->off_y;
+    combine_start_kernel<<<1, 128, 0, stream>>>(*v, 1, !copy);
+    COMET_CHECK(launch_check("combine_start_kernel"));
+    if (copy) { /* after the guard: a refused combine must not touch y */
+      copy_y_kernel<<<ctas, COMBINE_THREADS, 0, stream>>>(*v, y);
+      COMET_CHECK(launch_check("copy_y_kernel"));
+      combine_start_kernel<<<1, 128, 0, stream>>>(*v, 0, 1);
+      COMET_CHECK(launch_check("combine_start_kernel"));
     }
-    /* Always (ranks may pass y differently): every rank's y is in place. */
-    COMET_CHECK(comet_lsa_barrier_launch(v, stream));
-    const int grid = ctas;
-    if (fp16)
-      combine_pull_kernel<__half, 4><<<grid, COMBINE_THREADS, 0, stream>>>(*v, y_off, num_tokens, ids, w, (char *)out);
-    else
-      combine_pull_kernel<__nv_bfloat16, 4><<<grid, COMBINE_THREADS, 0, stream>>>(*v, y_off, num_tokens, ids, w, (char *)out);
-    COMET_CHECK(launch_check("combine_pull_kernel"));
-    return COMET_OK;
+    combine_pull_kernel<T, 4><<<ctas, COMBINE_THREADS, 0, stream>>>(*v, y_off, num_tokens, w, (char *)out);
+    return launch_check("combine_pull_kernel");
   }
-  const char *src = !y ? v->win_local + v->off_rows : (const char *)y;
-  const int nb = v->world * (v->num_experts / v->ep);
-  const size_t smem = sizeof(int32_t) * (size_t)(nb + 1);
+  combine_start_kernel<<<1, 128, 0, stream>>>(*v, 1, 0);
+  COMET_CHECK(launch_check("combine_start_kernel"));
+  const char *src = y ? y : v->win_local + v->off_rows;
+  const size_t smem = comet_combine_smem(v->combine_mode, v->num_experts / v->ep, v->world);
+  if (smem > 48 * 1024)
+    return comet_set_error(COMET_ERR_UNSUPPORTED, "combine (push): %zu bytes of shared memory", smem);
   switch (comet_comm_unroll()) {
-    case 4: combine_push_kernel<4><<<ctas, COMBINE_THREADS, smem, stream>>>(*v, epoch, src); break;
-    case 16: combine_push_kernel<16><<<ctas, COMBINE_THREADS, smem, stream>>>(*v, epoch, src); break;
-    default: combine_push_kernel<8><<<ctas, COMBINE_THREADS, smem, stream>>>(*v, epoch, src); break;
+    case 4: combine_push_kernel<4><<<ctas, COMBINE_THREADS, smem, stream>>>(*v, src); break;
+    case 16: combine_push_kernel<16><<<ctas, COMBINE_THREADS, smem, stream>>>(*v, src); break;
+    default: combine_push_kernel<8><<<ctas, COMBINE_THREADS, smem, stream>>>(*v, src); break;
   }
   COMET_CHECK(launch_check("combine_push_kernel"));
-  if (fp16)
-    combine_reduce_kernel<__half><<<ctas, COMBINE_THREADS, 0, stream>>>(*v, epoch, num_tokens, ids, w, (char *)out);
-  else
-    combine_reduce_kernel<__nv_bfloat16><<<ctas, COMBINE_THREADS, 0, stream>>>(*v, epoch, num_tokens, ids, w, (char *)out);
-  COMET_CHECK(launch_check("combine_reduce_kernel"));
-  return COMET_OK;
+  combine_reduce_kernel<T><<<ctas, COMBINE_THREADS, 0, stream>>>(*v, num_tokens, w, (char *)out);
+  return launch_check("combine_reduce_kernel");
+}
+
+extern "C" comet_status_t comet_combine_launch(const comet_comm_view_t *v, const void *y,
+                                               int num_tokens, const float *w, void *out, int ctas,
+                                               cudaStream_t stream) {
+  COMET_ARG(ctas >= 1 && ctas <= v->sm_budget, "combine: ctas = %d must be in 1..%d (the SM budget)",
+            ctas, v->sm_budget);
+  if (v->dtype == COMET_DTYPE_FP16)
+    return launch_reduce<__half>(v, (const char *)y, num_tokens, w, out, ctas, stream);
+  return launch_reduce<__nv_bfloat16>(v, (const char *)y, num_tokens, w, out, ctas, stream);
 }

@@ -20,14 +20,13 @@
 
 #include "error.h"
 #include "kernels/comm.h"
-#include "kernels/nccl_dev.cuh"
 #include "kernels/ptx.cuh"
 #include "kernels/sync.cuh"
+#include "kernels/wait.cuh"
 #include "plan_core.h"
 
 #define ROWS_PER_TASK 4
 #define DISPATCH_THREADS 512
-#define MAX_WORLD 64
 
 /* Copies one row of n16 16-byte vectors from src to the tp destinations:
  * each lane loads U vectors before it stores them (U*512 bytes in flight
@@ -53,17 +52,17 @@ static __device__ __forceinline__ void copy_row(const char *__restrict__ src, ch
 
 template <int U>
 __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_view_t v,
-                                                                    uint64_t epoch,
                                                                     const char *__restrict__ x) {
   if (v.status->code != COMET_ROUTE_OK) return;
+  const uint64_t epoch = comet_epoch(v);
   extern __shared__ int32_t task_prefix[]; /* [E+1], in visiting order */
-  __shared__ char *peer[MAX_WORLD];
+  __shared__ char *peer[COMET_MAX_WORLD];
   const int E = v.num_experts, K = v.topk, W = v.world, s = v.rank;
   const int El = E / v.ep, tp = v.tp;
   const int rot = ((s / tp + 1) % v.ep) * El; /* first expert visited */
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
   const int n16 = (int)(row_bytes / 16);
-  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, v.win_local, p);
+  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = v.peer[p];
   if (threadIdx.x == 0) {
     int32_t acc = 0;
     for (int i = 0; i < E; ++i) {
@@ -130,24 +129,24 @@ __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_v
 }
 
 
-/* ---- pull variant (COMET_DISPATCH_MODE=pull): each receiver copies its rows in from the
+/* ---- pull variant (COMET_DISPATCH_MODE=pull at layer creation): each receiver copies its rows in from the
  * sources' windows (x region), a block (el, j) at a time in (j, el) order
  * (own rows first, then each rank reading from a different source, ring
  * style), and publishes its own block flags: the GEMM that waits on them
  * runs on the same GPU. Remote loads are latency-bound, so each lane keeps
  * PULL_U 16-byte loads in flight before its local stores. */
 #define PULL_U 16
-__global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_pull_kernel(comet_comm_view_t v,
-                                                                         uint64_t epoch) {
+__global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_pull_kernel(comet_comm_view_t v) {
   if (v.status->code != COMET_ROUTE_OK) return;
+  const uint64_t epoch = comet_epoch(v);
   extern __shared__ int32_t task_prefix[]; /* [El*W + 1], blocks in (j, el) order */
-  __shared__ const char *xsrc[MAX_WORLD];
+  __shared__ const char *xsrc[COMET_MAX_WORLD];
   const int W = v.world, El = v.num_experts / v.ep, nb = El * W;
   const int32_t *bo = v.block_offset;
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
   const int n16 = (int)(row_bytes / 16);
   for (int p = threadIdx.x; p < W; p += blockDim.x)
-    xsrc[p] = comet_peer_base(v.win, v.win_local, p) + v.off_x;
+    xsrc[p] = v.peer[p] + v.off_x;
   if (threadIdx.x == 0) {
     int32_t acc = 0;
     for (int b = 0; b < nb; ++b) {
@@ -197,6 +196,13 @@ __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_pull_kernel(comet_c
   }
 }
 
+/* Every rank's x is in its window before any rank pulls (skipped on every
+ * rank when the plan was refused). */
+__global__ void __launch_bounds__(128) dispatch_barrier_kernel(comet_comm_view_t v) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  comet_barrier_cta(v, comet_epoch(v), COMET_BAR_DISPATCH);
+}
+
 /* This rank's num_tokens rows of x into the window's x region. */
 __global__ void copy_x_kernel(comet_comm_view_t v, const char *__restrict__ x, int num_tokens) {
   if (v.status->code != COMET_ROUTE_OK) return;
@@ -208,7 +214,7 @@ __global__ void copy_x_kernel(comet_comm_view_t v, const char *__restrict__ x, i
 
 /* ---- bulk-copy (TMA) variant: lane 0 of each warp runs a pipeline of
  * TMA_STAGES row chunks of up to TMA_CHUNK bytes through shared memory, two
- * loads ahead of its stores. An experiment (env COMET_DISPATCH_MODE=tma). */
+ * loads ahead of its stores. An experiment (COMET_DISPATCH_MODE=tma at layer creation). */
 #define TMA_THREADS 256
 #define TMA_STAGES 4
 #define TMA_AHEAD 2 /* = TMA_STAGES - 2: bulk_wait_read<1> frees the stage to refill */
@@ -220,11 +226,12 @@ static size_t tma_smem_bytes(int E) {
          (size_t)(TMA_THREADS / 32) * TMA_STAGES * TMA_CHUNK;
 }
 
-__global__ void __launch_bounds__(TMA_THREADS) dispatch_tma_kernel(comet_comm_view_t v, uint64_t epoch,
+__global__ void __launch_bounds__(TMA_THREADS) dispatch_tma_kernel(comet_comm_view_t v,
                                                                    const char *__restrict__ x) {
   if (v.status->code != COMET_ROUTE_OK) return;
+  const uint64_t epoch = comet_epoch(v);
   extern __shared__ __align__(128) char smem[];
-  __shared__ char *peer[MAX_WORLD];
+  __shared__ char *peer[COMET_MAX_WORLD];
   const int E = v.num_experts, K = v.topk, W = v.world, s = v.rank;
   const int El = E / v.ep, tp = v.tp;
   const size_t head = ((size_t)(E + 1) * 4 + 127) / 128 * 128;
@@ -234,7 +241,7 @@ __global__ void __launch_bounds__(TMA_THREADS) dispatch_tma_kernel(comet_comm_vi
   const int rot = ((s / tp + 1) % v.ep) * El;
   const uint32_t row_bytes = (uint32_t)v.hidden * v.elem_bytes;
   const int nc = (int)((row_bytes + TMA_CHUNK - 1) / TMA_CHUNK);
-  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = comet_peer_base(v.win, v.win_local, p);
+  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = v.peer[p];
   if (threadIdx.x == 0) {
     int32_t acc = 0;
     for (int i = 0; i < E; ++i) {
@@ -314,16 +321,7 @@ __global__ void __launch_bounds__(TMA_THREADS) dispatch_tma_kernel(comet_comm_vi
   }
 }
 
-/* push (default: faster on 4x H100 and 2x H200, bench/results/comm-*),
- * pull, or tma (push through bulk copies): env COMET_DISPATCH_MODE. */
-static int dispatch_mode(void) {
-  const char *m = getenv("COMET_DISPATCH_MODE");
-  if (m && !strcmp(m, "pull")) return 0;
-  if (m && !strcmp(m, "tma")) return 2;
-  return 1;
-}
-
-/* Unroll (16-byte vectors per lane in flight): COMET_DISPATCH_UNROLL = 4, 8
+/* Unroll (16-byte vectors per lane in flight): COMET_COMM_UNROLL = 4, 8
  * or 16 for experiments; 8 by default. */
 int comet_comm_unroll(void) {
   const char *u = getenv("COMET_COMM_UNROLL");
@@ -331,49 +329,66 @@ int comet_comm_unroll(void) {
   return (x == 4 || x == 16) ? x : 8;
 }
 
-extern "C" comet_status_t comet_dispatch_launch(const comet_comm_view_t *v, uint64_t epoch,
-                                                const void *x, int num_tokens, int ctas,
-                                                cudaStream_t stream) {
-  COMET_ARG(ctas >= 1 && ctas <= 1024, "dispatch: ctas = %d must be in 1..1024", ctas);
-  if (v->world > MAX_WORLD)
-    return comet_set_error(COMET_ERR_UNSUPPORTED, "dispatch: world %d > %d", v->world, MAX_WORLD);
-  const int mode = dispatch_mode();
-  if (mode == 0) {
+size_t comet_dispatch_smem(int mode, int E, int El, int W) {
+  if (mode == COMET_DISPATCH_PULL) return sizeof(int32_t) * ((size_t)W * El + 1);
+  if (mode == COMET_DISPATCH_TMA) return tma_smem_bytes(E);
+  return sizeof(int32_t) * ((size_t)E + 1);
+}
+
+static comet_status_t launched(const char *what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess)
+    return comet_set_error(COMET_ERR_CUDA, "launch of %s failed: %s", what, cudaGetErrorString(e));
+  return COMET_OK;
+}
+
+static comet_status_t allow_smem(const void *fn, size_t bytes, const char *what) {
+  if (bytes <= 48 * 1024) return COMET_OK;
+  cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+  if (e != cudaSuccess)
+    return comet_set_error(COMET_ERR_UNSUPPORTED, "%s: %zu bytes of shared memory refused: %s", what,
+                           bytes, cudaGetErrorString(e));
+  return COMET_OK;
+}
+
+extern "C" comet_status_t comet_dispatch_launch(const comet_comm_view_t *v, const void *x,
+                                                int num_tokens, int ctas, cudaStream_t stream) {
+  COMET_ARG(ctas >= 1 && ctas <= v->sm_budget, "dispatch: ctas = %d must be in 1..%d (the SM budget)",
+            ctas, v->sm_budget);
+  const size_t smem = comet_dispatch_smem(v->dispatch_mode, v->num_experts, v->num_experts / v->ep, v->world);
+  if (v->dispatch_mode == COMET_DISPATCH_PULL) {
     if (x && num_tokens > 0 && (const char *)x != v->win_local + v->off_x) {
       copy_x_kernel<<<ctas, DISPATCH_THREADS, 0, stream>>>(*v, (const char *)x, num_tokens);
-      cudaError_t e = cudaGetLastError();
-      if (e != cudaSuccess)
-        return comet_set_error(COMET_ERR_CUDA, "launch of copy_x_kernel failed: %s", cudaGetErrorString(e));
+      COMET_CHECK(launched("copy_x_kernel"));
     }
     /* Always (so that ranks passing x differently still meet): peers read
      * x only once every rank's copy is in. */
-    COMET_CHECK(comet_lsa_barrier_launch(v, stream));
-    const size_t smem = sizeof(int32_t) * (size_t)(v->world * (v->num_experts / v->ep) + 1);
-    dispatch_pull_kernel<<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, epoch);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess)
-      return comet_set_error(COMET_ERR_CUDA, "launch of dispatch_pull_kernel failed: %s", cudaGetErrorString(e));
-    return COMET_OK;
+    if (v->world > 1) {
+      dispatch_barrier_kernel<<<1, 128, 0, stream>>>(*v);
+      COMET_CHECK(launched("dispatch_barrier_kernel"));
+    }
+    COMET_CHECK(allow_smem((const void *)dispatch_pull_kernel, smem, "dispatch (pull)"));
+    dispatch_pull_kernel<<<ctas, DISPATCH_THREADS, smem, stream>>>(*v);
+    return launched("dispatch_pull_kernel");
   }
-  if (mode == 2) {
-    const size_t smem = tma_smem_bytes(v->num_experts);
-    if (cudaFuncSetAttribute(dispatch_tma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)smem) != cudaSuccess)
-      return comet_set_error(COMET_ERR_CUDA, "dispatch (tma): %zu bytes of shared memory refused", smem);
-    dispatch_tma_kernel<<<ctas, TMA_THREADS, smem, stream>>>(*v, epoch, (const char *)x);
-    cudaError_t e = cudaGetLastError();
-    if (e != cudaSuccess)
-      return comet_set_error(COMET_ERR_CUDA, "launch of dispatch_tma_kernel failed: %s", cudaGetErrorString(e));
-    return COMET_OK;
+  if (v->dispatch_mode == COMET_DISPATCH_TMA) {
+    COMET_CHECK(allow_smem((const void *)dispatch_tma_kernel, smem, "dispatch (tma)"));
+    dispatch_tma_kernel<<<ctas, TMA_THREADS, smem, stream>>>(*v, (const char *)x);
+    return launched("dispatch_tma_kernel");
   }
-  const size_t smem = sizeof(int32_t) * (size_t)(v->num_experts + 1);
   switch (comet_comm_unroll()) {
-    case 4: dispatch_kernel<4><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, epoch, (const char *)x); break;
-    case 16: dispatch_kernel<16><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, epoch, (const char *)x); break;
-    default: dispatch_kernel<8><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, epoch, (const char *)x); break;
+    case 4:
+      COMET_CHECK(allow_smem((const void *)dispatch_kernel<4>, smem, "dispatch"));
+      dispatch_kernel<4><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, (const char *)x);
+      break;
+    case 16:
+      COMET_CHECK(allow_smem((const void *)dispatch_kernel<16>, smem, "dispatch"));
+      dispatch_kernel<16><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, (const char *)x);
+      break;
+    default:
+      COMET_CHECK(allow_smem((const void *)dispatch_kernel<8>, smem, "dispatch"));
+      dispatch_kernel<8><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, (const char *)x);
+      break;
   }
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_CUDA, "launch of dispatch_kernel failed: %s", cudaGetErrorString(e));
-  return COMET_OK;
+  return launched("dispatch_kernel");
 }

@@ -8,6 +8,8 @@
 #include "error.h"
 #include "kernels/forward.h"
 #include "kernels/sync.cuh"
+#include "kernels/wait.cuh"
+#include "plan_core.h"
 
 static comet_status_t launch_check(const char *what) {
   cudaError_t e = cudaGetLastError();
@@ -16,23 +18,26 @@ static comet_status_t launch_check(const char *what) {
   return COMET_OK;
 }
 
-__global__ void wait_dispatch_kernel(comet_comm_view_t v, uint64_t epoch) {
+__global__ void wait_dispatch_kernel(comet_comm_view_t v) {
   const int El = v.num_experts / v.ep, W = v.world;
-  if (v.status->code != COMET_ROUTE_OK) {
-    /* A refused plan's offsets may exceed the buffers: make every expert
-     * empty so that the GEMMs after this do nothing. */
-    for (int i = threadIdx.x; i <= El; i += blockDim.x) v.expert_offset[i] = 0;
-    return;
+  bool ok = v.status->code == COMET_ROUTE_OK;
+  if (ok) {
+    const uint64_t epoch = comet_epoch(v);
+    const uint64_t *flags = (const uint64_t *)(v.win_local + v.off_dflags);
+    for (int i = threadIdx.x; i < El * W && ok; i += blockDim.x)
+      ok = comet_wait_geq(v, flags + i, epoch, COMET_WAIT_DISPATCH,
+                          comet_plan_source(v.rank, i % W, W), i / W, i % W);
   }
-  const uint64_t *flags = (const uint64_t *)(v.win_local + v.off_dflags);
-  for (int i = threadIdx.x; i < El * W; i += blockDim.x)
-    wait_geq_acquire_sys(flags + i, epoch, "dispatch flag", i / W, i % W);
-  __syncthreads();
+  /* A refused plan's offsets may exceed the buffers, and rows of a wait that
+   * gave up are incomplete: make every expert empty so that the GEMMs after
+   * this do nothing. */
+  if (!__syncthreads_and(ok))
+    for (int i = threadIdx.x; i <= El; i += blockDim.x) v.expert_offset[i] = 0;
 }
 
-extern "C" comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *v, uint64_t epoch,
+extern "C" comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *v,
                                                      cudaStream_t stream) {
-  wait_dispatch_kernel<<<1, 256, 0, stream>>>(*v, epoch);
+  wait_dispatch_kernel<<<1, 256, 0, stream>>>(*v);
   return launch_check("wait_dispatch_kernel");
 }
 

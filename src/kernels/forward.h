@@ -13,10 +13,10 @@ extern "C" {
 #endif
 
 /* Waits (one CTA) until every dispatch block flag (el, j) of this rank has
- * reached epoch: all rows routed here have arrived. When the plan failed (no
- * flags are published then) it empties the plan's experts instead, so the
- * GEMMs that follow touch no rows. */
-comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *view, uint64_t epoch,
+ * reached the call's epoch: all rows routed here have arrived. When the plan
+ * failed (no flags are published then) or a wait gave up, it empties the
+ * plan's experts instead, so the GEMMs that follow touch no rows. */
+comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *view,
                                           struct CUstream_st *stream);
 
 /* In place on h [rows, n] (rows = *rows_dev, read on the device): GELU

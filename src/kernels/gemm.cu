@@ -237,6 +237,7 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
   COMET_CHECK(check_params(p));
   int sms = 0;
   COMET_CHECK(sm_count(&sms));
+  if (p->num_ctas > 0 && p->num_ctas < sms) sms = p->num_ctas; /* the caller's SM budget */
   const int wide = choose_tile(p, sms) == COMET_GEMM_TILE_WIDE ? 256 : 128;
   if (tile_m) *tile_m = kBM;
   if (tile_n) *tile_n = p->epilogue == COMET_GEMM_EPI_SWIGLU ? wide / 2 : wide;
@@ -364,6 +365,7 @@ extern "C" comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struc
   if (p->max_rows == 0) return COMET_OK;
   int sms = 0;
   COMET_CHECK(sm_count(&sms));
+  if (p->num_ctas > 0 && p->num_ctas < sms) sms = p->num_ctas; /* the caller's SM budget */
   const bool sw = p->epilogue == COMET_GEMM_EPI_SWIGLU, fp16 = p->dtype == COMET_DTYPE_FP16;
   comet_status_t st;
   if (sw) st = fp16 ? launch_shape<true, true>(p, sms, stream) : launch_shape<true, false>(p, sms, stream);

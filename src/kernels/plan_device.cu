@@ -2,15 +2,17 @@
  * arithmetic (plan_core.h) and the same row order as the host plan (plan.c).
  * Four kernels in stream order, no host synchronization:
  *
- *   count    (ceil(T/256) CTAs) per-CTA expert histograms; the first bad id
- *   exchange (1 CTA)  sums the histograms, writes counts and the first error
- *                     into every peer's window, LSA barrier, then derives
- *                     offsets, send offsets and bases, and the status (the
- *                     same on every rank, since every rank sees all counts)
+ *   count    (ceil(T/256) CTAs) per-CTA expert histograms; the first bad id;
+ *                     the plan's copy of the ids (slot_expert)
+ *   exchange (1 CTA)  bumps the device epoch, sums the histograms, writes
+ *                     counts and the first error (or this rank's bad
+ *                     arguments) into every peer's window, barrier, then
+ *                     derives offsets, send offsets and bases, and the status
+ *                     (the same on every rank, since every rank sees all)
  *   rows     (ceil(T/256) CTAs) rank of each (t, k) within its (source,
  *                     expert) block -> send_list, dest_row, and the
  *                     receivers' row tables (written into their windows)
- *   done     (1 CTA)  LSA barrier: the row tables are complete everywhere
+ *   done     (1 CTA)  barrier: the row tables are complete everywhere
  *
  * Counts are double-buffered by epoch parity: a fast rank writing call n+1's
  * counts cannot clobber call n's that a slow rank still reads in its
@@ -19,8 +21,8 @@
 
 #include "error.h"
 #include "kernels/comm.h"
-#include "kernels/nccl_dev.cuh"
 #include "kernels/sync.cuh"
+#include "kernels/wait.cuh"
 #include "plan_core.h"
 
 #define TPC COMET_PLAN_TOKENS_PER_CTA
@@ -49,6 +51,7 @@ __global__ void __launch_bounds__(TPC) plan_count_kernel(comet_comm_view_t v, in
       atomicMin(v.err_key, (uint32_t)(t * K + bad));
     for (int k = 0; k < K; ++k) {
       int e = row[k];
+      v.slot_expert[(size_t)t * K + k] = e;
       if (e >= 0 && e < E) atomicAdd(&hist[e], 1);
     }
   }
@@ -56,16 +59,17 @@ __global__ void __launch_bounds__(TPC) plan_count_kernel(comet_comm_view_t v, in
   for (int e = threadIdx.x; e < E; e += blockDim.x) v.cta_counts[(size_t)blockIdx.x * E + e] = hist[e];
 }
 
-__global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v, ncclDevComm dc,
-                                                            uint64_t epoch, int T,
-                                                            const int32_t *__restrict__ ids) {
+__global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v, int T,
+                                                            const int32_t *__restrict__ ids,
+                                                            comet_arg_fault_t arg) {
   extern __shared__ int32_t sm[]; /* lc[E], all[W*E], rows[W] */
   const int E = v.num_experts, K = v.topk, W = v.world, s = v.rank;
   const int El = E / v.ep, tp = v.tp;
   const comet_plan_dims_t d = dims_of(v);
   int32_t *lc = sm, *all = sm + E, *rows = sm + E + W * E;
   __shared__ int32_t err[4];
-  const int parity = (int)(epoch & 1);
+  __shared__ uint64_t epoch_s;
+  __shared__ int dead;
   const int nct = (T + TPC - 1) / TPC;
 
   for (int e = threadIdx.x; e < E; e += blockDim.x) {
@@ -74,22 +78,36 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
     lc[e] = c;
   }
   if (threadIdx.x == 0) {
+    epoch_s = *v.epoch + 1;
+    *v.epoch = epoch_s;
+    dead = comet_faulted(v);
     err[0] = err[1] = err[2] = err[3] = 0;
     uint32_t key = *v.err_key;
-    if (key != 0xffffffffu) {
+    if (arg.kind != COMET_ARG_NONE) {
+      err[0] = COMET_ROUTE_BAD_ARGS;
+      err[1] = arg.kind;
+      err[2] = arg.field;
+      err[3] = arg.value;
+    } else if (key != 0xffffffffu) {
       const int t = (int)(key / (uint32_t)K);
       int bad = 0;
       err[0] = comet_plan_check_token(ids + (size_t)t * K, K, E, &bad);
       err[1] = t;
       err[2] = bad;
       err[3] = ids[(size_t)t * K + bad];
-      *v.err_key = 0xffffffffu; /* ready for the next call */
     }
+    *v.err_key = 0xffffffffu; /* ready for the next call */
   }
   __syncthreads();
+  if (dead) { /* an earlier wait of this layer gave up: the layer is dead */
+    if (threadIdx.x == 0) v.status->code = COMET_ROUTE_FAULT;
+    return;
+  }
+  const uint64_t epoch = epoch_s;
+  const int parity = (int)(epoch & 1);
   /* Our counts and first error into every rank's window (ourselves included). */
   for (int p = 0; p < W; ++p) {
-    char *base = comet_peer_base(v.win, v.win_local, p);
+    char *base = v.peer[p];
     int32_t *pc = (int32_t *)(base + v.off_counts) + ((size_t)parity * W + s) * E;
     for (int e = threadIdx.x; e < E; e += blockDim.x) pc[e] = lc[e];
     if (threadIdx.x == 0) {
@@ -97,7 +115,7 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
       *pe = make_int4(err[0], err[1], err[2], err[3]);
     }
   }
-  if (W > 1) comet_lsa_barrier_cta(dc, 0);
+  if (!comet_barrier_cta(v, epoch, COMET_BAR_PLAN)) return; /* status is FAULT */
 
   const int32_t *mc = (const int32_t *)(v.win_local + v.off_counts) + (size_t)parity * W * E;
   for (int i = threadIdx.x; i < W * E; i += blockDim.x) {
@@ -195,7 +213,7 @@ __global__ void __launch_bounds__(TPC) plan_rows_kernel(comet_comm_view_t v, int
           const int q = g * tp + i;
           const int32_t r = v.send_base[e * tp + i] + idx;
           v.dest_row[(size_t)tk * tp + i] = r;
-          char *pb = comet_peer_base(v.win, v.win_local, q);
+          char *pb = v.peer[q];
           ((int32_t *)(pb + v.off_row_src))[r] = s;
           ((int32_t *)(pb + v.off_row_token))[r] = t;
           ((int32_t *)(pb + v.off_row_slot))[r] = kk;
@@ -207,19 +225,12 @@ __global__ void __launch_bounds__(TPC) plan_rows_kernel(comet_comm_view_t v, int
   (void)W;
 }
 
-/* Every rank's row-table stores (the previous kernel) are visible after this. */
-__global__ void __launch_bounds__(128) plan_done_kernel(ncclDevComm dc) {
-  comet_lsa_barrier_cta(dc, 0);
-}
-
-/* The LSA barrier alone (after a local copy into the window, say). */
-extern "C" comet_status_t comet_lsa_barrier_launch(const comet_comm_view_t *v, cudaStream_t stream) {
-  if (v->world == 1) return COMET_OK;
-  plan_done_kernel<<<1, 128, 0, stream>>>(*(const ncclDevComm *)v->devcomm);
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_CUDA, "launch of the LSA barrier failed: %s", cudaGetErrorString(e));
-  return COMET_OK;
+/* Every rank's row-table stores (the previous kernel) are visible after
+ * this. Skipped on every rank when the plan was refused (the status is the
+ * same everywhere then, and no row tables were written). */
+__global__ void __launch_bounds__(128) plan_done_kernel(comet_comm_view_t v) {
+  if (v.status->code != COMET_ROUTE_OK) return;
+  comet_barrier_cta(v, comet_epoch(v), COMET_BAR_PLAN_DONE);
 }
 
 static comet_status_t launch_check(const char *what) {
@@ -229,31 +240,49 @@ static comet_status_t launch_check(const char *what) {
   return COMET_OK;
 }
 
-extern "C" comet_status_t comet_plan_device_launch(const comet_comm_view_t *v, uint64_t epoch,
-                                                   int T, const int32_t *ids, cudaStream_t stream) {
-  ncclDevComm none = {}; /* world 1: no device communicator, no barriers */
-  const ncclDevComm &dc = v->devcomm ? *(const ncclDevComm *)v->devcomm : none;
+/* Raises a kernel's dynamic shared memory limit when it needs more than the
+ * default 48 KiB. */
+static comet_status_t allow_smem(const void *fn, size_t bytes, const char *what) {
+  if (bytes <= 48 * 1024) return COMET_OK;
+  cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+  if (e != cudaSuccess)
+    return comet_set_error(COMET_ERR_UNSUPPORTED, "%s needs %zu bytes of shared memory: %s", what,
+                           bytes, cudaGetErrorString(e));
+  return COMET_OK;
+}
+
+size_t comet_plan_count_smem(int E) { return sizeof(int32_t) * (size_t)E; }
+size_t comet_plan_exchange_smem(int E, int W) {
+  return sizeof(int32_t) * ((size_t)E + (size_t)W * E + (size_t)W);
+}
+size_t comet_plan_rows_smem(int K) { return sizeof(int32_t) * (size_t)TPC * (size_t)K; }
+
+extern "C" comet_status_t comet_plan_device_launch(const comet_comm_view_t *v, int T,
+                                                   const int32_t *ids, const comet_arg_fault_t *arg,
+                                                   cudaStream_t stream) {
   const int E = v->num_experts, W = v->world, K = v->topk;
+  comet_arg_fault_t none = {COMET_ARG_NONE, 0, 0, 0};
+  if (arg && arg->kind != COMET_ARG_NONE) T = 0; /* report, plan nothing */
+  else arg = &none;
   const int nct = (T + TPC - 1) / TPC;
   if (nct > 0) {
-    plan_count_kernel<<<nct, TPC, sizeof(int32_t) * E, stream>>>(*v, T, ids);
+    const size_t smem = comet_plan_count_smem(E);
+    COMET_CHECK(allow_smem((const void *)plan_count_kernel, smem, "plan_count_kernel"));
+    plan_count_kernel<<<nct, TPC, smem, stream>>>(*v, T, ids);
     COMET_CHECK(launch_check("plan_count_kernel"));
   }
-  size_t smem = sizeof(int32_t) * ((size_t)E + (size_t)W * E + W);
-  if (smem > 48 * 1024) {
-    if (cudaFuncSetAttribute(plan_exchange_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             (int)smem) != cudaSuccess)
-      return comet_set_error(COMET_ERR_UNSUPPORTED, "plan: %d experts x %d ranks need %zu bytes of "
-                             "shared memory", E, W, smem);
-  }
-  plan_exchange_kernel<<<1, 512, smem, stream>>>(*v, dc, epoch, T, ids);
+  const size_t smem = comet_plan_exchange_smem(E, W);
+  COMET_CHECK(allow_smem((const void *)plan_exchange_kernel, smem, "plan_exchange_kernel"));
+  plan_exchange_kernel<<<1, 512, smem, stream>>>(*v, T, ids, *arg);
   COMET_CHECK(launch_check("plan_exchange_kernel"));
   if (nct > 0) {
-    plan_rows_kernel<<<nct, TPC, sizeof(int32_t) * TPC * K, stream>>>(*v, T, ids);
+    const size_t rs = comet_plan_rows_smem(K);
+    COMET_CHECK(allow_smem((const void *)plan_rows_kernel, rs, "plan_rows_kernel"));
+    plan_rows_kernel<<<nct, TPC, rs, stream>>>(*v, T, ids);
     COMET_CHECK(launch_check("plan_rows_kernel"));
   }
   if (W > 1) {
-    plan_done_kernel<<<1, 128, 0, stream>>>(dc);
+    plan_done_kernel<<<1, 128, 0, stream>>>(*v);
     COMET_CHECK(launch_check("plan_done_kernel"));
   }
   return COMET_OK;

@@ -99,6 +99,12 @@ __device__ __forceinline__ void fence_proxy_async_global() {
 
 /* ---- memory-ordering loads and stores (9.7.9.8 ld, 9.7.9.10 st; 8.x model) ---- */
 
+/* Nanoseconds of the global timer (PTX ISA 10.22, %globaltimer): coarse, for timeouts. */
+__device__ __forceinline__ uint64_t globaltimer_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
 __device__ __forceinline__ uint32_t ld_acquire_sys_u32(const uint32_t *p) {
   uint32_t v;
   asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");

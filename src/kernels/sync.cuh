@@ -1,12 +1,12 @@
 /* sync.cuh — memory-ordering wrappers named by operation, semantics and
  * scope (PTX ISA 8.x, section 9.7.12 "Parallel Synchronization and
  * Communication Instructions" and the memory consistency model, 8.x), the
- * 16-byte vector accesses of the data movers, and bounded spin-waits.
+ * 16-byte vector accesses of the data movers.
  *
  * Flags in symmetric windows are read and written by other GPUs over NVLink,
  * so every flag access is at system (.sys) scope. A producer publishes data
  * with st_release_sys(flag, epoch) after its data stores; a consumer waits
- * with wait_geq_acquire_sys(flag, epoch) before reading the data. */
+ * with comet_wait_geq (wait.cuh, bounded) before reading the data. */
 #ifndef COMET_SYNC_CUH
 #define COMET_SYNC_CUH
 
@@ -91,41 +91,12 @@ template <int N> __device__ __forceinline__ void bulk_wait_read() {
  * generic-proxy ones (the release that publishes them). */
 __device__ __forceinline__ void fence_proxy_async_all() { asm volatile("fence.proxy.async;" ::: "memory"); }
 
-/* ---- bounded waits ----
- * Release builds spin until the flag reaches the target. Debug builds
- * (COMET_DEBUG_WAITS) give up after about COMET_WAIT_TIMEOUT_NS, print who
- * waited on what, and trap, so that a protocol bug fails loudly instead of
- * hanging the run. */
-#ifndef COMET_WAIT_TIMEOUT_NS
-#define COMET_WAIT_TIMEOUT_NS 10000000000ull /* 10 s */
-#endif
+/* ---- plain system-scope accesses for fault words and the abort word ---- */
 
-__device__ __forceinline__ uint64_t globaltimer_ns() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
-  return t;
-}
-
-/* Waits until *flag >= target (acquire, system scope). `what`, a and b name
- * the flag in the timeout message. Epochs are monotone, so >= also accepts a
- * producer that is already one call ahead. */
-__device__ __forceinline__ void wait_geq_acquire_sys(const uint64_t *flag, uint64_t target,
-                                                     const char *what, int a, int b) {
-#ifdef COMET_DEBUG_WAITS
-  const uint64_t t0 = globaltimer_ns();
-#endif
-  while (ld_acquire_sys_u64(flag) < target) {
-#ifdef COMET_DEBUG_WAITS
-    if (globaltimer_ns() - t0 > COMET_WAIT_TIMEOUT_NS) {
-      printf("comet: block %d thread %d timed out waiting for %s[%d][%d] >= %llu (has %llu)\n",
-             (int)blockIdx.x, (int)threadIdx.x, what, a, b, (unsigned long long)target,
-             (unsigned long long)ld_acquire_sys_u64(flag));
-      __trap();
-    }
-#else
-    (void)what, (void)a, (void)b;
-#endif
-  }
+__device__ __forceinline__ uint32_t ld_relaxed_sys_u32(const uint32_t *p) {
+  uint32_t v;
+  asm volatile("ld.relaxed.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
 }
 
 #endif /* COMET_SYNC_CUH */

@@ -1,5 +1,6 @@
 /* test_args.c — per-call argument checks of the forward and the fused ops:
- * each bad argument gets INVALID_ARGUMENT with a message naming it. */
+ * each bad argument gets INVALID_ARGUMENT with a message naming it, and the
+ * fault record the plan sends to the other ranks says the same. */
 #include "args.h"
 #include "test_util.h"
 
@@ -9,55 +10,62 @@ int main(void) {
   c.max_tokens_per_rank = 128;
   static _Alignas(16) char buf[4][64];
   const int32_t ids[4] = {0};
+  (void)ids;
   const float w[4] = {0};
+  comet_arg_fault_t f;
 
   comet_moe_args_t a = COMET_MOE_ARGS_INITIALIZER;
   a.num_tokens = 2; a.x = buf[0]; a.topk_ids = ids; a.topk_weights = w; a.w1 = buf[1];
   a.w2 = buf[2]; a.out = buf[3];
-  CHECK_OK(comet_moe_args_check(&c, &a));
+  CHECK_OK(comet_moe_args_check(&c, &a, &f));
   comet_moe_args_t b = a; b.num_tokens = 129;
-  CHECK_ERR(comet_moe_args_check(&c, &b), COMET_ERR_INVALID_ARGUMENT, "num_tokens = 129 outside 0..max_tokens_per_rank (128)");
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "num_tokens = 129 outside 0..max_tokens_per_rank (128)");
   b = a; b.num_tokens = -1;
-  CHECK_ERR(comet_moe_args_check(&c, &b), COMET_ERR_INVALID_ARGUMENT, "num_tokens = -1");
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "num_tokens = -1");
+  CHECK(f.kind == COMET_ARG_TOKENS && f.value == -1);
   b = a; b.x = NULL;
-  CHECK_ERR(comet_moe_args_check(&c, &b), COMET_ERR_INVALID_ARGUMENT, "comet_moe_forward: x is NULL");
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "comet_moe_forward: x is NULL");
+  CHECK(f.kind == COMET_ARG_NULL && f.field == COMET_FIELD_X);
   b = a; b.out = buf[3] + 2;
-  CHECK_ERR(comet_moe_args_check(&c, &b), COMET_ERR_INVALID_ARGUMENT, "out = ");
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "out = ");
   CHECK(strstr(comet_last_error(), "not 16-byte aligned") != NULL);
+  CHECK(f.kind == COMET_ARG_ALIGN && f.field == COMET_FIELD_OUT);
   b = a; b.topk_ids = NULL;
-  CHECK_ERR(comet_moe_args_check(&c, &b), COMET_ERR_INVALID_ARGUMENT, "topk_ids is NULL");
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "topk_ids is NULL");
   b = a; b.topk_weights = NULL;
-  CHECK_ERR(comet_moe_args_check(&c, &b), COMET_ERR_INVALID_ARGUMENT, "topk_weights is NULL");
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "topk_weights is NULL");
   b = a; b.w1 = NULL;
-  CHECK_ERR(comet_moe_args_check(&c, &b), COMET_ERR_INVALID_ARGUMENT, "w1 is NULL");
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "w1 is NULL");
   b = a; b.w2 = NULL;
-  CHECK_ERR(comet_moe_args_check(&c, &b), COMET_ERR_INVALID_ARGUMENT, "w2 is NULL");
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "w2 is NULL");
   b = a; b.size = 8;
-  CHECK_ERR(comet_moe_args_check(&c, &b), COMET_ERR_INVALID_ARGUMENT, "args.size = 8");
-  CHECK_ERR(comet_moe_args_check(&c, NULL), COMET_ERR_INVALID_ARGUMENT, "args is NULL");
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "args.size = 8");
+  CHECK_ERR(comet_moe_args_check(&c, NULL, &f), COMET_ERR_INVALID_ARGUMENT, "args is NULL");
+  CHECK(f.kind == COMET_ARG_STRUCT);
   /* A rank with no tokens may pass NULL token pointers; it still needs weights
    * (it computes the experts for the other ranks' tokens). */
   b = a; b.num_tokens = 0; b.x = NULL; b.out = NULL; b.topk_ids = NULL; b.topk_weights = NULL;
-  CHECK_OK(comet_moe_args_check(&c, &b));
+  CHECK_OK(comet_moe_args_check(&c, &b, &f));
+  CHECK(f.kind == COMET_ARG_NONE);
 
   comet_dispatch_gemm_args_t d = COMET_DISPATCH_GEMM_ARGS_INITIALIZER;
   d.num_tokens = 2; d.x = buf[0]; d.topk_ids = ids; d.w1 = buf[1];
-  CHECK_OK(comet_dispatch_gemm_args_check(&c, &d));
+  CHECK_OK(comet_dispatch_gemm_args_check(&c, &d, &f));
   comet_dispatch_gemm_args_t d2 = d; d2.w1 = NULL;
-  CHECK_ERR(comet_dispatch_gemm_args_check(&c, &d2), COMET_ERR_INVALID_ARGUMENT, "comet_dispatch_gemm: w1 is NULL");
+  CHECK_ERR(comet_dispatch_gemm_args_check(&c, &d2, &f), COMET_ERR_INVALID_ARGUMENT, "comet_dispatch_gemm: w1 is NULL");
   d2 = d; d2.h = buf[2] + 4;
-  CHECK_ERR(comet_dispatch_gemm_args_check(&c, &d2), COMET_ERR_INVALID_ARGUMENT, "h = ");
+  CHECK_ERR(comet_dispatch_gemm_args_check(&c, &d2, &f), COMET_ERR_INVALID_ARGUMENT, "h = ");
   d2 = d; d2.num_tokens = 500;
-  CHECK_ERR(comet_dispatch_gemm_args_check(&c, &d2), COMET_ERR_INVALID_ARGUMENT, "comet_dispatch_gemm: num_tokens = 500");
+  CHECK_ERR(comet_dispatch_gemm_args_check(&c, &d2, &f), COMET_ERR_INVALID_ARGUMENT, "comet_dispatch_gemm: num_tokens = 500");
 
   comet_gemm_combine_args_t g = COMET_GEMM_COMBINE_ARGS_INITIALIZER;
-  g.num_tokens = 2; g.topk_ids = ids; g.topk_weights = w; g.w2 = buf[2]; g.out = buf[3];
-  CHECK_OK(comet_gemm_combine_args_check(&c, &g));
+  g.num_tokens = 2; g.topk_weights = w; g.w2 = buf[2]; g.out = buf[3];
+  CHECK_OK(comet_gemm_combine_args_check(&c, &g, &f));
   comet_gemm_combine_args_t g2 = g; g2.out = NULL;
-  CHECK_ERR(comet_gemm_combine_args_check(&c, &g2), COMET_ERR_INVALID_ARGUMENT, "comet_gemm_combine: out is NULL");
+  CHECK_ERR(comet_gemm_combine_args_check(&c, &g2, &f), COMET_ERR_INVALID_ARGUMENT, "comet_gemm_combine: out is NULL");
   g2 = g; g2.topk_weights = NULL;
-  CHECK_ERR(comet_gemm_combine_args_check(&c, &g2), COMET_ERR_INVALID_ARGUMENT, "topk_weights is NULL");
+  CHECK_ERR(comet_gemm_combine_args_check(&c, &g2, &f), COMET_ERR_INVALID_ARGUMENT, "topk_weights is NULL");
   g2 = g; g2.size = 0;
-  CHECK_ERR(comet_gemm_combine_args_check(&c, &g2), COMET_ERR_INVALID_ARGUMENT, "args.size = 0");
+  CHECK_ERR(comet_gemm_combine_args_check(&c, &g2, &f), COMET_ERR_INVALID_ARGUMENT, "args.size = 0");
   return test_finish("test_args");
 }

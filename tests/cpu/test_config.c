@@ -58,11 +58,23 @@ int main(void) {
   CHECK_ERR(comet_config_validate(&c, 4), COMET_ERR_UNSUPPORTED, "fp8_e4m3");
   c = good(); c.activation = (comet_activation_t)9;
   CHECK_ERR(comet_config_validate(&c, 4), COMET_ERR_INVALID_ARGUMENT, "config.activation = 9");
-  c = good(); c.ep = 1; c.tp = 4; c.num_experts = 256; c.topk = 8; c.max_tokens_per_rank = 1 << 27;
+  c = good(); c.ep = 4; c.tp = 1; c.num_experts = 256; c.topk = 8; c.max_tokens_per_rank = 1 << 27;
   c.ffn = 2048;
   CHECK_ERR(comet_config_validate(&c, 4), COMET_ERR_INVALID_ARGUMENT, "max_rows_per_rank");
   c.max_rows_per_rank = 1 << 24;
   CHECK_OK(comet_config_validate(&c, 4));
+  c.ep = 1; c.tp = 4; /* T * K * tp slot indices overflow */
+  CHECK_ERR(comet_config_validate(&c, 4), COMET_ERR_UNSUPPORTED, "overflows 32-bit slot indices");
+
+  /* What the kernels cannot run is refused: a config that validates runs. */
+  c = good(); c.num_experts = 4096; c.topk = 300; c.ep = 4;
+  CHECK_ERR(comet_config_validate(&c, 4), COMET_ERR_UNSUPPORTED, "plan's row kernel");
+  c = good(); c.num_experts = 16384; c.ep = 4;
+  CHECK_ERR(comet_config_validate(&c, 4), COMET_ERR_UNSUPPORTED, "local experts");
+  c = good(); c.num_experts = 4096 * 4; c.ep = 16; c.tp = 4;
+  CHECK_ERR(comet_config_validate(&c, 64), COMET_ERR_UNSUPPORTED, "shared memory");
+  c = good(); c.num_experts = 128; c.ep = 128;
+  CHECK_ERR(comet_config_validate(&c, 128), COMET_ERR_UNSUPPORTED, "up to 64 ranks");
 
   /* Edge shapes that must be accepted: E = 1, K = 1, W = 1, K = E. */
   c = good(); c.num_experts = 1; c.topk = 1; c.ep = 1;

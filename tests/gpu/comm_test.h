@@ -1,6 +1,9 @@
-/* comm_test.h — shared by the communication GPU tests: routings every rank
- * can regenerate for every other rank (seeded by run seed, case and rank),
- * layer setup inside a launched rank, small CUDA checks. */
+/* comm_test.h — shared by the multi-rank GPU tests: which worlds a test runs
+ * in (W = 1 on a real GPU, W = 2, 4, 8 in the loopback world on one GPU,
+ * NCCL on as many GPUs as there are) and the JSON line each world records;
+ * the rank's context for either transport; routings every rank can
+ * regenerate for every other rank (seeded by run seed, case and rank);
+ * small CUDA checks. */
 #ifndef COMET_COMM_TEST_H
 #define COMET_COMM_TEST_H
 
@@ -10,6 +13,7 @@
 #include <string.h>
 
 #include "comet.h"
+#include "context.h"
 #include "launch.h"
 #include "layer.h"
 #include "plan.h"
@@ -76,6 +80,103 @@ static inline void gen_bits16(uint64_t seed, size_t n, uint16_t *out, int fp16) 
     out[i] = fp16 ? (uint16_t)(((u >> 16) & 0x8000u) | (0x3800u + (uint16_t)(test_rand_u64(&s) & 0x7ffu)))
                   : (uint16_t)(u >> 16);
   }
+}
+
+/* ---- worlds ---- */
+
+/* This rank's context, on the loopback world or over NCCL. */
+static inline comet_status_t test_context_create(const comet_rank_info_t *info, comet_context_t *ctx) {
+  if (info->loopback) return comet_context_create_loopback(ctx, info->loopback, info->rank);
+  return comet_context_create(ctx, info->rank, info->world, &info->id, info->device);
+}
+
+/* Every rank's work on stream is done, on every rank (host barrier): what a
+ * test needs before it poisons memory that peers may still read. */
+static inline void test_barrier(comet_context_t ctx, cudaStream_t stream) {
+  CUDA_OK(cudaStreamSynchronize(stream));
+  if (ctx->tp->ops->barrier(ctx->tp) != COMET_OK) {
+    fprintf(stderr, "FAIL: test barrier: %s\n", comet_last_error());
+    exit(1);
+  }
+}
+
+static inline const char *test_transport(const comet_rank_info_t *info) {
+  return info->loopback ? "loopback" : "nccl";
+}
+
+typedef struct test_worlds {
+  int nccl[8], n_nccl; /* worlds over NCCL, one GPU per rank (skipped past the GPU count) */
+  int loop[8], n_loop; /* loopback worlds on GPU 0 */
+  int quick;           /* --quick: the test's small variant (for the sanitizers) */
+} test_worlds_t;
+
+static inline int test_parse_list(const char *s, int *out) {
+  int n = 0;
+  while (s && *s && n < 8) {
+    out[n++] = atoi(s);
+    s = strchr(s, ',');
+    if (s) s++;
+  }
+  return n;
+}
+
+/* Options: --nccl LIST, --loopback LIST (comma-separated world sizes;
+ * "none" or "" for none), --quick. Defaults: nccl 1,2,4,8, loopback 2,4,8. */
+static inline test_worlds_t test_parse_worlds(int argc, char **argv) {
+  test_worlds_t w = {{1, 2, 4, 8}, 4, {2, 4, 8}, 3, 0};
+  for (int i = 1; i < argc; ++i) {
+    if (!strcmp(argv[i], "--nccl") && i + 1 < argc) w.n_nccl = test_parse_list(argv[++i], w.nccl);
+    else if (!strcmp(argv[i], "--loopback") && i + 1 < argc) w.n_loop = test_parse_list(argv[++i], w.loop);
+    else if (!strcmp(argv[i], "--quick")) w.quick = 1;
+    else fprintf(stderr, "ignoring argument %s (use --nccl LIST --loopback LIST --quick)\n", argv[i]);
+  }
+  return w;
+}
+
+/* One JSON line per (test, world, transport) into $COMET_TEST_JSONL, if set;
+ * device and commit from $COMET_TEST_DEVICE and $COMET_TEST_COMMIT. */
+static inline void test_record(const char *test, int W, const char *transport, const char *result) {
+  const char *path = getenv("COMET_TEST_JSONL");
+  if (!path || !*path) return;
+  FILE *f = fopen(path, "a");
+  if (!f) return;
+  const char *dev = getenv("COMET_TEST_DEVICE"), *commit = getenv("COMET_TEST_COMMIT");
+  fprintf(f,
+          "{\"op\":\"gpu_test\",\"test\":\"%s\",\"world\":%d,\"transport\":\"%s\","
+          "\"result\":\"%s\",\"device\":\"%s\",\"commit\":\"%s\"}\n",
+          test, W, transport, result, dev ? dev : "unknown", commit ? commit : "unknown");
+  fclose(f);
+}
+
+/* Runs fn in every world of w; returns test_finish's exit code (77 without
+ * a GPU). */
+static inline int test_run_worlds(const char *test, const test_worlds_t *w, comet_rank_fn fn,
+                                  void *arg, double timeout_s) {
+  setenv("NCCL_NVLS_ENABLE", "0", 0); /* never NVLink multicast */
+  const int n = comet_launch_gpu_count();
+  if (n == 0) return test_skip(test, "no CUDA GPU is visible");
+  int failed = 0, ran = 0;
+  for (int i = 0; i < w->n_nccl + w->n_loop; ++i) {
+    const int loop = i >= w->n_nccl, W = loop ? w->loop[i - w->n_nccl] : w->nccl[i];
+    const char *tr = loop ? "loopback" : "nccl";
+    if (W < 1) continue;
+    if (!loop && W > n) {
+      printf("%s: SKIPPED world %d over NCCL: only %d GPU(s)\n", test, W, n);
+      continue;
+    }
+    printf("%s: world %d (%s%s)\n", test, W, tr, loop ? ", one GPU" : "");
+    fflush(stdout);
+    const int rc = loop ? comet_launch_loopback(W, 0, timeout_s, fn, arg)
+                        : comet_launch_local(W, timeout_s, fn, arg);
+    test_record(test, W, tr, rc ? "fail" : "pass");
+    printf("%s: world %d (%s): %s\n", test, W, tr, rc ? "FAILED" : "passed");
+    fflush(stdout);
+    if (rc) failed++;
+    ran++;
+  }
+  test_checks += ran;
+  test_failures += failed;
+  return test_finish(test);
 }
 
 #endif /* COMET_COMM_TEST_H */

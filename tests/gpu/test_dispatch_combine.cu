@@ -1,5 +1,6 @@
 /* test_dispatch_combine — the device routing plan, token dispatch and
- * combine on 1, 2 and 4 GPUs (as many as there are), every EP x TP layout,
+ * combine at W = 1 on a real GPU, W = 2, 4, 8 in the loopback world, and
+ * over NCCL on as many GPUs as there are; every EP x TP layout,
  * against the host plan (plan.c) and the combine formula computed here:
  * uniform, skewed, empty experts, dropped tokens, unequal tokens per rank
  * (one rank with none). Fresh random data per run (seed printed), outputs
@@ -12,22 +13,25 @@
 
 #include "comm_test.h"
 #include "kernels/sync.cuh"
+#include "kernels/wait.cuh"
 #include "ref/convert.h"
 
 static const char *TEST = "test_dispatch_combine";
 
 /* Waits for every (local expert, arrival) block flag, then copies the
  * block's rows out of the window: what a GEMM CTA does before its tile. */
-__global__ void consume_rows(comet_comm_view_t v, uint64_t epoch, char *dst) {
+__global__ void consume_rows(comet_comm_view_t v, char *dst) {
   const int W = v.world, El = v.num_experts / v.ep;
+  const uint64_t epoch = comet_epoch(v);
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
   const char *rows = v.win_local + v.off_rows;
   for (int b = blockIdx.x; b < El * W; b += gridDim.x) {
     const int el = b / W, j = b % W;
+    bool ok = true;
     if (threadIdx.x == 0)
-      wait_geq_acquire_sys((const uint64_t *)(v.win_local + v.off_dflags) + b, epoch,
-                           "test: dispatch flag (el, j)", el, j);
-    __syncthreads();
+      ok = comet_wait_geq(v, (const uint64_t *)(v.win_local + v.off_dflags) + b, epoch,
+                          COMET_WAIT_TEST, comet_plan_source(v.rank, j, W), el, j);
+    if (!__syncthreads_and(ok)) return;
     const size_t r0 = v.block_offset[el * (W + 1) + j], r1 = v.block_offset[el * (W + 1) + j + 1];
     for (size_t i = r0 * row_bytes / 16 + threadIdx.x; i < r1 * row_bytes / 16; i += blockDim.x)
       ((uint4 *)dst)[i] = ld_v4(rows + i * 16);
@@ -49,7 +53,7 @@ static uint16_t from_f32(float f, int fp16) { return fp16 ? comet_f32_to_fp16(f)
 
 static int tokens_of(int r, int T_max, int zero_rank) {
   if (r == zero_rank) return 0;
-  return T_max - r * T_max / 5; /* unequal tokens per rank */
+  return T_max - (r % 5) * T_max / 5; /* unequal tokens per rank */
 }
 
 /* One routing case on one layer: plan, dispatch, consume, combine twice. */
@@ -104,11 +108,12 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *cfg, const com
   /* poison: NaN everywhere an output lands */
   CUDA_OK(cudaMemsetAsync(d_out, 0xff, row_bytes * ((size_t)Tm + 1), stream));
   CUDA_OK(cudaMemsetAsync(d_copy, 0xff, row_bytes * (size_t)cap, stream));
+  test_barrier(L->ctx, stream); /* peers no longer read this rank's y (= rows) */
   CUDA_OK(cudaMemsetAsync(v->win_local + v->off_rows, 0xff, row_bytes * (size_t)cap, stream));
 
-  CHECK_OK(comet_layer_plan(L, Tm, d_ids, stream));
+  CHECK_OK(comet_layer_plan(L, Tm, d_ids, NULL, stream));
   CHECK_OK(comet_layer_dispatch(L, d_x, ctas, stream));
-  consume_rows<<<4, 256, 0, stream>>>(*v, L->epoch, d_copy);
+  consume_rows<<<4, 256, 0, stream>>>(*v, d_copy);
   CUDA_OK(cudaGetLastError());
   comet_route_status_t rs;
   CHECK_OK(comet_layer_route_status(L, stream, &rs));
@@ -170,9 +175,15 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *cfg, const com
       }
     CUDA_OK(cudaMemsetAsync(d_out, 0xff, row_bytes * ((size_t)Tm + 1), stream));
     /* A combine per plan: the re-plan (same ids) gives a new epoch and its
-     * barrier keeps pushes of this pass out of the last pass's reduce. */
-    if (pass == 1) CHECK_OK(comet_layer_plan(L, Tm, d_ids, stream));
-    CHECK_OK(comet_layer_combine(L, pass == 0 ? d_y : NULL, d_ids, d_w, d_out, ctas, stream));
+     * barrier keeps pushes of this pass out of the last pass's reduce; the
+     * rows are dispatched again (pass 0's y took their memory). */
+    if (pass == 1) {
+      CHECK_OK(comet_layer_plan(L, Tm, d_ids, NULL, stream));
+      CHECK_OK(comet_layer_dispatch(L, d_x, ctas, stream));
+      consume_rows<<<4, 256, 0, stream>>>(*v, d_copy); /* the rows are in */
+      CUDA_OK(cudaGetLastError());
+    }
+    CHECK_OK(comet_layer_combine(L, pass == 0 ? d_y : NULL, d_w, d_out, ctas, stream));
     CUDA_OK(cudaStreamSynchronize(stream));
     CUDA_OK(cudaMemcpy(out, d_out, row_bytes * (size_t)Tm, cudaMemcpyDeviceToHost));
     size_t bad = 0, first = 0;
@@ -217,15 +228,16 @@ static void run_bad_input(comet_layer_t L, const comet_layer_config_t *cfg,
       else ids[7] = -3;
     }
     CUDA_OK(cudaMemcpy(d_ids, ids, sizeof(int32_t) * (size_t)T * K, cudaMemcpyHostToDevice));
-    CHECK_OK(comet_layer_plan(L, T, d_ids, stream)); /* asynchronous: the error comes later */
+    CHECK_OK(comet_layer_plan(L, T, d_ids, NULL, stream)); /* asynchronous: the error comes later */
     CHECK_OK(comet_layer_dispatch(L, d_x, 8, stream));
-    CHECK_OK(comet_layer_combine(L, NULL, d_ids, d_w, d_out, 8, stream));
+    CHECK_OK(comet_layer_combine(L, NULL, d_w, d_out, 8, stream));
     char needle[32];
     snprintf(needle, sizeof needle, "on rank %d", bad_rank);
     CHECK_ERR(comet_layer_route_status(L, stream, NULL), COMET_ERR_ROUTING, needle);
     if (me == 0) printf("  bad ids on rank %d only -> every rank: %s\n", bad_rank, comet_last_error());
   }
-  CHECK_ERR(comet_layer_plan(L, T + 1, d_ids, stream), COMET_ERR_INVALID_ARGUMENT, "max_tokens_per_rank");
+  /* every rank: each refuses its own call and tells the others */
+  CHECK_ERR(comet_layer_plan(L, T + 1, d_ids, NULL, stream), COMET_ERR_INVALID_ARGUMENT, "max_tokens_per_rank");
   if (me == 0) printf("  too many tokens -> %s\n", comet_last_error());
   cudaFree(d_ids); cudaFree(d_w); cudaFree(d_x); cudaFree(d_out);
   free(ids);
@@ -247,15 +259,15 @@ static comet_layer_config_t make_cfg(const tcfg_t *c, int ep, int tp) {
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const run_args_t *a = (const run_args_t *)arg;
   const int W = info->world, me = info->rank;
-  test_failures = test_checks = 0; /* a forked child: count its own checks */
+  test_failures = test_checks = 0; /* this rank's own checks */
   comet_context_t ctx = NULL;
-  comet_status_t st = comet_context_create(&ctx, me, W, &info->id, info->device);
+  comet_status_t st = test_context_create(info, &ctx);
   if (st != COMET_OK) {
     fprintf(stderr, "[rank %d] context: %s\n", me, comet_last_error());
     return 1;
   }
-  cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaStream_t stream = comet_context_stream(ctx);
+  const int budget = comet_context_sm_budget(ctx);
   const tcfg_t cfgs[2] = {{8, 2, 1024, 384, COMET_DTYPE_BF16}, {16, 4, 264, 200, COMET_DTYPE_FP16}};
   const int ctas_list[3] = {1, 7, 32};
   int case_id = 0;
@@ -270,7 +282,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
       if (!L) return 1;
       for (int kind = 0; kind < ROUTE_KINDS; ++kind) {
         const int zero_rank = kind == ROUTE_DROPPED ? W - 1 : -1;
-        const int ctas = ctas_list[case_id % 3];
+        const int ctas = ctas_list[case_id % 3] < budget ? ctas_list[case_id % 3] : budget;
         const int before = test_failures;
         run_case(L, &cfg, info, stream, kind, a->seed, case_id++, zero_rank, ctas);
         if (me == 0)
@@ -296,7 +308,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
       gen_ids(ROUTE_SKEW, mix_seed(a->seed, 950, me, 1), cfg.num_experts, cfg.topk, cfg.max_tokens_per_rank, ids);
       CUDA_OK(cudaMalloc(&d_ids, sizeof(int32_t) * cfg.max_tokens_per_rank * cfg.topk));
       CUDA_OK(cudaMemcpy(d_ids, ids, sizeof(int32_t) * cfg.max_tokens_per_rank * cfg.topk, cudaMemcpyHostToDevice));
-      CHECK_OK(comet_layer_plan(L, cfg.max_tokens_per_rank, d_ids, stream));
+      CHECK_OK(comet_layer_plan(L, cfg.max_tokens_per_rank, d_ids, NULL, stream));
       CHECK_ERR(comet_layer_route_status(L, stream, NULL), COMET_ERR_ROUTING, "row capacity");
       if (me == 0) printf("  too many rows -> %s\n", comet_last_error());
       cudaFree(d_ids);
@@ -311,36 +323,14 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
     CHECK_ERR(comet_layer_create(&L, ctx, &cfg), COMET_ERR_INVALID_ARGUMENT, "ffn");
     if (me == 0) printf("  configs differ -> %s\n", comet_last_error());
   }
-  CUDA_OK(cudaStreamDestroy(stream));
   CHECK_OK(comet_context_destroy(ctx));
   if (test_failures) fprintf(stderr, "[rank %d] %d of %d checks failed\n", me, test_failures, test_checks);
   return test_failures ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
-  setenv("NCCL_NVLS_ENABLE", "0", 0); /* never NVLink multicast */
-  int max_world = argc > 1 ? atoi(argv[1]) : 4;
-  const int n = comet_launch_gpu_count();
-  if (n == 0) return test_skip(TEST, "no CUDA GPU is visible");
+  const test_worlds_t w = test_parse_worlds(argc, argv);
   run_args_t a;
   a.seed = test_seed(TEST);
-  int rc = 0;
-  for (int w = 1; w <= max_world; w *= 2) {
-    if (w > n) {
-      printf("%s: SKIPPED world %d: only %d GPU(s)\n", TEST, w, n);
-      continue;
-    }
-    printf("%s: world %d\n", TEST, w);
-    fflush(stdout);
-    if (comet_launch_local(w, 300.0, rank_body, &a) != 0) {
-      fprintf(stderr, "FAIL %s: world %d failed\n", TEST, w);
-      rc = 1;
-    }
-  }
-  if (rc) {
-    test_failures++;
-  } else {
-    test_checks++;
-  }
-  return test_finish(TEST);
+  return test_run_worlds(TEST, &w, rank_body, &a, 600.0);
 }

@@ -3,8 +3,9 @@
  * dest_row, send lists and the receivers' row tables, for random and skewed
  * routings with many plan CTAs (T up to 3000), many experts (E 64, K 6;
  * E 128, K 8), EP and EP x TP, unequal tokens, repeated plans on one layer
- * (epochs, double-buffered counts). 1, 2, 4 GPUs as available; exit 77 if
- * there is no GPU. */
+ * (device epochs, double-buffered counts), the plan's copy of the ids.
+ * W = 1 on a real GPU, 2, 4, 8 in the loopback world, NCCL on as many GPUs as
+ * there are; exit 77 if there is no GPU. */
 #include "comm_test.h"
 
 static const char *TEST = "test_plan_device";
@@ -14,14 +15,13 @@ typedef struct run_args { uint64_t seed; } run_args_t;
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const uint64_t seed = ((const run_args_t *)arg)->seed;
   const int W = info->world, me = info->rank;
-  test_failures = test_checks = 0; /* a forked child: count its own checks */
+  test_failures = test_checks = 0; /* this rank's own checks */
   comet_context_t ctx = NULL;
-  if (comet_context_create(&ctx, me, W, &info->id, info->device) != COMET_OK) {
+  if (test_context_create(info, &ctx) != COMET_OK) {
     fprintf(stderr, "[rank %d] context: %s\n", me, comet_last_error());
     return 1;
   }
-  cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  cudaStream_t stream = comet_context_stream(ctx);
   const int shapes[2][3] = {{64, 6, 3000}, {128, 8, 1100}}; /* E, K, T_max */
   int case_id = 0;
   for (int si = 0; si < 2; ++si)
@@ -45,7 +45,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
         int T[8];
         int32_t *ids[8];
         for (int r = 0; r < W; ++r) {
-          T[r] = cfg.max_tokens_per_rank - (r + rep) * cfg.max_tokens_per_rank / 7;
+          T[r] = cfg.max_tokens_per_rank - ((r + rep) % 7) * cfg.max_tokens_per_rank / 7;
           ids[r] = (int32_t *)malloc(sizeof(int32_t) * ((size_t)T[r] * K + 1));
           gen_ids(kind, mix_seed(seed, case_id, r, 1), E, K, T[r], ids[r]);
         }
@@ -57,7 +57,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
         int32_t *d_ids;
         CUDA_OK(cudaMalloc(&d_ids, sizeof(int32_t) * ((size_t)T[me] * K + 1)));
         CUDA_OK(cudaMemcpy(d_ids, ids[me], sizeof(int32_t) * T[me] * K, cudaMemcpyHostToDevice));
-        CHECK_OK(comet_layer_plan(L, T[me], d_ids, stream));
+        CHECK_OK(comet_layer_plan(L, T[me], d_ids, NULL, stream));
         comet_route_status_t rs;
         CHECK_OK(comet_layer_route_status(L, stream, &rs));
         CHECK(rs.rows == rp->rows);
@@ -71,6 +71,12 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
         CHECK(!memcmp(h, rp->block_offset, sizeof(int32_t) * El * (W + 1)));
         CUDA_OK(cudaMemcpy(h, v->dest_row, sizeof(int32_t) * T[me] * K * tp, cudaMemcpyDeviceToHost));
         CHECK_MSG(!memcmp(h, rp->dest_row, sizeof(int32_t) * T[me] * K * tp), "rank %d case %d: dest_row", me, case_id);
+        CUDA_OK(cudaMemcpy(h, v->slot_expert, sizeof(int32_t) * T[me] * K, cudaMemcpyDeviceToHost));
+        CHECK_MSG(!memcmp(h, ids[me], sizeof(int32_t) * T[me] * K), "rank %d case %d: slot_expert", me, case_id);
+        uint64_t epoch = 0;
+        CUDA_OK(cudaMemcpy(&epoch, v->epoch, sizeof epoch, cudaMemcpyDeviceToHost));
+        CHECK_MSG(epoch == (uint64_t)rep + 1, "rank %d case %d: device epoch %llu after %d plans", me,
+                  case_id, (unsigned long long)epoch, rep + 1);
         /* send list: own (t, k) by expert, then token */
         int32_t *so = (int32_t *)malloc(sizeof(int32_t) * (E + 1));
         CUDA_OK(cudaMemcpy(so, v->send_offset, sizeof(int32_t) * (E + 1), cudaMemcpyDeviceToHost));
@@ -98,26 +104,12 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
       }
       CHECK_OK(comet_layer_destroy(L));
     }
-  CUDA_OK(cudaStreamDestroy(stream));
   CHECK_OK(comet_context_destroy(ctx));
   return test_failures ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
-  setenv("NCCL_NVLS_ENABLE", "0", 0);
-  const int max_world = argc > 1 ? atoi(argv[1]) : 4;
-  const int n = comet_launch_gpu_count();
-  if (n == 0) return test_skip(TEST, "no CUDA GPU is visible");
+  const test_worlds_t w = test_parse_worlds(argc, argv);
   run_args_t a = {test_seed(TEST)};
-  for (int w = 1; w <= max_world; w *= 2) {
-    if (w > n) {
-      printf("%s: SKIPPED world %d: only %d GPU(s)\n", TEST, w, n);
-      continue;
-    }
-    printf("%s: world %d\n", TEST, w);
-    fflush(stdout);
-    test_checks++;
-    if (comet_launch_local(w, 300.0, rank_body, &a) != 0) test_failures++;
-  }
-  return test_finish(TEST);
+  return test_run_worlds(TEST, &w, rank_body, &a, 600.0);
 }

@@ -1,0 +1,321 @@
+/* loopback.c — the loopback world: W ranks as threads of one process on one
+ * GPU (DESIGN §3.2). Each rank owns a green context on a disjoint SM
+ * partition; memory is the device's, shared by all (green contexts share the
+ * primary context's memory). Host collectives meet on one mutex and
+ * condition variable with a bounded wait; a rank that times out breaks the
+ * world (every later collective fails at once, naming it), since the others
+ * can no longer tell which collective it is in. A symmetric allocation is one
+ * cudaMalloc of W slices made by rank 0 between two meetings. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cuda_runtime.h>
+
+#include "context.h"
+#include "error.h"
+#include "transport/cuda_driver.h"
+#include "transport/transport.h"
+
+#define SLICE_ALIGN 4096
+
+struct comet_loopback {
+  int W, device, sms_per_rank;
+  CUgreenCtx green[COMET_MAX_WORLD];
+  CUcontext cuctx[COMET_MAX_WORLD];
+  int attached[COMET_MAX_WORLD]; /* a context of rank r exists */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int arrived;
+  unsigned long generation;
+  int broken;         /* a rank timed out in a meeting */
+  char broken_msg[256];
+  const void *post[COMET_MAX_WORLD]; /* what each rank brought to the meeting */
+  size_t post_bytes[COMET_MAX_WORLD];
+  char *slab;         /* rank 0's answer of a sym_alloc */
+  comet_status_t slab_status;
+  char slab_msg[256];
+};
+
+typedef struct lb_rank {
+  struct comet_loopback *w;
+} lb_rank_t;
+
+static const char *meeting_names[] = {"allgather", "barrier", "symmetric alloc", "symmetric free"};
+enum { MEET_ALLGATHER, MEET_BARRIER, MEET_ALLOC, MEET_FREE };
+
+/* Every rank's thread arrives here; returns once all have, or fails after
+ * the host timeout (and breaks the world). */
+static comet_status_t meet(struct comet_loopback *w, int rank, int what, double timeout_s) {
+  struct timespec dl;
+  clock_gettime(CLOCK_REALTIME, &dl);
+  dl.tv_sec += (time_t)timeout_s;
+  dl.tv_nsec += (long)((timeout_s - (double)(time_t)timeout_s) * 1e9);
+  if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
+  pthread_mutex_lock(&w->mu);
+  if (w->broken) {
+    pthread_mutex_unlock(&w->mu);
+    return comet_set_error(COMET_ERR_TIMEOUT, "loopback rank %d: %s: the world is broken: %s", rank,
+                           meeting_names[what], w->broken_msg);
+  }
+  const unsigned long gen = w->generation;
+  if (++w->arrived == w->W) {
+    w->arrived = 0;
+    w->generation++;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return COMET_OK;
+  }
+  int rc = 0;
+  while (w->generation == gen && !w->broken && rc != ETIMEDOUT)
+    rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
+  comet_status_t st = COMET_OK;
+  if (w->generation == gen) {
+    if (!w->broken) {
+      w->broken = 1;
+      snprintf(w->broken_msg, sizeof w->broken_msg,
+               "rank %d waited %.0f s in a %s for the other ranks (%d of %d arrived)", rank,
+               timeout_s, meeting_names[what], w->arrived, w->W);
+      pthread_cond_broadcast(&w->cv);
+    }
+    st = comet_set_error(COMET_ERR_TIMEOUT, "loopback rank %d: %s: %s", rank, meeting_names[what],
+                         w->broken_msg);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return st;
+}
+
+static struct comet_loopback *world_of(comet_transport_t *t) { return ((lb_rank_t *)t->impl)->w; }
+
+static comet_status_t lb_allgather(comet_transport_t *t, const void *mine, void *all, size_t bytes) {
+  struct comet_loopback *w = world_of(t);
+  w->post[t->rank] = mine;
+  w->post_bytes[t->rank] = bytes;
+  COMET_CHECK(meet(w, t->rank, MEET_ALLGATHER, t->timeout_s));
+  for (int p = 0; p < w->W; ++p) {
+    if (w->post_bytes[p] != bytes)
+      return comet_set_error(COMET_ERR_INTERNAL, "loopback allgather: rank %d brought %zu bytes, "
+                             "rank %d %zu", p, w->post_bytes[p], t->rank, bytes);
+    memcpy((char *)all + (size_t)p * bytes, w->post[p], bytes);
+  }
+  /* nobody reuses its record before every rank has copied it */
+  return meet(w, t->rank, MEET_ALLGATHER, t->timeout_s);
+}
+
+static comet_status_t lb_barrier(comet_transport_t *t) {
+  return meet(world_of(t), t->rank, MEET_BARRIER, t->timeout_s);
+}
+
+static size_t slice_bytes(size_t bytes) { return (bytes + SLICE_ALIGN - 1) / SLICE_ALIGN * SLICE_ALIGN; }
+
+static comet_status_t lb_sym_alloc(comet_transport_t *t, size_t bytes, comet_sym_t *m) {
+  struct comet_loopback *w = world_of(t);
+  memset(m, 0, sizeof *m);
+  w->post_bytes[t->rank] = bytes;
+  COMET_CHECK(meet(w, t->rank, MEET_ALLOC, t->timeout_s));
+  if (t->rank == 0) {
+    w->slab = NULL;
+    w->slab_status = COMET_OK;
+    for (int p = 1; p < w->W; ++p)
+      if (w->post_bytes[p] != bytes) {
+        w->slab_status = COMET_ERR_INTERNAL;
+        snprintf(w->slab_msg, sizeof w->slab_msg,
+                 "symmetric alloc: rank %d asked for %zu bytes, rank 0 for %zu", p,
+                 w->post_bytes[p], bytes);
+      }
+    if (w->slab_status == COMET_OK) {
+      void *p = NULL;
+      cudaError_t e = cudaMalloc(&p, slice_bytes(bytes) * (size_t)w->W);
+      if (e != cudaSuccess) {
+        cudaGetLastError();
+        w->slab_status = COMET_ERR_OUT_OF_MEMORY;
+        snprintf(w->slab_msg, sizeof w->slab_msg,
+                 "symmetric alloc of %d x %zu bytes on device %d failed: %s", w->W,
+                 slice_bytes(bytes), w->device, cudaGetErrorString(e));
+      }
+      w->slab = (char *)p;
+    }
+  }
+  COMET_CHECK(meet(w, t->rank, MEET_ALLOC, t->timeout_s));
+  if (w->slab_status != COMET_OK) return comet_set_error(w->slab_status, "%s", w->slab_msg);
+  m->handle = w->slab;
+  m->bytes = bytes;
+  for (int p = 0; p < w->W; ++p) m->peer[p] = w->slab + (size_t)p * slice_bytes(bytes);
+  m->local = m->peer[t->rank];
+  /* rank 0 may start the next allocation only once everyone read this one */
+  COMET_CHECK(meet(w, t->rank, MEET_ALLOC, t->timeout_s));
+  return COMET_OK;
+}
+
+/* Collective; each rank's work on the slab must be finished (the layer
+ * synchronizes its device first). */
+static comet_status_t lb_sym_free(comet_transport_t *t, comet_sym_t *m) {
+  struct comet_loopback *w = world_of(t);
+  comet_status_t st = meet(w, t->rank, MEET_FREE, t->timeout_s);
+  if (st == COMET_OK && t->rank == 0 && m->handle) {
+    cudaError_t e = cudaFree(m->handle);
+    if (e != cudaSuccess)
+      st = comet_set_error(COMET_ERR_CUDA, "symmetric free: cudaFree failed: %s", cudaGetErrorString(e));
+  }
+  memset(m, 0, sizeof *m);
+  return st;
+}
+
+static comet_status_t lb_make_current(comet_transport_t *t) {
+  const comet_cu_t *cu = NULL;
+  COMET_CHECK(comet_cu_get(&cu));
+  COMET_CU(cu->CtxSetCurrent(world_of(t)->cuctx[t->rank]));
+  return COMET_OK;
+}
+
+static comet_status_t lb_stream_create(comet_transport_t *t, struct CUstream_st **s) {
+  const comet_cu_t *cu = NULL;
+  COMET_CHECK(comet_cu_get(&cu));
+  CUstream cs = NULL;
+  COMET_CU(cu->GreenCtxStreamCreate(&cs, world_of(t)->green[t->rank], CU_STREAM_NON_BLOCKING, 0));
+  *s = (struct CUstream_st *)cs;
+  return COMET_OK;
+}
+
+static void lb_destroy(comet_transport_t *t) {
+  struct comet_loopback *w = world_of(t);
+  pthread_mutex_lock(&w->mu);
+  w->attached[t->rank] = 0;
+  pthread_mutex_unlock(&w->mu);
+  free(t->impl);
+  free(t);
+}
+
+static const comet_transport_ops_t lb_ops = {"loopback",      lb_allgather, lb_barrier,
+                                             lb_sym_alloc,    lb_sym_free,  lb_make_current,
+                                             lb_stream_create, lb_destroy};
+
+comet_status_t comet_transport_loopback_create(comet_transport_t **out, comet_loopback_t w, int rank) {
+  *out = NULL;
+  COMET_ARG(w != NULL, "loopback world is NULL");
+  COMET_ARG(rank >= 0 && rank < w->W, "rank = %d is outside 0..%d of the loopback world", rank,
+            w->W - 1);
+  pthread_mutex_lock(&w->mu);
+  const int taken = w->attached[rank];
+  if (!taken) w->attached[rank] = 1;
+  pthread_mutex_unlock(&w->mu);
+  COMET_ARG(!taken, "loopback rank %d already has a context", rank);
+  comet_transport_t *t = calloc(1, sizeof *t);
+  lb_rank_t *r = calloc(1, sizeof *r);
+  if (!t || !r) {
+    free(t);
+    free(r);
+    pthread_mutex_lock(&w->mu);
+    w->attached[rank] = 0;
+    pthread_mutex_unlock(&w->mu);
+    return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "loopback: host allocation failed");
+  }
+  r->w = w;
+  t->ops = &lb_ops;
+  t->impl = r;
+  t->rank = rank;
+  t->world = w->W;
+  t->device = w->device;
+  t->sm_budget = w->sms_per_rank;
+  t->timeout_s = comet_transport_host_timeout();
+  *out = t;
+  return COMET_OK;
+}
+
+/* ---- the world ---- */
+
+comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
+  COMET_ARG(out != NULL, "world is NULL");
+  *out = NULL;
+  COMET_ARG(W >= 1 && W <= COMET_MAX_WORLD, "world_size = %d must be in 1..%d", W, COMET_MAX_WORLD);
+  const comet_cu_t *cu = NULL;
+  COMET_CHECK(comet_cu_get(&cu));
+  int n = 0;
+  COMET_CUDA(cudaGetDeviceCount(&n));
+  COMET_ARG(device >= 0 && device < n, "cuda_device = %d, but %d CUDA device(s) are visible", device, n);
+  COMET_CUDA(cudaSetDevice(device));
+  COMET_CUDA(cudaFree(NULL)); /* the primary context, which the green ones retain */
+  CUdevice dev;
+  COMET_CU(cu->DeviceGet(&dev, device));
+  CUdevResource all;
+  memset(&all, 0, sizeof all);
+  COMET_CU(cu->DeviceGetDevResource(dev, &all, CU_DEV_RESOURCE_TYPE_SM));
+  const unsigned total = all.sm.smCount;
+  const unsigned per = total / (unsigned)W / 8u * 8u; /* partitions come in multiples of 8 SMs */
+  if (per < 8)
+    return comet_set_error(COMET_ERR_UNSUPPORTED,
+                           "loopback: %u SMs of device %d cannot be split into %d partitions of at "
+                           "least 8", total, device, W);
+  struct comet_loopback *w = calloc(1, sizeof *w);
+  CUdevResource *groups = calloc((size_t)W, sizeof(CUdevResource));
+  if (!w || !groups) {
+    free(w);
+    free(groups);
+    return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "loopback: host allocation failed");
+  }
+  w->W = W;
+  w->device = device;
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  comet_status_t st = COMET_OK;
+  unsigned ngroups = (unsigned)W;
+  CUdevResource rest;
+  memset(&rest, 0, sizeof rest);
+  CUresult r = cu->DevSmResourceSplitByCount(groups, &ngroups, &all, &rest, 0, per);
+  if (r != CUDA_SUCCESS || ngroups < (unsigned)W) {
+    st = comet_set_error(COMET_ERR_CUDA, "loopback: splitting %u SMs into %d groups of %u: %s (got %u)",
+                         total, W, per, comet_cu_error_string(r), ngroups);
+    goto fail;
+  }
+  w->sms_per_rank = (int)groups[0].sm.smCount;
+  for (int i = 0; i < W; ++i) {
+    CUdevResourceDesc desc;
+    r = cu->DevResourceGenerateDesc(&desc, &groups[i], 1);
+    if (r == CUDA_SUCCESS) r = cu->GreenCtxCreate(&w->green[i], desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
+    if (r == CUDA_SUCCESS) r = cu->CtxFromGreenCtx(&w->cuctx[i], w->green[i]);
+    if (r != CUDA_SUCCESS) {
+      st = comet_set_error(COMET_ERR_CUDA, "loopback: green context of rank %d (%d SMs): %s", i,
+                           (int)groups[i].sm.smCount, comet_cu_error_string(r));
+      goto fail;
+    }
+    if ((int)groups[i].sm.smCount < w->sms_per_rank) w->sms_per_rank = (int)groups[i].sm.smCount;
+  }
+  free(groups);
+  *out = w;
+  return COMET_OK;
+fail:
+  for (int i = 0; i < W; ++i)
+    if (w->green[i]) cu->GreenCtxDestroy(w->green[i]);
+  free(groups);
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+  free(w);
+  return st;
+}
+
+comet_status_t comet_loopback_destroy(comet_loopback_t w) {
+  if (!w) return COMET_OK;
+  for (int i = 0; i < w->W; ++i)
+    if (w->attached[i])
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "loopback destroy: rank %d still has a context (destroy it first)", i);
+  const comet_cu_t *cu = NULL;
+  COMET_CHECK(comet_cu_get(&cu));
+  comet_status_t st = COMET_OK;
+  for (int i = 0; i < w->W; ++i) {
+    CUresult r = w->green[i] ? cu->GreenCtxDestroy(w->green[i]) : CUDA_SUCCESS;
+    if (r != CUDA_SUCCESS && st == COMET_OK)
+      st = comet_set_error(COMET_ERR_CUDA, "loopback destroy: green context of rank %d: %s", i,
+                           comet_cu_error_string(r));
+  }
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+  free(w);
+  return st;
+}
+
+int comet_loopback_sm_per_rank(comet_loopback_t w) { return w ? w->sms_per_rank : 0; }
