@@ -167,7 +167,17 @@ comet_status_t comet_context_abort(comet_context_t ctx);
  *
  * Collective calls (layer create/destroy) must be made by every rank's
  * thread; a rank that never arrives makes the others fail after the
- * context's timeout (host side: 120 s, or env COMET_HOST_TIMEOUT_S). */
+ * context's timeout (host side: 120 s, or env COMET_HOST_TIMEOUT_S).
+ *
+ * Rules, because all ranks share one device: the process must run with
+ * CUDA_MODULE_LOADING=EAGER and CUDA_DEVICE_MAX_CONNECTIONS >= min(32, 4 W)
+ * (both set before its first CUDA call; creation refuses otherwise: under
+ * lazy loading a rank's first launch of a kernel, and with too few hardware
+ * queues a rank's kernel, can wait for a peer's kernel that waits for it;
+ * comet_launch_loopback in src/launch.h sets both), and a rank's thread must not
+ * make device-wide synchronizing calls (cudaDeviceSynchronize, cudaFree,
+ * cudaMalloc may) while peers wait for its next call: use stream-ordered
+ * cudaMallocAsync / cudaFreeAsync and stream or event synchronization. */
 typedef struct comet_loopback *comet_loopback_t;
 comet_status_t comet_loopback_create(comet_loopback_t *world, int world_size, int cuda_device);
 comet_status_t comet_loopback_destroy(comet_loopback_t world);

@@ -249,6 +249,9 @@ static void *loop_rank(void *p) {
 static int loop_child(int i, void *p) {
   (void)i;
   loop_ctx_t *c = (loop_ctx_t *)p;
+  /* before CUDA starts here: see comet_loopback_create */
+  setenv("CUDA_MODULE_LOADING", "EAGER", 1);
+  setenv("CUDA_DEVICE_MAX_CONNECTIONS", "32", 1);
   comet_loopback_t w = NULL;
   if (comet_loopback_create(&w, c->world, c->device) != COMET_OK) {
     fprintf(stderr, "comet launch: loopback world of %d on device %d: %s\n", c->world, c->device,

@@ -351,9 +351,12 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
 comet_status_t comet_layer_destroy(comet_layer_t L) {
   if (!L) return COMET_OK;
   comet_status_t st = COMET_OK;
-  if (comet_context_make_current(L->ctx) != COMET_OK || cudaDeviceSynchronize() != cudaSuccess)
-    st = comet_set_error(COMET_ERR_CUDA, "layer destroy: device %d did not synchronize",
-                         L->ctx->device);
+  /* This rank's last call is done (an event, not a device-wide sync: in the
+   * loopback world that would also wait for peers that may wait for us). */
+  if (comet_context_make_current(L->ctx) != COMET_OK ||
+      (L->has_last && cudaEventSynchronize(L->last_call) != cudaSuccess))
+    st = comet_set_error(COMET_ERR_CUDA, "layer destroy: the layer's last call on device %d did "
+                         "not finish", L->ctx->device);
   /* collective: every rank's kernels are done with the window */
   comet_status_t fs = L->ctx->tp->ops->sym_free(L->ctx->tp, &L->win);
   if (fs != COMET_OK && st == COMET_OK) st = fs;

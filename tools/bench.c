@@ -1,9 +1,11 @@
 /* bench.c — `comet bench [--op moe]`: the MoE layer per config, the unfused
  * baseline (NCCL + cuBLAS) and comet's forward (tools/bench_comet.c), on one
- * process per GPU. Per config: a table of phase times (median over the
- * timed iterations of the slowest rank's time), optionally a check of the
- * baseline's output against the CPU reference on sampled tokens, and one
- * JSON Lines object. */
+ * process per GPU; or, with --loopback W, comet's forward alone on W ranks
+ * of one GPU (the loopback world: no NCCL, so no baseline; its timings are
+ * not NVLink timings and are labelled so). Per config: a table of phase
+ * times (median over the timed iterations of the slowest rank's time),
+ * optionally a check of the outputs against the CPU reference on sampled
+ * tokens, and one JSON Lines object. */
 #define _GNU_SOURCE
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -20,6 +22,7 @@
 #include "bench_comet.h"
 #include "launch.h"
 #include "tools.h"
+#include "transport/transport.h"
 
 enum { MAX_LIST = 16 };
 
@@ -31,6 +34,7 @@ typedef struct bench_opts {
   int tokens[MAX_LIST];
   int ntokens;
   int ep, tp, gpus;
+  int loopback; /* W ranks in the loopback world on GPU 0; 0 = one process per GPU */
   comet_md_routing_t routing;
   const char *routing_str;
   int iters, warmup, check, check_tokens;
@@ -48,11 +52,13 @@ static void usage(FILE *f) {
           "  --hidden H --ffn F --experts E --topk K [--act swiglu|gelu|none]\n"
           "  --tokens T[,T..]        tokens per rank (default 4096)\n"
           "  --gpus N                ranks, one process per GPU (default: all GPUs)\n"
-          "  --ep N --tp N           parallel layout, ep*tp = gpus (default ep = gpus)\n"
+          "  --loopback W            W ranks on one GPU (the loopback world, for testing; not NVLink timings; no baseline)\n"
+          "  --ep N --tp N           parallel layout, ep*tp = ranks (default ep = ranks)\n"
           "  --routing uniform|skew:S   S = standard deviation of the experts' load fractions\n"
           "  --iters N --warmup N    timed and untimed iterations (default 20, 5)\n"
-          "  --check                 compare the baseline's output with the CPU reference on\n"
-          "                          sampled tokens (--check-tokens N per rank); fail -> exit 1\n"
+          "  --check                 compare the baseline's and comet's outputs with the CPU\n"
+          "                          reference on sampled tokens (--check-tokens N per rank);\n"
+          "                          fail -> exit 1\n"
           "  --gemm auto|grouped|loop   the baseline's expert GEMMs (default auto)\n"
           "  --json FILE             append one JSON object per config\n"
           "  --seed N                data seed (default: from the clock; printed)\n"
@@ -107,6 +113,18 @@ static void read_commit(char *buf, size_t n) {
   }
 }
 
+/* ep/tp for a world of W ranks from what was given (default ep = W, tp = 1). */
+static int set_layout(bench_opts_t *o, int W, const char *what) {
+  if (!o->ep && !o->tp) o->ep = W;
+  if (!o->ep) o->ep = W / o->tp;
+  if (!o->tp) o->tp = W / o->ep;
+  if (o->ep * o->tp != W) {
+    fprintf(stderr, "comet bench: ep %d x tp %d != %s %d\n", o->ep, o->tp, what, W);
+    return -1;
+  }
+  return 0;
+}
+
 static int parse(int argc, char **argv, bench_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->act = COMET_ACT_SWIGLU;
@@ -156,6 +174,9 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
       NEED();
       if ((o->ntokens = parse_int_list(v, o->tokens, MAX_LIST)) <= 0) BAD();
     } else if (!strcmp(a, "--gpus")) { NEED(); if (parse_int(v, &o->gpus, 1)) BAD();
+    } else if (!strcmp(a, "--loopback")) {
+      NEED();
+      if (parse_int(v, &o->loopback, 1) || o->loopback > COMET_MAX_WORLD) BAD();
     } else if (!strcmp(a, "--ep")) { NEED(); if (parse_int(v, &o->ep, 1)) BAD();
     } else if (!strcmp(a, "--tp")) { NEED(); if (parse_int(v, &o->tp, 1)) BAD();
     } else if (!strcmp(a, "--routing")) {
@@ -209,6 +230,14 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
       return -1;
     }
   if (!o->ntokens) o->tokens[o->ntokens++] = 4096;
+  if (o->loopback) {
+    if (o->gpus || o->rendezvous) {
+      fprintf(stderr, "comet bench: --loopback runs all its ranks on one GPU: give it without "
+                      "--gpus and --rendezvous\n");
+      return -1;
+    }
+    if (set_layout(o, o->loopback, "loopback ranks")) return -1;
+  }
   return 0;
 }
 
@@ -295,10 +324,77 @@ static double floor_ms(const comet_layer_config_t *c, const int32_t *counts, int
   return 1e3 * (t_flops > t_bytes ? t_flops : t_bytes);
 }
 
-static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, ncclComm_t comm,
-                      cublasHandle_t blas, cudaStream_t st, const char *model, int T,
-                      const char *device_name) {
-  const int W = info->world, r = info->rank;
+/* Device memory of a rank, stream-ordered: a loopback rank must not make
+ * device-wide synchronizing calls (cudaMalloc, cudaFree) while its peers'
+ * kernels may be waiting for it. Freed with cudaFreeAsync on the same st. */
+static cudaError_t dev_alloc(void *pp, size_t bytes, cudaStream_t st) {
+  cudaError_t e = cudaMallocAsync((void **)pp, bytes, st);
+  return e == cudaSuccess ? cudaStreamSynchronize(st) : e;
+}
+
+/* "%.3f" of v, or "-" where there is no number (no baseline in the loopback
+ * world). */
+static const char *ms_cell(char buf[16], float v, int valid) {
+  if (!valid) return "-";
+  snprintf(buf, 16, "%.3f", v);
+  return buf;
+}
+
+/* The unfused baseline on a's inputs (NCCL mode only): the phase medians of
+ * the slowest rank, its GEMM paths and the floor into res; with --check, one
+ * more forward on NaN-poisoned output, sampled rows checked on rank 0. */
+static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, comet_context_t ctx,
+                        ncclComm_t comm, cublasHandle_t blas, cudaStream_t st,
+                        const comet_layer_config_t *cfg, const comet_moe_args_t *a,
+                        config_result_t *res) {
+  comet_baseline_t b = NULL;
+  RCOMET(comet_baseline_create(&b, cfg, comm, blas));
+  RCOMET(comet_baseline_set_gemm(b, o->gemm));
+  for (int it = 0; it < o->warmup; ++it) RCOMET(comet_baseline_forward(b, a, st));
+  const int n = o->iters;
+  float *h_times = malloc(sizeof(float) * 4 * (size_t)n), *col = malloc(sizeof(float) * (size_t)n);
+  if (!h_times || !col) {
+    fprintf(stderr, "[rank %d] host allocation failed\n", info->rank);
+    return 1;
+  }
+  for (int it = 0; it < n; ++it) {
+    RCOMET(comet_baseline_forward(b, a, st));
+    comet_baseline_times_t t;
+    RCOMET(comet_baseline_last_times(b, &t));
+    h_times[4 * it] = t.dispatch_ms;
+    h_times[4 * it + 1] = t.experts_ms;
+    h_times[4 * it + 2] = t.combine_ms;
+    h_times[4 * it + 3] = t.total_ms;
+  }
+  /* Slowest rank per iteration and phase, then the median over iterations. */
+  if (bench_slowest(info, ctx, h_times, 4 * n) != 0) return 1;
+  for (int ph = 0; ph < 4; ++ph) {
+    for (int it = 0; it < n; ++it) col[it] = h_times[4 * it + ph];
+    res->ms[ph] = bench_median(col, n);
+  }
+  free(col);
+  free(h_times);
+  res->gemm1 = comet_baseline_last_gemm(b, 1);
+  res->gemm2 = comet_baseline_last_gemm(b, 2);
+  const int32_t *counts = comet_baseline_last_counts(b);
+  res->floor_ms = counts ? floor_ms(cfg, counts, info->world, &res->tflops, res->ms[1]) : 0;
+  if (o->check) {
+    RCUDA(cudaMemsetAsync(a->out, 0xFF, (size_t)a->num_tokens * cfg->hidden * 2, st));
+    RCOMET(comet_baseline_forward(b, a, st));
+    if (bench_check_run(info, cfg, o->seed, &o->routing, a->num_tokens, o->check_tokens, a->out,
+                        ctx, st, &res->chk) != 0)
+      return 1;
+  }
+  RCOMET(comet_baseline_destroy(b));
+  return 0;
+}
+
+/* One config on every rank. comm and blas are NULL in the loopback world,
+ * which runs comet alone. */
+static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, comet_context_t ctx,
+                      ncclComm_t comm, cublasHandle_t blas, cudaStream_t st, const char *model,
+                      int T, const char *device_name) {
+  const int W = info->world, r = info->rank, loop = info->loopback != NULL;
   comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
   if (strcmp(model, "custom")) {
     const comet_preset_t *p = comet_preset_find(model);
@@ -333,18 +429,20 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
     fprintf(stderr, "[rank %d] host allocation failed\n", r);
     return 1;
   }
-  const double skew_real = comet_md_expert_probs(p, E, &o->routing, seed);
+  config_result_t res;
+  memset(&res, 0, sizeof res);
+  res.skew_real = comet_md_expert_probs(p, E, &o->routing, seed);
   comet_md_routing_host(ids, wt, T, K, E, p, &o->routing, r, seed);
   void *dx, *dout, *dw1, *dw2;
   int32_t *dids;
   float *dwt;
   const size_t xb = (size_t)T * H * 2;
-  RCUDA(cudaMalloc(&dx, xb));
-  RCUDA(cudaMalloc(&dout, xb));
-  RCUDA(cudaMalloc(&dw1, (size_t)El * w1r * H * 2));
-  RCUDA(cudaMalloc(&dw2, (size_t)El * H * Fl * 2));
-  RCUDA(cudaMalloc((void **)&dids, sizeof(int32_t) * (size_t)T * K));
-  RCUDA(cudaMalloc((void **)&dwt, sizeof(float) * (size_t)T * K));
+  RCUDA(dev_alloc(&dx, xb, st));
+  RCUDA(dev_alloc(&dout, xb, st));
+  RCUDA(dev_alloc(&dw1, (size_t)El * w1r * H * 2, st));
+  RCUDA(dev_alloc(&dw2, (size_t)El * H * Fl * 2, st));
+  RCUDA(dev_alloc(&dids, sizeof(int32_t) * (size_t)T * K, st));
+  RCUDA(dev_alloc(&dwt, sizeof(float) * (size_t)T * K, st));
   RCUDA(comet_md_fill_x(dx, T, H, cfg.dtype, r, seed, st));
   RCUDA(comet_md_fill_w1(dw1, &cfg, r / cfg.tp, r % cfg.tp, seed, st));
   RCUDA(comet_md_fill_w2(dw2, &cfg, r / cfg.tp, r % cfg.tp, seed, st));
@@ -352,9 +450,6 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
   RCUDA(cudaMemcpyAsync(dwt, wt, sizeof(float) * (size_t)T * K, cudaMemcpyHostToDevice, st));
   RCUDA(cudaStreamSynchronize(st));
 
-  comet_baseline_t b = NULL;
-  RCOMET(comet_baseline_create(&b, &cfg, comm, blas));
-  RCOMET(comet_baseline_set_gemm(b, o->gemm));
   comet_moe_args_t a = COMET_MOE_ARGS_INITIALIZER;
   a.num_tokens = T;
   a.x = dx;
@@ -363,92 +458,58 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
   a.w1 = dw1;
   a.w2 = dw2;
   a.out = dout;
-
-  for (int it = 0; it < o->warmup; ++it) RCOMET(comet_baseline_forward(b, &a, st));
-  const int n = o->iters;
-  float *h_times = malloc(sizeof(float) * 4 * (size_t)n), *d_times = NULL;
-  if (!h_times) return 1;
-  for (int it = 0; it < n; ++it) {
-    RCOMET(comet_baseline_forward(b, &a, st));
-    comet_baseline_times_t t;
-    RCOMET(comet_baseline_last_times(b, &t));
-    h_times[4 * it] = t.dispatch_ms;
-    h_times[4 * it + 1] = t.experts_ms;
-    h_times[4 * it + 2] = t.combine_ms;
-    h_times[4 * it + 3] = t.total_ms;
-  }
-  /* Slowest rank per iteration and phase, then the median over iterations. */
-  RCUDA(cudaMalloc((void **)&d_times, sizeof(float) * 4 * (size_t)n));
-  RCUDA(cudaMemcpy(d_times, h_times, sizeof(float) * 4 * (size_t)n, cudaMemcpyHostToDevice));
-  RNCCL(ncclAllReduce(d_times, d_times, 4 * (size_t)n, ncclFloat, ncclMax, comm, st));
-  RCUDA(cudaMemcpyAsync(h_times, d_times, sizeof(float) * 4 * (size_t)n, cudaMemcpyDeviceToHost, st));
-  RCUDA(cudaStreamSynchronize(st));
-  config_result_t res;
-  memset(&res, 0, sizeof res);
-  float *col = malloc(sizeof(float) * (size_t)n);
-  for (int ph = 0; ph < 4; ++ph) {
-    for (int it = 0; it < n; ++it) col[it] = h_times[4 * it + ph];
-    res.ms[ph] = bench_median(col, n);
-  }
-  free(col);
-  res.skew_real = skew_real;
-  res.gemm1 = comet_baseline_last_gemm(b, 1);
-  res.gemm2 = comet_baseline_last_gemm(b, 2);
-  const int32_t *counts = comet_baseline_last_counts(b);
-  res.floor_ms = counts ? floor_ms(&cfg, counts, W, &res.tflops, res.ms[1]) : 0;
-
-  /* Check: one more forward on NaN-poisoned output, sampled rows to rank 0. */
-  res.chk.ran = 0;
-  if (o->check) {
-    RCUDA(cudaMemsetAsync(dout, 0xFF, xb, st));
-    RCOMET(comet_baseline_forward(b, &a, st));
-    RCUDA(cudaStreamSynchronize(st));
-    if (bench_check_run(info, &cfg, o->seed, &o->routing, T, o->check_tokens, dout, comm, st,
-                        &res.chk) != 0)
-      return 1;
-  }
+  if (!loop && run_baseline(info, o, ctx, comm, blas, st, &cfg, &a, &res) != 0) return 1;
   /* comet on the same inputs, the same way */
+  const int n = o->iters;
   bench_comet_t cm;
-  if (bench_comet_run(info, &cfg, comm, st, &a, o->warmup, n, o->check, o->seed, &o->routing,
+  if (bench_comet_run(info, &cfg, ctx, st, &a, o->warmup, n, o->check, o->seed, &o->routing,
                       o->check_tokens, &cm) != 0)
     return 1;
-  RCOMET(comet_baseline_destroy(b));
-  cudaFree(d_times);
-  cudaFree(dx);
-  cudaFree(dout);
-  cudaFree(dw1);
-  cudaFree(dw2);
-  cudaFree(dids);
-  cudaFree(dwt);
-  free(h_times);
+  RCUDA(cudaFreeAsync(dx, st));
+  RCUDA(cudaFreeAsync(dout, st));
+  RCUDA(cudaFreeAsync(dw1, st));
+  RCUDA(cudaFreeAsync(dw2, st));
+  RCUDA(cudaFreeAsync(dids, st));
+  RCUDA(cudaFreeAsync(dwt, st));
   free(p);
   free(ids);
   free(wt);
 
   if (r != 0) return 0;
-  /* ---- rank 0 reports ---- */
-  const double comm_share = res.ms[3] > 0 ? (res.ms[0] + res.ms[2]) / res.ms[3] : 0;
-  printf("\n== %s  H %d  F %d  E %d  top-%d  %s | %d GPU(s) = ep %d x tp %d | %d tokens/rank | "
+  /* ---- rank 0 reports; the loopback world has no baseline: "-" and null ---- */
+  const int base = !loop;
+  char world[64], cell[16];
+  if (loop) snprintf(world, sizeof world, "%d rank(s) on 1 GPU (loopback)", W);
+  else snprintf(world, sizeof world, "%d GPU(s)", W);
+  printf("\n== %s  H %d  F %d  E %d  top-%d  %s | %s = ep %d x tp %d | %d tokens/rank | "
          "routing %s (load std %.4f) | %s | seed %llu | %d iters\n",
-         model, H, cfg.ffn, E, K, comet_activation_name(cfg.activation), W, cfg.ep, cfg.tp, T,
+         model, H, cfg.ffn, E, K, comet_activation_name(cfg.activation), world, cfg.ep, cfg.tp, T,
          o->routing_str, res.skew_real, device_name, (unsigned long long)o->seed, n);
+  if (loop)
+    printf("  (loopback world: %d ranks on one GPU, each on its own SM partition; peer copies are "
+           "HBM copies, so these are not NVLink timings)\n",
+           W);
   printf("  %-22s %12s %10s\n", "phase", "baseline ms", "comet ms");
   const char *names[4] = {"dispatch", "experts", "combine", "layer"};
-  for (int ph = 0; ph < 3; ++ph) printf("  %-22s %12.3f %10s\n", names[ph], res.ms[ph], "-");
+  for (int ph = 0; ph < 3; ++ph)
+    printf("  %-22s %12s %10s\n", names[ph], ms_cell(cell, res.ms[ph], base), "-");
   if (cm.ran) {
     printf("  %-22s %12s %10.3f\n", "layer0 (dispatch+fc1)", "-", cm.layer0_ms);
     printf("  %-22s %12s %10.3f\n", "layer1 (fc2+combine)", "-", cm.layer1_ms);
-    printf("  %-22s %12.3f %10.3f\n", names[3], res.ms[3], cm.forward_ms);
+    printf("  %-22s %12s %10.3f\n", names[3], ms_cell(cell, res.ms[3], base), cm.forward_ms);
   } else {
-    printf("  %-22s %12.3f %10s   (comet: %s)\n", names[3], res.ms[3], "-", cm.err);
+    printf("  %-22s %12s %10s   (comet: %s)\n", names[3], ms_cell(cell, res.ms[3], base), "-", cm.err);
   }
-  const double speedup = cm.ran && cm.forward_ms > 0 ? res.ms[3] / cm.forward_ms : 0;
-  printf("  experts %.0f TFLOP/s per GPU (gemm: fc1 %s, fc2 %s) | comm share %.0f%% | floor %.3f ms "
-         "(limit eff: baseline %.2f",
-         res.tflops, res.gemm1, res.gemm2, 100 * comm_share, res.floor_ms,
-         res.ms[3] > 0 ? res.floor_ms / res.ms[3] : 0);
-  if (cm.ran) printf(", comet %.2f) | speedup %.3fx\n", res.floor_ms / cm.forward_ms, speedup);
-  else printf(") | speedup -\n");
+  const double speedup = base && cm.ran && cm.forward_ms > 0 ? res.ms[3] / cm.forward_ms : 0;
+  if (base) {
+    const double comm_share = res.ms[3] > 0 ? (res.ms[0] + res.ms[2]) / res.ms[3] : 0;
+    printf("  experts %.0f TFLOP/s per GPU (gemm: fc1 %s, fc2 %s) | comm share %.0f%% | floor %.3f ms "
+           "(limit eff: baseline %.2f",
+           res.tflops, res.gemm1, res.gemm2, 100 * comm_share, res.floor_ms,
+           res.ms[3] > 0 ? res.floor_ms / res.ms[3] : 0);
+    if (cm.ran) printf(", comet %.2f) | speedup %.3fx\n", res.floor_ms / cm.forward_ms, speedup);
+    else printf(") | speedup -\n");
+  }
   if (res.chk.ran)
     printf("  check baseline: %s (rel_err %.3e, max abs err %.3g, %d tokens on %d rank(s)%s)\n",
            res.chk.pass ? "pass" : "fail", res.chk.rel_err, res.chk.max_abs, res.chk.tokens, W,
@@ -457,9 +518,11 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
     printf("  check comet:    %s (rel_err %.3e, max abs err %.3g, %d tokens on %d rank(s)%s)\n",
            cm.chk.pass ? "pass" : "fail", cm.chk.rel_err, cm.chk.max_abs, cm.chk.tokens, W,
            cm.chk.nan_count ? ", NaN/unwritten outputs!" : "");
-  const int checked = res.chk.ran && (cm.chk.ran || !cm.ran);
-  const int passed = res.chk.pass && (!cm.ran || cm.chk.pass);
+  /* checked: every forward that ran was checked (in the loopback world, comet's alone) */
+  const int checked = loop ? cm.chk.ran : res.chk.ran && (cm.chk.ran || !cm.ran);
+  const int passed = loop ? cm.chk.pass : res.chk.pass && (!cm.ran || cm.chk.pass);
   const double rel_err = cm.chk.ran && cm.chk.rel_err > res.chk.rel_err ? cm.chk.rel_err : res.chk.rel_err;
+  const int check_tokens = res.chk.ran ? res.chk.tokens : cm.chk.tokens;
   if (checked) printf("  check: %s\n", passed ? "pass" : "fail");
   fflush(stdout);
   if (o->json) {
@@ -470,25 +533,27 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
     }
     fprintf(f,
             "{\"op\": \"moe\", \"model\": \"%s\", \"H\": %d, \"F\": %d, \"E\": %d, \"K\": %d, "
-            "\"act\": \"%s\", \"world\": %d, \"ep\": %d, \"tp\": %d, \"tokens_per_rank\": %d, "
-            "\"routing\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", "
-            "\"seed\": %llu, \"iters\": %d",
-            model, H, cfg.ffn, E, K, comet_activation_name(cfg.activation), W, cfg.ep, cfg.tp, T,
-            o->routing_str, device_name, o->commit, o->date, (unsigned long long)o->seed, n);
+            "\"act\": \"%s\", \"world\": %d, \"transport\": \"%s\", \"ep\": %d, \"tp\": %d, "
+            "\"tokens_per_rank\": %d, \"routing\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", "
+            "\"date\": \"%s\", \"seed\": %llu, \"iters\": %d",
+            model, H, cfg.ffn, E, K, comet_activation_name(cfg.activation), W,
+            loop ? "loopback" : "nccl", cfg.ep, cfg.tp, T, o->routing_str, device_name, o->commit,
+            o->date, (unsigned long long)o->seed, n);
     json_num(f, "load_std", res.skew_real, 1);
-    json_num(f, "baseline_ms", res.ms[3], 1);
-    json_num(f, "baseline_dispatch_ms", res.ms[0], 1);
-    json_num(f, "baseline_experts_ms", res.ms[1], 1);
-    json_num(f, "baseline_combine_ms", res.ms[2], 1);
-    json_num(f, "baseline_experts_tflops", res.tflops, 1);
-    fprintf(f, ", \"baseline_gemm\": \"%s/%s\"", res.gemm1, res.gemm2);
+    json_num(f, "baseline_ms", res.ms[3], base);
+    json_num(f, "baseline_dispatch_ms", res.ms[0], base);
+    json_num(f, "baseline_experts_ms", res.ms[1], base);
+    json_num(f, "baseline_combine_ms", res.ms[2], base);
+    json_num(f, "baseline_experts_tflops", res.tflops, base);
+    if (base) fprintf(f, ", \"baseline_gemm\": \"%s/%s\"", res.gemm1, res.gemm2);
+    else fprintf(f, ", \"baseline_gemm\": null");
     json_num(f, "floor_ms", res.floor_ms, res.floor_ms > 0);
     json_num(f, "baseline_limit_eff", res.ms[3] > 0 ? res.floor_ms / res.ms[3] : 0, res.floor_ms > 0);
     json_num(f, "comet_ms", cm.forward_ms, cm.ran);
     json_num(f, "comet_layer0_ms", cm.layer0_ms, cm.ran);
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
     json_num(f, "comet_limit_eff", cm.ran ? res.floor_ms / cm.forward_ms : 0, cm.ran && res.floor_ms > 0);
-    json_num(f, "speedup", speedup, cm.ran);
+    json_num(f, "speedup", speedup, base && cm.ran);
     json_num(f, "gemm_only_ms", 0, 0);
     json_num(f, "comm_only_ms", 0, 0);
     json_num(f, "overlap_eff", 0, 0);
@@ -497,7 +562,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
     json_num(f, "rel_err", rel_err, checked);
     json_num(f, "baseline_rel_err", res.chk.rel_err, res.chk.ran);
     json_num(f, "comet_rel_err", cm.chk.rel_err, cm.chk.ran);
-    json_num(f, "check_tokens", res.chk.tokens, res.chk.ran);
+    json_num(f, "check_tokens", check_tokens, res.chk.ran || cm.chk.ran);
     fprintf(f, "}\n");
     fclose(f);
   }
@@ -506,30 +571,43 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, nccl
 
 static int rank_main(const comet_rank_info_t *info, void *arg) {
   const bench_opts_t *o = arg;
-  RCUDA(cudaSetDevice(info->device));
-  ncclUniqueId id;
-  memcpy(&id, info->id.internal, sizeof id);
-  ncclComm_t comm;
-  RNCCL(ncclCommInitRank(&comm, info->world, id, info->rank));
-  cublasHandle_t blas;
-  if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
-    fprintf(stderr, "[rank %d] cublasCreate failed\n", info->rank);
-    return 1;
+  /* One comet context per rank, for every config: comet's forward, the
+   * checks and the slowest-rank reductions run on it. Over NCCL it adopts
+   * the baseline's communicator; the loopback world has no NCCL, hence no
+   * baseline. */
+  ncclComm_t comm = NULL;
+  cublasHandle_t blas = NULL;
+  comet_context_t ctx = NULL;
+  if (info->loopback) {
+    RCOMET(comet_context_create_loopback(&ctx, info->loopback, info->rank));
+  } else {
+    RCUDA(cudaSetDevice(info->device));
+    ncclUniqueId id;
+    memcpy(&id, info->id.internal, sizeof id);
+    RNCCL(ncclCommInitRank(&comm, info->world, id, info->rank));
+    if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) {
+      fprintf(stderr, "[rank %d] cublasCreate failed\n", info->rank);
+      return 1;
+    }
+    RCOMET(comet_context_create_from_comm(&ctx, (struct ncclComm *)comm, info->device));
   }
-  cudaStream_t st;
-  RCUDA(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  /* the context's stream: on the rank's SMs (its partition in the loopback world) */
+  cudaStream_t st = comet_context_stream(ctx);
   struct cudaDeviceProp prop;
   RCUDA(cudaGetDeviceProperties(&prop, info->device));
   int rc = 0, failed_checks = 0;
   for (int m = 0; m < o->nmodels && rc == 0; ++m)
     for (int t = 0; t < o->ntokens && rc == 0; ++t) {
-      int x = run_config(info, o, comm, blas, st, o->models[m], o->tokens[t], prop.name);
+      int x = run_config(info, o, ctx, comm, blas, st, o->models[m], o->tokens[t], prop.name);
       if (x == 2) failed_checks++;
       else rc = x;
     }
-  cudaStreamDestroy(st);
-  cublasDestroy(blas);
-  ncclCommDestroy(comm);
+  if (comet_context_destroy(ctx) != COMET_OK) {
+    fprintf(stderr, "[rank %d] comet_context_destroy: %s\n", info->rank, comet_last_error());
+    rc = 1;
+  }
+  if (blas) cublasDestroy(blas);
+  if (comm) ncclCommDestroy(comm);
   if (failed_checks) {
     fprintf(stderr, "[rank %d] %d config(s) failed the check against the CPU reference\n",
             info->rank, failed_checks);
@@ -561,18 +639,19 @@ int comet_bench_moe_main(int argc, char **argv) {
     fprintf(stderr, "comet bench: no CUDA GPU found\n");
     return 1;
   }
+  if (o.loopback) {
+    printf("comet bench: loopback world of %d rank(s) on GPU 0, ep %d x tp %d, seed %llu, commit %s, "
+           "%s\n",
+           o.loopback, o.ep, o.tp, o.seed, o.commit, o.date);
+    fflush(stdout);
+    return comet_launch_loopback(o.loopback, 0, o.timeout_s, rank_main, &o) == 0 ? 0 : 1;
+  }
   if (!o.gpus) o.gpus = o.ep && o.tp ? o.ep * o.tp : avail;
   if (o.gpus > avail) {
     fprintf(stderr, "comet bench: --gpus %d but only %d GPU(s) present\n", o.gpus, avail);
     return 1;
   }
-  if (!o.ep && !o.tp) o.ep = o.gpus;
-  if (!o.ep) o.ep = o.gpus / o.tp;
-  if (!o.tp) o.tp = o.gpus / o.ep;
-  if (o.ep * o.tp != o.gpus) {
-    fprintf(stderr, "comet bench: ep %d x tp %d != gpus %d\n", o.ep, o.tp, o.gpus);
-    return 2;
-  }
+  if (set_layout(&o, o.gpus, "gpus")) return 2;
   printf("comet bench: %d GPU(s), ep %d x tp %d, seed %llu, commit %s, %s\n", o.gpus, o.ep, o.tp,
          o.seed, o.commit, o.date);
   fflush(stdout);

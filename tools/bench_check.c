@@ -1,7 +1,10 @@
 /* bench_check.c — see bench_check.h. Every token's output depends only on
  * its own row, its routing and the experts' weights, so the sampled tokens of
  * all ranks form one small single-rank problem (ep = tp = 1) over just the
- * experts they use; the reference solves that, the GPU rows must match. */
+ * experts they use; the reference solves that, the GPU rows must match. The
+ * rows travel on the host (a few rows per rank), through the context's
+ * transport: no device buffer, no NCCL call, nothing that would synchronize
+ * the device under a loopback world's peers. */
 #include "bench_check.h"
 
 #include <math.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "context.h"
 #include "ref/convert.h"
 #include "ref/ref.h"
 
@@ -157,48 +161,37 @@ static int check_on_rank0(const comet_layer_config_t *cfg, int W, unsigned long 
 
 int bench_check_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
                     unsigned long long seed, const comet_md_routing_t *routing, int T,
-                    int tokens_per_rank, const void *dout, ncclComm_t comm, cudaStream_t st,
+                    int tokens_per_rank, const void *dout, comet_context_t ctx, cudaStream_t st,
                     bench_check_t *out) {
   memset(out, 0, sizeof *out);
   const int W = info->world, r = info->rank, H = cfg->hidden;
   const int n = sample_count(cfg, W, T, tokens_per_rank);
   if (n == 0) return 0;
-  const size_t row = (size_t)H * 2;
-  char *d_rows = NULL;
-  cudaError_t e = cudaMalloc((void **)&d_rows, row * (size_t)n * (r == 0 ? W : 1));
+  const size_t row = (size_t)H * 2, mine_bytes = row * (size_t)n;
+  char *mine = malloc(mine_bytes);
+  uint16_t *got = malloc(mine_bytes * W); /* every rank's rows, in rank order */
+  if (!mine || !got) {
+    fprintf(stderr, "[rank %d] check: host allocation failed\n", r);
+    free(mine);
+    free(got);
+    return 1;
+  }
+  cudaError_t e = cudaSuccess;
   for (int j = 0; j < n && e == cudaSuccess; ++j)
-    e = cudaMemcpyAsync(d_rows + row * j, (const char *)dout + row * sample_token(j, n, T), row,
-                        cudaMemcpyDeviceToDevice, st);
+    e = cudaMemcpyAsync(mine + row * j, (const char *)dout + row * sample_token(j, n, T), row,
+                        cudaMemcpyDeviceToHost, st);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+  int rc = 0;
   if (e != cudaSuccess) {
     fprintf(stderr, "[rank %d] check: %s\n", r, cudaGetErrorString(e));
-    return 1;
-  }
-  ncclResult_t nr = ncclGroupStart();
-  for (int s = 1; s < W && nr == ncclSuccess; ++s) {
-    if (r == 0) nr = ncclRecv(d_rows + row * n * s, row * n, ncclUint8, s, comm, st);
-    else if (s == r) nr = ncclSend(d_rows, row * n, ncclUint8, 0, comm, st);
-  }
-  ncclResult_t nr2 = ncclGroupEnd();
-  if (nr != ncclSuccess || nr2 != ncclSuccess) {
-    fprintf(stderr, "[rank %d] check: gathering rows failed: %s\n", r,
-            ncclGetErrorString(nr != ncclSuccess ? nr : nr2));
-    return 1;
-  }
-  int rc = 0;
-  if (r == 0) {
-    uint16_t *got = malloc(row * (size_t)n * W);
-    if (!got) return 1;
-    e = cudaMemcpyAsync(got, d_rows, row * (size_t)n * W, cudaMemcpyDeviceToHost, st);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(st);
-    if (e != cudaSuccess) {
-      fprintf(stderr, "[rank 0] check: %s\n", cudaGetErrorString(e));
-      return 1;
-    }
+    rc = 1;
+  } else if (ctx->tp->ops->allgather(ctx->tp, mine, got, mine_bytes) != COMET_OK) {
+    fprintf(stderr, "[rank %d] check: gathering rows failed: %s\n", r, comet_last_error());
+    rc = 1;
+  } else if (r == 0) {
     rc = check_on_rank0(cfg, W, seed, routing, T, n, got, out);
-    free(got);
-  } else {
-    e = cudaStreamSynchronize(st);
   }
-  cudaFree(d_rows);
+  free(mine);
+  free(got);
   return rc;
 }

@@ -1,7 +1,8 @@
-/* bench_comet.c — comet's forward in `comet bench`: a context adopting the
- * bench's communicator, one layer per config, CUDA events around the
- * forward and around each half, the slowest rank's time per iteration, the
- * median over iterations. */
+/* bench_comet.c — comet's forward in `comet bench`: one layer per config on
+ * the caller's context, CUDA events around the forward and around each half,
+ * the slowest rank's time per iteration (a max over the ranks' times on the
+ * host, through the context's transport, so the same code runs over NCCL and
+ * in the loopback world), the median over iterations. */
 #include "bench_comet.h"
 
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "comet.h"
+#include "context.h"
 
 #define HCUDA(call)                                                                        \
   do {                                                                                     \
@@ -29,18 +31,36 @@
     }                                                                                      \
   } while (0)
 
+int bench_slowest(const comet_rank_info_t *info, comet_context_t ctx, float *v, int n) {
+  const int W = comet_context_world_size(ctx);
+  float *all = malloc(sizeof(float) * (size_t)n * W);
+  if (!all) {
+    fprintf(stderr, "[rank %d] bench: host allocation failed\n", info->rank);
+    return 1;
+  }
+  if (ctx->tp->ops->allgather(ctx->tp, v, all, sizeof(float) * (size_t)n) != COMET_OK) {
+    fprintf(stderr, "[rank %d] bench: gathering the ranks' times failed: %s\n", info->rank,
+            comet_last_error());
+    free(all);
+    return 1;
+  }
+  for (int s = 0; s < W; ++s)
+    for (int i = 0; i < n; ++i)
+      if (all[(size_t)s * n + i] > v[i]) v[i] = all[(size_t)s * n + i];
+  free(all);
+  return 0;
+}
+
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
-                    ncclComm_t comm, cudaStream_t st, const comet_moe_args_t *a, int warmup,
+                    comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *a, int warmup,
                     int iters, int check, unsigned long long seed,
                     const comet_md_routing_t *routing, int check_tokens, bench_comet_t *out) {
   memset(out, 0, sizeof *out);
-  comet_context_t ctx = NULL;
   comet_layer_t L = NULL;
-  float *times = calloc((size_t)3 * iters, sizeof(float)), *d_times = NULL;
+  float *times = calloc((size_t)3 * iters, sizeof(float));
   cudaEvent_t ev[4] = {0};
   if (!times) return 1;
   for (int i = 0; i < 4; ++i) HCUDA(cudaEventCreate(&ev[i]));
-  HCOMET(comet_context_create_from_comm(&ctx, (struct ncclComm *)comm, info->device));
   HCOMET(comet_layer_create(&L, ctx, cfg));
   comet_dispatch_gemm_args_t l0 = COMET_DISPATCH_GEMM_ARGS_INITIALIZER;
   l0.num_tokens = a->num_tokens;
@@ -65,14 +85,7 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
     for (int p = 0; p < 3; ++p) HCUDA(cudaEventElapsedTime(&times[3 * it + p], ev[p], ev[p + 1]));
   }
   /* slowest rank per iteration and phase */
-  HCUDA(cudaMalloc((void **)&d_times, sizeof(float) * 3 * (size_t)iters));
-  HCUDA(cudaMemcpy(d_times, times, sizeof(float) * 3 * (size_t)iters, cudaMemcpyHostToDevice));
-  if (ncclAllReduce(d_times, d_times, 3 * (size_t)iters, ncclFloat, ncclMax, comm, st) != ncclSuccess) {
-    fprintf(stderr, "[rank %d] bench: ncclAllReduce of comet's times failed\n", info->rank);
-    return 1;
-  }
-  HCUDA(cudaMemcpyAsync(times, d_times, sizeof(float) * 3 * (size_t)iters, cudaMemcpyDeviceToHost, st));
-  HCUDA(cudaStreamSynchronize(st));
+  if (bench_slowest(info, ctx, times, 3 * iters) != 0) return 1;
   float *col = malloc(sizeof(float) * (size_t)iters);
   if (!col) return 1;
   float med[3];
@@ -88,8 +101,7 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   if (check) {
     HCUDA(cudaMemsetAsync(a->out, 0xFF, (size_t)a->num_tokens * cfg->hidden * 2, st));
     HCOMET(comet_moe_forward(L, a, st));
-    HCUDA(cudaStreamSynchronize(st));
-    if (bench_check_run(info, cfg, seed, routing, a->num_tokens, check_tokens, a->out, comm, st,
+    if (bench_check_run(info, cfg, seed, routing, a->num_tokens, check_tokens, a->out, ctx, st,
                         &out->chk) != 0)
       return 1;
   }
@@ -98,11 +110,10 @@ done:
     out->ran = 0;
     fprintf(stderr, "[rank %d] comet: %s\n", info->rank, out->err);
   }
-  if (L) comet_layer_destroy(L);
-  if (ctx) comet_context_destroy(ctx);
+  if (L && comet_layer_destroy(L) != COMET_OK)
+    fprintf(stderr, "[rank %d] comet: comet_layer_destroy: %s\n", info->rank, comet_last_error());
   for (int i = 0; i < 4; ++i)
     if (ev[i]) cudaEventDestroy(ev[i]);
-  if (d_times) cudaFree(d_times);
   free(times);
   return 0;
 }

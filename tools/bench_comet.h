@@ -1,10 +1,10 @@
 /* bench_comet.h — comet's side of `comet bench`: its forward and the two
- * halves timed like the baseline, and checked like it. */
+ * halves timed like the baseline, and checked like it, on a comet context
+ * the caller made (over NCCL, or a rank of the loopback world). */
 #ifndef COMET_BENCH_COMET_H
 #define COMET_BENCH_COMET_H
 
 #include <cuda_runtime.h>
-#include <nccl.h>
 
 #include "bench_check.h"
 
@@ -24,13 +24,19 @@ typedef struct bench_comet {
 /* Median of v[0..n) (sorts v in place); bench.c's, shared. */
 float bench_median(float *v, int n);
 
-/* Collective over comm (which it adopts for a comet context). Times are the
- * median over `iters` of the slowest rank, after `warmup` forwards. With
- * check, one more forward on NaN-poisoned output is checked against the CPU
- * reference (bench_check_run). Returns non-zero only on a CUDA/NCCL failure
- * of the harness itself; comet's own errors land in out->err. */
+/* v[i] = the largest v[i] over all ranks (the slowest rank's time), through
+ * ctx's host all-gather. Collective. Returns non-zero (message printed) on
+ * failure. */
+int bench_slowest(const comet_rank_info_t *info, comet_context_t ctx, float *v, int n);
+
+/* Collective over ctx (not destroyed); st is a stream of ctx's rank. One
+ * layer per call. Times are the median over `iters` of the slowest rank,
+ * after `warmup` forwards. With check, one more forward on NaN-poisoned
+ * output is checked against the CPU reference (bench_check_run). Returns
+ * non-zero only on a failure of the harness itself (CUDA, the transport);
+ * comet's own errors land in out->err. */
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
-                    ncclComm_t comm, cudaStream_t st, const comet_moe_args_t *args, int warmup,
+                    comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *args, int warmup,
                     int iters, int check, unsigned long long seed,
                     const comet_md_routing_t *routing, int check_tokens, bench_comet_t *out);
 

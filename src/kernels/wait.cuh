@@ -20,10 +20,6 @@ __device__ __forceinline__ uint32_t *fault_word(const comet_comm_view_t &v, int 
   return (uint32_t *)(v.peer[rank] + v.off_fault);
 }
 
-/* Has this layer already faulted (a local wait gave up or a peer said so)? */
-__device__ __forceinline__ bool comet_faulted(const comet_comm_view_t &v) {
-  return *(volatile int32_t *)&v.fault->code != 0 || ld_relaxed_sys_u32(fault_word(v, v.rank)) != 0;
-}
 
 static __device__ __noinline__ void comet_raise_fault(const comet_comm_view_t &v, int code, int what,
                                                int peer, int a, int b, uint64_t target,
@@ -60,6 +56,22 @@ static __device__ __noinline__ void comet_raise_fault(const comet_comm_view_t &v
   if (code != COMET_FAULT_PEER)
     for (int p = 0; p < v.world; ++p)
       if (p != v.rank) st_relaxed_sys_u32(fault_word(v, p), (uint32_t)v.rank + 1u);
+}
+
+/* One thread, at a call's start: has this layer already faulted (a local
+ * wait gave up, or a peer said its own did), or is this rank aborted? Either
+ * of the last two is recorded here as a fault of this rank, so the host
+ * reports it, and the call does nothing. */
+__device__ __forceinline__ bool comet_faulted(const comet_comm_view_t &v) {
+  if (*(volatile int32_t *)&v.fault->code != 0) return true;
+  const uint32_t pf = ld_relaxed_sys_u32(fault_word(v, v.rank));
+  if (pf != 0)
+    comet_raise_fault(v, COMET_FAULT_PEER, COMET_WAIT_BARRIER, (int)pf - 1, COMET_BAR_PLAN, 0, 0, 0);
+  else if (*(volatile const uint32_t *)v.abort != 0)
+    comet_raise_fault(v, COMET_FAULT_ABORT, COMET_WAIT_BARRIER, v.rank, COMET_BAR_PLAN, 0, 0, 0);
+  else
+    return false;
+  return true;
 }
 
 /* Waits until *flag >= target (acquire, system scope). Returns false if the

@@ -38,7 +38,8 @@ static void load_all(void) {
            load("cuCtxFromGreenCtx", (void **)&g_cu.CtxFromGreenCtx) &&
            load("cuCtxSetCurrent", (void **)&g_cu.CtxSetCurrent) &&
            load("cuGreenCtxStreamCreate", (void **)&g_cu.GreenCtxStreamCreate) &&
-           load("cuGetErrorString", (void **)&g_cu.GetErrorString);
+           load("cuGetErrorString", (void **)&g_cu.GetErrorString) &&
+           load("cuModuleGetLoadingMode", (void **)&g_cu.ModuleGetLoadingMode);
   g_status = ok ? COMET_OK : COMET_ERR_CUDA;
 }
 

@@ -25,6 +25,7 @@ typedef struct comet_cu {
   CUresult (*CtxSetCurrent)(CUcontext);
   CUresult (*GreenCtxStreamCreate)(CUstream *, CUgreenCtx, unsigned int, int);
   CUresult (*GetErrorString)(CUresult, const char **);
+  CUresult (*ModuleGetLoadingMode)(CUmoduleLoadingMode *);
 } comet_cu_t;
 
 /* The table, loaded once (thread-safe); COMET_ERR_CUDA naming the missing

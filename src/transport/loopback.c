@@ -239,6 +239,16 @@ comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
   COMET_ARG(device >= 0 && device < n, "cuda_device = %d, but %d CUDA device(s) are visible", device, n);
   COMET_CUDA(cudaSetDevice(device));
   COMET_CUDA(cudaFree(NULL)); /* the primary context, which the green ones retain */
+  /* Lazy loading may make a rank's first launch of a kernel wait until the
+   * device is idle, while a peer's kernel spins waiting for that very rank:
+   * a deadlock (CUDA programming guide, "Lazy Loading", potential hazards). */
+  CUmoduleLoadingMode lm = CU_MODULE_LAZY_LOADING;
+  COMET_CU(cu->ModuleGetLoadingMode(&lm));
+  if (lm != CU_MODULE_EAGER_LOADING)
+    return comet_set_error(COMET_ERR_UNSUPPORTED,
+                           "the loopback world needs CUDA_MODULE_LOADING=EAGER in the environment "
+                           "before the process's first CUDA call: with lazy loading a rank's first "
+                           "launch of a kernel can wait for a peer's kernel that waits for it");
   CUdevice dev;
   COMET_CU(cu->DeviceGet(&dev, device));
   CUdevResource all;
@@ -250,6 +260,18 @@ comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
     return comet_set_error(COMET_ERR_UNSUPPORTED,
                            "loopback: %u SMs of device %d cannot be split into %d partitions of at "
                            "least 8", total, device, W);
+  /* Every rank's streams need hardware queues of their own: with fewer
+   * connections than streams, a rank's kernel can queue behind a peer's
+   * kernel that spins waiting for it. Two streams per rank (setup, calls). */
+  const char *mc = getenv("CUDA_DEVICE_MAX_CONNECTIONS");
+  const int conns = mc ? atoi(mc) : 8, want = 4 * W < 32 ? 4 * W : 32;
+  if (conns < want)
+    return comet_set_error(COMET_ERR_UNSUPPORTED,
+                           "the loopback world of %d ranks needs CUDA_DEVICE_MAX_CONNECTIONS >= %d "
+                           "in the environment before the process's first CUDA call (it is %s): "
+                           "with fewer hardware queues than the ranks' streams, a rank's kernel "
+                           "can wait behind a peer's kernel that waits for it",
+                           W, want, mc ? mc : "unset, i.e. 8");
   struct comet_loopback *w = calloc(1, sizeof *w);
   CUdevResource *groups = calloc((size_t)W, sizeof(CUdevResource));
   if (!w || !groups) {

@@ -82,12 +82,29 @@ static inline void gen_bits16(uint64_t seed, size_t n, uint16_t *out, int fp16) 
   }
 }
 
+/* ---- device memory of a rank's thread ----
+ * Stream-ordered (cudaMallocAsync / cudaFreeAsync on the rank's stream):
+ * cudaFree synchronizes the whole device, which in the loopback world also
+ * waits for peers' kernels that may wait for this rank. */
+static TEST_TLS cudaStream_t test_alloc_stream;
+
+static inline cudaError_t test_malloc(void *pp, size_t bytes) {
+  cudaError_t e = cudaMallocAsync((void **)pp, bytes ? bytes : 16, test_alloc_stream);
+  return e == cudaSuccess ? cudaStreamSynchronize(test_alloc_stream) : e;
+}
+static inline void test_free(void *p) {
+  if (p) cudaFreeAsync(p, test_alloc_stream);
+}
+
 /* ---- worlds ---- */
 
 /* This rank's context, on the loopback world or over NCCL. */
 static inline comet_status_t test_context_create(const comet_rank_info_t *info, comet_context_t *ctx) {
-  if (info->loopback) return comet_context_create_loopback(ctx, info->loopback, info->rank);
-  return comet_context_create(ctx, info->rank, info->world, &info->id, info->device);
+  comet_status_t st = info->loopback
+                          ? comet_context_create_loopback(ctx, info->loopback, info->rank)
+                          : comet_context_create(ctx, info->rank, info->world, &info->id, info->device);
+  test_alloc_stream = st == COMET_OK ? comet_context_stream(*ctx) : NULL;
+  return st;
 }
 
 /* Every rank's work on stream is done, on every rank (host barrier): what a

@@ -74,7 +74,7 @@ typedef struct dev_in {
 
 static inline void *upload(const void *src, size_t bytes) {
   void *p = NULL;
-  CUDA_OK(cudaMalloc(&p, bytes ? bytes : 16));
+  CUDA_OK(test_malloc(&p, bytes ? bytes : 16));
   if (bytes && src) CUDA_OK(cudaMemcpy(p, src, bytes, cudaMemcpyHostToDevice));
   return p;
 }
@@ -88,14 +88,14 @@ static inline dev_in_t upload_rank(const world_data_t *d, const comet_layer_conf
   g.wt = (float *)upload(d->wt[r], sizeof(float) * (size_t)T * c->topk);
   g.w1 = upload(d->w1[r], sizeof(uint16_t) * (size_t)El * comet_config_w1_rows(c) * c->hidden);
   g.w2 = upload(d->w2[r], sizeof(uint16_t) * (size_t)El * c->hidden * (c->ffn / c->tp));
-  g.out = upload(NULL, sizeof(uint16_t) * (size_t)(T ? T : 1) * c->hidden);
+  g.out = upload(NULL, sizeof(uint16_t) * ((size_t)T * c->hidden + 8)); /* + poisoned tail */
   g.h = upload(NULL, sizeof(uint16_t) * (size_t)rows_cap * (c->ffn / c->tp));
   return g;
 }
 
 static inline void free_dev(dev_in_t *g) {
-  cudaFree(g->x); cudaFree(g->ids); cudaFree(g->wt); cudaFree(g->w1); cudaFree(g->w2);
-  cudaFree(g->out); cudaFree(g->h);
+  test_free(g->x); test_free(g->ids); test_free(g->wt); test_free(g->w1); test_free(g->w2);
+  test_free(g->out); test_free(g->h);
 }
 
 /* ||got - ref|| / ||ref|| over n dtype elements; NaN anywhere -> INFINITY. */

@@ -89,12 +89,12 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *cfg, const com
   int32_t *d_ids;
   float *d_w;
   char *d_x, *d_out, *d_copy, *d_y;
-  CUDA_OK(cudaMalloc(&d_ids, sizeof(int32_t) * ((size_t)Tm * K + 1)));
-  CUDA_OK(cudaMalloc(&d_w, sizeof(float) * ((size_t)Tm * K + 1)));
-  CUDA_OK(cudaMalloc(&d_x, row_bytes * ((size_t)Tm + 1)));
-  CUDA_OK(cudaMalloc(&d_out, row_bytes * ((size_t)Tm + 1)));
-  CUDA_OK(cudaMalloc(&d_copy, row_bytes * (size_t)cap));
-  CUDA_OK(cudaMalloc(&d_y, row_bytes * (size_t)(rows + 1)));
+  CUDA_OK(test_malloc(&d_ids, sizeof(int32_t) * ((size_t)Tm * K + 1)));
+  CUDA_OK(test_malloc(&d_w, sizeof(float) * ((size_t)Tm * K + 1)));
+  CUDA_OK(test_malloc(&d_x, row_bytes * ((size_t)Tm + 1)));
+  CUDA_OK(test_malloc(&d_out, row_bytes * ((size_t)Tm + 1)));
+  CUDA_OK(test_malloc(&d_copy, row_bytes * (size_t)cap));
+  CUDA_OK(test_malloc(&d_y, row_bytes * (size_t)(rows + 1)));
   CUDA_OK(cudaMemcpy(d_ids, ids[me], sizeof(int32_t) * (size_t)Tm * K, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(d_w, w, sizeof(float) * (size_t)Tm * K, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(d_x, x[me], row_bytes * (size_t)Tm, cudaMemcpyHostToDevice));
@@ -197,7 +197,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *cfg, const com
   free(out);
   for (int q = 0; q < W; ++q) free(y[q]);
   free(y);
-  cudaFree(d_ids); cudaFree(d_w); cudaFree(d_x); cudaFree(d_out); cudaFree(d_copy); cudaFree(d_y);
+  test_free(d_ids); test_free(d_w); test_free(d_x); test_free(d_out); test_free(d_copy); test_free(d_y);
   comet_plan_free(&plan);
   for (int r = 0; r < W; ++r) { free(ids[r]); free(x[r]); }
   free(ids); free(x); free(T); free(w);
@@ -213,10 +213,10 @@ static void run_bad_input(comet_layer_t L, const comet_layer_config_t *cfg,
   float *d_w;
   char *d_x, *d_out;
   const size_t row_bytes = (size_t)cfg->hidden * 2;
-  CUDA_OK(cudaMalloc(&d_ids, sizeof(int32_t) * (size_t)(T + 1) * K));
-  CUDA_OK(cudaMalloc(&d_w, sizeof(float) * (size_t)T * K));
-  CUDA_OK(cudaMalloc(&d_x, row_bytes * T));
-  CUDA_OK(cudaMalloc(&d_out, row_bytes * T));
+  CUDA_OK(test_malloc(&d_ids, sizeof(int32_t) * (size_t)(T + 1) * K));
+  CUDA_OK(test_malloc(&d_w, sizeof(float) * (size_t)T * K));
+  CUDA_OK(test_malloc(&d_x, row_bytes * T));
+  CUDA_OK(test_malloc(&d_out, row_bytes * T));
   CUDA_OK(cudaMemset(d_w, 0, sizeof(float) * (size_t)T * K));
   CUDA_OK(cudaMemset(d_x, 0, row_bytes * T));
   for (int which = 0; which < 2; ++which) {
@@ -239,7 +239,7 @@ static void run_bad_input(comet_layer_t L, const comet_layer_config_t *cfg,
   /* every rank: each refuses its own call and tells the others */
   CHECK_ERR(comet_layer_plan(L, T + 1, d_ids, NULL, stream), COMET_ERR_INVALID_ARGUMENT, "max_tokens_per_rank");
   if (me == 0) printf("  too many tokens -> %s\n", comet_last_error());
-  cudaFree(d_ids); cudaFree(d_w); cudaFree(d_x); cudaFree(d_out);
+  test_free(d_ids); test_free(d_w); test_free(d_x); test_free(d_out);
   free(ids);
 }
 
@@ -306,12 +306,12 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
     if (L) {
       int32_t *ids = (int32_t *)malloc(sizeof(int32_t) * cfg.max_tokens_per_rank * cfg.topk), *d_ids;
       gen_ids(ROUTE_SKEW, mix_seed(a->seed, 950, me, 1), cfg.num_experts, cfg.topk, cfg.max_tokens_per_rank, ids);
-      CUDA_OK(cudaMalloc(&d_ids, sizeof(int32_t) * cfg.max_tokens_per_rank * cfg.topk));
+      CUDA_OK(test_malloc(&d_ids, sizeof(int32_t) * cfg.max_tokens_per_rank * cfg.topk));
       CUDA_OK(cudaMemcpy(d_ids, ids, sizeof(int32_t) * cfg.max_tokens_per_rank * cfg.topk, cudaMemcpyHostToDevice));
       CHECK_OK(comet_layer_plan(L, cfg.max_tokens_per_rank, d_ids, NULL, stream));
       CHECK_ERR(comet_layer_route_status(L, stream, NULL), COMET_ERR_ROUTING, "row capacity");
       if (me == 0) printf("  too many rows -> %s\n", comet_last_error());
-      cudaFree(d_ids);
+      test_free(d_ids);
       free(ids);
       CHECK_OK(comet_layer_destroy(L));
     }

@@ -55,7 +55,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
                                   v->row_capacity));
         const comet_rank_plan_t *rp = &plan.ranks[me];
         int32_t *d_ids;
-        CUDA_OK(cudaMalloc(&d_ids, sizeof(int32_t) * ((size_t)T[me] * K + 1)));
+        CUDA_OK(test_malloc(&d_ids, sizeof(int32_t) * ((size_t)T[me] * K + 1)));
         CUDA_OK(cudaMemcpy(d_ids, ids[me], sizeof(int32_t) * T[me] * K, cudaMemcpyHostToDevice));
         CHECK_OK(comet_layer_plan(L, T[me], d_ids, NULL, stream));
         comet_route_status_t rs;
@@ -98,7 +98,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
           printf("  world %d ep %d tp %d E %d K %d T %d..%d %s: %s\n", W, cfg.ep, tp, E, K, T[W - 1], T[0],
                  route_names[kind], test_failures ? "FAILED" : "ok");
         free(h);
-        cudaFree(d_ids);
+        test_free(d_ids);
         comet_plan_free(&plan);
         for (int r = 0; r < W; ++r) free(ids[r]);
       }
