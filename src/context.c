@@ -148,6 +148,19 @@ comet_status_t comet_context_create_loopback(comet_context_t *out, comet_loopbac
   return context_finish(out, t);
 }
 
+comet_status_t comet_context_create_ipc(comet_context_t *out, struct comet_ipc_world *world, int rank) {
+  COMET_ARG(out != NULL, "ctx is NULL");
+  *out = NULL;
+  comet_transport_t *t = NULL;
+  COMET_CHECK(comet_transport_ipc_create(&t, world, rank));
+  comet_status_t st = check_device(t->device);
+  if (st != COMET_OK) {
+    t->ops->destroy(t);
+    return comet_trace_error(st, __FILE__, __LINE__);
+  }
+  return context_finish(out, t);
+}
+
 comet_status_t comet_context_destroy(comet_context_t c) {
   if (!c) return COMET_OK;
   comet_status_t st = COMET_OK;

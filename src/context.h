@@ -32,6 +32,10 @@ struct comet_context {
   int inject;            /* COMET_INJECT_* (tests only) */
 };
 
+/* A rank of the ipc world (transport/ipc.h; tests under the sanitizers). */
+struct comet_ipc_world;
+comet_status_t comet_context_create_ipc(comet_context_t *ctx, struct comet_ipc_world *world, int rank);
+
 /* Accessors for other subsystems. */
 ncclComm_t comet_context_comm(comet_context_t ctx); /* NULL in the loopback world */
 int comet_context_device(comet_context_t ctx);

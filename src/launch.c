@@ -22,6 +22,9 @@
 
 #include <cuda_runtime.h>
 
+#include "transport/ipc.h"
+#include "transport/transport.h"
+
 _Static_assert(sizeof(ncclUniqueId) == COMET_UNIQUE_ID_BYTES, "comet_unique_id_t must hold an ncclUniqueId");
 
 static double now_s(void) {
@@ -298,6 +301,46 @@ int comet_launch_loopback(int world, int device, double timeout_s, comet_rank_fn
   }
   loop_ctx_t c = {world, device, fn, arg};
   return run_children(1, timeout_s, loop_child, &c, "loopback world");
+}
+
+/* ---- the ipc world: processes on one GPU ---- */
+
+typedef struct ipc_ctx {
+  comet_ipc_world_t *w;
+  int world, device;
+  comet_rank_fn fn;
+  void *arg;
+} ipc_ctx_t;
+
+static int ipc_child(int r, void *p) {
+  ipc_ctx_t *c = (ipc_ctx_t *)p;
+  comet_rank_info_t info;
+  memset(&info, 0, sizeof info);
+  info.rank = r;
+  info.world = c->world;
+  info.local_rank = r;
+  info.device = c->device;
+  info.ipc = (struct comet_ipc_world *)c->w;
+  return c->fn(&info, c->arg);
+}
+
+int comet_launch_ipc(int world, int device, double timeout_s, comet_rank_fn fn, void *arg) {
+  if (world < 1 || world > COMET_MAX_WORLD || !fn || timeout_s <= 0) {
+    fprintf(stderr, "comet_launch_ipc: world = %d must be in 1..%d, fn non-NULL, timeout_s = %g > 0\n",
+            world, COMET_MAX_WORLD, timeout_s);
+    return 1;
+  }
+  const size_t bytes = comet_ipc_world_bytes();
+  comet_ipc_world_t *w = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (w == MAP_FAILED) {
+    fprintf(stderr, "comet_launch_ipc: mmap failed: %s\n", strerror(errno));
+    return 1;
+  }
+  comet_ipc_world_init(w, world, device);
+  ipc_ctx_t c = {w, world, device, fn, arg};
+  const int rc = run_children(world, timeout_s, ipc_child, &c, "ipc rank");
+  munmap(w, bytes);
+  return rc;
 }
 
 static int env_int(const char *name, int fallback) {

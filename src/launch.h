@@ -21,6 +21,7 @@ typedef struct comet_rank_info {
   int device;     /* CUDA device to use (= local_rank) */
   comet_unique_id_t id; /* NCCL unique id shared by all ranks */
   comet_loopback_t loopback; /* the loopback world, or NULL (NCCL ranks) */
+  struct comet_ipc_world *ipc; /* the ipc world (processes on one GPU), or NULL */
 } comet_rank_info_t;
 
 /* Body of one rank. Returns 0 on success; on failure prints its message
@@ -44,6 +45,11 @@ int comet_launch_local(int gpus, double timeout_s, comet_rank_fn fn, void *arg);
  * with comet_context_create_loopback). Returns 0 if every rank returned 0.
  * timeout_s bounds the whole run (the child is killed past it). */
 int comet_launch_loopback(int world, int device, double timeout_s, comet_rank_fn fn, void *arg);
+
+/* Runs fn in `world` forked processes on one GPU (info.ipc set; create the
+ * context with comet_context_create_ipc, context.h): the multi-rank tests
+ * under compute-sanitizer, which cannot run the loopback world. */
+int comet_launch_ipc(int world, int device, double timeout_s, comet_rank_fn fn, void *arg);
 
 /* Runs fn once in this process as the rank named by RANK / WORLD_SIZE /
  * LOCAL_RANK; rank 0 writes the unique id to rendezvous_path, the others

@@ -1,24 +1,21 @@
 /* loopback.c — the loopback world: W ranks as threads of one process on one
  * GPU (DESIGN §3.2). Each rank owns a green context on a disjoint SM
  * partition; memory is the device's, shared by all (green contexts share the
- * primary context's memory). Host collectives meet on one mutex and
- * condition variable with a bounded wait; a rank that times out breaks the
- * world (every later collective fails at once, naming it), since the others
- * can no longer tell which collective it is in. A symmetric allocation is one
- * cudaMalloc of W slices made by rank 0 between two meetings. */
+ * primary context's memory). Host collectives meet in a bounded rendezvous
+ * (meet.h). A symmetric allocation is one cudaMalloc of W slices made by
+ * rank 0 between two meetings. */
 #define _GNU_SOURCE
-#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <cuda_runtime.h>
 
 #include "context.h"
 #include "error.h"
 #include "transport/cuda_driver.h"
+#include "transport/meet.h"
 #include "transport/transport.h"
 
 #define SLICE_ALIGN 4096
@@ -27,13 +24,9 @@ struct comet_loopback {
   int W, device, sms_per_rank;
   CUgreenCtx green[COMET_MAX_WORLD];
   CUcontext cuctx[COMET_MAX_WORLD];
-  int attached[COMET_MAX_WORLD]; /* a context of rank r exists */
+  int attached[COMET_MAX_WORLD]; /* a context of rank r exists (under mu) */
   pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int arrived;
-  unsigned long generation;
-  int broken;         /* a rank timed out in a meeting */
-  char broken_msg[256];
+  comet_meet_t meet;  /* the host collectives' rendezvous */
   const void *post[COMET_MAX_WORLD]; /* what each rank brought to the meeting */
   size_t post_bytes[COMET_MAX_WORLD];
   char *slab;         /* rank 0's answer of a sym_alloc */
@@ -45,48 +38,12 @@ typedef struct lb_rank {
   struct comet_loopback *w;
 } lb_rank_t;
 
-static const char *meeting_names[] = {"allgather", "barrier", "symmetric alloc", "symmetric free"};
+static const char *const meeting_names[] = {"allgather", "barrier", "symmetric alloc",
+                                            "symmetric free"};
 enum { MEET_ALLGATHER, MEET_BARRIER, MEET_ALLOC, MEET_FREE };
 
-/* Every rank's thread arrives here; returns once all have, or fails after
- * the host timeout (and breaks the world). */
 static comet_status_t meet(struct comet_loopback *w, int rank, int what, double timeout_s) {
-  struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
-  dl.tv_sec += (time_t)timeout_s;
-  dl.tv_nsec += (long)((timeout_s - (double)(time_t)timeout_s) * 1e9);
-  if (dl.tv_nsec >= 1000000000L) dl.tv_sec++, dl.tv_nsec -= 1000000000L;
-  pthread_mutex_lock(&w->mu);
-  if (w->broken) {
-    pthread_mutex_unlock(&w->mu);
-    return comet_set_error(COMET_ERR_TIMEOUT, "loopback rank %d: %s: the world is broken: %s", rank,
-                           meeting_names[what], w->broken_msg);
-  }
-  const unsigned long gen = w->generation;
-  if (++w->arrived == w->W) {
-    w->arrived = 0;
-    w->generation++;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    return COMET_OK;
-  }
-  int rc = 0;
-  while (w->generation == gen && !w->broken && rc != ETIMEDOUT)
-    rc = pthread_cond_timedwait(&w->cv, &w->mu, &dl);
-  comet_status_t st = COMET_OK;
-  if (w->generation == gen) {
-    if (!w->broken) {
-      w->broken = 1;
-      snprintf(w->broken_msg, sizeof w->broken_msg,
-               "rank %d waited %.0f s in a %s for the other ranks (%d of %d arrived)", rank,
-               timeout_s, meeting_names[what], w->arrived, w->W);
-      pthread_cond_broadcast(&w->cv);
-    }
-    st = comet_set_error(COMET_ERR_TIMEOUT, "loopback rank %d: %s: %s", rank, meeting_names[what],
-                         w->broken_msg);
-  }
-  pthread_mutex_unlock(&w->mu);
-  return st;
+  return comet_meet(&w->meet, rank, meeting_names[what], timeout_s);
 }
 
 static struct comet_loopback *world_of(comet_transport_t *t) { return ((lb_rank_t *)t->impl)->w; }
@@ -282,7 +239,7 @@ comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
   w->W = W;
   w->device = device;
   pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
+  comet_meet_init(&w->meet, W, 0);
   comet_status_t st = COMET_OK;
   unsigned ngroups = (unsigned)W;
   CUdevResource rest;
@@ -314,7 +271,7 @@ fail:
     if (w->green[i]) cu->GreenCtxDestroy(w->green[i]);
   free(groups);
   pthread_mutex_destroy(&w->mu);
-  pthread_cond_destroy(&w->cv);
+  comet_meet_destroy(&w->meet);
   free(w);
   return st;
 }
@@ -335,7 +292,7 @@ comet_status_t comet_loopback_destroy(comet_loopback_t w) {
                            comet_cu_error_string(r));
   }
   pthread_mutex_destroy(&w->mu);
-  pthread_cond_destroy(&w->cv);
+  comet_meet_destroy(&w->meet);
   free(w);
   return st;
 }

@@ -8,6 +8,8 @@
  *   loopback  W ranks as threads of one process on one GPU, each in its own
  *             green context (SM partition); the window is one allocation of
  *             W slices; host collectives on a mutex and condition variable
+ *   ipc       W processes on one GPU, windows shared through CUDA IPC: the
+ *             multi-rank tests under compute-sanitizer (internal, ipc.h)
  *
  * Kernels get exactly two things from the world: the W peers' window bases
  * (plain device pointers, comet_sym_t.peer) and comet's own device barrier
@@ -73,6 +75,9 @@ comet_status_t comet_transport_nccl_create(comet_transport_t **t, struct ncclCom
 struct ncclComm *comet_transport_nccl_comm(const comet_transport_t *t);
 comet_status_t comet_transport_loopback_create(comet_transport_t **t, comet_loopback_t world,
                                                int rank);
+struct comet_ipc_world;
+comet_status_t comet_transport_ipc_create(comet_transport_t **t, struct comet_ipc_world *world,
+                                          int rank);
 
 #ifdef __cplusplus
 }

@@ -100,9 +100,10 @@ static inline void test_free(void *p) {
 
 /* This rank's context, on the loopback world or over NCCL. */
 static inline comet_status_t test_context_create(const comet_rank_info_t *info, comet_context_t *ctx) {
-  comet_status_t st = info->loopback
-                          ? comet_context_create_loopback(ctx, info->loopback, info->rank)
-                          : comet_context_create(ctx, info->rank, info->world, &info->id, info->device);
+  comet_status_t st =
+      info->loopback ? comet_context_create_loopback(ctx, info->loopback, info->rank)
+      : info->ipc    ? comet_context_create_ipc(ctx, info->ipc, info->rank)
+                     : comet_context_create(ctx, info->rank, info->world, &info->id, info->device);
   test_alloc_stream = st == COMET_OK ? comet_context_stream(*ctx) : NULL;
   return st;
 }
@@ -118,12 +119,13 @@ static inline void test_barrier(comet_context_t ctx, cudaStream_t stream) {
 }
 
 static inline const char *test_transport(const comet_rank_info_t *info) {
-  return info->loopback ? "loopback" : "nccl";
+  return info->loopback ? "loopback" : info->ipc ? "ipc" : "nccl";
 }
 
 typedef struct test_worlds {
   int nccl[8], n_nccl; /* worlds over NCCL, one GPU per rank (skipped past the GPU count) */
   int loop[8], n_loop; /* loopback worlds on GPU 0 */
+  int ipc[8], n_ipc;   /* ipc worlds on GPU 0 (processes; for the sanitizers) */
   int quick;           /* --quick: the test's small variant (for the sanitizers) */
 } test_worlds_t;
 
@@ -137,15 +139,17 @@ static inline int test_parse_list(const char *s, int *out) {
   return n;
 }
 
-/* Options: --nccl LIST, --loopback LIST (comma-separated world sizes;
- * "none" or "" for none), --quick. Defaults: nccl 1,2,4,8, loopback 2,4,8. */
+/* Options: --nccl LIST, --loopback LIST, --ipc LIST (comma-separated world
+ * sizes; "none" for none), --quick. Defaults: nccl 1,2,4,8, loopback 2,4,8,
+ * ipc none. */
 static inline test_worlds_t test_parse_worlds(int argc, char **argv) {
-  test_worlds_t w = {{1, 2, 4, 8}, 4, {2, 4, 8}, 3, 0};
+  test_worlds_t w = {{1, 2, 4, 8}, 4, {2, 4, 8}, 3, {0}, 0, 0};
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--nccl") && i + 1 < argc) w.n_nccl = test_parse_list(argv[++i], w.nccl);
     else if (!strcmp(argv[i], "--loopback") && i + 1 < argc) w.n_loop = test_parse_list(argv[++i], w.loop);
+    else if (!strcmp(argv[i], "--ipc") && i + 1 < argc) w.n_ipc = test_parse_list(argv[++i], w.ipc);
     else if (!strcmp(argv[i], "--quick")) w.quick = 1;
-    else fprintf(stderr, "ignoring argument %s (use --nccl LIST --loopback LIST --quick)\n", argv[i]);
+    else fprintf(stderr, "ignoring argument %s (use --nccl LIST --loopback LIST --ipc LIST --quick)\n", argv[i]);
   }
   return w;
 }
@@ -173,18 +177,21 @@ static inline int test_run_worlds(const char *test, const test_worlds_t *w, come
   const int n = comet_launch_gpu_count();
   if (n == 0) return test_skip(test, "no CUDA GPU is visible");
   int failed = 0, ran = 0;
-  for (int i = 0; i < w->n_nccl + w->n_loop; ++i) {
-    const int loop = i >= w->n_nccl, W = loop ? w->loop[i - w->n_nccl] : w->nccl[i];
-    const char *tr = loop ? "loopback" : "nccl";
+  for (int i = 0; i < w->n_nccl + w->n_loop + w->n_ipc; ++i) {
+    const int kind = i < w->n_nccl ? 0 : i < w->n_nccl + w->n_loop ? 1 : 2; /* nccl, loopback, ipc */
+    const int W = kind == 0 ? w->nccl[i] : kind == 1 ? w->loop[i - w->n_nccl]
+                                                      : w->ipc[i - w->n_nccl - w->n_loop];
+    const char *tr = kind == 0 ? "nccl" : kind == 1 ? "loopback" : "ipc";
     if (W < 1) continue;
-    if (!loop && W > n) {
+    if (kind == 0 && W > n) {
       printf("%s: SKIPPED world %d over NCCL: only %d GPU(s)\n", test, W, n);
       continue;
     }
-    printf("%s: world %d (%s%s)\n", test, W, tr, loop ? ", one GPU" : "");
+    printf("%s: world %d (%s%s)\n", test, W, tr, kind ? ", one GPU" : "");
     fflush(stdout);
-    const int rc = loop ? comet_launch_loopback(W, 0, timeout_s, fn, arg)
-                        : comet_launch_local(W, timeout_s, fn, arg);
+    const int rc = kind == 1 ? comet_launch_loopback(W, 0, timeout_s, fn, arg)
+                 : kind == 2 ? comet_launch_ipc(W, 0, timeout_s, fn, arg)
+                             : comet_launch_local(W, timeout_s, fn, arg);
     test_record(test, W, tr, rc ? "fail" : "pass");
     printf("%s: world %d (%s): %s\n", test, W, tr, rc ? "FAILED" : "passed");
     fflush(stdout);
