@@ -14,12 +14,11 @@ static double formula(const comet_layer_config_t *c, int W, int pull, int push) 
   const double T = c->max_tokens_per_rank, K = c->topk, E = c->num_experts, El = E / c->ep;
   const double tp = c->tp, b = 2, H = c->hidden, Fl = c->ffn / c->tp;
   const double cap = (double)comet_config_row_capacity(c);
-  double w = cap * (H * b + 12) + 8 * W * E + 8 * El * W + 64 * W;
-  if (pull) w += T * H * b;
-  if (push) w += T * K * tp * H * b;
-  const double s = 4 * (T / 256 + 1) * E + 4 * W * E + 4 * El * (W + 2) + 8 * E + 4 * E * tp +
-                   T * K * (8 + 4 * tp);
-  return w + s + cap * Fl * b;
+  double bytes = cap * (H * b + Fl * b + 12) + T * K * (8 + 4 * tp) +
+                 4 * E * (T / 256 + 3 * W + 3 + tp) + 8 * El * (2 * W + 1) + 68 * W;
+  if (pull) bytes += T * H * b;
+  if (push) bytes += T * K * tp * H * b;
+  return bytes;
 }
 
 int main(void) {
@@ -38,7 +37,7 @@ int main(void) {
          want / 1e9);
   CHECK_MSG(bytes < 141e9 * 0.5, "DeepSeek-V3 EP 8 at 8192 tokens needs %.1f GB of an H200's 141",
             bytes / 1e9);
-  CHECK_MSG(bytes >= want && bytes < want * 1.001 + 64 * 1024, "workspace %zu vs formula %.0f", bytes, want);
+  CHECK_MSG(bytes >= want * 0.999 && bytes < want * 1.001 + 64 * 1024, "workspace %zu vs formula %.0f", bytes, want);
   /* rows and y share memory: less than two copies of the rows */
   const double rows = (double)comet_config_row_capacity(&c) * c.hidden * 2;
   CHECK(bytes < 2 * rows);

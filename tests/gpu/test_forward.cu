@@ -5,7 +5,9 @@
  * plan's row order is the CPU plan's). Routings: uniform, skewed, empty
  * experts, dropped tokens with a rank that has no tokens; SwiGLU bf16, GELU
  * fp16, no activation. Outputs poisoned with NaN before each run, fresh
- * random data (seed printed). Also: the halves give the forward's bits;
+ * random data (seed printed). Also: the halves give the forward's bits, also
+ * when made on two streams with no host sync between them (calls on one
+ * layer are ordered on the device);
  * calls out of order -> INVALID_ARGUMENT. --quick: one small shape (for the
  * sanitizers). Graph replays: test_graph_replay; one-rank faults:
  * test_faults. Exit 77 if no GPU. */
@@ -64,6 +66,20 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   const double e_h = rel_err(got_h, ref_h[me], h_n, fp16);
   CHECK_MSG(e_h < 1e-2, "[rank %d] %s: layer0 h rel err %.3g vs the CPU reference (%lld rows)",
             me, label, e_h, (long long)rows);
+
+  /* 3. the halves on two streams, no host sync between them: the second call
+   * waits for the first on the device (comet orders calls on one layer) */
+  cudaStream_t s2 = NULL;
+  CHECK_OK(L->ctx->tp->ops->stream_create(L->ctx->tp, &s2));
+  CUDA_OK(cudaMemsetAsync(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1), stream));
+  CUDA_OK(cudaMemsetAsync(g.h, 0xff, sizeof(uint16_t) * (h_n ? h_n : 1), stream));
+  CHECK_OK(comet_dispatch_gemm(L, &d0, stream));
+  CHECK_OK(comet_gemm_combine(L, &d1, s2));
+  CUDA_OK(cudaStreamSynchronize(s2));
+  CUDA_OK(cudaMemcpy(got2, g.out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
+  CHECK_MSG(memcmp(got, got2, sizeof(uint16_t) * out_n) == 0,
+            "[rank %d] %s: the halves on two streams differ from the forward's bits", me, label);
+  CUDA_OK(cudaStreamDestroy(s2));
   if (me == 0)
     printf("  %-44s out %.2e  h %.2e  %s\n", label, e_out, e_h,
            e_out < 1e-2 && e_h < 1e-2 ? "ok" : "FAILED");
