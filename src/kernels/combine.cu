@@ -25,6 +25,7 @@
 
 #include "error.h"
 #include "kernels/comm.h"
+#include "kernels/launch_check.cuh"
 #include "kernels/sync.cuh"
 #include "kernels/wait.cuh"
 #include "plan_core.h"
@@ -353,18 +354,11 @@ size_t comet_combine_smem(int mode, int El, int W) {
   return mode == COMET_COMBINE_PUSH ? sizeof(int32_t) * ((size_t)W * El + 1) : 0;
 }
 
-static comet_status_t launch_check(const char *what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_CUDA, "launch of %s failed: %s", what, cudaGetErrorString(e));
-  return COMET_OK;
-}
-
 extern "C" comet_status_t comet_combine_begin_launch(const comet_comm_view_t *v,
                                                      const comet_arg_fault_t *arg, cudaStream_t stream) {
   const comet_arg_fault_t none = {COMET_ARG_NONE, 0, 0, 0};
   combine_begin_kernel<<<1, 128, 0, stream>>>(*v, arg ? *arg : none);
-  return launch_check("combine_begin_kernel");
+  return comet_launched("combine_begin_kernel");
 }
 
 template <typename T>
@@ -375,18 +369,18 @@ static comet_status_t launch_reduce(const comet_comm_view_t *v, const char *y, i
     const int copy = y && y != v->win_local + v->off_y;
     if (y) y_off = v->off_y;
     combine_start_kernel<<<1, 128, 0, stream>>>(*v, 1, !copy);
-    COMET_CHECK(launch_check("combine_start_kernel"));
+    COMET_CHECK(comet_launched("combine_start_kernel"));
     if (copy) { /* after the guard: a refused combine must not touch y */
       copy_y_kernel<<<ctas, COMBINE_THREADS, 0, stream>>>(*v, y);
-      COMET_CHECK(launch_check("copy_y_kernel"));
+      COMET_CHECK(comet_launched("copy_y_kernel"));
       combine_start_kernel<<<1, 128, 0, stream>>>(*v, 0, 1);
-      COMET_CHECK(launch_check("combine_start_kernel"));
+      COMET_CHECK(comet_launched("combine_start_kernel"));
     }
     combine_pull_kernel<T, 4><<<ctas, COMBINE_THREADS, 0, stream>>>(*v, y_off, num_tokens, w, (char *)out);
-    return launch_check("combine_pull_kernel");
+    return comet_launched("combine_pull_kernel");
   }
   combine_start_kernel<<<1, 128, 0, stream>>>(*v, 1, 0);
-  COMET_CHECK(launch_check("combine_start_kernel"));
+  COMET_CHECK(comet_launched("combine_start_kernel"));
   const char *src = y ? y : v->win_local + v->off_rows;
   const size_t smem = comet_combine_smem(v->combine_mode, v->num_experts / v->ep, v->world);
   if (smem > 48 * 1024)
@@ -396,9 +390,9 @@ static comet_status_t launch_reduce(const comet_comm_view_t *v, const char *y, i
     case 16: combine_push_kernel<16><<<ctas, COMBINE_THREADS, smem, stream>>>(*v, src); break;
     default: combine_push_kernel<8><<<ctas, COMBINE_THREADS, smem, stream>>>(*v, src); break;
   }
-  COMET_CHECK(launch_check("combine_push_kernel"));
+  COMET_CHECK(comet_launched("combine_push_kernel"));
   combine_reduce_kernel<T><<<ctas, COMBINE_THREADS, 0, stream>>>(*v, num_tokens, w, (char *)out);
-  return launch_check("combine_reduce_kernel");
+  return comet_launched("combine_reduce_kernel");
 }
 
 extern "C" comet_status_t comet_combine_launch(const comet_comm_view_t *v, const void *y,

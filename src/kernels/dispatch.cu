@@ -20,6 +20,7 @@
 
 #include "error.h"
 #include "kernels/comm.h"
+#include "kernels/launch_check.cuh"
 #include "kernels/ptx.cuh"
 #include "kernels/sync.cuh"
 #include "kernels/wait.cuh"
@@ -335,22 +336,6 @@ size_t comet_dispatch_smem(int mode, int E, int El, int W) {
   return sizeof(int32_t) * ((size_t)E + 1);
 }
 
-static comet_status_t launched(const char *what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_CUDA, "launch of %s failed: %s", what, cudaGetErrorString(e));
-  return COMET_OK;
-}
-
-static comet_status_t allow_smem(const void *fn, size_t bytes, const char *what) {
-  if (bytes <= 48 * 1024) return COMET_OK;
-  cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_UNSUPPORTED, "%s: %zu bytes of shared memory refused: %s", what,
-                           bytes, cudaGetErrorString(e));
-  return COMET_OK;
-}
-
 extern "C" comet_status_t comet_dispatch_launch(const comet_comm_view_t *v, const void *x,
                                                 int num_tokens, int ctas, cudaStream_t stream) {
   COMET_ARG(ctas >= 1 && ctas <= v->sm_budget, "dispatch: ctas = %d must be in 1..%d (the SM budget)",
@@ -359,36 +344,36 @@ extern "C" comet_status_t comet_dispatch_launch(const comet_comm_view_t *v, cons
   if (v->dispatch_mode == COMET_DISPATCH_PULL) {
     if (x && num_tokens > 0 && (const char *)x != v->win_local + v->off_x) {
       copy_x_kernel<<<ctas, DISPATCH_THREADS, 0, stream>>>(*v, (const char *)x, num_tokens);
-      COMET_CHECK(launched("copy_x_kernel"));
+      COMET_CHECK(comet_launched("copy_x_kernel"));
     }
     /* Always (so that ranks passing x differently still meet): peers read
      * x only once every rank's copy is in. */
     if (v->world > 1) {
       dispatch_barrier_kernel<<<1, 128, 0, stream>>>(*v);
-      COMET_CHECK(launched("dispatch_barrier_kernel"));
+      COMET_CHECK(comet_launched("dispatch_barrier_kernel"));
     }
-    COMET_CHECK(allow_smem((const void *)dispatch_pull_kernel, smem, "dispatch (pull)"));
+    COMET_CHECK(comet_allow_smem((const void *)dispatch_pull_kernel, smem, "dispatch (pull)"));
     dispatch_pull_kernel<<<ctas, DISPATCH_THREADS, smem, stream>>>(*v);
-    return launched("dispatch_pull_kernel");
+    return comet_launched("dispatch_pull_kernel");
   }
   if (v->dispatch_mode == COMET_DISPATCH_TMA) {
-    COMET_CHECK(allow_smem((const void *)dispatch_tma_kernel, smem, "dispatch (tma)"));
+    COMET_CHECK(comet_allow_smem((const void *)dispatch_tma_kernel, smem, "dispatch (tma)"));
     dispatch_tma_kernel<<<ctas, TMA_THREADS, smem, stream>>>(*v, (const char *)x);
-    return launched("dispatch_tma_kernel");
+    return comet_launched("dispatch_tma_kernel");
   }
   switch (comet_comm_unroll()) {
     case 4:
-      COMET_CHECK(allow_smem((const void *)dispatch_kernel<4>, smem, "dispatch"));
+      COMET_CHECK(comet_allow_smem((const void *)dispatch_kernel<4>, smem, "dispatch"));
       dispatch_kernel<4><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, (const char *)x);
       break;
     case 16:
-      COMET_CHECK(allow_smem((const void *)dispatch_kernel<16>, smem, "dispatch"));
+      COMET_CHECK(comet_allow_smem((const void *)dispatch_kernel<16>, smem, "dispatch"));
       dispatch_kernel<16><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, (const char *)x);
       break;
     default:
-      COMET_CHECK(allow_smem((const void *)dispatch_kernel<8>, smem, "dispatch"));
+      COMET_CHECK(comet_allow_smem((const void *)dispatch_kernel<8>, smem, "dispatch"));
       dispatch_kernel<8><<<ctas, DISPATCH_THREADS, smem, stream>>>(*v, (const char *)x);
       break;
   }
-  return launched("dispatch_kernel");
+  return comet_launched("dispatch_kernel");
 }

@@ -7,16 +7,10 @@
 
 #include "error.h"
 #include "kernels/forward.h"
+#include "kernels/launch_check.cuh"
 #include "kernels/sync.cuh"
 #include "kernels/wait.cuh"
 #include "plan_core.h"
-
-static comet_status_t launch_check(const char *what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_CUDA, "%s launch failed: %s", what, cudaGetErrorString(e));
-  return COMET_OK;
-}
 
 __global__ void wait_dispatch_kernel(comet_comm_view_t v) {
   const int El = v.num_experts / v.ep, W = v.world;
@@ -38,7 +32,7 @@ __global__ void wait_dispatch_kernel(comet_comm_view_t v) {
 extern "C" comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *v,
                                                      cudaStream_t stream) {
   wait_dispatch_kernel<<<1, 256, 0, stream>>>(*v);
-  return launch_check("wait_dispatch_kernel");
+  return comet_launched("wait_dispatch_kernel");
 }
 
 static __device__ __forceinline__ float gelu_tanh(float x) {
@@ -69,7 +63,7 @@ extern "C" comet_status_t comet_gelu_launch(comet_dtype_t dtype, void *h, const 
     gelu_kernel<__half><<<(int)blocks, 256, 0, stream>>>((__half *)h, rows_dev, n);
   else
     gelu_kernel<__nv_bfloat16><<<(int)blocks, 256, 0, stream>>>((__nv_bfloat16 *)h, rows_dev, n);
-  return launch_check("gelu_kernel");
+  return comet_launched("gelu_kernel");
 }
 
 __global__ void poison_kernel(const comet_route_status_t *status, uint4 *out, int64_t vecs,
@@ -88,5 +82,5 @@ extern "C" comet_status_t comet_poison_on_error_launch(const comet_comm_view_t *
   /* two quiet NaNs per 32-bit word, in the layer's dtype */
   const uint32_t nan2 = v->dtype == COMET_DTYPE_FP16 ? 0x7e007e00u : 0x7fc07fc0u;
   poison_kernel<<<64, 256, 0, stream>>>(v->status, (uint4 *)out, vecs, nan2);
-  return launch_check("poison_kernel");
+  return comet_launched("poison_kernel");
 }

@@ -21,6 +21,7 @@
 
 #include "error.h"
 #include "kernels/comm.h"
+#include "kernels/launch_check.cuh"
 #include "kernels/sync.cuh"
 #include "kernels/wait.cuh"
 #include "plan_core.h"
@@ -233,24 +234,6 @@ __global__ void __launch_bounds__(128) plan_done_kernel(comet_comm_view_t v) {
   comet_barrier_cta(v, comet_epoch(v), COMET_BAR_PLAN_DONE);
 }
 
-static comet_status_t launch_check(const char *what) {
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_CUDA, "launch of %s failed: %s", what, cudaGetErrorString(e));
-  return COMET_OK;
-}
-
-/* Raises a kernel's dynamic shared memory limit when it needs more than the
- * default 48 KiB. */
-static comet_status_t allow_smem(const void *fn, size_t bytes, const char *what) {
-  if (bytes <= 48 * 1024) return COMET_OK;
-  cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_UNSUPPORTED, "%s needs %zu bytes of shared memory: %s", what,
-                           bytes, cudaGetErrorString(e));
-  return COMET_OK;
-}
-
 size_t comet_plan_count_smem(int E) { return sizeof(int32_t) * (size_t)E; }
 size_t comet_plan_exchange_smem(int E, int W) {
   return sizeof(int32_t) * ((size_t)E + (size_t)W * E + (size_t)W);
@@ -267,23 +250,23 @@ extern "C" comet_status_t comet_plan_device_launch(const comet_comm_view_t *v, i
   const int nct = (T + TPC - 1) / TPC;
   if (nct > 0) {
     const size_t smem = comet_plan_count_smem(E);
-    COMET_CHECK(allow_smem((const void *)plan_count_kernel, smem, "plan_count_kernel"));
+    COMET_CHECK(comet_allow_smem((const void *)plan_count_kernel, smem, "plan_count_kernel"));
     plan_count_kernel<<<nct, TPC, smem, stream>>>(*v, T, ids);
-    COMET_CHECK(launch_check("plan_count_kernel"));
+    COMET_CHECK(comet_launched("plan_count_kernel"));
   }
   const size_t smem = comet_plan_exchange_smem(E, W);
-  COMET_CHECK(allow_smem((const void *)plan_exchange_kernel, smem, "plan_exchange_kernel"));
+  COMET_CHECK(comet_allow_smem((const void *)plan_exchange_kernel, smem, "plan_exchange_kernel"));
   plan_exchange_kernel<<<1, 512, smem, stream>>>(*v, T, ids, *arg);
-  COMET_CHECK(launch_check("plan_exchange_kernel"));
+  COMET_CHECK(comet_launched("plan_exchange_kernel"));
   if (nct > 0) {
     const size_t rs = comet_plan_rows_smem(K);
-    COMET_CHECK(allow_smem((const void *)plan_rows_kernel, rs, "plan_rows_kernel"));
+    COMET_CHECK(comet_allow_smem((const void *)plan_rows_kernel, rs, "plan_rows_kernel"));
     plan_rows_kernel<<<nct, TPC, rs, stream>>>(*v, T, ids);
-    COMET_CHECK(launch_check("plan_rows_kernel"));
+    COMET_CHECK(comet_launched("plan_rows_kernel"));
   }
   if (W > 1) {
     plan_done_kernel<<<1, 128, 0, stream>>>(*v);
-    COMET_CHECK(launch_check("plan_done_kernel"));
+    COMET_CHECK(comet_launched("plan_done_kernel"));
   }
   return COMET_OK;
 }

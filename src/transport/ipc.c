@@ -117,24 +117,11 @@ static comet_status_t ipc_sym_free(comet_transport_t *t, comet_sym_t *m) {
   return st;
 }
 
-static comet_status_t ipc_make_current(comet_transport_t *t) {
-  COMET_CUDA(cudaSetDevice(t->device));
-  return COMET_OK;
-}
-
-static comet_status_t ipc_stream_create(comet_transport_t *t, struct CUstream_st **s) {
-  COMET_CUDA(cudaSetDevice(t->device));
-  cudaStream_t cs = NULL;
-  COMET_CUDA(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
-  *s = cs;
-  return COMET_OK;
-}
-
 static void ipc_destroy(comet_transport_t *t) { free(t); }
 
 static const comet_transport_ops_t ipc_ops = {"ipc",         ipc_allgather, ipc_barrier,
-                                              ipc_sym_alloc, ipc_sym_free,  ipc_make_current,
-                                              ipc_stream_create, ipc_destroy};
+                                              ipc_sym_alloc, ipc_sym_free,  comet_transport_device_current,
+                                              comet_transport_device_stream, ipc_destroy};
 
 comet_status_t comet_transport_ipc_create(comet_transport_t **out, comet_ipc_world_t *w, int rank) {
   *out = NULL;

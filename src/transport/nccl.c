@@ -35,12 +35,6 @@ static double now_s(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-double comet_transport_host_timeout(void) {
-  const char *v = getenv("COMET_HOST_TIMEOUT_S");
-  const double x = v ? atof(v) : 0.0;
-  return x > 0 ? x : 120.0;
-}
-
 /* Waits for the transport's stream, at most timeout_s. */
 static comet_status_t bounded_sync(comet_transport_t *t, const char *what) {
   nccl_rank_t *n = impl(t);
@@ -150,19 +144,6 @@ static comet_status_t nc_sym_free(comet_transport_t *t, comet_sym_t *m) {
   return st;
 }
 
-static comet_status_t nc_make_current(comet_transport_t *t) {
-  COMET_CUDA(cudaSetDevice(t->device));
-  return COMET_OK;
-}
-
-static comet_status_t nc_stream_create(comet_transport_t *t, struct CUstream_st **s) {
-  COMET_CUDA(cudaSetDevice(t->device));
-  cudaStream_t cs = NULL;
-  COMET_CUDA(cudaStreamCreateWithFlags(&cs, cudaStreamNonBlocking));
-  *s = cs;
-  return COMET_OK;
-}
-
 static void nc_destroy(comet_transport_t *t) {
   nccl_rank_t *n = impl(t);
   if (n->dbuf) cudaFree(n->dbuf);
@@ -176,8 +157,8 @@ static void nc_destroy(comet_transport_t *t) {
 }
 
 static const comet_transport_ops_t nccl_ops = {"nccl",       nc_allgather, nc_barrier,
-                                               nc_sym_alloc, nc_sym_free,  nc_make_current,
-                                               nc_stream_create, nc_destroy};
+                                               nc_sym_alloc, nc_sym_free,  comet_transport_device_current,
+                                               comet_transport_device_stream, nc_destroy};
 
 comet_status_t comet_transport_nccl_create(comet_transport_t **out, struct ncclComm *comm,
                                            int owns_comm, int device) {

@@ -69,6 +69,11 @@ struct comet_transport {
 /* Host-side wait bound: env COMET_HOST_TIMEOUT_S, else 120 s. */
 double comet_transport_host_timeout(void);
 
+/* make_current and stream_create of the transports whose rank has a whole
+ * device (nccl, ipc): cudaSetDevice, a non-blocking stream. */
+comet_status_t comet_transport_device_current(comet_transport_t *t);
+comet_status_t comet_transport_device_stream(comet_transport_t *t, struct CUstream_st **stream);
+
 /* Backends. nccl: comm is adopted (owns_comm = 0) or owned. */
 comet_status_t comet_transport_nccl_create(comet_transport_t **t, struct ncclComm *comm,
                                            int owns_comm, int device);

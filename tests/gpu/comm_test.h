@@ -108,6 +108,26 @@ static inline comet_status_t test_context_create(const comet_rank_info_t *info, 
   return st;
 }
 
+/* A rank body's start: its own check counts, its context (NULL after
+ * printing why, if it could not be made). */
+static inline comet_context_t test_rank_begin(const comet_rank_info_t *info) {
+  test_failures = test_checks = 0;
+  comet_context_t ctx = NULL;
+  if (test_context_create(info, &ctx) != COMET_OK) {
+    fprintf(stderr, "[rank %d] context: %s\n", info->rank, comet_last_error());
+    return NULL;
+  }
+  return ctx;
+}
+
+/* A rank body's end: the context destroyed, the rank's exit code. */
+static inline int test_rank_end(const comet_rank_info_t *info, comet_context_t ctx) {
+  CHECK_OK(comet_context_destroy(ctx));
+  if (test_failures)
+    fprintf(stderr, "[rank %d] %d of %d checks failed\n", info->rank, test_failures, test_checks);
+  return test_failures ? 1 : 0;
+}
+
 /* Every rank's work on stream is done, on every rank (host barrier): what a
  * test needs before it poisons memory that peers may still read. */
 static inline void test_barrier(comet_context_t ctx, cudaStream_t stream) {

@@ -259,13 +259,8 @@ static comet_layer_config_t make_cfg(const tcfg_t *c, int ep, int tp) {
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const run_args_t *a = (const run_args_t *)arg;
   const int W = info->world, me = info->rank;
-  test_failures = test_checks = 0; /* this rank's own checks */
-  comet_context_t ctx = NULL;
-  comet_status_t st = test_context_create(info, &ctx);
-  if (st != COMET_OK) {
-    fprintf(stderr, "[rank %d] context: %s\n", me, comet_last_error());
-    return 1;
-  }
+  comet_context_t ctx = test_rank_begin(info);
+  if (!ctx) return 1;
   cudaStream_t stream = comet_context_stream(ctx);
   const int budget = comet_context_sm_budget(ctx);
   const tcfg_t cfgs[2] = {{8, 2, 1024, 384, COMET_DTYPE_BF16}, {16, 4, 264, 200, COMET_DTYPE_FP16}};
@@ -323,9 +318,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
     CHECK_ERR(comet_layer_create(&L, ctx, &cfg), COMET_ERR_INVALID_ARGUMENT, "ffn");
     if (me == 0) printf("  configs differ -> %s\n", comet_last_error());
   }
-  CHECK_OK(comet_context_destroy(ctx));
-  if (test_failures) fprintf(stderr, "[rank %d] %d of %d checks failed\n", me, test_failures, test_checks);
-  return test_failures ? 1 : 0;
+  return test_rank_end(info, ctx);
 }
 
 int main(int argc, char **argv) {

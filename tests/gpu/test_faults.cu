@@ -209,13 +209,9 @@ static void stall(comet_context_t ctx, const comet_rank_info_t *info, cudaStream
 
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const run_args_t *ra = (const run_args_t *)arg;
-  const int W = info->world, me = info->rank;
-  test_failures = test_checks = 0;
-  comet_context_t ctx = NULL;
-  if (test_context_create(info, &ctx) != COMET_OK) {
-    fprintf(stderr, "[rank %d] context: %s\n", me, comet_last_error());
-    return 1;
-  }
+  const int W = info->world;
+  comet_context_t ctx = test_rank_begin(info);
+  if (!ctx) return 1;
   cudaStream_t stream = comet_context_stream(ctx);
   create_faults(ctx, info);
   comet_layer_config_t c = make_cfg(&SHAPE, W, 1);
@@ -230,9 +226,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
     stall(ctx, info, stream, mix_seed(ra->seed, 50, 0, 0), 0);
     stall(ctx, info, stream, mix_seed(ra->seed, 51, 0, 0), 1); /* the context stays aborted */
   }
-  CHECK_OK(comet_context_destroy(ctx));
-  if (test_failures) fprintf(stderr, "[rank %d] %d of %d checks failed\n", me, test_failures, test_checks);
-  return test_failures ? 1 : 0;
+  return test_rank_end(info, ctx);
 }
 
 int main(int argc, char **argv) {

@@ -97,13 +97,9 @@ typedef struct run_args {
 
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const run_args_t *ra = (const run_args_t *)arg;
-  const int W = info->world, me = info->rank;
-  test_failures = test_checks = 0;
-  comet_context_t ctx = NULL;
-  if (test_context_create(info, &ctx) != COMET_OK) {
-    fprintf(stderr, "[rank %d] context: %s\n", me, comet_last_error());
-    return 1;
-  }
+  const int W = info->world;
+  comet_context_t ctx = test_rank_begin(info);
+  if (!ctx) return 1;
   cudaStream_t stream = comet_context_stream(ctx);
   const tshape_t shapes[3] = {{8, 2, 256, 512, 96, COMET_DTYPE_BF16, COMET_ACT_SWIGLU},
                               {16, 4, 264, 384, 80, COMET_DTYPE_FP16, COMET_ACT_GELU},
@@ -138,9 +134,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
       CHECK_OK(comet_layer_destroy(L));
     }
   }
-  CHECK_OK(comet_context_destroy(ctx));
-  if (test_failures) fprintf(stderr, "[rank %d] %d of %d checks failed\n", me, test_failures, test_checks);
-  return test_failures ? 1 : 0;
+  return test_rank_end(info, ctx);
 }
 
 int main(int argc, char **argv) {

@@ -112,18 +112,12 @@ static void run_layout(comet_context_t ctx, const comet_rank_info_t *info, const
 
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const run_args_t *ra = (const run_args_t *)arg;
-  const int W = info->world, me = info->rank;
-  test_failures = test_checks = 0;
-  comet_context_t ctx = NULL;
-  if (test_context_create(info, &ctx) != COMET_OK) {
-    fprintf(stderr, "[rank %d] context: %s\n", me, comet_last_error());
-    return 1;
-  }
+  const int W = info->world;
+  comet_context_t ctx = test_rank_begin(info);
+  if (!ctx) return 1;
   run_layout(ctx, info, ra, W, 1, ra->replays);
   if (W >= 4) run_layout(ctx, info, ra, W / 2, 2, 20);
-  CHECK_OK(comet_context_destroy(ctx));
-  if (test_failures) fprintf(stderr, "[rank %d] %d of %d checks failed\n", me, test_failures, test_checks);
-  return test_failures ? 1 : 0;
+  return test_rank_end(info, ctx);
 }
 
 int main(int argc, char **argv) {

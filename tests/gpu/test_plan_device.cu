@@ -15,12 +15,8 @@ typedef struct run_args { uint64_t seed; } run_args_t;
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const uint64_t seed = ((const run_args_t *)arg)->seed;
   const int W = info->world, me = info->rank;
-  test_failures = test_checks = 0; /* this rank's own checks */
-  comet_context_t ctx = NULL;
-  if (test_context_create(info, &ctx) != COMET_OK) {
-    fprintf(stderr, "[rank %d] context: %s\n", me, comet_last_error());
-    return 1;
-  }
+  comet_context_t ctx = test_rank_begin(info);
+  if (!ctx) return 1;
   cudaStream_t stream = comet_context_stream(ctx);
   const int shapes[2][3] = {{64, 6, 3000}, {128, 8, 1100}}; /* E, K, T_max */
   int case_id = 0;
@@ -104,8 +100,7 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
       }
       CHECK_OK(comet_layer_destroy(L));
     }
-  CHECK_OK(comet_context_destroy(ctx));
-  return test_failures ? 1 : 0;
+  return test_rank_end(info, ctx);
 }
 
 int main(int argc, char **argv) {
