@@ -120,7 +120,8 @@ comet_status_t comet_get_unique_id(comet_unique_id_t *id);
 /* Creates a context and its own NCCL communicator on cuda_device. Collective. */
 comet_status_t comet_context_create(comet_context_t *ctx, int rank, int world_size,
                                     const comet_unique_id_t *id, int cuda_device);
-/* Adopts a caller's communicator (not destroyed with the context). */
+/* Adopts a caller's communicator (not destroyed with the context).
+ * Collective: every rank of comm calls it. */
 comet_status_t comet_context_create_from_comm(comet_context_t *ctx, struct ncclComm *comm,
                                               int cuda_device);
 /* Destroying NULL is a no-op (COMET_OK), as for layers. */

@@ -38,10 +38,26 @@ comet_status_t comet_get_unique_id(comet_unique_id_t *id) {
   return COMET_OK;
 }
 
-/* Checks the device exists and is a Hopper GPU (before any transport). */
-static comet_status_t check_device(int device) {
-  int n = 0;
-  COMET_CUDA(cudaGetDeviceCount(&n));
+comet_status_t comet_cuda_device_usable(int device) {
+  int drv = 0, rt = 0, n = 0;
+  if (cudaDriverGetVersion(&drv) != cudaSuccess || drv == 0) {
+    cudaGetLastError();
+    return comet_set_error(COMET_ERR_UNSUPPORTED,
+                           "no CUDA driver is installed on this machine: comet needs an NVIDIA GPU "
+                           "and its driver (the CPU reference and the config checks run without)");
+  }
+  cudaRuntimeGetVersion(&rt);
+  if (drv < rt)
+    return comet_set_error(COMET_ERR_UNSUPPORTED,
+                           "the CUDA driver supports CUDA %d.%d, older than the CUDA %d.%d runtime "
+                           "comet was built with: update the driver or build with an older toolkit",
+                           drv / 1000, drv % 1000 / 10, rt / 1000, rt % 1000 / 10);
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    cudaGetLastError();
+    return comet_set_error(COMET_ERR_UNSUPPORTED, "no CUDA GPU is visible%s%s",
+                           e != cudaSuccess ? ": " : "", e != cudaSuccess ? cudaGetErrorString(e) : "");
+  }
   COMET_ARG(device >= 0 && device < n, "cuda_device = %d, but %d CUDA device(s) are visible",
             device, n);
   int major = 0;
@@ -102,7 +118,7 @@ comet_status_t comet_context_create(comet_context_t *out, int rank, int world_si
   COMET_ARG(rank >= 0 && rank < world_size, "rank = %d is outside 0..world_size-1 (%d)", rank,
             world_size - 1);
   COMET_CHECK(comet_nccl_version_check());
-  COMET_CHECK(check_device(cuda_device));
+  COMET_CHECK(comet_cuda_device_usable(cuda_device));
   COMET_CUDA(cudaSetDevice(cuda_device));
   ncclUniqueId nid;
   memcpy(&nid, id->internal, sizeof nid);
@@ -127,7 +143,7 @@ comet_status_t comet_context_create_from_comm(comet_context_t *out, struct ncclC
   COMET_NCCL(ncclCommCuDevice(comm, &dev));
   COMET_ARG(dev == cuda_device, "cuda_device = %d, but the communicator is on device %d",
             cuda_device, dev);
-  COMET_CHECK(check_device(cuda_device));
+  COMET_CHECK(comet_cuda_device_usable(cuda_device));
   comet_transport_t *t = NULL;
   COMET_CHECK(comet_transport_nccl_create(&t, comm, 0, cuda_device));
   return context_finish(out, t);
@@ -140,7 +156,7 @@ comet_status_t comet_context_create_loopback(comet_context_t *out, comet_loopbac
   comet_transport_t *t = NULL;
   COMET_CHECK(comet_transport_loopback_create(&t, world, rank));
   comet_status_t st = t->ops->make_current(t);
-  if (st == COMET_OK) st = check_device(t->device);
+  if (st == COMET_OK) st = comet_cuda_device_usable(t->device);
   if (st != COMET_OK) {
     t->ops->destroy(t);
     return comet_trace_error(st, __FILE__, __LINE__);
@@ -153,7 +169,7 @@ comet_status_t comet_context_create_ipc(comet_context_t *out, struct comet_ipc_w
   *out = NULL;
   comet_transport_t *t = NULL;
   COMET_CHECK(comet_transport_ipc_create(&t, world, rank));
-  comet_status_t st = check_device(t->device);
+  comet_status_t st = comet_cuda_device_usable(t->device);
   if (st != COMET_OK) {
     t->ops->destroy(t);
     return comet_trace_error(st, __FILE__, __LINE__);

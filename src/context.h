@@ -36,6 +36,11 @@ struct comet_context {
 struct comet_ipc_world;
 comet_status_t comet_context_create_ipc(comet_context_t *ctx, struct comet_ipc_world *world, int rank);
 
+/* COMET_OK if `device` is a usable Hopper GPU; else a plain message: no
+ * driver, a driver older than the runtime, no GPU, a device out of range,
+ * not Hopper. */
+comet_status_t comet_cuda_device_usable(int device);
+
 /* Accessors for other subsystems. */
 ncclComm_t comet_context_comm(comet_context_t ctx); /* NULL in the loopback world */
 int comet_context_device(comet_context_t ctx);

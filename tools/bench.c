@@ -5,10 +5,14 @@
  * not NVLink timings and are labelled so). Per config: a table of phase
  * times (median over the timed iterations of the slowest rank's time),
  * optionally a check of the outputs against the CPU reference on sampled
- * tokens, and one JSON Lines object. */
+ * tokens, and one JSON Lines object. Every option, and every config for the
+ * world when the options decide it (--loopback, --gpus, --ep x --tp, the
+ * launcher's WORLD_SIZE), is checked (exit 2) before the GPUs are counted;
+ * without one it says why in one line (exit 1). */
 #define _GNU_SOURCE
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <errno.h>
 #include <math.h>
 #include <nccl.h>
 #include <stdio.h>
@@ -20,6 +24,7 @@
 #include "../baselines/moe_data.h"
 #include "bench_check.h"
 #include "bench_comet.h"
+#include "cli.h"
 #include "launch.h"
 #include "tools.h"
 #include "transport/transport.h"
@@ -64,31 +69,11 @@ static void usage(FILE *f) {
           "  --seed N                data seed (default: from the clock; printed)\n"
           "  --rendezvous PATH       join an external launcher's ranks (env RANK, WORLD_SIZE,\n"
           "                          LOCAL_RANK) instead of forking\n"
-          "  --timeout S             whole-run limit in seconds (default 1200)\n");
+          "  --timeout S             whole-run limit in seconds (default 1200)\n"
+          "other ops: comet bench --op dispatch|combine|gemm (each with its own --help)\n");
 }
 
-static int parse_int_list(const char *s, int *out, int max) {
-  int n = 0;
-  const char *p = s;
-  while (*p && n < max) {
-    char *end = NULL;
-    long v = strtol(p, &end, 10);
-    if (end == p || v <= 0 || v > (1 << 24)) return -1;
-    out[n++] = (int)v;
-    if (*end == ',') p = end + 1;
-    else if (*end == '\0') break;
-    else return -1;
-  }
-  return n;
-}
-
-static int parse_int(const char *s, int *v, int lo) {
-  char *end = NULL;
-  long x = strtol(s, &end, 10);
-  if (!s[0] || *end || x < lo || x > (1 << 24)) return -1;
-  *v = (int)x;
-  return 0;
-}
+enum { MAX_INT = 1 << 24 }; /* the largest count an option takes */
 
 static void read_commit(char *buf, size_t n) {
   const char *env = getenv("COMET_COMMIT");
@@ -113,15 +98,37 @@ static void read_commit(char *buf, size_t n) {
   }
 }
 
-/* ep/tp for a world of W ranks from what was given (default ep = W, tp = 1). */
-static int set_layout(bench_opts_t *o, int W, const char *what) {
-  if (!o->ep && !o->tp) o->ep = W;
-  if (!o->ep) o->ep = W / o->tp;
-  if (!o->tp) o->tp = W / o->ep;
-  if (o->ep * o->tp != W) {
-    fprintf(stderr, "comet bench: ep %d x tp %d != %s %d\n", o->ep, o->tp, what, W);
-    return -1;
+/* The layer config of one model and token count (ep, tp as in o: 0 = not yet known). */
+static comet_layer_config_t make_config(const bench_opts_t *o, const char *model, int T) {
+  comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
+  if (strcmp(model, "custom")) {
+    const comet_preset_t *p = comet_preset_find(model);
+    cfg.hidden = p->hidden;
+    cfg.ffn = p->ffn;
+    cfg.num_experts = p->num_experts;
+    cfg.topk = p->topk;
+    cfg.activation = p->activation;
+  } else {
+    cfg.hidden = o->hidden;
+    cfg.ffn = o->ffn;
+    cfg.num_experts = o->experts;
+    cfg.topk = o->topk;
+    cfg.activation = o->act;
   }
+  cfg.ep = o->ep;
+  cfg.tp = o->tp;
+  cfg.max_tokens_per_rank = T;
+  return cfg;
+}
+
+/* ep/tp for a world of W ranks (what: where W comes from), then every
+ * config against it; W = 0 (not known yet): what ep or tp decide alone. */
+static int check_configs(bench_opts_t *o, int W, const char *what) {
+  if (W && cli_layout("comet bench", W, what, &o->ep, &o->tp)) return -1;
+  for (int m = 0; m < o->nmodels; ++m)
+    for (int t = 0; t < o->ntokens; ++t)
+      if (cli_config_ok("comet bench", o->models[m], make_config(o, o->models[m], o->tokens[t]), W))
+        return -1;
   return 0;
 }
 
@@ -158,12 +165,16 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
     } else if (!strcmp(a, "--model")) {
       NEED();
       snprintf(model_buf, sizeof model_buf, "%s", v);
-      for (char *tok = strtok(model_buf, ","); tok && o->nmodels < MAX_LIST; tok = strtok(NULL, ","))
+      o->nmodels = 0;
+      for (char *tok = strtok(model_buf, ","); tok; tok = strtok(NULL, ",")) {
+        if (o->nmodels == MAX_LIST) BAD();
         o->models[o->nmodels++] = tok;
-    } else if (!strcmp(a, "--hidden")) { NEED(); if (parse_int(v, &o->hidden, 8)) BAD();
-    } else if (!strcmp(a, "--ffn")) { NEED(); if (parse_int(v, &o->ffn, 8)) BAD();
-    } else if (!strcmp(a, "--experts")) { NEED(); if (parse_int(v, &o->experts, 1)) BAD();
-    } else if (!strcmp(a, "--topk")) { NEED(); if (parse_int(v, &o->topk, 1)) BAD();
+      }
+      if (!o->nmodels) BAD();
+    } else if (!strcmp(a, "--hidden")) { NEED(); if (cli_int(v, 8, MAX_INT, &o->hidden)) BAD();
+    } else if (!strcmp(a, "--ffn")) { NEED(); if (cli_int(v, 8, MAX_INT, &o->ffn)) BAD();
+    } else if (!strcmp(a, "--experts")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->experts)) BAD();
+    } else if (!strcmp(a, "--topk")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->topk)) BAD();
     } else if (!strcmp(a, "--act")) {
       NEED();
       if (!strcmp(v, "swiglu")) o->act = COMET_ACT_SWIGLU;
@@ -172,28 +183,27 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
       else BAD();
     } else if (!strcmp(a, "--tokens")) {
       NEED();
-      if ((o->ntokens = parse_int_list(v, o->tokens, MAX_LIST)) <= 0) BAD();
-    } else if (!strcmp(a, "--gpus")) { NEED(); if (parse_int(v, &o->gpus, 1)) BAD();
-    } else if (!strcmp(a, "--loopback")) {
-      NEED();
-      if (parse_int(v, &o->loopback, 1) || o->loopback > COMET_MAX_WORLD) BAD();
-    } else if (!strcmp(a, "--ep")) { NEED(); if (parse_int(v, &o->ep, 1)) BAD();
-    } else if (!strcmp(a, "--tp")) { NEED(); if (parse_int(v, &o->tp, 1)) BAD();
+      if ((o->ntokens = cli_int_list(v, 1, MAX_INT, o->tokens, MAX_LIST)) < 0) BAD();
+    } else if (!strcmp(a, "--gpus")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->gpus)) BAD();
+    } else if (!strcmp(a, "--loopback")) { NEED(); if (cli_int(v, 1, COMET_MAX_WORLD, &o->loopback)) BAD();
+    } else if (!strcmp(a, "--ep")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->ep)) BAD();
+    } else if (!strcmp(a, "--tp")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->tp)) BAD();
     } else if (!strcmp(a, "--routing")) {
       NEED();
       if (comet_md_parse_routing(v, &o->routing)) BAD();
       o->routing_str = v;
-    } else if (!strcmp(a, "--iters")) { NEED(); if (parse_int(v, &o->iters, 1)) BAD();
-    } else if (!strcmp(a, "--warmup")) { NEED(); if (parse_int(v, &o->warmup, 0)) BAD();
+    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->iters)) BAD();
+    } else if (!strcmp(a, "--warmup")) { NEED(); if (cli_int(v, 0, MAX_INT, &o->warmup)) BAD();
     } else if (!strcmp(a, "--check")) { o->check = 1;
-    } else if (!strcmp(a, "--check-tokens")) { NEED(); if (parse_int(v, &o->check_tokens, 1)) BAD();
+    } else if (!strcmp(a, "--check-tokens")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->check_tokens)) BAD();
     } else if (!strcmp(a, "--json")) { NEED(); o->json = v;
     } else if (!strcmp(a, "--rendezvous")) { NEED(); o->rendezvous = v;
     } else if (!strcmp(a, "--seed")) {
       NEED();
       char *end = NULL;
+      errno = 0;
       o->seed = strtoull(v, &end, 0);
-      if (*end) BAD();
+      if (end == v || *end || errno || v[0] == '-') BAD();
     } else if (!strcmp(a, "--gemm")) {
       NEED();
       if (!strcmp(v, "auto")) o->gemm = COMET_BASELINE_GEMM_AUTO;
@@ -202,10 +212,11 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
       else BAD();
     } else if (!strcmp(a, "--timeout")) {
       NEED();
-      o->timeout_s = atof(v);
-      if (o->timeout_s <= 0) BAD();
+      char *end = NULL;
+      o->timeout_s = strtod(v, &end);
+      if (end == v || *end || !(o->timeout_s > 0)) BAD();
     } else {
-      fprintf(stderr, "comet bench: unknown option '%s' (--help lists them)\n", a);
+      fprintf(stderr, "comet bench: unknown option '%s' (comet bench --help lists them)\n", a);
       return -1;
     }
 #undef NEED
@@ -230,15 +241,32 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
       return -1;
     }
   if (!o->ntokens) o->tokens[o->ntokens++] = 4096;
-  if (o->loopback) {
-    if (o->gpus || o->rendezvous) {
-      fprintf(stderr, "comet bench: --loopback runs all its ranks on one GPU: give it without "
-                      "--gpus and --rendezvous\n");
+  if (o->loopback && (o->gpus || o->rendezvous)) {
+    fprintf(stderr, "comet bench: --loopback runs all its ranks on one GPU: give it without "
+                    "--gpus and --rendezvous\n");
+    return -1;
+  }
+  if (o->gpus && o->rendezvous) {
+    fprintf(stderr, "comet bench: --rendezvous takes its ranks from the launcher (WORLD_SIZE): "
+                    "give it without --gpus\n");
+    return -1;
+  }
+  if (o->json && cli_json_ok("comet bench", o->json)) return -1;
+  /* The world where the options decide it; else all the GPUs (checked again
+   * once they are counted). */
+  if (o->loopback) return check_configs(o, o->loopback, "--loopback");
+  if (o->rendezvous) {
+    const char *ws = getenv("WORLD_SIZE");
+    int W = 0;
+    if (!ws || cli_int(ws, 1, MAX_INT, &W)) {
+      fprintf(stderr, "comet bench: --rendezvous needs the launcher's env WORLD_SIZE (a rank count), "
+                      "got '%s'\n", ws ? ws : "(unset)");
       return -1;
     }
-    if (set_layout(o, o->loopback, "loopback ranks")) return -1;
+    return check_configs(o, W, "WORLD_SIZE");
   }
-  return 0;
+  if (!o->gpus && o->ep && o->tp) o->gpus = o->ep * o->tp; /* the ranks they make */
+  return check_configs(o, o->gpus, "--gpus");
 }
 
 /* ---- one rank ---- */
@@ -395,28 +423,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
                       ncclComm_t comm, cublasHandle_t blas, cudaStream_t st, const char *model,
                       int T, const char *device_name) {
   const int W = info->world, r = info->rank, loop = info->loopback != NULL;
-  comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
-  if (strcmp(model, "custom")) {
-    const comet_preset_t *p = comet_preset_find(model);
-    cfg.hidden = p->hidden;
-    cfg.ffn = p->ffn;
-    cfg.num_experts = p->num_experts;
-    cfg.topk = p->topk;
-    cfg.activation = p->activation;
-  } else {
-    cfg.hidden = o->hidden;
-    cfg.ffn = o->ffn;
-    cfg.num_experts = o->experts;
-    cfg.topk = o->topk;
-    cfg.activation = o->act;
-  }
-  cfg.ep = o->ep;
-  cfg.tp = o->tp;
-  cfg.max_tokens_per_rank = T;
-  if (comet_config_validate(&cfg, W) != COMET_OK) {
-    fprintf(stderr, "[rank %d] config %s: %s\n", r, model, comet_last_error());
-    return 1;
-  }
+  const comet_layer_config_t cfg = make_config(o, model, T); /* validated for W in parse/main */
   const int E = cfg.num_experts, K = cfg.topk, H = cfg.hidden, El = E / cfg.ep;
   const int Fl = cfg.ffn / cfg.tp, w1r = comet_config_w1_rows(&cfg);
   const uint64_t seed = o->seed;
@@ -620,6 +627,17 @@ int comet_bench_moe_main(int argc, char **argv) {
   bench_opts_t o;
   const int pr = parse(argc, argv, &o);
   if (pr) return pr > 0 ? 0 : 2;
+  /* Counted in a child: the ranks forked below must find CUDA uninitialized. */
+  const int avail = cli_fork_gpu_count("comet bench");
+  if (avail < 1) return 1;
+  if (!o.loopback && !o.rendezvous && !o.gpus) { /* all of them: now the world is known */
+    o.gpus = avail;
+    if (check_configs(&o, o.gpus, "the GPU count")) return 2;
+  }
+  if (o.gpus > avail) {
+    fprintf(stderr, "comet bench: --gpus %d but only %d GPU(s) present\n", o.gpus, avail);
+    return 1;
+  }
   setenv("NCCL_NVLS_ENABLE", "0", 0); /* no NVLink multicast (see the device notes) */
   read_commit(o.commit, sizeof o.commit);
   time_t now = time(NULL);
@@ -627,17 +645,7 @@ int comet_bench_moe_main(int argc, char **argv) {
   if (o.rendezvous) {
     printf("comet bench: joining external ranks via %s; seed %llu, commit %s\n", o.rendezvous,
            o.seed, o.commit);
-    const char *ws = getenv("WORLD_SIZE");
-    const int W = ws ? atoi(ws) : 0;
-    if (!o.ep && !o.tp) o.ep = W;
-    if (!o.ep && o.tp) o.ep = W / o.tp;
-    if (!o.tp) o.tp = o.ep ? W / o.ep : 1;
     return comet_launch_external(o.rendezvous, o.timeout_s, rank_main, &o);
-  }
-  const int avail = comet_launch_gpu_count();
-  if (avail < 1) {
-    fprintf(stderr, "comet bench: no CUDA GPU found\n");
-    return 1;
   }
   if (o.loopback) {
     printf("comet bench: loopback world of %d rank(s) on GPU 0, ep %d x tp %d, seed %llu, commit %s, "
@@ -646,15 +654,8 @@ int comet_bench_moe_main(int argc, char **argv) {
     fflush(stdout);
     return comet_launch_loopback(o.loopback, 0, o.timeout_s, rank_main, &o) == 0 ? 0 : 1;
   }
-  if (!o.gpus) o.gpus = o.ep && o.tp ? o.ep * o.tp : avail;
-  if (o.gpus > avail) {
-    fprintf(stderr, "comet bench: --gpus %d but only %d GPU(s) present\n", o.gpus, avail);
-    return 1;
-  }
-  if (set_layout(&o, o.gpus, "gpus")) return 2;
   printf("comet bench: %d GPU(s), ep %d x tp %d, seed %llu, commit %s, %s\n", o.gpus, o.ep, o.tp,
          o.seed, o.commit, o.date);
   fflush(stdout);
   return comet_launch_local(o.gpus, o.timeout_s, rank_main, &o) == 0 ? 0 : 1;
 }
-

@@ -8,13 +8,17 @@
  * the slowest rank's median time. Each timed iteration starts right after
  * the routing plan's closing LSA barrier (dispatch/combine) or an
  * all-reduce (NCCL), so the ranks start together. The combine's time
- * includes its local top-k reduction; NCCL's does not. */
+ * includes its local top-k reduction; NCCL's does not. The options, and the
+ * config for the world when they decide it (--gpus, --ep x --tp, the
+ * launcher's WORLD_SIZE), are checked (exit 2) before the GPUs are counted;
+ * without one it says why in one line (exit 1). */
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "comet.h"
 #include "context.h"
 #include "launch.h"
@@ -22,6 +26,7 @@
 #include "tools.h"
 
 #define MAX_LIST 32
+#define MAX_INT (1 << 24) /* the largest count an option takes */
 
 typedef struct opts {
   int combine;
@@ -35,28 +40,15 @@ typedef struct opts {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: comet bench --op dispatch|combine [options]\n"
+          "  --model NAME        shapes (comet presets; default mixtral-8x7b)\n"
           "  --gpus N            ranks (forked, one per GPU; default: all GPUs)\n"
           "  --rendezvous PATH   join an external launcher's ranks instead (RANK, WORLD_SIZE)\n"
-          "  --model PRESET      shapes (comet presets; default mixtral-8x7b)\n"
           "  --tokens T          tokens per rank (default 8192)\n"
           "  --ep E --tp T       layout (default ep = ranks, tp = 1)\n"
           "  --ctas LIST         CTA counts to sweep (default 8,16,24,32,64,132)\n"
           "  --unroll LIST       16-byte vectors in flight per lane: 4, 8, 16 (default 8)\n"
           "  --iters N           timed iterations (default 20), --warmup N (default 3)\n"
           "  --json FILE         append one JSON line per row\n");
-}
-
-static int parse_list(const char *s, int *out) {
-  int n = 0;
-  while (*s && n < MAX_LIST) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (end == s || v < 1) return -1;
-    out[n++] = (int)v;
-    s = *end == ',' ? end + 1 : end;
-    if (*end && *end != ',') return -1;
-  }
-  return n;
 }
 
 static void read_commit(char *buf, size_t n) {
@@ -142,8 +134,8 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
   cfg.num_experts = p->num_experts;
   cfg.topk = p->topk;
   cfg.activation = p->activation;
-  cfg.ep = o->ep > 0 ? o->ep : W / (o->tp > 0 ? o->tp : 1);
-  cfg.tp = o->tp > 0 ? o->tp : W / cfg.ep;
+  cfg.ep = o->ep; /* for W, set and checked in comet_bench_comm_main */
+  cfg.tp = o->tp;
   cfg.max_tokens_per_rank = o->tokens;
   comet_layer_t L;
   BCOMET(comet_layer_create(&L, ctx, &cfg));
@@ -309,57 +301,122 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
   return 0;
 }
 
+/* The preset's config for world W (ep, tp: 0 = not given; W = 0: not known yet). */
+static int check_config(opts_t *o, int W, const char *what) {
+  if (W && cli_layout("comet bench", W, what, &o->ep, &o->tp)) return -1;
+  const comet_preset_t *p = comet_preset_find(o->model);
+  comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
+  cfg.hidden = p->hidden;
+  cfg.ffn = p->ffn;
+  cfg.num_experts = p->num_experts;
+  cfg.topk = p->topk;
+  cfg.activation = p->activation;
+  cfg.ep = o->ep;
+  cfg.tp = o->tp;
+  cfg.max_tokens_per_rank = o->tokens;
+  return cli_config_ok("comet bench", o->model, cfg, W);
+}
+
+/* The options into o: 0, 1 (--help shown) or -1 (an error, printed). */
+static int parse(int argc, char **argv, opts_t *o) {
+  memset(o, 0, sizeof *o);
+  o->model = "mixtral-8x7b";
+  o->tokens = 8192;
+  o->iters = 20;
+  o->warmup = 3;
+  o->nctas = cli_int_list("8,16,24,32,64,132", 1, MAX_INT, o->ctas, MAX_LIST);
+  o->nunroll = cli_int_list("8", 1, MAX_INT, o->unroll, MAX_LIST);
+  for (int i = 0; i < argc; ++i) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED()                                                       \
+  do {                                                               \
+    if (!v) {                                                        \
+      fprintf(stderr, "comet bench: %s needs a value\n", a);         \
+      return -1;                                                     \
+    }                                                                \
+    ++i;                                                             \
+  } while (0)
+#define BAD()                                                        \
+  do {                                                               \
+    fprintf(stderr, "comet bench: bad value '%s' for %s\n", v, a);   \
+    return -1;                                                       \
+  } while (0)
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 1;
+    } else if (!strcmp(a, "--op")) {
+      NEED();
+      if (strcmp(v, "dispatch") && strcmp(v, "combine")) BAD();
+      o->combine = !strcmp(v, "combine");
+    } else if (!strcmp(a, "--model")) { NEED(); o->model = v;
+    } else if (!strcmp(a, "--gpus")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->gpus)) BAD();
+    } else if (!strcmp(a, "--ep")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->ep)) BAD();
+    } else if (!strcmp(a, "--tp")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->tp)) BAD();
+    } else if (!strcmp(a, "--tokens")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->tokens)) BAD();
+    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->iters)) BAD();
+    } else if (!strcmp(a, "--warmup")) { NEED(); if (cli_int(v, 0, MAX_INT, &o->warmup)) BAD();
+    } else if (!strcmp(a, "--json")) { NEED(); o->json = v;
+    } else if (!strcmp(a, "--rendezvous")) { NEED(); o->rendezvous = v;
+    } else if (!strcmp(a, "--ctas")) {
+      NEED();
+      if ((o->nctas = cli_int_list(v, 1, MAX_INT, o->ctas, MAX_LIST)) < 0) BAD();
+    } else if (!strcmp(a, "--unroll")) {
+      NEED();
+      if ((o->nunroll = cli_int_list(v, 1, MAX_INT, o->unroll, MAX_LIST)) < 0) BAD();
+      for (int u = 0; u < o->nunroll; ++u)
+        if (o->unroll[u] != 4 && o->unroll[u] != 8 && o->unroll[u] != 16) BAD();
+    } else {
+      fprintf(stderr, "comet bench: unknown option '%s' (comet bench --op dispatch --help lists them)\n",
+              a);
+      return -1;
+    }
+#undef NEED
+#undef BAD
+  }
+  if (!comet_preset_find(o->model)) {
+    fprintf(stderr, "comet bench: %s\n", comet_last_error());
+    return -1;
+  }
+  if (o->gpus && o->rendezvous) {
+    fprintf(stderr, "comet bench: --rendezvous takes its ranks from the launcher (WORLD_SIZE): "
+                    "give it without --gpus\n");
+    return -1;
+  }
+  if (o->json && cli_json_ok("comet bench", o->json)) return -1;
+  /* The world where the options decide it; else all the GPUs (checked again
+   * once they are counted). */
+  if (o->rendezvous) {
+    const char *ws = getenv("WORLD_SIZE");
+    int W = 0;
+    if (!ws || cli_int(ws, 1, MAX_INT, &W)) {
+      fprintf(stderr, "comet bench: --rendezvous needs the launcher's env WORLD_SIZE (a rank count), "
+                      "got '%s'\n", ws ? ws : "(unset)");
+      return -1;
+    }
+    return check_config(o, W, "WORLD_SIZE");
+  }
+  if (!o->gpus && o->ep && o->tp) o->gpus = o->ep * o->tp; /* the ranks they make */
+  return check_config(o, o->gpus, "--gpus");
+}
+
 int comet_bench_comm_main(int argc, char **argv) {
   opts_t o;
-  memset(&o, 0, sizeof o);
-  o.model = "mixtral-8x7b";
-  o.tokens = 8192;
-  o.iters = 20;
-  o.warmup = 3;
-  o.nctas = parse_list("8,16,24,32,64,132", o.ctas);
-  o.nunroll = parse_list("8", o.unroll);
-  for (int i = 0; i < argc; ++i) {
-    const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEEDV()                                                               \
-  if (!val) {                                                                 \
-    fprintf(stderr, "comet bench: %s needs a value\n", a);                    \
-    return 2;                                                                 \
-  }                                                                           \
-  ++i
-    if (!strcmp(a, "--help") || !strcmp(a, "-h")) { usage(stdout); return 0; }
-    else if (!strcmp(a, "--op")) { NEEDV(); o.combine = !strcmp(val, "combine");
-      if (!o.combine && strcmp(val, "dispatch")) { fprintf(stderr, "comet bench: --op %s?\n", val); return 2; } }
-    else if (!strcmp(a, "--gpus")) { NEEDV(); o.gpus = atoi(val); }
-    else if (!strcmp(a, "--ep")) { NEEDV(); o.ep = atoi(val); }
-    else if (!strcmp(a, "--tp")) { NEEDV(); o.tp = atoi(val); }
-    else if (!strcmp(a, "--tokens")) { NEEDV(); o.tokens = atoi(val); }
-    else if (!strcmp(a, "--iters")) { NEEDV(); o.iters = atoi(val); }
-    else if (!strcmp(a, "--warmup")) { NEEDV(); o.warmup = atoi(val); }
-    else if (!strcmp(a, "--model")) { NEEDV(); o.model = val; }
-    else if (!strcmp(a, "--json")) { NEEDV(); o.json = val; }
-    else if (!strcmp(a, "--rendezvous")) { NEEDV(); o.rendezvous = val; }
-    else if (!strcmp(a, "--ctas")) { NEEDV(); if ((o.nctas = parse_list(val, o.ctas)) <= 0) { fprintf(stderr, "comet bench: bad --ctas %s\n", val); return 2; } }
-    else if (!strcmp(a, "--unroll")) { NEEDV(); if ((o.nunroll = parse_list(val, o.unroll)) <= 0) { fprintf(stderr, "comet bench: bad --unroll %s\n", val); return 2; } }
-    else { fprintf(stderr, "comet bench: unknown option %s\n", a); usage(stderr); return 2; }
-#undef NEEDV
+  const int pr = parse(argc, argv, &o);
+  if (pr) return pr > 0 ? 0 : 2;
+  /* Counted in a child: the ranks forked below must find CUDA uninitialized. */
+  const int n = cli_fork_gpu_count("comet bench");
+  if (n < 1) return 1;
+  if (!o.rendezvous && !o.gpus) { /* all of them: now the world is known */
+    o.gpus = n;
+    if (check_config(&o, o.gpus, "the GPU count")) return 2;
   }
-  if (!comet_preset_find(o.model)) {
-    fprintf(stderr, "comet bench: %s\n", comet_last_error());
-    return 2;
-  }
-  if (o.tokens < 1 || o.iters < 1 || o.warmup < 0) {
-    fprintf(stderr, "comet bench: --tokens and --iters must be >= 1\n");
-    return 2;
-  }
-  read_commit(o.commit, sizeof o.commit);
-  setenv("NCCL_NVLS_ENABLE", "0", 0);
-  if (o.rendezvous) return comet_launch_external(o.rendezvous, 600.0, bench_rank, &o);
-  const int n = comet_launch_gpu_count();
-  if (o.gpus <= 0) o.gpus = n;
-  if (o.gpus < 1 || o.gpus > n) {
-    fprintf(stderr, "comet bench: --gpus %d, but %d GPU(s) are visible\n", o.gpus, n);
+  if (o.gpus > n) {
+    fprintf(stderr, "comet bench: --gpus %d but only %d GPU(s) present\n", o.gpus, n);
     return 1;
   }
+  read_commit(o.commit, sizeof o.commit);
+  setenv("NCCL_NVLS_ENABLE", "0", 0); /* no NVLink multicast (see the device notes) */
+  if (o.rendezvous) return comet_launch_external(o.rendezvous, 600.0, bench_rank, &o);
   return comet_launch_local(o.gpus, 600.0, bench_rank, &o) == 0 ? 0 : 1;
 }
 

@@ -7,12 +7,12 @@
  *            layer1 N = H, K = F; vs the faster of cublasGemmGroupedBatchedEx
  *            and a per-expert cublasGemmEx loop (both given host sizes;
  *            comet reads the sizes from device memory).
- * Times: CUDA events per repetition after warm-up, median. One JSON line per
+ * Times: CUDA events per iteration after warm-up, median. One JSON line per
  * case (--json FILE appends): op, shape, groups, comet_tflops, cublas_tflops,
- * ratio, device, commit (env COMET_COMMIT), plus details. Options:
- *   --quick  one T, uniform only     --reps N (default 20)
- *   --only dense|grouped             --preset NAME
- *   --ab     also time comet with COMET_GEMM_SPLIT=0 (comet_nosplit_tflops) */
+ * ratio, device, commit (env COMET_COMMIT), plus details. Options (usage()):
+ * --model NAME, --iters N, --json FILE, --only dense|grouped, --quick, --ab;
+ * all checked (exit 2) before the GPU is looked for; without one it says
+ * why in one line (exit 1). */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cli.h"
 #include "comet.h"
 #include "kernels/gemm.h"
 #include "tools.h"
@@ -31,7 +32,7 @@
   do {                                                                                \
     cudaError_t e_ = (x);                                                             \
     if (e_ != cudaSuccess) {                                                          \
-      fprintf(stderr, "bench gemm: %s failed: %s (%s:%d)\n", #x, cudaGetErrorString(e_), \
+      fprintf(stderr, "comet bench: %s failed: %s (%s:%d)\n", #x, cudaGetErrorString(e_), \
               __FILE__, __LINE__);                                                    \
       exit(1);                                                                        \
     }                                                                                 \
@@ -40,7 +41,7 @@
   do {                                                                                \
     cublasStatus_t s_ = (x);                                                          \
     if (s_ != CUBLAS_STATUS_SUCCESS) {                                                \
-      fprintf(stderr, "bench gemm: %s failed: %d (%s:%d)\n", #x, (int)s_, __FILE__, __LINE__); \
+      fprintf(stderr, "comet bench: %s failed: %d (%s:%d)\n", #x, (int)s_, __FILE__, __LINE__); \
       exit(1);                                                                        \
     }                                                                                 \
   } while (0)
@@ -48,7 +49,7 @@
   do {                                                                                \
     comet_status_t s_ = (x);                                                          \
     if (s_ != COMET_OK) {                                                             \
-      fprintf(stderr, "bench gemm: %s failed: %s\n", #x, comet_last_error());         \
+      fprintf(stderr, "comet bench: %s failed: %s\n", #x, comet_last_error());         \
       exit(1);                                                                        \
     }                                                                                 \
   } while (0)
@@ -66,24 +67,24 @@ __global__ void bench_fill(uint16_t *p, size_t n, uint32_t seed) {
 }
 
 struct Bench {
-  int reps = 20;
+  int iters = 20;
   bool ab = false; /* --ab: also time comet with the split tail off (same process) */
   FILE *json = NULL;
-  char device[128] = "";
+  char device[256] = "";
   const char *commit = "unknown";
   cublasHandle_t blas;
   cudaEvent_t ev[2 * 64];
   std::vector<double> grouped_ratios;
 };
 
-/* Median milliseconds of fn() over b.reps repetitions after warm-up. */
+/* Median milliseconds of fn() over b.iters iterations after warm-up. */
 template <class F>
 static double time_ms(Bench &b, F fn) {
   for (int i = 0; i < 3; ++i) fn();
   BENCH_CUDA(cudaDeviceSynchronize());
   std::vector<double> t;
-  for (int r = 0; r < b.reps; r += 64) {
-    const int nr = std::min(64, b.reps - r);
+  for (int r = 0; r < b.iters; r += 64) {
+    const int nr = std::min(64, b.iters - r);
     for (int i = 0; i < nr; ++i) {
       BENCH_CUDA(cudaEventRecord(b.ev[2 * i], 0));
       fn();
@@ -266,36 +267,91 @@ static std::vector<int> split_rows(int rows, int G, bool skewed) {
   return s;
 }
 
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: comet bench --op gemm [options]\n"
+          "  comet's grouped GEMM vs cuBLAS on GPU 0: dense M = N = K in {4096, 8192}, and every\n"
+          "  preset's expert GEMMs at EP 4, T in {4096, 16384} tokens, uniform and skewed\n"
+          "  --model NAME        the grouped cases of one preset only (comet presets)\n"
+          "  --only dense|grouped   one kind of case\n"
+          "  --quick             one T (16384), uniform only\n"
+          "  --iters N           timed iterations per case, median (default 20)\n"
+          "  --ab                also time comet with COMET_GEMM_SPLIT=0 (comet_nosplit_tflops)\n"
+          "  --json FILE         append one JSON line per case\n");
+}
+
+/* The options into b and the rest: 0, 1 (--help shown) or -1 (an error, printed). */
+static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only, const char *&model,
+                 const char *&json) {
+  for (int i = 0; i < argc; ++i) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define NEED()                                                       \
+  do {                                                               \
+    if (!v) {                                                        \
+      fprintf(stderr, "comet bench: %s needs a value\n", a);         \
+      return -1;                                                     \
+    }                                                                \
+    ++i;                                                             \
+  } while (0)
+#define BAD()                                                        \
+  do {                                                               \
+    fprintf(stderr, "comet bench: bad value '%s' for %s\n", v, a);   \
+    return -1;                                                       \
+  } while (0)
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 1;
+    } else if (!strcmp(a, "--op")) { /* "gemm", how `comet bench` got here */
+      NEED();
+      if (strcmp(v, "gemm")) BAD();
+    } else if (!strcmp(a, "--model")) {
+      NEED();
+      if (!comet_preset_find(v)) {
+        fprintf(stderr, "comet bench: %s\n", comet_last_error());
+        return -1;
+      }
+      model = v;
+    } else if (!strcmp(a, "--only")) {
+      NEED();
+      if (strcmp(v, "dense") && strcmp(v, "grouped")) BAD();
+      only = v;
+    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, 1 << 24, &b.iters)) BAD();
+    } else if (!strcmp(a, "--json")) { NEED(); json = v;
+    } else if (!strcmp(a, "--quick")) { quick = true;
+    } else if (!strcmp(a, "--ab")) { b.ab = true;
+    } else {
+      fprintf(stderr, "comet bench: unknown option '%s' (comet bench --op gemm --help lists them)\n", a);
+      return -1;
+    }
+#undef NEED
+#undef BAD
+  }
+  return json && cli_json_ok("comet bench", json) ? -1 : 0;
+}
+
 extern "C" int comet_bench_gemm_main(int argc, char **argv) {
   Bench b;
   bool quick = false;
-  const char *only = NULL, *preset = NULL;
-  for (int i = 0; i < argc; ++i) {
-    if (!strcmp(argv[i], "--quick")) quick = true;
-    else if (!strcmp(argv[i], "--reps") && i + 1 < argc) b.reps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--ab")) b.ab = true;
-    else if (!strcmp(argv[i], "--json") && i + 1 < argc) {
-      b.json = fopen(argv[++i], "a");
-      if (!b.json) { fprintf(stderr, "bench gemm: cannot open %s\n", argv[i]); return 1; }
-    } else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
-    else if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
-    else if (!strcmp(argv[i], "--op") && i + 1 < argc) ++i; /* "gemm", already dispatched */
-    else if (!strncmp(argv[i], "--op=", 5)) continue;
-    else {
-      fprintf(stderr, "bench gemm: unknown option '%s' (--quick, --reps N, --json FILE, "
-                      "--only dense|grouped, --preset NAME)\n", argv[i]);
-      return 2;
-    }
+  const char *only = NULL, *model = NULL, *json = NULL;
+  const int pr = parse(argc, argv, b, quick, only, model, json);
+  if (pr) return pr > 0 ? 0 : 2;
+  char why[192];
+  if (cli_gpu_count(why, sizeof why) < 1) { /* in this process: the GEMMs run here, unforked */
+    fprintf(stderr, "comet bench: no CUDA GPU found (%s)\n", why);
+    return 1;
   }
-  if (b.reps < 1) b.reps = 1;
+  if (json && !(b.json = fopen(json, "a"))) {
+    fprintf(stderr, "comet bench: cannot open --json file '%s': %s\n", json, strerror(errno));
+    return 1;
+  }
   if (getenv("COMET_COMMIT")) b.commit = getenv("COMET_COMMIT");
   cudaDeviceProp prop;
   BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
   snprintf(b.device, sizeof b.device, "%s", prop.name);
   BENCH_CUBLAS(cublasCreate(&b.blas));
   for (auto &e : b.ev) BENCH_CUDA(cudaEventCreate(&e));
-  printf("# bench gemm on %s (%d SMs), commit %s, median of %d reps\n", b.device,
-         prop.multiProcessorCount, b.commit, b.reps);
+  printf("# bench gemm on %s (%d SMs), commit %s, median of %d iterations\n", b.device,
+         prop.multiProcessorCount, b.commit, b.iters);
 
   if (!only || !strcmp(only, "dense")) {
     const int sizes[] = {4096, 8192};
@@ -311,7 +367,7 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
     const int tokens[] = {4096, 16384};
     for (int pi = 0; pi < comet_preset_count(); ++pi) {
       const comet_preset_t *pr = comet_preset_at(pi);
-      if (preset && strcmp(preset, pr->name)) continue;
+      if (model && strcmp(model, pr->name)) continue;
       const int ep = 4, El = pr->num_experts / ep;
       for (int ti = 0; ti < (quick ? 1 : 2); ++ti)
         for (int skew = 0; skew < (quick ? 1 : 2); ++skew)

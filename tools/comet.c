@@ -1,4 +1,5 @@
-/* comet.c — the `comet` command: dispatches to its subcommands. */
+/* comet.c — the `comet` command: dispatches to its subcommands; `comet
+ * --version` (-V) is `comet version`. */
 #include <stdio.h>
 #include <string.h>
 
@@ -15,19 +16,18 @@ static void usage(FILE *f) {
           "  bench [--op moe]     MoE layer: unfused baseline (NCCL + cuBLAS) vs comet, per config\n"
           "  bench --op dispatch|combine   token dispatch/combine bandwidth vs NCCL all-to-all\n"
           "  bench --op gemm      grouped GEMM TFLOP/s vs cuBLAS\n"
-          "  version              library version\n"
+          "  version              library version (also --version, -V)\n"
           "\n"
           "`comet <command> --help` shows a command's options.\n"
           "Multi-GPU commands fork one process per GPU (--gpus N) or join an external\n"
           "launcher's ranks (env RANK, WORLD_SIZE, LOCAL_RANK) with --rendezvous PATH.\n");
 }
 
-/* The value of --op in argv, or NULL. */
+/* The value of --op in argv, or NULL (options take their value as the next
+ * argument, --op too). */
 static const char *find_op(int argc, char **argv) {
   for (int i = 0; i + 1 < argc; ++i)
     if (strcmp(argv[i], "--op") == 0) return argv[i + 1];
-  for (int i = 0; i < argc; ++i)
-    if (strncmp(argv[i], "--op=", 5) == 0) return argv[i] + 5;
   return NULL;
 }
 
@@ -40,7 +40,7 @@ int main(int argc, char **argv) {
   const char *cmd = argv[1];
   if (strcmp(cmd, "info") == 0) return comet_cmd_info(argc - 2, argv + 2);
   if (strcmp(cmd, "presets") == 0) return comet_cmd_presets(argc - 2, argv + 2);
-  if (strcmp(cmd, "version") == 0) {
+  if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
     int v = comet_version();
     printf("comet %d.%d.%d\n", v / 10000, v / 100 % 100, v % 100);
     return 0;

@@ -1,11 +1,13 @@
 /* info.c — `comet info`: GPUs, peer access between them, CUDA and NCCL
- * versions. Without a usable GPU it says so and exits 1. */
+ * versions. Without a usable GPU it says why in plain words (cli.h) and
+ * exits 1. */
 #include <stdio.h>
 #include <string.h>
 
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include "cli.h"
 #include "comet.h"
 #include "tools.h"
 
@@ -20,6 +22,10 @@ int comet_cmd_info(int argc, char **argv) {
     printf("usage: comet info\n  GPUs, peer access, CUDA and NCCL versions; exits 1 without a GPU.\n");
     return 0;
   }
+  if (argc > 0) {
+    fprintf(stderr, "comet info: unexpected argument '%s' (comet info --help)\n", argv[0]);
+    return 2;
+  }
   int v = comet_version();
   printf("%-22s %d.%d.%d\n", "comet", v / 10000, v / 100 % 100, v % 100);
   int nccl = 0;
@@ -29,18 +35,13 @@ int comet_cmd_info(int argc, char **argv) {
     printf("  warning: the loaded NCCL differs from the one comet was built against; the NCCL\n"
            "  device API has no ABI promise: rebuild comet against the NCCL it loads.\n");
   int rt = 0, drv = 0;
-  cudaRuntimeGetVersion(&rt);
-  print_version("CUDA runtime", rt, 1000, 10);
-  cudaError_t e = cudaDriverGetVersion(&drv);
-  if (e != cudaSuccess || drv == 0) {
-    printf("CUDA driver            none\n\nno GPU: no CUDA driver is installed on this machine.\n");
-    return 1;
-  }
-  print_version("CUDA driver", drv, 1000, 10);
-  int n = 0;
-  e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess || n == 0) {
-    printf("\nno GPU: %s\n", e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device found");
+  if (cudaRuntimeGetVersion(&rt) == cudaSuccess) print_version("CUDA runtime", rt, 1000, 10);
+  if (cudaDriverGetVersion(&drv) == cudaSuccess && drv > 0) print_version("CUDA driver", drv, 1000, 10);
+  else printf("CUDA driver            none\n");
+  char why[192];
+  const int n = cli_gpu_count(why, sizeof why);
+  if (n < 1) {
+    printf("\nno GPU: %s.\n", why);
     return 1;
   }
   printf("\n%d GPU(s):\n", n);
@@ -65,8 +66,8 @@ int comet_cmd_info(int argc, char **argv) {
       printf("  %3d", i);
       for (int j = 0; j < n; ++j) {
         int ok = 0;
-        if (i != j) cudaDeviceCanAccessPeer(&ok, i, j);
-        printf(" %3s", i == j ? "-" : ok ? "yes" : "no");
+        const int known = i == j || cudaDeviceCanAccessPeer(&ok, i, j) == cudaSuccess;
+        printf(" %3s", i == j ? "-" : !known ? "?" : ok ? "yes" : "no");
       }
       printf("\n");
     }

@@ -11,7 +11,7 @@ int comet_cmd_presets(int argc, char **argv) {
     return 0;
   }
   if (argc > 0) {
-    fprintf(stderr, "comet presets: unexpected argument '%s'\n", argv[0]);
+    fprintf(stderr, "comet presets: unexpected argument '%s' (comet presets --help)\n", argv[0]);
     return 2;
   }
   printf("%-18s %6s %6s %5s %3s  %-8s %s\n", "model", "H", "F", "E", "K", "act",

@@ -189,11 +189,9 @@ comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
   COMET_ARG(out != NULL, "world is NULL");
   *out = NULL;
   COMET_ARG(W >= 1 && W <= COMET_MAX_WORLD, "world_size = %d must be in 1..%d", W, COMET_MAX_WORLD);
+  COMET_CHECK(comet_cuda_device_usable(device));
   const comet_cu_t *cu = NULL;
   COMET_CHECK(comet_cu_get(&cu));
-  int n = 0;
-  COMET_CUDA(cudaGetDeviceCount(&n));
-  COMET_ARG(device >= 0 && device < n, "cuda_device = %d, but %d CUDA device(s) are visible", device, n);
   COMET_CUDA(cudaSetDevice(device));
   COMET_CUDA(cudaFree(NULL)); /* the primary context, which the green ones retain */
   /* Lazy loading may make a rank's first launch of a kernel wait until the

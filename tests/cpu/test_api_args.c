@@ -36,5 +36,31 @@ int main(void) {
   CHECK_ERR(comet_layer_set_graph_mode(NULL, 1), COMET_ERR_INVALID_ARGUMENT, "layer is NULL");
   CHECK_ERR(comet_layer_check(NULL, NULL), COMET_ERR_INVALID_ARGUMENT, "layer is NULL");
   CHECK(comet_context_rank(NULL) == -1 && comet_context_world_size(NULL) == -1);
+  CHECK(comet_context_sm_budget(NULL) == 0 && comet_context_stream(NULL) == NULL);
+  CHECK_ERR(comet_context_set_timeout(NULL, 1.0), COMET_ERR_INVALID_ARGUMENT, "ctx is NULL");
+  CHECK_ERR(comet_context_abort(NULL), COMET_ERR_INVALID_ARGUMENT, "ctx is NULL");
+  CHECK_ERR(comet_context_make_current(NULL), COMET_ERR_INVALID_ARGUMENT, "ctx is NULL");
+
+  /* the loopback world */
+  comet_loopback_t w = (comet_loopback_t)0;
+  CHECK_ERR(comet_loopback_create(NULL, 2, 0), COMET_ERR_INVALID_ARGUMENT, "world is NULL");
+  CHECK_ERR(comet_loopback_create(&w, 0, 0), COMET_ERR_INVALID_ARGUMENT, "world_size = 0");
+  CHECK_ERR(comet_loopback_create(&w, 65, 0), COMET_ERR_INVALID_ARGUMENT, "world_size = 65");
+  CHECK_ERR(comet_context_create_loopback(&ctx, NULL, 0), COMET_ERR_INVALID_ARGUMENT, "world is NULL");
+  CHECK_ERR(comet_context_create_loopback(NULL, NULL, 0), COMET_ERR_INVALID_ARGUMENT, "ctx is NULL");
+  CHECK_OK(comet_loopback_destroy(NULL));
+  CHECK(comet_loopback_sm_per_rank(NULL) == 0);
+  /* Without a GPU (as in CI) creating one fails with a plain message, never
+   * the runtime's "driver version is insufficient". */
+  comet_status_t st = comet_loopback_create(&w, 2, 0);
+  if (st == COMET_OK) {
+    CHECK_OK(comet_loopback_destroy(w));
+  } else {
+    CHECK_MSG(strstr(comet_last_error(), "insufficient") == NULL, "message: %s", comet_last_error());
+    CHECK_MSG(strstr(comet_last_error(), "driver") || strstr(comet_last_error(), "GPU") ||
+                  strstr(comet_last_error(), "CUDA_"),
+              "message: %s", comet_last_error());
+    printf("loopback world without a usable GPU: %s\n", comet_last_error());
+  }
   return test_finish("test_api_args");
 }
