@@ -58,7 +58,7 @@ comet_status_t comet_meet(comet_meet_t *m, int rank, const char *what, double ti
     if (!m->broken) {
       m->broken = 1;
       snprintf(m->broken_msg, sizeof m->broken_msg,
-               "rank %d waited %.0f s in a %s for the other ranks (%d of %d arrived)", rank,
+               "rank %d waited %.3g s in a %s for the other ranks (%d of %d arrived)", rank,
                timeout_s, what, m->arrived, m->W);
       pthread_cond_broadcast(&m->cv);
     }
