@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* baseline.c — the unfused MoE layer (see baseline.h for the layout).
  *
  * Buffers (rows of H elements unless noted; cap = comet_config_row_capacity):

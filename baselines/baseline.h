@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* baseline.h — the unfused MoE layer that Megatron/PyTorch users run today,
  * in C: NCCL collectives + cuBLAS + small permutation kernels, one step
  * after the other on one stream. comet's fused ops are judged against it in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* baseline_kernels.cu — the baseline's small kernels; see baseline_kernels.h.
  * All row copies move 16-byte vectors (H and F/tp are multiples of 8). */
 #include <cuda_bf16.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* baseline_kernels.h — the baseline's small CUDA kernels (routing counts,
  * permutation, block copies, activation, weighted top-k sum), each behind a
  * C launcher that takes raw pointers and a stream and returns the launch's

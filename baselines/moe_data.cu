@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe_data.cu — reproducible random MoE inputs (see moe_data.h). The GPU
  * and host fills share the index arithmetic and comet_md_unit, and round
  * with the same round-to-nearest-even, so both give the same bits. */

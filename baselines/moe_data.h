@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* moe_data.h — reproducible random MoE inputs for benchmarks and tests.
  *
  * Every element is a pure function of (seed, stream, global index), so a

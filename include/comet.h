@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* comet.h — public C API of comet: the Mixture-of-Experts layer across GPUs
  * with its communication hidden inside its computation.
  *

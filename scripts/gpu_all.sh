@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # gpu_all.sh — on a GPU machine, in one call: build comet against the system
 # NCCL, run every GPU test (ctest -L gpu), compute-sanitizer memcheck on a
 # small forward, then `comet bench` (baseline vs comet, checked against the

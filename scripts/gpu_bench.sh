@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # gpu_bench.sh — on a GPU machine, in one call: build comet against the
 # system NCCL, run the baseline's GPU test, then `comet bench` (the unfused
 # baseline, with --check on Mixtral) on a few presets and layouts. Logs and

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # gpu_comm.sh — one call on the device machine for the communication
 # substrate: build against the system NCCL, run the GPU tests on 1, 2 and 4
 # GPUs, compute-sanitizer leak check on a small run, the CTA sweep of

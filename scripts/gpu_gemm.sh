@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # gpu_gemm.sh — one call on a Hopper machine for the grouped GEMM engine:
 # correctness test, compute-sanitizer (memcheck + racecheck, small sizes),
 # benchmark against cuBLAS; logs under $OUT (or ./gemm-out), a short table last.

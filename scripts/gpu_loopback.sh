@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # gpu_loopback.sh — on one GPU, in one call: build comet and its GPU tests
 # against the system NCCL, run the multi-rank tests at W = 1 (real) and
 # W = 2, 4, 8 in the loopback world, the graph-replay and fault tests, the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # gpu_sanitize.sh — compute-sanitizer memcheck, racecheck and synccheck on
 # the W = 4 forward at a small size (test_forward --quick) on one GPU, one
 # JSON line each into $OUT/tests.jsonl. The ranks run as processes (the ipc

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* args.c — per-call argument checks: struct size, token count within the
  * layer's capacity, and every pointer the call will read or write. Device
  * pointers can't be dereferenced here; their alignment to 16 bytes (the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* args.h — validation of the per-call arguments of the forward and the two
  * fused ops against a layer's config, before anything is launched. On
  * failure the message names the argument, and *fault (never NULL) says what

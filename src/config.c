@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* config.c — layer config validation, dtype/activation names, version. */
 #include <stdint.h>
 

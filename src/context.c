@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* context.c — comet contexts: one rank's transport (an NCCL communicator,
  * created or adopted, or a rank of the loopback world), its device and SM
  * budget, its streams, its wait timeout and abort word; the NCCL version

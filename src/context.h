@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* context.h — internal view of a comet context (one rank: a process, a GPU,
  * a transport) and the CUDA/NCCL check macros of host code. */
 #ifndef COMET_CONTEXT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* error.h — internal error reporting: set the per-thread message and return
  * a status; CHECK macros that return early with file:line appended. */
 #ifndef COMET_ERROR_H

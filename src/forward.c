@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* forward.c — comet_moe_forward and its two halves, composed from the
  * layer's communication steps (layer.c) and the grouped GEMM engine
  * (kernels/gemm.h), all on the caller's stream with no host sync in graph

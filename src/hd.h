@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* hd.h — COMET_HD marks plain-C logic that is compiled for host and device
  * (routing plan, tile schedules): the same source runs on the CPU oracle
  * and inside kernels. */

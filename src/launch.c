@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* launch.c — one process per GPU: fork-based local launch with the NCCL
  * unique id handed over in shared memory, and rendezvous through a file for
  * ranks started by an external launcher; the loopback world as threads of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* launch.h — starting one process per GPU. comet_launch_local forks one
  * child per local GPU and hands them the NCCL unique id itself;
  * comet_launch_external joins a run started by torchrun/mpirun-style

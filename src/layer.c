@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer.c — comet layers: the creation protocol (every rank's config
  * exchanged first, then validated on every rank; local allocations agreed
  * before the collective window), the symmetric workspace and local scratch,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* layer.h — internal view of a comet layer: its config, its symmetric
  * workspace (one window from the context's transport), local scratch for the
  * routing plan, its fault record, and the communication steps the fused ops

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* plan.c — builds the routing plan of all ranks on the host. */
 #include "plan.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* plan.h — the routing plan of all W ranks, built on the host from every
  * rank's topk_ids (the CPU oracle for the device-side plan, and what the
  * reference uses to order rows). Arithmetic shared with kernels is in

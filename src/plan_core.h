@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* plan_core.h — the routing plan's arithmetic, host- and device-callable.
  *
  * Ranks: W = ep*tp, rank r = ep_rank*tp + tp_rank. Expert e lives on EP group

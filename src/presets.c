@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* presets.c — the model shapes users run (REFERENCE.md), in one table. */
 #include <stdio.h>
 #include <string.h>

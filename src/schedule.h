@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* schedule.h — tile schedules of the two grouped GEMMs, host- and
  * device-callable pure functions of the routing plan and the tile shape.
  *

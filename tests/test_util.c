@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_util.c — RNG, seeding and summary for the tests. */
 #include "test_util.h"
 

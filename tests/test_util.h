@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_util.h — tiny assertion helpers shared by the tests: every check
  * counts, a failure prints file:line and the test exits non-zero. */
 #ifndef COMET_TEST_UTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench.c — `comet bench [--op moe]`: the MoE layer per config, the unfused
  * baseline (NCCL + cuBLAS) and comet's forward (tools/bench_comet.c), on one
  * process per GPU; or, with --loopback W, comet's forward alone on W ranks
@@ -72,8 +73,6 @@ static void usage(FILE *f) {
           "  --timeout S             whole-run limit in seconds (default 1200)\n"
           "other ops: comet bench --op dispatch|combine|gemm (each with its own --help)\n");
 }
-
-enum { MAX_INT = 1 << 24 }; /* the largest count an option takes */
 
 static void read_commit(char *buf, size_t n) {
   const char *env = getenv("COMET_COMMIT");
@@ -171,10 +170,10 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
         o->models[o->nmodels++] = tok;
       }
       if (!o->nmodels) BAD();
-    } else if (!strcmp(a, "--hidden")) { NEED(); if (cli_int(v, 8, MAX_INT, &o->hidden)) BAD();
-    } else if (!strcmp(a, "--ffn")) { NEED(); if (cli_int(v, 8, MAX_INT, &o->ffn)) BAD();
-    } else if (!strcmp(a, "--experts")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->experts)) BAD();
-    } else if (!strcmp(a, "--topk")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->topk)) BAD();
+    } else if (!strcmp(a, "--hidden")) { NEED(); if (cli_int(v, 8, CLI_MAX_COUNT, &o->hidden)) BAD();
+    } else if (!strcmp(a, "--ffn")) { NEED(); if (cli_int(v, 8, CLI_MAX_COUNT, &o->ffn)) BAD();
+    } else if (!strcmp(a, "--experts")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->experts)) BAD();
+    } else if (!strcmp(a, "--topk")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->topk)) BAD();
     } else if (!strcmp(a, "--act")) {
       NEED();
       if (!strcmp(v, "swiglu")) o->act = COMET_ACT_SWIGLU;
@@ -183,19 +182,19 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
       else BAD();
     } else if (!strcmp(a, "--tokens")) {
       NEED();
-      if ((o->ntokens = cli_int_list(v, 1, MAX_INT, o->tokens, MAX_LIST)) < 0) BAD();
-    } else if (!strcmp(a, "--gpus")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->gpus)) BAD();
+      if ((o->ntokens = cli_int_list(v, 1, CLI_MAX_COUNT, o->tokens, MAX_LIST)) < 0) BAD();
+    } else if (!strcmp(a, "--gpus")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->gpus)) BAD();
     } else if (!strcmp(a, "--loopback")) { NEED(); if (cli_int(v, 1, COMET_MAX_WORLD, &o->loopback)) BAD();
-    } else if (!strcmp(a, "--ep")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->ep)) BAD();
-    } else if (!strcmp(a, "--tp")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->tp)) BAD();
+    } else if (!strcmp(a, "--ep")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->ep)) BAD();
+    } else if (!strcmp(a, "--tp")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->tp)) BAD();
     } else if (!strcmp(a, "--routing")) {
       NEED();
       if (comet_md_parse_routing(v, &o->routing)) BAD();
       o->routing_str = v;
-    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->iters)) BAD();
-    } else if (!strcmp(a, "--warmup")) { NEED(); if (cli_int(v, 0, MAX_INT, &o->warmup)) BAD();
+    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->iters)) BAD();
+    } else if (!strcmp(a, "--warmup")) { NEED(); if (cli_int(v, 0, CLI_MAX_COUNT, &o->warmup)) BAD();
     } else if (!strcmp(a, "--check")) { o->check = 1;
-    } else if (!strcmp(a, "--check-tokens")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->check_tokens)) BAD();
+    } else if (!strcmp(a, "--check-tokens")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->check_tokens)) BAD();
     } else if (!strcmp(a, "--json")) { NEED(); o->json = v;
     } else if (!strcmp(a, "--rendezvous")) { NEED(); o->rendezvous = v;
     } else if (!strcmp(a, "--seed")) {
@@ -258,7 +257,7 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
   if (o->rendezvous) {
     const char *ws = getenv("WORLD_SIZE");
     int W = 0;
-    if (!ws || cli_int(ws, 1, MAX_INT, &W)) {
+    if (!ws || cli_int(ws, 1, CLI_MAX_RANKS, &W)) {
       fprintf(stderr, "comet bench: --rendezvous needs the launcher's env WORLD_SIZE (a rank count), "
                       "got '%s'\n", ws ? ws : "(unset)");
       return -1;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_check.c — see bench_check.h. Every token's output depends only on
  * its own row, its routing and the experts' weights, so the sampled tokens of
  * all ranks form one small single-rank problem (ep = tp = 1) over just the

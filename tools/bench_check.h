@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_check.h — `comet bench --check`: a forward's output (the baseline's
  * or comet's) on the actual data against the CPU reference (src/ref/ref.h),
  * on tokens sampled from every rank. Inputs are rebuilt on rank 0 from the

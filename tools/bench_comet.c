@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_comet.c — comet's forward in `comet bench`: one layer per config on
  * the caller's context, CUDA events around the forward and around each half,
  * the slowest rank's time per iteration (a max over the ranks' times on the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_comet.h — comet's side of `comet bench`: its forward and the two
  * halves timed like the baseline, and checked like it, on a comet context
  * the caller made (over NCCL, or a rank of the loopback world). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_comm.cu — `comet bench --op dispatch|combine`: GB/s per GPU of
  * comet's token dispatch / combine against NCCL all-to-all (grouped
  * ncclSend/ncclRecv) of the same bytes per peer, in the same run, sweeping
@@ -26,7 +27,6 @@
 #include "tools.h"
 
 #define MAX_LIST 32
-#define MAX_INT (1 << 24) /* the largest count an option takes */
 
 typedef struct opts {
   int combine;
@@ -324,8 +324,8 @@ static int parse(int argc, char **argv, opts_t *o) {
   o->tokens = 8192;
   o->iters = 20;
   o->warmup = 3;
-  o->nctas = cli_int_list("8,16,24,32,64,132", 1, MAX_INT, o->ctas, MAX_LIST);
-  o->nunroll = cli_int_list("8", 1, MAX_INT, o->unroll, MAX_LIST);
+  o->nctas = cli_int_list("8,16,24,32,64,132", 1, CLI_MAX_COUNT, o->ctas, MAX_LIST);
+  o->nunroll = cli_int_list("8", 1, CLI_MAX_COUNT, o->unroll, MAX_LIST);
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 #define NEED()                                                       \
@@ -349,20 +349,20 @@ static int parse(int argc, char **argv, opts_t *o) {
       if (strcmp(v, "dispatch") && strcmp(v, "combine")) BAD();
       o->combine = !strcmp(v, "combine");
     } else if (!strcmp(a, "--model")) { NEED(); o->model = v;
-    } else if (!strcmp(a, "--gpus")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->gpus)) BAD();
-    } else if (!strcmp(a, "--ep")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->ep)) BAD();
-    } else if (!strcmp(a, "--tp")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->tp)) BAD();
-    } else if (!strcmp(a, "--tokens")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->tokens)) BAD();
-    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, MAX_INT, &o->iters)) BAD();
-    } else if (!strcmp(a, "--warmup")) { NEED(); if (cli_int(v, 0, MAX_INT, &o->warmup)) BAD();
+    } else if (!strcmp(a, "--gpus")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->gpus)) BAD();
+    } else if (!strcmp(a, "--ep")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->ep)) BAD();
+    } else if (!strcmp(a, "--tp")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->tp)) BAD();
+    } else if (!strcmp(a, "--tokens")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->tokens)) BAD();
+    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->iters)) BAD();
+    } else if (!strcmp(a, "--warmup")) { NEED(); if (cli_int(v, 0, CLI_MAX_COUNT, &o->warmup)) BAD();
     } else if (!strcmp(a, "--json")) { NEED(); o->json = v;
     } else if (!strcmp(a, "--rendezvous")) { NEED(); o->rendezvous = v;
     } else if (!strcmp(a, "--ctas")) {
       NEED();
-      if ((o->nctas = cli_int_list(v, 1, MAX_INT, o->ctas, MAX_LIST)) < 0) BAD();
+      if ((o->nctas = cli_int_list(v, 1, CLI_MAX_COUNT, o->ctas, MAX_LIST)) < 0) BAD();
     } else if (!strcmp(a, "--unroll")) {
       NEED();
-      if ((o->nunroll = cli_int_list(v, 1, MAX_INT, o->unroll, MAX_LIST)) < 0) BAD();
+      if ((o->nunroll = cli_int_list(v, 1, CLI_MAX_COUNT, o->unroll, MAX_LIST)) < 0) BAD();
       for (int u = 0; u < o->nunroll; ++u)
         if (o->unroll[u] != 4 && o->unroll[u] != 8 && o->unroll[u] != 16) BAD();
     } else {
@@ -388,7 +388,7 @@ static int parse(int argc, char **argv, opts_t *o) {
   if (o->rendezvous) {
     const char *ws = getenv("WORLD_SIZE");
     int W = 0;
-    if (!ws || cli_int(ws, 1, MAX_INT, &W)) {
+    if (!ws || cli_int(ws, 1, CLI_MAX_RANKS, &W)) {
       fprintf(stderr, "comet bench: --rendezvous needs the launcher's env WORLD_SIZE (a rank count), "
                       "got '%s'\n", ws ? ws : "(unset)");
       return -1;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* bench_gemm.cu — `comet bench --op gemm`: TFLOP/s of comet's grouped GEMM
  * (src/kernels/gemm.h) and of cuBLAS in the same run on the same device.
  *   dense    G = 1, M = N = K in {4096, 8192}, vs cublasGemmEx
@@ -315,7 +316,7 @@ static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only
       NEED();
       if (strcmp(v, "dense") && strcmp(v, "grouped")) BAD();
       only = v;
-    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, 1 << 24, &b.iters)) BAD();
+    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &b.iters)) BAD();
     } else if (!strcmp(a, "--json")) { NEED(); json = v;
     } else if (!strcmp(a, "--quick")) { quick = true;
     } else if (!strcmp(a, "--ab")) { b.ab = true;

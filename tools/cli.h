@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cli.h — what the `comet` subcommands parse, check and report the same
  * way: numbers, the --json file, the ep x tp layout, and why there is no
  * GPU. Header-only (static inline), so that the standalone bench builds of
@@ -14,6 +15,10 @@
 
 #include "comet.h"
 #include "launch.h"
+
+/* The largest count an option takes, and the largest rank count (ep, tp,
+ * ranks; their products stay ints: the validator then names the real limit). */
+enum { CLI_MAX_COUNT = 1 << 24, CLI_MAX_RANKS = 1 << 12 };
 
 /* s as an int in lo..hi into *v: 0, or -1 (empty, not a number, trailing
  * characters, out of range). */
@@ -62,7 +67,8 @@ static inline int cli_json_ok(const char *cmd, const char *path) {
  * is (e.g. "--gpus") when they don't make it. */
 static inline int cli_layout(const char *cmd, int W, const char *what, int *ep, int *tp) {
   if (*ep && *tp && *ep * *tp != W) {
-    fprintf(stderr, "%s: --ep %d x --tp %d = %d ranks, but %s is %d\n", cmd, *ep, *tp, *ep * *tp, what, W);
+    fprintf(stderr, "%s: --ep %d x --tp %d = %d ranks, but %s is %d\n", cmd, *ep, *tp, *ep * *tp,
+            what, W);
     return -1;
   }
   if ((*ep && W % *ep) || (*tp && W % *tp)) {
@@ -129,7 +135,8 @@ static inline int cli_fork_gpu_count(const char *cmd) {
   const int n = comet_launch_gpu_count();
   if (n > 0) return n;
   char why[192];
-  if (cli_gpu_count(why, sizeof why) > 0) snprintf(why, sizeof why, "counting them in a child process failed");
+  if (cli_gpu_count(why, sizeof why) > 0)
+    snprintf(why, sizeof why, "counting them in a child process failed");
   fprintf(stderr, "%s: no CUDA GPU found (%s)\n", cmd, why);
   return 0;
 }

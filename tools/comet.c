@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* comet.c — the `comet` command: dispatches to its subcommands; `comet
  * --version` (-V) is `comet version`. */
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* info.c — `comet info`: GPUs, peer access between them, CUDA and NCCL
  * versions. Without a usable GPU it says why in plain words (cli.h) and
  * exits 1. */

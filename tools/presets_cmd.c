@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* presets_cmd.c — `comet presets`: the model shapes in src/presets.c. */
 #include <stdio.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* tools.h — the `comet` command's subcommands, one file each. Each takes the
  * arguments after its name and returns the process exit code. */
 #ifndef COMET_TOOLS_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* combine.cu — token combine. Which slots count and where their rows are
  * come from the plan (slot_expert, dest_row, row tables), never from ids
  * passed again. A start kernel refuses a second combine of one plan and, for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* comm.h — the internal launch boundary of comet's communication kernels:
  * the device-side routing plan, token dispatch and combine. Host C code
  * (layer.c, tests, tools) calls these; the kernels live in plan_device.cu,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* dispatch.cu — token dispatch: every (t, k) of this rank sends row x[t] to
  * each rank of expert ids[t,k]'s group (row dest_row of the plan), pushing
  * 16-byte vectors through LSA pointers into the receivers' windows.

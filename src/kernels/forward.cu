@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* forward.cu — kernels that join the forward's steps: waiting for the
  * dispatched rows, GELU for the non-gated activation, and poisoning the
  * output of a call whose routing was refused. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* forward.h — the small kernels that join the communication steps and the
  * grouped GEMMs into comet's forward (src/forward.c). */
 #ifndef COMET_KERNELS_FORWARD_H

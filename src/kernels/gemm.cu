@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gemm.cu — host launcher of the grouped GEMM (gemm.h): checks the params,
  * picks the tile shape, builds the three tensor maps in one helper and
  * launches the persistent kernel (gemm_engine.cuh) of the matching

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gemm.h — comet's Hopper grouped GEMM engine (internal, C-callable).
  *
  * For every group g (a local expert):

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* gemm_engine.cuh — the device side of the grouped GEMM (gemm.h): one
  * persistent CTA = 1 producer warpgroup (TMA loads into a ring of STAGES
  * shared-memory stages, guarded by full/empty mbarriers) + 2 consumer

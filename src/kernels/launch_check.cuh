@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* launch_check.cuh — the two checks around every kernel launch of the
  * communication and forward kernels: the launch's own error, and raising a
  * kernel's dynamic shared-memory limit past the default 48 KiB. */

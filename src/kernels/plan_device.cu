@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* plan_device.cu — the routing plan computed on the GPUs, with the same
  * arithmetic (plan_core.h) and the same row order as the host plan (plan.c).
  * Four kernels in stream order, no host synchronization:

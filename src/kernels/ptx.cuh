@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ptx.cuh — one small named wrapper per Hopper PTX instruction the GEMM
  * engine uses, each with the PTX ISA section it follows (ISA 8.x/9.0
  * numbering). sm_90a only where marked. Shared-memory addresses are 32-bit

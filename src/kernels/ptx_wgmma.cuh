@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ptx_wgmma.cuh — the wgmma.mma_async wrappers (PTX ISA 9.7.15.5,
  * "wgmma.mma_async"), one per shape and input type: 64 x N x 16 with fp32
  * accumulators, A and B both K-major in shared memory (described by

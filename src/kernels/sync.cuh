@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* sync.cuh — memory-ordering wrappers named by operation, semantics and
  * scope (PTX ISA 8.x, section 9.7.12 "Parallel Synchronization and
  * Communication Instructions" and the memory consistency model, 8.x), the

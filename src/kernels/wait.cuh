@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* wait.cuh — comet's bounded, abort-aware waits and its device barrier
  * across ranks (the transport seam's device half, DESIGN §3.1).
  *

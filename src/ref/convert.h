@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* convert.h — bf16/fp16 <-> fp32 conversions on the host, round to nearest
  * even (NaN kept quiet), the rounding the GPU's cvt.rn instructions do.
  * Header-only so tests and tools use the same bits as the reference. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref.h — the CPU reference of the whole MoE layer: every rank of an
  * EP x TP world simulated in one process. It is the oracle the GPU tests
  * compare against, so it follows DESIGN.md section 1 literally and fixes

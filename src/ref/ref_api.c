@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref_api.c — the reference's entry points (ref.h): check the caller's
  * tables, run the stages on doubles, store the results in the caller's
  * precision. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref_backward.c — gradients of the whole layer from the forward state
  * (A, z, h, y of every rank) and dout. For row r on rank q holding (s, t, k):
  *   dy = w[t,k] * dout_s[t]            (the combine's gradient is a dispatch)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref_ctx.c — the reference's simulated world: checks the config and every
  * rank's inputs, builds the routing plan, converts inputs to double, and
  * moves per-rank arrays in and out. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref_gemm.c — CPU reference of the grouped GEMM (ref_gemm.h). */
 #include "ref/ref_gemm.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref_gemm.h — CPU reference of the grouped GEMM engine (src/kernels/gemm.h):
  * the same function in plain C, double accumulation, unrounded fp32 output. */
 #ifndef COMET_REF_GEMM_H

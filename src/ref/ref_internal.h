@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref_internal.h — what the reference's files share: the simulated world
  * (inputs converted to double, per-rank intermediate tensors), the rounding
  * points, the one inner loop (axpy) every GEMM and reduction goes through,

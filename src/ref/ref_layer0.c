@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref_layer0.c — layer0 on every rank q: gather the rows the plan sends to
  * q (A_q), z = A_q @ w1[e]^T per local expert, h = act(z). */
 #include <stdlib.h>

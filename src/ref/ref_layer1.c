@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref_layer1.c — layer1: y_q = h_q @ w2[e]^T on every rank, and the combine
  * on the tokens' home ranks (also the backward's combine of dA into dx). */
 #include <stdlib.h>

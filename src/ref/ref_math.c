@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ref_math.c — the reference's GEMM (cache-blocked i-k-j over row-major
  * operands, so the inner loop is a contiguous axpy that vectorizes) and a
  * transpose. Accumulation order is fixed: k ascending for every element.

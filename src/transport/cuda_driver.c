@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_driver.c — the driver-API table of cuda_driver.h, loaded through the
  * runtime at the ABI of the CUDA headers comet was compiled with. */
 #include "transport/cuda_driver.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* cuda_driver.h — the few CUDA driver-API functions comet calls (green
  * contexts for the loopback world), reached through the runtime's
  * cudaGetDriverEntryPointByVersion so that nothing links libcuda at build

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ipc.c — the ipc transport: W ranks as W processes on one GPU, for running
  * the multi-rank tests under compute-sanitizer, which does not run the
  * loopback world (under the tool, a rank's kernels make no progress while a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* ipc.h — the ipc transport (ipc.c): W processes on one GPU sharing windows
  * through CUDA IPC, for the sanitizers. Internal: the launcher
  * (comet_launch_ipc) makes the world in memory shared across fork, each

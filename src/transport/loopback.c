@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* loopback.c — the loopback world: W ranks as threads of one process on one
  * GPU (DESIGN §3.2). Each rank owns a green context on a disjoint SM
  * partition; memory is the device's, shared by all (green contexts share the

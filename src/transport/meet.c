@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* meet.c — the bounded rendezvous of meet.h. */
 #include "transport/meet.h"
 

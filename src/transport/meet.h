@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* meet.h — a rendezvous of W host threads or processes with a bounded wait,
  * the host collectives' one primitive in the loopback and ipc transports.
  * A rank that times out breaks the rendezvous (every later meeting fails at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl.c — the nccl transport: one process per GPU. Host collectives are
  * NCCL collectives on the transport's own stream, waited for with a bound:
  * past it the communicator is aborted (ncclCommAbort) and the transport is

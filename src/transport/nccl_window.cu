@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_window.cu — the NCCL device-API pieces the nccl transport needs: the
  * peers' base pointers of a symmetric window (read once on the device, where
  * ncclGetLsaPointer lives) and the device communicator that proves every

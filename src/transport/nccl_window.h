@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* nccl_window.h — device-API helpers of the nccl transport (nccl_window.cu). */
 #ifndef COMET_NCCL_WINDOW_H
 #define COMET_NCCL_WINDOW_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* transport.c — what the transports share: the host-side wait bound, and
  * the device handling of the ones whose rank has a whole GPU. */
 #include <stdlib.h>

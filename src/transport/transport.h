@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* transport.h — the seam between comet and the world its ranks live in
  * (DESIGN §3.1). Everything above it (layers, plan, dispatch, combine,
  * forward, tests, bench) is one code path; two backends implement it:

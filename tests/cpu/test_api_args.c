@@ -1,6 +1,9 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_api_args.c — the public functions refuse bad arguments before they
  * touch a GPU or a communicator: each case asserts the status and that the
  * message names the argument. Runs without a GPU. */
+#include <cuda_runtime.h>
+
 #include "test_util.h"
 
 int main(void) {
@@ -50,7 +53,17 @@ int main(void) {
   CHECK_ERR(comet_context_create_loopback(NULL, NULL, 0), COMET_ERR_INVALID_ARGUMENT, "ctx is NULL");
   CHECK_OK(comet_loopback_destroy(NULL));
   CHECK(comet_loopback_sm_per_rank(NULL) == 0);
-  /* Without a GPU (as in CI) creating one fails with a plain message, never
+  /* Without a driver (as in CI) a context fails with a plain message, never
+   * the runtime's "driver version is insufficient" (only then: on a GPU
+   * machine this zeroed id would be handed to NCCL). */
+  int drv = 0;
+  if (cudaDriverGetVersion(&drv) != cudaSuccess || drv == 0) {
+    CHECK_ERR(comet_context_create(&ctx, 0, 1, &id, 0), COMET_ERR_UNSUPPORTED,
+              "no CUDA driver is installed");
+    CHECK(strstr(comet_last_error(), "insufficient") == NULL);
+    printf("context without a driver: %s\n", comet_last_error());
+  }
+  /* Without a GPU (as in CI) a loopback world fails with a plain message, never
    * the runtime's "driver version is insufficient". */
   comet_status_t st = comet_loopback_create(&w, 2, 0);
   if (st == COMET_OK) {

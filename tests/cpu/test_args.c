@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_args.c — per-call argument checks of the forward and the fused ops:
  * each bad argument gets INVALID_ARGUMENT with a message naming it, and the
  * fault record the plan sends to the other ranks says the same. */

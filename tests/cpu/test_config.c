@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_config.c — every bad layer config gets INVALID_ARGUMENT (or
  * UNSUPPORTED) with a message naming the field; good configs pass; presets
  * and names resolve. */

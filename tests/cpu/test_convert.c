@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_convert.c — bf16/fp16 <-> fp32 conversions (ref/convert.h): every
  * 16-bit pattern decodes to the value its fields say and round-trips (NaN
  * stays NaN), round-to-nearest-even ties both ways at every pattern, fp16

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_launch.c — the process launcher: every rank runs and sees the same
  * unique id; a failing, crashing or hanging rank fails the whole run in
  * bounded time; the external rendezvous hands rank 0's id to the others.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_meet.c — the host rendezvous of the loopback and ipc transports
  * (src/transport/meet.c): W threads meet many times in a row; a rank that
  * never arrives makes the others fail after the timeout with a message

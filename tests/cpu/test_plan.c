@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_plan.c — routing plan invariants on random, skewed, empty and
  * dropped routings for many EP x TP layouts, and its routing errors. */
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_ref_args.c — the reference's argument checks: NULL pointers and
  * inconsistent shapes get INVALID_ARGUMENT with a message naming the
  * argument; bad routings get ROUTING (from the plan) naming rank, token,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_ref_backward.c — the reference backward (ref.h). The fp64 backward
  * against central finite differences of the fp64 forward (loss =
  * sum(dout * out)) for dx, dw1, dw2 and dtopk_weights, on small EP, TP and

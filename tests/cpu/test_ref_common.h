@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_ref_common.h — what the reference's tests share: a random MoE
  * problem for W simulated ranks (inputs in dtype bits and the same values as
  * doubles), routings with the awkward cases (skew, empty experts, dropped

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_ref_forward.c — the reference forward (ref.h) against a direct
  * formula written here: for each token, out[t] = sum_k w * fc2_e(act(fc1_e(x)))
  * with each expert's whole weights assembled from its TP shards, in double.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_ref_gemm.c — the grouped GEMM's CPU oracle (src/ref/ref_gemm.c) on
  * hand-computed cases: group boundaries (incl. empty groups), rows outside
  * the groups untouched, SwiGLU and row scales, fp16, argument errors. */

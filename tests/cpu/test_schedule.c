@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_schedule.c — tile schedules: every tile appears exactly once in each
  * order, M-tiles cover every row once and never straddle experts, layer0's
  * waits are monotone with local-only tiles first, layer1 goes column block by

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_workspace.c — comet_layer_workspace_bytes: what a config costs before
  * creating it. The README's formula gives the same bytes (to within the
  * 256-byte rounding of each region); the rows and y share one region; the

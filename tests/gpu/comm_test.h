@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* comm_test.h — shared by the multi-rank GPU tests: which worlds a test runs
  * in (W = 1 on a real GPU, W = 2, 4, 8 in the loopback world on one GPU,
  * NCCL on as many GPUs as there are) and the JSON line each world records;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* forward_test.h — shared by the forward's GPU tests (test_forward,
  * test_graph_replay, test_faults): every rank's inputs regenerated
  * identically on every rank from a seed, device copies of one rank's, the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_baseline.cu — the unfused baseline MoE layer (baselines/baseline.h)
  * against the CPU reference (src/ref/ref.h) on 1, 2 and 4 GPUs, one process
  * per GPU through comet_launch_local: EP, TP and EP x TP; uniform and skewed

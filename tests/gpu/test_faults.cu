@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_faults — one rank's failure is every rank's error, and no rank hangs:
  *   bad ids on one rank            -> COMET_ERR_ROUTING on every rank; in
  *                                     graph mode NaN out + comet_layer_check

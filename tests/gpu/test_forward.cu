@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_forward — comet_moe_forward and its halves (comet_dispatch_gemm,
  * comet_gemm_combine) at W = 1 on a real GPU, W = 2, 4, 8 in the loopback
  * world and over NCCL on as many GPUs as there are, every EP x TP layout,

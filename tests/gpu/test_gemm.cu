@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_gemm.cu — the grouped GEMM engine (src/kernels/gemm.h) against the
  * CPU reference (src/ref/ref_gemm.c): ragged groups (0, 1, 127, 128, 129
  * rows), N and K off the tile grid, both dtypes, both tile shapes, every

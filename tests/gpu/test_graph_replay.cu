@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_graph_replay — a forward captured once in a CUDA graph (graph mode)
  * and replayed 100 times, with fresh x, routing, top-k weights and expert
  * weights uploaded before each replay (uniform, skewed onto two experts,

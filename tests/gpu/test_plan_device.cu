@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 /* test_plan_device — the routing plan computed on the GPUs equals the host
  * plan (plan.c) entry for entry: exchanged counts, expert and block offsets,
  * dest_row, send lists and the receivers' row tables, for random and skewed

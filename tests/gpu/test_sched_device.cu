@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: Apache-2.0 */
 // test_sched_device.cu — the plan arithmetic (plan_core.h) and the tile
 // schedules (schedule.h) compiled for the device give the same tables as on
 // the host, on random and skewed routings.
