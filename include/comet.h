@@ -48,6 +48,11 @@ const char *comet_last_error(void);
 
 /* Run-time version (COMET_VERSION_CODE of the library that is loaded). */
 int comet_version(void);
+/* NCCL_VERSION_CODE comet was built against, and COMET_OK if the NCCL loaded
+ * in this process is that one (else COMET_ERR_NCCL saying both versions):
+ * the NCCL device API has no ABI promise. */
+int comet_nccl_build_version(void);
+comet_status_t comet_nccl_check(void);
 
 typedef enum comet_dtype {
   COMET_DTYPE_BF16 = 0,

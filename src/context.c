@@ -29,6 +29,9 @@ comet_status_t comet_nccl_version_check(void) {
   return COMET_OK;
 }
 
+int comet_nccl_build_version(void) { return COMET_NCCL_BUILD_VERSION; }
+comet_status_t comet_nccl_check(void) { return comet_nccl_version_check(); }
+
 comet_status_t comet_get_unique_id(comet_unique_id_t *id) {
   COMET_ARG(id != NULL, "id is NULL");
   COMET_CHECK(comet_nccl_version_check());

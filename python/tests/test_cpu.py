@@ -1,0 +1,81 @@
+# SPDX-License-Identifier: Apache-2.0
+"""CPU tests of the Python package: what runs without a GPU (the ctypes layer,
+config checks, argument checks, the op's registration and fake shape)."""
+import pytest
+import torch
+
+import comet
+import comet.torch as ct
+
+
+def test_version_and_nccl():
+    assert comet.version() == comet.__version__
+    assert comet.nccl_build_version() >= 22800
+
+
+def test_presets():
+    p = comet.presets()
+    assert p["mixtral-8x7b"].hidden == 4096 and p["mixtral-8x7b"].topk == 2
+    assert p["deepseek-v3"].num_experts == 256
+
+
+def test_validate_names_the_field():
+    cfg = comet.LayerConfig(hidden=4096, ffn=14336, num_experts=8, topk=2, ep=3)
+    with pytest.raises(ValueError, match="num_experts = 8 is not a multiple of config.ep = 3"):
+        comet.validate(cfg, 3)
+    with pytest.raises(comet.CometError, match="world_size"):
+        comet.validate(comet.LayerConfig(hidden=4096, ffn=14336, num_experts=8, topk=2, ep=2), 4)
+    with pytest.raises(ValueError, match="dtype"):
+        comet.validate(comet.LayerConfig(hidden=64, ffn=64, num_experts=2, topk=1, dtype="fp32"), 1)
+
+
+def test_workspace_deepseek_v3_ep8():
+    d = comet.presets()["deepseek-v3"]
+    d.ep, d.max_tokens_per_rank = 8, 8192
+    assert 9.0e9 < comet.workspace_bytes(d, 8) < 10.5e9
+
+
+def small():
+    return comet.LayerConfig(hidden=256, ffn=512, num_experts=8, topk=2, max_tokens_per_rank=64)
+
+
+def test_module_shapes_and_arg_checks():
+    e = ct.MoEExperts(small(), device="cpu")
+    assert tuple(e.w1.shape) == (8, 1024, 256) and tuple(e.w2.shape) == (8, 256, 512)
+    x = torch.zeros(4, 256, dtype=torch.bfloat16)
+    ids = torch.zeros(4, 2, dtype=torch.int32)
+    w = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="x has dtype torch.float32"):
+        e(x.float(), ids, w)
+    with pytest.raises(ValueError, match=r"topk_ids has dtype torch.int64"):
+        e(x, ids.long(), w)
+    with pytest.raises(ValueError, match=r"topk_weights has shape \[4, 3\], wanted \[4, 2\]"):
+        e(x, ids, torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="x must be contiguous"):
+        e(torch.zeros(256, 4, dtype=torch.bfloat16).t(), ids, w)
+    with pytest.raises(ValueError, match="more than max_tokens_per_rank"):
+        ct.check_args(e.config, torch.zeros(65, 256, dtype=torch.bfloat16),
+                      torch.zeros(65, 2, dtype=torch.int32), torch.zeros(65, 2), e.w1, e.w2)
+    with pytest.raises(ValueError, match="comet runs on CUDA devices"):
+        e(x, ids, w)
+    with pytest.raises(ValueError, match="comet runs bf16 or fp16"):
+        ct.MoEExperts(small(), device="cpu", dtype=torch.float32)
+
+
+def test_op_registered_with_fake_shape():
+    assert hasattr(torch.ops.comet, "moe_forward")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(5, 256, dtype=torch.bfloat16, device="meta")
+        out = torch.ops.comet.moe_forward(x, torch.empty(5, 2, dtype=torch.int32, device="meta"),
+                                          torch.empty(5, 2, device="meta"),
+                                          torch.empty(8, 1024, 256, dtype=torch.bfloat16, device="meta"),
+                                          torch.empty(8, 256, 512, dtype=torch.bfloat16, device="meta"), 1)
+        assert out.shape == (5, 256) and out.dtype == torch.bfloat16
+
+
+def test_unknown_layer_handle():
+    with pytest.raises(ValueError, match="layer handle 12345 is unknown"):
+        torch.ops.comet.moe_forward(torch.zeros(1, 8), torch.zeros(1, 1, dtype=torch.int32),
+                                    torch.zeros(1, 1), torch.zeros(1, 8, 8), torch.zeros(1, 8, 8), 12345)
