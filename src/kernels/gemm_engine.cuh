@@ -193,21 +193,17 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
 
 /* Producer: spin until the M-tile's source blocks have arrived (acquire),
  * then order those generic-proxy writes before our TMA (async-proxy) loads.
- * Bounded in every build: after 10 s it reports the flag and traps (the
- * hook is not yet on the forward's path; the fused layer0 kernel will wait
- * through wait.cuh's abort-aware comet_wait_geq instead). */
+ * Bounded in every build: after 10 s it traps (the launch then fails with a
+ * CUDA error). No printf here: a call in the kernel would make ptxas
+ * serialize its wgmma pipeline (C7510). The hook is not yet on the forward's
+ * path; the fused layer0 kernel will wait through wait.cuh's abort-aware
+ * comet_wait_geq instead. */
 __device__ __forceinline__ void wait_rows(const Args &a, const Tile &tl) {
   for (int j = tl.src_first; j <= tl.src_last; ++j) {
     const uint32_t *f = a.wait_flags + (int64_t)tl.group * a.wait_stride + j;
     const uint64_t t0 = globaltimer_ns();
-    while ((int32_t)(ld_acquire_sys_u32(f) - a.wait_value) < 0) {
-      if (globaltimer_ns() - t0 > 10000000000ull) {
-        printf("comet gemm: CTA %d timed out waiting on wait_flags[%d * %d + %d] (expert %d, "
-               "source block %d): %u, wanted >= %u\n",
-               (int)blockIdx.x, tl.group, a.wait_stride, j, tl.group, j, *f, a.wait_value);
-        __trap();
-      }
-    }
+    while ((int32_t)(ld_acquire_sys_u32(f) - a.wait_value) < 0)
+      if (globaltimer_ns() - t0 > 10000000000ull) __trap();
   }
   fence_proxy_async_global();
 }
