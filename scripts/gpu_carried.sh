@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# gpu_carried.sh — on a GPU machine, with .gpubin/ from scripts/carry_build.sh
+# carried: every multi-rank GPU test at W = 1 (and over NCCL on as many GPUs
+# as there are) and in the loopback world, the GEMM and baseline tests, the
+# sanitizers on the ipc W = 4 forward, the Python package's tests, and the
+# W = 1 bench. Logs and tests.jsonl under $OUT; a summary last.
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,bench (default all)
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+STEPS=${1:-tests,sanitize,python,bench}
+has() { [[ ",$STEPS," == *",$1,"* ]]; }
+B=.gpubin
+export NCCL_NVLS_ENABLE=0
+export COMET_COMMIT=$(cat $B/COMMIT 2>/dev/null || echo unknown)
+export COMET_TEST_COMMIT=$COMET_COMMIT COMET_TEST_JSONL=$OUT/tests.jsonl
+export COMET_TEST_DEVICE=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+NCCL_LIB=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))')
+export LD_LIBRARY_PATH=$NCCL_LIB:${LD_LIBRARY_PATH:-}
+GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+summary=()
+note() { summary+=("$*"); echo "$*"; }
+nccl_worlds=1; for w in 2 4 8; do [ "$w" -le "$GPUS" ] && nccl_worlds="$nccl_worlds,$w"; done
+
+if has tests; then
+  for t in test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults; do
+    s=$(date +%s)
+    timeout 300 $B/$t --nccl "$nccl_worlds" --loopback 2,4,8 > "$OUT/$t.log" 2>&1
+    note "$t (nccl $nccl_worlds, loopback 2,4,8): exit $? in $(( $(date +%s) - s )) s"
+  done
+  for t in test_gemm test_baseline test_sched_device; do
+    timeout 300 $B/$t > "$OUT/$t.log" 2>&1
+    note "$t: exit $?"
+  done
+fi
+if has sanitize; then
+  BUILD=$B LIMIT=100 scripts/gpu_sanitize.sh "memcheck racecheck synccheck" ipc > "$OUT/sanitize.log" 2>&1
+  note "sanitizers (ipc W = 4): $(grep -E '^(memcheck|racecheck|synccheck):' "$OUT/sanitize.log" | tr '\n' ' ')"
+fi
+if has python; then
+  python3 -m pip install -q --no-deps --target /tmp/comet_py $B/comet_moe-*.whl &&
+    (cd python/tests && PYTHONPATH=/tmp/comet_py timeout 300 python3 -m pytest -q . > "$OUT/pytest.log" 2>&1)
+  note "python tests: exit $? ($(tail -1 "$OUT/pytest.log"))"
+fi
+if has bench; then
+  timeout 200 $B/comet bench --gpus 1 --json "$OUT/bench.jsonl" --model mixtral-8x7b,qwen2-moe-2.7b \
+    --tokens 4096 --check --check-tokens 2 > "$OUT/bench_w1.log" 2>&1
+  note "bench W = 1: exit $?"
+fi
+echo; echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$GPUS) ==="
+printf '%s\n' "${summary[@]}"
