@@ -33,9 +33,9 @@ if [ ! -x "$BIN/test_gemm" ] || [ ! -x "$BIN/bench_gemm" ]; then
   BIN=build-gemm-dev
   mkdir -p $BIN
   F="-gencode=arch=compute_90a,code=sm_90a -std=c++17 -O3 --expt-relaxed-constexpr -Iinclude -Isrc -Itools -Itests"
-  nvcc $F -x cu tests/gpu/test_gemm.cu tests/test_util.c src/kernels/gemm.cu src/error.c src/ref/ref_gemm.c \
+  nvcc $F -x cu tests/gpu/test_gemm.cu tests/test_util.c src/kernels/gemm/gemm.cu src/error.c src/ref/ref_gemm.c \
     -o $BIN/test_gemm 2>&1 | tee -a "$LOG" || exit 1
-  nvcc $F -DCOMET_BENCH_GEMM_MAIN tools/bench_gemm.cu src/kernels/gemm.cu -x cu src/error.c src/presets.c \
+  nvcc $F -DCOMET_BENCH_GEMM_MAIN tools/bench_gemm.cu src/kernels/gemm/gemm.cu -x cu src/error.c src/presets.c \
     -lcublas -o $BIN/bench_gemm 2>&1 | tee -a "$LOG" || exit 1
 fi
 

@@ -7,7 +7,7 @@
 #define COMET_ARGS_H
 
 #include "comet.h"
-#include "kernels/comm.h"
+#include "kernels/comm/comm.h"
 
 #ifdef __cplusplus
 extern "C" {

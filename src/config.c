@@ -3,8 +3,8 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "kernels/comm.h"
-#include "kernels/gemm.h"
+#include "kernels/comm/comm.h"
+#include "kernels/gemm/gemm.h"
 #include "plan_core.h"
 #include "transport/transport.h"
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* forward.c — comet_moe_forward and its two halves, composed from the
  * layer's communication steps (layer.c) and the grouped GEMM engine
- * (kernels/gemm.h), all on the caller's stream with no host sync in graph
+ * (kernels/gemm/gemm.h), all on the caller's stream with no host sync in graph
  * mode:
  *
  *   comet_dispatch_gemm   device routing plan -> dispatch (rows pushed into
@@ -25,7 +25,7 @@
 #include "context.h"
 #include "error.h"
 #include "kernels/forward.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm/gemm.h"
 #include "layer.h"
 
 comet_status_t comet_layer_set_graph_mode(comet_layer_t L, int on) {

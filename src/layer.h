@@ -10,7 +10,7 @@
 #include <cuda_runtime.h>
 
 #include "comet.h"
-#include "kernels/comm.h"
+#include "kernels/comm/comm.h"
 #include "plan_core.h"
 #include "transport/transport.h"
 

@@ -26,7 +26,7 @@
 
 #include "cli.h"
 #include "comet.h"
-#include "kernels/gemm.h"
+#include "kernels/gemm/gemm.h"
 #include "tools.h"
 
 #define BENCH_CUDA(x)                                                                 \

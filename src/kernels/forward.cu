@@ -9,8 +9,8 @@
 #include "error.h"
 #include "kernels/forward.h"
 #include "kernels/launch_check.cuh"
-#include "kernels/sync.cuh"
-#include "kernels/wait.cuh"
+#include "kernels/comm/sync.cuh"
+#include "kernels/comm/wait.cuh"
 #include "plan_core.h"
 
 __global__ void wait_dispatch_kernel(comet_comm_view_t v) {

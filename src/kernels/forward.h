@@ -7,7 +7,7 @@
 #include <stdint.h>
 
 #include "comet.h"
-#include "kernels/comm.h"
+#include "kernels/comm/comm.h"
 
 #ifdef __cplusplus
 extern "C" {

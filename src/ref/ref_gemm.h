@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* ref_gemm.h — CPU reference of the grouped GEMM engine (src/kernels/gemm.h):
+/* ref_gemm.h — CPU reference of the grouped GEMM engine (src/kernels/gemm/gemm.h):
  * the same function in plain C, double accumulation, unrounded fp32 output. */
 #ifndef COMET_REF_GEMM_H
 #define COMET_REF_GEMM_H

@@ -13,8 +13,8 @@
 #include <math.h>
 
 #include "comm_test.h"
-#include "kernels/sync.cuh"
-#include "kernels/wait.cuh"
+#include "kernels/comm/sync.cuh"
+#include "kernels/comm/wait.cuh"
 #include "ref/convert.h"
 
 static const char *TEST = "test_dispatch_combine";

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <vector>
 
-#include "kernels/gemm.h"
+#include "kernels/gemm/gemm.h"
 #include "ref/convert.h"
 #include "ref/ref_gemm.h"
 #include "test_util.h"

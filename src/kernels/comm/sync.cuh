@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "ptx.cuh"
+#include "kernels/ptx.cuh"
 
 /* ---- flags and counters ---- */
 

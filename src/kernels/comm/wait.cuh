@@ -14,8 +14,8 @@
 
 #include <stdint.h>
 
-#include "kernels/comm.h"
-#include "kernels/sync.cuh"
+#include "kernels/comm/comm.h"
+#include "kernels/comm/sync.cuh"
 
 __device__ __forceinline__ uint32_t *fault_word(const comet_comm_view_t &v, int rank) {
   return (uint32_t *)(v.peer[rank] + v.off_fault);

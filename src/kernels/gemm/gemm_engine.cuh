@@ -18,9 +18,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "kernels/gemm.h"
+#include "kernels/gemm/gemm.h"
 #include "kernels/ptx.cuh"
-#include "kernels/ptx_wgmma.cuh"
+#include "kernels/gemm/ptx_wgmma.cuh"
 
 namespace comet_gemm {
 

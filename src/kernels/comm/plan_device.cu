@@ -21,10 +21,10 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "kernels/comm.h"
+#include "kernels/comm/comm.h"
 #include "kernels/launch_check.cuh"
-#include "kernels/sync.cuh"
-#include "kernels/wait.cuh"
+#include "kernels/comm/sync.cuh"
+#include "kernels/comm/wait.cuh"
 #include "plan_core.h"
 
 #define TPC COMET_PLAN_TOKENS_PER_CTA

@@ -14,8 +14,8 @@
 #include <mutex>
 
 #include "error.h"
-#include "kernels/gemm.h"
-#include "kernels/gemm_engine.cuh"
+#include "kernels/gemm/gemm.h"
+#include "kernels/gemm/gemm_engine.cuh"
 
 using namespace comet_gemm;
 

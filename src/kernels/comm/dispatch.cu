@@ -20,11 +20,11 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/comm.h"
+#include "kernels/comm/comm.h"
 #include "kernels/launch_check.cuh"
 #include "kernels/ptx.cuh"
-#include "kernels/sync.cuh"
-#include "kernels/wait.cuh"
+#include "kernels/comm/sync.cuh"
+#include "kernels/comm/wait.cuh"
 #include "plan_core.h"
 
 #define ROWS_PER_TASK 4
