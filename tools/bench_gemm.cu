@@ -2,6 +2,7 @@
 /* bench_gemm.cu — `comet bench --op gemm`: TFLOP/s of comet's grouped GEMM
  * (src/kernels/gemm.h) and of cuBLAS in the same run on the same device.
  *   dense    G = 1, M = N = K in {4096, 8192}, vs cublasGemmEx
+ *   anchor   TransformerEngine's grouped case: 8 groups x 4096 rows, n 768, k 2048
  *   grouped  every preset's expert GEMMs, EP = 4 (E/4 local experts), at
  *            T in {4096, 16384} tokens over 4 ranks (rows per rank = T*K/4),
  *            uniform and skewed (Zipf 1.2) group sizes; layer0 N = 2F, K = H;
@@ -271,7 +272,8 @@ static std::vector<int> split_rows(int rows, int G, bool skewed) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: comet bench --op gemm [options]\n"
-          "  comet's grouped GEMM vs cuBLAS on GPU 0: dense M = N = K in {4096, 8192}, and every\n"
+          "  comet's grouped GEMM vs cuBLAS on GPU 0: dense M = N = K in {4096, 8192},\n"
+          "  TransformerEngine's anchor (8 groups x 4096 rows, n 768, k 2048), and every\n"
           "  preset's expert GEMMs at EP 4, T in {4096, 16384} tokens, uniform and skewed\n"
           "  --model NAME        the grouped cases of one preset only (comet presets)\n"
           "  --only dense|grouped   one kind of case\n"
@@ -363,6 +365,16 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
       snprintf(shape, sizeof shape, "%dx%dx%d", sz, sz, sz);
       report(b, "gemm_dense", shape, s, r, "");
     }
+  }
+  if ((!only || !strcmp(only, "grouped")) && !model) {
+    /* TransformerEngine's grouped-GEMM anchor: 8 groups of 4096 rows, n 768, k 2048 */
+    Shape s;
+    s.groups = 8;
+    s.n = 768;
+    s.k = 2048;
+    s.sizes.assign(8, 4096);
+    Result r = run_shape(b, s, false);
+    report(b, "gemm_grouped", "te-anchor G=8 rows=4096 n=768 k=2048", s, r, ",\"anchor\":\"transformer-engine\"");
   }
   if (!only || !strcmp(only, "grouped")) {
     const int tokens[] = {4096, 16384};
