@@ -142,84 +142,69 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
   static char model_buf[512];
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED()                                                       \
-  do {                                                               \
-    if (!v) {                                                        \
-      fprintf(stderr, "comet bench: %s needs a value\n", a);         \
-      return -1;                                                     \
-    }                                                                \
-    ++i;                                                             \
-  } while (0)
-#define BAD()                                                        \
-  do {                                                               \
-    fprintf(stderr, "comet bench: bad value '%s' for %s\n", v, a);   \
-    return -1;                                                       \
-  } while (0)
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       return 1;
     } else if (!strcmp(a, "--op")) {
-      NEED();
-      if (strcmp(v, "moe")) BAD();
+      CLI_NEED();
+      if (strcmp(v, "moe")) CLI_BAD();
     } else if (!strcmp(a, "--model")) {
-      NEED();
+      CLI_NEED();
       snprintf(model_buf, sizeof model_buf, "%s", v);
       o->nmodels = 0;
       for (char *tok = strtok(model_buf, ","); tok; tok = strtok(NULL, ",")) {
-        if (o->nmodels == MAX_LIST) BAD();
+        if (o->nmodels == MAX_LIST) CLI_BAD();
         o->models[o->nmodels++] = tok;
       }
-      if (!o->nmodels) BAD();
-    } else if (!strcmp(a, "--hidden")) { NEED(); if (cli_int(v, 8, CLI_MAX_COUNT, &o->hidden)) BAD();
-    } else if (!strcmp(a, "--ffn")) { NEED(); if (cli_int(v, 8, CLI_MAX_COUNT, &o->ffn)) BAD();
-    } else if (!strcmp(a, "--experts")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->experts)) BAD();
-    } else if (!strcmp(a, "--topk")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->topk)) BAD();
+      if (!o->nmodels) CLI_BAD();
+    } else if (!strcmp(a, "--hidden")) { CLI_NEED(); if (cli_int(v, 8, CLI_MAX_COUNT, &o->hidden)) CLI_BAD();
+    } else if (!strcmp(a, "--ffn")) { CLI_NEED(); if (cli_int(v, 8, CLI_MAX_COUNT, &o->ffn)) CLI_BAD();
+    } else if (!strcmp(a, "--experts")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->experts)) CLI_BAD();
+    } else if (!strcmp(a, "--topk")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->topk)) CLI_BAD();
     } else if (!strcmp(a, "--act")) {
-      NEED();
+      CLI_NEED();
       if (!strcmp(v, "swiglu")) o->act = COMET_ACT_SWIGLU;
       else if (!strcmp(v, "gelu")) o->act = COMET_ACT_GELU;
       else if (!strcmp(v, "none")) o->act = COMET_ACT_NONE;
-      else BAD();
+      else CLI_BAD();
     } else if (!strcmp(a, "--tokens")) {
-      NEED();
-      if ((o->ntokens = cli_int_list(v, 1, CLI_MAX_COUNT, o->tokens, MAX_LIST)) < 0) BAD();
-    } else if (!strcmp(a, "--gpus")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->gpus)) BAD();
-    } else if (!strcmp(a, "--loopback")) { NEED(); if (cli_int(v, 1, COMET_MAX_WORLD, &o->loopback)) BAD();
-    } else if (!strcmp(a, "--ep")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->ep)) BAD();
-    } else if (!strcmp(a, "--tp")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->tp)) BAD();
+      CLI_NEED();
+      if ((o->ntokens = cli_int_list(v, 1, CLI_MAX_COUNT, o->tokens, MAX_LIST)) < 0) CLI_BAD();
+    } else if (!strcmp(a, "--gpus")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->gpus)) CLI_BAD();
+    } else if (!strcmp(a, "--loopback")) { CLI_NEED(); if (cli_int(v, 1, COMET_MAX_WORLD, &o->loopback)) CLI_BAD();
+    } else if (!strcmp(a, "--ep")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->ep)) CLI_BAD();
+    } else if (!strcmp(a, "--tp")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->tp)) CLI_BAD();
     } else if (!strcmp(a, "--routing")) {
-      NEED();
-      if (comet_md_parse_routing(v, &o->routing)) BAD();
+      CLI_NEED();
+      if (comet_md_parse_routing(v, &o->routing)) CLI_BAD();
       o->routing_str = v;
-    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->iters)) BAD();
-    } else if (!strcmp(a, "--warmup")) { NEED(); if (cli_int(v, 0, CLI_MAX_COUNT, &o->warmup)) BAD();
+    } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->iters)) CLI_BAD();
+    } else if (!strcmp(a, "--warmup")) { CLI_NEED(); if (cli_int(v, 0, CLI_MAX_COUNT, &o->warmup)) CLI_BAD();
     } else if (!strcmp(a, "--check")) { o->check = 1;
-    } else if (!strcmp(a, "--check-tokens")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->check_tokens)) BAD();
-    } else if (!strcmp(a, "--json")) { NEED(); o->json = v;
-    } else if (!strcmp(a, "--rendezvous")) { NEED(); o->rendezvous = v;
+    } else if (!strcmp(a, "--check-tokens")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->check_tokens)) CLI_BAD();
+    } else if (!strcmp(a, "--json")) { CLI_NEED(); o->json = v;
+    } else if (!strcmp(a, "--rendezvous")) { CLI_NEED(); o->rendezvous = v;
     } else if (!strcmp(a, "--seed")) {
-      NEED();
+      CLI_NEED();
       char *end = NULL;
       errno = 0;
       o->seed = strtoull(v, &end, 0);
-      if (end == v || *end || errno || v[0] == '-') BAD();
+      if (end == v || *end || errno || v[0] == '-') CLI_BAD();
     } else if (!strcmp(a, "--gemm")) {
-      NEED();
+      CLI_NEED();
       if (!strcmp(v, "auto")) o->gemm = COMET_BASELINE_GEMM_AUTO;
       else if (!strcmp(v, "grouped")) o->gemm = COMET_BASELINE_GEMM_GROUPED;
       else if (!strcmp(v, "loop")) o->gemm = COMET_BASELINE_GEMM_LOOP;
-      else BAD();
+      else CLI_BAD();
     } else if (!strcmp(a, "--timeout")) {
-      NEED();
+      CLI_NEED();
       char *end = NULL;
       o->timeout_s = strtod(v, &end);
-      if (end == v || *end || !(o->timeout_s > 0)) BAD();
+      if (end == v || *end || !(o->timeout_s > 0)) CLI_BAD();
     } else {
       fprintf(stderr, "comet bench: unknown option '%s' (comet bench --help lists them)\n", a);
       return -1;
     }
-#undef NEED
-#undef BAD
   }
   const int custom = o->hidden || o->ffn || o->experts || o->topk;
   if (custom && o->nmodels) {
@@ -255,13 +240,8 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
    * once they are counted). */
   if (o->loopback) return check_configs(o, o->loopback, "--loopback");
   if (o->rendezvous) {
-    const char *ws = getenv("WORLD_SIZE");
     int W = 0;
-    if (!ws || cli_int(ws, 1, CLI_MAX_RANKS, &W)) {
-      fprintf(stderr, "comet bench: --rendezvous needs the launcher's env WORLD_SIZE (a rank count), "
-                      "got '%s'\n", ws ? ws : "(unset)");
-      return -1;
-    }
+    if (cli_rendezvous_world(&W)) return -1;
     return check_configs(o, W, "WORLD_SIZE");
   }
   if (!o->gpus && o->ep && o->tp) o->gpus = o->ep * o->tp; /* the ranks they make */

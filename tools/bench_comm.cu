@@ -328,50 +328,35 @@ static int parse(int argc, char **argv, opts_t *o) {
   o->nunroll = cli_int_list("8", 1, CLI_MAX_COUNT, o->unroll, MAX_LIST);
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED()                                                       \
-  do {                                                               \
-    if (!v) {                                                        \
-      fprintf(stderr, "comet bench: %s needs a value\n", a);         \
-      return -1;                                                     \
-    }                                                                \
-    ++i;                                                             \
-  } while (0)
-#define BAD()                                                        \
-  do {                                                               \
-    fprintf(stderr, "comet bench: bad value '%s' for %s\n", v, a);   \
-    return -1;                                                       \
-  } while (0)
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       return 1;
     } else if (!strcmp(a, "--op")) {
-      NEED();
-      if (strcmp(v, "dispatch") && strcmp(v, "combine")) BAD();
+      CLI_NEED();
+      if (strcmp(v, "dispatch") && strcmp(v, "combine")) CLI_BAD();
       o->combine = !strcmp(v, "combine");
-    } else if (!strcmp(a, "--model")) { NEED(); o->model = v;
-    } else if (!strcmp(a, "--gpus")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->gpus)) BAD();
-    } else if (!strcmp(a, "--ep")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->ep)) BAD();
-    } else if (!strcmp(a, "--tp")) { NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->tp)) BAD();
-    } else if (!strcmp(a, "--tokens")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->tokens)) BAD();
-    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->iters)) BAD();
-    } else if (!strcmp(a, "--warmup")) { NEED(); if (cli_int(v, 0, CLI_MAX_COUNT, &o->warmup)) BAD();
-    } else if (!strcmp(a, "--json")) { NEED(); o->json = v;
-    } else if (!strcmp(a, "--rendezvous")) { NEED(); o->rendezvous = v;
+    } else if (!strcmp(a, "--model")) { CLI_NEED(); o->model = v;
+    } else if (!strcmp(a, "--gpus")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->gpus)) CLI_BAD();
+    } else if (!strcmp(a, "--ep")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->ep)) CLI_BAD();
+    } else if (!strcmp(a, "--tp")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->tp)) CLI_BAD();
+    } else if (!strcmp(a, "--tokens")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->tokens)) CLI_BAD();
+    } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->iters)) CLI_BAD();
+    } else if (!strcmp(a, "--warmup")) { CLI_NEED(); if (cli_int(v, 0, CLI_MAX_COUNT, &o->warmup)) CLI_BAD();
+    } else if (!strcmp(a, "--json")) { CLI_NEED(); o->json = v;
+    } else if (!strcmp(a, "--rendezvous")) { CLI_NEED(); o->rendezvous = v;
     } else if (!strcmp(a, "--ctas")) {
-      NEED();
-      if ((o->nctas = cli_int_list(v, 1, CLI_MAX_COUNT, o->ctas, MAX_LIST)) < 0) BAD();
+      CLI_NEED();
+      if ((o->nctas = cli_int_list(v, 1, CLI_MAX_COUNT, o->ctas, MAX_LIST)) < 0) CLI_BAD();
     } else if (!strcmp(a, "--unroll")) {
-      NEED();
-      if ((o->nunroll = cli_int_list(v, 1, CLI_MAX_COUNT, o->unroll, MAX_LIST)) < 0) BAD();
+      CLI_NEED();
+      if ((o->nunroll = cli_int_list(v, 1, CLI_MAX_COUNT, o->unroll, MAX_LIST)) < 0) CLI_BAD();
       for (int u = 0; u < o->nunroll; ++u)
-        if (o->unroll[u] != 4 && o->unroll[u] != 8 && o->unroll[u] != 16) BAD();
+        if (o->unroll[u] != 4 && o->unroll[u] != 8 && o->unroll[u] != 16) CLI_BAD();
     } else {
       fprintf(stderr, "comet bench: unknown option '%s' (comet bench --op dispatch --help lists them)\n",
               a);
       return -1;
     }
-#undef NEED
-#undef BAD
   }
   if (!comet_preset_find(o->model)) {
     fprintf(stderr, "comet bench: %s\n", comet_last_error());
@@ -386,13 +371,8 @@ static int parse(int argc, char **argv, opts_t *o) {
   /* The world where the options decide it; else all the GPUs (checked again
    * once they are counted). */
   if (o->rendezvous) {
-    const char *ws = getenv("WORLD_SIZE");
     int W = 0;
-    if (!ws || cli_int(ws, 1, CLI_MAX_RANKS, &W)) {
-      fprintf(stderr, "comet bench: --rendezvous needs the launcher's env WORLD_SIZE (a rank count), "
-                      "got '%s'\n", ws ? ws : "(unset)");
-      return -1;
-    }
+    if (cli_rendezvous_world(&W)) return -1;
     return check_config(o, W, "WORLD_SIZE");
   }
   if (!o->gpus && o->ep && o->tp) o->gpus = o->ep * o->tp; /* the ranks they make */

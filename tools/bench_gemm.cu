@@ -288,46 +288,31 @@ static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only
                  const char *&json) {
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define NEED()                                                       \
-  do {                                                               \
-    if (!v) {                                                        \
-      fprintf(stderr, "comet bench: %s needs a value\n", a);         \
-      return -1;                                                     \
-    }                                                                \
-    ++i;                                                             \
-  } while (0)
-#define BAD()                                                        \
-  do {                                                               \
-    fprintf(stderr, "comet bench: bad value '%s' for %s\n", v, a);   \
-    return -1;                                                       \
-  } while (0)
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       return 1;
     } else if (!strcmp(a, "--op")) { /* "gemm", how `comet bench` got here */
-      NEED();
-      if (strcmp(v, "gemm")) BAD();
+      CLI_NEED();
+      if (strcmp(v, "gemm")) CLI_BAD();
     } else if (!strcmp(a, "--model")) {
-      NEED();
+      CLI_NEED();
       if (!comet_preset_find(v)) {
         fprintf(stderr, "comet bench: %s\n", comet_last_error());
         return -1;
       }
       model = v;
     } else if (!strcmp(a, "--only")) {
-      NEED();
-      if (strcmp(v, "dense") && strcmp(v, "grouped")) BAD();
+      CLI_NEED();
+      if (strcmp(v, "dense") && strcmp(v, "grouped")) CLI_BAD();
       only = v;
-    } else if (!strcmp(a, "--iters")) { NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &b.iters)) BAD();
-    } else if (!strcmp(a, "--json")) { NEED(); json = v;
+    } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &b.iters)) CLI_BAD();
+    } else if (!strcmp(a, "--json")) { CLI_NEED(); json = v;
     } else if (!strcmp(a, "--quick")) { quick = true;
     } else if (!strcmp(a, "--ab")) { b.ab = true;
     } else {
       fprintf(stderr, "comet bench: unknown option '%s' (comet bench --op gemm --help lists them)\n", a);
       return -1;
     }
-#undef NEED
-#undef BAD
   }
   return json && cli_json_ok("comet bench", json) ? -1 : 0;
 }

@@ -20,6 +20,23 @@
  * ranks; their products stay ints: the validator then names the real limit). */
 enum { CLI_MAX_COUNT = 1 << 24, CLI_MAX_RANKS = 1 << 12 };
 
+/* In an option loop over argv with locals `a` (the option), `v` (the next
+ * argument or NULL) and `i`: take v as a's value, or fail the parse (-1). */
+#define CLI_NEED()                                                   \
+  do {                                                               \
+    if (!v) {                                                        \
+      fprintf(stderr, "comet bench: %s needs a value\n", a);         \
+      return -1;                                                     \
+    }                                                                \
+    ++i;                                                             \
+  } while (0)
+/* The value v of option a is bad: fail the parse (-1). */
+#define CLI_BAD()                                                    \
+  do {                                                               \
+    fprintf(stderr, "comet bench: bad value '%s' for %s\n", v, a);   \
+    return -1;                                                       \
+  } while (0)
+
 /* s as an int in lo..hi into *v: 0, or -1 (empty, not a number, trailing
  * characters, out of range). */
 static inline int cli_int(const char *s, int lo, int hi, int *v) {
@@ -57,6 +74,18 @@ static inline int cli_json_ok(const char *cmd, const char *path) {
   }
   if (fclose(f) != 0) {
     fprintf(stderr, "%s: cannot write --json file '%s': %s\n", cmd, path, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
+/* The world size an external launcher gives (env WORLD_SIZE) for
+ * --rendezvous: 0, or -1 after saying what is wrong. */
+static inline int cli_rendezvous_world(int *W) {
+  const char *ws = getenv("WORLD_SIZE");
+  if (!ws || cli_int(ws, 1, CLI_MAX_RANKS, W)) {
+    fprintf(stderr, "comet bench: --rendezvous needs the launcher's env WORLD_SIZE (a rank count), "
+                    "got '%s'\n", ws ? ws : "(unset)");
     return -1;
   }
   return 0;
