@@ -230,22 +230,14 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
                     "--gpus and --rendezvous\n");
     return -1;
   }
-  if (o->gpus && o->rendezvous) {
-    fprintf(stderr, "comet bench: --rendezvous takes its ranks from the launcher (WORLD_SIZE): "
-                    "give it without --gpus\n");
-    return -1;
-  }
   if (o->json && cli_json_ok("comet bench", o->json)) return -1;
   /* The world where the options decide it; else all the GPUs (checked again
    * once they are counted). */
   if (o->loopback) return check_configs(o, o->loopback, "--loopback");
-  if (o->rendezvous) {
-    int W = 0;
-    if (cli_rendezvous_world(&W)) return -1;
-    return check_configs(o, W, "WORLD_SIZE");
-  }
-  if (!o->gpus && o->ep && o->tp) o->gpus = o->ep * o->tp; /* the ranks they make */
-  return check_configs(o, o->gpus, "--gpus");
+  int W = 0;
+  const char *what = NULL;
+  if (cli_option_world(&o->gpus, o->rendezvous, o->ep, o->tp, &W, &what)) return -1;
+  return check_configs(o, W, what);
 }
 
 /* ---- one rank ---- */

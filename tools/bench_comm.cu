@@ -362,21 +362,13 @@ static int parse(int argc, char **argv, opts_t *o) {
     fprintf(stderr, "comet bench: %s\n", comet_last_error());
     return -1;
   }
-  if (o->gpus && o->rendezvous) {
-    fprintf(stderr, "comet bench: --rendezvous takes its ranks from the launcher (WORLD_SIZE): "
-                    "give it without --gpus\n");
-    return -1;
-  }
   if (o->json && cli_json_ok("comet bench", o->json)) return -1;
   /* The world where the options decide it; else all the GPUs (checked again
    * once they are counted). */
-  if (o->rendezvous) {
-    int W = 0;
-    if (cli_rendezvous_world(&W)) return -1;
-    return check_config(o, W, "WORLD_SIZE");
-  }
-  if (!o->gpus && o->ep && o->tp) o->gpus = o->ep * o->tp; /* the ranks they make */
-  return check_config(o, o->gpus, "--gpus");
+  int W = 0;
+  const char *what = NULL;
+  if (cli_option_world(&o->gpus, o->rendezvous, o->ep, o->tp, &W, &what)) return -1;
+  return check_config(o, W, what);
 }
 
 int comet_bench_comm_main(int argc, char **argv) {

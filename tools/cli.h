@@ -91,6 +91,27 @@ static inline int cli_rendezvous_world(int *W) {
   return 0;
 }
 
+/* The world the options give, before any GPU is counted: WORLD_SIZE with
+ * --rendezvous, else --gpus, or ep * tp when both are given (then also the
+ * ranks to fork: *gpus is set). 0 when only the GPU count will tell. *what
+ * names where it came from. 0, or -1 after saying what is wrong. */
+static inline int cli_option_world(int *gpus, const char *rendezvous, int ep, int tp, int *W,
+                                   const char **what) {
+  if (*gpus && rendezvous) {
+    fprintf(stderr, "comet bench: --rendezvous takes its ranks from the launcher (WORLD_SIZE): "
+                    "give it without --gpus\n");
+    return -1;
+  }
+  if (rendezvous) {
+    *what = "WORLD_SIZE";
+    return cli_rendezvous_world(W);
+  }
+  if (!*gpus && ep && tp) *gpus = ep * tp; /* the ranks they make */
+  *W = *gpus;
+  *what = "--gpus";
+  return 0;
+}
+
 /* ep and tp (0 = not given) for a world of W ranks: default ep = W, tp = 1;
  * the one given makes up the other. 0, or -1 with a message naming what W
  * is (e.g. "--gpus") when they don't make it. */
