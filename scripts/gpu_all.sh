@@ -39,7 +39,7 @@ note "gpu tests: exit $rc ($(grep -E 'tests passed' "$OUT/gpu_tests.log"))"
 step "memcheck: one small forward on 1 GPU"
 if command -v compute-sanitizer > /dev/null && [ -x "$BUILD/test_forward" ]; then
   timeout 90 compute-sanitizer --tool memcheck --leak-check full --report-api-errors no --error-exitcode 9 \
-    "$BUILD/test_forward" 1 > "$OUT/memcheck_forward.log" 2>&1
+    "$BUILD/test_forward" --nccl 1 --loopback none > "$OUT/memcheck_forward.log" 2>&1
   rc=$?; tail -4 "$OUT/memcheck_forward.log"
   note "memcheck test_forward (1 GPU): exit $rc, $(grep -m1 'ERROR SUMMARY' "$OUT/memcheck_forward.log")"
 fi

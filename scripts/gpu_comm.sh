@@ -56,7 +56,7 @@ run_test test_dispatch_combine _other COMET_DISPATCH_MODE=pull COMET_COMBINE_MOD
 if [ "$1" != "quick" ]; then
   t1=$(date +%s)
   timeout 100 compute-sanitizer --leak-check full --report-api-errors no --target-processes all --error-exitcode 9 \
-    $B/test_dispatch_combine 1 >"$OUT/sanitizer.log" 2>&1
+    $B/test_dispatch_combine --nccl 1 --loopback none >"$OUT/sanitizer.log" 2>&1
   note "compute-sanitizer (memcheck, leak-check full, world 1): rc $? ($(( $(date +%s) - t1 )) s): $(grep -E 'ERROR SUMMARY|LEAK SUMMARY' "$OUT/sanitizer.log" | sort | uniq -c | tr '\n' ';')"
 fi
 

@@ -94,8 +94,6 @@ static comet_status_t context_finish(comet_context_t *out, comet_transport_t *t)
   c->sm_budget = t->sm_budget;
   c->timeout_s = env_timeout();
   COMET_CHECK_GOTO(t->ops->make_current(t), st, fail);
-  COMET_CUDA_GOTO(cudaDeviceGetAttribute(&c->sm_count, cudaDevAttrMultiProcessorCount, c->device),
-                  st, fail);
   COMET_CHECK_GOTO(t->ops->stream_create(t, &c->stream), st, fail);
   COMET_CHECK_GOTO(t->ops->stream_create(t, &c->user_stream), st, fail);
   void *h = NULL, *d = NULL;

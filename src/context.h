@@ -23,7 +23,6 @@ struct comet_context {
   comet_transport_t *tp; /* the world this rank lives in (owned) */
   int rank, world;
   int device;            /* CUDA device of this rank */
-  int sm_count;          /* SMs of the device */
   int sm_budget;         /* SMs this rank may use (loopback: its partition) */
   cudaStream_t stream;   /* internal stream for setup work, on the rank's SMs */
   cudaStream_t user_stream; /* comet_context_stream() */

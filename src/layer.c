@@ -314,10 +314,6 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
   if (L) {
     L->ctx = ctx;
     L->cfg = *cfg;
-    L->dims.num_experts = cfg->num_experts;
-    L->dims.topk = cfg->topk;
-    L->dims.ep = cfg->ep;
-    L->dims.tp = cfg->tp;
     L->row_capacity = comet_config_row_capacity(cfg);
     st = comet_layer_carve(cfg, ctx->world, dm, cm, &L->view, &L->win_bytes, &L->scratch_bytes, NULL);
     if (st == COMET_OK) st = alloc_local(L);
@@ -462,7 +458,6 @@ comet_status_t comet_layer_plan(comet_layer_t L, int num_tokens, const int32_t *
     mine = (comet_arg_fault_t){COMET_ARG_NULL, COMET_FIELD_IDS, 0, 0};
   COMET_CHECK(comet_plan_device_launch(&L->view, num_tokens, ids, &mine, stream));
   L->planned = 1;
-  L->combined = 0;
   L->planned_tokens = mine.kind == COMET_ARG_NONE ? num_tokens : 0;
   if (callers || mine.kind == COMET_ARG_NONE) return COMET_OK;
   COMET_ARG(mine.kind != COMET_ARG_TOKENS,
@@ -491,7 +486,6 @@ comet_status_t comet_layer_combine(comet_layer_t L, const void *y, const float *
   COMET_ARG(L != NULL, "layer is NULL");
   COMET_ARG(L->planned, "combine before any comet_layer_plan");
   COMET_ARG(L->planned_tokens == 0 || (w && out), "topk_weights or out is NULL");
-  L->combined = 1;
   return comet_combine_launch(&L->view, y, L->planned_tokens, w, out, pick_ctas(L, ctas), stream);
 }
 

@@ -21,7 +21,6 @@ extern "C" {
 struct comet_layer {
   comet_context_t ctx;
   comet_layer_config_t cfg;
-  comet_plan_dims_t dims;
   int64_t row_capacity;
   comet_sym_t win;    /* the symmetric window */
   size_t win_bytes;
@@ -31,7 +30,6 @@ struct comet_layer {
   comet_comm_view_t view;
   int planned;        /* a plan has been launched (host's view) */
   int planned_tokens; /* num_tokens of the last plan */
-  int combined;       /* a combine ran since the last plan */
   void *h_buf;        /* cudaMalloc'd [row capacity][F/tp]: layer0 output (forward.c) */
   const void *h_last; /* where the last comet_dispatch_gemm wrote h */
   int graph_mode;     /* 1: no host sync in calls (comet_layer_set_graph_mode) */
