@@ -193,7 +193,8 @@ class MoEExperts(torch.nn.Module):
         return self._layer
 
     def forward(self, x, topk_ids, topk_weights):
-        check_args(self.config, x, topk_ids, topk_weights, self.w1, self.w2)
+        if self._layer is None:  # no layer yet: name a bad argument before the device
+            check_args(self.config, x, topk_ids, topk_weights, self.w1, self.w2)
         return moe_forward(x, topk_ids, topk_weights, self.w1, self.w2, self.layer().handle)
 
     def check(self):
