@@ -70,8 +70,7 @@ def _load():
     except OSError as e:
         raise ImportError(f"comet: cannot load {path}: {e} (it needs the CUDA runtime, cuBLAS and the "
                           "NCCL it was built against: the nvidia-nccl-cu13 wheel of your torch)") from e
-    c_int, c_size_t, c_void_p, c_char_p, c_double = (ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p,
-                                                     ctypes.c_char_p, ctypes.c_double)
+    c_int, c_size_t, c_void_p, c_char_p = ctypes.c_int, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_char_p
     sigs = {
         "comet_status_string": (c_char_p, [c_int]),
         "comet_last_error": (c_char_p, []),
@@ -87,12 +86,7 @@ def _load():
         "comet_context_create": (c_int, [ctypes.POINTER(c_void_p), c_int, c_int,
                                          ctypes.POINTER(_UniqueId), c_int]),
         "comet_context_create_from_comm": (c_int, [ctypes.POINTER(c_void_p), c_void_p, c_int]),
-        "comet_context_destroy": (c_int, [c_void_p]),
-        "comet_context_rank": (c_int, [c_void_p]),
-        "comet_context_world_size": (c_int, [c_void_p]),
-        "comet_context_set_timeout": (c_int, [c_void_p, c_double]),
         "comet_layer_create": (c_int, [ctypes.POINTER(c_void_p), c_void_p, ctypes.POINTER(_Config)]),
-        "comet_layer_destroy": (c_int, [c_void_p]),
         "comet_layer_set_graph_mode": (c_int, [c_void_p, c_int]),
         "comet_layer_check": (c_int, [c_void_p, c_void_p]),
         "comet_moe_forward": (c_int, [c_void_p, ctypes.POINTER(_MoeArgs), c_void_p]),

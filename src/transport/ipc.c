@@ -101,7 +101,6 @@ static comet_status_t ipc_sym_alloc(comet_transport_t *t, size_t bytes, comet_sy
     return st;
   }
   m->local = (char *)p;
-  m->bytes = bytes;
   return COMET_OK;
 }
 

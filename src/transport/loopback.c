@@ -35,10 +35,6 @@ struct comet_loopback {
   char slab_msg[256];
 };
 
-typedef struct lb_rank {
-  struct comet_loopback *w;
-} lb_rank_t;
-
 static const char *const meeting_names[] = {"allgather", "barrier", "symmetric alloc",
                                             "symmetric free"};
 enum { MEET_ALLGATHER, MEET_BARRIER, MEET_ALLOC, MEET_FREE };
@@ -47,7 +43,7 @@ static comet_status_t meet(struct comet_loopback *w, int rank, int what, double 
   return comet_meet(&w->meet, rank, meeting_names[what], timeout_s);
 }
 
-static struct comet_loopback *world_of(comet_transport_t *t) { return ((lb_rank_t *)t->impl)->w; }
+static struct comet_loopback *world_of(comet_transport_t *t) { return (struct comet_loopback *)t->impl; }
 
 static comet_status_t lb_allgather(comet_transport_t *t, const void *mine, void *all, size_t bytes) {
   struct comet_loopback *w = world_of(t);
@@ -101,7 +97,6 @@ static comet_status_t lb_sym_alloc(comet_transport_t *t, size_t bytes, comet_sym
   COMET_CHECK(meet(w, t->rank, MEET_ALLOC, t->timeout_s));
   if (w->slab_status != COMET_OK) return comet_set_error(w->slab_status, "%s", w->slab_msg);
   m->handle = w->slab;
-  m->bytes = bytes;
   for (int p = 0; p < w->W; ++p) m->peer[p] = w->slab + (size_t)p * slice_bytes(bytes);
   m->local = m->peer[t->rank];
   /* rank 0 may start the next allocation only once everyone read this one */
@@ -144,7 +139,6 @@ static void lb_destroy(comet_transport_t *t) {
   pthread_mutex_lock(&w->mu);
   w->attached[t->rank] = 0;
   pthread_mutex_unlock(&w->mu);
-  free(t->impl);
   free(t);
 }
 
@@ -163,18 +157,14 @@ comet_status_t comet_transport_loopback_create(comet_transport_t **out, comet_lo
   pthread_mutex_unlock(&w->mu);
   COMET_ARG(!taken, "loopback rank %d already has a context", rank);
   comet_transport_t *t = calloc(1, sizeof *t);
-  lb_rank_t *r = calloc(1, sizeof *r);
-  if (!t || !r) {
-    free(t);
-    free(r);
+  if (!t) {
     pthread_mutex_lock(&w->mu);
     w->attached[rank] = 0;
     pthread_mutex_unlock(&w->mu);
     return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "loopback: host allocation failed");
   }
-  r->w = w;
   t->ops = &lb_ops;
-  t->impl = r;
+  t->impl = w;
   t->rank = rank;
   t->world = w->W;
   t->device = w->device;

@@ -100,8 +100,7 @@ static comet_status_t nc_sym_alloc(comet_transport_t *t, size_t bytes, comet_sym
     void *p = NULL;
     COMET_CUDA(cudaMalloc(&p, bytes));
     m->local = m->peer[0] = (char *)p;
-    m->bytes = bytes;
-    return COMET_OK;
+      return COMET_OK;
   }
   /* Every rank's ncclMemAlloc must succeed before the collective register. */
   void *p = NULL;
@@ -120,7 +119,6 @@ static comet_status_t nc_sym_alloc(comet_transport_t *t, size_t bytes, comet_sym
   COMET_NCCL_GOTO(ncclCommWindowRegister(n->comm, p, bytes, &win, NCCL_WIN_COLL_SYMMETRIC), st, fail);
   COMET_CHECK_GOTO(comet_nccl_peer_table((void *)win, t->world, m->peer, n->stream), st, fail);
   m->local = (char *)p;
-  m->bytes = bytes;
   m->handle = (void *)win;
   return COMET_OK;
 fail:

@@ -38,7 +38,6 @@ extern "C" {
 typedef struct comet_sym {
   char *local;
   char *peer[COMET_MAX_WORLD];
-  size_t bytes;
   void *handle; /* the backend's (an ncclWindow_t, or the loopback slab) */
 } comet_sym_t;
 
