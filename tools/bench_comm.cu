@@ -7,7 +7,7 @@
  * Bytes: what crosses NVLink (rows to or from other ranks; both sides also
  * move the rank's own rows locally). GB/s per GPU = mean bytes per rank /
  * the slowest rank's median time. Each timed iteration starts right after
- * the routing plan's closing LSA barrier (dispatch/combine) or an
+ * the routing plan's closing barrier (dispatch/combine) or an
  * all-reduce (NCCL), so the ranks start together. The combine's time
  * includes its local top-k reduction; NCCL's does not. The options, and the
  * config for the world when they decide it (--gpus, --ep x --tp, the

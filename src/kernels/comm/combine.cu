@@ -213,9 +213,10 @@ __global__ void __launch_bounds__(COMBINE_THREADS) combine_reduce_kernel(
 /* ---- pull combine: one kernel, no intermediate buffer ----
  * Each home rank reads its (t, k, tp) rows straight from the expert ranks'
  * windows (row dest_row of its own plan) and reduces them in registers in
- * the same fixed order. Needs y in every rank's window before it starts (the
- * plan's barrier, or the barrier after copying y in). A warp per token; per
- * lane up to SL slots x CH chunks of 16 bytes in flight before the FMAs. */
+ * the same fixed order. Needs y in every rank's window before it starts
+ * (combine_start_kernel's barrier, after the copy of y when there is one). A
+ * warp per token; per lane up to SL slots x CH chunks of 16 bytes in flight
+ * before the FMAs. */
 #define PULL_SL 4
 template <typename T, int NCH>
 __global__ void __launch_bounds__(COMBINE_THREADS) combine_pull_kernel(
