@@ -70,7 +70,7 @@ struct comet_baseline {
   size_t upload_bytes;
   int64_t *seg_off, *n1, *send_off, *send_n, *r1_off, *recv_n, *m_el, *off_el;
   int64_t *blk_sorted, *blk_r2; /* [tp][ep][El] block offsets */
-  cudaEvent_t ev[4], tev[3];
+  cudaEvent_t ev[5], tev[3]; /* ev: start, dispatched, experts done, end, fc1 (+act) done */
   int have_times;
   comet_baseline_gemm_t mode;
   signed char choice[2][BL_BUCKETS]; /* -1 unknown, else GROUPED or LOOP */
@@ -99,7 +99,7 @@ comet_status_t comet_baseline_destroy(comet_baseline_t b) {
   if (!b) return COMET_OK;
   for (int i = 0; i < 3; ++i)
     if (b->tev[i]) cudaEventDestroy(b->tev[i]);
-  for (int i = 0; i < 4; ++i)
+  for (int i = 0; i < 5; ++i)
     if (b->ev[i]) cudaEventDestroy(b->ev[i]);
   free(b->seg_off);
   cudaFreeHost(b->h_upload);
@@ -195,7 +195,7 @@ static comet_status_t create_impl(comet_baseline_t b, const comet_layer_config_t
   b->off_el = b->m_el + b->El;
   b->blk_sorted = b->off_el + b->El;
   b->blk_r2 = b->blk_sorted + (size_t)W * b->El;
-  for (int i = 0; i < 4; ++i) BL_CUDA(cudaEventCreate(&b->ev[i]));
+  for (int i = 0; i < 5; ++i) BL_CUDA(cudaEventCreate(&b->ev[i]));
   for (int i = 0; i < 3; ++i) BL_CUDA(cudaEventCreate(&b->tev[i]));
   return COMET_OK;
 }
@@ -244,6 +244,7 @@ comet_status_t comet_baseline_last_times(comet_baseline_t b, comet_baseline_time
   BL_CUDA(cudaEventSynchronize(b->ev[3]));
   BL_CUDA(cudaEventElapsedTime(&t->dispatch_ms, b->ev[0], b->ev[1]));
   BL_CUDA(cudaEventElapsedTime(&t->experts_ms, b->ev[1], b->ev[2]));
+  BL_CUDA(cudaEventElapsedTime(&t->fc1_ms, b->ev[1], b->ev[4]));
   BL_CUDA(cudaEventElapsedTime(&t->combine_ms, b->ev[2], b->ev[3]));
   BL_CUDA(cudaEventElapsedTime(&t->total_ms, b->ev[0], b->ev[3]));
   return COMET_OK;
@@ -613,6 +614,7 @@ comet_status_t comet_baseline_forward(comet_baseline_t b, const comet_moe_args_t
   if (act != COMET_ACT_NONE)
     BL_CUDA(comet_bl_activation(b->d_g1, b->d_h, total, b->Fl, act,
                                 b->cfg.dtype == COMET_DTYPE_FP16, stream));
+  BL_CUDA(cudaEventRecord(b->ev[4], stream));
   COMET_CHECK(gemm_run(b, &j2, ng2, total, stream));
   BL_CUDA(cudaEventRecord(b->ev[2], stream));
 

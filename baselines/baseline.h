@@ -41,9 +41,10 @@ typedef enum comet_baseline_gemm {
 } comet_baseline_gemm_t;
 
 /* Phase times of the last forward, from CUDA events (ms). dispatch includes
- * the host sync of the count exchange. */
+ * the host sync of the count exchange; fc1_ms is the first GEMM and the
+ * activation (part of experts_ms): dispatch + fc1 is layer0's figure. */
 typedef struct comet_baseline_times {
-  float dispatch_ms, experts_ms, combine_ms, total_ms;
+  float dispatch_ms, experts_ms, combine_ms, total_ms, fc1_ms;
 } comet_baseline_times_t;
 
 /* Collective over comm. cfg is validated against comm's size; buffers are

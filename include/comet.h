@@ -227,6 +227,11 @@ comet_status_t comet_layer_workspace_bytes(const comet_layer_config_t *cfg, int 
  * device); a refused routing then fills the outputs with NaN and
  * comet_layer_check() reports it. */
 comet_status_t comet_layer_set_graph_mode(comet_layer_t layer, int on);
+
+/* CTAs of this rank's SM budget that move data in the fused kernels (the
+ * rest compute): 0 = comet's default for the layer's world and budget, else
+ * 1 .. budget - 1. Per rank (ranks may differ); takes effect at the next call. */
+comet_status_t comet_layer_set_n_comm(comet_layer_t layer, int n_comm);
 /* Waits for stream; returns the status of the layer's last call: COMET_OK,
  * COMET_ERR_ROUTING naming the rank, token and slot, INVALID_ARGUMENT naming
  * the rank whose arguments were bad, or TIMEOUT / ABORTED naming the wait. */

@@ -3,9 +3,13 @@
 # gpu_carried.sh — on a GPU machine, with .gpubin/ from scripts/carry_build.sh
 # carried: every multi-rank GPU test at W = 1 (and over NCCL on as many GPUs
 # as there are) and in the loopback world, the GEMM and baseline tests, the
-# sanitizers on the ipc W = 4 forward, the Python package's tests, and the
-# W = 1 bench. Logs and tests.jsonl under $OUT; a summary last.
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,bench (default all)
+# sanitizers on the ipc W = 4 forward, the Python package's tests, the W = 1
+# bench, and the fused layer0's W = 1 matrix (bench0: 5 presets x 2048/8192
+# tokens x uniform/skew:0.05). tests.jsonl, bench.jsonl and summary.txt
+# under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
+# 8 files).
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,bench,bench0
+#   (default tests,sanitize,python,bench)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -44,10 +48,21 @@ if has python; then
     (cd python/tests && PYTHONPATH=/tmp/comet_py timeout 300 python3 -m pytest -q . > "$OUT/pytest.log" 2>&1)
   note "python tests: exit $? ($(tail -1 "$OUT/pytest.log"))"
 fi
+if has bench0; then
+  for routing in uniform skew:0.05; do
+    timeout 300 $B/comet bench --gpus 1 --json "$OUT/bench.jsonl" \
+      --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
+      --tokens 2048,8192 --routing $routing --check --check-tokens 2 > "$OUT/bench0_${routing%%:*}.log" 2>&1
+    note "bench0 W = 1 ($routing): exit $?"
+  done
+fi
 if has bench; then
   timeout 200 $B/comet bench --gpus 1 --json "$OUT/bench.jsonl" --model mixtral-8x7b,qwen2-moe-2.7b \
     --tokens 4096 --check --check-tokens 2 > "$OUT/bench_w1.log" 2>&1
   note "bench W = 1: exit $?"
 fi
-echo; echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$GPUS) ==="
-printf '%s\n' "${summary[@]}"
+{ echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$GPUS, $(date -u +%F)) ==="
+  printf '%s\n' "${summary[@]}"; } > "$OUT/summary.txt"
+echo; cat "$OUT/summary.txt"
+(cd "$OUT" && tar czf logs.tgz --exclude logs.tgz --exclude '*.jsonl' --exclude summary.txt . &&
+  find . -maxdepth 1 -type f ! -name logs.tgz ! -name '*.jsonl' ! -name summary.txt -delete)

@@ -5,8 +5,7 @@
  * mode:
  *
  *   comet_dispatch_gemm   device routing plan -> dispatch (rows pushed into
- *                         the experts' ranks' windows, block flags raised)
- *                         -> wait for this rank's flags -> grouped GEMM with
+ *                         the experts' ranks' windows) + grouped GEMM with
  *                         w1 (fused SwiGLU, or GELU after a plain store)
  *   comet_gemm_combine    grouped GEMM with w2 into the window's y region
  *                         -> combine (rows home, weighted top-k + TP sum)
@@ -15,9 +14,11 @@
  * layer's previous call (comet_layer_call_begin), and reports bad arguments
  * to every rank through the device plan or the combine's begin kernel.
  *
- * This is the unfused composition: the communication and the GEMMs run as
- * separate kernels in stream order; only the peers' dispatch overlaps this
- * rank's work. The fused persistent kernels replace these steps one by one. */
+ * layer0 runs fused by default: one persistent kernel whose mover CTAs
+ * dispatch while its GEMM CTAs compute the tiles whose rows are in
+ * (kernels/fused/layer0.cu); COMET_LAYER0=composed at layer creation (or a
+ * pull/tma dispatch) runs dispatch, wait and GEMM as separate kernels.
+ * layer1 is still composed: the GEMM, then the combine. */
 #include <stdint.h>
 #include <stdio.h>
 
@@ -25,6 +26,7 @@
 #include "context.h"
 #include "error.h"
 #include "kernels/forward.h"
+#include "kernels/fused/fused.h"
 #include "kernels/gemm/gemm.h"
 #include "layer.h"
 
@@ -75,8 +77,26 @@ static comet_status_t finish(comet_layer_t L, comet_status_t st, cudaStream_t st
   return comet_layer_call_end(L, stream);
 }
 
-static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, void *h,
-                             cudaStream_t stream) {
+/* The fused layer0 (kernels/fused/layer0.cu): one persistent launch after
+ * the plan, movers and GEMM CTAs within the SM budget. */
+static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w1, void *h,
+                                   cudaStream_t stream) {
+  const comet_layer_config_t *c = &L->cfg;
+  comet_fused_layer0_t f = {0};
+  f.view = &L->view;
+  f.x = x;
+  f.w1 = w1;
+  f.h = h;
+  f.n = c->ffn / c->tp;
+  f.swiglu = c->activation == COMET_ACT_SWIGLU;
+  f.n_comm = comet_layer_layer0_n_comm(L);
+  f.mode = (comet_l0_mode_t)L->layer0_path;
+  return comet_fused_layer0_launch(&f, stream);
+}
+
+/* The composed layer0: dispatch, a wait for this rank's rows, the GEMM. */
+static comet_status_t layer0_composed(comet_layer_t L, const void *x, const void *w1, void *h,
+                                      cudaStream_t stream) {
   const comet_layer_config_t *c = &L->cfg;
   const comet_comm_view_t *v = &L->view;
   COMET_CHECK(comet_layer_dispatch(L, x, 0, stream));
@@ -95,11 +115,44 @@ static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, voi
   g.tile = COMET_GEMM_TILE_AUTO;
   g.num_ctas = v->sm_budget;
   g.deterministic = 1; /* the same bits on every run */
-  COMET_CHECK(comet_gemm_grouped(&g, stream));
+  return comet_gemm_grouped(&g, stream);
+}
+
+static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, void *h,
+                             cudaStream_t stream) {
+  const comet_layer_config_t *c = &L->cfg;
+  if (comet_layer_layer0_n_comm(L) > 0) COMET_CHECK(layer0_fused(L, x, w1, h, stream));
+  else COMET_CHECK(layer0_composed(L, x, w1, h, stream));
   if (c->activation == COMET_ACT_GELU)
-    COMET_CHECK(comet_gelu_launch(c->dtype, h, v->expert_offset + g.groups, L->row_capacity, g.n,
-                                  stream));
+    COMET_CHECK(comet_gelu_launch(c->dtype, h, L->view.expert_offset + c->num_experts / c->ep,
+                                  L->row_capacity, c->ffn / c->tp, stream));
   L->h_last = h;
+  return COMET_OK;
+}
+
+int comet_layer_layer0_n_comm(comet_layer_t L) {
+  if (L->layer0_path == COMET_LAYER0_COMPOSED || L->view.sm_budget < 2) return 0;
+  return L->n_comm0 > 0 ? L->n_comm0 : comet_fused_layer0_default_n_comm(&L->view);
+}
+
+comet_status_t comet_layer_set_layer0_path(comet_layer_t L, int path) {
+  COMET_ARG(L != NULL, "layer is NULL");
+  COMET_ARG(path >= COMET_LAYER0_FUSED && path <= COMET_LAYER0_COMPOSED,
+            "comet_layer_set_layer0_path: path %d unknown", path);
+  COMET_ARG(path == COMET_LAYER0_COMPOSED || L->view.dispatch_mode == COMET_DISPATCH_PUSH,
+            "comet_layer_set_layer0_path: the fused layer0 needs the push dispatch (the layer "
+            "was created with COMET_DISPATCH_MODE=pull or tma)");
+  L->layer0_path = path;
+  return COMET_OK;
+}
+
+comet_status_t comet_layer_set_n_comm(comet_layer_t L, int n_comm) {
+  COMET_ARG(L != NULL, "comet_layer_set_n_comm: layer is NULL");
+  COMET_ARG(n_comm == 0 || (n_comm >= 1 && n_comm < L->view.sm_budget),
+            "comet_layer_set_n_comm: n_comm = %d must be 0 (the default) or 1..%d (this rank's "
+            "SM budget of %d less one GEMM CTA)",
+            n_comm, L->view.sm_budget - 1, L->view.sm_budget);
+  L->n_comm0 = n_comm;
   return COMET_OK;
 }
 

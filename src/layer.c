@@ -13,6 +13,7 @@
 
 #include "context.h"
 #include "error.h"
+#include "kernels/gemm/gemm.h"
 
 #define ALIGN 256
 static size_t align_up(size_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
@@ -45,6 +46,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
    *   errors     int32x4 [2][W]        first bad id (or bad arguments) of each source
    *   argerr     comet_arg_fault_t [W] combine-begin arguments of each source
    *   dflags     uint64 [El][W]        dispatch arrival flag per (local expert, arrival j)
+   *   tcount     uint64 [max_mtiles]   rows arrived per natural M-tile (fused layer0)
    *   cflags     uint64 [W]            combine arrival flag per sending rank (push combine)
    *   row_src, row_token, row_slot     int32 [cap] each: who sent each received row
    *   rows = y   [cap][H] dtype        dispatched rows; later the expert outputs the
@@ -59,6 +61,8 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   v->off_errors = take(&c, 2 * W * 4 * sizeof(int32_t));
   v->off_argerr = take(&c, W * sizeof(comet_arg_fault_t));
   v->off_dflags = take(&c, El * W * sizeof(uint64_t));
+  const size_t max_mtiles = (cap + COMET_GEMM_TILE_M - 1) / COMET_GEMM_TILE_M + El;
+  v->off_tcount = take(&c, max_mtiles * sizeof(uint64_t));
   v->off_cflags = take(&c, W * sizeof(uint64_t));
   v->off_row_src = take(&c, cap * sizeof(int32_t));
   v->off_row_token = take(&c, cap * sizeof(int32_t));
@@ -82,6 +86,8 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
    *   send_base     int32 [E*tp]
    *   dest_row      int32 [T*K*tp]
    *   slot_expert   int32 [T*K]
+   *   recv_row0, recv_tile0  int32 [E] each
+   *   l0_tiles      comet_mtile_t [max_mtiles], l0_count int32
    *   dispatch_done uint32 [E]
    *   pulled_done   uint32 [El*W]
    *   combine_done  uint32 [W]
@@ -93,6 +99,8 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   size_t o_soff = take(&s, (E + 1) * 4), o_slist = take(&s, T * K * 4);
   size_t o_sbase = take(&s, E * tp * 4), o_dest = take(&s, T * K * tp * 4);
   size_t o_sexp = take(&s, T * K * 4);
+  size_t o_rrow = take(&s, E * 4), o_rtile = take(&s, E * 4);
+  size_t o_l0 = take(&s, max_mtiles * sizeof(comet_mtile_t)), o_l0n = take(&s, 4);
   size_t o_dd = take(&s, E * 4), o_pd = take(&s, El * W * 4), o_cd = take(&s, W * 4);
   size_t o_st = take(&s, sizeof(comet_route_status_t));
   *scratch_bytes = s;
@@ -111,6 +119,10 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
     v->send_base = (int32_t *)(scratch + o_sbase);
     v->dest_row = (int32_t *)(scratch + o_dest);
     v->slot_expert = (int32_t *)(scratch + o_sexp);
+    v->recv_row0 = (int32_t *)(scratch + o_rrow);
+    v->recv_tile0 = (int32_t *)(scratch + o_rtile);
+    v->l0_tiles = (comet_mtile_t *)(scratch + o_l0);
+    v->l0_count = (int32_t *)(scratch + o_l0n);
     v->dispatch_done = (uint32_t *)(scratch + o_dd);
     v->pulled_done = (uint32_t *)(scratch + o_pd);
     v->combine_done = (uint32_t *)(scratch + o_cd);
@@ -126,6 +138,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   v->elem_bytes = (int)comet_dtype_size(cfg->dtype);
   v->max_tokens = cfg->max_tokens_per_rank;
   v->row_capacity = cap64;
+  v->max_mtiles = (int)max_mtiles;
   v->dispatch_mode = dmode;
   v->combine_mode = cmode;
   return COMET_OK;
@@ -139,8 +152,8 @@ static size_t h_buf_bytes(const comet_layer_config_t *cfg) {
 comet_status_t comet_layer_workspace_bytes(const comet_layer_config_t *cfg, int world, size_t *bytes) {
   COMET_ARG(bytes != NULL, "bytes is NULL");
   COMET_CHECK(comet_config_validate(cfg, world));
-  int dm = 0, cm = 0;
-  comet_protocol_modes_from_env(&dm, &cm);
+  int dm = 0, cm = 0, fl = 0;
+  comet_protocol_modes_from_env(&dm, &cm, &fl);
   comet_comm_view_t v;
   memset(&v, 0, sizeof v);
   size_t wb = 0, sb = 0;
@@ -149,8 +162,12 @@ comet_status_t comet_layer_workspace_bytes(const comet_layer_config_t *cfg, int 
   return COMET_OK;
 }
 
-void comet_protocol_modes_from_env(int *dm, int *cm) {
+void comet_protocol_modes_from_env(int *dm, int *cm, int *fused_layer0) {
   const char *d = getenv("COMET_DISPATCH_MODE"), *c = getenv("COMET_COMBINE_MODE");
+  const char *l0 = getenv("COMET_LAYER0");
+  /* the fused layer0 needs the push dispatch (its movers push); "composed"
+   * runs the separate kernels (for A/B timing) */
+  *fused_layer0 = !(l0 && !strcmp(l0, "composed")) && !(d && (!strcmp(d, "pull") || !strcmp(d, "tma")));
   *dm = d && !strcmp(d, "pull") ? COMET_DISPATCH_PULL
       : d && !strcmp(d, "tma")  ? COMET_DISPATCH_TMA
                                 : COMET_DISPATCH_PUSH; /* faster on 4x H100 and 2x H200 */
@@ -159,10 +176,11 @@ void comet_protocol_modes_from_env(int *dm, int *cm) {
 
 /* ---- the creation protocol ---- */
 
-#define CFG_FIELDS 12
+#define CFG_FIELDS 13
 static const char *const cfg_field_names[CFG_FIELDS] = {
     "hidden", "ffn", "num_experts", "topk", "ep", "tp", "max_tokens_per_rank",
-    "max_rows_per_rank", "dtype", "activation", "COMET_DISPATCH_MODE", "COMET_COMBINE_MODE"};
+    "max_rows_per_rank", "dtype", "activation", "COMET_DISPATCH_MODE", "COMET_COMBINE_MODE",
+    "COMET_LAYER0"};
 #define WIRE_MSG 240
 
 /* What each rank brings to layer creation: its config as it is (zeroed if
@@ -181,7 +199,7 @@ typedef struct step_wire {
   char msg[WIRE_MSG];
 } step_wire_t;
 
-static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c, int world, int dm, int cm) {
+static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c, int world, int dm, int cm, int fl) {
   cfg_wire_t w;
   memset(&w, 0, sizeof w);
   w.magic = 0x636f6d74u; /* "comt" */
@@ -191,7 +209,7 @@ static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c, int world, int dm, 
   if (c && c->size == sizeof *c) {
     int32_t f[CFG_FIELDS] = {c->hidden, c->ffn, c->num_experts, c->topk, c->ep, c->tp,
                              c->max_tokens_per_rank, c->max_rows_per_rank, (int32_t)c->dtype,
-                             (int32_t)c->activation, dm, cm};
+                             (int32_t)c->activation, dm, cm, fl};
     memcpy(w.field, f, sizeof f);
   }
   return w;
@@ -200,9 +218,9 @@ static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c, int world, int dm, 
 /* All-gathers every rank's record; fails on every rank naming the first bad
  * rank (its own message), or the first field that differs from rank 0's. */
 static comet_status_t agree_on_config(comet_context_t ctx, const comet_layer_config_t *cfg, int dm,
-                                      int cm) {
+                                      int cm, int fl) {
   const int W = ctx->world;
-  cfg_wire_t mine = cfg_to_wire(cfg, W, dm, cm);
+  cfg_wire_t mine = cfg_to_wire(cfg, W, dm, cm, fl);
   cfg_wire_t *all = calloc((size_t)W, sizeof(cfg_wire_t));
   if (!all) return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "layer: host allocation failed");
   comet_status_t st = ctx->tp->ops->allgather(ctx->tp, &mine, all, sizeof mine);
@@ -302,11 +320,11 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
   *out = NULL;
   COMET_ARG(ctx != NULL, "ctx is NULL");
   COMET_CHECK(comet_context_make_current(ctx));
-  int dm = 0, cm = 0;
-  comet_protocol_modes_from_env(&dm, &cm);
+  int dm = 0, cm = 0, fl = 0;
+  comet_protocol_modes_from_env(&dm, &cm, &fl);
   /* Exchange first, validate after, on every rank: a config that is bad on
    * one rank only fails every rank instead of leaving them in a collective. */
-  COMET_CHECK(agree_on_config(ctx, cfg, dm, cm));
+  COMET_CHECK(agree_on_config(ctx, cfg, dm, cm, fl));
 
   struct comet_layer *L = calloc(1, sizeof *L);
   comet_status_t st = L ? COMET_OK
@@ -315,6 +333,7 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
     L->ctx = ctx;
     L->cfg = *cfg;
     L->row_capacity = comet_config_row_capacity(cfg);
+    L->layer0_path = fl ? COMET_LAYER0_FUSED : COMET_LAYER0_COMPOSED;
     st = comet_layer_carve(cfg, ctx->world, dm, cm, &L->view, &L->win_bytes, &L->scratch_bytes, NULL);
     if (st == COMET_OK) st = alloc_local(L);
   }
@@ -370,6 +389,7 @@ static const char *wait_name(int what) {
     case COMET_WAIT_DISPATCH: return "dispatch flag";
     case COMET_WAIT_COMBINE: return "combine flag";
     case COMET_WAIT_TEST: return "test flag";
+    case COMET_WAIT_TILE: return "layer0 M-tile row counter";
   }
   return "flag";
 }

@@ -36,7 +36,24 @@ struct comet_layer {
   cudaEvent_t last_call;    /* recorded at the end of every call */
   cudaStream_t last_stream; /* its stream */
   int has_last;
+  int layer0_path;    /* COMET_LAYER0_* (agreed at creation: COMET_LAYER0=composed) */
+  int n_comm0;        /* mover CTAs of the fused layer0; 0 = the default */
 };
+
+/* How comet_dispatch_gemm runs: fused (default), composed (separate
+ * kernels), or one of the fused kernel's two reference timings (bench). */
+enum {
+  COMET_LAYER0_FUSED = 0,     /* = COMET_L0_FUSED */
+  COMET_LAYER0_GEMM_ONLY = 1, /* = COMET_L0_GEMM_ONLY: rows already in place */
+  COMET_LAYER0_COMM_ONLY = 2, /* = COMET_L0_COMM_ONLY */
+  COMET_LAYER0_COMPOSED = 3
+};
+/* For the bench and tests: switch a layer's layer0 between the paths
+ * (every rank the same way, between calls: ranks on different paths would
+ * wait for flags the others never raise). */
+comet_status_t comet_layer_set_layer0_path(comet_layer_t layer, int path);
+/* The n_comm the fused layer0 uses (0 when it runs composed). */
+int comet_layer_layer0_n_comm(comet_layer_t layer);
 
 /* Lays out the window and the local scratch of a layer with cfg on `world`
  * ranks and the given protocol modes (COMET_DISPATCH_*, COMET_COMBINE_*):
@@ -81,7 +98,7 @@ int comet_layer_default_ctas(comet_layer_t layer);
 
 /* Protocol modes from the environment (COMET_DISPATCH_MODE = push|pull|tma,
  * COMET_COMBINE_MODE = pull|push); exchanged and agreed at layer creation. */
-void comet_protocol_modes_from_env(int *dispatch_mode, int *combine_mode);
+void comet_protocol_modes_from_env(int *dispatch_mode, int *combine_mode, int *fused_layer0);
 
 #ifdef __cplusplus
 }

@@ -25,6 +25,8 @@ typedef struct comet_mtile {
   int32_t rows;      /* 1..tile_m */
   int16_t src_first; /* arrival index of the first row's source block */
   int16_t src_last;  /* arrival index of the last row's source block */
+  int32_t index;     /* position in the natural (expert, row) order: the M-tile's
+                        arrival counter in the fused layer0 */
 } comet_mtile_t;
 
 typedef struct comet_tile {
@@ -63,6 +65,7 @@ COMET_HD int comet_sched_mtiles_natural(const int32_t *block_offset, int num_loc
       t.rows = end - r < tile_m ? end - r : tile_m;
       t.src_first = (int16_t)comet_sched_block_of_row(block_offset, world, el, r);
       t.src_last = (int16_t)comet_sched_block_of_row(block_offset, world, el, r + t.rows - 1);
+      t.index = n;
       out[n++] = t;
     }
   }
@@ -75,11 +78,12 @@ COMET_HD int comet_sched_mtiles_natural(const int32_t *block_offset, int num_loc
 COMET_HD int comet_sched_mtiles_layer0(const int32_t *block_offset, int num_local_experts,
                                        int world, int tile_m, comet_mtile_t *out) {
   int n = 0;
-  for (int level = 0; level < world; ++level)
+  for (int level = 0; level < world; ++level) {
+    int natural = 0;
     for (int el = 0; el < num_local_experts; ++el) {
       const int32_t begin = block_offset[el * (world + 1)];
       const int32_t end = block_offset[el * (world + 1) + world];
-      for (int32_t r = begin; r < end; r += tile_m) {
+      for (int32_t r = begin; r < end; r += tile_m, ++natural) {
         const int32_t rows = end - r < tile_m ? end - r : tile_m;
         const int last = comet_sched_block_of_row(block_offset, world, el, r + rows - 1);
         if (last != level) continue;
@@ -89,9 +93,11 @@ COMET_HD int comet_sched_mtiles_layer0(const int32_t *block_offset, int num_loca
         t.rows = rows;
         t.src_first = (int16_t)comet_sched_block_of_row(block_offset, world, el, r);
         t.src_last = (int16_t)last;
+        t.index = natural;
         out[n++] = t;
       }
     }
+  }
   return n;
 }
 

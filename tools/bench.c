@@ -44,6 +44,7 @@ typedef struct bench_opts {
   comet_md_routing_t routing;
   const char *routing_str;
   int iters, warmup, check, check_tokens;
+  int n_comm; /* mover CTAs of the fused layer0; 0 = comet's default */
   const char *json, *rendezvous;
   unsigned long long seed;
   comet_baseline_gemm_t gemm;
@@ -62,6 +63,7 @@ static void usage(FILE *f) {
           "  --ep N --tp N           parallel layout, ep*tp = ranks (default ep = ranks)\n"
           "  --routing uniform|skew:S   S = standard deviation of the experts' load fractions\n"
           "  --iters N --warmup N    timed and untimed iterations (default 20, 5)\n"
+          "  --n-comm N              data-moving CTAs of the fused layer0 (default: comet's choice)\n"
           "  --check                 compare the baseline's and comet's outputs with the CPU\n"
           "                          reference on sampled tokens (--check-tokens N per rank);\n"
           "                          fail -> exit 1\n"
@@ -180,6 +182,7 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
       o->routing_str = v;
     } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->iters)) CLI_BAD();
     } else if (!strcmp(a, "--warmup")) { CLI_NEED(); if (cli_int(v, 0, CLI_MAX_COUNT, &o->warmup)) CLI_BAD();
+    } else if (!strcmp(a, "--n-comm")) { CLI_NEED(); if (cli_int(v, 1, 1024, &o->n_comm)) CLI_BAD();
     } else if (!strcmp(a, "--check")) { o->check = 1;
     } else if (!strcmp(a, "--check-tokens")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->check_tokens)) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); o->json = v;
@@ -285,7 +288,8 @@ static void json_num(FILE *f, const char *key, double v, int valid) {
 }
 
 typedef struct config_result {
-  float ms[4]; /* dispatch, experts, combine, layer: medians of the slowest rank */
+  float ms[5]; /* dispatch, experts, combine, layer, layer0 (dispatch + fc1 + act): medians of
+                  the slowest rank */
   double tflops, floor_ms, skew_real;
   const char *gemm1, *gemm2;
   bench_check_t chk;
@@ -351,7 +355,7 @@ static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, co
   RCOMET(comet_baseline_set_gemm(b, o->gemm));
   for (int it = 0; it < o->warmup; ++it) RCOMET(comet_baseline_forward(b, a, st));
   const int n = o->iters;
-  float *h_times = malloc(sizeof(float) * 4 * (size_t)n), *col = malloc(sizeof(float) * (size_t)n);
+  float *h_times = malloc(sizeof(float) * 5 * (size_t)n), *col = malloc(sizeof(float) * (size_t)n);
   if (!h_times || !col) {
     fprintf(stderr, "[rank %d] host allocation failed\n", info->rank);
     return 1;
@@ -360,15 +364,16 @@ static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, co
     RCOMET(comet_baseline_forward(b, a, st));
     comet_baseline_times_t t;
     RCOMET(comet_baseline_last_times(b, &t));
-    h_times[4 * it] = t.dispatch_ms;
-    h_times[4 * it + 1] = t.experts_ms;
-    h_times[4 * it + 2] = t.combine_ms;
-    h_times[4 * it + 3] = t.total_ms;
+    h_times[5 * it] = t.dispatch_ms;
+    h_times[5 * it + 1] = t.experts_ms;
+    h_times[5 * it + 2] = t.combine_ms;
+    h_times[5 * it + 3] = t.total_ms;
+    h_times[5 * it + 4] = t.dispatch_ms + t.fc1_ms;
   }
   /* Slowest rank per iteration and phase, then the median over iterations. */
-  if (bench_slowest(info, ctx, h_times, 4 * n) != 0) return 1;
-  for (int ph = 0; ph < 4; ++ph) {
-    for (int it = 0; it < n; ++it) col[it] = h_times[4 * it + ph];
+  if (bench_slowest(info, ctx, h_times, 5 * n) != 0) return 1;
+  for (int ph = 0; ph < 5; ++ph) {
+    for (int it = 0; it < n; ++it) col[it] = h_times[5 * it + ph];
     res->ms[ph] = bench_median(col, n);
   }
   free(col);
@@ -440,7 +445,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   /* comet on the same inputs, the same way */
   const int n = o->iters;
   bench_comet_t cm;
-  if (bench_comet_run(info, &cfg, ctx, st, &a, o->warmup, n, o->check, o->seed, &o->routing,
+  if (bench_comet_run(info, &cfg, ctx, st, &a, o->warmup, n, o->n_comm, o->check, o->seed, &o->routing,
                       o->check_tokens, &cm) != 0)
     return 1;
   RCUDA(cudaFreeAsync(dx, st));
@@ -454,6 +459,10 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   free(wt);
 
   if (r != 0) return 0;
+  /* layer0_overlap_eff = max(gemm only, comm only) / fused */
+  const float l0_ref = cm.layer0_gemm_only_ms > cm.layer0_comm_only_ms ? cm.layer0_gemm_only_ms
+                                                                       : cm.layer0_comm_only_ms;
+  const double l0_eff = cm.fused0 && cm.layer0_ms > 0 ? l0_ref / cm.layer0_ms : 0;
   /* ---- rank 0 reports; the loopback world has no baseline: "-" and null ---- */
   const int base = !loop;
   char world[64], cell[16];
@@ -472,7 +481,12 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   for (int ph = 0; ph < 3; ++ph)
     printf("  %-22s %12s %10s\n", names[ph], ms_cell(cell, res.ms[ph], base), "-");
   if (cm.ran) {
-    printf("  %-22s %12s %10.3f\n", "layer0 (dispatch+fc1)", "-", cm.layer0_ms);
+    printf("  %-22s %12s %10.3f   %s", "layer0 (dispatch+fc1)", ms_cell(cell, res.ms[4], base),
+           cm.layer0_ms, cm.fused0 ? "fused" : "composed");
+    if (cm.fused0)
+      printf(", n_comm %d | gemm only %.3f, comm only %.3f -> overlap eff %.3f",
+             cm.n_comm0, cm.layer0_gemm_only_ms, cm.layer0_comm_only_ms, l0_eff);
+    printf("\n");
     printf("  %-22s %12s %10.3f\n", "layer1 (fc2+combine)", "-", cm.layer1_ms);
     printf("  %-22s %12s %10.3f\n", names[3], ms_cell(cell, res.ms[3], base), cm.forward_ms);
   } else {
@@ -529,12 +543,16 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "baseline_limit_eff", res.ms[3] > 0 ? res.floor_ms / res.ms[3] : 0, res.floor_ms > 0);
     json_num(f, "comet_ms", cm.forward_ms, cm.ran);
     json_num(f, "comet_layer0_ms", cm.layer0_ms, cm.ran);
+    json_num(f, "baseline_layer0_ms", res.ms[4], base);
+    fprintf(f, ", \"fused\": %s", cm.ran && cm.fused0 ? "true" : "false");
+    json_num(f, "n_comm", cm.n_comm0, cm.ran && cm.fused0);
+    json_num(f, "layer0_gemm_only_ms", cm.layer0_gemm_only_ms, cm.ran && cm.fused0);
+    json_num(f, "layer0_comm_only_ms", cm.layer0_comm_only_ms, cm.ran && cm.fused0);
+    json_num(f, "layer0_overlap_eff", l0_eff, cm.ran && cm.fused0);
+    json_num(f, "layer0_speedup", cm.layer0_ms > 0 ? res.ms[4] / cm.layer0_ms : 0, base && cm.ran);
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
     json_num(f, "comet_limit_eff", cm.ran ? res.floor_ms / cm.forward_ms : 0, cm.ran && res.floor_ms > 0);
     json_num(f, "speedup", speedup, base && cm.ran);
-    json_num(f, "gemm_only_ms", 0, 0);
-    json_num(f, "comm_only_ms", 0, 0);
-    json_num(f, "overlap_eff", 0, 0);
     if (checked) fprintf(f, ", \"check\": \"%s\"", passed ? "pass" : "fail");
     else fprintf(f, ", \"check\": null");
     json_num(f, "rel_err", rel_err, checked);

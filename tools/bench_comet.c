@@ -12,6 +12,7 @@
 
 #include "comet.h"
 #include "context.h"
+#include "layer.h"
 
 #define HCUDA(call)                                                                        \
   do {                                                                                     \
@@ -52,9 +53,43 @@ int bench_slowest(const comet_rank_info_t *info, comet_context_t ctx, float *v, 
   return 0;
 }
 
+/* layer0_overlap_eff's references: per iteration a fused call (the rows in
+ * place), then the same call with the movers off, then the movers alone. */
+static int bench_layer0_refs(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
+                             const comet_dispatch_gemm_args_t *l0, cudaStream_t st, int iters,
+                             float *times, cudaEvent_t *ev, bench_comet_t *out) {
+  for (int it = 0; it < iters; ++it) {
+    HCOMET(comet_layer_set_layer0_path(L, COMET_LAYER0_FUSED));
+    HCOMET(comet_dispatch_gemm(L, l0, st));
+    HCUDA(cudaEventRecord(ev[0], st));
+    HCOMET(comet_layer_set_layer0_path(L, COMET_LAYER0_GEMM_ONLY));
+    HCOMET(comet_dispatch_gemm(L, l0, st));
+    HCUDA(cudaEventRecord(ev[1], st));
+    HCOMET(comet_layer_set_layer0_path(L, COMET_LAYER0_COMM_ONLY));
+    HCOMET(comet_dispatch_gemm(L, l0, st));
+    HCUDA(cudaEventRecord(ev[2], st));
+    HCUDA(cudaEventSynchronize(ev[2]));
+    for (int p = 0; p < 2; ++p) HCUDA(cudaEventElapsedTime(&times[2 * it + p], ev[p], ev[p + 1]));
+  }
+  HCOMET(comet_layer_set_layer0_path(L, COMET_LAYER0_FUSED));
+  if (bench_slowest(info, ctx, times, 2 * iters) != 0) return 1;
+  float *col = malloc(sizeof(float) * (size_t)iters);
+  if (!col) return 1;
+  for (int p = 0; p < 2; ++p) {
+    for (int it = 0; it < iters; ++it) col[it] = times[2 * it + p];
+    const float m = bench_median(col, iters);
+    if (p == 0) out->layer0_gemm_only_ms = m;
+    else out->layer0_comm_only_ms = m;
+  }
+  free(col);
+  return 0;
+done:
+  return 0; /* comet's error is in out->err */
+}
+
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
                     comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *a, int warmup,
-                    int iters, int check, unsigned long long seed,
+                    int iters, int n_comm, int check, unsigned long long seed,
                     const comet_md_routing_t *routing, int check_tokens, bench_comet_t *out) {
   memset(out, 0, sizeof *out);
   comet_layer_t L = NULL;
@@ -63,6 +98,7 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   if (!times) return 1;
   for (int i = 0; i < 4; ++i) HCUDA(cudaEventCreate(&ev[i]));
   HCOMET(comet_layer_create(&L, ctx, cfg));
+  HCOMET(comet_layer_set_n_comm(L, n_comm));
   comet_dispatch_gemm_args_t l0 = COMET_DISPATCH_GEMM_ARGS_INITIALIZER;
   l0.num_tokens = a->num_tokens;
   l0.x = a->x;
@@ -98,6 +134,9 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->forward_ms = med[0];
   out->layer0_ms = med[1];
   out->layer1_ms = med[2];
+  out->n_comm0 = comet_layer_layer0_n_comm(L);
+  out->fused0 = out->n_comm0 > 0;
+  if (out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0) return 1;
   out->ran = 1;
   if (check) {
     HCUDA(cudaMemsetAsync(a->out, 0xFF, (size_t)a->num_tokens * cfg->hidden * 2, st));

@@ -18,6 +18,10 @@ typedef struct bench_comet {
   float forward_ms;      /* comet_moe_forward */
   float layer0_ms;       /* comet_dispatch_gemm */
   float layer1_ms;       /* comet_gemm_combine */
+  int fused0;            /* layer0 ran fused (else composed) */
+  int n_comm0;           /* its mover CTAs */
+  float layer0_gemm_only_ms; /* the fused layer0 call with the movers off, rows in place */
+  float layer0_comm_only_ms; /* ... with the movers alone */
   bench_check_t chk;
   char err[256];
 } bench_comet_t;
@@ -32,13 +36,16 @@ int bench_slowest(const comet_rank_info_t *info, comet_context_t ctx, float *v, 
 
 /* Collective over ctx (not destroyed); st is a stream of ctx's rank. One
  * layer per call. Times are the median over `iters` of the slowest rank,
- * after `warmup` forwards. With check, one more forward on NaN-poisoned
+ * after `warmup` forwards. A fused layer0 is also timed in its two
+ * reference modes (whole comet_dispatch_gemm calls, plan included, as the
+ * fused time is), interleaved with fused calls that put the rows in place.
+ * n_comm: the fused layer0's movers (0 = comet's default). With check, one more forward on NaN-poisoned
  * output is checked against the CPU reference (bench_check_run). Returns
  * non-zero only on a failure of the harness itself (CUDA, the transport);
  * comet's own errors land in out->err. */
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
                     comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *args, int warmup,
-                    int iters, int check, unsigned long long seed,
+                    int iters, int n_comm, int check, unsigned long long seed,
                     const comet_md_routing_t *routing, int check_tokens, bench_comet_t *out);
 
 #ifdef __cplusplus

@@ -56,9 +56,13 @@ def test_forward_matches_pytorch(experts):
 
 
 def test_compile_fullgraph(experts):
+    # Inference only until the backward lands (issue 11): with grad enabled,
+    # AOT autograd traces the joint graph and calls the backward at compile time.
     f = torch.compile(lambda x, i, w: experts(x, i, w) * 2, fullgraph=True)
     x, ids, w = inputs(128, CFG, 2)
-    assert rel_err(f(x, ids, w), 2 * reference(x, ids, w, experts.w1, experts.w2)) < 1e-2
+    with torch.no_grad():
+        got = f(x, ids, w)
+    assert rel_err(got, 2 * reference(x, ids, w, experts.w1, experts.w2)) < 1e-2
 
 
 def test_graph_replays_with_new_inputs(experts):

@@ -31,6 +31,10 @@ static void check_layout(const int32_t *block_offset, int El, int W, int tile_m,
     /* src_first/src_last are the arrival blocks of the first and last rows. */
     const int32_t *bo = block_offset + a.expert * (W + 1);
     CHECK(a.src_first <= a.src_last);
+    /* index: the entry's place in the natural list (the layer0 arrival counter) */
+    CHECK(b.index == i);
+    CHECK(a.index >= 0 && a.index < count && l1[a.index].expert == a.expert &&
+          l1[a.index].row_begin == a.row_begin && l1[a.index].rows == a.rows);
     CHECK(bo[a.src_first] <= a.row_begin && a.row_begin < bo[a.src_first + 1]);
     CHECK(bo[a.src_last] <= a.row_begin + a.rows - 1 && a.row_begin + a.rows - 1 < bo[a.src_last + 1]);
     if (i > 0) {

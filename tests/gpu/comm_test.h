@@ -31,9 +31,9 @@
   } while (0)
 
 /* Routing kinds. */
-enum { ROUTE_UNIFORM, ROUTE_SKEW, ROUTE_EMPTY_EXPERTS, ROUTE_DROPPED, ROUTE_KINDS };
+enum { ROUTE_UNIFORM, ROUTE_SKEW, ROUTE_EMPTY_EXPERTS, ROUTE_DROPPED, ROUTE_ALL_TO_ONE, ROUTE_KINDS };
 static const char *const route_names[ROUTE_KINDS] = {"uniform", "skewed", "empty-experts",
-                                                     "dropped"};
+                                                     "dropped", "all-to-one"};
 
 static inline uint64_t mix_seed(uint64_t seed, int a, int b, int c) {
   uint64_t s = seed ^ (0x9e3779b97f4a7c15ull * (uint64_t)(a + 1)) ^
@@ -49,6 +49,10 @@ static inline void gen_ids(int kind, uint64_t seed, int E, int K, int T, int32_t
   const int P = K > E / 4 ? K : E / 4;
   for (int t = 0; t < T; ++t) {
     int32_t *row = ids + (size_t)t * K;
+    if (kind == ROUTE_ALL_TO_ONE) { /* every token to the last expert only (the last rank's) */
+      for (int k = 0; k < K; ++k) row[k] = k == 0 ? E - 1 : -1;
+      continue;
+    }
     const int drop_all = kind == ROUTE_DROPPED && test_rand_int(&s, 0, 9) == 0;
     for (int k = 0; k < K; ++k) {
       int e, dup;

@@ -4,11 +4,12 @@
  * world and over NCCL on as many GPUs as there are, every EP x TP layout,
  * against the CPU reference (src/ref): out and the layer0 rows h (the device
  * plan's row order is the CPU plan's). Routings: uniform, skewed, empty
- * experts, dropped tokens with a rank that has no tokens; SwiGLU bf16, GELU
- * fp16, no activation. Outputs poisoned with NaN before each run, fresh
- * random data (seed printed). Also: the halves give the forward's bits, also
- * when made on two streams with no host sync between them (calls on one
- * layer are ordered on the device);
+ * experts, dropped tokens with a rank that has no tokens, all tokens on one
+ * expert; SwiGLU bf16, GELU fp16, no activation. Outputs poisoned with NaN
+ * before each run, fresh random data (seed printed). Also: the halves give
+ * the forward's bits, also when made on two streams with no host sync
+ * between them (calls on one layer are ordered on the device); the fused
+ * layer0 gives the same bits with any n_comm and as the composed layer0;
  * calls out of order -> INVALID_ARGUMENT. --quick: one small shape (for the
  * sanitizers). Graph replays: test_graph_replay; one-rank faults:
  * test_faults. Exit 77 if no GPU. */
@@ -81,6 +82,25 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   CHECK_MSG(memcmp(got, got2, sizeof(uint16_t) * out_n) == 0,
             "[rank %d] %s: the halves on two streams differ from the forward's bits", me, label);
   CUDA_OK(cudaStreamDestroy(s2));
+
+  /* 4. the fused layer0 with other mover counts, and the composed layer0
+   * (every rank switches the same way): the forward's bits */
+  const int budget = comet_context_sm_budget(L->ctx);
+  const int n_comms[] = {1, 2, 8, 24, budget - 1};
+  for (int i = 0; i < 6 && comet_layer_layer0_n_comm(L) > 0; ++i) {
+    if (i < 5 && (n_comms[i] < 1 || n_comms[i] >= budget)) continue;
+    if (i < 5) CHECK_OK(comet_layer_set_n_comm(L, n_comms[i]));
+    else CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_COMPOSED));
+    CUDA_OK(cudaMemset(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
+    CHECK_OK(comet_moe_forward(L, &a, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    CUDA_OK(cudaMemcpy(got2, g.out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
+    CHECK_MSG(memcmp(got, got2, sizeof(uint16_t) * out_n) == 0,
+              "[rank %d] %s: %s%d differs from the default fused forward's bits", me, label,
+              i < 5 ? "fused layer0 with n_comm = " : "the composed layer0", i < 5 ? n_comms[i] : 0);
+  }
+  if (comet_layer_layer0_n_comm(L) == 0) CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_FUSED));
+  CHECK_OK(comet_layer_set_n_comm(L, 0));
   if (me == 0)
     printf("  %-44s out %.2e  h %.2e  %s\n", label, e_out, e_h,
            e_out < 1e-2 && e_h < 1e-2 ? "ok" : "FAILED");

@@ -140,9 +140,11 @@ static int rand_mult8(int lo, int hi) { return test_rand_int(&g_rng, lo / 8, hi 
 
 /* The hooks: G experts whose rows come from W source blocks each
  * (plan_core.h layout); the tiles run from the layer0 M-tile list and wait
- * on wait_flags[e * W + j]. A starts as NaN on the device; the host copies
- * each level's blocks in and releases their flags after a delay, so a tile
- * that loads before its flag reads NaN. Every tile publishes its flag. */
+ * on their row counters wait_count[mt.index]. A starts as NaN on the
+ * device; the host copies each level's blocks in, then sets the counters of
+ * the tiles whose rows are now all in (src_last = that level) after a
+ * delay, so a tile that loads before its rows reads NaN. Every tile
+ * publishes its flag. */
 static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
   const int G = 4, W = 3, n = rand_mult8(136, 520), k = rand_mult8(64, 400);
   const int counts[] = {0, 1, 50, 127, 128, 129, 200};
@@ -171,16 +173,16 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
   void *da, *db, *dc;
   int32_t *doff, *dcount;
   comet_mtile_t *dmt;
-  uint32_t *hflags, *dflags, *dpub;
+  uint64_t *hcount, *dcount_rows, *dpub;
   CUDA_OK(cudaMalloc(&da, a.size() * 2));
   CUDA_OK(cudaMalloc(&db, b.size() * 2));
   CUDA_OK(cudaMalloc(&dc, out.size() * 2));
   CUDA_OK(cudaMalloc(&doff, (G + 1) * 4));
   CUDA_OK(cudaMalloc(&dcount, 4));
   CUDA_OK(cudaMalloc(&dmt, mt.size() * sizeof(comet_mtile_t)));
-  CUDA_OK(cudaHostAlloc((void **)&hflags, G * W * 4, cudaHostAllocMapped));
-  CUDA_OK(cudaHostGetDevicePointer((void **)&dflags, hflags, 0));
-  for (int i = 0; i < G * W; ++i) hflags[i] = 6; /* epoch 6 done; this run waits for 7 */
+  CUDA_OK(cudaHostAlloc((void **)&hcount, (count + 1) * 8, cudaHostAllocMapped));
+  CUDA_OK(cudaHostGetDevicePointer((void **)&dcount_rows, hcount, 0));
+  for (int i = 0; i <= count; ++i) hcount[i] = 0;
   CUDA_OK(cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(doff, off.data(), (G + 1) * 4, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dcount, &count, 4, cudaMemcpyHostToDevice));
@@ -204,16 +206,12 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
   p.mtiles = dmt;
   p.mtile_count = dcount;
   p.order = layer1 ? COMET_GEMM_ORDER_LAYER1 : COMET_GEMM_ORDER_LAYER0;
-  if (wait) {
-    p.wait_flags = dflags;
-    p.wait_stride = W;
-    p.wait_value = 7;
-  }
+  if (wait) p.wait_count = dcount_rows;
   int tile_m = 0, tile_n = 0;
   CHECK_OK(comet_gemm_tile_shape(&p, &tile_m, &tile_n));
   const int n_tiles = (n + tile_n - 1) / tile_n, n_flags = count * n_tiles;
-  CUDA_OK(cudaMalloc(&dpub, (n_flags + 8) * 4));
-  CUDA_OK(cudaMemset(dpub, 0, (n_flags + 8) * 4));
+  CUDA_OK(cudaMalloc(&dpub, (n_flags + 8) * 8));
+  CUDA_OK(cudaMemset(dpub, 0, (n_flags + 8) * 8));
   p.publish_flags = dpub;
   p.publish_value = 0x5EED;
 
@@ -233,7 +231,9 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
                                   (size_t)(r1 - r0) * k * 2, cudaMemcpyHostToDevice, s2));
       }
       CUDA_OK(cudaStreamSynchronize(s2));
-      for (int e = 0; e < G; ++e) __atomic_store_n(&hflags[e * W + j], 7u, __ATOMIC_RELEASE);
+      for (int i = 0; i < count; ++i)
+        if (mt[i].src_last == j)
+          __atomic_store_n(&hcount[mt[i].index], (uint64_t)mt[i].rows, __ATOMIC_RELEASE);
       ts.tv_nsec = 2 * 1000 * 1000;
       nanosleep(&ts, NULL);
     }
@@ -241,8 +241,8 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
   CUDA_OK(cudaStreamSynchronize(s1));
   CUDA_OK(cudaGetLastError());
   CUDA_OK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));
-  std::vector<uint32_t> pub(n_flags + 8);
-  CUDA_OK(cudaMemcpy(pub.data(), dpub, pub.size() * 4, cudaMemcpyDeviceToHost));
+  std::vector<uint64_t> pub(n_flags + 8);
+  CUDA_OK(cudaMemcpy(pub.data(), dpub, pub.size() * 8, cudaMemcpyDeviceToHost));
   std::vector<float> ref((size_t)cap * n, 0.f);
   CHECK_OK(comet_ref_gemm_grouped(dt, G, n, k, off.data(), a.data(), b.data(), 0, NULL, ref.data()));
   Case c = {dt, COMET_GEMM_EPI_STORE, COMET_GEMM_TILE_AUTO, n, k, {}, 5, false,
@@ -263,7 +263,7 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
   cudaFree(dcount);
   cudaFree(dmt);
   cudaFree(dpub);
-  cudaFreeHost(hflags);
+  cudaFreeHost(hcount);
   cudaFreeHost(ha);
 }
 
@@ -288,9 +288,9 @@ static void run_arg_errors(void) {
   p.a = (void *)0x1004;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "a is NULL or not 16-byte");
   p.a = (void *)0x1000;
-  p.wait_flags = (const uint32_t *)0x1000;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "wait_flags needs an mtiles");
-  p.wait_flags = NULL;
+  p.wait_count = (const uint64_t *)0x1000;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "wait_count needs an mtiles");
+  p.wait_count = NULL;
   p.groups = COMET_GEMM_MAX_GROUPS + 1;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "groups");
 }

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 // test_sched_device.cu — the plan arithmetic (plan_core.h) and the tile
 // schedules (schedule.h) compiled for the device give the same tables as on
-// the host, on random and skewed routings.
+// the host, on random and skewed routings; so does the fused layer0's
+// parallel tile-list kernel (kernels/fused/layer0.cu), 128-row tiles.
 #include <cuda_runtime.h>
 #include <stdlib.h>
 
+#include "kernels/fused/fused.h"
 #include "plan.h"
 #include "schedule.h"
 #include "test_util.h"
@@ -37,7 +39,7 @@ __global__ void sched_kernel(comet_plan_dims_t d, const int32_t *all_counts, int
 static int same_tiles(const comet_mtile_t *a, const comet_mtile_t *b, int n) {
   for (int i = 0; i < n; ++i)
     if (a[i].expert != b[i].expert || a[i].row_begin != b[i].row_begin || a[i].rows != b[i].rows ||
-        a[i].src_first != b[i].src_first || a[i].src_last != b[i].src_last)
+        a[i].src_first != b[i].src_first || a[i].src_last != b[i].src_last || a[i].index != b[i].index)
       return 0;
   return 1;
 }
@@ -55,6 +57,14 @@ int main() {
   CUDA_OK(cudaMalloc(&d_l0, sizeof(comet_mtile_t) * MAXW * MAXT));
   CUDA_OK(cudaMalloc(&d_l1, sizeof(comet_mtile_t) * MAXW * MAXT));
   CUDA_OK(cudaMalloc(&d_n, sizeof(int) * 3 * MAXW));
+  /* the tile-list kernel's view: only what it reads (status, the offsets) */
+  comet_route_status_t *d_st;
+  comet_mtile_t *d_list;
+  int32_t *d_list_n;
+  CUDA_OK(cudaMalloc(&d_st, sizeof *d_st));
+  CUDA_OK(cudaMemset(d_st, 0, sizeof *d_st));
+  CUDA_OK(cudaMalloc(&d_list, sizeof(comet_mtile_t) * MAXT));
+  CUDA_OK(cudaMalloc(&d_list_n, sizeof(int32_t)));
   static const int layouts[][4] = {{8, 2, 4, 1}, {8, 2, 1, 4}, {8, 2, 2, 2}, {64, 6, 4, 1},
                                    {1, 1, 1, 1}, {16, 4, 8, 1}, {32, 8, 2, 4}};
   for (size_t li = 0; li < sizeof layouts / sizeof layouts[0]; ++li)
@@ -92,8 +102,32 @@ int main() {
         CHECK_MSG(same_tiles(h_l, g_l0 + q * MAXT, n), "layout %zu skew %d rank %d: layer0 list", li, skew, q);
         comet_sched_mtiles_natural(bo, El, W, tile_m, h_l);
         CHECK_MSG(same_tiles(h_l, g_l1 + q * MAXT, n), "layout %zu skew %d rank %d: natural list", li, skew, q);
+        if (tile_m != COMET_MTILE_ROWS) continue;
+        comet_comm_view_t v;
+        memset(&v, 0, sizeof v);
+        v.rank = q;
+        v.world = W;
+        v.num_experts = E;
+        v.ep = d.ep;
+        v.tp = d.tp;
+        v.status = d_st;
+        v.expert_offset = d_eo + q * (El + 1);
+        v.block_offset = d_bo + q * El * (W + 1);
+        v.l0_tiles = d_list;
+        v.l0_count = d_list_n;
+        CUDA_OK(cudaMemset(d_list, 0xff, sizeof(comet_mtile_t) * MAXT));
+        CHECK_OK(comet_layer0_tiles_launch(&v, 0));
+        static comet_mtile_t g_list[MAXT];
+        int32_t g_list_n = -1;
+        CUDA_OK(cudaMemcpy(&g_list_n, d_list_n, sizeof g_list_n, cudaMemcpyDeviceToHost));
+        CUDA_OK(cudaMemcpy(g_list, d_list, sizeof(comet_mtile_t) * MAXT, cudaMemcpyDeviceToHost));
+        comet_sched_mtiles_layer0(bo, El, W, tile_m, h_l);
+        CHECK_MSG(g_list_n == n && same_tiles(h_l, g_list, n),
+                  "layout %zu skew %d rank %d: the layer0 tile-list kernel (%d tiles, want %d)", li,
+                  skew, q, g_list_n, n);
       }
     }
+  cudaFree(d_st); cudaFree(d_list); cudaFree(d_list_n);
   cudaFree(d_counts); cudaFree(d_eo); cudaFree(d_bo); cudaFree(d_l0); cudaFree(d_l1); cudaFree(d_n);
   return test_finish("test_sched_device");
 }

@@ -19,11 +19,16 @@
 #include <stdint.h>
 
 #include "comet.h"
+#include "schedule.h"
 #include "transport/transport.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Rows of an M-tile of the layer0 GEMM (= COMET_GEMM_TILE_M): the unit of
+ * the fused layer0's arrival counters. */
+#define COMET_MTILE_ROWS 128
 
 /* Tokens per CTA of the plan's counting kernels (one thread per token). */
 #define COMET_PLAN_TOKENS_PER_CTA 256
@@ -77,7 +82,8 @@ typedef struct comet_route_status {
  * it without synchronizing. */
 enum { COMET_FAULT_NONE = 0, COMET_FAULT_TIMEOUT = 1, COMET_FAULT_ABORT = 2, COMET_FAULT_PEER = 3 };
 /* Which wait: names for messages (layer.c). */
-enum { COMET_WAIT_BARRIER = 1, COMET_WAIT_DISPATCH = 2, COMET_WAIT_COMBINE = 3, COMET_WAIT_TEST = 4 };
+enum { COMET_WAIT_BARRIER = 1, COMET_WAIT_DISPATCH = 2, COMET_WAIT_COMBINE = 3, COMET_WAIT_TEST = 4,
+       COMET_WAIT_TILE = 5 /* fused layer0: an M-tile's rows (a = local expert, b = M-tile) */ };
 typedef struct comet_fault {
   int32_t code;  /* COMET_FAULT_*; written last */
   int32_t rank;  /* the rank whose wait gave up */
@@ -108,6 +114,7 @@ typedef struct comet_comm_view {
   int max_tokens;                /* T_max */
   int64_t row_capacity;          /* rows one rank can receive */
   int sm_budget;                 /* SMs this rank may use */
+  int max_mtiles;                /* bound on this rank's M-tiles: ceil(cap / 128) + El */
   int dispatch_mode, combine_mode; /* COMET_DISPATCH_*, COMET_COMBINE_* */
   uint64_t timeout_ns;           /* bound of every wait */
   char *win_local;               /* this rank's window base (= peer[rank]) */
@@ -119,6 +126,8 @@ typedef struct comet_comm_view {
   size_t off_errors;             /* int32x4 [2][W]: first bad (code, token, slot, value) of source s */
   size_t off_argerr;             /* comet_arg_fault_t [W]: combine-begin arguments of source s */
   size_t off_dflags;             /* uint64 [El][W]: dispatch block (el, arrival j) arrived at epoch */
+  size_t off_tcount;             /* uint64 [max_mtiles]: rows arrived in natural M-tile i (fused
+                                    layer0; zeroed by the plan before its barrier) */
   size_t off_cflags;             /* uint64 [W]: combine rows from rank q all arrived at epoch (push) */
   size_t off_row_src;            /* int32 [cap]: receiver row table, written by the sources */
   size_t off_row_token;          /* int32 [cap] */
@@ -146,6 +155,10 @@ typedef struct comet_comm_view {
   int32_t *send_base;            /* [E*tp]: first row of (this source, e) on rank g*tp+i */
   int32_t *dest_row;             /* [T_max*K*tp], as comet_rank_plan_t.dest_row (-1: dropped) */
   int32_t *slot_expert;          /* [T_max*K]: the plan's expert of each (t, k), -1 = dropped */
+  int32_t *recv_row0;            /* [E]: first row of expert e on its receivers (any of its group) */
+  int32_t *recv_tile0;           /* [E]: natural index of expert e's first M-tile there */
+  comet_mtile_t *l0_tiles;       /* [max_mtiles]: this rank's layer0 M-tile list (fused layer0) */
+  int32_t *l0_count;             /* its length */
   uint32_t *dispatch_done;       /* [E] rows of expert e sent this call (self-resetting) */
   uint32_t *pulled_done;         /* [El*W] rows of block (el, j) pulled this call (self-resetting) */
   uint32_t *combine_done;        /* [W] rows sent home to rank s this call (self-resetting) */

@@ -3,11 +3,8 @@
  * each rank of expert ids[t,k]'s group (row dest_row of the plan), pushing
  * 16-byte vectors through LSA pointers into the receivers' windows.
  *
- * Work: the plan's send list (own rows by expert, then token) cut into tasks
- * of up to ROWS_PER_TASK rows of one expert; a warp takes tasks grid-stride,
- * so the first blocks complete first (what a GEMM waiting on them wants).
- * Experts are visited starting with the EP group after ours, so the ranks
- * start out sending to different receivers, as a ring all-to-all does.
+ * Work: tasks of a few rows of one expert, taken grid-stride by warps
+ * (dispatch_push.cuh, shared with the fused layer0's movers).
  *
  * Flags: after its rows, a warp adds them to dispatch_done[e] (acq_rel, sys);
  * the warp whose add completes the expert's rows resets the counter and
@@ -21,34 +18,25 @@
 
 #include "error.h"
 #include "kernels/comm/comm.h"
+#include "kernels/comm/dispatch_push.cuh"
 #include "kernels/launch_check.cuh"
 #include "kernels/ptx.cuh"
 #include "kernels/comm/sync.cuh"
 #include "kernels/comm/wait.cuh"
 #include "plan_core.h"
 
-#define ROWS_PER_TASK 4
 #define DISPATCH_THREADS 512
 
-/* Copies one row of n16 16-byte vectors from src to the tp destinations:
- * each lane loads U vectors before it stores them (U*512 bytes in flight
- * per warp). */
-template <int U>
-static __device__ __forceinline__ void copy_row(const char *__restrict__ src, char *const *dst,
-                                                int ndst, int n16, int lane) {
-  for (int base = 0; base < n16; base += 32 * U) {
-    uint4 v[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = base + u * 32 + lane;
-      if (j < n16) v[u] = ld_nc_na_v4(src + (size_t)j * 16);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = base + u * 32 + lane;
-      if (j < n16)
-        for (int i = 0; i < ndst; ++i) st_na_v4(dst[i] + (size_t)j * 16, v[u]);
-    }
+/* Blocks with no rows from this rank are complete at once: CTA 0 publishes
+ * their flags on the receivers. */
+static __device__ __forceinline__ void publish_empty_blocks(const comet_comm_view_t &v, uint64_t epoch) {
+  const int E = v.num_experts, El = E / v.ep, tp = v.tp, W = v.world, s = v.rank;
+  for (int i = threadIdx.x; i < E * tp; i += blockDim.x) {
+    const int e = i / tp;
+    if (v.send_offset[e + 1] != v.send_offset[e]) continue;
+    const int q = (e / El) * tp + i % tp;
+    uint64_t *f = (uint64_t *)(v.peer[q] + v.off_dflags) + (size_t)(e % El) * W + comet_plan_arrival(q, s, W);
+    st_release_sys_u64(f, epoch);
   }
 }
 
@@ -58,70 +46,27 @@ __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_v
   if (v.status->code != COMET_ROUTE_OK) return;
   const uint64_t epoch = comet_epoch(v);
   extern __shared__ int32_t task_prefix[]; /* [E+1], in visiting order */
-  __shared__ char *peer[COMET_MAX_WORLD];
-  const int E = v.num_experts, K = v.topk, W = v.world, s = v.rank;
+  const int E = v.num_experts, W = v.world, s = v.rank;
   const int El = E / v.ep, tp = v.tp;
-  const int rot = ((s / tp + 1) % v.ep) * El; /* first expert visited */
-  const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
-  const int n16 = (int)(row_bytes / 16);
-  for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = v.peer[p];
-  if (threadIdx.x == 0) {
-    int32_t acc = 0;
-    for (int i = 0; i < E; ++i) {
-      task_prefix[i] = acc;
-      const int e = (i + rot) % E;
-      const int n = v.send_offset[e + 1] - v.send_offset[e];
-      acc += (n + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
-    }
-    task_prefix[E] = acc;
-  }
+  if (threadIdx.x == 0) push_task_prefix(v, task_prefix);
   __syncthreads();
-  if (blockIdx.x == 0)
-    for (int i = threadIdx.x; i < E * tp; i += blockDim.x) {
-      const int e = i / tp;
-      if (v.send_offset[e + 1] != v.send_offset[e]) continue;
-      const int q = (e / El) * tp + i % tp;
-      uint64_t *f = (uint64_t *)(peer[q] + v.off_dflags) + (size_t)(e % El) * W + comet_plan_arrival(q, s, W);
-      st_release_sys_u64(f, epoch);
-    }
+  if (blockIdx.x == 0) publish_empty_blocks(v, epoch);
 
   const int lane = threadIdx.x % 32;
   const int nwarps = blockDim.x / 32;
   const int ntasks = task_prefix[E];
-  char *dst[8];
   for (int task = blockIdx.x * nwarps + threadIdx.x / 32; task < ntasks; task += gridDim.x * nwarps) {
-    int lo = 0, hi = E - 1; /* last i with task_prefix[i] <= task */
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) / 2;
-      if (task_prefix[mid] <= task) lo = mid;
-      else hi = mid - 1;
-    }
-    const int e = (lo + rot) % E, g = e / El;
-    const int32_t soff = v.send_offset[e], n_e = v.send_offset[e + 1] - soff;
-    const int32_t r0 = (task - task_prefix[lo]) * ROWS_PER_TASK;
-    const int nr = min(ROWS_PER_TASK, n_e - r0);
-    for (int rr = 0; rr < nr; ++rr) {
-      const int32_t idx = r0 + rr;
-      const int32_t t = v.send_list[soff + idx] / K;
-      for (int i = 0; i < tp && i < 8; ++i)
-        dst[i] = peer[g * tp + i] + v.off_rows + (size_t)(v.send_base[e * tp + i] + idx) * row_bytes;
-      copy_row<U>(x + (size_t)t * row_bytes, dst, tp < 8 ? tp : 8, n16, lane);
-      for (int i0 = 8; i0 < tp; i0 += 8) { /* tp > 8: rare, further groups of 8 */
-        int nd = min(8, tp - i0);
-        for (int i = 0; i < nd; ++i)
-          dst[i] = peer[g * tp + i0 + i] + v.off_rows +
-                   (size_t)(v.send_base[e * tp + i0 + i] + idx) * row_bytes;
-        copy_row<U>(x + (size_t)t * row_bytes, dst, nd, n16, lane);
-      }
-    }
+    const push_task_t t = push_task(v, task_prefix, task);
+    push_rows<U>(v, x, t, lane);
     __syncwarp();
     if (lane == 0) {
-      const uint32_t old = atom_add_acq_rel_sys_u32(&v.dispatch_done[e], (uint32_t)nr);
-      if (old + (uint32_t)nr == (uint32_t)n_e) {
-        v.dispatch_done[e] = 0; /* last adder: nobody else touches it this call */
+      const int32_t n_e = v.send_offset[t.e + 1] - v.send_offset[t.e];
+      const uint32_t old = atom_add_acq_rel_sys_u32(&v.dispatch_done[t.e], (uint32_t)t.nr);
+      if (old + (uint32_t)t.nr == (uint32_t)n_e) {
+        v.dispatch_done[t.e] = 0; /* last adder: nobody else touches it this call */
         for (int i = 0; i < tp; ++i) {
-          const int q = g * tp + i;
-          uint64_t *f = (uint64_t *)(peer[q] + v.off_dflags) + (size_t)(e % El) * W +
+          const int q = t.g * tp + i;
+          uint64_t *f = (uint64_t *)(v.peer[q] + v.off_dflags) + (size_t)(t.e % El) * W +
                         comet_plan_arrival(q, s, W);
           st_release_sys_u64(f, epoch);
         }
@@ -240,29 +185,12 @@ __global__ void __launch_bounds__(TMA_THREADS) dispatch_tma_kernel(comet_comm_vi
   int32_t *task_prefix = (int32_t *)smem;
   uint64_t *bars = (uint64_t *)(smem + head);
   char *bufs = smem + head + 128 * 8;
-  const int rot = ((s / tp + 1) % v.ep) * El;
   const uint32_t row_bytes = (uint32_t)v.hidden * v.elem_bytes;
   const int nc = (int)((row_bytes + TMA_CHUNK - 1) / TMA_CHUNK);
   for (int p = threadIdx.x; p < W; p += blockDim.x) peer[p] = v.peer[p];
-  if (threadIdx.x == 0) {
-    int32_t acc = 0;
-    for (int i = 0; i < E; ++i) {
-      task_prefix[i] = acc;
-      const int e = (i + rot) % E;
-      const int n = v.send_offset[e + 1] - v.send_offset[e];
-      acc += (n + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
-    }
-    task_prefix[E] = acc;
-  }
+  if (threadIdx.x == 0) push_task_prefix(v, task_prefix);
   __syncthreads();
-  if (blockIdx.x == 0)
-    for (int i = threadIdx.x; i < E * tp; i += blockDim.x) {
-      const int e = i / tp;
-      if (v.send_offset[e + 1] != v.send_offset[e]) continue;
-      const int q = (e / El) * tp + i % tp;
-      uint64_t *f = (uint64_t *)(peer[q] + v.off_dflags) + (size_t)(e % El) * W + comet_plan_arrival(q, s, W);
-      st_release_sys_u64(f, epoch);
-    }
+  if (blockIdx.x == 0) publish_empty_blocks(v, epoch);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
   if (lane != 0) return;
   uint64_t *bar = bars + warp * TMA_STAGES;
@@ -273,16 +201,9 @@ __global__ void __launch_bounds__(TMA_THREADS) dispatch_tma_kernel(comet_comm_vi
   uint32_t phase = 0;
   const int ntasks = task_prefix[E];
   for (int task = blockIdx.x * nwarps + warp; task < ntasks; task += gridDim.x * nwarps) {
-    int lo = 0, hi = E - 1;
-    while (lo < hi) {
-      const int mid = (lo + hi + 1) / 2;
-      if (task_prefix[mid] <= task) lo = mid;
-      else hi = mid - 1;
-    }
-    const int e = (lo + rot) % E, g = e / El;
-    const int32_t soff = v.send_offset[e], n_e = v.send_offset[e + 1] - soff;
-    const int32_t r0 = (task - task_prefix[lo]) * ROWS_PER_TASK;
-    const int nr = min(ROWS_PER_TASK, n_e - r0);
+    const push_task_t pt = push_task(v, task_prefix, task);
+    const int e = pt.e, g = pt.g, nr = pt.nr;
+    const int32_t soff = v.send_offset[e], n_e = v.send_offset[e + 1] - soff, r0 = pt.r0;
     const int N = nr * nc;
     auto chunk_bytes = [&](int c) { return min((uint32_t)TMA_CHUNK, row_bytes - (uint32_t)c * TMA_CHUNK); };
     auto load = [&](int it) {

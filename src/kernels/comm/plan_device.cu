@@ -117,6 +117,10 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
       *pe = make_int4(err[0], err[1], err[2], err[3]);
     }
   }
+  /* This call's layer0 arrival counters start at zero; the barrier orders
+   * that before any source's first add (sources add after it). */
+  uint64_t *tcount = (uint64_t *)(v.win_local + v.off_tcount);
+  for (int i = threadIdx.x; i < v.max_mtiles; i += blockDim.x) tcount[i] = 0;
   if (!comet_barrier_cta(v, epoch, COMET_BAR_PLAN)) return; /* status is FAULT */
 
   const int32_t *mc = (const int32_t *)(v.win_local + v.off_counts) + (size_t)parity * W * E;
@@ -137,6 +141,21 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
       acc += lc[e];
     }
     v.send_offset[E] = acc;
+  }
+  /* Where each expert's rows and M-tiles start on its receivers (the same on
+   * every rank of its group: the order of sources within an expert differs,
+   * the expert's extent does not): a sender's rows find their tile counters. */
+  for (int g = threadIdx.x; g < v.ep; g += blockDim.x) {
+    int32_t row = 0, tile = 0;
+    for (int el = 0; el < El; ++el) {
+      const int e = g * El + el;
+      int32_t n = 0;
+      for (int p = 0; p < W; ++p) n += all[p * E + e];
+      v.recv_row0[e] = row;
+      v.recv_tile0[e] = tile;
+      row += n;
+      tile += (n + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS;
+    }
   }
   for (int i = threadIdx.x; i < E * tp; i += blockDim.x) {
     const int e = i / tp, q = (e / El) * tp + i % tp;

@@ -37,6 +37,11 @@ __device__ __forceinline__ uint32_t atom_add_acq_rel_sys_u32(uint32_t *p, uint32
   asm volatile("atom.acq_rel.sys.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
   return old;
 }
+/* Release add at system scope: a mover counts the rows it delivered into a
+ * receiver's M-tile counter after storing them (fused layer0). */
+__device__ __forceinline__ void red_add_release_sys_u64(uint64_t *p, uint64_t v) {
+  asm volatile("red.release.sys.global.add.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
 /* fence.acq_rel.sys: orders this thread's earlier accesses (and, through a
  * preceding barrier, its CTA's or warp's) before its later ones, system-wide. */
 __device__ __forceinline__ void fence_acq_rel_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }

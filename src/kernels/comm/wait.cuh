@@ -22,7 +22,7 @@ __device__ __forceinline__ uint32_t *fault_word(const comet_comm_view_t &v, int 
 }
 
 
-static __device__ __noinline__ void comet_raise_fault(const comet_comm_view_t &v, int code, int what,
+static __device__ __forceinline__ void comet_raise_fault(const comet_comm_view_t &v, int code, int what,
                                                int peer, int a, int b, uint64_t target,
                                                uint64_t seen) {
   v.status->code = COMET_ROUTE_FAULT;
@@ -77,7 +77,7 @@ __device__ __forceinline__ bool comet_faulted(const comet_comm_view_t &v) {
 
 /* Waits until *flag >= target (acquire, system scope). Returns false if the
  * wait gave up (the fault is recorded). what/peer/a/b name the flag. */
-static __device__ __noinline__ bool comet_wait_geq(const comet_comm_view_t &v, const uint64_t *flag,
+static __device__ __forceinline__ bool comet_wait_geq(const comet_comm_view_t &v, const uint64_t *flag,
                                             uint64_t target, int what, int peer, int a, int b) {
   uint64_t seen = ld_acquire_sys_u64(flag);
   if (seen >= target) return true;

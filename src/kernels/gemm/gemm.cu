@@ -16,6 +16,7 @@
 #include "error.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_engine.cuh"
+#include "kernels/gemm/gemm_launch.cuh"
 
 using namespace comet_gemm;
 
@@ -170,7 +171,7 @@ static const Workspace *workspace_for(cudaStream_t stream, int sms) {
 /* ---- params ---- */
 
 static bool hooks_on(const comet_gemm_params_t *p) {
-  return p->mtiles || p->wait_flags || p->publish_flags;
+  return p->mtiles || p->wait_count || p->publish_flags;
 }
 
 static comet_status_t check_params(const comet_gemm_params_t *p) {
@@ -198,9 +199,7 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
   COMET_ARG(!p->mtiles == !p->mtile_count, "gemm: mtiles and mtile_count go together");
   COMET_ARG(p->order == COMET_GEMM_ORDER_LAYER0 || p->order == COMET_GEMM_ORDER_LAYER1,
             "gemm: order %d unknown", (int)p->order);
-  COMET_ARG(!p->wait_flags || p->mtiles, "gemm: wait_flags needs an mtiles list");
-  COMET_ARG(!p->wait_flags || p->wait_stride > 0, "gemm: wait_stride = %d must be > 0",
-            p->wait_stride);
+  COMET_ARG(!p->wait_count || p->mtiles, "gemm: wait_count needs an mtiles list");
   return COMET_OK;
 }
 
@@ -274,16 +273,14 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace *w) {
   a.row_scale = p->row_scale;
   a.mtiles = p->mtiles;
   a.mtile_count = p->mtile_count;
-  a.wait_flags = p->wait_flags;
+  a.wait_count = p->wait_count;
   a.publish_flags = p->publish_flags;
   a.c = p->c;
   a.groups = p->groups;
   a.n = p->n;
   a.k = p->k;
   a.n_tiles = (p->n + C::kOutN - 1) / C::kOutN;
-  a.wait_stride = p->wait_stride;
   a.order = (int)p->order;
-  a.wait_value = p->wait_value;
   a.publish_value = p->publish_value;
   /* the split tail needs whole-tile completion for the hooks (off with
    * them) and adds in a varying order (off when asked to be deterministic) */
@@ -359,6 +356,32 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
   if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);
   if (p->tile == COMET_GEMM_TILE_NARROW) return launch<Narrow>(p, sms, s);
   return launch_auto<Wide, Narrow>(p, sms, s);
+}
+
+/* ---- for the fused kernels (gemm_launch.cuh) ---- */
+
+template <class C>
+static comet_status_t prepare_cfg(const comet_gemm_params_t *p, Prepared *o) {
+  COMET_CHECK(make_tmaps_ac(&o->tm_a, &o->tm_c, p));
+  COMET_CHECK(make_tmap_b<C>(&o->tm_b, p));
+  o->args = make_args<C>(p, NULL);
+  o->smem = C::kSmemBytes;
+  return COMET_OK;
+}
+
+comet_status_t comet_gemm::prepare(const comet_gemm_params_t *p, Prepared *o) {
+  COMET_CHECK(check_params(p));
+  COMET_ARG(hooks_on(p), "gemm: a fused kernel's GEMM needs its hooks (an mtiles list)");
+  COMET_ARG(p->max_rows > 0, "gemm: a fused kernel's GEMM needs max_rows > 0");
+  COMET_ARG(p->num_ctas > 0, "gemm: a fused kernel's GEMM needs num_ctas (its CTA count)");
+  o->wide = choose_tile(p, p->num_ctas) == COMET_GEMM_TILE_WIDE;
+  const bool sw = p->epilogue == COMET_GEMM_EPI_SWIGLU, fp16 = p->dtype == COMET_DTYPE_FP16;
+  if (o->wide) {
+    if (sw) return fp16 ? prepare_cfg<Cfg<256, true, true, true>>(p, o) : prepare_cfg<Cfg<256, true, true, false>>(p, o);
+    return fp16 ? prepare_cfg<Cfg<256, false, true, true>>(p, o) : prepare_cfg<Cfg<256, false, true, false>>(p, o);
+  }
+  if (sw) return fp16 ? prepare_cfg<Cfg<128, true, true, true>>(p, o) : prepare_cfg<Cfg<128, true, true, false>>(p, o);
+  return fp16 ? prepare_cfg<Cfg<128, false, true, true>>(p, o) : prepare_cfg<Cfg<128, false, true, false>>(p, o);
 }
 
 extern "C" comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struct CUstream_st *stream) {

@@ -25,12 +25,13 @@
  *               tile_m <= COMET_GEMM_TILE_M) and its device count
  *               *mtile_count; tiles run in `order` over (list index, N-tile).
  *               Without a list, M-tiles are the natural (expert, row) ones.
- *   wait_flags  (needs mtiles) before loading the A rows of an M-tile the
+ *   wait_count  (needs mtiles) before loading the A rows of an M-tile the
  *               producer spins (ld.acquire.sys) until
- *               wait_flags[mt.expert * wait_stride + j] >= wait_value for
- *               every j in [mt.src_first, mt.src_last].
+ *               wait_count[mt.index] >= mt.rows: the rows that arrived in
+ *               the tile (its natural index, schedule.h); bounded (10 s,
+ *               then a trap; the fused layer0 waits abort-aware instead).
  *   publish_flags  after a tile's output is stored and visible, one thread
- *               release-stores (st.release.sys) publish_value at
+ *               release-stores (st.release.sys, u64) publish_value at
  *               publish_flags[mtile_index * n_tiles + n_tile], mtile_index =
  *               position in the list (or natural M-tile index), n_tiles =
  *               ceil(N / tile_n) (comet_gemm_tile_shape()).
@@ -87,11 +88,9 @@ typedef struct comet_gemm_params {
   const comet_mtile_t *mtiles;    /* device list */
   const int32_t *mtile_count;     /* device scalar, with mtiles */
   comet_gemm_order_t order;
-  const uint32_t *wait_flags;
-  int wait_stride;                /* flags per expert */
-  uint32_t wait_value;
-  uint32_t *publish_flags;
-  uint32_t publish_value;
+  const uint64_t *wait_count;     /* [natural M-tile] rows arrived */
+  uint64_t *publish_flags;
+  uint64_t publish_value;
   /* 1: a fixed summation order (no split tail, whose fp32 atomics add in a
    * varying order): the same bits on every run, as comet's forward promises.
    * 0: the split tail may be used (faster when the last wave is ragged). */

@@ -18,8 +18,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kernels/comm/wait.cuh"
 #include "kernels/gemm/gemm.h"
 #include "kernels/ptx.cuh"
+#include "plan_core.h"
 #include "kernels/gemm/ptx_wgmma.cuh"
 
 namespace comet_gemm {
@@ -37,11 +39,11 @@ struct Args {
   const float *row_scale;
   const comet_mtile_t *mtiles;
   const int32_t *mtile_count;
-  const uint32_t *wait_flags;
-  uint32_t *publish_flags;
+  const uint64_t *wait_count; /* [natural M-tile]: rows arrived (wait until = the tile's rows) */
+  uint64_t *publish_flags;
   void *c;
-  int groups, n, k, n_tiles, wait_stride, order;
-  uint32_t wait_value, publish_value;
+  int groups, n, k, n_tiles, order;
+  uint64_t publish_value;
   /* split tail (see plan_split); split_max < 2 or no workspace: off */
   float *ws;          /* zeroed fp32 partial sums, ws_tiles slots of kBN*kBM floats */
   uint32_t *ws_count; /* zeroed arrival counters, one per slot */
@@ -136,6 +138,7 @@ struct Cfg {
 
 struct Tile {
   int group, row0, row_end, n, mtile, src_first, src_last;
+  int index; /* natural M-tile index (the arrival counter's) */
 };
 
 /* ---- tile scheduler: linear tile index -> (group, rows, N-tile) ---- */
@@ -163,6 +166,7 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
   tl.row_end = row_off[g + 1];
   tl.n = rem / bm;
   tl.mtile = mstart[g] + m;
+  tl.index = tl.mtile;
   tl.src_first = tl.src_last = 0;
   return tl;
 }
@@ -176,6 +180,7 @@ __device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
   tl.row_end = mt.row_begin + mt.rows;
   tl.n = a.order == COMET_GEMM_ORDER_LAYER1 ? t / count : t % a.n_tiles;
   tl.mtile = li;
+  tl.index = mt.index;
   tl.src_first = mt.src_first;
   tl.src_last = mt.src_last;
   return tl;
@@ -191,18 +196,27 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
 
 /* ---- hooks ---- */
 
-/* Producer: spin until the M-tile's source blocks have arrived (acquire),
- * then order those generic-proxy writes before our TMA (async-proxy) loads.
- * Bounded in every build: after 10 s it traps (the launch then fails with a
- * CUDA error). No printf here: a call in the kernel would make ptxas
- * serialize its wgmma pipeline (C7510). The hook is not yet on the forward's
- * path; the fused layer0 kernel will wait through wait.cuh's abort-aware
- * comet_wait_geq instead. */
-__device__ __forceinline__ void wait_rows(const Args &a, const Tile &tl) {
-  for (int j = tl.src_first; j <= tl.src_last; ++j) {
-    const uint32_t *f = a.wait_flags + (int64_t)tl.group * a.wait_stride + j;
+/* Producer: spin until all the M-tile's rows have arrived (its counter,
+ * acquire), then order those generic-proxy writes before our TMA
+ * (async-proxy) loads. With a comm view (the fused layer0) the wait is
+ * wait.cuh's: bounded by the layer's timeout, abort-aware, the fault
+ * recorded; after one gives up (*dead) the rest of the call's tiles load
+ * without waiting (the call's status is FAULT, its output poisoned).
+ * Without one (the standalone GEMM's hook, for tests) it traps after 10 s.
+ * Everything is inlined: a call in the kernel (printf) makes ptxas
+ * serialize its wgmma pipeline (C7510). */
+__device__ __forceinline__ void wait_rows(const Args &a, const Tile &tl,
+                                          const comet_comm_view_t *view, bool *dead) {
+  const uint64_t *f = a.wait_count + tl.index;
+  const uint64_t want = (uint64_t)(tl.row_end - tl.row0);
+  if (view) {
+    if (!*dead && !comet_wait_geq(*view, f, want, COMET_WAIT_TILE,
+                                  comet_plan_source(view->rank, tl.src_last, view->world),
+                                  tl.group, tl.index))
+      *dead = true;
+  } else {
     const uint64_t t0 = globaltimer_ns();
-    while ((int32_t)(ld_acquire_sys_u32(f) - a.wait_value) < 0)
+    while (ld_acquire_sys_u64(f) < want)
       if (globaltimer_ns() - t0 > 10000000000ull) __trap();
   }
   fence_proxy_async_global();
@@ -214,16 +228,18 @@ template <class C>
 __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
                                         const CUtensorMap *tm_b, uint8_t *smem, uint64_t *full,
                                         uint64_t *empty, const int *row_off, const int *mstart,
-                                        const Split &sp, int count, int cta, int ncta) {
+                                        const Split &sp, int count, int cta, int ncta,
+                                        const comet_comm_view_t *view) {
   const int k_iters = (a.k + kBK - 1) / kBK;
   const int nb_half = C::kBN / 2; /* each B stage = two TMA boxes of kBN/2 rows */
+  bool dead = false;
   int stage = 0;
   uint32_t phase = 0;
   for (int w = cta; w < sp.items; w += ncta) {
     const Work wk = work_item(sp, k_iters, w);
     const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
     if constexpr (C::kHooks)
-      if (a.wait_flags) wait_rows(a, tl);
+      if (a.wait_count) wait_rows(a, tl, view, &dead);
     int b_row0, b_row1;
     if constexpr (C::kSwiglu) {
       b_row0 = tl.n * C::kOutN;
@@ -371,7 +387,7 @@ __device__ __forceinline__ void publish(const Args &a, const Tile &tl, int ctid)
   named_bar_sync(3, 256);
   if (threadIdx.x == 128) {
     __threadfence_system();
-    st_release_sys_u32(a.publish_flags + (int64_t)tl.mtile * a.n_tiles + tl.n, a.publish_value);
+    st_release_sys_u64(a.publish_flags + (int64_t)tl.mtile * a.n_tiles + tl.n, a.publish_value);
   }
 }
 
@@ -470,12 +486,16 @@ __device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *m
   }
 }
 
-/* The whole CTA body. smem: C::kSmemBytes of dynamic shared memory. */
+/* The whole CTA body. smem: C::kSmemBytes of dynamic shared memory. cta /
+ * ncta: this CTA's index among the GEMM's CTAs and their number (a fused
+ * kernel's other CTAs do something else). view: the comm view whose waits
+ * bound the row waits (fused layer0), or NULL. */
 template <class C>
 __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap *tm_a,
                                                 const CUtensorMap *tm_b,
                                                 const CUtensorMap *tm_c, uint8_t *smem_raw,
-                                                int cta, int ncta) {
+                                                int cta, int ncta,
+                                                const comet_comm_view_t *view = nullptr) {
   uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
   uint64_t *full = (uint64_t *)(smem + C::kOffBar), *empty = full + C::kStages;
   int *row_off = (int *)(smem + C::kOffTab), *mstart = row_off + COMET_GEMM_MAX_GROUPS + 1;
@@ -507,7 +527,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
     if (threadIdx.x == 0)
-      produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta);
+      produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta, view);
   } else {
     setmaxnreg_inc<kConsumerRegs>();
     consume<C>(a, tm_c, smem, full, empty, row_off, mstart, sp, count, cta, ncta);

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* dispatch_push.cuh — the push dispatch's work, shared by the standalone
+ * dispatch kernel (dispatch.cu) and the movers of the fused layer0
+ * (kernels/fused/layer0.cu): the plan's send list (own rows by expert, then
+ * token) cut into tasks of up to ROWS_PER_TASK rows of one expert, and a
+ * warp's copy of one task's rows into every receiver of the expert's group.
+ *
+ * Experts are visited starting with the EP group after ours, so the ranks
+ * start out sending to different receivers, as a ring all-to-all does.
+ * Tasks are taken grid-stride by warps, so the first tasks complete first. */
+#ifndef COMET_DISPATCH_PUSH_CUH
+#define COMET_DISPATCH_PUSH_CUH
+
+#include <stdint.h>
+
+#include "kernels/comm/comm.h"
+#include "kernels/comm/sync.cuh"
+
+#define ROWS_PER_TASK 4
+
+/* One task: rows [r0, r0 + nr) of this rank's rows for expert e (EP group g). */
+typedef struct push_task {
+  int e, g;
+  int32_t r0, nr;
+} push_task_t;
+
+/* One thread: task_prefix[i] = first task of the i-th expert visited, [E] =
+ * the task count. */
+__device__ __forceinline__ void push_task_prefix(const comet_comm_view_t &v, int32_t *task_prefix) {
+  const int E = v.num_experts, El = E / v.ep;
+  const int rot = ((v.rank / v.tp + 1) % v.ep) * El; /* first expert visited */
+  int32_t acc = 0;
+  for (int i = 0; i < E; ++i) {
+    task_prefix[i] = acc;
+    const int e = (i + rot) % E;
+    const int n = v.send_offset[e + 1] - v.send_offset[e];
+    acc += (n + ROWS_PER_TASK - 1) / ROWS_PER_TASK;
+  }
+  task_prefix[E] = acc;
+}
+
+__device__ __forceinline__ push_task_t push_task(const comet_comm_view_t &v,
+                                                 const int32_t *task_prefix, int task) {
+  const int E = v.num_experts, El = E / v.ep;
+  const int rot = ((v.rank / v.tp + 1) % v.ep) * El;
+  int lo = 0, hi = E - 1; /* last i with task_prefix[i] <= task */
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) / 2;
+    if (task_prefix[mid] <= task) lo = mid;
+    else hi = mid - 1;
+  }
+  push_task_t t;
+  t.e = (lo + rot) % E;
+  t.g = t.e / El;
+  const int32_t n_e = v.send_offset[t.e + 1] - v.send_offset[t.e];
+  t.r0 = (task - task_prefix[lo]) * ROWS_PER_TASK;
+  t.nr = min(ROWS_PER_TASK, n_e - t.r0);
+  return t;
+}
+
+/* Copies one row of n16 16-byte vectors from src to the ndst destinations:
+ * each lane loads U vectors before it stores them (U*512 bytes in flight
+ * per warp). */
+template <int U>
+__device__ __forceinline__ void copy_row(const char *__restrict__ src, char *const *dst, int ndst,
+                                         int n16, int lane) {
+  for (int base = 0; base < n16; base += 32 * U) {
+    uint4 val[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * 32 + lane;
+      if (j < n16) val[u] = ld_nc_na_v4(src + (size_t)j * 16);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * 32 + lane;
+      if (j < n16)
+        for (int i = 0; i < ndst; ++i) st_na_v4(dst[i] + (size_t)j * 16, val[u]);
+    }
+  }
+}
+
+/* A warp: the task's rows x[t] into row send_base + idx of each of the
+ * expert group's tp ranks (through their window pointers). */
+template <int U>
+__device__ __forceinline__ void push_rows(const comet_comm_view_t &v, const char *__restrict__ x,
+                                          const push_task_t &t, int lane) {
+  const int K = v.topk, tp = v.tp;
+  const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
+  const int n16 = (int)(row_bytes / 16);
+  const int32_t soff = v.send_offset[t.e];
+  char *dst[8];
+  for (int rr = 0; rr < t.nr; ++rr) {
+    const int32_t idx = t.r0 + rr;
+    const char *src = x + (size_t)(v.send_list[soff + idx] / K) * row_bytes;
+    for (int i0 = 0; i0 < tp; i0 += 8) { /* destinations in groups of 8 (tp > 8 is rare) */
+      const int nd = min(8, tp - i0);
+      for (int i = 0; i < nd; ++i)
+        dst[i] = v.peer[t.g * tp + i0 + i] + v.off_rows +
+                 (size_t)(v.send_base[t.e * tp + i0 + i] + idx) * row_bytes;
+      copy_row<U>(src, dst, nd, n16, lane);
+    }
+  }
+}
+
+#endif /* COMET_DISPATCH_PUSH_CUH */

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* fused.h — the fused persistent kernels of comet's forward (internal,
+ * C-callable): layer0 = dispatch + grouped GEMM with w1 (layer0.cu). */
+#ifndef COMET_KERNELS_FUSED_H
+#define COMET_KERNELS_FUSED_H
+
+#include <stddef.h>
+
+#include "comet.h"
+#include "kernels/comm/comm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What the fused layer0 launch does: the real thing, or one of the two
+ * reference timings of layer0_overlap_eff (the same kernel either way). */
+typedef enum comet_l0_mode {
+  COMET_L0_FUSED = 0,     /* movers + GEMM, each tile waiting for its rows */
+  COMET_L0_GEMM_ONLY = 1, /* movers off, no waits: the rows must already be in place */
+  COMET_L0_COMM_ONLY = 2  /* the n_comm movers alone */
+} comet_l0_mode_t;
+
+typedef struct comet_fused_layer0 {
+  const comet_comm_view_t *view; /* the layer's view, after this call's device plan */
+  const void *x;                 /* [num_tokens, H]: this rank's tokens */
+  const void *w1;                /* [El, NB, H]: NB = 2n (swiglu) or n */
+  void *h;                       /* [row capacity, n] */
+  int n;                         /* F / tp */
+  int swiglu;                    /* 1: SwiGLU epilogue; 0: plain store */
+  int n_comm;                    /* mover CTAs, 1..sm_budget - 1 */
+  comet_l0_mode_t mode;
+} comet_fused_layer0_t;
+
+/* The tile list (1 CTA) then the fused kernel, on stream; no host sync. */
+comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *f, struct CUstream_st *stream);
+
+/* This rank's layer0 M-tile list from the plan (view->l0_tiles and
+ * l0_count): comet_sched_mtiles_layer0's list, built on the device. Part of
+ * comet_fused_layer0_launch; alone for tests. */
+comet_status_t comet_layer0_tiles_launch(const comet_comm_view_t *view, struct CUstream_st *stream);
+size_t comet_layer0_tiles_smem(int local_experts);
+
+/* The default n_comm of the fused layer0 for this view (world, SM budget). */
+int comet_fused_layer0_default_n_comm(const comet_comm_view_t *view);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,275 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* layer0.cu — the fused layer0: token dispatch + grouped GEMM with w1 (+ the
+ * SwiGLU epilogue) in one persistent launch (DESIGN §2, §2.1).
+ *
+ * Two kernels after the device plan, in stream order:
+ *
+ *   tiles  (1 CTA)  this rank's M-tiles in layer0 order (schedule.h: tiles
+ *                   whose rows come from this rank first, then in the order
+ *                   the peers' rows arrive), built in parallel, into the
+ *                   plan's scratch (l0_tiles, l0_count).
+ *   fused  (the SM budget, one CTA per SM) CTAs [0, n_comm) are movers:
+ *                   they push this rank's token rows into the experts' ranks'
+ *                   windows (dispatch_push.cuh) and, after each task, add its
+ *                   rows to the receiving M-tiles' arrival counters (release,
+ *                   system scope). The other CTAs run the GEMM engine over
+ *                   the tile list; each tile's producer waits (wait.cuh:
+ *                   bounded, abort-aware) until its counter holds the tile's
+ *                   row count, then loads the rows with TMA.
+ *
+ * Why nothing deadlocks: movers never wait. A GEMM CTA waits only on rows
+ * that movers deliver: this rank's movers have lower CTA indices in a grid
+ * no larger than the SM budget (one CTA per SM, so they are resident), and
+ * a peer's movers run in its own such grid. The counters are zeroed by this
+ * rank's plan before the plan's barrier, which every sender passes before
+ * its first add.
+ *
+ * The measurement modes run the same kernel: GEMM_ONLY with the movers
+ * returning at once and no waits (the rows already in place from an earlier
+ * call with the same plan), COMM_ONLY with the movers alone (a grid of
+ * n_comm CTAs). */
+#include <cuda.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "error.h"
+#include "kernels/comm/dispatch_push.cuh"
+#include "kernels/comm/wait.cuh"
+#include "kernels/fused/fused.h"
+#include "kernels/gemm/gemm_engine.cuh"
+#include "kernels/gemm/gemm_launch.cuh"
+#include "kernels/launch_check.cuh"
+#include "plan_core.h"
+#include "schedule.h"
+
+using namespace comet_gemm;
+
+static_assert(COMET_MTILE_ROWS == COMET_GEMM_TILE_M, "arrival counters count the GEMM's M-tiles");
+
+#define TILES_THREADS 1024
+
+/* ---- the layer0 tile list ---- */
+
+/* Exclusive prefix sum of x over the CTA; *total gets the sum. */
+static __device__ __forceinline__ int cta_exclusive_scan(int x, int *total, int *warp_sums) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  int incl = x;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const int y = __shfl_up_sync(0xffffffffu, incl, d);
+    if (lane >= d) incl += y;
+  }
+  if (lane == 31) warp_sums[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    int w = lane < nwarps ? warp_sums[lane] : 0;
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, w, d);
+      if (lane >= d) w += y;
+    }
+    warp_sums[lane] = w; /* inclusive */
+  }
+  __syncthreads();
+  const int before = warp > 0 ? warp_sums[warp - 1] : 0;
+  *total = warp_sums[nwarps - 1];
+  __syncthreads(); /* warp_sums is reused by the next scan */
+  return before + incl - x;
+}
+
+/* Natural M-tile i (mstart: M-tiles before each local expert). */
+static __device__ __forceinline__ comet_mtile_t natural_tile(const comet_comm_view_t &v,
+                                                             const int32_t *mstart, int El, int i) {
+  int lo = 0, hi = El; /* largest el with mstart[el] <= i */
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) >> 1;
+    if (mstart[mid] <= i) lo = mid;
+    else hi = mid;
+  }
+  const int W = v.world;
+  const int32_t end = v.expert_offset[lo + 1];
+  comet_mtile_t t;
+  t.expert = lo;
+  t.row_begin = v.expert_offset[lo] + (i - mstart[lo]) * COMET_MTILE_ROWS;
+  t.rows = min(COMET_MTILE_ROWS, end - t.row_begin);
+  t.src_first = (int16_t)comet_sched_block_of_row(v.block_offset, W, lo, t.row_begin);
+  t.src_last = (int16_t)comet_sched_block_of_row(v.block_offset, W, lo, t.row_begin + t.rows - 1);
+  t.index = i;
+  return t;
+}
+
+/* The same list as comet_sched_mtiles_layer0 (by src_last, then natural
+ * order), one arrival level at a time: each thread takes a contiguous run of
+ * natural tiles, a scan places each level's tiles. */
+__global__ void __launch_bounds__(TILES_THREADS) layer0_tiles_kernel(comet_comm_view_t v) {
+  extern __shared__ int32_t mstart[]; /* [El + 1] */
+  __shared__ int warp_sums[32];
+  if (v.status->code != COMET_ROUTE_OK) {
+    if (threadIdx.x == 0) *v.l0_count = 0;
+    return;
+  }
+  const int El = v.num_experts / v.ep, W = v.world;
+  if (threadIdx.x == 0) {
+    int32_t acc = 0;
+    for (int el = 0; el < El; ++el) {
+      mstart[el] = acc;
+      acc += (v.expert_offset[el + 1] - v.expert_offset[el] + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS;
+    }
+    mstart[El] = acc;
+  }
+  __syncthreads();
+  const int n = mstart[El];
+  const int chunk = (n + blockDim.x - 1) / blockDim.x;
+  const int i0 = min(n, (int)threadIdx.x * chunk), i1 = min(n, i0 + chunk);
+  int base = 0;
+  for (int level = 0; level < W; ++level) {
+    int mine = 0;
+    for (int i = i0; i < i1; ++i) mine += natural_tile(v, mstart, El, i).src_last == level;
+    int total;
+    int pos = base + cta_exclusive_scan(mine, &total, warp_sums);
+    for (int i = i0; i < i1 && mine > 0; ++i) {
+      const comet_mtile_t t = natural_tile(v, mstart, El, i);
+      if (t.src_last == level) v.l0_tiles[pos++] = t;
+    }
+    base += total;
+  }
+  if (threadIdx.x == 0) *v.l0_count = n;
+}
+
+/* ---- the movers ---- */
+
+/* Adds a task's nr rows to the arrival counters of the M-tiles they land in
+ * on receiver q (at most two: a task's rows are consecutive there). */
+static __device__ __forceinline__ void count_rows(const comet_comm_view_t &v, const push_task_t &t,
+                                                  int i) {
+  const int q = t.g * v.tp + i;
+  const int32_t rel = v.send_base[t.e * v.tp + i] + t.r0 - v.recv_row0[t.e];
+  const int tile = v.recv_tile0[t.e] + rel / COMET_MTILE_ROWS;
+  const int32_t first = min(t.nr, COMET_MTILE_ROWS - rel % COMET_MTILE_ROWS);
+  uint64_t *cnt = (uint64_t *)(v.peer[q] + v.off_tcount);
+  red_add_release_sys_u64(cnt + tile, (uint64_t)first);
+  if (t.nr > first) red_add_release_sys_u64(cnt + tile + 1, (uint64_t)(t.nr - first));
+}
+
+/* A mover CTA (cta of ncta): push_rows per task, then count the rows in.
+ * The fence after the warp's barrier makes every lane's row stores visible
+ * system-wide before lane 0's release adds. */
+template <int U>
+static __device__ __forceinline__ void move(const comet_comm_view_t &v, const char *__restrict__ x,
+                                            int cta, int ncta, int32_t *task_prefix) {
+  if (threadIdx.x == 0) push_task_prefix(v, task_prefix);
+  __syncthreads();
+  const int lane = threadIdx.x % 32, nwarps = blockDim.x / 32, E = v.num_experts;
+  const int ntasks = task_prefix[E];
+  for (int task = cta * nwarps + threadIdx.x / 32; task < ntasks; task += ncta * nwarps) {
+    const push_task_t t = push_task(v, task_prefix, task);
+    push_rows<U>(v, x, t, lane);
+    __syncwarp();
+    if (lane == 0) {
+      fence_acq_rel_sys();
+      for (int i = 0; i < v.tp; ++i) count_rows(v, t, i);
+    }
+  }
+}
+
+/* ---- the fused kernel ---- */
+
+template <class C>
+__global__ void __launch_bounds__(kThreads, 1)
+    layer0_kernel(const __grid_constant__ comet_comm_view_t v, const __grid_constant__ Args a,
+                  const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
+                  const __grid_constant__ CUtensorMap tm_c, const char *__restrict__ x, int n_comm) {
+  extern __shared__ uint8_t smem[];
+  if (v.status->code != COMET_ROUTE_OK) return; /* refused or faulted: no rows, no tiles */
+  if ((int)blockIdx.x < n_comm) {
+    if (x) move<8>(v, x, blockIdx.x, n_comm, (int32_t *)smem);
+    return;
+  }
+  gemm_engine_run<C>(a, &tm_a, &tm_b, &tm_c, smem, blockIdx.x - n_comm, gridDim.x - n_comm,
+                     a.wait_count ? &v : nullptr);
+}
+
+template <class C>
+static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr, const char *x,
+                                 int n_comm, int grid, cudaStream_t stream) {
+  const size_t mover_smem = sizeof(int32_t) * ((size_t)v->num_experts + 1);
+  const size_t smem = (size_t)pr.smem > mover_smem ? (size_t)pr.smem : mover_smem;
+  COMET_CHECK(comet_allow_smem((const void *)layer0_kernel<C>, smem, "fused layer0"));
+  layer0_kernel<C><<<grid, kThreads, smem, stream>>>(*v, pr.args, pr.tm_a, pr.tm_b, pr.tm_c, x,
+                                                    n_comm);
+  return comet_launched("fused layer0 kernel");
+}
+
+size_t comet_layer0_tiles_smem(int local_experts) {
+  return sizeof(int32_t) * ((size_t)local_experts + 1);
+}
+
+extern "C" comet_status_t comet_layer0_tiles_launch(const comet_comm_view_t *v,
+                                                    cudaStream_t stream) {
+  const size_t smem = comet_layer0_tiles_smem(v->num_experts / v->ep);
+  COMET_CHECK(comet_allow_smem((const void *)layer0_tiles_kernel, smem, "layer0 tile list"));
+  layer0_tiles_kernel<<<1, TILES_THREADS, smem, stream>>>(*v);
+  return comet_launched("layer0_tiles_kernel");
+}
+
+extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *f,
+                                                    cudaStream_t stream) {
+  const comet_comm_view_t *v = f->view;
+  COMET_ARG(v->dispatch_mode == COMET_DISPATCH_PUSH,
+            "fused layer0: needs the push dispatch (COMET_DISPATCH_MODE=push at layer creation)");
+  COMET_ARG(f->n_comm >= 1 && f->n_comm < v->sm_budget,
+            "fused layer0: n_comm = %d must be in 1..%d (the SM budget less one GEMM CTA)",
+            f->n_comm, v->sm_budget - 1);
+  COMET_ARG(f->mode >= COMET_L0_FUSED && f->mode <= COMET_L0_COMM_ONLY, "fused layer0: mode %d unknown",
+            f->mode);
+  if (v->row_capacity == 0) return COMET_OK;
+  COMET_CHECK(comet_layer0_tiles_launch(v, stream));
+  comet_gemm_params_t g;
+  memset(&g, 0, sizeof g);
+  g.dtype = (comet_dtype_t)v->dtype;
+  g.groups = v->num_experts / v->ep;
+  g.n = f->n;
+  g.k = v->hidden;
+  g.max_rows = v->row_capacity;
+  g.a = v->win_local + v->off_rows;
+  g.b = f->w1;
+  g.c = f->h;
+  g.group_offset = v->expert_offset;
+  g.epilogue = f->swiglu ? COMET_GEMM_EPI_SWIGLU : COMET_GEMM_EPI_STORE;
+  g.tile = COMET_GEMM_TILE_AUTO;
+  g.mtiles = v->l0_tiles;
+  g.mtile_count = v->l0_count;
+  g.order = COMET_GEMM_ORDER_LAYER0;
+  g.wait_count = f->mode == COMET_L0_FUSED ? (const uint64_t *)(v->win_local + v->off_tcount) : NULL;
+  g.deterministic = 1;
+  const int gemm_ctas = v->sm_budget - f->n_comm;
+  g.num_ctas = gemm_ctas;
+  Prepared pr;
+  COMET_CHECK(prepare(&g, &pr));
+  /* no more GEMM CTAs than there can be tiles */
+  const int64_t tiles = (int64_t)v->max_mtiles * pr.args.n_tiles;
+  const int grid_gemm = tiles < gemm_ctas ? (int)tiles : gemm_ctas;
+  const int grid = f->mode == COMET_L0_COMM_ONLY ? f->n_comm : f->n_comm + grid_gemm;
+  const char *x = f->mode == COMET_L0_GEMM_ONLY ? NULL : (const char *)f->x;
+  const bool sw = f->swiglu, fp16 = v->dtype == COMET_DTYPE_FP16;
+#define COMET_L0_LAUNCH(BN, SW, FP16) launch_cfg<Cfg<BN, SW, true, FP16>>(v, pr, x, f->n_comm, grid, stream)
+  if (pr.wide) {
+    if (sw) return fp16 ? COMET_L0_LAUNCH(256, true, true) : COMET_L0_LAUNCH(256, true, false);
+    return fp16 ? COMET_L0_LAUNCH(256, false, true) : COMET_L0_LAUNCH(256, false, false);
+  }
+  if (sw) return fp16 ? COMET_L0_LAUNCH(128, true, true) : COMET_L0_LAUNCH(128, true, false);
+  return fp16 ? COMET_L0_LAUNCH(128, false, true) : COMET_L0_LAUNCH(128, false, false);
+#undef COMET_L0_LAUNCH
+}
+
+extern "C" int comet_fused_layer0_default_n_comm(const comet_comm_view_t *v) {
+  /* W = 1 moves rows within HBM, which two CTAs do well ahead of the GEMM;
+   * across ranks, an eighth of the budget (DeepEP's intranode kernels use
+   * 20-24 of 132 SMs), at most 24. The tuning table (issue 14) refines it. */
+  int n = v->world == 1 ? 2 : v->sm_budget / 8;
+  if (n > 24) n = 24;
+  if (n < 1) n = 1;
+  if (n > v->sm_budget - 1) n = v->sm_budget - 1;
+  return n;
+}
