@@ -9,7 +9,8 @@
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
 #   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,bench,bench0
-#   (default tests,sanitize,python,bench)
+#   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
+#   subset of the multi-rank / single-GPU tests.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -29,12 +30,12 @@ note() { summary+=("$*"); echo "$*"; }
 nccl_worlds=1; for w in 2 4 8; do [ "$w" -le "$GPUS" ] && nccl_worlds="$nccl_worlds,$w"; done
 
 if has tests; then
-  for t in test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults; do
+  for t in ${MULTI_TESTS:-test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults}; do
     s=$(date +%s)
     timeout 300 $B/$t --nccl "$nccl_worlds" --loopback 2,4,8 > "$OUT/$t.log" 2>&1
     note "$t (nccl $nccl_worlds, loopback 2,4,8): exit $? in $(( $(date +%s) - s )) s"
   done
-  for t in test_gemm test_baseline test_sched_device; do
+  for t in ${SINGLE_TESTS:-test_gemm test_baseline test_sched_device}; do
     timeout 300 $B/$t > "$OUT/$t.log" 2>&1
     note "$t: exit $?"
   done
@@ -64,5 +65,5 @@ fi
 { echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$GPUS, $(date -u +%F)) ==="
   printf '%s\n' "${summary[@]}"; } > "$OUT/summary.txt"
 echo; cat "$OUT/summary.txt"
-(cd "$OUT" && tar czf logs.tgz --exclude logs.tgz --exclude '*.jsonl' --exclude summary.txt . &&
-  find . -maxdepth 1 -type f ! -name logs.tgz ! -name '*.jsonl' ! -name summary.txt -delete)
+(cd "$OUT" && tar czf /tmp/comet_logs.tgz --exclude '*.jsonl' --exclude summary.txt . &&
+  find . -maxdepth 1 -type f ! -name '*.jsonl' ! -name summary.txt -delete && mv /tmp/comet_logs.tgz logs.tgz)

@@ -121,7 +121,7 @@ static comet_status_t layer0_composed(comet_layer_t L, const void *x, const void
 static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, void *h,
                              cudaStream_t stream) {
   const comet_layer_config_t *c = &L->cfg;
-  if (comet_layer_layer0_n_comm(L) > 0) COMET_CHECK(layer0_fused(L, x, w1, h, stream));
+  if (comet_layer_layer0_fused(L)) COMET_CHECK(layer0_fused(L, x, w1, h, stream));
   else COMET_CHECK(layer0_composed(L, x, w1, h, stream));
   if (c->activation == COMET_ACT_GELU)
     COMET_CHECK(comet_gelu_launch(c->dtype, h, L->view.expert_offset + c->num_experts / c->ep,
@@ -130,8 +130,12 @@ static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, voi
   return COMET_OK;
 }
 
+int comet_layer_layer0_fused(comet_layer_t L) {
+  return L->layer0_path != COMET_LAYER0_COMPOSED && L->view.sm_budget >= 2;
+}
+
 int comet_layer_layer0_n_comm(comet_layer_t L) {
-  if (L->layer0_path == COMET_LAYER0_COMPOSED || L->view.sm_budget < 2) return 0;
+  if (!comet_layer_layer0_fused(L)) return 0;
   return L->n_comm0 > 0 ? L->n_comm0 : comet_fused_layer0_default_n_comm(&L->view);
 }
 

@@ -52,7 +52,9 @@ enum {
  * (every rank the same way, between calls: ranks on different paths would
  * wait for flags the others never raise). */
 comet_status_t comet_layer_set_layer0_path(comet_layer_t layer, int path);
-/* The n_comm the fused layer0 uses (0 when it runs composed). */
+/* Whether layer0 runs fused, and with how many movers (0 when composed,
+ * or at W = 1 where there is nothing to move). */
+int comet_layer_layer0_fused(comet_layer_t layer);
 int comet_layer_layer0_n_comm(comet_layer_t layer);
 
 /* Lays out the window and the local scratch of a layer with cfg on `world`

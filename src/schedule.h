@@ -7,8 +7,8 @@
  * may start once those sources' rows have arrived.
  *
  * Layer0 order: M-tiles sorted by src_last (tiles of only local rows first,
- * then in the order the peers' rows arrive), then expert, then row; each
- * M-tile is expanded into its N-tiles (n fastest).
+ * then in the order the peers' rows arrive), then expert, then row; bands
+ * of COMET_SCHED_BAND M-tiles expanded into their N-tiles, M fastest.
  * Layer1 order: column block by column block (n slowest), every M-tile in
  * natural (expert, row) order within a block, so whole column blocks finish
  * early and can travel home. */
@@ -101,11 +101,20 @@ COMET_HD int comet_sched_mtiles_layer0(const int32_t *block_offset, int num_loca
   return n;
 }
 
-/* The i-th tile of layer0: M-tile i / n_tiles of the layer0 list, N-tile i % n_tiles. */
-COMET_HD comet_tile_t comet_sched_layer0_tile(int i, int n_tiles) {
+/* M-tiles per band of layer0's order. */
+#define COMET_SCHED_BAND 8
+
+/* The i-th tile of layer0 (m_tiles entries in the list): the list in bands
+ * of COMET_SCHED_BAND entries, M fastest inside a band, so the GEMM CTAs at
+ * work together share B tiles in L2 (N fastest would make every M-tile read
+ * all of B again); bands in list order, so arrival order holds band by band. */
+COMET_HD comet_tile_t comet_sched_layer0_tile(int i, int n_tiles, int m_tiles) {
+  const int first = i / (COMET_SCHED_BAND * n_tiles) * COMET_SCHED_BAND;
+  const int bm = m_tiles - first < COMET_SCHED_BAND ? m_tiles - first : COMET_SCHED_BAND;
+  const int rem = i - first * n_tiles;
   comet_tile_t t;
-  t.mtile = i / n_tiles;
-  t.n = i % n_tiles;
+  t.mtile = first + rem % bm;
+  t.n = rem / bm;
   return t;
 }
 

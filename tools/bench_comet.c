@@ -135,7 +135,7 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->layer0_ms = med[1];
   out->layer1_ms = med[2];
   out->n_comm0 = comet_layer_layer0_n_comm(L);
-  out->fused0 = out->n_comm0 > 0;
+  out->fused0 = comet_layer_layer0_fused(L);
   if (out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0) return 1;
   out->ran = 1;
   if (check) {

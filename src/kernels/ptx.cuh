@@ -128,6 +128,18 @@ __device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v) {
   asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
 }
 
+/* ---- cp.async, 16 bytes (9.7.9.25.3), completing on an mbarrier ----
+ * src_bytes < 16 zero-fills the rest (0: no read, the 16 bytes are zeros). */
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, uint32_t src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+/* The mbarrier receives one arrival once this thread's earlier cp.asyncs
+ * are complete (.noinc: the arrival is one of the barrier's init count). */
+__device__ __forceinline__ void cp_async_mbar_arrive_noinc(uint64_t *bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];" ::"r"(smem_u32(bar)) : "memory");
+}
+
 /* ---- named barriers (9.7.13.1 bar.sync): a subset of the CTA's warps ---- */
 
 __device__ __forceinline__ void named_bar_sync(uint32_t id, uint32_t threads) {

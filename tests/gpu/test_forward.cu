@@ -87,7 +87,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
    * (every rank switches the same way): the forward's bits */
   const int budget = comet_context_sm_budget(L->ctx);
   const int n_comms[] = {1, 2, 8, 24, budget - 1};
-  for (int i = 0; i < 6 && comet_layer_layer0_n_comm(L) > 0; ++i) {
+  for (int i = 0; i < 6 && comet_layer_layer0_fused(L); ++i) {
     if (i < 5 && (n_comms[i] < 1 || n_comms[i] >= budget)) continue;
     if (i < 5) CHECK_OK(comet_layer_set_n_comm(L, n_comms[i]));
     else CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_COMPOSED));
@@ -99,7 +99,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
               "[rank %d] %s: %s%d differs from the default fused forward's bits", me, label,
               i < 5 ? "fused layer0 with n_comm = " : "the composed layer0", i < 5 ? n_comms[i] : 0);
   }
-  if (comet_layer_layer0_n_comm(L) == 0) CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_FUSED));
+  if (!comet_layer_layer0_fused(L)) CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_FUSED));
   CHECK_OK(comet_layer_set_n_comm(L, 0));
   if (me == 0)
     printf("  %-44s out %.2e  h %.2e  %s\n", label, e_out, e_h,

@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_v
   const int ntasks = task_prefix[E];
   for (int task = blockIdx.x * nwarps + threadIdx.x / 32; task < ntasks; task += gridDim.x * nwarps) {
     const push_task_t t = push_task(v, task_prefix, task);
-    push_rows<U>(v, x, t, lane);
+    push_rows<U>(v, x, t, lane, -1);
     __syncwarp();
     if (lane == 0) {
       const int32_t n_e = v.send_offset[t.e + 1] - v.send_offset[t.e];

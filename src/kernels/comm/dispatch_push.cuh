@@ -81,10 +81,11 @@ __device__ __forceinline__ void copy_row(const char *__restrict__ src, char *con
 }
 
 /* A warp: the task's rows x[t] into row send_base + idx of each of the
- * expert group's tp ranks (through their window pointers). */
+ * expert group's tp ranks (through their window pointers), but rank skip
+ * (-1: none; the fused layer0 reads its own rows in place). */
 template <int U>
 __device__ __forceinline__ void push_rows(const comet_comm_view_t &v, const char *__restrict__ x,
-                                          const push_task_t &t, int lane) {
+                                          const push_task_t &t, int lane, int skip) {
   const int K = v.topk, tp = v.tp;
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
   const int n16 = (int)(row_bytes / 16);
@@ -94,11 +95,12 @@ __device__ __forceinline__ void push_rows(const comet_comm_view_t &v, const char
     const int32_t idx = t.r0 + rr;
     const char *src = x + (size_t)(v.send_list[soff + idx] / K) * row_bytes;
     for (int i0 = 0; i0 < tp; i0 += 8) { /* destinations in groups of 8 (tp > 8 is rare) */
-      const int nd = min(8, tp - i0);
-      for (int i = 0; i < nd; ++i)
-        dst[i] = v.peer[t.g * tp + i0 + i] + v.off_rows +
-                 (size_t)(v.send_base[t.e * tp + i0 + i] + idx) * row_bytes;
-      copy_row<U>(src, dst, nd, n16, lane);
+      int nd = 0;
+      for (int i = i0; i < tp && i < i0 + 8; ++i)
+        if (t.g * tp + i != skip)
+          dst[nd++] = v.peer[t.g * tp + i] + v.off_rows +
+                      (size_t)(v.send_base[t.e * tp + i] + idx) * row_bytes;
+      if (nd > 0) copy_row<U>(src, dst, nd, n16, lane);
     }
   }
 }

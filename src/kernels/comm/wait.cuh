@@ -5,7 +5,9 @@
  * Every wait gives up when the layer's timeout passes, when the context's
  * abort word (mapped host memory) is raised, or when a peer reports that its
  * own wait gave up (the fault word in this rank's window); the flag is read
- * every iteration, the three reasons every 64 (a host-memory read is slow).
+ * every iteration (with a short sleep once the wait is long), the fault
+ * words and the clock every 64, the abort word every 1024 (a host-memory
+ * read is slow).
  * The first wait of a layer to give up records why in view.fault and its
  * host mirror, tells every peer through their fault words, and sets the
  * call's status to FAULT so the rest of the call does nothing. */
@@ -85,6 +87,9 @@ static __device__ __forceinline__ bool comet_wait_geq(const comet_comm_view_t &v
   for (uint32_t it = 1;; ++it) {
     seen = ld_acquire_sys_u64(flag);
     if (seen >= target) return true;
+    /* a long wait backs off, so that many waiting CTAs leave the memory
+     * system to the ones they wait for */
+    if (it > 256) __nanosleep(128);
     if ((it & 63) != 0) continue;
     if (*(volatile int32_t *)&v.fault->code != 0) {
       v.status->code = COMET_ROUTE_FAULT;
@@ -95,8 +100,8 @@ static __device__ __forceinline__ bool comet_wait_geq(const comet_comm_view_t &v
     if (pf != 0) {
       code = COMET_FAULT_PEER;
       who = (int)pf - 1;
-    } else if (*(volatile const uint32_t *)v.abort != 0) {
-      code = COMET_FAULT_ABORT;
+    } else if ((it & 1023) == 0 && *(volatile const uint32_t *)v.abort != 0) {
+      code = COMET_FAULT_ABORT; /* host memory: read less often */
     } else if (globaltimer_ns() - t0 > v.timeout_ns) {
       code = COMET_FAULT_TIMEOUT;
     }

@@ -9,13 +9,16 @@
  *                   the peers' rows arrive), built in parallel, into the
  *                   plan's scratch (l0_tiles, l0_count).
  *   fused  (the SM budget, one CTA per SM) CTAs [0, n_comm) are movers:
- *                   they push this rank's token rows into the experts' ranks'
- *                   windows (dispatch_push.cuh) and, after each task, add its
- *                   rows to the receiving M-tiles' arrival counters (release,
- *                   system scope). The other CTAs run the GEMM engine over
- *                   the tile list; each tile's producer waits (wait.cuh:
- *                   bounded, abort-aware) until its counter holds the tile's
- *                   row count, then loads the rows with TMA.
+ *                   they push this rank's token rows into the other ranks of
+ *                   the experts' groups (dispatch_push.cuh) and, after each
+ *                   task, add its rows to the receiving M-tiles' arrival
+ *                   counters (release, system scope). The other CTAs run the
+ *                   GEMM engine over the tile list with a gathered A: each
+ *                   producer thread copies one row of the tile (cp.async),
+ *                   this rank's own rows straight from x (no copy at all at
+ *                   W = 1, where there are no movers), the others from the
+ *                   window once the tile's counter holds their number
+ *                   (wait.cuh: bounded, abort-aware).
  *
  * Why nothing deadlocks: movers never wait. A GEMM CTA waits only on rows
  * that movers deliver: this rank's movers have lower CTA indices in a grid
@@ -152,9 +155,10 @@ static __device__ __forceinline__ void count_rows(const comet_comm_view_t &v, co
   if (t.nr > first) red_add_release_sys_u64(cnt + tile + 1, (uint64_t)(t.nr - first));
 }
 
-/* A mover CTA (cta of ncta): push_rows per task, then count the rows in.
- * The fence after the warp's barrier makes every lane's row stores visible
- * system-wide before lane 0's release adds. */
+/* A mover CTA (cta of ncta): push_rows per task to every receiver but this
+ * rank (whose GEMM reads its own rows from x), then count the rows in: the
+ * warp's barrier orders every lane's row stores before lane 0's release
+ * adds (as the standalone dispatch's counter, dispatch.cu). */
 template <int U>
 static __device__ __forceinline__ void move(const comet_comm_view_t &v, const char *__restrict__ x,
                                             int cta, int ncta, int32_t *task_prefix) {
@@ -164,12 +168,12 @@ static __device__ __forceinline__ void move(const comet_comm_view_t &v, const ch
   const int ntasks = task_prefix[E];
   for (int task = cta * nwarps + threadIdx.x / 32; task < ntasks; task += ncta * nwarps) {
     const push_task_t t = push_task(v, task_prefix, task);
-    push_rows<U>(v, x, t, lane);
+    if (t.g == v.rank / v.tp && v.tp == 1) continue; /* own rows only: read in place */
+    push_rows<U>(v, x, t, lane, v.rank);
     __syncwarp();
-    if (lane == 0) {
-      fence_acq_rel_sys();
-      for (int i = 0; i < v.tp; ++i) count_rows(v, t, i);
-    }
+    if (lane == 0)
+      for (int i = 0; i < v.tp; ++i)
+        if (t.g * v.tp + i != v.rank) count_rows(v, t, i);
   }
 }
 
@@ -179,11 +183,12 @@ template <class C>
 __global__ void __launch_bounds__(kThreads, 1)
     layer0_kernel(const __grid_constant__ comet_comm_view_t v, const __grid_constant__ Args a,
                   const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
-                  const __grid_constant__ CUtensorMap tm_c, const char *__restrict__ x, int n_comm) {
+                  const __grid_constant__ CUtensorMap tm_c, const char *__restrict__ x, int n_comm,
+                  int move_rows) {
   extern __shared__ uint8_t smem[];
   if (v.status->code != COMET_ROUTE_OK) return; /* refused or faulted: no rows, no tiles */
   if ((int)blockIdx.x < n_comm) {
-    if (x) move<8>(v, x, blockIdx.x, n_comm, (int32_t *)smem);
+    if (move_rows) move<8>(v, x, blockIdx.x, n_comm, (int32_t *)smem);
     return;
   }
   gemm_engine_run<C>(a, &tm_a, &tm_b, &tm_c, smem, blockIdx.x - n_comm, gridDim.x - n_comm,
@@ -192,12 +197,20 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 template <class C>
 static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr, const char *x,
-                                 int n_comm, int grid, cudaStream_t stream) {
+                                 int n_comm, int move_rows, int grid, cudaStream_t stream) {
   const size_t mover_smem = sizeof(int32_t) * ((size_t)v->num_experts + 1);
   const size_t smem = (size_t)pr.smem > mover_smem ? (size_t)pr.smem : mover_smem;
+  Args a = pr.args; /* the gathered A: own rows from x, the others from the window */
+  a.gather_x = (const char *)x;
+  a.gather_rows = v->win_local + v->off_rows;
+  a.row_src = (const int32_t *)(v->win_local + v->off_row_src);
+  a.row_token = (const int32_t *)(v->win_local + v->off_row_token);
+  a.block_offset = v->block_offset;
+  a.gather_self = v->rank;
+  a.gather_world = v->world;
   COMET_CHECK(comet_allow_smem((const void *)layer0_kernel<C>, smem, "fused layer0"));
-  layer0_kernel<C><<<grid, kThreads, smem, stream>>>(*v, pr.args, pr.tm_a, pr.tm_b, pr.tm_c, x,
-                                                    n_comm);
+  layer0_kernel<C><<<grid, kThreads, smem, stream>>>(*v, a, pr.tm_a, pr.tm_b, pr.tm_c, x, n_comm,
+                                                    move_rows);
   return comet_launched("fused layer0 kernel");
 }
 
@@ -218,9 +231,9 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   const comet_comm_view_t *v = f->view;
   COMET_ARG(v->dispatch_mode == COMET_DISPATCH_PUSH,
             "fused layer0: needs the push dispatch (COMET_DISPATCH_MODE=push at layer creation)");
-  COMET_ARG(f->n_comm >= 1 && f->n_comm < v->sm_budget,
-            "fused layer0: n_comm = %d must be in 1..%d (the SM budget less one GEMM CTA)",
-            f->n_comm, v->sm_budget - 1);
+  COMET_ARG(f->n_comm >= (v->world > 1 ? 1 : 0) && f->n_comm < v->sm_budget,
+            "fused layer0: n_comm = %d must be in %d..%d (the SM budget less one GEMM CTA)",
+            f->n_comm, v->world > 1 ? 1 : 0, v->sm_budget - 1);
   COMET_ARG(f->mode >= COMET_L0_FUSED && f->mode <= COMET_L0_COMM_ONLY, "fused layer0: mode %d unknown",
             f->mode);
   if (v->row_capacity == 0) return COMET_OK;
@@ -251,9 +264,12 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   const int64_t tiles = (int64_t)v->max_mtiles * pr.args.n_tiles;
   const int grid_gemm = tiles < gemm_ctas ? (int)tiles : gemm_ctas;
   const int grid = f->mode == COMET_L0_COMM_ONLY ? f->n_comm : f->n_comm + grid_gemm;
-  const char *x = f->mode == COMET_L0_GEMM_ONLY ? NULL : (const char *)f->x;
+  if (grid == 0) return COMET_OK; /* COMM_ONLY with no movers (W = 1) */
+  const int move_rows = f->mode != COMET_L0_GEMM_ONLY;
+  const char *x = (const char *)f->x;
   const bool sw = f->swiglu, fp16 = v->dtype == COMET_DTYPE_FP16;
-#define COMET_L0_LAUNCH(BN, SW, FP16) launch_cfg<Cfg<BN, SW, true, FP16>>(v, pr, x, f->n_comm, grid, stream)
+#define COMET_L0_LAUNCH(BN, SW, FP16) \
+  launch_cfg<Cfg<BN, SW, true, FP16, true>>(v, pr, x, f->n_comm, move_rows, grid, stream)
   if (pr.wide) {
     if (sw) return fp16 ? COMET_L0_LAUNCH(256, true, true) : COMET_L0_LAUNCH(256, true, false);
     return fp16 ? COMET_L0_LAUNCH(256, false, true) : COMET_L0_LAUNCH(256, false, false);
@@ -264,10 +280,11 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
 }
 
 extern "C" int comet_fused_layer0_default_n_comm(const comet_comm_view_t *v) {
-  /* W = 1 moves rows within HBM, which two CTAs do well ahead of the GEMM;
-   * across ranks, an eighth of the budget (DeepEP's intranode kernels use
-   * 20-24 of 132 SMs), at most 24. The tuning table (issue 14) refines it. */
-  int n = v->world == 1 ? 2 : v->sm_budget / 8;
+  /* W = 1 moves nothing (the GEMM reads x in place): no movers; across
+   * ranks, an eighth of the budget (DeepEP's intranode kernels use 20-24 of
+   * 132 SMs), at most 24. The tuning table (issue 14) refines it. */
+  if (v->world == 1) return 0;
+  int n = v->sm_budget / 8;
   if (n > 24) n = 24;
   if (n < 1) n = 1;
   if (n > v->sm_budget - 1) n = v->sm_budget - 1;

@@ -268,7 +268,7 @@ static comet_status_t make_tmaps_ac(CUtensorMap *ma, CUtensorMap *mc, const come
 
 template <class C>
 static Args make_args(const comet_gemm_params_t *p, const Workspace *w) {
-  Args a;
+  Args a = {};
   a.group_offset = p->group_offset;
   a.row_scale = p->row_scale;
   a.mtiles = p->mtiles;

@@ -62,9 +62,9 @@ typedef enum comet_gemm_tile {
   COMET_GEMM_TILE_NARROW = 2 /* 128 x 128 (SWIGLU: 128 x 64 output) */
 } comet_gemm_tile_t;
 
-/* Order of the tile list (with mtiles): LAYER0 = N-tile fastest (i -> list
- * i / n_tiles, N-tile i % n_tiles), LAYER1 = N-tile slowest (column block by
- * column block), as schedule.h's comet_sched_layer{0,1}_tile. */
+/* Order of the tile list (with mtiles): LAYER0 = bands of M-tiles, M
+ * fastest inside a band, LAYER1 = N-tile slowest (column block by column
+ * block): schedule.h's comet_sched_layer{0,1}_tile. */
 typedef enum comet_gemm_order {
   COMET_GEMM_ORDER_LAYER0 = 0,
   COMET_GEMM_ORDER_LAYER1 = 1

@@ -29,7 +29,7 @@ namespace comet_gemm {
 constexpr int kBM = 128;         /* rows of a tile (2 consumer warpgroups x 64) */
 constexpr int kBK = 64;          /* K per stage: one 128-byte swizzle row of bf16 */
 constexpr int kThreads = 384;    /* producer WG + 2 consumer WGs */
-constexpr int kBand = 8;         /* M-tiles per raster band (L2 reuse of B tiles) */
+constexpr int kBand = COMET_SCHED_BAND; /* M-tiles per raster band (L2 reuse of B tiles) */
 constexpr int kProducerRegs = 40, kConsumerRegs = 232; /* 128*40 + 256*232 <= 64K */
 constexpr int kSlabBytes = 64 * 64 * 2; /* staging: 64 rows x 64 columns, 128B-swizzled */
 
@@ -44,6 +44,13 @@ struct Args {
   void *c;
   int groups, n, k, n_tiles, order;
   uint64_t publish_value;
+  /* gathered A (Cfg::kGather, the fused layer0): row r of A is this rank's
+   * token row_token[r] of x when row_src[r] == gather_self, else row r of
+   * gather_rows (delivered by movers); block_offset [groups][world + 1]
+   * tells a tile's own rows (arrival block 0) from the delivered ones */
+  const char *gather_x, *gather_rows;
+  const int32_t *row_src, *row_token, *block_offset;
+  int gather_self, gather_world;
   /* split tail (see plan_split); split_max < 2 or no workspace: off */
   float *ws;          /* zeroed fp32 partial sums, ws_tiles slots of kBN*kBM floats */
   uint32_t *ws_count; /* zeroed arrival counters, one per slot */
@@ -114,11 +121,15 @@ __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
 }
 
 /* kBN: B rows per stage = wgmma N; kSwiglu: output tile is kBN/2 wide
- * (gate half, up half); kHooks: compiles the hook code in. */
-template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_>
+ * (gate half, up half); kHooks: compiles the hook code in; kGather: the
+ * producer warpgroup gathers A's rows with cp.async (Args' gather fields)
+ * instead of one TMA box per stage (needs kHooks). */
+template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = false>
 struct Cfg {
   static constexpr int kBN = kBN_;
   static constexpr bool kSwiglu = kSwiglu_, kHooks = kHooks_, kFp16 = kFp16_;
+  static constexpr bool kGather = kGather_;
+  static_assert(!kGather || kHooks, "the gathered A comes with the hooks");
   static constexpr int kOutN = kSwiglu ? kBN / 2 : kBN;
   static constexpr int kStages = kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2;
@@ -171,14 +182,24 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
   return tl;
 }
 
+/* With a list: LAYER1 runs column block by column block, LAYER0 in bands of
+ * M-tiles, M fastest (schedule.h). */
 __device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
-  const int li = a.order == COMET_GEMM_ORDER_LAYER1 ? t % count : t / a.n_tiles;
+  int li, n;
+  if (a.order == COMET_GEMM_ORDER_LAYER1) {
+    li = t % count;
+    n = t / count;
+  } else {
+    const comet_tile_t ti = comet_sched_layer0_tile(t, a.n_tiles, count);
+    li = ti.mtile;
+    n = ti.n;
+  }
   const comet_mtile_t mt = a.mtiles[li];
   Tile tl;
   tl.group = mt.expert;
   tl.row0 = mt.row_begin;
   tl.row_end = mt.row_begin + mt.rows;
-  tl.n = a.order == COMET_GEMM_ORDER_LAYER1 ? t / count : t % a.n_tiles;
+  tl.n = n;
   tl.mtile = li;
   tl.index = mt.index;
   tl.src_first = mt.src_first;
@@ -205,10 +226,9 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
  * Without one (the standalone GEMM's hook, for tests) it traps after 10 s.
  * Everything is inlined: a call in the kernel (printf) makes ptxas
  * serialize its wgmma pipeline (C7510). */
-__device__ __forceinline__ void wait_rows(const Args &a, const Tile &tl,
+__device__ __forceinline__ void wait_rows(const Args &a, const Tile &tl, uint64_t want,
                                           const comet_comm_view_t *view, bool *dead) {
   const uint64_t *f = a.wait_count + tl.index;
-  const uint64_t want = (uint64_t)(tl.row_end - tl.row0);
   if (view) {
     if (!*dead && !comet_wait_geq(*view, f, want, COMET_WAIT_TILE,
                                   comet_plan_source(view->rank, tl.src_last, view->world),
@@ -223,6 +243,69 @@ __device__ __forceinline__ void wait_rows(const Args &a, const Tile &tl,
 }
 
 /* ---- producer: one thread issues every TMA load of this CTA's tiles ---- */
+
+/* The gathered A (C::kGather): the rows of this tile that other ranks send
+ * (its rows outside arrival block 0, this rank's own) are counted in; the
+ * own rows are read in place from x. */
+__device__ __forceinline__ uint64_t delivered_rows(const Args &a, const Tile &tl) {
+  const int32_t *bo = a.block_offset + tl.group * (a.gather_world + 1);
+  const int32_t own = max(0, min(tl.row_end, bo[1]) - max(tl.row0, bo[0]));
+  return (uint64_t)(tl.row_end - tl.row0 - own);
+}
+
+/* All 128 producer threads: thread i copies A row row0 + i of each stage
+ * with 8 cp.asyncs of 16 bytes into the 128B-swizzled layout TMA would have
+ * written (zeros past the tile's rows and past K), then one arrival on the
+ * stage's full barrier (129 arrivals: these 128 and thread 0's expect_tx
+ * for B's TMA bytes). Thread 0 waits for the delivered rows first; the
+ * producer warpgroup's barrier then orders that acquire before every
+ * thread's reads. */
+template <class C>
+__device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap *tm_b,
+                                               uint8_t *smem, uint64_t *full, uint64_t *empty,
+                                               const int *row_off, const int *mstart, int count,
+                                               int cta, int ncta, const comet_comm_view_t *view) {
+  const int k_iters = (a.k + kBK - 1) / kBK, tid = threadIdx.x;
+  const int nb_half = C::kBN / 2;
+  const size_t row_bytes = (size_t)a.k * 2;
+  bool dead = false;
+  int stage = 0;
+  uint32_t phase = 0;
+  for (int w = cta; w < count * a.n_tiles; w += ncta) {
+    const Tile tl = sched_list(a, count, w);
+    if (tid == 0 && a.wait_count) {
+      const uint64_t want = delivered_rows(a, tl);
+      if (want > 0) wait_rows(a, tl, want, view, &dead);
+    }
+    named_bar_sync(5, 128);
+    const int r = tl.row0 + tid;
+    const bool valid = r < tl.row_end;
+    const char *src = a.gather_rows; /* (an address for the zero-byte copies) */
+    if (valid)
+      src = a.row_src[r] == a.gather_self ? a.gather_x + (size_t)a.row_token[r] * row_bytes
+                                          : a.gather_rows + (size_t)r * row_bytes;
+    const int b_row0 = C::kSwiglu ? tl.n * C::kOutN : tl.n * C::kBN;
+    const int b_row1 = C::kSwiglu ? a.n + b_row0 : b_row0 + nb_half;
+    for (int kb = 0; kb < k_iters; ++kb) {
+      mbar_wait(&empty[stage], phase ^ 1);
+      if (tid == 0) {
+        uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
+        mbar_arrive_expect_tx(&full[stage], C::kBBytes);
+        tma_load_3d(sb, tm_b, &full[stage], kb * kBK, b_row0, tl.group);
+        tma_load_3d(sb + nb_half * 128, tm_b, &full[stage], kb * kBK, b_row1, tl.group);
+      }
+      const uint32_t sa = smem_u32(smem + C::kOffA + stage * C::kABytes) + tid * 128;
+#pragma unroll
+      for (int c = 0; c < 8; ++c) {
+        const int col = kb * kBK + c * 8;
+        const bool in = valid && col < a.k;
+        cp_async_16(sa + ((c ^ (tid & 7)) << 4), in ? src + (size_t)col * 2 : src, in ? 16u : 0u);
+      }
+      cp_async_mbar_arrive_noinc(&full[stage]);
+      if (++stage == C::kStages) { stage = 0; phase ^= 1; }
+    }
+  }
+}
 
 template <class C>
 __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
@@ -239,7 +322,7 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
     const Work wk = work_item(sp, k_iters, w);
     const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
     if constexpr (C::kHooks)
-      if (a.wait_count) wait_rows(a, tl, view, &dead);
+      if (a.wait_count) wait_rows(a, tl, (uint64_t)(tl.row_end - tl.row0), view, &dead);
     int b_row0, b_row1;
     if constexpr (C::kSwiglu) {
       b_row0 = tl.n * C::kOutN;
@@ -501,7 +584,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   int *row_off = (int *)(smem + C::kOffTab), *mstart = row_off + COMET_GEMM_MAX_GROUPS + 1;
   if (threadIdx.x == 0) {
     for (int s = 0; s < C::kStages; ++s) {
-      mbar_init(&full[s], 1);
+      mbar_init(&full[s], C::kGather ? 129 : 1);
       mbar_init(&empty[s], 2); /* one arrival per consumer warpgroup */
     }
     fence_mbar_init();
@@ -526,7 +609,9 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
 
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
-    if (threadIdx.x == 0)
+    if constexpr (C::kGather)
+      produce_gather<C>(a, tm_b, smem, full, empty, row_off, mstart, count, cta, ncta, view);
+    else if (threadIdx.x == 0)
       produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta, view);
   } else {
     setmaxnreg_inc<kConsumerRegs>();
