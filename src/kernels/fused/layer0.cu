@@ -34,6 +34,7 @@
 #include <cuda.h>
 #include <cuda_runtime.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "error.h"
@@ -214,6 +215,15 @@ static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr,
   return comet_launched("fused layer0 kernel");
 }
 
+/* COMET_L0_TILE = wide | narrow: the GEMM tile for experiments (default:
+ * the engine's choice for the shape and CTA count). */
+static comet_gemm_tile_t tile_from_env(void) {
+  const char *t = getenv("COMET_L0_TILE");
+  if (t && !strcmp(t, "wide")) return COMET_GEMM_TILE_WIDE;
+  if (t && !strcmp(t, "narrow")) return COMET_GEMM_TILE_NARROW;
+  return COMET_GEMM_TILE_AUTO;
+}
+
 size_t comet_layer0_tiles_smem(int local_experts) {
   return sizeof(int32_t) * ((size_t)local_experts + 1);
 }
@@ -250,7 +260,7 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   g.c = f->h;
   g.group_offset = v->expert_offset;
   g.epilogue = f->swiglu ? COMET_GEMM_EPI_SWIGLU : COMET_GEMM_EPI_STORE;
-  g.tile = COMET_GEMM_TILE_AUTO;
+  g.tile = tile_from_env();
   g.mtiles = v->l0_tiles;
   g.mtile_count = v->l0_count;
   g.order = COMET_GEMM_ORDER_LAYER0;

@@ -253,20 +253,23 @@ __device__ __forceinline__ uint64_t delivered_rows(const Args &a, const Tile &tl
   return (uint64_t)(tl.row_end - tl.row0 - own);
 }
 
-/* All 128 producer threads: thread i copies A row row0 + i of each stage
- * with 8 cp.asyncs of 16 bytes into the 128B-swizzled layout TMA would have
- * written (zeros past the tile's rows and past K), then one arrival on the
+/* All 128 producer threads. Per tile, thread i looks up where A row
+ * row0 + i comes from (x or the window; NULL past the tile's rows) into the
+ * shared table srcs; per stage, each thread copies 8 of the tile's 128 x 8
+ * chunks of 16 bytes with cp.async, 8 threads per row so that a warp reads
+ * 4 whole 128-byte lines, into the 128B-swizzled layout TMA would have
+ * written (zeros past the rows and past K), then arrives once on the
  * stage's full barrier (129 arrivals: these 128 and thread 0's expect_tx
  * for B's TMA bytes). Thread 0 waits for the delivered rows first; the
- * producer warpgroup's barrier then orders that acquire before every
- * thread's reads. */
+ * producer warpgroup's barrier orders that acquire before every thread's
+ * reads. */
 template <class C>
 __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap *tm_b,
                                                uint8_t *smem, uint64_t *full, uint64_t *empty,
-                                               const int *row_off, const int *mstart, int count,
-                                               int cta, int ncta, const comet_comm_view_t *view) {
+                                               const char **srcs, int count, int cta, int ncta,
+                                               const comet_comm_view_t *view) {
   const int k_iters = (a.k + kBK - 1) / kBK, tid = threadIdx.x;
-  const int nb_half = C::kBN / 2;
+  const int nb_half = C::kBN / 2, chunk = tid & 7, row_lo = tid >> 3;
   const size_t row_bytes = (size_t)a.k * 2;
   bool dead = false;
   int stage = 0;
@@ -277,13 +280,16 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
       const uint64_t want = delivered_rows(a, tl);
       if (want > 0) wait_rows(a, tl, want, view, &dead);
     }
+    named_bar_sync(5, 128); /* the rows are in; nobody reads the old table any more */
+    {
+      const int r = tl.row0 + tid;
+      const char *src = NULL;
+      if (r < tl.row_end)
+        src = a.row_src[r] == a.gather_self ? a.gather_x + (size_t)a.row_token[r] * row_bytes
+                                            : a.gather_rows + (size_t)r * row_bytes;
+      srcs[tid] = src;
+    }
     named_bar_sync(5, 128);
-    const int r = tl.row0 + tid;
-    const bool valid = r < tl.row_end;
-    const char *src = a.gather_rows; /* (an address for the zero-byte copies) */
-    if (valid)
-      src = a.row_src[r] == a.gather_self ? a.gather_x + (size_t)a.row_token[r] * row_bytes
-                                          : a.gather_rows + (size_t)r * row_bytes;
     const int b_row0 = C::kSwiglu ? tl.n * C::kOutN : tl.n * C::kBN;
     const int b_row1 = C::kSwiglu ? a.n + b_row0 : b_row0 + nb_half;
     for (int kb = 0; kb < k_iters; ++kb) {
@@ -294,12 +300,15 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
         tma_load_3d(sb, tm_b, &full[stage], kb * kBK, b_row0, tl.group);
         tma_load_3d(sb + nb_half * 128, tm_b, &full[stage], kb * kBK, b_row1, tl.group);
       }
-      const uint32_t sa = smem_u32(smem + C::kOffA + stage * C::kABytes) + tid * 128;
+      const uint32_t sa = smem_u32(smem + C::kOffA + stage * C::kABytes);
+      const int col = kb * kBK + chunk * 8;
 #pragma unroll
-      for (int c = 0; c < 8; ++c) {
-        const int col = kb * kBK + c * 8;
-        const bool in = valid && col < a.k;
-        cp_async_16(sa + ((c ^ (tid & 7)) << 4), in ? src + (size_t)col * 2 : src, in ? 16u : 0u);
+      for (int i = 0; i < 8; ++i) {
+        const int row = row_lo + 16 * i;
+        const char *src = srcs[row];
+        const bool in = src != NULL && col < a.k;
+        cp_async_16(sa + row * 128 + ((chunk ^ (row & 7)) << 4),
+                    in ? src + (size_t)col * 2 : a.gather_rows, in ? 16u : 0u);
       }
       cp_async_mbar_arrive_noinc(&full[stage]);
       if (++stage == C::kStages) { stage = 0; phase ^= 1; }
@@ -610,7 +619,8 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
     if constexpr (C::kGather)
-      produce_gather<C>(a, tm_b, smem, full, empty, row_off, mstart, count, cta, ncta, view);
+      produce_gather<C>(a, tm_b, smem, full, empty, (const char **)row_off, count, cta, ncta,
+                        view); /* the group tables are unused with a list: the row table */
     else if (threadIdx.x == 0)
       produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta, view);
   } else {
