@@ -89,6 +89,7 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
   f.h = h;
   f.n = c->ffn / c->tp;
   f.swiglu = c->activation == COMET_ACT_SWIGLU;
+  f.gather = comet_layer_layer0_gather(L);
   f.n_comm = comet_layer_layer0_n_comm(L);
   f.mode = (comet_l0_mode_t)L->layer0_path;
   return comet_fused_layer0_launch(&f, stream);
@@ -134,9 +135,24 @@ int comet_layer_layer0_fused(comet_layer_t L) {
   return L->layer0_path != COMET_LAYER0_COMPOSED && L->view.sm_budget >= 2;
 }
 
+int comet_layer_layer0_gather(comet_layer_t L) {
+  if (!comet_layer_layer0_fused(L)) return 0;
+  if (L->gather0 >= 0) return L->gather0;
+  return comet_fused_layer0_gather(&L->view, L->cfg.ffn / L->cfg.tp,
+                                   L->cfg.activation == COMET_ACT_SWIGLU);
+}
+
+comet_status_t comet_layer_set_layer0_gather(comet_layer_t L, int gather) {
+  COMET_ARG(L != NULL, "layer is NULL");
+  COMET_ARG(gather >= -1 && gather <= 1, "comet_layer_set_layer0_gather: %d is not -1, 0 or 1", gather);
+  L->gather0 = gather;
+  return COMET_OK;
+}
+
 int comet_layer_layer0_n_comm(comet_layer_t L) {
   if (!comet_layer_layer0_fused(L)) return 0;
-  return L->n_comm0 > 0 ? L->n_comm0 : comet_fused_layer0_default_n_comm(&L->view);
+  return L->n_comm0 > 0 ? L->n_comm0
+                        : comet_fused_layer0_default_n_comm(&L->view, comet_layer_layer0_gather(L));
 }
 
 comet_status_t comet_layer_set_layer0_path(comet_layer_t L, int path) {

@@ -38,6 +38,7 @@ struct comet_layer {
   int has_last;
   int layer0_path;    /* COMET_LAYER0_* (agreed at creation: COMET_LAYER0=composed) */
   int n_comm0;        /* mover CTAs of the fused layer0; 0 = the default */
+  int gather0;        /* the fused layer0's A: -1 = by shape, 0 = copied, 1 = gathered */
 };
 
 /* How comet_dispatch_gemm runs: fused (default), composed (separate
@@ -55,6 +56,10 @@ comet_status_t comet_layer_set_layer0_path(comet_layer_t layer, int path);
 /* Whether layer0 runs fused, and with how many movers (0 when composed,
  * or at W = 1 where there is nothing to move). */
 int comet_layer_layer0_fused(comet_layer_t layer);
+/* Whether the fused layer0 gathers A (reads own rows from x) or copies;
+ * tests force either (gather -1 = comet's choice by shape). */
+int comet_layer_layer0_gather(comet_layer_t layer);
+comet_status_t comet_layer_set_layer0_gather(comet_layer_t layer, int gather);
 int comet_layer_layer0_n_comm(comet_layer_t layer);
 
 /* Lays out the window and the local scratch of a layer with cfg on `world`

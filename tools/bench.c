@@ -484,8 +484,9 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     printf("  %-22s %12s %10.3f   %s", "layer0 (dispatch+fc1)", ms_cell(cell, res.ms[4], base),
            cm.layer0_ms, cm.fused0 ? "fused" : "composed");
     if (cm.fused0)
-      printf(", n_comm %d | gemm only %.3f, comm only %.3f -> overlap eff %.3f",
-             cm.n_comm0, cm.layer0_gemm_only_ms, cm.layer0_comm_only_ms, l0_eff);
+      printf(" (A %s), n_comm %d | gemm only %.3f, comm only %.3f -> overlap eff %.3f",
+             cm.gather0 ? "gathered" : "copied", cm.n_comm0, cm.layer0_gemm_only_ms,
+             cm.layer0_comm_only_ms, l0_eff);
     printf("\n");
     printf("  %-22s %12s %10.3f\n", "layer1 (fc2+combine)", "-", cm.layer1_ms);
     printf("  %-22s %12s %10.3f\n", names[3], ms_cell(cell, res.ms[3], base), cm.forward_ms);
@@ -546,6 +547,8 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "baseline_layer0_ms", res.ms[4], base);
     fprintf(f, ", \"fused\": %s", cm.ran && cm.fused0 ? "true" : "false");
     json_num(f, "n_comm", cm.n_comm0, cm.ran && cm.fused0);
+    if (cm.ran && cm.fused0) fprintf(f, ", \"layer0_a\": \"%s\"", cm.gather0 ? "gathered" : "copied");
+    else fprintf(f, ", \"layer0_a\": null");
     json_num(f, "layer0_gemm_only_ms", cm.layer0_gemm_only_ms, cm.ran && cm.fused0);
     json_num(f, "layer0_comm_only_ms", cm.layer0_comm_only_ms, cm.ran && cm.fused0);
     json_num(f, "layer0_overlap_eff", l0_eff, cm.ran && cm.fused0);

@@ -136,6 +136,7 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->layer1_ms = med[2];
   out->n_comm0 = comet_layer_layer0_n_comm(L);
   out->fused0 = comet_layer_layer0_fused(L);
+  out->gather0 = comet_layer_layer0_gather(L);
   if (out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0) return 1;
   out->ran = 1;
   if (check) {

@@ -20,6 +20,7 @@ typedef struct bench_comet {
   float layer1_ms;       /* comet_gemm_combine */
   int fused0;            /* layer0 ran fused (else composed) */
   int n_comm0;           /* its mover CTAs */
+  int gather0;           /* its A: gathered from x (1) or copied by the movers (0) */
   float layer0_gemm_only_ms; /* the fused layer0 call with the movers off, rows in place */
   float layer0_comm_only_ms; /* ... with the movers alone */
   bench_check_t chk;

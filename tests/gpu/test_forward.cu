@@ -83,23 +83,31 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
             "[rank %d] %s: the halves on two streams differ from the forward's bits", me, label);
   CUDA_OK(cudaStreamDestroy(s2));
 
-  /* 4. the fused layer0 with other mover counts, and the composed layer0
-   * (every rank switches the same way): the forward's bits */
+  /* 4. the fused layer0 with A gathered and copied, with other mover
+   * counts, and the composed layer0 (every rank switches the same way): the
+   * forward's bits */
   const int budget = comet_context_sm_budget(L->ctx);
   const int n_comms[] = {1, 2, 8, 24, budget - 1};
-  for (int i = 0; i < 6 && comet_layer_layer0_fused(L); ++i) {
-    if (i < 5 && (n_comms[i] < 1 || n_comms[i] >= budget)) continue;
-    if (i < 5) CHECK_OK(comet_layer_set_n_comm(L, n_comms[i]));
-    else CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_COMPOSED));
+  for (int i = 0; i < 11 && comet_layer_layer0_fused(L); ++i) {
+    const int n = i < 10 ? n_comms[i % 5] : 0;
+    if (i < 10 && (n < 1 || n >= budget)) continue;
+    if (i < 10) {
+      CHECK_OK(comet_layer_set_layer0_gather(L, i / 5));
+      CHECK_OK(comet_layer_set_n_comm(L, n));
+    } else {
+      CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_COMPOSED));
+    }
     CUDA_OK(cudaMemset(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
     CHECK_OK(comet_moe_forward(L, &a, stream));
     CUDA_OK(cudaStreamSynchronize(stream));
     CUDA_OK(cudaMemcpy(got2, g.out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
     CHECK_MSG(memcmp(got, got2, sizeof(uint16_t) * out_n) == 0,
-              "[rank %d] %s: %s%d differs from the default fused forward's bits", me, label,
-              i < 5 ? "fused layer0 with n_comm = " : "the composed layer0", i < 5 ? n_comms[i] : 0);
+              "[rank %d] %s: %s (n_comm %d) differs from the default fused forward's bits", me,
+              label, i < 5 ? "the fused layer0, A copied" : i < 10 ? "the fused layer0, A gathered"
+                                                              : "the composed layer0", n);
   }
   if (!comet_layer_layer0_fused(L)) CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_FUSED));
+  CHECK_OK(comet_layer_set_layer0_gather(L, -1));
   CHECK_OK(comet_layer_set_n_comm(L, 0));
   if (me == 0)
     printf("  %-44s out %.2e  h %.2e  %s\n", label, e_out, e_h,

@@ -28,7 +28,9 @@ typedef struct comet_fused_layer0 {
   void *h;                       /* [row capacity, n] */
   int n;                         /* F / tp */
   int swiglu;                    /* 1: SwiGLU epilogue; 0: plain store */
-  int n_comm;                    /* mover CTAs, 1..sm_budget - 1 */
+  int gather;                    /* 1: the GEMM reads this rank's own rows from x (cp.async);
+                                    0: movers copy them too, the GEMM loads A with TMA */
+  int n_comm;                    /* mover CTAs, 0 (W = 1 with gather) or 1..sm_budget - 1 */
   comet_l0_mode_t mode;
 } comet_fused_layer0_t;
 
@@ -41,8 +43,10 @@ comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *f, struct C
 comet_status_t comet_layer0_tiles_launch(const comet_comm_view_t *view, struct CUstream_st *stream);
 size_t comet_layer0_tiles_smem(int local_experts);
 
-/* The default n_comm of the fused layer0 for this view (world, SM budget). */
-int comet_fused_layer0_default_n_comm(const comet_comm_view_t *view);
+/* Whether to gather A for fc1 of n columns (F / tp), and the default n_comm
+ * for this view (world, SM budget) with that choice. */
+int comet_fused_layer0_gather(const comet_comm_view_t *view, int n, int swiglu);
+int comet_fused_layer0_default_n_comm(const comet_comm_view_t *view, int gather);
 
 #ifdef __cplusplus
 }

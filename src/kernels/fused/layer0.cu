@@ -156,25 +156,25 @@ static __device__ __forceinline__ void count_rows(const comet_comm_view_t &v, co
   if (t.nr > first) red_add_release_sys_u64(cnt + tile + 1, (uint64_t)(t.nr - first));
 }
 
-/* A mover CTA (cta of ncta): push_rows per task to every receiver but this
- * rank (whose GEMM reads its own rows from x), then count the rows in: the
- * warp's barrier orders every lane's row stores before lane 0's release
- * adds (as the standalone dispatch's counter, dispatch.cu). */
+/* A mover CTA (cta of ncta): push_rows per task to every receiver (but this
+ * rank when its GEMM gathers its own rows from x: skip = rank), then count
+ * the rows in: the warp's barrier orders every lane's row stores before
+ * lane 0's release adds (as the standalone dispatch's counter, dispatch.cu). */
 template <int U>
 static __device__ __forceinline__ void move(const comet_comm_view_t &v, const char *__restrict__ x,
-                                            int cta, int ncta, int32_t *task_prefix) {
+                                            int cta, int ncta, int skip, int32_t *task_prefix) {
   if (threadIdx.x == 0) push_task_prefix(v, task_prefix);
   __syncthreads();
   const int lane = threadIdx.x % 32, nwarps = blockDim.x / 32, E = v.num_experts;
   const int ntasks = task_prefix[E];
   for (int task = cta * nwarps + threadIdx.x / 32; task < ntasks; task += ncta * nwarps) {
     const push_task_t t = push_task(v, task_prefix, task);
-    if (t.g == v.rank / v.tp && v.tp == 1) continue; /* own rows only: read in place */
-    push_rows<U>(v, x, t, lane, v.rank);
+    if (skip >= 0 && t.g == v.rank / v.tp && v.tp == 1) continue; /* own rows only */
+    push_rows<U>(v, x, t, lane, skip);
     __syncwarp();
     if (lane == 0)
       for (int i = 0; i < v.tp; ++i)
-        if (t.g * v.tp + i != v.rank) count_rows(v, t, i);
+        if (t.g * v.tp + i != skip) count_rows(v, t, i);
   }
 }
 
@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ uint8_t smem[];
   if (v.status->code != COMET_ROUTE_OK) return; /* refused or faulted: no rows, no tiles */
   if ((int)blockIdx.x < n_comm) {
-    if (move_rows) move<8>(v, x, blockIdx.x, n_comm, (int32_t *)smem);
+    if (move_rows) move<8>(v, x, blockIdx.x, n_comm, C::kGather ? v.rank : -1, (int32_t *)smem);
     return;
   }
   gemm_engine_run<C>(a, &tm_a, &tm_b, &tm_c, smem, blockIdx.x - n_comm, gridDim.x - n_comm,
@@ -241,9 +241,10 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   const comet_comm_view_t *v = f->view;
   COMET_ARG(v->dispatch_mode == COMET_DISPATCH_PUSH,
             "fused layer0: needs the push dispatch (COMET_DISPATCH_MODE=push at layer creation)");
-  COMET_ARG(f->n_comm >= (v->world > 1 ? 1 : 0) && f->n_comm < v->sm_budget,
+  const int min_comm = v->world > 1 || !f->gather ? 1 : 0; /* movers, unless nothing to move */
+  COMET_ARG(f->n_comm >= min_comm && f->n_comm < v->sm_budget,
             "fused layer0: n_comm = %d must be in %d..%d (the SM budget less one GEMM CTA)",
-            f->n_comm, v->world > 1 ? 1 : 0, v->sm_budget - 1);
+            f->n_comm, min_comm, v->sm_budget - 1);
   COMET_ARG(f->mode >= COMET_L0_FUSED && f->mode <= COMET_L0_COMM_ONLY, "fused layer0: mode %d unknown",
             f->mode);
   if (v->row_capacity == 0) return COMET_OK;
@@ -278,22 +279,39 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   const int move_rows = f->mode != COMET_L0_GEMM_ONLY;
   const char *x = (const char *)f->x;
   const bool sw = f->swiglu, fp16 = v->dtype == COMET_DTYPE_FP16;
-#define COMET_L0_LAUNCH(BN, SW, FP16) \
-  launch_cfg<Cfg<BN, SW, true, FP16, true>>(v, pr, x, f->n_comm, move_rows, grid, stream)
+#define COMET_L0_LAUNCH(BN, SW, FP16, G) \
+  launch_cfg<Cfg<BN, SW, true, FP16, G>>(v, pr, x, f->n_comm, move_rows, grid, stream)
+#define COMET_L0_LAUNCH_G(BN, SW, FP16) \
+  (f->gather ? COMET_L0_LAUNCH(BN, SW, FP16, true) : COMET_L0_LAUNCH(BN, SW, FP16, false))
   if (pr.wide) {
-    if (sw) return fp16 ? COMET_L0_LAUNCH(256, true, true) : COMET_L0_LAUNCH(256, true, false);
-    return fp16 ? COMET_L0_LAUNCH(256, false, true) : COMET_L0_LAUNCH(256, false, false);
+    if (sw) return fp16 ? COMET_L0_LAUNCH_G(256, true, true) : COMET_L0_LAUNCH_G(256, true, false);
+    return fp16 ? COMET_L0_LAUNCH_G(256, false, true) : COMET_L0_LAUNCH_G(256, false, false);
   }
-  if (sw) return fp16 ? COMET_L0_LAUNCH(128, true, true) : COMET_L0_LAUNCH(128, true, false);
-  return fp16 ? COMET_L0_LAUNCH(128, false, true) : COMET_L0_LAUNCH(128, false, false);
+  if (sw) return fp16 ? COMET_L0_LAUNCH_G(128, true, true) : COMET_L0_LAUNCH_G(128, true, false);
+  return fp16 ? COMET_L0_LAUNCH_G(128, false, true) : COMET_L0_LAUNCH_G(128, false, false);
+#undef COMET_L0_LAUNCH_G
 #undef COMET_L0_LAUNCH
 }
 
-extern "C" int comet_fused_layer0_default_n_comm(const comet_comm_view_t *v) {
-  /* W = 1 moves nothing (the GEMM reads x in place): no movers; across
-   * ranks, an eighth of the budget (DeepEP's intranode kernels use 20-24 of
-   * 132 SMs), at most 24. The tuning table (issue 14) refines it. */
-  if (v->world == 1) return 0;
+/* The gathered A (cp.async) against copied rows (TMA), measured on one H200
+ * at W = 1, 8192 tokens (bench/results/fused0-h200-2026-12-01): gathering
+ * wins 8% on Qwen2-MoE (H 2048, fc1 N 2816), ties on Qwen2-57B (3584 x
+ * 5120), loses 8% on Phi-3.5 (4096 x 12800) and 13% on Mixtral (4096 x
+ * 28672), where the copy costs ~1% and the TMA pipeline's lower latency
+ * matters more. So: gather when H * N of fc1 is at most Qwen2-57B's.
+ * COMET_L0_GATHER = 0 / 1 overrides (experiments). */
+extern "C" int comet_fused_layer0_gather(const comet_comm_view_t *v, int n, int swiglu) {
+  const char *e = getenv("COMET_L0_GATHER");
+  if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
+  return (double)v->hidden * (swiglu ? 2.0 * n : (double)n) <= 3584.0 * 5120.0;
+}
+
+extern "C" int comet_fused_layer0_default_n_comm(const comet_comm_view_t *v, int gather) {
+  /* W = 1: nothing to move when the GEMM gathers x in place; else four
+   * movers copy x's rows well ahead of the GEMM (~54 GB/s each, measured).
+   * Across ranks, an eighth of the budget (DeepEP's intranode kernels use
+   * 20-24 of 132 SMs), at most 24. The tuning table (issue 14) refines it. */
+  if (v->world == 1) return gather ? 0 : (v->sm_budget > 4 ? 4 : v->sm_budget - 1);
   int n = v->sm_budget / 8;
   if (n > 24) n = 24;
   if (n < 1) n = 1;
