@@ -16,7 +16,7 @@
 #include "kernels/comm/comm.h"
 #include "kernels/comm/sync.cuh"
 
-#define ROWS_PER_TASK 4
+#define ROWS_PER_TASK 4 /* push_rows finds a vector's row with ROWS_PER_TASK - 1 compares */
 
 /* One task: rows [r0, r0 + nr) of this rank's rows for expert e (EP group g). */
 typedef struct push_task {
@@ -58,49 +58,47 @@ __device__ __forceinline__ push_task_t push_task(const comet_comm_view_t &v,
   return t;
 }
 
-/* Copies one row of n16 16-byte vectors from src to the ndst destinations:
- * each lane loads U vectors before it stores them (U*512 bytes in flight
- * per warp). */
-template <int U>
-__device__ __forceinline__ void copy_row(const char *__restrict__ src, char *const *dst, int ndst,
-                                         int n16, int lane) {
-  for (int base = 0; base < n16; base += 32 * U) {
-    uint4 val[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = base + u * 32 + lane;
-      if (j < n16) val[u] = ld_nc_na_v4(src + (size_t)j * 16);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = base + u * 32 + lane;
-      if (j < n16)
-        for (int i = 0; i < ndst; ++i) st_na_v4(dst[i] + (size_t)j * 16, val[u]);
-    }
-  }
-}
-
-/* A warp: the task's rows x[t] into row send_base + idx of each of the
+/* A warp: the task's rows x[t] into rows send_base + idx of each of the
  * expert group's tp ranks (through their window pointers), but rank skip
- * (-1: none; the fused layer0 reads its own rows in place). */
+ * (-1: none; the fused layer0 may read its own rows in place). The task's
+ * rows are one stream of 16-byte vectors: each lane loads U of them before
+ * it stores them, so a warp keeps U * 512 bytes in flight whatever the row
+ * length (a copy is latency-bound: bytes in flight per SM set its rate). */
 template <int U>
 __device__ __forceinline__ void push_rows(const comet_comm_view_t &v, const char *__restrict__ x,
                                           const push_task_t &t, int lane, int skip) {
   const int K = v.topk, tp = v.tp;
   const size_t row_bytes = (size_t)v.hidden * v.elem_bytes;
-  const int n16 = (int)(row_bytes / 16);
+  const int n16 = (int)(row_bytes / 16), total = t.nr * n16;
   const int32_t soff = v.send_offset[t.e];
+  const char *src[ROWS_PER_TASK];
+#pragma unroll
+  for (int rr = 0; rr < ROWS_PER_TASK; ++rr)
+    src[rr] = rr < t.nr ? x + (size_t)(v.send_list[soff + t.r0 + rr] / K) * row_bytes : x;
   char *dst[8];
-  for (int rr = 0; rr < t.nr; ++rr) {
-    const int32_t idx = t.r0 + rr;
-    const char *src = x + (size_t)(v.send_list[soff + idx] / K) * row_bytes;
-    for (int i0 = 0; i0 < tp; i0 += 8) { /* destinations in groups of 8 (tp > 8 is rare) */
-      int nd = 0;
-      for (int i = i0; i < tp && i < i0 + 8; ++i)
-        if (t.g * tp + i != skip)
-          dst[nd++] = v.peer[t.g * tp + i] + v.off_rows +
-                      (size_t)(v.send_base[t.e * tp + i] + idx) * row_bytes;
-      if (nd > 0) copy_row<U>(src, dst, nd, n16, lane);
+  for (int i0 = 0; i0 < tp; i0 += 8) { /* destinations in groups of 8 (tp > 8 is rare) */
+    int nd = 0;
+    for (int i = i0; i < tp && i < i0 + 8; ++i)
+      if (t.g * tp + i != skip)
+        dst[nd++] = v.peer[t.g * tp + i] + v.off_rows +
+                    (size_t)(v.send_base[t.e * tp + i] + t.r0) * row_bytes;
+    if (nd == 0) continue;
+    for (int base = 0; base < total; base += 32 * U) {
+      uint4 val[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int j = base + u * 32 + lane;
+        if (j < total) {
+          const int rr = (j >= n16) + (j >= 2 * n16) + (j >= 3 * n16);
+          val[u] = ld_nc_na_v4(src[rr] + (size_t)(j - rr * n16) * 16);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        const int j = base + u * 32 + lane;
+        if (j < total) /* rows are consecutive at every destination */
+          for (int i = 0; i < nd; ++i) st_na_v4(dst[i] + (size_t)j * 16, val[u]);
+      }
     }
   }
 }

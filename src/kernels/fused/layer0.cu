@@ -189,7 +189,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   extern __shared__ uint8_t smem[];
   if (v.status->code != COMET_ROUTE_OK) return; /* refused or faulted: no rows, no tiles */
   if ((int)blockIdx.x < n_comm) {
-    if (move_rows) move<8>(v, x, blockIdx.x, n_comm, C::kGather ? v.rank : -1, (int32_t *)smem);
+    if (move_rows) move<16>(v, x, blockIdx.x, n_comm, C::kGather ? v.rank : -1, (int32_t *)smem);
     return;
   }
   gemm_engine_run<C>(a, &tm_a, &tm_b, &tm_c, smem, blockIdx.x - n_comm, gridDim.x - n_comm,
