@@ -307,11 +307,13 @@ extern "C" int comet_fused_layer0_gather(const comet_comm_view_t *v, int n, int 
 }
 
 extern "C" int comet_fused_layer0_default_n_comm(const comet_comm_view_t *v, int gather) {
-  /* W = 1: nothing to move when the GEMM gathers x in place; else four
-   * movers copy x's rows well ahead of the GEMM (~54 GB/s each, measured).
-   * Across ranks, an eighth of the budget (DeepEP's intranode kernels use
-   * 20-24 of 132 SMs), at most 24. The tuning table (issue 14) refines it. */
-  if (v->world == 1) return gather ? 0 : (v->sm_budget > 4 ? 4 : v->sm_budget - 1);
+  /* W = 1: nothing to move when the GEMM gathers x in place; else eight
+   * movers copy x's rows (~53 GB/s each): on Mixtral and Phi-3.5 at 8192
+   * tokens, overlap eff 0.96 against 0.88-0.89 with four and 0.83 with two
+   * (bench/results/fused0-h200-2026-12-01). Across ranks, an eighth of the
+   * budget (DeepEP's intranode kernels use 20-24 of 132 SMs), at most 24.
+   * The tuning table (issue 14) refines it. */
+  if (v->world == 1) return gather ? 0 : (v->sm_budget > 8 ? 8 : v->sm_budget - 1);
   int n = v->sm_budget / 8;
   if (n > 24) n = 24;
   if (n < 1) n = 1;
