@@ -18,7 +18,10 @@
  * dispatch while its GEMM CTAs compute the tiles whose rows are in
  * (kernels/fused/layer0.cu); COMET_LAYER0=composed at layer creation (or a
  * pull/tma dispatch) runs dispatch, wait and GEMM as separate kernels.
- * layer1 is still composed: the GEMM, then the combine. */
+ * layer1 runs composed (the GEMM, then the combine) unless the layer was
+ * created with COMET_LAYER1=fused: one persistent kernel whose GEMM CTAs
+ * publish column blocks that its mover CTAs sum home
+ * (kernels/fused/layer1.cu; opt-in until it has run on a GPU). */
 #include <stdint.h>
 #include <stdio.h>
 
@@ -172,7 +175,7 @@ comet_status_t comet_layer_set_n_comm(comet_layer_t L, int n_comm) {
             "comet_layer_set_n_comm: n_comm = %d must be 0 (the default) or 1..%d (this rank's "
             "SM budget of %d less one GEMM CTA)",
             n_comm, L->view.sm_budget - 1, L->view.sm_budget);
-  L->n_comm0 = n_comm;
+  L->n_comm0 = L->n_comm1 = n_comm;
   return COMET_OK;
 }
 
@@ -180,24 +183,58 @@ static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, con
                              void *out, cudaStream_t stream) {
   const comet_layer_config_t *c = &L->cfg;
   const comet_comm_view_t *v = &L->view;
-  void *y = v->win_local + v->off_y;
-  comet_gemm_params_t g = {0};
-  g.dtype = c->dtype;
-  g.groups = c->num_experts / c->ep;
-  g.n = c->hidden;
-  g.k = c->ffn / c->tp;
-  g.max_rows = L->row_capacity;
-  g.a = h;
-  g.b = w2;
-  g.c = y;
-  g.group_offset = v->expert_offset;
-  g.epilogue = COMET_GEMM_EPI_STORE;
-  g.tile = COMET_GEMM_TILE_AUTO;
-  g.num_ctas = v->sm_budget;
-  g.deterministic = 1; /* the same bits on every run */
-  COMET_CHECK(comet_gemm_grouped(&g, stream));
-  COMET_CHECK(comet_layer_combine(L, y, weights, out, 0, stream));
+  if (comet_layer_layer1_fused(L)) {
+    comet_fused_layer1_t f = {0};
+    f.view = v;
+    f.h = h;
+    f.w2 = w2;
+    f.topk_weights = weights;
+    f.out = out;
+    f.num_tokens = L->planned_tokens;
+    f.k = c->ffn / c->tp;
+    f.n_comm = comet_layer_layer1_n_comm(L);
+    f.mode = (comet_l1_mode_t)L->layer1_path;
+    COMET_CHECK(comet_fused_layer1_launch(&f, stream));
+  } else {
+    void *y = v->win_local + v->off_y;
+    comet_gemm_params_t g = {0};
+    g.dtype = c->dtype;
+    g.groups = c->num_experts / c->ep;
+    g.n = c->hidden;
+    g.k = c->ffn / c->tp;
+    g.max_rows = L->row_capacity;
+    g.a = h;
+    g.b = w2;
+    g.c = y;
+    g.group_offset = v->expert_offset;
+    g.epilogue = COMET_GEMM_EPI_STORE;
+    g.tile = COMET_GEMM_TILE_AUTO;
+    g.num_ctas = v->sm_budget;
+    g.deterministic = 1; /* the same bits on every run */
+    COMET_CHECK(comet_gemm_grouped(&g, stream));
+    COMET_CHECK(comet_layer_combine(L, y, weights, out, 0, stream));
+  }
   return comet_poison_on_error_launch(v, out, L->planned_tokens, stream);
+}
+
+int comet_layer_layer1_fused(comet_layer_t L) {
+  return L->layer1_path != COMET_LAYER1_COMPOSED && L->view.sm_budget >= 2;
+}
+
+int comet_layer_layer1_n_comm(comet_layer_t L) {
+  if (!comet_layer_layer1_fused(L)) return 0;
+  return L->n_comm1 > 0 ? L->n_comm1 : comet_fused_layer1_default_n_comm(&L->view);
+}
+
+comet_status_t comet_layer_set_layer1_path(comet_layer_t L, int path) {
+  COMET_ARG(L != NULL, "layer is NULL");
+  COMET_ARG(path >= COMET_LAYER1_FUSED && path <= COMET_LAYER1_COMPOSED,
+            "comet_layer_set_layer1_path: path %d unknown", path);
+  COMET_ARG(path == COMET_LAYER1_COMPOSED || L->view.combine_mode == COMET_COMBINE_PULL,
+            "comet_layer_set_layer1_path: the fused layer1 needs the pull combine (the layer was "
+            "created with COMET_COMBINE_MODE=push)");
+  L->layer1_path = path;
+  return COMET_OK;
 }
 
 comet_status_t comet_dispatch_gemm(comet_layer_t L, const comet_dispatch_gemm_args_t *a,

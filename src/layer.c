@@ -47,6 +47,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
    *   argerr     comet_arg_fault_t [W] combine-begin arguments of each source
    *   dflags     uint64 [El][W]        dispatch arrival flag per (local expert, arrival j)
    *   tcount     uint64 [max_mtiles]   rows arrived per natural M-tile (fused layer0)
+   *   l1flags    uint64 [max_mtiles][ceil(H/256)]  y block stored at epoch (fused layer1)
    *   cflags     uint64 [W]            combine arrival flag per sending rank (push combine)
    *   row_src, row_token, row_slot     int32 [cap] each: who sent each received row
    *   rows = y   [cap][H] dtype        dispatched rows; later the expert outputs the
@@ -63,6 +64,8 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   v->off_dflags = take(&c, El * W * sizeof(uint64_t));
   const size_t max_mtiles = (cap + COMET_GEMM_TILE_M - 1) / COMET_GEMM_TILE_M + El;
   v->off_tcount = take(&c, max_mtiles * sizeof(uint64_t));
+  const size_t l1_blocks = ((size_t)cfg->hidden + COMET_L1_BLOCK - 1) / COMET_L1_BLOCK;
+  v->off_l1flags = take(&c, max_mtiles * l1_blocks * sizeof(uint64_t));
   v->off_cflags = take(&c, W * sizeof(uint64_t));
   v->off_row_src = take(&c, cap * sizeof(int32_t));
   v->off_row_token = take(&c, cap * sizeof(int32_t));
@@ -88,6 +91,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
    *   slot_expert   int32 [T*K]
    *   recv_row0, recv_tile0  int32 [E] each
    *   l0_tiles      comet_mtile_t [max_mtiles], l0_count int32
+   *   l1_tiles      comet_mtile_t [max_mtiles], l1_count int32
    *   dispatch_done uint32 [E]
    *   pulled_done   uint32 [El*W]
    *   combine_done  uint32 [W]
@@ -101,6 +105,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   size_t o_sexp = take(&s, T * K * 4);
   size_t o_rrow = take(&s, E * 4), o_rtile = take(&s, E * 4);
   size_t o_l0 = take(&s, max_mtiles * sizeof(comet_mtile_t)), o_l0n = take(&s, 4);
+  size_t o_l1 = take(&s, max_mtiles * sizeof(comet_mtile_t)), o_l1n = take(&s, 4);
   size_t o_dd = take(&s, E * 4), o_pd = take(&s, El * W * 4), o_cd = take(&s, W * 4);
   size_t o_st = take(&s, sizeof(comet_route_status_t));
   *scratch_bytes = s;
@@ -123,6 +128,8 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
     v->recv_tile0 = (int32_t *)(scratch + o_rtile);
     v->l0_tiles = (comet_mtile_t *)(scratch + o_l0);
     v->l0_count = (int32_t *)(scratch + o_l0n);
+    v->l1_tiles = (comet_mtile_t *)(scratch + o_l1);
+    v->l1_count = (int32_t *)(scratch + o_l1n);
     v->dispatch_done = (uint32_t *)(scratch + o_dd);
     v->pulled_done = (uint32_t *)(scratch + o_pd);
     v->combine_done = (uint32_t *)(scratch + o_cd);
@@ -139,6 +146,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   v->max_tokens = cfg->max_tokens_per_rank;
   v->row_capacity = cap64;
   v->max_mtiles = (int)max_mtiles;
+  v->l1_blocks = (int)l1_blocks;
   v->dispatch_mode = dmode;
   v->combine_mode = cmode;
   return COMET_OK;
@@ -152,8 +160,8 @@ static size_t h_buf_bytes(const comet_layer_config_t *cfg) {
 comet_status_t comet_layer_workspace_bytes(const comet_layer_config_t *cfg, int world, size_t *bytes) {
   COMET_ARG(bytes != NULL, "bytes is NULL");
   COMET_CHECK(comet_config_validate(cfg, world));
-  int dm = 0, cm = 0, fl = 0;
-  comet_protocol_modes_from_env(&dm, &cm, &fl);
+  int dm = 0, cm = 0, fl = 0, fl1 = 0;
+  comet_protocol_modes_from_env(&dm, &cm, &fl, &fl1);
   comet_comm_view_t v;
   memset(&v, 0, sizeof v);
   size_t wb = 0, sb = 0;
@@ -162,9 +170,12 @@ comet_status_t comet_layer_workspace_bytes(const comet_layer_config_t *cfg, int 
   return COMET_OK;
 }
 
-void comet_protocol_modes_from_env(int *dm, int *cm, int *fused_layer0) {
+void comet_protocol_modes_from_env(int *dm, int *cm, int *fused_layer0, int *fused_layer1) {
   const char *d = getenv("COMET_DISPATCH_MODE"), *c = getenv("COMET_COMBINE_MODE");
-  const char *l0 = getenv("COMET_LAYER0");
+  const char *l0 = getenv("COMET_LAYER0"), *l1 = getenv("COMET_LAYER1");
+  /* the fused layer1 is opt-in (COMET_LAYER1=fused) until it has run on a
+   * GPU; it needs the pull combine */
+  *fused_layer1 = l1 && !strcmp(l1, "fused") && !(c && !strcmp(c, "push"));
   /* the fused layer0 needs the push dispatch (its movers push); "composed"
    * runs the separate kernels (for A/B timing) */
   *fused_layer0 = !(l0 && !strcmp(l0, "composed")) && !(d && (!strcmp(d, "pull") || !strcmp(d, "tma")));
@@ -176,11 +187,11 @@ void comet_protocol_modes_from_env(int *dm, int *cm, int *fused_layer0) {
 
 /* ---- the creation protocol ---- */
 
-#define CFG_FIELDS 13
+#define CFG_FIELDS 14
 static const char *const cfg_field_names[CFG_FIELDS] = {
     "hidden", "ffn", "num_experts", "topk", "ep", "tp", "max_tokens_per_rank",
     "max_rows_per_rank", "dtype", "activation", "COMET_DISPATCH_MODE", "COMET_COMBINE_MODE",
-    "COMET_LAYER0"};
+    "COMET_LAYER0", "COMET_LAYER1"};
 #define WIRE_MSG 240
 
 /* What each rank brings to layer creation: its config as it is (zeroed if
@@ -199,7 +210,8 @@ typedef struct step_wire {
   char msg[WIRE_MSG];
 } step_wire_t;
 
-static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c, int world, int dm, int cm, int fl) {
+static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c, int world, int dm, int cm, int fl,
+                              int fl1) {
   cfg_wire_t w;
   memset(&w, 0, sizeof w);
   w.magic = 0x636f6d74u; /* "comt" */
@@ -209,7 +221,7 @@ static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c, int world, int dm, 
   if (c && c->size == sizeof *c) {
     int32_t f[CFG_FIELDS] = {c->hidden, c->ffn, c->num_experts, c->topk, c->ep, c->tp,
                              c->max_tokens_per_rank, c->max_rows_per_rank, (int32_t)c->dtype,
-                             (int32_t)c->activation, dm, cm, fl};
+                             (int32_t)c->activation, dm, cm, fl, fl1};
     memcpy(w.field, f, sizeof f);
   }
   return w;
@@ -218,9 +230,9 @@ static cfg_wire_t cfg_to_wire(const comet_layer_config_t *c, int world, int dm, 
 /* All-gathers every rank's record; fails on every rank naming the first bad
  * rank (its own message), or the first field that differs from rank 0's. */
 static comet_status_t agree_on_config(comet_context_t ctx, const comet_layer_config_t *cfg, int dm,
-                                      int cm, int fl) {
+                                      int cm, int fl, int fl1) {
   const int W = ctx->world;
-  cfg_wire_t mine = cfg_to_wire(cfg, W, dm, cm, fl);
+  cfg_wire_t mine = cfg_to_wire(cfg, W, dm, cm, fl, fl1);
   cfg_wire_t *all = calloc((size_t)W, sizeof(cfg_wire_t));
   if (!all) return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "layer: host allocation failed");
   comet_status_t st = ctx->tp->ops->allgather(ctx->tp, &mine, all, sizeof mine);
@@ -320,11 +332,11 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
   *out = NULL;
   COMET_ARG(ctx != NULL, "ctx is NULL");
   COMET_CHECK(comet_context_make_current(ctx));
-  int dm = 0, cm = 0, fl = 0;
-  comet_protocol_modes_from_env(&dm, &cm, &fl);
+  int dm = 0, cm = 0, fl = 0, fl1 = 0;
+  comet_protocol_modes_from_env(&dm, &cm, &fl, &fl1);
   /* Exchange first, validate after, on every rank: a config that is bad on
    * one rank only fails every rank instead of leaving them in a collective. */
-  COMET_CHECK(agree_on_config(ctx, cfg, dm, cm, fl));
+  COMET_CHECK(agree_on_config(ctx, cfg, dm, cm, fl, fl1));
 
   struct comet_layer *L = calloc(1, sizeof *L);
   comet_status_t st = L ? COMET_OK
@@ -335,6 +347,7 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
     L->row_capacity = comet_config_row_capacity(cfg);
     L->layer0_path = fl ? COMET_LAYER0_FUSED : COMET_LAYER0_COMPOSED;
     L->gather0 = -1;
+    L->layer1_path = fl1 ? COMET_LAYER1_FUSED : COMET_LAYER1_COMPOSED;
     st = comet_layer_carve(cfg, ctx->world, dm, cm, &L->view, &L->win_bytes, &L->scratch_bytes, NULL);
     if (st == COMET_OK) st = alloc_local(L);
   }

@@ -39,6 +39,8 @@ struct comet_layer {
   int layer0_path;    /* COMET_LAYER0_* (agreed at creation: COMET_LAYER0=composed) */
   int n_comm0;        /* mover CTAs of the fused layer0; 0 = the default */
   int gather0;        /* the fused layer0's A: -1 = by shape, 0 = copied, 1 = gathered */
+  int layer1_path;    /* COMET_LAYER1_* (agreed at creation: COMET_LAYER1=fused) */
+  int n_comm1;        /* mover CTAs of the fused layer1; 0 = the default */
 };
 
 /* How comet_dispatch_gemm runs: fused (default), composed (separate
@@ -53,6 +55,18 @@ enum {
  * (every rank the same way, between calls: ranks on different paths would
  * wait for flags the others never raise). */
 comet_status_t comet_layer_set_layer0_path(comet_layer_t layer, int path);
+/* How comet_gemm_combine runs: as layer0's paths (COMET_L1_* for the fused
+ * ones). The fused layer1 is opt-in until it has run on a GPU. */
+enum {
+  COMET_LAYER1_FUSED = 0,
+  COMET_LAYER1_GEMM_ONLY = 1,
+  COMET_LAYER1_COMM_ONLY = 2,
+  COMET_LAYER1_COMPOSED = 3
+};
+comet_status_t comet_layer_set_layer1_path(comet_layer_t layer, int path);
+int comet_layer_layer1_fused(comet_layer_t layer);
+int comet_layer_layer1_n_comm(comet_layer_t layer);
+
 /* Whether layer0 runs fused, and with how many movers (0 when composed,
  * or at W = 1 where there is nothing to move). */
 int comet_layer_layer0_fused(comet_layer_t layer);
@@ -105,7 +119,8 @@ int comet_layer_default_ctas(comet_layer_t layer);
 
 /* Protocol modes from the environment (COMET_DISPATCH_MODE = push|pull|tma,
  * COMET_COMBINE_MODE = pull|push); exchanged and agreed at layer creation. */
-void comet_protocol_modes_from_env(int *dispatch_mode, int *combine_mode, int *fused_layer0);
+void comet_protocol_modes_from_env(int *dispatch_mode, int *combine_mode, int *fused_layer0,
+                                   int *fused_layer1);
 
 #ifdef __cplusplus
 }

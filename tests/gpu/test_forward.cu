@@ -9,7 +9,8 @@
  * before each run, fresh random data (seed printed). Also: the halves give
  * the forward's bits, also when made on two streams with no host sync
  * between them (calls on one layer are ordered on the device); the fused
- * layer0 gives the same bits with any n_comm and as the composed layer0;
+ * layer0 gives the same bits with any n_comm and as the composed layer0,
+ * and so does the fused layer1 (opt-in) as the composed one;
  * calls out of order -> INVALID_ARGUMENT. --quick: one small shape (for the
  * sanitizers). Graph replays: test_graph_replay; one-rank faults:
  * test_faults. Exit 77 if no GPU. */
@@ -108,6 +109,28 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   }
   if (!comet_layer_layer0_fused(L)) CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_FUSED));
   CHECK_OK(comet_layer_set_layer0_gather(L, -1));
+
+  /* 5. the fused layer1 (opt-in) with several mover counts, the forward and
+   * the halves: the composed layer1's bits */
+  CHECK_OK(comet_layer_set_layer1_path(L, COMET_LAYER1_FUSED));
+  for (int i = 0; i < 5; ++i) {
+    const int n = i < 4 ? n_comms[i == 3 ? 4 : i] : 8;
+    if (n < 1 || n >= budget) continue;
+    CHECK_OK(comet_layer_set_n_comm(L, n));
+    CUDA_OK(cudaMemset(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
+    if (i < 4) {
+      CHECK_OK(comet_moe_forward(L, &a, stream));
+    } else {
+      CHECK_OK(comet_dispatch_gemm(L, &d0, stream));
+      CHECK_OK(comet_gemm_combine(L, &d1, stream));
+    }
+    CUDA_OK(cudaStreamSynchronize(stream));
+    CUDA_OK(cudaMemcpy(got2, g.out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
+    CHECK_MSG(memcmp(got, got2, sizeof(uint16_t) * out_n) == 0,
+              "[rank %d] %s: the fused layer1 (%s, n_comm %d) differs from the composed bits", me,
+              label, i < 4 ? "forward" : "halves", n);
+  }
+  CHECK_OK(comet_layer_set_layer1_path(L, COMET_LAYER1_COMPOSED));
   CHECK_OK(comet_layer_set_n_comm(L, 0));
   if (me == 0)
     printf("  %-44s out %.2e  h %.2e  %s\n", label, e_out, e_h,

@@ -46,7 +46,7 @@ static uint16_t *load_replay(const comet_layer_config_t *c, const comet_rank_inf
 }
 
 static void run_layout(comet_context_t ctx, const comet_rank_info_t *info, const run_args_t *ra,
-                       int ep, int tp, int replays) {
+                       int ep, int tp, int replays, int fused1) {
   const int W = info->world, me = info->rank;
   cudaStream_t stream = comet_context_stream(ctx);
   const tshape_t sh = {8, 2, 128, 256, 40, COMET_DTYPE_BF16, COMET_ACT_SWIGLU};
@@ -54,6 +54,7 @@ static void run_layout(comet_context_t ctx, const comet_rank_info_t *info, const
   comet_layer_t L = NULL;
   CHECK_OK(comet_layer_create(&L, ctx, &c));
   if (!L) return;
+  if (fused1) CHECK_OK(comet_layer_set_layer1_path(L, COMET_LAYER1_FUSED));
   world_data_t d0;
   make_world(&d0, &c, W, ROUTE_UNIFORM, ra->seed, -1);
   const int T = d0.tokens[me];
@@ -101,8 +102,9 @@ static void run_layout(comet_context_t ctx, const comet_rank_info_t *info, const
     free(ref);
   }
   if (me == 0)
-    printf("  W%d ep%d tp%d: %d replays (each with fresh data, eager calls between), worst rel err "
-           "%.2e: %s\n", W, ep, tp, replays, worst, bad ? "FAILED" : "ok");
+    printf("  W%d ep%d tp%d layer1 %s: %d replays (each with fresh data, eager calls between), "
+           "worst rel err %.2e: %s\n", W, ep, tp, fused1 ? "fused" : "composed", replays, worst,
+           bad ? "FAILED" : "ok");
   CUDA_OK(cudaGraphExecDestroy(exec));
   CUDA_OK(cudaGraphDestroy(graph));
   free(got);
@@ -116,8 +118,10 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
   const int W = info->world;
   comet_context_t ctx = test_rank_begin(info);
   if (!ctx) return 1;
-  run_layout(ctx, info, ra, W, 1, ra->replays);
-  if (W >= 4) run_layout(ctx, info, ra, W / 2, 2, 20);
+  run_layout(ctx, info, ra, W, 1, ra->replays, 0);
+  run_layout(ctx, info, ra, W, 1, ra->replays / 5, 1); /* the fused layer1 (opt-in) */
+  if (W >= 4) run_layout(ctx, info, ra, W / 2, 2, 20, 0);
+  if (W >= 4) run_layout(ctx, info, ra, W / 2, 2, 10, 1);
   return test_rank_end(info, ctx);
 }
 

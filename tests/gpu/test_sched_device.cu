@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 // test_sched_device.cu — the plan arithmetic (plan_core.h) and the tile
 // schedules (schedule.h) compiled for the device give the same tables as on
-// the host, on random and skewed routings; so does the fused layer0's
-// parallel tile-list kernel (kernels/fused/layer0.cu), 128-row tiles.
+// the host, on random and skewed routings; so do the fused kernels'
+// parallel tile-list kernel (kernels/fused/tiles.cu), 128-row tiles.
 #include <cuda_runtime.h>
 #include <stdlib.h>
 
@@ -113,18 +113,21 @@ int main() {
         v.status = d_st;
         v.expert_offset = d_eo + q * (El + 1);
         v.block_offset = d_bo + q * El * (W + 1);
-        v.l0_tiles = d_list;
-        v.l0_count = d_list_n;
-        CUDA_OK(cudaMemset(d_list, 0xff, sizeof(comet_mtile_t) * MAXT));
-        CHECK_OK(comet_layer0_tiles_launch(&v, 0));
-        static comet_mtile_t g_list[MAXT];
-        int32_t g_list_n = -1;
-        CUDA_OK(cudaMemcpy(&g_list_n, d_list_n, sizeof g_list_n, cudaMemcpyDeviceToHost));
-        CUDA_OK(cudaMemcpy(g_list, d_list, sizeof(comet_mtile_t) * MAXT, cudaMemcpyDeviceToHost));
-        comet_sched_mtiles_layer0(bo, El, W, tile_m, h_l);
-        CHECK_MSG(g_list_n == n && same_tiles(h_l, g_list, n),
-                  "layout %zu skew %d rank %d: the layer0 tile-list kernel (%d tiles, want %d)", li,
-                  skew, q, g_list_n, n);
+        v.l0_tiles = v.l1_tiles = d_list;
+        v.l0_count = v.l1_count = d_list_n;
+        for (int natural = 0; natural < 2; ++natural) {
+          CUDA_OK(cudaMemset(d_list, 0xff, sizeof(comet_mtile_t) * MAXT));
+          CHECK_OK(comet_mtiles_launch(&v, natural, 0));
+          static comet_mtile_t g_list[MAXT];
+          int32_t g_list_n = -1;
+          CUDA_OK(cudaMemcpy(&g_list_n, d_list_n, sizeof g_list_n, cudaMemcpyDeviceToHost));
+          CUDA_OK(cudaMemcpy(g_list, d_list, sizeof(comet_mtile_t) * MAXT, cudaMemcpyDeviceToHost));
+          if (natural) comet_sched_mtiles_natural(bo, El, W, tile_m, h_l);
+          else comet_sched_mtiles_layer0(bo, El, W, tile_m, h_l);
+          CHECK_MSG(g_list_n == n && same_tiles(h_l, g_list, n),
+                    "layout %zu skew %d rank %d: the %s tile-list kernel (%d tiles, want %d)", li,
+                    skew, q, natural ? "natural" : "layer0", g_list_n, n);
+        }
       }
     }
   cudaFree(d_st); cudaFree(d_list); cudaFree(d_list_n);

@@ -26,6 +26,7 @@
 
 #include "error.h"
 #include "kernels/comm/comm.h"
+#include "kernels/comm/vec8.cuh"
 #include "kernels/launch_check.cuh"
 #include "kernels/comm/sync.cuh"
 #include "kernels/comm/wait.cuh"
@@ -120,40 +121,6 @@ __global__ void __launch_bounds__(COMBINE_THREADS) combine_push_kernel(comet_com
     }
   }
 }
-
-template <typename T> struct vec8;
-template <> struct vec8<__nv_bfloat16> {
-  static __device__ __forceinline__ void load(const uint4 &u, float *f) {
-    const __nv_bfloat162 *h = (const __nv_bfloat162 *)&u;
-    for (int i = 0; i < 4; ++i) {
-      float2 p = __bfloat1622float2(h[i]);
-      f[2 * i] = p.x;
-      f[2 * i + 1] = p.y;
-    }
-  }
-  static __device__ __forceinline__ uint4 store(const float *f) {
-    uint4 u;
-    __nv_bfloat162 *h = (__nv_bfloat162 *)&u;
-    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-    return u;
-  }
-};
-template <> struct vec8<__half> {
-  static __device__ __forceinline__ void load(const uint4 &u, float *f) {
-    const __half2 *h = (const __half2 *)&u;
-    for (int i = 0; i < 4; ++i) {
-      float2 p = __half22float2(h[i]);
-      f[2 * i] = p.x;
-      f[2 * i + 1] = p.y;
-    }
-  }
-  static __device__ __forceinline__ uint4 store(const float *f) {
-    uint4 u;
-    __half2 *h = (__half2 *)&u;
-    for (int i = 0; i < 4; ++i) h[i] = __floats2half2_rn(f[2 * i], f[2 * i + 1]);
-    return u;
-  }
-};
 
 /* A warp per token; each lane owns CH 16-byte chunks of the row at a time. */
 #define CH 2
@@ -350,6 +317,11 @@ __global__ void __launch_bounds__(128) combine_begin_kernel(comet_comm_view_t v,
    * still read this rank's y of the previous combine) */
   if (v.status->code != COMET_ROUTE_OK)
     for (int i = threadIdx.x; i <= v.num_experts / v.ep; i += blockDim.x) v.expert_offset[i] = 0;
+}
+
+extern "C" comet_status_t comet_combine_guard_launch(const comet_comm_view_t *v, cudaStream_t stream) {
+  combine_start_kernel<<<1, 128, 0, stream>>>(*v, 1, 0);
+  return comet_launched("combine_start_kernel");
 }
 
 size_t comet_combine_smem(int mode, int El, int W) {

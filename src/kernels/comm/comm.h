@@ -29,6 +29,9 @@ extern "C" {
 /* Rows of an M-tile of the layer0 GEMM (= COMET_GEMM_TILE_M): the unit of
  * the fused layer0's arrival counters. */
 #define COMET_MTILE_ROWS 128
+/* Columns of y per published block of the fused layer1 (its GEMM's wide
+ * tile, the same on every rank whatever its SM count). */
+#define COMET_L1_BLOCK 256
 
 /* Tokens per CTA of the plan's counting kernels (one thread per token). */
 #define COMET_PLAN_TOKENS_PER_CTA 256
@@ -115,6 +118,7 @@ typedef struct comet_comm_view {
   int64_t row_capacity;          /* rows one rank can receive */
   int sm_budget;                 /* SMs this rank may use */
   int max_mtiles;                /* bound on this rank's M-tiles: ceil(cap / 128) + El */
+  int l1_blocks;                 /* column blocks of the fused layer1: ceil(H / COMET_L1_BLOCK) */
   int dispatch_mode, combine_mode; /* COMET_DISPATCH_*, COMET_COMBINE_* */
   uint64_t timeout_ns;           /* bound of every wait */
   char *win_local;               /* this rank's window base (= peer[rank]) */
@@ -128,6 +132,8 @@ typedef struct comet_comm_view {
   size_t off_dflags;             /* uint64 [El][W]: dispatch block (el, arrival j) arrived at epoch */
   size_t off_tcount;             /* uint64 [max_mtiles]: rows arrived in natural M-tile i (fused
                                     layer0; zeroed by the plan before its barrier) */
+  size_t off_l1flags;            /* uint64 [max_mtiles][l1_blocks]: fused layer1's (M-tile, column
+                                    block) of y stored at epoch */
   size_t off_cflags;             /* uint64 [W]: combine rows from rank q all arrived at epoch (push) */
   size_t off_row_src;            /* int32 [cap]: receiver row table, written by the sources */
   size_t off_row_token;          /* int32 [cap] */
@@ -159,6 +165,8 @@ typedef struct comet_comm_view {
   int32_t *recv_tile0;           /* [E]: natural index of expert e's first M-tile there */
   comet_mtile_t *l0_tiles;       /* [max_mtiles]: this rank's layer0 M-tile list (fused layer0) */
   int32_t *l0_count;             /* its length */
+  comet_mtile_t *l1_tiles;       /* [max_mtiles]: the natural M-tile list (fused layer1) */
+  int32_t *l1_count;             /* its length */
   uint32_t *dispatch_done;       /* [E] rows of expert e sent this call (self-resetting) */
   uint32_t *pulled_done;         /* [El*W] rows of block (el, j) pulled this call (self-resetting) */
   uint32_t *combine_done;        /* [W] rows sent home to rank s this call (self-resetting) */
@@ -215,6 +223,10 @@ comet_status_t comet_combine_begin_launch(const comet_comm_view_t *view,
 comet_status_t comet_combine_launch(const comet_comm_view_t *view, const void *y, int num_tokens,
                                     const float *topk_weights, void *out, int ctas,
                                     struct CUstream_st *stream);
+
+/* The combine's guard alone (a second combine of one plan gets status
+ * REPEATED): what the fused layer1 runs before its launch. */
+comet_status_t comet_combine_guard_launch(const comet_comm_view_t *view, struct CUstream_st *stream);
 
 /* 16-byte vectors a lane keeps in flight in the copy loops (4, 8 or 16;
  * env COMET_COMM_UNROLL, default 8): a knob for experiments. */

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* fused.h — the fused persistent kernels of comet's forward (internal,
- * C-callable): layer0 = dispatch + grouped GEMM with w1 (layer0.cu). */
+ * C-callable): layer0 = dispatch + grouped GEMM with w1 (layer0.cu),
+ * layer1 = grouped GEMM with w2 + combine (layer1.cu), and their M-tile
+ * lists (tiles.cu). */
 #ifndef COMET_KERNELS_FUSED_H
 #define COMET_KERNELS_FUSED_H
 
@@ -37,11 +39,37 @@ typedef struct comet_fused_layer0 {
 /* The tile list (1 CTA) then the fused kernel, on stream; no host sync. */
 comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *f, struct CUstream_st *stream);
 
-/* This rank's layer0 M-tile list from the plan (view->l0_tiles and
- * l0_count): comet_sched_mtiles_layer0's list, built on the device. Part of
- * comet_fused_layer0_launch; alone for tests. */
-comet_status_t comet_layer0_tiles_launch(const comet_comm_view_t *view, struct CUstream_st *stream);
-size_t comet_layer0_tiles_smem(int local_experts);
+/* The fused layer1 (layer1.cu) and its reference timings. */
+typedef enum comet_l1_mode {
+  COMET_L1_FUSED = 0,     /* GEMM + movers, each block waited for */
+  COMET_L1_GEMM_ONLY = 1, /* movers off (out not written) */
+  COMET_L1_COMM_ONLY = 2  /* the n_comm movers alone, no waits (y as an earlier call left it) */
+} comet_l1_mode_t;
+
+typedef struct comet_fused_layer1 {
+  const comet_comm_view_t *view; /* after this call's plan (and combine begin) */
+  const void *h;                 /* [row capacity, k]: layer0's output */
+  const void *w2;                /* [El, H, k] */
+  const float *topk_weights;     /* [num_tokens, K] */
+  void *out;                     /* [num_tokens, H] */
+  int num_tokens;                /* as planned */
+  int k;                         /* F / tp */
+  int n_comm;                    /* mover CTAs, 1..sm_budget - 1 */
+  comet_l1_mode_t mode;
+} comet_fused_layer1_t;
+
+/* The combine's guard, the natural tile list, then the fused kernel, on
+ * stream; no host sync. Needs the pull combine mode. */
+comet_status_t comet_fused_layer1_launch(const comet_fused_layer1_t *f, struct CUstream_st *stream);
+int comet_fused_layer1_default_n_comm(const comet_comm_view_t *view);
+
+/* This rank's M-tile list from the plan, built on the device (tiles.cu):
+ * natural = 0: comet_sched_mtiles_layer0's list into view->l0_tiles /
+ * l0_count; 1: comet_sched_mtiles_natural's into l1_tiles / l1_count. Part
+ * of the fused launches; alone for tests. */
+comet_status_t comet_mtiles_launch(const comet_comm_view_t *view, int natural,
+                                   struct CUstream_st *stream);
+size_t comet_mtiles_smem(int local_experts);
 
 /* Whether to gather A for fc1 of n columns (F / tp), and the default n_comm
  * for this view (world, SM budget) with that choice. */

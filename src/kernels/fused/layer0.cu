@@ -4,10 +4,7 @@
  *
  * Two kernels after the device plan, in stream order:
  *
- *   tiles  (1 CTA)  this rank's M-tiles in layer0 order (schedule.h: tiles
- *                   whose rows come from this rank first, then in the order
- *                   the peers' rows arrive), built in parallel, into the
- *                   plan's scratch (l0_tiles, l0_count).
+ *   tiles  (1 CTA)  this rank's M-tiles in layer0 order (tiles.cu).
  *   fused  (the SM budget, one CTA per SM) CTAs [0, n_comm) are movers:
  *                   they push this rank's token rows into the other ranks of
  *                   the experts' groups (dispatch_push.cuh) and, after each
@@ -50,96 +47,6 @@
 using namespace comet_gemm;
 
 static_assert(COMET_MTILE_ROWS == COMET_GEMM_TILE_M, "arrival counters count the GEMM's M-tiles");
-
-#define TILES_THREADS 1024
-
-/* ---- the layer0 tile list ---- */
-
-/* Exclusive prefix sum of x over the CTA; *total gets the sum. */
-static __device__ __forceinline__ int cta_exclusive_scan(int x, int *total, int *warp_sums) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
-  int incl = x;
-#pragma unroll
-  for (int d = 1; d < 32; d <<= 1) {
-    const int y = __shfl_up_sync(0xffffffffu, incl, d);
-    if (lane >= d) incl += y;
-  }
-  if (lane == 31) warp_sums[warp] = incl;
-  __syncthreads();
-  if (warp == 0) {
-    int w = lane < nwarps ? warp_sums[lane] : 0;
-#pragma unroll
-    for (int d = 1; d < 32; d <<= 1) {
-      const int y = __shfl_up_sync(0xffffffffu, w, d);
-      if (lane >= d) w += y;
-    }
-    warp_sums[lane] = w; /* inclusive */
-  }
-  __syncthreads();
-  const int before = warp > 0 ? warp_sums[warp - 1] : 0;
-  *total = warp_sums[nwarps - 1];
-  __syncthreads(); /* warp_sums is reused by the next scan */
-  return before + incl - x;
-}
-
-/* Natural M-tile i (mstart: M-tiles before each local expert). */
-static __device__ __forceinline__ comet_mtile_t natural_tile(const comet_comm_view_t &v,
-                                                             const int32_t *mstart, int El, int i) {
-  int lo = 0, hi = El; /* largest el with mstart[el] <= i */
-  while (hi - lo > 1) {
-    const int mid = (lo + hi) >> 1;
-    if (mstart[mid] <= i) lo = mid;
-    else hi = mid;
-  }
-  const int W = v.world;
-  const int32_t end = v.expert_offset[lo + 1];
-  comet_mtile_t t;
-  t.expert = lo;
-  t.row_begin = v.expert_offset[lo] + (i - mstart[lo]) * COMET_MTILE_ROWS;
-  t.rows = min(COMET_MTILE_ROWS, end - t.row_begin);
-  t.src_first = (int16_t)comet_sched_block_of_row(v.block_offset, W, lo, t.row_begin);
-  t.src_last = (int16_t)comet_sched_block_of_row(v.block_offset, W, lo, t.row_begin + t.rows - 1);
-  t.index = i;
-  return t;
-}
-
-/* The same list as comet_sched_mtiles_layer0 (by src_last, then natural
- * order), one arrival level at a time: each thread takes a contiguous run of
- * natural tiles, a scan places each level's tiles. */
-__global__ void __launch_bounds__(TILES_THREADS) layer0_tiles_kernel(comet_comm_view_t v) {
-  extern __shared__ int32_t mstart[]; /* [El + 1] */
-  __shared__ int warp_sums[32];
-  if (v.status->code != COMET_ROUTE_OK) {
-    if (threadIdx.x == 0) *v.l0_count = 0;
-    return;
-  }
-  const int El = v.num_experts / v.ep, W = v.world;
-  if (threadIdx.x == 0) {
-    int32_t acc = 0;
-    for (int el = 0; el < El; ++el) {
-      mstart[el] = acc;
-      acc += (v.expert_offset[el + 1] - v.expert_offset[el] + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS;
-    }
-    mstart[El] = acc;
-  }
-  __syncthreads();
-  const int n = mstart[El];
-  const int chunk = (n + blockDim.x - 1) / blockDim.x;
-  const int i0 = min(n, (int)threadIdx.x * chunk), i1 = min(n, i0 + chunk);
-  int base = 0;
-  for (int level = 0; level < W; ++level) {
-    int mine = 0;
-    for (int i = i0; i < i1; ++i) mine += natural_tile(v, mstart, El, i).src_last == level;
-    int total;
-    int pos = base + cta_exclusive_scan(mine, &total, warp_sums);
-    for (int i = i0; i < i1 && mine > 0; ++i) {
-      const comet_mtile_t t = natural_tile(v, mstart, El, i);
-      if (t.src_last == level) v.l0_tiles[pos++] = t;
-    }
-    base += total;
-  }
-  if (threadIdx.x == 0) *v.l0_count = n;
-}
 
 /* ---- the movers ---- */
 
@@ -224,18 +131,6 @@ static comet_gemm_tile_t tile_from_env(void) {
   return COMET_GEMM_TILE_AUTO;
 }
 
-size_t comet_layer0_tiles_smem(int local_experts) {
-  return sizeof(int32_t) * ((size_t)local_experts + 1);
-}
-
-extern "C" comet_status_t comet_layer0_tiles_launch(const comet_comm_view_t *v,
-                                                    cudaStream_t stream) {
-  const size_t smem = comet_layer0_tiles_smem(v->num_experts / v->ep);
-  COMET_CHECK(comet_allow_smem((const void *)layer0_tiles_kernel, smem, "layer0 tile list"));
-  layer0_tiles_kernel<<<1, TILES_THREADS, smem, stream>>>(*v);
-  return comet_launched("layer0_tiles_kernel");
-}
-
 extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *f,
                                                     cudaStream_t stream) {
   const comet_comm_view_t *v = f->view;
@@ -248,7 +143,7 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   COMET_ARG(f->mode >= COMET_L0_FUSED && f->mode <= COMET_L0_COMM_ONLY, "fused layer0: mode %d unknown",
             f->mode);
   if (v->row_capacity == 0) return COMET_OK;
-  COMET_CHECK(comet_layer0_tiles_launch(v, stream));
+  COMET_CHECK(comet_mtiles_launch(v, 0, stream));
   comet_gemm_params_t g;
   memset(&g, 0, sizeof g);
   g.dtype = (comet_dtype_t)v->dtype;

@@ -44,6 +44,7 @@ struct Args {
   void *c;
   int groups, n, k, n_tiles, order;
   uint64_t publish_value;
+  const uint64_t *publish_epoch; /* non-NULL: publish *publish_epoch (the call's device epoch) */
   /* gathered A (Cfg::kGather, the fused layer0): row r of A is this rank's
    * token row_token[r] of x when row_src[r] == gather_self, else row r of
    * gather_rows (delivered by movers); block_offset [groups][world + 1]
@@ -479,7 +480,8 @@ __device__ __forceinline__ void publish(const Args &a, const Tile &tl, int ctid)
   named_bar_sync(3, 256);
   if (threadIdx.x == 128) {
     __threadfence_system();
-    st_release_sys_u64(a.publish_flags + (int64_t)tl.mtile * a.n_tiles + tl.n, a.publish_value);
+    const uint64_t value = a.publish_epoch ? *(volatile const uint64_t *)a.publish_epoch : a.publish_value;
+    st_release_sys_u64(a.publish_flags + (int64_t)tl.mtile * a.n_tiles + tl.n, value);
   }
 }
 

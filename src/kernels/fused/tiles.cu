@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* tiles.cu — the fused kernels' M-tile lists, built on the device from the
+ * routing plan (expert_offset, block_offset) by one CTA, into the plan's
+ * scratch: layer0's order (schedule.h: tiles whose rows come from this rank
+ * first, then in the order the peers' rows arrive) and the natural order
+ * (layer1). The same lists as schedule.h's host functions
+ * (test_sched_device checks). */
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "error.h"
+#include "kernels/comm/comm.h"
+#include "kernels/fused/fused.h"
+#include "kernels/launch_check.cuh"
+#include "schedule.h"
+
+#define TILES_THREADS 1024
+
+/* ---- the layer0 tile list ---- */
+
+/* Exclusive prefix sum of x over the CTA; *total gets the sum. */
+static __device__ __forceinline__ int cta_exclusive_scan(int x, int *total, int *warp_sums) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, nwarps = blockDim.x / 32;
+  int incl = x;
+#pragma unroll
+  for (int d = 1; d < 32; d <<= 1) {
+    const int y = __shfl_up_sync(0xffffffffu, incl, d);
+    if (lane >= d) incl += y;
+  }
+  if (lane == 31) warp_sums[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    int w = lane < nwarps ? warp_sums[lane] : 0;
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {
+      const int y = __shfl_up_sync(0xffffffffu, w, d);
+      if (lane >= d) w += y;
+    }
+    warp_sums[lane] = w; /* inclusive */
+  }
+  __syncthreads();
+  const int before = warp > 0 ? warp_sums[warp - 1] : 0;
+  *total = warp_sums[nwarps - 1];
+  __syncthreads(); /* warp_sums is reused by the next scan */
+  return before + incl - x;
+}
+
+/* Natural M-tile i (mstart: M-tiles before each local expert). */
+static __device__ __forceinline__ comet_mtile_t natural_tile(const comet_comm_view_t &v,
+                                                             const int32_t *mstart, int El, int i) {
+  int lo = 0, hi = El; /* largest el with mstart[el] <= i */
+  while (hi - lo > 1) {
+    const int mid = (lo + hi) >> 1;
+    if (mstart[mid] <= i) lo = mid;
+    else hi = mid;
+  }
+  const int W = v.world;
+  const int32_t end = v.expert_offset[lo + 1];
+  comet_mtile_t t;
+  t.expert = lo;
+  t.row_begin = v.expert_offset[lo] + (i - mstart[lo]) * COMET_MTILE_ROWS;
+  t.rows = min(COMET_MTILE_ROWS, end - t.row_begin);
+  t.src_first = (int16_t)comet_sched_block_of_row(v.block_offset, W, lo, t.row_begin);
+  t.src_last = (int16_t)comet_sched_block_of_row(v.block_offset, W, lo, t.row_begin + t.rows - 1);
+  t.index = i;
+  return t;
+}
+
+/* natural = 0: the same list as comet_sched_mtiles_layer0 (by src_last,
+ * then natural order) into l0_tiles, one arrival level at a time: each
+ * thread takes a contiguous run of natural tiles, a scan places each level's
+ * tiles. natural = 1: the natural list (comet_sched_mtiles_natural) into
+ * l1_tiles. */
+__global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t v, int natural) {
+  extern __shared__ int32_t mstart[]; /* [El + 1] */
+  __shared__ int warp_sums[32];
+  comet_mtile_t *out = natural ? v.l1_tiles : v.l0_tiles;
+  int32_t *count = natural ? v.l1_count : v.l0_count;
+  if (v.status->code != COMET_ROUTE_OK) {
+    if (threadIdx.x == 0) *count = 0;
+    return;
+  }
+  const int El = v.num_experts / v.ep, W = v.world;
+  if (threadIdx.x == 0) {
+    int32_t acc = 0;
+    for (int el = 0; el < El; ++el) {
+      mstart[el] = acc;
+      acc += (v.expert_offset[el + 1] - v.expert_offset[el] + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS;
+    }
+    mstart[El] = acc;
+  }
+  __syncthreads();
+  const int n = mstart[El];
+  const int chunk = (n + blockDim.x - 1) / blockDim.x;
+  const int i0 = min(n, (int)threadIdx.x * chunk), i1 = min(n, i0 + chunk);
+  if (natural) {
+    for (int i = i0; i < i1; ++i) out[i] = natural_tile(v, mstart, El, i);
+    if (threadIdx.x == 0) *count = n;
+    return;
+  }
+  int base = 0;
+  for (int level = 0; level < W; ++level) {
+    int mine = 0;
+    for (int i = i0; i < i1; ++i) mine += natural_tile(v, mstart, El, i).src_last == level;
+    int total;
+    int pos = base + cta_exclusive_scan(mine, &total, warp_sums);
+    for (int i = i0; i < i1 && mine > 0; ++i) {
+      const comet_mtile_t t = natural_tile(v, mstart, El, i);
+      if (t.src_last == level) out[pos++] = t;
+    }
+    base += total;
+  }
+  if (threadIdx.x == 0) *count = n;
+}
+
+size_t comet_mtiles_smem(int local_experts) {
+  return sizeof(int32_t) * ((size_t)local_experts + 1);
+}
+
+extern "C" comet_status_t comet_mtiles_launch(const comet_comm_view_t *v, int natural,
+                                              cudaStream_t stream) {
+  const size_t smem = comet_mtiles_smem(v->num_experts / v->ep);
+  COMET_CHECK(comet_allow_smem((const void *)mtiles_kernel, smem, "M-tile list"));
+  mtiles_kernel<<<1, TILES_THREADS, smem, stream>>>(*v, natural);
+  return comet_launched("mtiles_kernel");
+}
+
