@@ -4,11 +4,11 @@
 # carried: every multi-rank GPU test at W = 1 (and over NCCL on as many GPUs
 # as there are) and in the loopback world, the GEMM and baseline tests, the
 # sanitizers on the ipc W = 4 forward, the Python package's tests, the W = 1
-# bench, and the fused layer0's W = 1 matrix (bench0: 5 presets x 2048/8192
-# tokens x uniform/skew:0.05). tests.jsonl, bench.jsonl and summary.txt
+# bench, the fused layer0's W = 1 matrix (bench0: 5 presets x 2048/8192
+# tokens x uniform/skew:0.05) and the same with the fused layer1 (bench1). tests.jsonl, bench.jsonl and summary.txt
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,bench,bench0
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,bench,bench0,bench1
 #   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
 #   subset of the multi-rank / single-GPU tests.
 set -u -o pipefail
@@ -55,6 +55,14 @@ if has bench0; then
       --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
       --tokens 2048,8192 --routing $routing --check --check-tokens 2 > "$OUT/bench0_${routing%%:*}.log" 2>&1
     note "bench0 W = 1 ($routing): exit $?"
+  done
+fi
+if has bench1; then # bench0's matrix with the fused layer1 (opt-in)
+  for routing in uniform skew:0.05; do
+    COMET_LAYER1=fused timeout 300 $B/comet bench --gpus 1 --json "$OUT/bench1.jsonl" \
+      --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
+      --tokens 2048,8192 --routing $routing --check --check-tokens 2 > "$OUT/bench1_${routing%%:*}.log" 2>&1
+    note "bench1 W = 1, fused layer1 ($routing): exit $?"
   done
 fi
 if has bench; then

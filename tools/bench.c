@@ -463,6 +463,11 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   const float l0_ref = cm.layer0_gemm_only_ms > cm.layer0_comm_only_ms ? cm.layer0_gemm_only_ms
                                                                        : cm.layer0_comm_only_ms;
   const double l0_eff = cm.fused0 && cm.layer0_ms > 0 ? l0_ref / cm.layer0_ms : 0;
+  const float l1_ref = cm.layer1_gemm_only_ms > cm.layer1_comm_only_ms ? cm.layer1_gemm_only_ms
+                                                                       : cm.layer1_comm_only_ms;
+  const double l1_eff = cm.fused1 && cm.layer1_ms > 0 ? l1_ref / cm.layer1_ms : 0;
+  /* the baseline's fc2 + combine: its experts phase less fc1, then the combine */
+  const float l1_base = res.ms[1] - (res.ms[4] - res.ms[0]) + res.ms[2];
   /* ---- rank 0 reports; the loopback world has no baseline: "-" and null ---- */
   const int base = !loop;
   char world[64], cell[16];
@@ -488,7 +493,12 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
              cm.gather0 ? "gathered" : "copied", cm.n_comm0, cm.layer0_gemm_only_ms,
              cm.layer0_comm_only_ms, l0_eff);
     printf("\n");
-    printf("  %-22s %12s %10.3f\n", "layer1 (fc2+combine)", "-", cm.layer1_ms);
+    printf("  %-22s %12s %10.3f   %s", "layer1 (fc2+combine)", ms_cell(cell, l1_base, base),
+           cm.layer1_ms, cm.fused1 ? "fused" : "composed");
+    if (cm.fused1)
+      printf(", n_comm %d | gemm only %.3f, comm only %.3f -> overlap eff %.3f", cm.n_comm1,
+             cm.layer1_gemm_only_ms, cm.layer1_comm_only_ms, l1_eff);
+    printf("\n");
     printf("  %-22s %12s %10.3f\n", names[3], ms_cell(cell, res.ms[3], base), cm.forward_ms);
   } else {
     printf("  %-22s %12s %10s   (comet: %s)\n", names[3], ms_cell(cell, res.ms[3], base), "-", cm.err);
@@ -553,6 +563,13 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "layer0_comm_only_ms", cm.layer0_comm_only_ms, cm.ran && cm.fused0);
     json_num(f, "layer0_overlap_eff", l0_eff, cm.ran && cm.fused0);
     json_num(f, "layer0_speedup", cm.layer0_ms > 0 ? res.ms[4] / cm.layer0_ms : 0, base && cm.ran);
+    json_num(f, "baseline_layer1_ms", l1_base, base);
+    fprintf(f, ", \"fused1\": %s", cm.ran && cm.fused1 ? "true" : "false");
+    json_num(f, "n_comm1", cm.n_comm1, cm.ran && cm.fused1);
+    json_num(f, "layer1_gemm_only_ms", cm.layer1_gemm_only_ms, cm.ran && cm.fused1);
+    json_num(f, "layer1_comm_only_ms", cm.layer1_comm_only_ms, cm.ran && cm.fused1);
+    json_num(f, "layer1_overlap_eff", l1_eff, cm.ran && cm.fused1);
+    json_num(f, "layer1_speedup", cm.layer1_ms > 0 ? l1_base / cm.layer1_ms : 0, base && cm.ran);
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
     json_num(f, "comet_limit_eff", cm.ran ? res.floor_ms / cm.forward_ms : 0, cm.ran && res.floor_ms > 0);
     json_num(f, "speedup", speedup, base && cm.ran);

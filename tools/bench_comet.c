@@ -87,6 +87,41 @@ done:
   return 0; /* comet's error is in out->err */
 }
 
+/* layer1_overlap_eff's references: per iteration a dispatch_gemm (a plan
+ * to combine), the fused layer1 call with its movers off; again, with the
+ * movers alone (they read y as the layer0 left the shared memory: the
+ * timing's traffic, not its values). */
+static int bench_layer1_refs(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
+                             const comet_dispatch_gemm_args_t *l0,
+                             const comet_gemm_combine_args_t *l1, cudaStream_t st, int iters,
+                             float *times, cudaEvent_t *ev, bench_comet_t *out) {
+  for (int it = 0; it < iters; ++it) {
+    for (int p = 0; p < 2; ++p) {
+      HCOMET(comet_dispatch_gemm(L, l0, st));
+      HCOMET(comet_layer_set_layer1_path(L, p == 0 ? COMET_LAYER1_GEMM_ONLY : COMET_LAYER1_COMM_ONLY));
+      HCUDA(cudaEventRecord(ev[0], st));
+      HCOMET(comet_gemm_combine(L, l1, st));
+      HCUDA(cudaEventRecord(ev[1], st));
+      HCUDA(cudaEventSynchronize(ev[1]));
+      HCUDA(cudaEventElapsedTime(&times[2 * it + p], ev[0], ev[1]));
+    }
+  }
+  HCOMET(comet_layer_set_layer1_path(L, COMET_LAYER1_FUSED));
+  if (bench_slowest(info, ctx, times, 2 * iters) != 0) return 1;
+  float *col = malloc(sizeof(float) * (size_t)iters);
+  if (!col) return 1;
+  for (int p = 0; p < 2; ++p) {
+    for (int it = 0; it < iters; ++it) col[it] = times[2 * it + p];
+    const float m = bench_median(col, iters);
+    if (p == 0) out->layer1_gemm_only_ms = m;
+    else out->layer1_comm_only_ms = m;
+  }
+  free(col);
+  return 0;
+done:
+  return 0; /* comet's error is in out->err */
+}
+
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
                     comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *a, int warmup,
                     int iters, int n_comm, int check, unsigned long long seed,
@@ -138,6 +173,10 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->fused0 = comet_layer_layer0_fused(L);
   out->gather0 = comet_layer_layer0_gather(L);
   if (out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0) return 1;
+  out->fused1 = comet_layer_layer1_fused(L);
+  out->n_comm1 = comet_layer_layer1_n_comm(L);
+  if (out->fused1 && bench_layer1_refs(info, ctx, L, &l0, &l1, st, iters, times, ev, out) != 0)
+    return 1;
   out->ran = 1;
   if (check) {
     HCUDA(cudaMemsetAsync(a->out, 0xFF, (size_t)a->num_tokens * cfg->hidden * 2, st));

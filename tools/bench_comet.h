@@ -23,6 +23,8 @@ typedef struct bench_comet {
   int gather0;           /* its A: gathered from x (1) or copied by the movers (0) */
   float layer0_gemm_only_ms; /* the fused layer0 call with the movers off, rows in place */
   float layer0_comm_only_ms; /* ... with the movers alone */
+  int fused1, n_comm1;   /* layer1 ran fused (COMET_LAYER1=fused), with n_comm1 movers */
+  float layer1_gemm_only_ms, layer1_comm_only_ms; /* its reference timings, as layer0's */
   bench_check_t chk;
   char err[256];
 } bench_comet_t;

@@ -65,6 +65,18 @@ __device__ __forceinline__ uint4 ld_v4(const void *p) {
                : "memory");
   return v;
 }
+/* 16-byte load cached in L2 only: data that other CTAs or GPUs write while
+ * this kernel runs (after an acquire of their flag). L1 is not coherent: a
+ * line cached there earlier in the kernel, for a neighbouring segment,
+ * could be stale. */
+__device__ __forceinline__ uint4 ld_cg_v4(const void *p) {
+  uint4 v;
+  asm volatile("ld.global.cg.v4.u32 {%0, %1, %2, %3}, [%4];"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p)
+               : "memory");
+  return v;
+}
 /* 16-byte store (local or to a peer through an LSA pointer), not kept in L1. */
 __device__ __forceinline__ void st_na_v4(void *p, uint4 v) {
   asm volatile("st.global.L1::no_allocate.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x),

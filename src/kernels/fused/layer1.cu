@@ -116,7 +116,7 @@ static __device__ __forceinline__ void combine_blocks(const comet_comm_view_t &v
           has[u] = s0 + u < nslots && slot_row(v, t, s0 + u, &q, &r, &tile);
           if (has[u]) {
             wk[u] = w[(size_t)t * K + (s0 + u) / v.tp];
-            x[u] = ld_v4(v.peer[q] + v.off_y + (size_t)r * row_bytes + (size_t)jv * 16);
+            x[u] = ld_cg_v4(v.peer[q] + v.off_y + (size_t)r * row_bytes + (size_t)jv * 16);
           }
         }
 #pragma unroll
