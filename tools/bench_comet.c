@@ -53,6 +53,21 @@ int bench_slowest(const comet_rank_info_t *info, comet_context_t ctx, float *v, 
   return 0;
 }
 
+/* times [iters][2] -> the slowest rank's per iteration, then each column's
+ * median into *m0 and *m1. */
+static int slowest_medians(const comet_rank_info_t *info, comet_context_t ctx, float *times,
+                           int iters, float *m0, float *m1) {
+  if (bench_slowest(info, ctx, times, 2 * iters) != 0) return 1;
+  float *col = malloc(sizeof(float) * (size_t)iters);
+  if (!col) return 1;
+  for (int p = 0; p < 2; ++p) {
+    for (int it = 0; it < iters; ++it) col[it] = times[2 * it + p];
+    *(p == 0 ? m0 : m1) = bench_median(col, iters);
+  }
+  free(col);
+  return 0;
+}
+
 /* layer0_overlap_eff's references: per iteration a fused call (the rows in
  * place), then the same call with the movers off, then the movers alone. */
 static int bench_layer0_refs(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
@@ -72,17 +87,8 @@ static int bench_layer0_refs(const comet_rank_info_t *info, comet_context_t ctx,
     for (int p = 0; p < 2; ++p) HCUDA(cudaEventElapsedTime(&times[2 * it + p], ev[p], ev[p + 1]));
   }
   HCOMET(comet_layer_set_layer0_path(L, COMET_LAYER0_FUSED));
-  if (bench_slowest(info, ctx, times, 2 * iters) != 0) return 1;
-  float *col = malloc(sizeof(float) * (size_t)iters);
-  if (!col) return 1;
-  for (int p = 0; p < 2; ++p) {
-    for (int it = 0; it < iters; ++it) col[it] = times[2 * it + p];
-    const float m = bench_median(col, iters);
-    if (p == 0) out->layer0_gemm_only_ms = m;
-    else out->layer0_comm_only_ms = m;
-  }
-  free(col);
-  return 0;
+  return slowest_medians(info, ctx, times, iters, &out->layer0_gemm_only_ms,
+                         &out->layer0_comm_only_ms);
 done:
   return 0; /* comet's error is in out->err */
 }
@@ -107,17 +113,8 @@ static int bench_layer1_refs(const comet_rank_info_t *info, comet_context_t ctx,
     }
   }
   HCOMET(comet_layer_set_layer1_path(L, COMET_LAYER1_FUSED));
-  if (bench_slowest(info, ctx, times, 2 * iters) != 0) return 1;
-  float *col = malloc(sizeof(float) * (size_t)iters);
-  if (!col) return 1;
-  for (int p = 0; p < 2; ++p) {
-    for (int it = 0; it < iters; ++it) col[it] = times[2 * it + p];
-    const float m = bench_median(col, iters);
-    if (p == 0) out->layer1_gemm_only_ms = m;
-    else out->layer1_comm_only_ms = m;
-  }
-  free(col);
-  return 0;
+  return slowest_medians(info, ctx, times, iters, &out->layer1_gemm_only_ms,
+                         &out->layer1_comm_only_ms);
 done:
   return 0; /* comet's error is in out->err */
 }

@@ -63,6 +63,10 @@ typedef struct comet_fused_layer1 {
 comet_status_t comet_fused_layer1_launch(const comet_fused_layer1_t *f, struct CUstream_st *stream);
 int comet_fused_layer1_default_n_comm(const comet_comm_view_t *view);
 
+/* Movers of a fused kernel for this view: at_w1 at W = 1, else an eighth of
+ * the SM budget; 1 .. min(24, budget - 1). */
+int comet_fused_movers(const comet_comm_view_t *view, int at_w1);
+
 /* This rank's M-tile list from the plan, built on the device (tiles.cu):
  * natural = 0: comet_sched_mtiles_layer0's list into view->l0_tiles /
  * l0_count; 1: comet_sched_mtiles_natural's into l1_tiles / l1_count. Part

@@ -208,8 +208,12 @@ extern "C" int comet_fused_layer0_default_n_comm(const comet_comm_view_t *v, int
    * (bench/results/fused0-h200-2026-12-01). Across ranks, an eighth of the
    * budget (DeepEP's intranode kernels use 20-24 of 132 SMs), at most 24.
    * The tuning table (issue 14) refines it. */
-  if (v->world == 1) return gather ? 0 : (v->sm_budget > 8 ? 8 : v->sm_budget - 1);
-  int n = v->sm_budget / 8;
+  if (v->world == 1 && gather) return 0;
+  return comet_fused_movers(v, 8);
+}
+
+extern "C" int comet_fused_movers(const comet_comm_view_t *v, int at_w1) {
+  int n = v->world == 1 ? at_w1 : v->sm_budget / 8;
   if (n > 24) n = 24;
   if (n < 1) n = 1;
   if (n > v->sm_budget - 1) n = v->sm_budget - 1;

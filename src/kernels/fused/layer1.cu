@@ -211,11 +211,7 @@ extern "C" comet_status_t comet_fused_layer1_launch(const comet_fused_layer1_t *
 }
 
 extern "C" int comet_fused_layer1_default_n_comm(const comet_comm_view_t *v) {
-  /* Not measured yet: as layer0's copying movers at W = 1 (8), an eighth of
-   * the budget across ranks. The tuning table (issue 14) will set it. */
-  int n = v->world == 1 ? 8 : v->sm_budget / 8;
-  if (n > 24) n = 24;
-  if (n < 1) n = 1;
-  if (n > v->sm_budget - 1) n = v->sm_budget - 1;
-  return n;
+  /* Not measured yet: as layer0's copying movers (8 at W = 1, an eighth of
+   * the budget across ranks). The tuning table (issue 14) will set it. */
+  return comet_fused_movers(v, 8);
 }
