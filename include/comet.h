@@ -159,6 +159,14 @@ comet_status_t comet_context_set_timeout(comet_context_t ctx, double seconds);
  * call from any host thread while a call is in flight. */
 comet_status_t comet_context_abort(comet_context_t ctx);
 
+/* The tuning table this context's layers take their fused kernels' choices
+ * from (mover CTAs, GEMM tile, layer0's A), replacing the one read at
+ * creation ($COMET_TUNING_TABLE, else the table shipped with the library).
+ * path NULL: read those again. A missing or malformed table is a warning on
+ * stderr and the cost model chooses: this returns COMET_OK but for a NULL
+ * ctx. Layers created after the call use it. */
+comet_status_t comet_context_set_tuning_table(comet_context_t ctx, const char *path);
+
 /* ---- the loopback world: W ranks on one GPU, for testing ----
  * One process, one host thread per rank, each rank on its own disjoint
  * partition of the GPU's SMs (a CUDA green context; SMs are split in
@@ -229,8 +237,9 @@ comet_status_t comet_layer_workspace_bytes(const comet_layer_config_t *cfg, int 
 comet_status_t comet_layer_set_graph_mode(comet_layer_t layer, int on);
 
 /* CTAs of this rank's SM budget that move data in the fused kernels (the
- * rest compute): 0 = comet's default for the layer's world and budget, else
- * 1 .. budget - 1. Per rank (ranks may differ); takes effect at the next call. */
+ * rest compute): 0 = comet's choice per call (the tuning table's entry for
+ * the shape and token count, else its cost model), else 1 .. budget - 1.
+ * Per rank (ranks may differ); takes effect at the next call. */
 comet_status_t comet_layer_set_n_comm(comet_layer_t layer, int n_comm);
 /* Waits for stream; returns the status of the layer's last call: COMET_OK,
  * COMET_ERR_ROUTING naming the rank, token and slot, INVALID_ARGUMENT naming

@@ -5,6 +5,7 @@
  * check. */
 #include "context.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,6 +104,10 @@ static comet_status_t context_finish(comet_context_t *out, comet_transport_t *t)
   *c->abort_host = 0;
   COMET_CUDA_GOTO(cudaHostGetDevicePointer(&d, h, 0), st, fail);
   c->abort_dev = (uint32_t *)d;
+  struct cudaDeviceProp prop;
+  COMET_CUDA_GOTO(cudaGetDeviceProperties(&prop, c->device), st, fail);
+  snprintf(c->device_name, sizeof c->device_name, "%.63s", prop.name);
+  comet_context_load_tuning(c);
   *out = c;
   return COMET_OK;
 fail:
@@ -191,6 +196,7 @@ comet_status_t comet_context_destroy(comet_context_t c) {
   if (c->abort_host && cudaFreeHost((void *)c->abort_host) != cudaSuccess && st == COMET_OK)
     st = comet_set_error(COMET_ERR_CUDA, "context destroy: cudaFreeHost failed");
   c->tp->ops->destroy(c->tp);
+  comet_tune_table_free(&c->tuning);
   free(c);
   return st;
 }

@@ -10,6 +10,7 @@
 #include "comet.h"
 #include "error.h"
 #include "transport/transport.h"
+#include "tune/table.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,7 +31,14 @@ struct comet_context {
   volatile uint32_t *abort_host; /* mapped pinned word: nonzero = abort */
   uint32_t *abort_dev;   /* the same word as the kernels see it */
   int inject;            /* COMET_INJECT_* (tests only) */
+  char device_name[64];  /* cudaDeviceProp.name: the tuning table's key */
+  comet_tune_table_t tuning; /* the table read at creation (tune/load.c) */
+  char tuning_path[4096];    /* where it came from ("" = none) */
 };
+
+/* Reads the tuning table a new context uses (tune/load.c): never fails,
+ * warns on stderr. */
+void comet_context_load_tuning(comet_context_t ctx);
 
 /* A rank of the ipc world (transport/ipc.h; tests under the sanitizers). */
 struct comet_ipc_world;

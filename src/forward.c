@@ -24,6 +24,8 @@
  * (kernels/fused/layer1.cu; opt-in until it has run on a GPU). */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "args.h"
 #include "context.h"
@@ -32,6 +34,9 @@
 #include "kernels/fused/fused.h"
 #include "kernels/gemm/gemm.h"
 #include "layer.h"
+#include "tune/choice.h"
+
+static comet_choice_t choose(comet_layer_t L, int op, int tokens);
 
 comet_status_t comet_layer_set_graph_mode(comet_layer_t L, int on) {
   COMET_ARG(L != NULL, "layer is NULL");
@@ -92,8 +97,10 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
   f.h = h;
   f.n = c->ffn / c->tp;
   f.swiglu = c->activation == COMET_ACT_SWIGLU;
-  f.gather = comet_layer_layer0_gather(L);
-  f.n_comm = comet_layer_layer0_n_comm(L);
+  L->c0 = choose(L, COMET_TUNE_LAYER0, L->planned_tokens);
+  f.gather = L->c0.a == COMET_TUNE_A_GATHERED;
+  f.n_comm = L->c0.n_comm;
+  f.tile = L->c0.tile;
   f.mode = (comet_l0_mode_t)L->layer0_path;
   return comet_fused_layer0_launch(&f, stream);
 }
@@ -138,11 +145,36 @@ int comet_layer_layer0_fused(comet_layer_t L) {
   return L->layer0_path != COMET_LAYER0_COMPOSED && L->view.sm_budget >= 2;
 }
 
+/* The fused op's choices for this call (tune/choice.h): the context's
+ * tuning table, else the cost model; the layer's overrides win
+ * (comet_layer_set_n_comm; the tests' A; COMET_L0_GATHER=0/1 for
+ * experiments). */
+static comet_choice_t choose(comet_layer_t L, int op, int tokens) {
+  const comet_layer_config_t *c = &L->cfg;
+  comet_tune_key_t key;
+  memset(&key, 0, sizeof key);
+  snprintf(key.device, sizeof key.device, "%s", L->ctx->device_name);
+  key.world = L->ctx->world;
+  key.ep = c->ep;
+  key.tp = c->tp;
+  key.hidden = c->hidden;
+  key.ffn = c->ffn;
+  key.experts = c->num_experts;
+  key.topk = c->topk;
+  const comet_cost_shape_t shape = {L->ctx->world, c->ep, c->tp, c->hidden, c->ffn,
+                                    c->num_experts, c->topk, c->activation == COMET_ACT_SWIGLU,
+                                    tokens > 0 ? tokens : 1, L->view.sm_budget};
+  const comet_cost_device_t dev = comet_cost_device_for(L->ctx->device_name);
+  int a_override = L->gather0;
+  const char *env = getenv("COMET_L0_GATHER");
+  if (a_override < 0 && env && (env[0] == '0' || env[0] == '1')) a_override = env[0] == '1';
+  return comet_tune_choose(&L->ctx->tuning, &key, &dev, &shape, op,
+                           op == COMET_TUNE_LAYER0 ? L->n_comm0 : L->n_comm1,
+                           op == COMET_TUNE_LAYER0 ? a_override : -1);
+}
+
 int comet_layer_layer0_gather(comet_layer_t L) {
-  if (!comet_layer_layer0_fused(L)) return 0;
-  if (L->gather0 >= 0) return L->gather0;
-  return comet_fused_layer0_gather(&L->view, L->cfg.ffn / L->cfg.tp,
-                                   L->cfg.activation == COMET_ACT_SWIGLU);
+  return comet_layer_layer0_fused(L) && L->c0.a == COMET_TUNE_A_GATHERED;
 }
 
 comet_status_t comet_layer_set_layer0_gather(comet_layer_t L, int gather) {
@@ -152,11 +184,7 @@ comet_status_t comet_layer_set_layer0_gather(comet_layer_t L, int gather) {
   return COMET_OK;
 }
 
-int comet_layer_layer0_n_comm(comet_layer_t L) {
-  if (!comet_layer_layer0_fused(L)) return 0;
-  return L->n_comm0 > 0 ? L->n_comm0
-                        : comet_fused_layer0_default_n_comm(&L->view, comet_layer_layer0_gather(L));
-}
+int comet_layer_layer0_n_comm(comet_layer_t L) { return comet_layer_layer0_fused(L) ? L->c0.n_comm : 0; }
 
 comet_status_t comet_layer_set_layer0_path(comet_layer_t L, int path) {
   COMET_ARG(L != NULL, "layer is NULL");
@@ -192,7 +220,8 @@ static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, con
     f.out = out;
     f.num_tokens = L->planned_tokens;
     f.k = c->ffn / c->tp;
-    f.n_comm = comet_layer_layer1_n_comm(L);
+    L->c1 = choose(L, COMET_TUNE_LAYER1, L->planned_tokens);
+    f.n_comm = L->c1.n_comm;
     f.mode = (comet_l1_mode_t)L->layer1_path;
     COMET_CHECK(comet_fused_layer1_launch(&f, stream));
   } else {
@@ -221,10 +250,7 @@ int comet_layer_layer1_fused(comet_layer_t L) {
   return L->layer1_path != COMET_LAYER1_COMPOSED && L->view.sm_budget >= 2;
 }
 
-int comet_layer_layer1_n_comm(comet_layer_t L) {
-  if (!comet_layer_layer1_fused(L)) return 0;
-  return L->n_comm1 > 0 ? L->n_comm1 : comet_fused_layer1_default_n_comm(&L->view);
-}
+int comet_layer_layer1_n_comm(comet_layer_t L) { return comet_layer_layer1_fused(L) ? L->c1.n_comm : 0; }
 
 comet_status_t comet_layer_set_layer1_path(comet_layer_t L, int path) {
   COMET_ARG(L != NULL, "layer is NULL");

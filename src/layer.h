@@ -13,6 +13,7 @@
 #include "kernels/comm/comm.h"
 #include "plan_core.h"
 #include "transport/transport.h"
+#include "tune/choice.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,6 +42,7 @@ struct comet_layer {
   int gather0;        /* the fused layer0's A: -1 = by shape, 0 = copied, 1 = gathered */
   int layer1_path;    /* COMET_LAYER1_* (agreed at creation: COMET_LAYER1=fused) */
   int n_comm1;        /* mover CTAs of the fused layer1; 0 = the default */
+  comet_choice_t c0, c1; /* the last call's choices for the fused layer0 / layer1 */
 };
 
 /* How comet_dispatch_gemm runs: fused (default), composed (separate
@@ -67,14 +69,17 @@ comet_status_t comet_layer_set_layer1_path(comet_layer_t layer, int path);
 int comet_layer_layer1_fused(comet_layer_t layer);
 int comet_layer_layer1_n_comm(comet_layer_t layer);
 
-/* Whether layer0 runs fused, and with how many movers (0 when composed,
- * or at W = 1 where there is nothing to move). */
+/* Whether layer0 runs fused, and with how many movers the last call ran (0
+ * when composed, or at W = 1 with A gathered, where nothing moves). */
 int comet_layer_layer0_fused(comet_layer_t layer);
-/* Whether the fused layer0 gathers A (reads own rows from x) or copies;
- * tests force either (gather -1 = comet's choice by shape). */
+/* Whether the last fused layer0 gathered A (read own rows from x) or
+ * copied it; tests force either (gather -1 = comet's choice). */
 int comet_layer_layer0_gather(comet_layer_t layer);
 comet_status_t comet_layer_set_layer0_gather(comet_layer_t layer, int gather);
 int comet_layer_layer0_n_comm(comet_layer_t layer);
+/* Where the last call's choices came from (COMET_FROM_*), for the bench. */
+static inline int comet_layer_layer0_from(comet_layer_t layer) { return layer->c0.from; }
+static inline int comet_layer_layer1_from(comet_layer_t layer) { return layer->c1.from; }
 
 /* Lays out the window and the local scratch of a layer with cfg on `world`
  * ranks and the given protocol modes (COMET_DISPATCH_*, COMET_COMBINE_*):

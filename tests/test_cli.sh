@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # test_cli.sh — the `comet` command: help (of every bench op), presets,
 # version (also --version, -V), bad commands and options, the checks of
-# `comet bench` options that come before any GPU is looked for (exit 2 here
-# too), and `comet info`, which must either list GPUs (exit 0) or say
+# `comet bench` and `comet tune` options that come before any GPU is looked
+# for (exit 2 here too), and `comet info`, which must either list GPUs (exit 0) or say
 # plainly that there is none (exit non-zero); then, without a GPU, that each
 # bench op says so in one plain line (exit 1), not with CUDA's error string.
 set -u
@@ -37,7 +37,11 @@ expect "bench --op gemm --help" 0 "^usage: comet bench --op gemm" -- "$comet" be
 expect "bench --op dispatch --help" 0 "^usage: comet bench --op dispatch[|]combine" -- "$comet" bench --op dispatch --help
 expect "bench --op combine --help" 0 "^usage: comet bench --op dispatch[|]combine" -- "$comet" bench --op combine --help
 expect "bench --op gemm refuses --preset" 2 "unknown option '--preset'.*--help" -- "$comet" bench --op gemm --preset mixtral-8x7b
+expect "tune --help" 0 "^usage: comet tune" -- "$comet" tune --help
+expect "help lists tune" 0 "^  tune " -- "$comet" --help
 # Option errors: exit 2 with their message whether or not there is a GPU.
+expect "tune refuses --check" 2 "comet tune: --check and --n-comm" -- "$comet" tune --model mixtral-8x7b --check
+expect "tune bad --sweep" 2 "bad value '1,x' for --sweep" -- "$comet" tune --sweep 1,x
 expect "bench unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --model nope
 expect "bench ep not dividing the experts" 2 "num_experts.*ep" "no CUDA GPU" -- "$comet" bench --model mixtral-8x7b --ep 3 --gpus 3
 expect "bench --op gemm unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --op gemm --model nope
@@ -57,5 +61,6 @@ if [ "$gpu" = 0 ]; then # one plain line, never CUDA's "driver version is insuff
   expect "bench --op gemm without a GPU" 1 "^comet bench: no CUDA GPU found \(.+\)$" "insufficient" -- "$comet" bench --op gemm
   expect "bench without a GPU" 1 "^comet bench: no CUDA GPU found \(.+\)$" "insufficient" -- "$comet" bench
   expect "bench --op dispatch without a GPU" 1 "^comet bench: no CUDA GPU found \(.+\)$" "insufficient" -- "$comet" bench --op dispatch
+  expect "tune without a GPU" 1 "^comet tune: no CUDA GPU found \(.+\)$" "insufficient" -- "$comet" tune
 fi
 exit $fail

@@ -25,6 +25,8 @@
 #include "../baselines/moe_data.h"
 #include "bench_check.h"
 #include "bench_comet.h"
+#include "tune/choice.h"
+#include "tune.h"
 #include "cli.h"
 #include "launch.h"
 #include "tools.h"
@@ -45,12 +47,27 @@ typedef struct bench_opts {
   const char *routing_str;
   int iters, warmup, check, check_tokens;
   int n_comm; /* mover CTAs of the fused layer0; 0 = comet's default */
+  int tune;   /* `comet tune`: no baseline; the sweep (tools/tune.c) */
+  int sweep[32], nsweep;
+  const char *table_out;
   const char *json, *rendezvous;
   unsigned long long seed;
   comet_baseline_gemm_t gemm;
   double timeout_s;
   char commit[64], date[32];
 } bench_opts_t;
+
+static void usage_tune(FILE *f) {
+  fprintf(f,
+          "usage: comet tune [options]   (the options of comet bench, but --check/--gemm/--n-comm)\n"
+          "  --sweep N[,N..]         mover CTA counts to time (default 1,2,4,6,8,12,16,24)\n"
+          "  --table FILE            merge the best per config into this tuning table\n"
+          "                          (default comet-tuning.txt here; see tuning/)\n"
+          "  --json FILE             append one {\"op\": \"tune\"} row per config and layer\n"
+          "Times comet_dispatch_gemm (and comet_gemm_combine when the layer runs its layer1\n"
+          "fused: COMET_LAYER1=fused) for each mover count, comet's own choice and the cost\n"
+          "model's pick, and prints one progress line per config.\n");
+}
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -133,8 +150,15 @@ static int check_configs(bench_opts_t *o, int W, const char *what) {
   return 0;
 }
 
-static int parse(int argc, char **argv, bench_opts_t *o) {
+static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
   memset(o, 0, sizeof *o);
+  o->tune = tune;
+  if (tune) {
+    static const int sweep[] = {1, 2, 4, 6, 8, 12, 16, 24};
+    o->nsweep = (int)(sizeof sweep / sizeof sweep[0]);
+    memcpy(o->sweep, sweep, sizeof sweep);
+    o->table_out = "comet-tuning.txt";
+  }
   o->act = COMET_ACT_SWIGLU;
   o->iters = 20;
   o->warmup = 5;
@@ -145,8 +169,15 @@ static int parse(int argc, char **argv, bench_opts_t *o) {
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage(stdout);
+      if (o->tune) usage_tune(stdout);
+      else usage(stdout);
       return 1;
+    } else if (o->tune && !strcmp(a, "--sweep")) {
+      CLI_NEED();
+      if ((o->nsweep = cli_int_list(v, 1, 1024, o->sweep, 32)) < 0) CLI_BAD();
+    } else if (o->tune && !strcmp(a, "--table")) {
+      CLI_NEED();
+      o->table_out = v;
     } else if (!strcmp(a, "--op")) {
       CLI_NEED();
       if (strcmp(v, "moe")) CLI_BAD();
@@ -335,6 +366,8 @@ static cudaError_t dev_alloc(void *pp, size_t bytes, cudaStream_t st) {
   return e == cudaSuccess ? cudaStreamSynchronize(st) : e;
 }
 
+static const char *tile_name(int t) { return t == 1 ? "wide" : t == 2 ? "narrow" : "auto"; }
+
 /* "%.3f" of v, or "-" where there is no number (no baseline in the loopback
  * world). */
 static const char *ms_cell(char buf[16], float v, int valid) {
@@ -441,6 +474,37 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   a.w1 = dw1;
   a.w2 = dw2;
   a.out = dout;
+  if (o->tune) { /* the sweep instead of the baseline and the bench table */
+    tune_opts_t to;
+    memset(&to, 0, sizeof to);
+    memcpy(to.sweep, o->sweep, sizeof to.sweep);
+    to.nsweep = o->nsweep;
+    to.table_out = o->table_out;
+    to.json = o->json;
+    to.iters = o->iters;
+    to.warmup = o->warmup;
+    to.seed = o->seed;
+    to.routing_str = o->routing_str;
+    to.commit = o->commit;
+    to.date = o->date;
+    to.routing = &o->routing;
+    int index = 0; /* the config's place in the run, for the progress line */
+    for (int m = 0; m < o->nmodels; ++m)
+      for (int t = 0; t < o->ntokens; ++t)
+        if (o->models[m] == model && o->tokens[t] == T && !index) index = m * o->ntokens + t + 1;
+    const int rc = tune_config(info, &to, &cfg, ctx, st, &a, model, device_name, index,
+                               o->nmodels * o->ntokens);
+    RCUDA(cudaFreeAsync(dx, st));
+    RCUDA(cudaFreeAsync(dout, st));
+    RCUDA(cudaFreeAsync(dw1, st));
+    RCUDA(cudaFreeAsync(dw2, st));
+    RCUDA(cudaFreeAsync(dids, st));
+    RCUDA(cudaFreeAsync(dwt, st));
+    free(p);
+    free(ids);
+    free(wt);
+    return rc;
+  }
   if (!loop && run_baseline(info, o, ctx, comm, blas, st, &cfg, &a, &res) != 0) return 1;
   /* comet on the same inputs, the same way */
   const int n = o->iters;
@@ -489,15 +553,15 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     printf("  %-22s %12s %10.3f   %s", "layer0 (dispatch+fc1)", ms_cell(cell, res.ms[4], base),
            cm.layer0_ms, cm.fused0 ? "fused" : "composed");
     if (cm.fused0)
-      printf(" (A %s), n_comm %d | gemm only %.3f, comm only %.3f -> overlap eff %.3f",
-             cm.gather0 ? "gathered" : "copied", cm.n_comm0, cm.layer0_gemm_only_ms,
-             cm.layer0_comm_only_ms, l0_eff);
+      printf(" (A %s, tile %s), n_comm %d (%s) | gemm only %.3f, comm only %.3f -> overlap eff %.3f",
+             cm.gather0 ? "gathered" : "copied", tile_name(cm.tile0), cm.n_comm0,
+             comet_choice_from_name(cm.from0), cm.layer0_gemm_only_ms, cm.layer0_comm_only_ms, l0_eff);
     printf("\n");
     printf("  %-22s %12s %10.3f   %s", "layer1 (fc2+combine)", ms_cell(cell, l1_base, base),
            cm.layer1_ms, cm.fused1 ? "fused" : "composed");
     if (cm.fused1)
-      printf(", n_comm %d | gemm only %.3f, comm only %.3f -> overlap eff %.3f", cm.n_comm1,
-             cm.layer1_gemm_only_ms, cm.layer1_comm_only_ms, l1_eff);
+      printf(", n_comm %d (%s) | gemm only %.3f, comm only %.3f -> overlap eff %.3f", cm.n_comm1,
+             comet_choice_from_name(cm.from1), cm.layer1_gemm_only_ms, cm.layer1_comm_only_ms, l1_eff);
     printf("\n");
     printf("  %-22s %12s %10.3f\n", names[3], ms_cell(cell, res.ms[3], base), cm.forward_ms);
   } else {
@@ -557,8 +621,10 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "baseline_layer0_ms", res.ms[4], base);
     fprintf(f, ", \"fused\": %s", cm.ran && cm.fused0 ? "true" : "false");
     json_num(f, "n_comm", cm.n_comm0, cm.ran && cm.fused0);
-    if (cm.ran && cm.fused0) fprintf(f, ", \"layer0_a\": \"%s\"", cm.gather0 ? "gathered" : "copied");
-    else fprintf(f, ", \"layer0_a\": null");
+    if (cm.ran && cm.fused0)
+      fprintf(f, ", \"layer0_a\": \"%s\", \"layer0_tile\": \"%s\", \"n_comm_from\": \"%s\"",
+              cm.gather0 ? "gathered" : "copied", tile_name(cm.tile0), comet_choice_from_name(cm.from0));
+    else fprintf(f, ", \"layer0_a\": null, \"layer0_tile\": null, \"n_comm_from\": null");
     json_num(f, "layer0_gemm_only_ms", cm.layer0_gemm_only_ms, cm.ran && cm.fused0);
     json_num(f, "layer0_comm_only_ms", cm.layer0_comm_only_ms, cm.ran && cm.fused0);
     json_num(f, "layer0_overlap_eff", l0_eff, cm.ran && cm.fused0);
@@ -566,6 +632,8 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "baseline_layer1_ms", l1_base, base);
     fprintf(f, ", \"fused1\": %s", cm.ran && cm.fused1 ? "true" : "false");
     json_num(f, "n_comm1", cm.n_comm1, cm.ran && cm.fused1);
+    if (cm.ran && cm.fused1) fprintf(f, ", \"n_comm1_from\": \"%s\"", comet_choice_from_name(cm.from1));
+    else fprintf(f, ", \"n_comm1_from\": null");
     json_num(f, "layer1_gemm_only_ms", cm.layer1_gemm_only_ms, cm.ran && cm.fused1);
     json_num(f, "layer1_comm_only_ms", cm.layer1_comm_only_ms, cm.ran && cm.fused1);
     json_num(f, "layer1_overlap_eff", l1_eff, cm.ran && cm.fused1);
@@ -632,12 +700,16 @@ static int rank_main(const comet_rank_info_t *info, void *arg) {
   return rc;
 }
 
-int comet_bench_moe_main(int argc, char **argv) {
+static int moe_main(int argc, char **argv, int tune) {
   bench_opts_t o;
-  const int pr = parse(argc, argv, &o);
+  const int pr = parse(argc, argv, &o, tune);
   if (pr) return pr > 0 ? 0 : 2;
+  if (tune && (o.check || o.n_comm)) {
+    fprintf(stderr, "comet tune: --check and --n-comm are comet bench's (tune sweeps --sweep)\n");
+    return 2;
+  }
   /* Counted in a child: the ranks forked below must find CUDA uninitialized. */
-  const int avail = cli_fork_gpu_count("comet bench");
+  const int avail = cli_fork_gpu_count(tune ? "comet tune" : "comet bench");
   if (avail < 1) return 1;
   if (!o.loopback && !o.rendezvous && !o.gpus) { /* all of them: now the world is known */
     o.gpus = avail;
@@ -668,3 +740,6 @@ int comet_bench_moe_main(int argc, char **argv) {
   fflush(stdout);
   return comet_launch_local(o.gpus, o.timeout_s, rank_main, &o) == 0 ? 0 : 1;
 }
+
+int comet_bench_moe_main(int argc, char **argv) { return moe_main(argc, argv, 0); }
+int comet_tune_main(int argc, char **argv) { return moe_main(argc, argv, 1); }

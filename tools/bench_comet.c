@@ -169,9 +169,12 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->n_comm0 = comet_layer_layer0_n_comm(L);
   out->fused0 = comet_layer_layer0_fused(L);
   out->gather0 = comet_layer_layer0_gather(L);
+  out->from0 = comet_layer_layer0_from(L);
+  out->tile0 = L->c0.tile;
   if (out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0) return 1;
   out->fused1 = comet_layer_layer1_fused(L);
   out->n_comm1 = comet_layer_layer1_n_comm(L);
+  out->from1 = comet_layer_layer1_from(L);
   if (out->fused1 && bench_layer1_refs(info, ctx, L, &l0, &l1, st, iters, times, ev, out) != 0)
     return 1;
   out->ran = 1;

@@ -17,6 +17,7 @@ static void usage(FILE *f) {
           "  bench [--op moe]     MoE layer: unfused baseline (NCCL + cuBLAS) vs comet, per config\n"
           "  bench --op dispatch|combine   token dispatch/combine bandwidth vs NCCL all-to-all\n"
           "  bench --op gemm      grouped GEMM TFLOP/s vs cuBLAS\n"
+          "  tune                 sweep the fused kernels' mover CTAs, write a tuning table\n"
           "  version              library version (also --version, -V)\n"
           "\n"
           "`comet <command> --help` shows a command's options.\n"
@@ -55,6 +56,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "comet bench: unknown --op '%s' (moe, dispatch, combine, gemm)\n", op);
     return 2;
   }
+  if (strcmp(cmd, "tune") == 0) return comet_tune_main(argc - 2, argv + 2);
   fprintf(stderr, "comet: unknown command '%s'\n\n", cmd);
   usage(stderr);
   return 2;

@@ -11,6 +11,7 @@ extern "C" {
 int comet_cmd_info(int argc, char **argv);      /* tools/info.c */
 int comet_cmd_presets(int argc, char **argv);   /* tools/presets_cmd.c */
 int comet_bench_moe_main(int argc, char **argv);  /* tools/bench.c: the MoE layer table */
+int comet_tune_main(int argc, char **argv);       /* tools/bench.c + tune.c: `comet tune` */
 int comet_bench_comm_main(int argc, char **argv); /* tools/bench_comm.cu: --op dispatch|combine */
 int comet_bench_gemm_main(int argc, char **argv); /* tools/bench_gemm.cu: --op gemm */
 

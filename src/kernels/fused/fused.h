@@ -33,13 +33,15 @@ typedef struct comet_fused_layer0 {
   int gather;                    /* 1: the GEMM reads this rank's own rows from x (cp.async);
                                     0: movers copy them too, the GEMM loads A with TMA */
   int n_comm;                    /* mover CTAs, 0 (W = 1 with gather) or 1..sm_budget - 1 */
+  int tile;                      /* the GEMM tile: 0 auto, 1 wide, 2 narrow */
   comet_l0_mode_t mode;
 } comet_fused_layer0_t;
 
 /* The tile list (1 CTA) then the fused kernel, on stream; no host sync. */
 comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *f, struct CUstream_st *stream);
 
-/* The fused layer1 (layer1.cu) and its reference timings. */
+/* The fused layer1 (layer1.cu) and its reference timings. Mover counts,
+ * tiles and layer0's A are chosen per call by src/tune/choice.h. */
 typedef enum comet_l1_mode {
   COMET_L1_FUSED = 0,     /* GEMM + movers, each block waited for */
   COMET_L1_GEMM_ONLY = 1, /* movers off (out not written) */
@@ -61,11 +63,7 @@ typedef struct comet_fused_layer1 {
 /* The combine's guard, the natural tile list, then the fused kernel, on
  * stream; no host sync. Needs the pull combine mode. */
 comet_status_t comet_fused_layer1_launch(const comet_fused_layer1_t *f, struct CUstream_st *stream);
-int comet_fused_layer1_default_n_comm(const comet_comm_view_t *view);
 
-/* Movers of a fused kernel for this view: at_w1 at W = 1, else an eighth of
- * the SM budget; 1 .. min(24, budget - 1). */
-int comet_fused_movers(const comet_comm_view_t *view, int at_w1);
 
 /* This rank's M-tile list from the plan, built on the device (tiles.cu):
  * natural = 0: comet_sched_mtiles_layer0's list into view->l0_tiles /
@@ -75,10 +73,7 @@ comet_status_t comet_mtiles_launch(const comet_comm_view_t *view, int natural,
                                    struct CUstream_st *stream);
 size_t comet_mtiles_smem(int local_experts);
 
-/* Whether to gather A for fc1 of n columns (F / tp), and the default n_comm
- * for this view (world, SM budget) with that choice. */
-int comet_fused_layer0_gather(const comet_comm_view_t *view, int n, int swiglu);
-int comet_fused_layer0_default_n_comm(const comet_comm_view_t *view, int gather);
+
 
 #ifdef __cplusplus
 }

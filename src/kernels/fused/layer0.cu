@@ -122,13 +122,12 @@ static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr,
   return comet_launched("fused layer0 kernel");
 }
 
-/* COMET_L0_TILE = wide | narrow: the GEMM tile for experiments (default:
- * the engine's choice for the shape and CTA count). */
-static comet_gemm_tile_t tile_from_env(void) {
+/* COMET_L0_TILE = wide | narrow overrides the chosen tile (experiments). */
+static comet_gemm_tile_t tile_from_env(int chosen) {
   const char *t = getenv("COMET_L0_TILE");
   if (t && !strcmp(t, "wide")) return COMET_GEMM_TILE_WIDE;
   if (t && !strcmp(t, "narrow")) return COMET_GEMM_TILE_NARROW;
-  return COMET_GEMM_TILE_AUTO;
+  return chosen == 1 ? COMET_GEMM_TILE_WIDE : chosen == 2 ? COMET_GEMM_TILE_NARROW : COMET_GEMM_TILE_AUTO;
 }
 
 extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *f,
@@ -156,7 +155,7 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   g.c = f->h;
   g.group_offset = v->expert_offset;
   g.epilogue = f->swiglu ? COMET_GEMM_EPI_SWIGLU : COMET_GEMM_EPI_STORE;
-  g.tile = tile_from_env();
+  g.tile = tile_from_env(f->tile);
   g.mtiles = v->l0_tiles;
   g.mtile_count = v->l0_count;
   g.order = COMET_GEMM_ORDER_LAYER0;
@@ -186,36 +185,4 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   return fp16 ? COMET_L0_LAUNCH_G(128, false, true) : COMET_L0_LAUNCH_G(128, false, false);
 #undef COMET_L0_LAUNCH_G
 #undef COMET_L0_LAUNCH
-}
-
-/* The gathered A (cp.async) against copied rows (TMA), measured on one H200
- * at W = 1, 8192 tokens (bench/results/fused0-h200-2026-12-01): gathering
- * wins 8% on Qwen2-MoE (H 2048, fc1 N 2816), ties on Qwen2-57B (3584 x
- * 5120), loses 8% on Phi-3.5 (4096 x 12800) and 13% on Mixtral (4096 x
- * 28672), where the copy costs ~1% and the TMA pipeline's lower latency
- * matters more. So: gather when H * N of fc1 is at most Qwen2-57B's.
- * COMET_L0_GATHER = 0 / 1 overrides (experiments). */
-extern "C" int comet_fused_layer0_gather(const comet_comm_view_t *v, int n, int swiglu) {
-  const char *e = getenv("COMET_L0_GATHER");
-  if (e && (e[0] == '0' || e[0] == '1')) return e[0] == '1';
-  return (double)v->hidden * (swiglu ? 2.0 * n : (double)n) <= 3584.0 * 5120.0;
-}
-
-extern "C" int comet_fused_layer0_default_n_comm(const comet_comm_view_t *v, int gather) {
-  /* W = 1: nothing to move when the GEMM gathers x in place; else eight
-   * movers copy x's rows (~53 GB/s each): on Mixtral and Phi-3.5 at 8192
-   * tokens, overlap eff 0.96 against 0.88-0.89 with four and 0.83 with two
-   * (bench/results/fused0-h200-2026-12-01). Across ranks, an eighth of the
-   * budget (DeepEP's intranode kernels use 20-24 of 132 SMs), at most 24.
-   * The tuning table (issue 14) refines it. */
-  if (v->world == 1 && gather) return 0;
-  return comet_fused_movers(v, 8);
-}
-
-extern "C" int comet_fused_movers(const comet_comm_view_t *v, int at_w1) {
-  int n = v->world == 1 ? at_w1 : v->sm_budget / 8;
-  if (n > 24) n = 24;
-  if (n < 1) n = 1;
-  if (n > v->sm_budget - 1) n = v->sm_budget - 1;
-  return n;
 }

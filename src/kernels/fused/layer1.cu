@@ -209,9 +209,3 @@ extern "C" comet_status_t comet_fused_layer1_launch(const comet_fused_layer1_t *
   if (v->dtype == COMET_DTYPE_FP16) return launch_cfg<Fp16, __half>(f, pr, grid_g, stream);
   return launch_cfg<Bf16, __nv_bfloat16>(f, pr, grid_g, stream);
 }
-
-extern "C" int comet_fused_layer1_default_n_comm(const comet_comm_view_t *v) {
-  /* Not measured yet: as layer0's copying movers (8 at W = 1, an eighth of
-   * the budget across ranks). The tuning table (issue 14) will set it. */
-  return comet_fused_movers(v, 8);
-}

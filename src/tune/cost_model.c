@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cost_model.c — the fused kernels' cost model (cost_model.h). The
+ * constants come from bench/results/fused0-h200-2026-12-01 (one H200):
+ * Mixtral fc1 at 8192 tokens, 3.85 TFLOP in 5.9-6.2 ms on 124 GEMM CTAs
+ * (~5.2 TFLOP/s per CTA); movers copy at ~53 GB/s each alone (comm only)
+ * but ~19 GB/s while the GEMM runs (two movers made the fused layer0 take
+ * 7.03 ms for 268 MB of copy traffic: mover-bound), which is the rate the
+ * model uses; the gathered A runs ~10% under the TMA one on Mixtral and
+ * Phi-3.5. The link rate (8 GB/s per CTA) is a placeholder. */
+#include "tune/cost_model.h"
+
+
+#define BAND_ROWS (8 * 128) /* the first band of layer0's tile order */
+#define L1_BLOCK 256        /* the fused layer1's column block */
+#define MAX_MOVERS 24
+
+comet_cost_device_t comet_cost_device_for(const char *name) {
+  /* H200 and H100 have the same SMs and clocks; other devices get these
+   * too until they are measured (the table's entries win where present). */
+  (void)name;
+  comet_cost_device_t d = {5.2, 0.9, 19.0, 8.0};
+  return d;
+}
+
+static double rows_in(const comet_cost_shape_t *s) { /* rows this rank receives, on average */
+  return (double)s->tokens * s->topk * s->tp;
+}
+
+static double fc1_n(const comet_cost_shape_t *s) {
+  return (double)(s->ffn / s->tp) * (s->swiglu ? 2 : 1);
+}
+
+int comet_cost_layer0_gather(const comet_cost_shape_t *s) {
+  return (double)s->hidden * fc1_n(s) <= 3584.0 * 5120.0;
+}
+
+static double gemm_ms(const comet_cost_device_t *d, double flops, int ctas, double factor) {
+  return ctas > 0 ? flops / (ctas * d->gemm_tflops_per_sm * 1e12 * factor) * 1e3 : 1e30;
+}
+
+/* ms for n movers to move `local` bytes within HBM and `remote` across links */
+static double move_ms(const comet_cost_device_t *d, double local, double remote, int n) {
+  if (local + remote <= 0) return 0;
+  if (n <= 0) return 1e30;
+  return (local / (d->mover_hbm_gbps * 1e9) + remote / (d->mover_link_gbps * 1e9)) / n * 1e3;
+}
+
+double comet_cost_layer0_ms(const comet_cost_device_t *d, const comet_cost_shape_t *s, int gather,
+                            int n) {
+  const double rows = rows_in(s), row_bytes = 2.0 * s->hidden;
+  const double own = 1.0 / s->world; /* share of the rows a rank sends to itself */
+  /* a copy within HBM moves each byte twice (read, write) */
+  const double local = gather ? 0 : 2.0 * rows * own * row_bytes;
+  const double remote = rows * (1 - own) * row_bytes;
+  const double factor = gather && !comet_cost_layer0_gather(s) ? d->gather_factor : 1.0;
+  const double g = gemm_ms(d, 2.0 * rows * s->hidden * fc1_n(s), s->sm_budget - n, factor);
+  const double m = move_ms(d, local, remote, n);
+  const double band = rows < BAND_ROWS ? rows : BAND_ROWS;
+  const double start = local + remote > 0 ? move_ms(d, local * band / rows, remote * band / rows, n) : 0;
+  return (g > m ? g : m) + start;
+}
+
+double comet_cost_layer1_ms(const comet_cost_device_t *d, const comet_cost_shape_t *s, int n) {
+  const double rows = rows_in(s), row_bytes = 2.0 * s->hidden;
+  const double own = 1.0 / s->world;
+  /* reads of the (k, tp) rows and the write of out, within HBM or across */
+  const double local = rows * own * row_bytes + (double)s->tokens * row_bytes;
+  const double remote = rows * (1 - own) * row_bytes;
+  const double g = gemm_ms(d, 2.0 * rows * (s->ffn / s->tp) * s->hidden, s->sm_budget - n, 1.0);
+  const double m = move_ms(d, local, remote, n);
+  const int blocks = (s->hidden + L1_BLOCK - 1) / L1_BLOCK;
+  return (g > m ? g : m) + g / blocks;
+}
+
+static int max_movers(const comet_cost_shape_t *s) {
+  const int m = s->sm_budget - 1;
+  return m < MAX_MOVERS ? m : MAX_MOVERS;
+}
+
+int comet_cost_pick_layer0(const comet_cost_device_t *d, const comet_cost_shape_t *s, int gather,
+                           double *ms) {
+  int best = s->world == 1 && gather ? 0 : 1;
+  double best_ms = comet_cost_layer0_ms(d, s, gather, best);
+  for (int n = best + 1; n <= max_movers(s); ++n) {
+    const double t = comet_cost_layer0_ms(d, s, gather, n);
+    if (t < best_ms) {
+      best = n;
+      best_ms = t;
+    }
+  }
+  if (ms) *ms = best_ms;
+  return best;
+}
+
+int comet_cost_pick_layer1(const comet_cost_device_t *d, const comet_cost_shape_t *s, double *ms) {
+  int best = 1;
+  double best_ms = comet_cost_layer1_ms(d, s, 1);
+  for (int n = 2; n <= max_movers(s); ++n) {
+    const double t = comet_cost_layer1_ms(d, s, n);
+    if (t < best_ms) {
+      best = n;
+      best_ms = t;
+    }
+  }
+  if (ms) *ms = best_ms;
+  return best;
+}

@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* cost_model.h — predicted time of the fused kernels for each mover count,
+ * and the pick (the default where the tuning table has no entry). Host C.
+ *
+ *   layer0(n) = max(GEMM on budget - n CTAs, moving the rows on n CTAs)
+ *               + delivering the first band of M-tiles (the GEMM's start)
+ *   layer1(n) = max(GEMM on budget - n CTAs, summing the rows home on n)
+ *               + computing the first column block (the movers' start)
+ *
+ * with the rows a rank receives on average (tokens * K * tp), fc1 / fc2
+ * FLOPs from the shape, a GEMM rate per SM, and per-CTA mover rates within
+ * HBM (this rank's own rows) and across the links (the rest). */
+#ifndef COMET_COST_MODEL_H
+#define COMET_COST_MODEL_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct comet_cost_device {
+  double gemm_tflops_per_sm; /* the grouped GEMM, wide tiles, per CTA */
+  double gather_factor;      /* its rate with a gathered A on big fc1 shapes (< 1) */
+  double mover_hbm_gbps;     /* one mover CTA copying within HBM */
+  double mover_link_gbps;    /* one mover CTA to or from a peer */
+} comet_cost_device_t;
+
+typedef struct comet_cost_shape {
+  int world, ep, tp;
+  int hidden, ffn, experts, topk, swiglu;
+  int tokens;    /* this rank's tokens */
+  int sm_budget; /* this rank's SMs */
+} comet_cost_shape_t;
+
+/* Constants for a device by name (measured on H200 at W = 1; the link rate
+ * is a placeholder until the multi-GPU runs measure it). */
+comet_cost_device_t comet_cost_device_for(const char *device_name);
+
+/* Whether layer0 should gather A (fc1's H x N at most Qwen2-57B's). */
+int comet_cost_layer0_gather(const comet_cost_shape_t *s);
+
+/* Predicted ms of the fused layer0 (gather as chosen) / layer1 with n
+ * movers (n = 0 only for layer0 at W = 1 with A gathered). */
+double comet_cost_layer0_ms(const comet_cost_device_t *d, const comet_cost_shape_t *s, int gather,
+                            int n_comm);
+double comet_cost_layer1_ms(const comet_cost_device_t *d, const comet_cost_shape_t *s, int n_comm);
+
+/* The mover count with the least predicted time, 1 .. min(24, budget - 1)
+ * (layer0 at W = 1 gathered: 0); *ms gets its prediction (may be NULL). */
+int comet_cost_pick_layer0(const comet_cost_device_t *d, const comet_cost_shape_t *s, int gather,
+                           double *ms);
+int comet_cost_pick_layer1(const comet_cost_device_t *d, const comet_cost_shape_t *s, double *ms);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

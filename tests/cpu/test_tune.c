@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_tune.c — the tuning table (src/tune/table.h): parse, refuse bad
+ * text with the line named and nothing kept, nearest-bucket lookup, merge,
+ * write + parse round trip; the cost model (src/tune/cost_model.h): picks
+ * in range and least of its predictions, no movers where nothing moves, and
+ * the measured W = 1 choices of bench/results/fused0-h200-*
+ * (gathered A for Qwen2-MoE, copied for Mixtral, 4-12 movers for Mixtral
+ * at 8192 tokens where 8 measured best of 2, 4, 8). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+#include "tune/cost_model.h"
+#include "tune/table.h"
+
+static const char *GOOD =
+    "# a comment\n"
+    "comet-tuning-table 1\n"
+    "\n"
+    "\"NVIDIA H200\" 1 1 1 4096 14336 8 2 8192 layer0 8 auto copied 6.438\n"
+    "\"NVIDIA H200\" 1 1 1 4096 14336 8 2 2048 layer0 4 wide copied 1.9\n"
+    "\"NVIDIA H200\" 1 1 1 4096 14336 8 2 2048 layer1 6 wide - 0.9\n"
+    "\"NVIDIA H200\" 4 2 2 4096 14336 8 2 2048 layer0 16 auto gathered 2.5\n";
+
+static comet_tune_key_t mixtral_w1(void) {
+  comet_tune_key_t k;
+  memset(&k, 0, sizeof k);
+  strcpy(k.device, "NVIDIA H200");
+  k.world = k.ep = k.tp = 1;
+  k.hidden = 4096; k.ffn = 14336; k.experts = 8; k.topk = 2;
+  return k;
+}
+
+static void table_cases(void) {
+  comet_tune_table_t t = {0};
+  CHECK_OK(comet_tune_table_parse(&t, GOOD, "good"));
+  CHECK(t.n == 4);
+  const comet_tune_key_t k = mixtral_w1();
+  const comet_tune_entry_t *e = comet_tune_lookup(&t, &k, COMET_TUNE_LAYER0, 8192);
+  CHECK(e && e->n_comm == 8 && e->tile == 0 && e->a == COMET_TUNE_A_COPIED);
+  e = comet_tune_lookup(&t, &k, COMET_TUNE_LAYER0, 1000); /* nearest in log2: 2048 */
+  CHECK(e && e->tokens == 2048 && e->n_comm == 4 && e->tile == 1);
+  e = comet_tune_lookup(&t, &k, COMET_TUNE_LAYER0, 4096); /* between: the smaller */
+  CHECK(e && e->tokens == 2048);
+  e = comet_tune_lookup(&t, &k, COMET_TUNE_LAYER0, 100000);
+  CHECK(e && e->tokens == 8192);
+  e = comet_tune_lookup(&t, &k, COMET_TUNE_LAYER1, 8192);
+  CHECK(e && e->n_comm == 6 && e->a == COMET_TUNE_A_ANY);
+  comet_tune_key_t other = k;
+  other.topk = 4;
+  CHECK(comet_tune_lookup(&t, &other, COMET_TUNE_LAYER0, 8192) == NULL);
+  strcpy(other.device, "NVIDIA H100");
+  other.topk = 2;
+  CHECK(comet_tune_lookup(&t, &other, COMET_TUNE_LAYER0, 8192) == NULL);
+
+  /* merge: replace the same (key, op, tokens), else append */
+  comet_tune_entry_t m = *comet_tune_lookup(&t, &k, COMET_TUNE_LAYER0, 8192);
+  m.n_comm = 10;
+  CHECK_OK(comet_tune_table_merge(&t, &m));
+  CHECK(t.n == 4 && comet_tune_lookup(&t, &k, COMET_TUNE_LAYER0, 8192)->n_comm == 10);
+  m.tokens = 16384;
+  CHECK_OK(comet_tune_table_merge(&t, &m));
+  CHECK(t.n == 5);
+
+  /* write, parse back: the same entries */
+  FILE *f = tmpfile();
+  CHECK(f != NULL);
+  if (f) {
+    CHECK_OK(comet_tune_table_write(&t, f));
+    const long len = ftell(f);
+    rewind(f);
+    char *text = calloc((size_t)len + 1, 1);
+    CHECK(fread(text, 1, (size_t)len, f) == (size_t)len);
+    fclose(f);
+    comet_tune_table_t u = {0};
+    CHECK_OK(comet_tune_table_parse(&u, text, "round trip"));
+    CHECK(u.n == t.n);
+    for (int i = 0; i < u.n && i < t.n; ++i)
+      CHECK(comet_tune_key_equal(&u.e[i].key, &t.e[i].key) && u.e[i].op == t.e[i].op &&
+            u.e[i].tokens == t.e[i].tokens && u.e[i].n_comm == t.e[i].n_comm &&
+            u.e[i].tile == t.e[i].tile && u.e[i].a == t.e[i].a);
+    comet_tune_table_free(&u);
+    free(text);
+  }
+
+  /* bad texts: refused, the line named, nothing of them kept */
+  const int n = t.n;
+  CHECK_ERR(comet_tune_table_parse(&t, "\"NVIDIA H200\" 1 1 1 4096 14336 8 2 8192 layer0 8 auto copied 1\n", "nov"),
+            COMET_ERR_INVALID_ARGUMENT, "first line must be");
+  CHECK_ERR(comet_tune_table_parse(&t, "comet-tuning-table 2\n", "v2"), COMET_ERR_INVALID_ARGUMENT,
+            "version 2");
+  CHECK_ERR(comet_tune_table_parse(&t, "comet-tuning-table 1\n\"NVIDIA H200\" 1 1 1 4096 14336 8 2 "
+                                       "8192 layer0 8 auto copied 6.4\n\"x\" 1 1 1 4096\n", "short"),
+            COMET_ERR_INVALID_ARGUMENT, "line 3");
+  CHECK_ERR(comet_tune_table_parse(&t, "comet-tuning-table 1\n\"d\" 2 1 1 4096 14336 8 2 8192 layer0 "
+                                       "8 auto copied 6.4\n", "ep*tp"),
+            COMET_ERR_INVALID_ARGUMENT, "line 2");
+  CHECK_ERR(comet_tune_table_parse(&t, "comet-tuning-table 1\n\"d\" 1 1 1 4096 14336 8 2 8192 layer2 "
+                                       "8 auto copied 6.4\n", "op"),
+            COMET_ERR_INVALID_ARGUMENT, "line 2");
+  CHECK_ERR(comet_tune_table_parse(&t, "comet-tuning-table 1\n\"d\" 1 1 1 4096 14336 8 2 8192 layer0 "
+                                       "8 auto copied 6.4 extra\n", "extra"),
+            COMET_ERR_INVALID_ARGUMENT, "line 2");
+  CHECK_ERR(comet_tune_table_parse(&t, "", "empty"), COMET_ERR_INVALID_ARGUMENT, "empty");
+  CHECK_ERR(comet_tune_table_load(&t, "/nonexistent/comet-tuning.txt"), COMET_ERR_INVALID_ARGUMENT,
+            "cannot read");
+  CHECK(t.n == n);
+  comet_tune_table_free(&t);
+}
+
+static comet_cost_shape_t shape(int H, int F, int E, int K, int T, int W) {
+  comet_cost_shape_t s = {W, W, 1, H, F, E, K, 1, T, 132 / W};
+  return s;
+}
+
+static void model_cases(void) {
+  const comet_cost_device_t d = comet_cost_device_for("NVIDIA H200");
+  const comet_cost_shape_t mixtral = shape(4096, 14336, 8, 2, 8192, 1);
+  const comet_cost_shape_t qwen = shape(2048, 1408, 64, 4, 8192, 1);
+  CHECK(!comet_cost_layer0_gather(&mixtral));
+  CHECK(comet_cost_layer0_gather(&qwen));
+  double ms = 0;
+  CHECK(comet_cost_pick_layer0(&d, &qwen, 1, &ms) == 0 && ms > 0);
+  const int n = comet_cost_pick_layer0(&d, &mixtral, 0, &ms);
+  CHECK_MSG(n >= 4 && n <= 12, "Mixtral 8192 W = 1 copied: the model picks %d movers", n);
+  /* it predicts the measured ~6.4 ms within 10% */
+  CHECK_MSG(ms > 6.44 * 0.9 && ms < 6.44 * 1.1, "Mixtral layer0 predicted %.3f ms", ms);
+  /* every pick is in range and is the least predicted time of them all */
+  for (int T = 256; T <= 65536; T *= 2)
+    for (int W = 1; W <= 8; W *= 2) {
+      comet_cost_shape_t s = shape(4096, 14336, 8, 2, T, W);
+      double m0 = 0, m1 = 0;
+      const int p0 = comet_cost_pick_layer0(&d, &s, 0, &m0);
+      const int p1 = comet_cost_pick_layer1(&d, &s, &m1);
+      CHECK(p0 >= 1 && p0 <= 24 && p0 < s.sm_budget && p1 >= 1 && p1 <= 24 && p1 < s.sm_budget);
+      for (int n = 1; n < s.sm_budget && n <= 24; ++n)
+        CHECK(comet_cost_layer0_ms(&d, &s, 0, n) >= m0 && comet_cost_layer1_ms(&d, &s, n) >= m1);
+    }
+}
+
+int main(void) {
+  table_cases();
+  model_cases();
+  return test_finish("test_tune");
+}

@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* tune.h — `comet tune`: bench's inputs, then a sweep of the fused
+ * kernels' mover counts per config; the best into a tuning table
+ * (src/tune/table.h) and JSON rows. The command's options are bench's
+ * (tools/bench.c) plus --sweep, --table. */
+#ifndef COMET_TOOLS_TUNE_H
+#define COMET_TOOLS_TUNE_H
+
+#include <cuda_runtime.h>
+
+#include "comet.h"
+#include "launch.h"
+#include "../baselines/moe_data.h"
+
+typedef struct tune_opts {
+  int sweep[32];
+  int nsweep;
+  const char *table_out; /* the table file to merge the results into */
+  const char *json;      /* rows {"op": "tune", ...}, appended */
+  int iters, warmup;
+  unsigned long long seed;
+  const char *routing_str, *commit, *date;
+  const comet_md_routing_t *routing;
+} tune_opts_t;
+
+/* One config on every rank (collective): times comet_dispatch_gemm and, if
+ * the layer runs its layer1 fused, comet_gemm_combine, for each n_comm of
+ * the sweep, comet's own choice, and the cost model's pick; rank 0 prints a
+ * progress line, appends the rows and merges the best into the table.
+ * index/count: the config's place in the run (the progress line). */
+int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet_layer_config_t *cfg,
+                comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *a, const char *model,
+                const char *device_name, int index, int count);
+
+#endif
