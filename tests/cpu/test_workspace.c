@@ -5,6 +5,7 @@
  * regions only the pull dispatch (x) and the push combine (ret) use are
  * only counted under those protocols; DeepSeek-V3 (H 7168, E 256, K 8) at
  * 8192 tokens per rank with EP 8 fits an H200 at the default capacity. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "comet.h"
@@ -15,8 +16,10 @@ static double formula(const comet_layer_config_t *c, int W, int pull, int push) 
   const double T = c->max_tokens_per_rank, K = c->topk, E = c->num_experts, El = E / c->ep;
   const double tp = c->tp, b = 2, H = c->hidden, Fl = c->ffn / c->tp;
   const double cap = (double)comet_config_row_capacity(c);
-  double bytes = cap * (H * b + Fl * b + 12) + T * K * (8 + 4 * tp) +
-                 4 * E * (T / 256 + 3 * W + 3 + tp) + 8 * El * (2 * W + 1) + 68 * W;
+  const double blocks = ceil(H / 256);
+  double bytes = cap * (H * b + Fl * b + 12) + (cap / 128 + El) * (48 + 8 * blocks) +
+                 T * K * (8 + 4 * tp) + 4 * E * (T / 256 + 3 * W + 5 + tp) + 8 * El * (2 * W + 1) +
+                 68 * W;
   if (pull) bytes += T * H * b;
   if (push) bytes += T * K * tp * H * b;
   return bytes;
