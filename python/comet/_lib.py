@@ -88,6 +88,8 @@ def _load():
         "comet_context_create_from_comm": (c_int, [ctypes.POINTER(c_void_p), c_void_p, c_int]),
         "comet_layer_create": (c_int, [ctypes.POINTER(c_void_p), c_void_p, ctypes.POINTER(_Config)]),
         "comet_layer_set_graph_mode": (c_int, [c_void_p, c_int]),
+        "comet_layer_set_n_comm": (c_int, [c_void_p, c_int]),
+        "comet_context_set_tuning_table": (c_int, [c_void_p, c_char_p]),
         "comet_layer_check": (c_int, [c_void_p, c_void_p]),
         "comet_moe_forward": (c_int, [c_void_p, ctypes.POINTER(_MoeArgs), c_void_p]),
     }

@@ -71,12 +71,15 @@ class _Context:
 class _Layer:
     """A comet layer (comet_layer_t): its config, context and handle."""
 
-    def __init__(self, cfg: LayerConfig, device, process_group=None):
+    def __init__(self, cfg: LayerConfig, device, process_group=None, n_comm=0, tuning_table=None):
         self.cfg, self.device = cfg, device
         self.ctx = _Context(device, process_group)
+        if tuning_table is not None:
+            check(LIB.comet_context_set_tuning_table(self.ctx.ptr, str(tuning_table).encode()))
         self.ptr = ctypes.c_void_p()
         c = cfg.to_c()
         check(LIB.comet_layer_create(ctypes.byref(self.ptr), self.ctx.ptr, ctypes.byref(c)))
+        check(LIB.comet_layer_set_n_comm(self.ptr, int(n_comm)))
         self.graph_mode = False
         self.handle = len(_layers) + 1
         _layers[self.handle] = self
@@ -161,12 +164,20 @@ moe_forward.register_autograd(_backward, setup_context=_setup_context)
 class MoEExperts(torch.nn.Module):
     """The expert part of an MoE layer on this rank: w1 [E/ep, w1_rows, H] and
     w2 [E/ep, H, F/tp] (nn.Linear layout; w1_rows = 2F/tp for SwiGLU, gate
-    rows then up rows), forward(x, topk_ids, topk_weights) -> out."""
+    rows then up rows), forward(x, topk_ids, topk_weights) -> out.
 
-    def __init__(self, config: LayerConfig, process_group=None, device=None, dtype=torch.bfloat16):
+    n_comm: CTAs that move data in the fused kernels (0: comet's choice per
+    call, from the tuning table or its cost model); tuning_table: a table
+    file to choose from instead of the shipped one (comet tune writes them)."""
+
+    def __init__(self, config: LayerConfig, process_group=None, device=None, dtype=torch.bfloat16,
+                 n_comm=0, tuning_table=None):
         super().__init__()
         if dtype not in _DTYPES:
             raise ValueError(f"comet: dtype {dtype}: comet runs bf16 or fp16")
+        if not isinstance(n_comm, int) or n_comm < 0:
+            raise ValueError(f"comet: n_comm = {n_comm!r} must be an int >= 0 (0: comet's choice)")
+        self._n_comm, self._tuning_table = n_comm, tuning_table
         import torch.distributed as dist
 
         world = dist.get_world_size(process_group) if process_group is not None else 1
@@ -181,7 +192,7 @@ class MoEExperts(torch.nn.Module):
         self._process_group = process_group
         self._layer = None
         if self.w1.device.type == "cuda":
-            self._layer = _Layer(self.config, self.w1.device, process_group)
+            self._layer = _Layer(self.config, self.w1.device, process_group, n_comm, tuning_table)
 
     def layer(self):
         """The comet layer (made on the first CUDA call: collective over the group)."""
@@ -189,7 +200,8 @@ class MoEExperts(torch.nn.Module):
             if self.w1.device.type != "cuda":
                 raise ValueError(f"comet: the experts' weights are on {self.w1.device}; move the "
                                  "module to a CUDA device first")
-            self._layer = _Layer(self.config, self.w1.device, self._process_group)
+            self._layer = _Layer(self.config, self.w1.device, self._process_group, self._n_comm,
+                                 self._tuning_table)
         return self._layer
 
     def forward(self, x, topk_ids, topk_weights):

@@ -60,6 +60,8 @@ def test_module_shapes_and_arg_checks():
         e(x, ids, w)
     with pytest.raises(ValueError, match="comet runs bf16 or fp16"):
         ct.MoEExperts(small(), device="cpu", dtype=torch.float32)
+    with pytest.raises(ValueError, match=r"n_comm = -1 must be an int >= 0"):
+        ct.MoEExperts(small(), device="cpu", n_comm=-1)
 
 
 def test_op_registered_with_fake_shape():
