@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # gpu_l0_experiment.sh — on a GPU machine with .gpubin/ carried: the fused
-# layer0's W = 1 variants side by side on the big-expert presets (the
-# default; COMET_L0_TILE=wide / narrow; COMET_LAYER0=composed), one bench
-# JSON line each into $OUT/bench.jsonl (the variant in the log's name).
-#   usage: scripts/gpu_l0_experiment.sh [MODELS] [TOKENS]
+# layer0's W = 1 variants side by side (VARIANTS, default "default dynamic
+# composed"; also wide, narrow, gathered, copied), one bench JSON line per
+# config into $OUT/bench_<variant>.jsonl.
+#   usage: [VARIANTS="..."] scripts/gpu_l0_experiment.sh [MODELS] [TOKENS]
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -15,10 +15,12 @@ NCCL_LIB=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nc
 export LD_LIBRARY_PATH=$NCCL_LIB:${LD_LIBRARY_PATH:-}
 MODELS=${1:-mixtral-8x7b,phi3.5-moe,qwen2-57b-a14b,qwen2-moe-2.7b}
 TOKENS=${2:-8192}
-for v in default wide narrow composed; do
+for v in ${VARIANTS:-default dynamic composed}; do
   case $v in
     wide|narrow) envs="COMET_L0_TILE=$v" ;;
     composed) envs="COMET_LAYER0=composed" ;;
+    dynamic) envs="COMET_L0_DYNAMIC=1" ;;
+    gathered|copied) envs="COMET_L0_GATHER=$([ $v = gathered ] && echo 1 || echo 0)" ;;
     *) envs="" ;;
   esac
   env $envs timeout 200 $B/comet bench --gpus 1 --model "$MODELS" --tokens "$TOKENS" --iters 10 \

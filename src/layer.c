@@ -92,6 +92,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
    *   recv_row0, recv_tile0  int32 [E] each
    *   l0_tiles      comet_mtile_t [max_mtiles], l0_count int32
    *   l1_tiles      comet_mtile_t [max_mtiles], l1_count int32
+   *   tile_next     uint32 [2]   dynamic tile counters of the fused layer0 / layer1
    *   dispatch_done uint32 [E]
    *   pulled_done   uint32 [El*W]
    *   combine_done  uint32 [W]
@@ -106,6 +107,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   size_t o_rrow = take(&s, E * 4), o_rtile = take(&s, E * 4);
   size_t o_l0 = take(&s, max_mtiles * sizeof(comet_mtile_t)), o_l0n = take(&s, 4);
   size_t o_l1 = take(&s, max_mtiles * sizeof(comet_mtile_t)), o_l1n = take(&s, 4);
+  size_t o_next = take(&s, 2 * sizeof(uint32_t));
   size_t o_dd = take(&s, E * 4), o_pd = take(&s, El * W * 4), o_cd = take(&s, W * 4);
   size_t o_st = take(&s, sizeof(comet_route_status_t));
   *scratch_bytes = s;
@@ -130,6 +132,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
     v->l0_count = (int32_t *)(scratch + o_l0n);
     v->l1_tiles = (comet_mtile_t *)(scratch + o_l1);
     v->l1_count = (int32_t *)(scratch + o_l1n);
+    v->tile_next = (uint32_t *)(scratch + o_next);
     v->dispatch_done = (uint32_t *)(scratch + o_dd);
     v->pulled_done = (uint32_t *)(scratch + o_pd);
     v->combine_done = (uint32_t *)(scratch + o_cd);

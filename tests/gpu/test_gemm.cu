@@ -138,14 +138,14 @@ static void run_case(const Case &c) {
 
 static int rand_mult8(int lo, int hi) { return test_rand_int(&g_rng, lo / 8, hi / 8) * 8; }
 
-/* The hooks: G experts whose rows come from W source blocks each
+/* The hooks (and dynamic tiles: from a counter): G experts whose rows come from W source blocks each
  * (plan_core.h layout); the tiles run from the layer0 M-tile list and wait
  * on their row counters wait_count[mt.index]. A starts as NaN on the
  * device; the host copies each level's blocks in, then sets the counters of
  * the tiles whose rows are now all in (src_last = that level) after a
  * delay, so a tile that loads before its rows reads NaN. Every tile
  * publishes its flag. */
-static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
+static void run_hooks(bool layer1, bool wait, comet_dtype_t dt, bool dynamic = false) {
   const int G = 4, W = 3, n = rand_mult8(136, 520), k = rand_mult8(64, 400);
   const int counts[] = {0, 1, 50, 127, 128, 129, 200};
   std::vector<int32_t> block_off(G * (W + 1)), off(G + 1);
@@ -174,6 +174,7 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
   int32_t *doff, *dcount;
   comet_mtile_t *dmt;
   uint64_t *hcount, *dcount_rows, *dpub;
+  uint32_t *dnext = NULL;
   CUDA_OK(cudaMalloc(&da, a.size() * 2));
   CUDA_OK(cudaMalloc(&db, b.size() * 2));
   CUDA_OK(cudaMalloc(&dc, out.size() * 2));
@@ -207,6 +208,11 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
   p.mtile_count = dcount;
   p.order = layer1 ? COMET_GEMM_ORDER_LAYER1 : COMET_GEMM_ORDER_LAYER0;
   if (wait) p.wait_count = dcount_rows;
+  if (dynamic) { /* tiles from a counter instead of a fixed stride */
+    CUDA_OK(cudaMalloc(&dnext, 4));
+    CUDA_OK(cudaMemset(dnext, 0, 4));
+    p.tile_counter = dnext;
+  }
   int tile_m = 0, tile_n = 0;
   CHECK_OK(comet_gemm_tile_shape(&p, &tile_m, &tile_n));
   const int n_tiles = (n + tile_n - 1) / tile_n, n_flags = count * n_tiles;
@@ -246,8 +252,9 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
   std::vector<float> ref((size_t)cap * n, 0.f);
   CHECK_OK(comet_ref_gemm_grouped(dt, G, n, k, off.data(), a.data(), b.data(), 0, NULL, ref.data()));
   Case c = {dt, COMET_GEMM_EPI_STORE, COMET_GEMM_TILE_AUTO, n, k, {}, 5, false,
-            layer1 ? (wait ? "hooks layer1 wait+publish" : "hooks layer1 list+publish")
-                   : (wait ? "hooks layer0 wait+publish" : "hooks layer0 list+publish")};
+            dynamic ? (wait ? "hooks layer0 wait+publish, dynamic tiles" : "hooks list+publish, dynamic tiles")
+            : layer1 ? (wait ? "hooks layer1 wait+publish" : "hooks layer1 list+publish")
+                     : (wait ? "hooks layer0 wait+publish" : "hooks layer0 list+publish")};
   compare(c, out, ref, rows, cap);
   int bad = 0;
   for (int i = 0; i < n_flags; ++i) bad += pub[i] != 0x5EED;
@@ -263,6 +270,7 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt) {
   cudaFree(dcount);
   cudaFree(dmt);
   cudaFree(dpub);
+  cudaFree(dnext);
   cudaFreeHost(hcount);
   cudaFreeHost(ha);
 }
@@ -358,6 +366,8 @@ int main(int argc, char **argv) {
   }
   for (const Case &c : cases) run_case(c);
   run_hooks(false, true, BF);
+  run_hooks(false, true, BF, true);
+  run_hooks(true, false, FP, true);
   if (!quick) {
     run_hooks(true, false, FP);
     run_hooks(false, false, BF);

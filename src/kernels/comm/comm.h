@@ -167,6 +167,8 @@ typedef struct comet_comm_view {
   int32_t *l0_count;             /* its length */
   comet_mtile_t *l1_tiles;       /* [max_mtiles]: the natural M-tile list (fused layer1) */
   int32_t *l1_count;             /* its length */
+  uint32_t *tile_next;           /* [2]: the fused layer0 / layer1's dynamic tile counters
+                                    (zeroed by the tile-list kernel) */
   uint32_t *dispatch_done;       /* [E] rows of expert e sent this call (self-resetting) */
   uint32_t *pulled_done;         /* [El*W] rows of block (el, j) pulled this call (self-resetting) */
   uint32_t *combine_done;        /* [W] rows sent home to rank s this call (self-resetting) */

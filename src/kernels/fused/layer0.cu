@@ -97,9 +97,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   if (v.status->code != COMET_ROUTE_OK) return; /* refused or faulted: no rows, no tiles */
   if ((int)blockIdx.x < n_comm) {
     if (move_rows) move<16>(v, x, blockIdx.x, n_comm, C::kGather ? v.rank : -1, (int32_t *)smem);
-    return;
+    if (!a.tile_counter || gridDim.x == (unsigned)n_comm) return;
+    __syncthreads(); /* done with task_prefix: the GEMM's shared memory now */
+    /* with dynamic tiles, a mover that is done takes GEMM tiles too */
   }
-  gemm_engine_run<C>(a, &tm_a, &tm_b, &tm_c, smem, blockIdx.x - n_comm, gridDim.x - n_comm,
+  gemm_engine_run<C>(a, &tm_a, &tm_b, &tm_c, smem, (int)blockIdx.x - n_comm, gridDim.x - n_comm,
                      a.wait_count ? &v : nullptr);
 }
 
@@ -160,6 +162,10 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   g.mtile_count = v->l0_count;
   g.order = COMET_GEMM_ORDER_LAYER0;
   g.wait_count = f->mode == COMET_L0_FUSED ? (const uint64_t *)(v->win_local + v->off_tcount) : NULL;
+  /* COMET_L0_DYNAMIC=1 (an experiment, not yet measured): tiles from a
+   * counter, and the movers join the GEMM once their rows are out */
+  const char *dyn = getenv("COMET_L0_DYNAMIC");
+  if (dyn && dyn[0] == '1') g.tile_counter = v->tile_next;
   g.deterministic = 1;
   const int gemm_ctas = v->sm_budget - f->n_comm;
   g.num_ctas = gemm_ctas;

@@ -76,6 +76,7 @@ __global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t
   __shared__ int warp_sums[32];
   comet_mtile_t *out = natural ? v.l1_tiles : v.l0_tiles;
   int32_t *count = natural ? v.l1_count : v.l0_count;
+  if (threadIdx.x == 0) v.tile_next[natural] = 0; /* the fused kernel's dynamic tiles start over */
   if (v.status->code != COMET_ROUTE_OK) {
     if (threadIdx.x == 0) *count = 0;
     return;

@@ -171,7 +171,7 @@ static const Workspace *workspace_for(cudaStream_t stream, int sms) {
 /* ---- params ---- */
 
 static bool hooks_on(const comet_gemm_params_t *p) {
-  return p->mtiles || p->wait_count || p->publish_flags;
+  return p->mtiles || p->wait_count || p->publish_flags || p->tile_counter;
 }
 
 static comet_status_t check_params(const comet_gemm_params_t *p) {
@@ -200,6 +200,7 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
   COMET_ARG(p->order == COMET_GEMM_ORDER_LAYER0 || p->order == COMET_GEMM_ORDER_LAYER1,
             "gemm: order %d unknown", (int)p->order);
   COMET_ARG(!p->wait_count || p->mtiles, "gemm: wait_count needs an mtiles list");
+  COMET_ARG(!p->tile_counter || p->mtiles, "gemm: tile_counter needs an mtiles list");
   return COMET_OK;
 }
 
@@ -282,6 +283,7 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace *w) {
   a.n_tiles = (p->n + C::kOutN - 1) / C::kOutN;
   a.order = (int)p->order;
   a.publish_value = p->publish_value;
+  a.tile_counter = p->tile_counter;
   /* the split tail needs whole-tile completion for the hooks (off with
    * them) and adds in a varying order (off when asked to be deterministic) */
   const bool split = w && !hooks_on(p) && !p->deterministic;

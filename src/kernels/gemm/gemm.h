@@ -35,6 +35,9 @@
  *               publish_flags[mtile_index * n_tiles + n_tile], mtile_index =
  *               position in the list (or natural M-tile index), n_tiles =
  *               ceil(N / tile_n) (comet_gemm_tile_shape()).
+ *   tile_counter  (needs mtiles) dynamic tiles: each CTA takes the next
+ *               tile from this zeroed device counter (atomicAdd) instead of
+ *               cta, cta + ncta, ...; the same results, another balance.
  *   With no hook set, a kernel without any hook code runs. */
 #ifndef COMET_KERNELS_GEMM_H
 #define COMET_KERNELS_GEMM_H
@@ -91,6 +94,9 @@ typedef struct comet_gemm_params {
   const uint64_t *wait_count;     /* [natural M-tile] rows arrived */
   uint64_t *publish_flags;
   uint64_t publish_value;
+  /* with mtiles: tiles taken from this zeroed device counter (each CTA the
+   * next free one) instead of a fixed stride; it ends at the tile count */
+  uint32_t *tile_counter;
   /* 1: a fixed summation order (no split tail, whose fp32 atomics add in a
    * varying order): the same bits on every run, as comet's forward promises.
    * 0: the split tail may be used (faster when the last wave is ragged). */

@@ -45,6 +45,7 @@ struct Args {
   int groups, n, k, n_tiles, order;
   uint64_t publish_value;
   const uint64_t *publish_epoch; /* non-NULL: publish *publish_epoch (the call's device epoch) */
+  uint32_t *tile_counter; /* non-NULL (with a list): dynamic tiles, see the work ring; zeroed */
   /* gathered A (Cfg::kGather, the fused layer0): row r of A is this rank's
    * token row_token[r] of x when row_src[r] == gather_self, else row r of
    * gather_rows (delivered by movers); block_offset [groups][world + 1]
@@ -216,6 +217,58 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
   return sched_natural(a, row_off, mstart, t);
 }
 
+/* ---- where a CTA's next tile comes from ----
+ * Static (default): cta, cta + ncta, ... Dynamic (Args.tile_counter, with a
+ * tile list): the producer takes the next tile from a global counter and
+ * hands it to the consumer warpgroups through a ring of kRing shared slots
+ * (full: the producer's arrival; empty: one per consumer warpgroup once done
+ * with the tile). Tiles then go to whichever CTA is free first, and CTAs
+ * that first did other work (a fused kernel's movers) can join. -1: no
+ * more tiles. The ring lives in the group-table area, unused with a list. */
+constexpr int kRing = 4;
+constexpr int kOffRing = 4096; /* from the table area; srcs (gather) use its first 1 KB */
+static_assert(kOffRing + 32 + 2 * kRing * 8 <= 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4,
+              "the work ring fits the table area");
+
+struct Ring {
+  volatile int *item; /* [kRing] + 1: the gather producer's broadcast slot */
+  uint64_t *full, *empty;
+};
+
+__device__ __forceinline__ Ring ring_at(uint8_t *table_area) {
+  Ring r;
+  r.item = (volatile int *)(table_area + kOffRing);
+  r.full = (uint64_t *)(table_area + kOffRing + 32);
+  r.empty = r.full + kRing;
+  return r;
+}
+
+__device__ __forceinline__ int producer_next(const Args &a, const Ring &r, int i, int cta, int ncta,
+                                             int total) {
+  if (!a.tile_counter) return cta + i * ncta < total ? cta + i * ncta : -1;
+  int w = (int)atomicAdd(a.tile_counter, 1u);
+  if (w >= total) w = -1;
+  const int slot = i % kRing;
+  mbar_wait(&r.empty[slot], ((i / kRing) & 1) ^ 1);
+  r.item[slot] = w;
+  mbar_arrive(&r.full[slot]);
+  return w;
+}
+
+__device__ __forceinline__ int consumer_next(const Args &a, const Ring &r, int i, int cta, int ncta,
+                                             int total) {
+  if (!a.tile_counter) return cta + i * ncta < total ? cta + i * ncta : -1;
+  const int slot = i % kRing;
+  mbar_wait(&r.full[slot], (i / kRing) & 1);
+  return r.item[slot];
+}
+
+/* A consumer warpgroup is done with its i-th tile (every thread read the
+ * slot long before: they met at the epilogue's barriers since). */
+__device__ __forceinline__ void consumer_done(const Args &a, const Ring &r, int i, int ctid) {
+  if (a.tile_counter && ctid == 0) mbar_arrive(&r.empty[i % kRing]);
+}
+
 /* ---- hooks ---- */
 
 /* Producer: spin until all the M-tile's rows have arrived (its counter,
@@ -267,15 +320,22 @@ __device__ __forceinline__ uint64_t delivered_rows(const Args &a, const Tile &tl
 template <class C>
 __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap *tm_b,
                                                uint8_t *smem, uint64_t *full, uint64_t *empty,
-                                               const char **srcs, int count, int cta, int ncta,
-                                               const comet_comm_view_t *view) {
+                                               const char **srcs, const Ring &ring, int count,
+                                               int cta, int ncta, const comet_comm_view_t *view) {
   const int k_iters = (a.k + kBK - 1) / kBK, tid = threadIdx.x;
   const int nb_half = C::kBN / 2, chunk = tid & 7, row_lo = tid >> 3;
   const size_t row_bytes = (size_t)a.k * 2;
   bool dead = false;
   int stage = 0;
   uint32_t phase = 0;
-  for (int w = cta; w < count * a.n_tiles; w += ncta) {
+  for (int i = 0;; ++i) {
+    /* thread 0 takes the tile and tells the other producer threads: they
+     * all read the slot before the barrier after srcs, so it is free again
+     * when thread 0 writes the next one */
+    if (tid == 0) ring.item[kRing] = producer_next(a, ring, i, cta, ncta, count * a.n_tiles);
+    named_bar_sync(5, 128);
+    const int w = ring.item[kRing];
+    if (w < 0) break;
     const Tile tl = sched_list(a, count, w);
     if (tid == 0 && a.wait_count) {
       const uint64_t want = delivered_rows(a, tl);
@@ -325,10 +385,13 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
                                         const comet_comm_view_t *view) {
   const int k_iters = (a.k + kBK - 1) / kBK;
   const int nb_half = C::kBN / 2; /* each B stage = two TMA boxes of kBN/2 rows */
+  const Ring ring = ring_at(smem + C::kOffTab);
   bool dead = false;
   int stage = 0;
   uint32_t phase = 0;
-  for (int w = cta; w < sp.items; w += ncta) {
+  for (int i = 0;; ++i) {
+    const int w = producer_next(a, ring, i, cta, ncta, sp.items);
+    if (w < 0) break;
     const Work wk = work_item(sp, k_iters, w);
     const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
     if constexpr (C::kHooks)
@@ -529,9 +592,12 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
   const uint32_t sa0 = smem_u32(smem + C::kOffA) + cw * 64 * 128; /* this WG's 64 rows */
   const uint32_t sb0 = smem_u32(smem + C::kOffB);
   float acc[C::kBN / 2];
+  const Ring ring = ring_at(smem + C::kOffTab);
   int stage = 0;
   uint32_t phase = 0;
-  for (int w = cta; w < sp.items; w += ncta) {
+  for (int i = 0;; ++i) {
+    const int w = consumer_next(a, ring, i, cta, ncta, sp.items);
+    if (w < 0) break;
     const Work wk = work_item(sp, k_iters, w);
     const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
     int prev = 0;
@@ -547,10 +613,12 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     }
     wgmma_wait<0>();
     if (ctid == 0) mbar_arrive(&empty[prev]);
-    if (wk.slot >= 0 && !split_fixup<C>(a, acc, wk.slot, sp.s, cw, ctid)) continue;
-    epilogue<C>(a, tm_c, acc, stg, tl, cw, ctid);
-    if constexpr (C::kHooks)
-      if (a.publish_flags) publish<C>(a, tl, ctid);
+    if (wk.slot < 0 || split_fixup<C>(a, acc, wk.slot, sp.s, cw, ctid)) {
+      epilogue<C>(a, tm_c, acc, stg, tl, cw, ctid);
+      if constexpr (C::kHooks)
+        if (a.publish_flags) publish<C>(a, tl, ctid);
+    }
+    consumer_done(a, ring, i, ctid);
   }
   if (ctid == 0) bulk_wait_all();
 }
@@ -598,6 +666,13 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
       mbar_init(&full[s], C::kGather ? 129 : 1);
       mbar_init(&empty[s], 2); /* one arrival per consumer warpgroup */
     }
+    if (a.tile_counter) { /* the work ring (a list, so the table area is free) */
+      const Ring r = ring_at(smem + C::kOffTab);
+      for (int s = 0; s < kRing; ++s) {
+        mbar_init(&r.full[s], 1);
+        mbar_init(&r.empty[s], 2);
+      }
+    }
     fence_mbar_init();
     tma_prefetch_desc(tm_a);
     tma_prefetch_desc(tm_b);
@@ -621,7 +696,8 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
     if constexpr (C::kGather)
-      produce_gather<C>(a, tm_b, smem, full, empty, (const char **)row_off, count, cta, ncta,
+      produce_gather<C>(a, tm_b, smem, full, empty, (const char **)row_off,
+                        ring_at(smem + C::kOffTab), count, cta, ncta,
                         view); /* the group tables are unused with a list: the row table */
     else if (threadIdx.x == 0)
       produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta, view);
