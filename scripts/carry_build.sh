@@ -14,6 +14,7 @@ grep -qx "/.gpubin/" .git/info/exclude 2>/dev/null || echo "/.gpubin/" >> .git/i
 make > /dev/null
 rm -rf .gpubin && mkdir -p .gpubin
 cp build/comet .gpubin/
+cp tuning/comet-tuning.txt .gpubin/ # found beside the binaries (tune/load.c)
 for src in tests/gpu/test_*.cu tests/gpu/test_*.c; do # the GPU tests only
   [ -e "$src" ] || continue
   n=$(basename "${src%.*}")

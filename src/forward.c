@@ -168,9 +168,18 @@ static comet_choice_t choose(comet_layer_t L, int op, int tokens) {
   int a_override = L->gather0;
   const char *env = getenv("COMET_L0_GATHER");
   if (a_override < 0 && env && (env[0] == '0' || env[0] == '1')) a_override = env[0] == '1';
-  return comet_tune_choose(&L->ctx->tuning, &key, &dev, &shape, op,
-                           op == COMET_TUNE_LAYER0 ? L->n_comm0 : L->n_comm1,
-                           op == COMET_TUNE_LAYER0 ? a_override : -1);
+  comet_choice_t ch = comet_tune_choose(&L->ctx->tuning, &key, &dev, &shape, op,
+                                        op == COMET_TUNE_LAYER0 ? L->n_comm0 : L->n_comm1,
+                                        op == COMET_TUNE_LAYER0 ? a_override : -1);
+  if (op == COMET_TUNE_LAYER0 && L->tile0 >= 0) ch.tile = L->tile0;
+  return ch;
+}
+
+comet_status_t comet_layer_set_layer0_tile(comet_layer_t L, int tile) {
+  COMET_ARG(L != NULL, "layer is NULL");
+  COMET_ARG(tile >= -1 && tile <= 2, "comet_layer_set_layer0_tile: %d is not -1, 0, 1 or 2", tile);
+  L->tile0 = tile;
+  return COMET_OK;
 }
 
 int comet_layer_layer0_gather(comet_layer_t L) {

@@ -40,6 +40,7 @@ struct comet_layer {
   int layer0_path;    /* COMET_LAYER0_* (agreed at creation: COMET_LAYER0=composed) */
   int n_comm0;        /* mover CTAs of the fused layer0; 0 = the default */
   int gather0;        /* the fused layer0's A: -1 = by shape, 0 = copied, 1 = gathered */
+  int tile0;          /* its GEMM tile: -1 = comet's choice, else 0 auto, 1 wide, 2 narrow */
   int layer1_path;    /* COMET_LAYER1_* (agreed at creation: COMET_LAYER1=fused) */
   int n_comm1;        /* mover CTAs of the fused layer1; 0 = the default */
   comet_choice_t c0, c1; /* the last call's choices for the fused layer0 / layer1 */
@@ -76,6 +77,8 @@ int comet_layer_layer0_fused(comet_layer_t layer);
  * copied it; tests force either (gather -1 = comet's choice). */
 int comet_layer_layer0_gather(comet_layer_t layer);
 comet_status_t comet_layer_set_layer0_gather(comet_layer_t layer, int gather);
+/* Forces layer0's GEMM tile (0 auto, 1 wide, 2 narrow; -1 = comet's choice). */
+comet_status_t comet_layer_set_layer0_tile(comet_layer_t layer, int tile);
 int comet_layer_layer0_n_comm(comet_layer_t layer);
 /* Where the last call's choices came from (COMET_FROM_*), for the bench. */
 static inline int comet_layer_layer0_from(comet_layer_t layer) { return layer->c0.from; }

@@ -509,9 +509,9 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   /* comet on the same inputs, the same way */
   const int n = o->iters;
   bench_comet_t cm;
-  if (bench_comet_run(info, &cfg, ctx, st, &a, o->warmup, n, o->n_comm, o->check, o->seed, &o->routing,
-                      o->check_tokens, &cm) != 0)
-    return 1;
+  const bench_comet_opts_t co = {o->warmup, n, o->n_comm, -1, -1, 1, o->check, o->check_tokens,
+                                 o->seed, &o->routing};
+  if (bench_comet_run(info, &cfg, ctx, st, &a, &co, &cm) != 0) return 1;
   RCUDA(cudaFreeAsync(dx, st));
   RCUDA(cudaFreeAsync(dout, st));
   RCUDA(cudaFreeAsync(dw1, st));

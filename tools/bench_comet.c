@@ -120,9 +120,9 @@ done:
 }
 
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
-                    comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *a, int warmup,
-                    int iters, int n_comm, int check, unsigned long long seed,
-                    const comet_md_routing_t *routing, int check_tokens, bench_comet_t *out) {
+                    comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *a,
+                    const bench_comet_opts_t *o, bench_comet_t *out) {
+  const int warmup = o->warmup, iters = o->iters;
   memset(out, 0, sizeof *out);
   comet_layer_t L = NULL;
   float *times = calloc((size_t)3 * iters, sizeof(float));
@@ -130,7 +130,9 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   if (!times) return 1;
   for (int i = 0; i < 4; ++i) HCUDA(cudaEventCreate(&ev[i]));
   HCOMET(comet_layer_create(&L, ctx, cfg));
-  HCOMET(comet_layer_set_n_comm(L, n_comm));
+  HCOMET(comet_layer_set_n_comm(L, o->n_comm));
+  HCOMET(comet_layer_set_layer0_gather(L, o->gather));
+  HCOMET(comet_layer_set_layer0_tile(L, o->tile));
   comet_dispatch_gemm_args_t l0 = COMET_DISPATCH_GEMM_ARGS_INITIALIZER;
   l0.num_tokens = a->num_tokens;
   l0.x = a->x;
@@ -171,17 +173,19 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->gather0 = comet_layer_layer0_gather(L);
   out->from0 = comet_layer_layer0_from(L);
   out->tile0 = L->c0.tile;
-  if (out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0) return 1;
+  if (o->refs && out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0)
+    return 1;
   out->fused1 = comet_layer_layer1_fused(L);
   out->n_comm1 = comet_layer_layer1_n_comm(L);
   out->from1 = comet_layer_layer1_from(L);
-  if (out->fused1 && bench_layer1_refs(info, ctx, L, &l0, &l1, st, iters, times, ev, out) != 0)
+  if (o->refs && out->fused1 &&
+      bench_layer1_refs(info, ctx, L, &l0, &l1, st, iters, times, ev, out) != 0)
     return 1;
   out->ran = 1;
-  if (check) {
+  if (o->check) {
     HCUDA(cudaMemsetAsync(a->out, 0xFF, (size_t)a->num_tokens * cfg->hidden * 2, st));
     HCOMET(comet_moe_forward(L, a, st));
-    if (bench_check_run(info, cfg, seed, routing, a->num_tokens, check_tokens, a->out, ctx, st,
+    if (bench_check_run(info, cfg, o->seed, o->routing, a->num_tokens, o->check_tokens, a->out, ctx, st,
                         &out->chk) != 0)
       return 1;
   }

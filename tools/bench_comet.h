@@ -39,19 +39,30 @@ float bench_median(float *v, int n);
  * failure. */
 int bench_slowest(const comet_rank_info_t *info, comet_context_t ctx, float *v, int n);
 
+/* How bench_comet_run runs comet. */
+typedef struct bench_comet_opts {
+  int warmup, iters;
+  int n_comm; /* the fused kernels' movers (0: comet's choice) */
+  int gather; /* layer0's A: -1 comet's choice, 0 copied, 1 gathered */
+  int tile;   /* layer0's GEMM tile: -1 comet's choice, 0 auto, 1 wide, 2 narrow */
+  int refs;   /* also the fused kernels' reference timings (gemm only, comm only) */
+  int check, check_tokens;
+  unsigned long long seed;
+  const comet_md_routing_t *routing;
+} bench_comet_opts_t;
+
 /* Collective over ctx (not destroyed); st is a stream of ctx's rank. One
  * layer per call. Times are the median over `iters` of the slowest rank,
- * after `warmup` forwards. A fused layer0 is also timed in its two
- * reference modes (whole comet_dispatch_gemm calls, plan included, as the
- * fused time is), interleaved with fused calls that put the rows in place.
- * n_comm: the fused layer0's movers (0 = comet's default). With check, one more forward on NaN-poisoned
- * output is checked against the CPU reference (bench_check_run). Returns
- * non-zero only on a failure of the harness itself (CUDA, the transport);
- * comet's own errors land in out->err. */
+ * after `warmup` forwards. With refs, a fused layer0 (layer1) is also timed
+ * in its two reference modes (whole calls, plan included, as the fused time
+ * is), interleaved with fused calls that put the rows in place. With check,
+ * one more forward on NaN-poisoned output is checked against the CPU
+ * reference (bench_check_run). Returns non-zero only on a failure of the
+ * harness itself (CUDA, the transport); comet's own errors land in
+ * out->err. */
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
-                    comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *args, int warmup,
-                    int iters, int n_comm, int check, unsigned long long seed,
-                    const comet_md_routing_t *routing, int check_tokens, bench_comet_t *out);
+                    comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *args,
+                    const bench_comet_opts_t *o, bench_comet_t *out);
 
 #ifdef __cplusplus
 }

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* tune.c — `comet tune`'s sweep of one config (tune.h). Times come from
- * bench_comet_run (the slowest rank's median per phase); the layer's n_comm
- * is forced per sweep point, then left to comet (the table or the model:
- * its "choice"), and the cost model's own pick is timed too, so the rows
- * say how far each is from the best swept. */
+/* tune.c — `comet tune`'s sweep of one config (tune.h). Each point is a
+ * whole bench_comet_run (the slowest rank's median per phase, no reference
+ * timings) with the layer's choices forced: layer0's A and mover count
+ * (copied A with each n_comm of the sweep; at W = 1 also gathered, which
+ * needs no movers), then the two fixed tiles at layer0's best point. Then
+ * comet's own choice (the table or the model) and the cost model's pick
+ * are timed too, so the rows say how far each is from the best. */
 #include "tune.h"
 
 #include <stdio.h>
@@ -15,14 +17,45 @@
 #include "tune/choice.h"
 #include "tune/table.h"
 
-/* comet's timing of one n_comm (0: comet's choice); 0 on success */
+#define MAX_POINTS 48
+
+typedef struct point {
+  int a, n, tile; /* forced: -1 = comet's choice */
+  double ms[2];   /* layer0, layer1 */
+} point_t;
+
+/* Times p (collective); 0 on success, 1 harness failure, 2 comet refused. */
 static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
                       const comet_layer_config_t *cfg, comet_context_t ctx, cudaStream_t st,
-                      const comet_moe_args_t *a, int n_comm, bench_comet_t *out) {
-  if (bench_comet_run(info, cfg, ctx, st, a, o->warmup, o->iters, n_comm, 0, o->seed, o->routing, 1,
-                      out) != 0)
-    return 1;
-  return out->ran ? 0 : 2;
+                      const comet_moe_args_t *args, point_t *p, bench_comet_t *out) {
+  const bench_comet_opts_t co = {o->warmup, o->iters, p->n, p->a, p->tile, 0, 0, 1, o->seed,
+                                 o->routing};
+  if (bench_comet_run(info, cfg, ctx, st, args, &co, out) != 0) return 1;
+  if (!out->ran) return 2;
+  p->ms[0] = out->layer0_ms;
+  p->ms[1] = out->layer1_ms;
+  return 0;
+}
+
+/* The point with (a, n, tile), timing it if it is not there yet; NULL when
+ * no more fit or comet refused it. */
+static point_t *find_or_time(const comet_rank_info_t *info, const tune_opts_t *o,
+                             const comet_layer_config_t *cfg, comet_context_t ctx, cudaStream_t st,
+                             const comet_moe_args_t *args, point_t *pts, int *npts, int a, int n,
+                             int tile, int *err) {
+  for (int i = 0; i < *npts; ++i)
+    if (pts[i].a == a && pts[i].n == n && pts[i].tile == tile) return &pts[i];
+  if (*npts == MAX_POINTS) return NULL;
+  point_t *p = &pts[*npts];
+  p->a = a;
+  p->n = n;
+  p->tile = tile;
+  bench_comet_t cm;
+  const int x = time_point(info, o, cfg, ctx, st, args, p, &cm);
+  if (x == 1) *err = 1;
+  if (x) return NULL;
+  ++*npts;
+  return p;
 }
 
 static comet_tune_key_t key_of(comet_context_t ctx, const comet_layer_config_t *c) {
@@ -39,144 +72,139 @@ static comet_tune_key_t key_of(comet_context_t ctx, const comet_layer_config_t *
   return k;
 }
 
-static void row(FILE *f, const tune_opts_t *o, const char *model, const comet_layer_config_t *c,
-                int W, int layer, const char *device, double best_ms, int best_n, double table_ms,
-                int table_n, double model_ms, int model_n, double choice_ms, int choice_n,
-                const char *choice_from, const int *ns, const double *ms, int npts) {
+static const char *a_name(int a) { return a == 1 ? "gathered" : a == 0 ? "copied" : "comet"; }
+
+static void json_point(FILE *f, const char *key, const point_t *p, int layer) {
+  if (p) fprintf(f, ", \"%s_ms\": %.6g, \"%s_n_comm\": %d", key, p->ms[layer], key, p->n);
+  else fprintf(f, ", \"%s_ms\": null, \"%s_n_comm\": null", key, key);
+}
+
+static int write_row(const tune_opts_t *o, const char *model, const comet_layer_config_t *c, int W,
+                     int layer, const char *device, const point_t *best, const point_t *table,
+                     const point_t *mdl, const point_t *choice, int choice_n, const char *choice_from,
+                     const point_t *pts, int npts) {
+  FILE *f = fopen(o->json, "a");
+  if (!f) {
+    fprintf(stderr, "comet tune: cannot open --json file %s\n", o->json);
+    return 1;
+  }
   fprintf(f,
           "{\"op\": \"tune\", \"layer\": %d, \"model\": \"%s\", \"H\": %d, \"F\": %d, \"E\": %d, "
           "\"K\": %d, \"world\": %d, \"ep\": %d, \"tp\": %d, \"tokens_per_rank\": %d, "
           "\"routing\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", "
-          "\"iters\": %d, \"best_ms\": %.6g, \"best_n_comm\": %d",
+          "\"iters\": %d",
           layer, model, c->hidden, c->ffn, c->num_experts, c->topk, W, c->ep, c->tp,
-          c->max_tokens_per_rank, o->routing_str, device, o->commit, o->date, o->iters, best_ms,
-          best_n);
-  if (table_n >= 0) fprintf(f, ", \"table_ms\": %.6g, \"table_n_comm\": %d", table_ms, table_n);
-  else fprintf(f, ", \"table_ms\": null, \"table_n_comm\": null");
-  fprintf(f, ", \"model_ms\": %.6g, \"model_n_comm\": %d, \"choice_ms\": %.6g, \"choice_n_comm\": %d, "
-             "\"choice_from\": \"%s\", \"sweep\": [",
-          model_ms, model_n, choice_ms, choice_n, choice_from);
-  for (int i = 0; i < npts; ++i) fprintf(f, "%s{\"n_comm\": %d, \"ms\": %.6g}", i ? ", " : "", ns[i], ms[i]);
+          c->max_tokens_per_rank, o->routing_str, device, o->commit, o->date, o->iters);
+  json_point(f, "best", best, layer);
+  if (layer == 0 && best) fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(best->a), best->tile);
+  json_point(f, "table", table, layer);
+  json_point(f, "model", mdl, layer);
+  fprintf(f, ", \"choice_ms\": %.6g, \"choice_n_comm\": %d, \"choice_from\": \"%s\", \"sweep\": [",
+          choice ? choice->ms[layer] : 0.0, choice_n, choice_from);
+  for (int i = 0; i < npts; ++i)
+    fprintf(f, "%s{\"a\": \"%s\", \"n_comm\": %d, \"tile\": %d, \"ms\": %.6g}", i ? ", " : "",
+            a_name(pts[i].a), pts[i].n, pts[i].tile, pts[i].ms[layer]);
   fprintf(f, "]}\n");
+  fclose(f);
+  return 0;
+}
+
+/* Merges the best of layer into the table file (rank 0); what it held stays. */
+static int merge_best(const tune_opts_t *o, const comet_tune_key_t *key, int T, int layer,
+                      const point_t *best, int best_a) {
+  comet_tune_table_t t = {0};
+  FILE *probe = fopen(o->table_out, "r");
+  if (probe) {
+    fclose(probe);
+    if (comet_tune_table_load(&t, o->table_out) != COMET_OK) {
+      fprintf(stderr, "comet tune: %s; not overwriting it\n", comet_last_error());
+      return 1;
+    }
+  }
+  comet_tune_entry_t e;
+  memset(&e, 0, sizeof e);
+  e.key = *key;
+  e.tokens = T;
+  e.op = layer;
+  e.n_comm = best->n;
+  e.tile = layer ? 1 : (best->tile > 0 ? best->tile : 0);
+  e.a = layer ? COMET_TUNE_A_ANY : best_a;
+  e.ms = best->ms[layer];
+  FILE *f = NULL;
+  if (comet_tune_table_merge(&t, &e) == COMET_OK) f = fopen(o->table_out, "w");
+  const int bad = !f || comet_tune_table_write(&t, f) != COMET_OK;
+  if (f) fclose(f);
+  comet_tune_table_free(&t);
+  if (bad) fprintf(stderr, "comet tune: writing %s failed\n", o->table_out);
+  return bad;
 }
 
 int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet_layer_config_t *cfg,
-                comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *a, const char *model,
+                comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *args, const char *model,
                 const char *device_name, int index, int count) {
   const int W = info->world, T = cfg->max_tokens_per_rank;
-  /* the sweep, then comet's choice (0), then the model's picks if not swept */
-  int ns[40];
-  double ms[2][40];
-  int npts = 0;
-  for (int i = 0; i < o->nsweep; ++i)
-    if (o->sweep[i] < ctx->sm_budget) ns[npts++] = o->sweep[i];
+  point_t pts[MAX_POINTS];
+  int npts = 0, err = 0;
+  /* comet's own choice first: it tells whether layer1 runs fused */
+  bench_comet_t cm;
+  point_t choice = {-1, 0, -1, {0, 0}};
+  {
+    const int x = time_point(info, o, cfg, ctx, st, args, &choice, &cm);
+    if (x) return x == 1;
+  }
+  const int fused1 = cm.fused1, choice_n[2] = {cm.n_comm0, cm.n_comm1};
+  const int choice_from[2] = {cm.from0, cm.from1};
+  /* the sweep: copied A with each mover count; gathered A (W = 1: none) */
+  for (int i = 0; i < o->nsweep && !err; ++i)
+    if (o->sweep[i] < ctx->sm_budget)
+      find_or_time(info, o, cfg, ctx, st, args, pts, &npts, COMET_TUNE_A_COPIED, o->sweep[i], -1, &err);
+  if (W == 1 && !err) find_or_time(info, o, cfg, ctx, st, args, pts, &npts, COMET_TUNE_A_GATHERED, 0, -1, &err);
+  for (int i = 0; i < o->nsweep && W > 1 && !err; ++i)
+    if (o->sweep[i] < ctx->sm_budget)
+      find_or_time(info, o, cfg, ctx, st, args, pts, &npts, COMET_TUNE_A_GATHERED, o->sweep[i], -1, &err);
+  if (err) return 1;
+  /* layer0: the fixed tiles at the best point */
+  int b0 = -1;
+  for (int i = 0; i < npts; ++i)
+    if (b0 < 0 || pts[i].ms[0] < pts[b0].ms[0]) b0 = i;
+  if (b0 >= 0)
+    for (int tile = 1; tile <= 2 && !err; ++tile)
+      find_or_time(info, o, cfg, ctx, st, args, pts, &npts, pts[b0].a, pts[b0].n, tile, &err);
+  if (err) return 1;
+  /* the cost model's and the table's picks */
   const comet_cost_device_t dev = comet_cost_device_for(device_name);
   const comet_cost_shape_t shape = {W, cfg->ep, cfg->tp, cfg->hidden, cfg->ffn, cfg->num_experts,
                                     cfg->topk, cfg->activation == COMET_ACT_SWIGLU, T, ctx->sm_budget};
-  const int gather = comet_cost_layer0_gather(&shape);
-  const int model_n[2] = {comet_cost_pick_layer0(&dev, &shape, gather, NULL),
-                          comet_cost_pick_layer1(&dev, &shape, NULL)};
-  bench_comet_t cm;
-  int fused1 = 0, choice_n[2] = {0, 0}, choice_from[2] = {0, 0}, a0 = COMET_TUNE_A_COPIED;
-  for (int i = 0; i < npts; ++i) {
-    const int x = time_point(info, o, cfg, ctx, st, a, ns[i], &cm);
-    if (x) return x == 2 ? 0 : 1;
-    ms[0][i] = cm.layer0_ms;
-    ms[1][i] = cm.layer1_ms;
-    fused1 = cm.fused1;
-  }
-  /* comet's choice: the table's entry or the model's pick */
-  if (time_point(info, o, cfg, ctx, st, a, 0, &cm) != 0) return 1;
-  const double choice_ms[2] = {cm.layer0_ms, cm.layer1_ms};
-  choice_n[0] = cm.n_comm0;
-  choice_n[1] = cm.n_comm1;
-  choice_from[0] = cm.from0;
-  choice_from[1] = cm.from1;
-  a0 = cm.gather0 ? COMET_TUNE_A_GATHERED : COMET_TUNE_A_COPIED;
+  const int mg = comet_cost_layer0_gather(&shape) ? COMET_TUNE_A_GATHERED : COMET_TUNE_A_COPIED;
+  const int mn0 = comet_cost_pick_layer0(&dev, &shape, mg == COMET_TUNE_A_GATHERED, NULL);
+  const int mn1 = comet_cost_pick_layer1(&dev, &shape, NULL);
   const comet_tune_key_t key = key_of(ctx, cfg);
-  const comet_tune_entry_t *te0 = comet_tune_lookup(&ctx->tuning, &key, COMET_TUNE_LAYER0, T);
-  const comet_tune_entry_t *te1 = comet_tune_lookup(&ctx->tuning, &key, COMET_TUNE_LAYER1, T);
-  const int table_n[2] = {te0 ? te0->n_comm : -1, te1 ? te1->n_comm : -1};
   for (int layer = 0; layer < (fused1 ? 2 : 1); ++layer) {
-    /* the model's and the table's picks, timed where the sweep lacks them */
-    double model_ms = -1, table_ms = -1;
-    int extra[2] = {model_n[layer], table_n[layer]};
-    for (int q = 0; q < 2; ++q) {
-      double *dst = q == 0 ? &model_ms : &table_ms;
-      if (extra[q] < 0) continue;
-      if (extra[q] == 0) { /* W = 1, A gathered: no movers is comet's choice */
-        *dst = choice_ms[layer];
-        continue;
-      }
-      for (int i = 0; i < npts; ++i)
-        if (ns[i] == extra[q]) *dst = ms[layer][i];
-      if (*dst < 0 && npts < 40 && extra[q] < ctx->sm_budget) {
-        if (time_point(info, o, cfg, ctx, st, a, extra[q], &cm) != 0) return 1;
-        ns[npts] = extra[q];
-        ms[0][npts] = cm.layer0_ms;
-        ms[1][npts] = cm.layer1_ms;
-        *dst = ms[layer][npts++];
-      }
-    }
-    int best = -1;
+    const point_t *mdl =
+        layer == 0 ? find_or_time(info, o, cfg, ctx, st, args, pts, &npts, mg, mn0, -1, &err)
+                   : find_or_time(info, o, cfg, ctx, st, args, pts, &npts, COMET_TUNE_A_COPIED, mn1, -1, &err);
+    const comet_tune_entry_t *te = comet_tune_lookup(&ctx->tuning, &key, layer, T);
+    const point_t *tab = NULL;
+    if (te && !err)
+      tab = find_or_time(info, o, cfg, ctx, st, args, pts, &npts,
+                         layer == 0 && te->a != COMET_TUNE_A_ANY ? te->a : COMET_TUNE_A_COPIED,
+                         te->n_comm, layer == 0 && te->tile ? te->tile : -1, &err);
+    if (err) return 1;
+    const point_t *best = NULL;
     for (int i = 0; i < npts; ++i)
-      if (best < 0 || ms[layer][i] < ms[layer][best]) best = i;
-    double best_ms = best >= 0 ? ms[layer][best] : choice_ms[layer];
-    int best_n = best >= 0 ? ns[best] : choice_n[layer];
-    if (choice_ms[layer] < best_ms) { /* comet's own choice (e.g. 0 movers) was faster */
-      best_ms = choice_ms[layer];
-      best_n = choice_n[layer];
-    }
-    if (info->rank != 0) continue;
-    printf("[%d/%d] %s %d tokens %s, layer%d: best n_comm %d (%.3f ms); model %d (%.3f ms, %+.1f%%); "
-           "comet's choice %d from the %s (%.3f ms)\n",
-           index, count, model, T, o->routing_str, layer, best_n, best_ms, model_n[layer], model_ms,
-           100.0 * (model_ms / best_ms - 1), choice_n[layer],
-           comet_choice_from_name(choice_from[layer]), choice_ms[layer]);
+      if (!best || pts[i].ms[layer] < best->ms[layer]) best = &pts[i];
+    if (info->rank != 0 || !best) continue;
+    printf("[%d/%d] %s %d tokens %s, layer%d: best n_comm %d (A %s, %.3f ms); model %d (%+.1f%%); "
+           "comet's choice %d from the %s (%+.1f%%)\n",
+           index, count, model, T, o->routing_str, layer, best->n, a_name(best->a),
+           best->ms[layer], mdl ? mdl->n : -1, mdl ? 100.0 * (mdl->ms[layer] / best->ms[layer] - 1) : 0,
+           choice_n[layer], comet_choice_from_name(choice_from[layer]),
+           100.0 * (choice.ms[layer] / best->ms[layer] - 1));
     fflush(stdout);
-    double dense[40];
-    for (int i = 0; i < npts; ++i) dense[i] = ms[layer][i];
-    if (o->json) {
-      FILE *f = fopen(o->json, "a");
-      if (!f) {
-        fprintf(stderr, "comet tune: cannot open --json file %s\n", o->json);
-        return 1;
-      }
-      row(f, o, model, cfg, W, layer, device_name, best_ms, best_n, table_ms, table_n[layer],
-          model_ms, model_n[layer], choice_ms[layer], choice_n[layer],
-          comet_choice_from_name(choice_from[layer]), ns, dense, npts);
-      fclose(f);
-    }
-    if (o->table_out) { /* merge into the file (what it held stays) */
-      comet_tune_table_t t = {0};
-      FILE *probe = fopen(o->table_out, "r");
-      if (probe) {
-        fclose(probe);
-        if (comet_tune_table_load(&t, o->table_out) != COMET_OK) {
-          fprintf(stderr, "comet tune: %s; not overwriting it\n", comet_last_error());
-          return 1;
-        }
-      }
-      comet_tune_entry_t e;
-      memset(&e, 0, sizeof e);
-      e.key = key;
-      e.tokens = T;
-      e.op = layer;
-      e.n_comm = best_n;
-      e.tile = layer ? 1 : 0;
-      e.a = layer ? COMET_TUNE_A_ANY : a0;
-      e.ms = best_ms;
-      FILE *f = NULL;
-      if (comet_tune_table_merge(&t, &e) == COMET_OK) f = fopen(o->table_out, "w");
-      if (!f || comet_tune_table_write(&t, f) != COMET_OK) {
-        fprintf(stderr, "comet tune: writing %s failed\n", o->table_out);
-        if (f) fclose(f);
-        comet_tune_table_free(&t);
-        return 1;
-      }
-      fclose(f);
-      comet_tune_table_free(&t);
-    }
+    if (o->json && write_row(o, model, cfg, W, layer, device_name, best, tab, mdl, &choice,
+                             choice_n[layer], comet_choice_from_name(choice_from[layer]), pts, npts))
+      return 1;
+    if (o->table_out && merge_best(o, &key, T, layer, best, best->a)) return 1;
   }
   return 0;
 }

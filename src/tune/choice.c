@@ -18,6 +18,9 @@ comet_choice_t comet_tune_choose(const comet_tune_table_t *table, const comet_tu
     c.a = a_override >= 0 ? a_override
                           : comet_cost_layer0_gather(s) ? COMET_TUNE_A_GATHERED : COMET_TUNE_A_COPIED;
   const comet_tune_entry_t *e = comet_tune_lookup(table, key, op, s->tokens);
+  /* an entry measured with another A says nothing of this one's movers */
+  if (e && op == COMET_TUNE_LAYER0 && a_override >= 0 && e->a != COMET_TUNE_A_ANY && e->a != a_override)
+    e = NULL;
   if (e) {
     c.n_comm = e->n_comm;
     c.tile = op == COMET_TUNE_LAYER0 ? e->tile : 1;
