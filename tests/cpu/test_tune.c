@@ -5,11 +5,13 @@
  * in range and least of its predictions, no movers where nothing moves, and
  * the measured W = 1 choices of bench/results/fused0-h200-*
  * (gathered A for Qwen2-MoE, copied for Mixtral, 4-12 movers for Mixtral
- * at 8192 tokens where 8 measured best of 2, 4, 8). */
+ * at 8192 tokens where 8 measured best of 2, 4, 8); the per-call choice
+ * (src/tune/choice.h): table, then model, an override over both. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "test_util.h"
+#include "tune/choice.h"
 #include "tune/cost_model.h"
 #include "tune/table.h"
 
@@ -138,8 +140,42 @@ static void model_cases(void) {
     }
 }
 
+/* choice.c: the table's entry wins over the model, an override over both;
+ * the result always fits the rank; an entry of another A is ignored. */
+static void choice_cases(void) {
+  const comet_cost_device_t d = comet_cost_device_for("NVIDIA H200");
+  comet_tune_table_t t = {0};
+  CHECK_OK(comet_tune_table_parse(&t, GOOD, "good"));
+  const comet_tune_key_t k = mixtral_w1();
+  comet_cost_shape_t s = shape(4096, 14336, 8, 2, 8192, 1);
+  comet_choice_t c = comet_tune_choose(&t, &k, &d, &s, COMET_TUNE_LAYER0, 0, -1);
+  CHECK(c.from == COMET_FROM_TABLE && c.n_comm == 8 && c.a == COMET_TUNE_A_COPIED && c.tile == 0);
+  c = comet_tune_choose(&t, &k, &d, &s, COMET_TUNE_LAYER0, 3, -1);
+  CHECK(c.from == COMET_FROM_OVERRIDE && c.n_comm == 3);
+  c = comet_tune_choose(&t, &k, &d, &s, COMET_TUNE_LAYER0, 500, -1); /* clamped to budget - 1 */
+  CHECK(c.from == COMET_FROM_OVERRIDE && c.n_comm == 131);
+  /* A forced gathered at W = 1: the copied entry does not apply, nothing moves */
+  c = comet_tune_choose(&t, &k, &d, &s, COMET_TUNE_LAYER0, 0, COMET_TUNE_A_GATHERED);
+  CHECK(c.from == COMET_FROM_MODEL && c.n_comm == 0 && c.a == COMET_TUNE_A_GATHERED);
+  c = comet_tune_choose(&t, &k, &d, &s, COMET_TUNE_LAYER1, 0, -1); /* nearest layer1 entry: 2048 */
+  CHECK(c.from == COMET_FROM_TABLE && c.n_comm == 6 && c.tile == 1);
+  /* no entry: the model, within range; a small partition caps it */
+  comet_tune_key_t other = k;
+  other.experts = 16;
+  s.sm_budget = 4;
+  c = comet_tune_choose(&t, &other, &d, &s, COMET_TUNE_LAYER0, 0, -1);
+  CHECK(c.from == COMET_FROM_MODEL && c.n_comm >= 1 && c.n_comm <= 3);
+  c = comet_tune_choose(NULL, &other, &d, &s, COMET_TUNE_LAYER1, 0, -1);
+  CHECK(c.from == COMET_FROM_MODEL && c.n_comm >= 1 && c.n_comm <= 3);
+  CHECK(!strcmp(comet_choice_from_name(COMET_FROM_TABLE), "table") &&
+        !strcmp(comet_choice_from_name(COMET_FROM_MODEL), "model") &&
+        !strcmp(comet_choice_from_name(COMET_FROM_OVERRIDE), "override"));
+  comet_tune_table_free(&t);
+}
+
 int main(void) {
   table_cases();
   model_cases();
+  choice_cases();
   return test_finish("test_tune");
 }
