@@ -42,6 +42,11 @@ __device__ __forceinline__ uint32_t atom_add_acq_rel_sys_u32(uint32_t *p, uint32
 __device__ __forceinline__ void red_add_release_sys_u64(uint64_t *p, uint64_t v) {
   asm volatile("red.release.sys.global.add.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
+/* The same at GPU scope: for a counter of this GPU's own window (a
+ * system-scope release may drain far more than this GPU's stores). */
+__device__ __forceinline__ void red_add_release_gpu_u64(uint64_t *p, uint64_t v) {
+  asm volatile("red.release.gpu.global.add.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
 /* fence.acq_rel.sys: orders this thread's earlier accesses (and, through a
  * preceding barrier, its CTA's or warp's) before its later ones, system-wide. */
 __device__ __forceinline__ void fence_acq_rel_sys() { asm volatile("fence.acq_rel.sys;" ::: "memory"); }

@@ -59,6 +59,11 @@ static __device__ __forceinline__ void count_rows(const comet_comm_view_t &v, co
   const int tile = v.recv_tile0[t.e] + rel / COMET_MTILE_ROWS;
   const int32_t first = min(t.nr, COMET_MTILE_ROWS - rel % COMET_MTILE_ROWS);
   uint64_t *cnt = (uint64_t *)(v.peer[q] + v.off_tcount);
+  if (q == v.rank) { /* our own window: the GEMM that waits is on this GPU */
+    red_add_release_gpu_u64(cnt + tile, (uint64_t)first);
+    if (t.nr > first) red_add_release_gpu_u64(cnt + tile + 1, (uint64_t)(t.nr - first));
+    return;
+  }
   red_add_release_sys_u64(cnt + tile, (uint64_t)first);
   if (t.nr > first) red_add_release_sys_u64(cnt + tile + 1, (uint64_t)(t.nr - first));
 }
