@@ -630,6 +630,10 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "layer0_overlap_eff", l0_eff, cm.ran && cm.fused0);
     json_num(f, "layer0_speedup", cm.layer0_ms > 0 ? res.ms[4] / cm.layer0_ms : 0, base && cm.ran);
     json_num(f, "baseline_layer1_ms", l1_base, base);
+    /* per GPU, on the average rank's rows (T * K * tp): COMET's figures */
+    const double rows_avg = (double)T * K * cfg.tp, n1 = (double)w1r;
+    json_num(f, "layer0_tflops_per_gpu", 2 * rows_avg * H * n1 / (cm.layer0_ms * 1e9), cm.ran && cm.layer0_ms > 0);
+    json_num(f, "layer1_tflops_per_gpu", 2 * rows_avg * Fl * H / (cm.layer1_ms * 1e9), cm.ran && cm.layer1_ms > 0);
     fprintf(f, ", \"fused1\": %s", cm.ran && cm.fused1 ? "true" : "false");
     json_num(f, "n_comm1", cm.n_comm1, cm.ran && cm.fused1);
     if (cm.ran && cm.fused1) fprintf(f, ", \"n_comm1_from\": \"%s\"", comet_choice_from_name(cm.from1));

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# gpu_multi.sh — issues 15 / 16 in one device call on a multi-GPU machine,
+# with .gpubin/ from scripts/carry_build.sh carried: the multi-rank GPU
+# tests over NCCL at W = 2 .. GPUs (and memcheck on the W = 2 forward), the
+# forward matrix (5 presets x 2048/8192 tokens x EP W, TP W, EP W/2 x TP 2 x
+# uniform/skew:0.05, comet fused vs the baseline, --check on a sample), the
+# dispatch/combine bandwidth at 8-32 CTAs, the COMET anchor shape (E 32,
+# top-4, H 8192, F 8192, TP = W, 8192 tokens/rank; layer*_tflops_per_gpu),
+# and `comet tune` for the W-rank layouts. Every step is bounded; logs in
+# $OUT/logs.tgz, rows in $OUT/*.jsonl, a summary last.
+#   usage: scripts/gpu_multi.sh [STEPS]   STEPS: tests,sanitize,bench,comm,anchor,tune
+#   (default all). COMET_LAYER1=fused in the environment times the fused layer1.
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+STEPS=${1:-tests,sanitize,bench,comm,anchor,tune}
+has() { [[ ",$STEPS," == *",$1,"* ]]; }
+B=.gpubin
+export NCCL_NVLS_ENABLE=0
+export COMET_COMMIT=$(cat $B/COMMIT 2>/dev/null || echo unknown)
+export COMET_TEST_COMMIT=$COMET_COMMIT COMET_TEST_JSONL=$OUT/tests.jsonl
+export COMET_TEST_DEVICE=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+NCCL_LIB=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))')
+export LD_LIBRARY_PATH=$NCCL_LIB:${LD_LIBRARY_PATH:-}
+W=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+summary=()
+note() { summary+=("$*"); echo "$*"; }
+worlds=""; for w in 2 4 8; do [ "$w" -le "$W" ] && worlds="${worlds:+$worlds,}$w"; done
+MODELS=mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite
+
+if has tests; then
+  for t in test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults test_context; do
+    s=$(date +%s)
+    timeout 300 $B/$t --nccl "$worlds" --loopback none > "$OUT/$t.log" 2>&1
+    note "$t (nccl $worlds): exit $? in $(( $(date +%s) - s )) s"
+  done
+fi
+if has sanitize; then
+  timeout 200 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
+    $B/test_forward --nccl 2 --loopback none --quick > "$OUT/memcheck_nccl2.log" 2>&1
+  note "memcheck test_forward nccl W = 2: exit $? ($(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/memcheck_nccl2.log") clean summaries)"
+fi
+if has bench; then
+  for layout in "--ep $W --tp 1" "--ep 1 --tp $W" "--ep $((W / 2)) --tp 2"; do
+    for routing in uniform skew:0.05; do
+      timeout 400 $B/comet bench --gpus $W $layout --model $MODELS --tokens 2048,8192 --routing $routing \
+        --iters 10 --check --check-tokens 2 --json "$OUT/bench.jsonl" \
+        > "$OUT/bench_$(echo $layout | tr -d ' -')_${routing%%:*}.log" 2>&1
+      note "bench W = $W $layout $routing: exit $?"
+    done
+  done
+fi
+if has comm; then
+  for op in dispatch combine; do
+    timeout 200 $B/comet bench --op $op --gpus $W --ctas 8,16,24,32 --json "$OUT/comm.jsonl" > "$OUT/comm_$op.log" 2>&1
+    note "bench --op $op W = $W: exit $?"
+  done
+fi
+if has anchor; then # COMET's own shape (flux docs/performance.md)
+  timeout 300 $B/comet bench --gpus $W --ep 1 --tp $W --hidden 8192 --ffn 8192 --experts 32 --topk 4 \
+    --tokens 8192 --iters 10 --json "$OUT/anchor.jsonl" > "$OUT/anchor.log" 2>&1
+  note "anchor (E 32, top-4, H 8192, F 8192, TP $W): exit $?"
+fi
+if has tune; then
+  for layout in "--ep $W --tp 1" "--ep 1 --tp $W" "--ep $((W / 2)) --tp 2"; do
+    timeout 400 $B/comet tune --gpus $W $layout --model $MODELS --tokens 2048,8192 --iters 5 --warmup 2 \
+      --sweep 4,8,12,16,24 --table "$OUT/comet-tuning.txt" --json "$OUT/tune.jsonl" \
+      > "$OUT/tune_$(echo $layout | tr -d ' -').log" 2>&1
+    note "tune W = $W $layout: exit $?"
+  done
+fi
+{ echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$W, $(date -u +%F)) ==="
+  printf '%s\n' "${summary[@]}"; } > "$OUT/summary.txt"
+echo; cat "$OUT/summary.txt"
+(cd "$OUT" && tar czf /tmp/comet_logs.tgz --exclude '*.jsonl' --exclude summary.txt --exclude comet-tuning.txt . &&
+  find . -maxdepth 1 -type f -name '*.log' -delete && mv /tmp/comet_logs.tgz logs.tgz)
