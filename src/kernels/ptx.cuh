@@ -178,6 +178,18 @@ __device__ __forceinline__ void wgmma_wait() {
  * unused for this layout (1), swizzle mode 1 = 128B in bits 62-63. The tile
  * base must be 1024-byte aligned; a K step of 16 elements inside the
  * 128-byte row advances the start address by 32 bytes. */
+/* The same for an MN-major operand (wgmma's transposed B): 128-byte rows
+ * of 64 MN values at one k, 8 k-rows per 1024-byte swizzle atom (SBO), the
+ * next 64 MN values lbo_bytes further (LBO; PTX ISA 9.7.15.5.1.2.1). */
+__device__ __forceinline__ uint64_t wgmma_desc_sw128_mn(uint32_t smem_addr, uint32_t lbo_bytes) {
+  uint64_t d = 0;
+  d |= (uint64_t)((smem_addr & 0x3FFFF) >> 4);
+  d |= (uint64_t)((lbo_bytes & 0x3FFFF) >> 4) << 16;
+  d |= (uint64_t)(1024 >> 4) << 32;
+  d |= (uint64_t)1 << 62;
+  return d;
+}
+
 __device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t smem_addr) {
   uint64_t d = 0;
   d |= (uint64_t)((smem_addr & 0x3FFFF) >> 4);

@@ -43,6 +43,7 @@ struct Case {
   bool scale;
   const char *name;
   int ctas; /* num_ctas (0: one per SM); few CTAs force the split tail */
+  bool bmn; /* B uploaded MN-major ([G][k][n], b_mn_major) */
 };
 
 static void fill_random(std::vector<uint16_t> &v, comet_dtype_t dt, float lo, float hi) {
@@ -102,7 +103,16 @@ static void run_case(const Case &c) {
   CUDA_OK(cudaMalloc(&doff, (G + 1) * 4));
   CUDA_OK(cudaMalloc(&dscale, cap * 4 + 4));
   CUDA_OK(cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice));
-  CUDA_OK(cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
+  if (c.bmn) { /* the same B, stored [G][k][n] */
+    std::vector<uint16_t> bt(b.size());
+    for (int g = 0; g < G; ++g)
+      for (int j = 0; j < nb; ++j)
+        for (int kk = 0; kk < c.k; ++kk)
+          bt[((size_t)g * c.k + kk) * nb + j] = b[((size_t)g * nb + j) * c.k + kk];
+    CUDA_OK(cudaMemcpy(db, bt.data(), bt.size() * 2, cudaMemcpyHostToDevice));
+  } else {
+    CUDA_OK(cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
+  }
   CUDA_OK(cudaMemcpy(doff, off.data(), (G + 1) * 4, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemcpy(dscale, scale.data(), cap * 4, cudaMemcpyHostToDevice));
   CUDA_OK(cudaMemset(dc, 0xFF, out.size() * 2)); /* NaN in bf16 and fp16 */
@@ -122,6 +132,7 @@ static void run_case(const Case &c) {
   p.row_scale = c.scale ? dscale : NULL;
   p.tile = c.tile;
   p.num_ctas = c.ctas;
+  p.b_mn_major = c.bmn;
   CHECK_OK(comet_gemm_grouped(&p, 0));
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));
@@ -328,6 +339,11 @@ int main(int argc, char **argv) {
       /* 10 tiles on 8 CTAs: the last 2 split 4 ways */
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4", 8},
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4 again", 8},
+      /* B MN-major (the backward's dh = dy . w2, dA = d(fc1) . w1) */
+      {BF, ST, WI, 200, 136, edge, 7, false, "bf16 MN-major B wide edges", 0, true},
+      {FP, ST, NA, 264, 520, {129, 1, 300}, 3, true, "fp16 MN-major B narrow scale", 0, true},
+      {BF, ST, AU, 1032, 2056, {300, 0, 517}, 5, false, "bf16 MN-major B auto ragged", 0, true},
+      {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 MN-major B split 4", 8, true},
   };
   if (!quick) {
     cases.push_back({BF, ST, AU, 1024, 1024, {1024}, 0, false, "bf16 dense 1024^3"});
@@ -361,6 +377,7 @@ int main(int argc, char **argv) {
       c.scale = i & 4;
       c.name = "random";
       c.ctas = i < 4 ? 0 : test_rand_int(&g_rng, 1, 12);
+      c.bmn = c.epi == ST && (i & 4); /* some random ones with B MN-major */
       cases.push_back(c);
     }
   }

@@ -201,6 +201,10 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             "gemm: order %d unknown", (int)p->order);
   COMET_ARG(!p->wait_count || p->mtiles, "gemm: wait_count needs an mtiles list");
   COMET_ARG(!p->tile_counter || p->mtiles, "gemm: tile_counter needs an mtiles list");
+  COMET_ARG(p->b_mn_major == 0 || p->b_mn_major == 1, "gemm: b_mn_major = %d is not 0 or 1",
+            p->b_mn_major);
+  COMET_ARG(!p->b_mn_major || (p->epilogue == COMET_GEMM_EPI_STORE && !hooks_on(p)),
+            "gemm: an MN-major B takes the STORE epilogue and no hooks");
   return COMET_OK;
 }
 
@@ -250,6 +254,11 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
  * (box 64 x 64, the staging slab). */
 template <class C>
 static comet_status_t make_tmap_b(CUtensorMap *m, const comet_gemm_params_t *p) {
+  if (C::kBmn) { /* [G, K, N]: boxes of 64 columns x 64 k-rows */
+    const uint64_t db[3] = {(uint64_t)p->n, (uint64_t)p->k, (uint64_t)p->groups};
+    const uint32_t bb[3] = {64, kBK, 1};
+    return make_tmap(m, "b (MN-major)", p->b, 3, db, bb, p->dtype == COMET_DTYPE_FP16, true);
+  }
   const uint64_t nb = C::kSwiglu ? 2 * (uint64_t)p->n : (uint64_t)p->n;
   const uint64_t db[3] = {(uint64_t)p->k, nb, (uint64_t)p->groups};
   const uint32_t bb[3] = {kBK, (uint32_t)C::kBN / 2, 1};
@@ -347,6 +356,15 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
 
 /* dtype x hooks x shape -> one instantiation. AUTO without hooks: the
  * kernel holding both shapes decides on the device (device_pick_wide). */
+template <bool kFp16>
+static comet_status_t launch_mn(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
+  typedef Cfg<256, false, false, kFp16, false, true> Wide;
+  typedef Cfg<128, false, false, kFp16, false, true> Narrow;
+  if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);
+  if (p->tile == COMET_GEMM_TILE_NARROW) return launch<Narrow>(p, sms, s);
+  return launch_auto<Wide, Narrow>(p, sms, s);
+}
+
 template <bool kSwiglu, bool kFp16>
 static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
   typedef Cfg<256, kSwiglu, false, kFp16> Wide;
@@ -394,7 +412,8 @@ extern "C" comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struc
   if (p->num_ctas > 0 && p->num_ctas < sms) sms = p->num_ctas; /* the caller's SM budget */
   const bool sw = p->epilogue == COMET_GEMM_EPI_SWIGLU, fp16 = p->dtype == COMET_DTYPE_FP16;
   comet_status_t st;
-  if (sw) st = fp16 ? launch_shape<true, true>(p, sms, stream) : launch_shape<true, false>(p, sms, stream);
+  if (p->b_mn_major) st = fp16 ? launch_mn<true>(p, sms, stream) : launch_mn<false>(p, sms, stream);
+  else if (sw) st = fp16 ? launch_shape<true, true>(p, sms, stream) : launch_shape<true, false>(p, sms, stream);
   else st = fp16 ? launch_shape<false, true>(p, sms, stream) : launch_shape<false, false>(p, sms, stream);
   COMET_CHECK(st);
   return COMET_OK;

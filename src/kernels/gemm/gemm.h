@@ -3,6 +3,7 @@
  *
  * For every group g (a local expert):
  *     C[r, :] = epilogue( A[r, :] . B_g^T )   for r in [off[g], off[g+1])
+ * (or A[r, :] . B_g with b_mn_major: B_g stored [k, n])
  * A [rows, K] holds the rows of all groups stacked, B [G, NB, K] is K-major
  * (nn.Linear weights), C [rows, N]; off = group_offset[G+1] lives in DEVICE
  * memory (e.g. the plan's expert_offset), so a launch needs no host sync and
@@ -97,6 +98,10 @@ typedef struct comet_gemm_params {
   /* with mtiles: tiles taken from this zeroed device counter (each CTA the
    * next free one) instead of a fixed stride; it ends at the tile count */
   uint32_t *tile_counter;
+  /* 0: B is [groups, NB, k] (K-major, nn.Linear weights: C = A . B_g^T);
+   * 1: B is [groups, k, n] (MN-major: C = A . B_g, e.g. the backward's
+   * dh = dy . w2 with w2 as it is). 1 needs the STORE epilogue, no hooks. */
+  int b_mn_major;
   /* 1: a fixed summation order (no split tail, whose fp32 atomics add in a
    * varying order): the same bits on every run, as comet's forward promises.
    * 0: the split tail may be used (faster when the last wave is ragged). */

@@ -126,12 +126,17 @@ __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
  * (gate half, up half); kHooks: compiles the hook code in; kGather: the
  * producer warpgroup gathers A's rows with cp.async (Args' gather fields)
  * instead of one TMA box per stage (needs kHooks). */
-template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = false>
+template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = false,
+          bool kBmn_ = false>
 struct Cfg {
   static constexpr int kBN = kBN_;
   static constexpr bool kSwiglu = kSwiglu_, kHooks = kHooks_, kFp16 = kFp16_;
   static constexpr bool kGather = kGather_;
+  /* kBmn: B is MN-major, [G][K][NB] (C = A . B_g): a stage holds kBN/64
+   * chunks of 64 k-rows x 64 columns (8 KB each), read by wgmma transposed */
+  static constexpr bool kBmn = kBmn_;
   static_assert(!kGather || kHooks, "the gathered A comes with the hooks");
+  static_assert(!kBmn || (!kSwiglu && !kGather), "MN-major B: plain epilogue, TMA A");
   static constexpr int kOutN = kSwiglu ? kBN / 2 : kBN;
   static constexpr int kStages = kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2;
@@ -410,8 +415,15 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
       uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
       tma_load_2d(sa, tm_a, &full[stage], kb * kBK, tl.row0);
-      tma_load_3d(sb, tm_b, &full[stage], kb * kBK, b_row0, tl.group);
-      tma_load_3d(sb + nb_half * 128, tm_b, &full[stage], kb * kBK, b_row1, tl.group);
+      if constexpr (C::kBmn) { /* box (64 columns, 64 k-rows) per chunk */
+#pragma unroll
+        for (int ch = 0; ch < C::kBN / 64; ++ch)
+          tma_load_3d(sb + ch * (kBK * 128), tm_b, &full[stage], tl.n * C::kBN + ch * 64, kb * kBK,
+                      tl.group);
+      } else {
+        tma_load_3d(sb, tm_b, &full[stage], kb * kBK, b_row0, tl.group);
+        tma_load_3d(sb + nb_half * 128, tm_b, &full[stage], kb * kBK, b_row1, tl.group);
+      }
       if (++stage == C::kStages) { stage = 0; phase ^= 1; }
     }
   }
@@ -423,16 +435,21 @@ template <class C>
 __device__ __forceinline__ void mma_stage(float (&acc)[C::kBN / 2], uint32_t sa, uint32_t sb,
                                           bool first) {
   wgmma_fence();
+  constexpr int kT = C::kBmn ? 1 : 0;
 #pragma unroll
   for (int k = 0; k < kBK / 16; ++k) {
-    const uint64_t da = wgmma_desc_sw128(sa + k * 32), db = wgmma_desc_sw128(sb + k * 32);
+    /* K-major: the next 16 k are 32 bytes on in each row; MN-major: 16 rows
+     * (2 swizzle atoms) on, the 64-column chunks kBK * 128 bytes apart */
+    const uint64_t da = wgmma_desc_sw128(sa + k * 32);
+    const uint64_t db = C::kBmn ? wgmma_desc_sw128_mn(sb + k * 16 * 128, kBK * 128)
+                                : wgmma_desc_sw128(sb + k * 32);
     const int scale_d = (first && k == 0) ? 0 : 1;
     if constexpr (C::kBN == 256) {
-      if constexpr (C::kFp16) wgmma_m64n256k16_f16(acc, da, db, scale_d);
-      else wgmma_m64n256k16_bf16(acc, da, db, scale_d);
+      if constexpr (C::kFp16) wgmma_m64n256k16_f16<kT>(acc, da, db, scale_d);
+      else wgmma_m64n256k16_bf16<kT>(acc, da, db, scale_d);
     } else {
-      if constexpr (C::kFp16) wgmma_m64n128k16_f16(acc, da, db, scale_d);
-      else wgmma_m64n128k16_bf16(acc, da, db, scale_d);
+      if constexpr (C::kFp16) wgmma_m64n128k16_f16<kT>(acc, da, db, scale_d);
+      else wgmma_m64n128k16_bf16<kT>(acc, da, db, scale_d);
     }
   }
   wgmma_commit();
