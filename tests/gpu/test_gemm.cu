@@ -286,6 +286,60 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt, bool dynamic = f
   cudaFreeHost(ha);
 }
 
+/* The grouped reduction (the backward's weight gradients): C_g [m, n] =
+ * sum over group g's rows of a[r, :]^T b[r, :], groups of 0, 1, 63, 64, 65
+ * and more rows, m and n not multiples of the tile; every C row written
+ * (an empty group's are zeros). */
+static void run_kgroup(comet_dtype_t dt, int m, int n, const std::vector<int> &sizes,
+                       const char *name) {
+  const int G = (int)sizes.size();
+  std::vector<int32_t> off(G + 1, 0);
+  for (int g = 0; g < G; ++g) off[g + 1] = off[g] + sizes[g];
+  const int rows = off[G];
+  std::vector<uint16_t> a((size_t)rows * m + 1), b((size_t)rows * n + 1), out((size_t)G * m * n);
+  fill_random(a, dt, -1.f, 1.f);
+  fill_random(b, dt, -1.f, 1.f);
+  std::vector<float> ref((size_t)G * m * n, 0.f);
+  for (int g = 0; g < G; ++g)
+    for (int r = off[g]; r < off[g + 1]; ++r)
+      for (int i = 0; i < m; ++i) {
+        const float x = comet_load_f32(a.data(), (size_t)r * m + i, dt);
+        float *row = &ref[((size_t)g * m + i) * n];
+        for (int j = 0; j < n; ++j) row[j] += x * comet_load_f32(b.data(), (size_t)r * n + j, dt);
+      }
+  void *da, *db, *dc;
+  int32_t *doff;
+  CUDA_OK(cudaMalloc(&da, a.size() * 2 + 16));
+  CUDA_OK(cudaMalloc(&db, b.size() * 2 + 16));
+  CUDA_OK(cudaMalloc(&dc, out.size() * 2 + 16));
+  CUDA_OK(cudaMalloc(&doff, (G + 1) * 4));
+  CUDA_OK(cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemcpy(doff, off.data(), (G + 1) * 4, cudaMemcpyHostToDevice));
+  CUDA_OK(cudaMemset(dc, 0xFF, out.size() * 2));
+  comet_gemm_params_t p;
+  memset(&p, 0, sizeof p);
+  p.dtype = dt;
+  p.groups = G;
+  p.m = m;
+  p.n = n;
+  p.a = da;
+  p.b = db;
+  p.c = dc;
+  p.group_offset = doff;
+  p.epilogue = COMET_GEMM_EPI_STORE;
+  p.k_grouped = 1;
+  CHECK_OK(comet_gemm_grouped(&p, 0));
+  CUDA_OK(cudaDeviceSynchronize());
+  CUDA_OK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));
+  Case c = {dt, COMET_GEMM_EPI_STORE, COMET_GEMM_TILE_WIDE, n, 0, {}, 0, false, name};
+  compare(c, out, ref, G * m, G * m);
+  cudaFree(da);
+  cudaFree(db);
+  cudaFree(dc);
+  cudaFree(doff);
+}
+
 static void run_arg_errors(void) {
   comet_gemm_params_t p;
   memset(&p, 0, sizeof p);
@@ -312,6 +366,18 @@ static void run_arg_errors(void) {
   p.wait_count = NULL;
   p.groups = COMET_GEMM_MAX_GROUPS + 1;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "groups");
+  p.groups = 2;
+  p.k_grouped = 1;
+  p.m = 12;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "m = 12");
+  p.m = 16;
+  p.row_scale = (const float *)0x1000;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "no row_scale");
+  p.row_scale = NULL;
+  p.k_grouped = 0;
+  p.b_mn_major = 1;
+  p.epilogue = COMET_GEMM_EPI_SWIGLU;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "MN-major B takes the STORE");
 }
 
 int main(int argc, char **argv) {
@@ -384,6 +450,8 @@ int main(int argc, char **argv) {
   for (const Case &c : cases) run_case(c);
   run_hooks(false, true, BF);
   run_hooks(false, true, BF, true);
+  run_kgroup(BF, 136, 264, {0, 1, 63, 64, 65, 200}, "grouped reduction bf16");
+  run_kgroup(FP, 200, 520, {130, 0, 7}, "grouped reduction fp16");
   run_hooks(true, false, FP, true);
   if (!quick) {
     run_hooks(true, false, FP);

@@ -174,8 +174,25 @@ static bool hooks_on(const comet_gemm_params_t *p) {
   return p->mtiles || p->wait_count || p->publish_flags || p->tile_counter;
 }
 
+static comet_status_t check_kgroup(const comet_gemm_params_t *p) {
+  COMET_ARG(p->dtype == COMET_DTYPE_BF16 || p->dtype == COMET_DTYPE_FP16,
+            "gemm: dtype %d unsupported (bf16 or fp16)", (int)p->dtype);
+  COMET_ARG(p->groups >= 1, "gemm: groups = %d, must be >= 1", p->groups);
+  COMET_ARG(p->m >= 8 && p->m % 8 == 0, "gemm: m = %d must be a positive multiple of 8", p->m);
+  COMET_ARG(p->n >= 8 && p->n % 8 == 0, "gemm: n = %d must be a positive multiple of 8", p->n);
+  COMET_ARG(p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && !hooks_on(p) && !p->b_mn_major,
+            "gemm: the grouped reduction takes the STORE epilogue, no row_scale, no hooks");
+  COMET_ARG(p->a && ((uintptr_t)p->a & 15) == 0, "gemm: a is NULL or not 16-byte aligned");
+  COMET_ARG(p->b && ((uintptr_t)p->b & 15) == 0, "gemm: b is NULL or not 16-byte aligned");
+  COMET_ARG(p->c && ((uintptr_t)p->c & 15) == 0, "gemm: c is NULL or not 16-byte aligned");
+  COMET_ARG(p->group_offset, "gemm: group_offset is NULL");
+  COMET_ARG((int64_t)p->groups * p->m < ((int64_t)1 << 31), "gemm: groups * m overflows");
+  return COMET_OK;
+}
+
 static comet_status_t check_params(const comet_gemm_params_t *p) {
   COMET_ARG(p, "gemm: params is NULL");
+  if (p->k_grouped) return check_kgroup(p);
   COMET_ARG(p->dtype == COMET_DTYPE_BF16 || p->dtype == COMET_DTYPE_FP16,
             "gemm: dtype %d unsupported (bf16 or fp16)", (int)p->dtype);
   COMET_ARG(p->groups >= 1, "gemm: groups = %d, must be >= 1", p->groups);
@@ -356,6 +373,38 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
 
 /* dtype x hooks x shape -> one instantiation. AUTO without hooks: the
  * kernel holding both shapes decides on the device (device_pick_wide). */
+/* The grouped reduction: only C has a tensor map (the kernel's A and B
+ * maps are unused: its producer copies with cp.async). */
+template <class C>
+static comet_status_t launch_kgroup(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
+  CUtensorMap tm_c;
+  const uint64_t dc[2] = {(uint64_t)p->n, (uint64_t)p->groups * p->m};
+  const uint32_t bc[2] = {64, 64};
+  COMET_CHECK(make_tmap(&tm_c, "c", p->c, 2, dc, bc, p->dtype == COMET_DTYPE_FP16, false));
+  Args a = {};
+  a.group_offset = p->group_offset;
+  a.c = p->c;
+  a.groups = p->groups;
+  a.n = p->n;
+  a.k = 64; /* unused: K is each group's rows */
+  a.n_tiles = (p->n + C::kOutN - 1) / C::kOutN;
+  a.kg_a = (const char *)p->a;
+  a.kg_b = (const char *)p->b;
+  a.kg_m = p->m;
+  a.kg_mtiles = (p->m + kBM - 1) / kBM;
+  const int64_t tiles = (int64_t)p->groups * a.kg_mtiles * a.n_tiles;
+  int64_t grid = sms;
+  if (p->num_ctas > 0 && p->num_ctas < grid) grid = p->num_ctas;
+  if (tiles < grid) grid = tiles;
+  cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       C::kSmemBytes);
+  if (e == cudaSuccess) {
+    gemm_kernel<C><<<(unsigned)grid, kThreads, C::kSmemBytes, stream>>>(a, tm_c, tm_c, tm_c);
+    e = cudaGetLastError();
+  }
+  return e == cudaSuccess ? COMET_OK : launch_error(e, C::kOutN, C::kSmemBytes);
+}
+
 template <bool kFp16>
 static comet_status_t launch_mn(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
   typedef Cfg<256, false, false, kFp16, false, true> Wide;
@@ -406,13 +455,17 @@ comet_status_t comet_gemm::prepare(const comet_gemm_params_t *p, Prepared *o) {
 
 extern "C" comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struct CUstream_st *stream) {
   COMET_CHECK(check_params(p));
-  if (p->max_rows == 0) return COMET_OK;
+  if (!p->k_grouped && p->max_rows == 0) return COMET_OK;
   int sms = 0;
   COMET_CHECK(sm_count(&sms));
   if (p->num_ctas > 0 && p->num_ctas < sms) sms = p->num_ctas; /* the caller's SM budget */
   const bool sw = p->epilogue == COMET_GEMM_EPI_SWIGLU, fp16 = p->dtype == COMET_DTYPE_FP16;
   comet_status_t st;
-  if (p->b_mn_major) st = fp16 ? launch_mn<true>(p, sms, stream) : launch_mn<false>(p, sms, stream);
+  if (p->k_grouped) { /* wide tiles: n is a weight's width (F or H) */
+    typedef Cfg<256, false, false, true, false, false, true> KgFp16;
+    typedef Cfg<256, false, false, false, false, false, true> KgBf16;
+    st = fp16 ? launch_kgroup<KgFp16>(p, sms, stream) : launch_kgroup<KgBf16>(p, sms, stream);
+  } else if (p->b_mn_major) st = fp16 ? launch_mn<true>(p, sms, stream) : launch_mn<false>(p, sms, stream);
   else if (sw) st = fp16 ? launch_shape<true, true>(p, sms, stream) : launch_shape<true, false>(p, sms, stream);
   else st = fp16 ? launch_shape<false, true>(p, sms, stream) : launch_shape<false, false>(p, sms, stream);
   COMET_CHECK(st);

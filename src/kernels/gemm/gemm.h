@@ -102,6 +102,13 @@ typedef struct comet_gemm_params {
    * 1: B is [groups, k, n] (MN-major: C = A . B_g, e.g. the backward's
    * dh = dy . w2 with w2 as it is). 1 needs the STORE epilogue, no hooks. */
   int b_mn_major;
+  /* 1: the grouped reduction (the backward's weight gradients): for every
+   * group g, C[g*m + i, j] = sum over its rows r of a[r, i] * b[r, j], with
+   * a [rows, m], b [rows, n] row-major (rows = group_offset's), c
+   * [groups * m, n]; k and max_rows are unused, an empty group's C is 0.
+   * STORE epilogue, no row_scale, no hooks. */
+  int k_grouped;
+  int m; /* with k_grouped: the rows of each group's C, a multiple of 8 */
   /* 1: a fixed summation order (no split tail, whose fp32 atomics add in a
    * varying order): the same bits on every run, as comet's forward promises.
    * 0: the split tail may be used (faster when the last wave is ragged). */

@@ -46,6 +46,10 @@ struct Args {
   uint64_t publish_value;
   const uint64_t *publish_epoch; /* non-NULL: publish *publish_epoch (the call's device epoch) */
   uint32_t *tile_counter; /* non-NULL (with a list): dynamic tiles, see the work ring; zeroed */
+  /* the grouped reduction (Cfg::kKgroup): C_g [kg_m, n] = sum over group g's
+   * rows r of kg_a[r, :]^T kg_b[r, :]; kg_a [rows, kg_m], kg_b [rows, n] */
+  const char *kg_a, *kg_b;
+  int kg_m, kg_mtiles;
   /* gathered A (Cfg::kGather, the fused layer0): row r of A is this rank's
    * token row_token[r] of x when row_src[r] == gather_self, else row r of
    * gather_rows (delivered by movers); block_offset [groups][world + 1]
@@ -127,8 +131,12 @@ __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
  * producer warpgroup gathers A's rows with cp.async (Args' gather fields)
  * instead of one TMA box per stage (needs kHooks). */
 template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = false,
-          bool kBmn_ = false>
+          bool kBmn_ = false, bool kKgroup_ = false>
 struct Cfg {
+  /* kKgroup: the grouped reduction (the backward's dw1, dw2): A and B both
+   * MN-major, copied by the producer warpgroup with cp.async (zero past a
+   * group's rows), K = the group's row count, one [kg_m, n] output a group */
+  static constexpr bool kKgroup = kKgroup_;
   static constexpr int kBN = kBN_;
   static constexpr bool kSwiglu = kSwiglu_, kHooks = kHooks_, kFp16 = kFp16_;
   static constexpr bool kGather = kGather_;
@@ -137,6 +145,8 @@ struct Cfg {
   static constexpr bool kBmn = kBmn_;
   static_assert(!kGather || kHooks, "the gathered A comes with the hooks");
   static_assert(!kBmn || (!kSwiglu && !kGather), "MN-major B: plain epilogue, TMA A");
+  static_assert(!kKgroup || (!kSwiglu && !kGather && !kHooks && !kBmn),
+                "the grouped reduction: plain epilogue, its own producer");
   static constexpr int kOutN = kSwiglu ? kBN / 2 : kBN;
   static constexpr int kStages = kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2;
@@ -214,9 +224,31 @@ __device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
   return tl;
 }
 
+/* The grouped reduction: tile t -> (group, M-tile, N-tile), M-tiles fastest
+ * (CTAs at work together share B's chunks); rows of C are g * kg_m + m. */
+__device__ __forceinline__ Tile sched_kgroup(const Args &a, int t) {
+  const int per = a.kg_mtiles * a.n_tiles, g = t / per, rem = t - g * per;
+  Tile tl;
+  tl.group = g;
+  tl.row0 = g * a.kg_m + (rem % a.kg_mtiles) * kBM;
+  tl.row_end = (g + 1) * a.kg_m;
+  tl.n = rem / a.kg_mtiles;
+  tl.mtile = t;
+  tl.index = t;
+  tl.src_first = tl.src_last = 0;
+  return tl;
+}
+
+/* K blocks of tile tl: the grouped reduction's are its group's rows. */
+__device__ __forceinline__ int kgroup_iters(const Args &a, const Tile &tl) {
+  const int rows = a.group_offset[tl.group + 1] - a.group_offset[tl.group];
+  return rows > 0 ? (rows + kBK - 1) / kBK : 0;
+}
+
 template <class C>
 __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, const int *mstart,
                                            int count, int t) {
+  if constexpr (C::kKgroup) return sched_kgroup(a, t);
   if constexpr (C::kHooks)
     if (a.mtiles) return sched_list(a, count, t);
   return sched_natural(a, row_off, mstart, t);
@@ -382,6 +414,46 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
   }
 }
 
+/* One operand stage of the grouped reduction: `chunks` x (64 k-rows x 64
+ * columns) of src [rows, ld] from column col0 at rows r0.. (zero past
+ * row_end and past ld), thread tid's 16-byte units tid, tid + 128, ... (8
+ * threads a 128-byte row: a warp reads 4 whole lines), 128B-swizzled. */
+__device__ __forceinline__ void kgroup_copy(uint32_t dst, const char *src, int ld, int col0,
+                                            int r0, int row_end, int chunks, int tid) {
+  for (int u = tid; u < chunks * 512; u += 128) {
+    const int ch = u >> 9, kr = (u >> 3) & 63, j = u & 7;
+    const int r = r0 + kr, col = col0 + ch * 64 + j * 8;
+    const bool in = r < row_end && col < ld;
+    cp_async_16(dst + ch * (kBK * 128) + kr * 128 + ((j ^ (kr & 7)) << 4),
+                in ? src + ((size_t)r * ld + col) * 2 : src, in ? 16u : 0u);
+  }
+}
+
+/* All 128 producer threads of the grouped reduction: both operands by
+ * cp.async, one arrival each on the stage's full barrier (128 in all). */
+template <class C>
+__device__ __forceinline__ void produce_kgroup(const Args &a, uint8_t *smem, uint64_t *full,
+                                               uint64_t *empty, int total, int cta, int ncta) {
+  const int tid = threadIdx.x;
+  int stage = 0;
+  uint32_t phase = 0;
+  for (int w = cta; w < total; w += ncta) {
+    const Tile tl = sched_tile<C>(a, nullptr, nullptr, 0, w);
+    const int k_iters = kgroup_iters(a, tl);
+    const int r_begin = a.group_offset[tl.group], r_end = a.group_offset[tl.group + 1];
+    const int m0 = tl.row0 - tl.group * a.kg_m, n0 = tl.n * C::kBN;
+    for (int kb = 0; kb < k_iters; ++kb) {
+      mbar_wait(&empty[stage], phase ^ 1);
+      const uint32_t sa = smem_u32(smem + C::kOffA + stage * C::kABytes);
+      const uint32_t sb = smem_u32(smem + C::kOffB + stage * C::kBBytes);
+      kgroup_copy(sa, a.kg_a, a.kg_m, m0, r_begin + kb * kBK, r_end, kBM / 64, tid);
+      kgroup_copy(sb, a.kg_b, a.n, n0, r_begin + kb * kBK, r_end, C::kBN / 64, tid);
+      cp_async_mbar_arrive_noinc(&full[stage]);
+      if (++stage == C::kStages) { stage = 0; phase ^= 1; }
+    }
+  }
+}
+
 template <class C>
 __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
                                         const CUtensorMap *tm_b, uint8_t *smem, uint64_t *full,
@@ -435,21 +507,22 @@ template <class C>
 __device__ __forceinline__ void mma_stage(float (&acc)[C::kBN / 2], uint32_t sa, uint32_t sb,
                                           bool first) {
   wgmma_fence();
-  constexpr int kT = C::kBmn ? 1 : 0;
+  constexpr int kT = C::kBmn || C::kKgroup ? 1 : 0, kTA = C::kKgroup ? 1 : 0;
 #pragma unroll
   for (int k = 0; k < kBK / 16; ++k) {
     /* K-major: the next 16 k are 32 bytes on in each row; MN-major: 16 rows
      * (2 swizzle atoms) on, the 64-column chunks kBK * 128 bytes apart */
-    const uint64_t da = wgmma_desc_sw128(sa + k * 32);
-    const uint64_t db = C::kBmn ? wgmma_desc_sw128_mn(sb + k * 16 * 128, kBK * 128)
-                                : wgmma_desc_sw128(sb + k * 32);
+    const uint64_t da = C::kKgroup ? wgmma_desc_sw128_mn(sa + k * 16 * 128, kBK * 128)
+                                   : wgmma_desc_sw128(sa + k * 32);
+    const uint64_t db = kT ? wgmma_desc_sw128_mn(sb + k * 16 * 128, kBK * 128)
+                           : wgmma_desc_sw128(sb + k * 32);
     const int scale_d = (first && k == 0) ? 0 : 1;
     if constexpr (C::kBN == 256) {
-      if constexpr (C::kFp16) wgmma_m64n256k16_f16<kT>(acc, da, db, scale_d);
-      else wgmma_m64n256k16_bf16<kT>(acc, da, db, scale_d);
+      if constexpr (C::kFp16) wgmma_m64n256k16_f16<kT, kTA>(acc, da, db, scale_d);
+      else wgmma_m64n256k16_bf16<kT, kTA>(acc, da, db, scale_d);
     } else {
-      if constexpr (C::kFp16) wgmma_m64n128k16_f16<kT>(acc, da, db, scale_d);
-      else wgmma_m64n128k16_bf16<kT>(acc, da, db, scale_d);
+      if constexpr (C::kFp16) wgmma_m64n128k16_f16<kT, kTA>(acc, da, db, scale_d);
+      else wgmma_m64n128k16_bf16<kT, kTA>(acc, da, db, scale_d);
     }
   }
   wgmma_commit();
@@ -617,11 +690,19 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     if (w < 0) break;
     const Work wk = work_item(sp, k_iters, w);
     const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
-    int prev = 0;
-    for (int kb = wk.kb0; kb < wk.kb1; ++kb) {
+    int kb0 = wk.kb0, kb1 = wk.kb1;
+    if constexpr (C::kKgroup) { /* K = the group's rows; none: a zero tile */
+      kb0 = 0;
+      kb1 = kgroup_iters(a, tl);
+      if (kb1 == 0)
+#pragma unroll
+        for (int i2 = 0; i2 < C::kBN / 2; ++i2) acc[i2] = 0.0f;
+    }
+    int prev = -1;
+    for (int kb = kb0; kb < kb1; ++kb) {
       mbar_wait(&full[stage], phase);
-      mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == wk.kb0);
-      if (kb > wk.kb0) { /* the previous stage's wgmma is done: hand its slot back */
+      mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
+      if (kb > kb0) { /* the previous stage's wgmma is done: hand its slot back */
         wgmma_wait<1>();
         if (ctid == 0) mbar_arrive(&empty[prev]);
       }
@@ -629,7 +710,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
       if (++stage == C::kStages) { stage = 0; phase ^= 1; }
     }
     wgmma_wait<0>();
-    if (ctid == 0) mbar_arrive(&empty[prev]);
+    if (ctid == 0 && prev >= 0) mbar_arrive(&empty[prev]);
     if (wk.slot < 0 || split_fixup<C>(a, acc, wk.slot, sp.s, cw, ctid)) {
       epilogue<C>(a, tm_c, acc, stg, tl, cw, ctid);
       if constexpr (C::kHooks)
@@ -680,7 +761,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   int *row_off = (int *)(smem + C::kOffTab), *mstart = row_off + COMET_GEMM_MAX_GROUPS + 1;
   if (threadIdx.x == 0) {
     for (int s = 0; s < C::kStages; ++s) {
-      mbar_init(&full[s], C::kGather ? 129 : 1);
+      mbar_init(&full[s], C::kKgroup ? 128 : C::kGather ? 129 : 1);
       mbar_init(&empty[s], 2); /* one arrival per consumer warpgroup */
     }
     if (a.tile_counter) { /* the work ring (a list, so the table area is free) */
@@ -701,18 +782,25 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   if (listed) {
     count = *a.mtile_count;
     total = count * a.n_tiles;
-  } else {
+  } else if (!C::kKgroup) {
     build_tables(a, row_off, mstart);
   }
   __syncthreads();
-  if (!listed) total = mstart[a.groups] * a.n_tiles;
+  if (C::kKgroup) {
+    listed = true; /* whole tiles, no split: every group's tiles, empty groups too */
+    total = a.groups * a.kg_mtiles * a.n_tiles;
+  } else if (!listed) {
+    total = mstart[a.groups] * a.n_tiles;
+  }
   /* no split with a tile list: the fused kernels' hooks assume whole tiles */
   Split sp = {total, 1, total};
   if (!listed) sp = plan_split(a, total, ncta, (a.k + kBK - 1) / kBK);
 
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
-    if constexpr (C::kGather)
+    if constexpr (C::kKgroup)
+      produce_kgroup<C>(a, smem, full, empty, total, cta, ncta);
+    else if constexpr (C::kGather)
       produce_gather<C>(a, tm_b, smem, full, empty, (const char **)row_off,
                         ring_at(smem + C::kOffTab), count, cta, ncta,
                         view); /* the group tables are unused with a list: the row table */
