@@ -9,10 +9,13 @@
  *            layer1 N = H, K = F; vs the faster of cublasGemmGroupedBatchedEx
  *            and a per-expert cublasGemmEx loop (both given host sizes;
  *            comet reads the sizes from device memory).
+ *   backward every preset's layer1 at T 16384, EP 4: dh = dy . w2 (comet's
+ *            MN-major B) and dw2 = dy^T . h (its grouped reduction), vs a
+ *            per-expert cublasGemmEx loop.
  * Times: CUDA events per iteration after warm-up, median. One JSON line per
  * case (--json FILE appends): op, shape, groups, comet_tflops, cublas_tflops,
  * ratio, device, commit (env COMET_COMMIT), plus details. Options (usage()):
- * --model NAME, --iters N, --json FILE, --only dense|grouped, --quick, --ab;
+ * --model NAME, --iters N, --json FILE, --only dense|grouped|backward, --quick, --ab;
  * all checked (exit 2) before the GPU is looked for; without one it says
  * why in one line (exit 1). */
 #include <cublas_v2.h>
@@ -228,6 +231,105 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   return r;
 }
 
+/* The backward's two modes on one preset's layer (ep 4, `rows` rows over El
+ * experts): dh [rows, F] = dy [rows, H] . w2_e [H, F] (B MN-major), and
+ * dw2_e [H, F] = dy_e^T . h_e (the grouped reduction), each against a
+ * per-expert cublasGemmEx loop in the same process. */
+struct BackwardResult {
+  double dh_ms, dh_cublas_ms, dw_ms, dw_cublas_ms;
+};
+
+static BackwardResult run_backward(Bench &b, int El, int H, int F, const std::vector<int> &sizes) {
+  std::vector<int32_t> off(El + 1, 0);
+  for (int g = 0; g < El; ++g) off[g + 1] = off[g] + sizes[g];
+  const int rows = off[El];
+  void *dy = dev_random((size_t)rows * H, 3), *w2 = dev_random((size_t)El * H * F, 4);
+  void *h = dev_random((size_t)rows * F, 5), *dh, *dw;
+  BENCH_CUDA(cudaMalloc(&dh, (size_t)rows * F * 2 + 16));
+  BENCH_CUDA(cudaMalloc(&dw, (size_t)El * H * F * 2 + 16));
+  int32_t *doff;
+  BENCH_CUDA(cudaMalloc(&doff, (El + 1) * 4));
+  BENCH_CUDA(cudaMemcpy(doff, off.data(), (El + 1) * 4, cudaMemcpyHostToDevice));
+  comet_gemm_params_t p;
+  memset(&p, 0, sizeof p);
+  p.dtype = COMET_DTYPE_BF16;
+  p.groups = El;
+  p.n = F;
+  p.k = H;
+  p.max_rows = rows;
+  p.a = dy;
+  p.b = w2;
+  p.c = dh;
+  p.group_offset = doff;
+  p.epilogue = COMET_GEMM_EPI_STORE;
+  p.b_mn_major = 1;
+  p.deterministic = 1;
+  BackwardResult r;
+  r.dh_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
+  comet_gemm_params_t q;
+  memset(&q, 0, sizeof q);
+  q.dtype = COMET_DTYPE_BF16;
+  q.groups = El;
+  q.m = H;
+  q.n = F;
+  q.a = dy;
+  q.b = h;
+  q.c = dw;
+  q.group_offset = doff;
+  q.epilogue = COMET_GEMM_EPI_STORE;
+  q.k_grouped = 1;
+  r.dw_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
+  const float one = 1.f, zero = 0.f;
+  /* column-major views: dh^T [F, rows] = w2_e^T-as-stored [F, H] . dy^T [H, rows] */
+  r.dh_cublas_ms = time_ms(b, [&] {
+    for (int g = 0; g < El; ++g)
+      if (sizes[g] > 0)
+        BENCH_CUBLAS(cublasGemmEx(b.blas, CUBLAS_OP_N, CUBLAS_OP_N, F, sizes[g], H, &one,
+                                  (const uint16_t *)w2 + (size_t)g * H * F, CUDA_R_16BF, F,
+                                  (const uint16_t *)dy + (size_t)off[g] * H, CUDA_R_16BF, H, &zero,
+                                  (uint16_t *)dh + (size_t)off[g] * F, CUDA_R_16BF, F,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  });
+  /* dw_e^T [F, H] = h_e^T [F, rows_e] . dy_e [rows_e, H] */
+  r.dw_cublas_ms = time_ms(b, [&] {
+    for (int g = 0; g < El; ++g)
+      if (sizes[g] > 0)
+        BENCH_CUBLAS(cublasGemmEx(b.blas, CUBLAS_OP_N, CUBLAS_OP_T, F, H, sizes[g], &one,
+                                  (const uint16_t *)h + (size_t)off[g] * F, CUDA_R_16BF, F,
+                                  (const uint16_t *)dy + (size_t)off[g] * H, CUDA_R_16BF, H, &zero,
+                                  (uint16_t *)dw + (size_t)g * H * F, CUDA_R_16BF, F,
+                                  CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  });
+  BENCH_CUDA(cudaFree(dy));
+  BENCH_CUDA(cudaFree(w2));
+  BENCH_CUDA(cudaFree(h));
+  BENCH_CUDA(cudaFree(dh));
+  BENCH_CUDA(cudaFree(dw));
+  BENCH_CUDA(cudaFree(doff));
+  return r;
+}
+
+static void report_backward(Bench &b, const char *name, int T, double rows, int El, int H, int F,
+                            const BackwardResult &r) {
+  const double flops = 2.0 * rows * H * F;
+  const char *ops[2] = {"gemm_dh", "gemm_dw"};
+  const double ms[2] = {r.dh_ms, r.dw_ms}, cb[2] = {r.dh_cublas_ms, r.dw_cublas_ms};
+  for (int i = 0; i < 2; ++i) {
+    char line[512];
+    snprintf(line, sizeof line,
+             "{\"op\":\"%s\",\"shape\":\"%s T=%d layer1 backward\",\"groups\":%d,"
+             "\"comet_tflops\":%.1f,\"cublas_tflops\":%.1f,\"ratio\":%.3f,\"device\":\"%s\","
+             "\"commit\":\"%s\",\"rows\":%.0f,\"H\":%d,\"F\":%d,\"cublas_path\":\"loop\"}",
+             ops[i], name, T, El, flops / (ms[i] * 1e9), flops / (cb[i] * 1e9), cb[i] / ms[i],
+             b.device, b.commit, rows, H, F);
+    printf("%s\n", line);
+    if (b.json) {
+      fprintf(b.json, "%s\n", line);
+      fflush(b.json);
+    }
+  }
+}
+
 static void report(Bench &b, const char *op, const char *shape, const Shape &s, const Result &r,
                    const char *extra) {
   double rows = 0;
@@ -276,7 +378,8 @@ static void usage(FILE *f) {
           "  TransformerEngine's anchor (8 groups x 4096 rows, n 768, k 2048), and every\n"
           "  preset's expert GEMMs at EP 4, T in {4096, 16384} tokens, uniform and skewed\n"
           "  --model NAME        the grouped cases of one preset only (comet presets)\n"
-          "  --only dense|grouped   one kind of case\n"
+          "  --only dense|grouped|backward   one kind of case (backward: the modes of the\n"
+          "                      backward, dh with B MN-major and dw by grouped reduction)\n"
           "  --quick             one T (16384), uniform only\n"
           "  --iters N           timed iterations per case, median (default 20)\n"
           "  --ab                also time comet with COMET_GEMM_SPLIT=0 (comet_nosplit_tflops)\n"
@@ -303,7 +406,7 @@ static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only
       model = v;
     } else if (!strcmp(a, "--only")) {
       CLI_NEED();
-      if (strcmp(v, "dense") && strcmp(v, "grouped")) CLI_BAD();
+      if (strcmp(v, "dense") && strcmp(v, "grouped") && strcmp(v, "backward")) CLI_BAD();
       only = v;
     } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &b.iters)) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); json = v;
@@ -395,6 +498,17 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
       for (double x : b.grouped_ratios) lg += log(x);
       printf("# grouped geomean ratio comet/cublas over %zu cases: %.3f\n", b.grouped_ratios.size(),
              exp(lg / b.grouped_ratios.size()));
+    }
+  }
+  if (!only || !strcmp(only, "backward")) { /* the backward's modes, layer1's shapes */
+    for (int pi = 0; pi < comet_preset_count(); ++pi) {
+      const comet_preset_t *pr = comet_preset_at(pi);
+      if (model && strcmp(model, pr->name)) continue;
+      const int ep = 4, El = pr->num_experts / ep, T = 16384, rows = T * pr->topk / ep;
+      if (El < 1) continue;
+      const std::vector<int> sizes = split_rows(rows, El, false);
+      const BackwardResult r = run_backward(b, El, pr->hidden, pr->ffn, sizes);
+      report_backward(b, pr->name, T, rows, El, pr->hidden, pr->ffn, r);
     }
   }
   for (auto &e : b.ev) cudaEventDestroy(e);
