@@ -8,7 +8,7 @@
 # tokens x uniform/skew:0.05) and the same with the fused layer1 (bench1). tests.jsonl, bench.jsonl and summary.txt
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,bench,bench0,bench1
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,bench,bench0,bench1,gemm
 #   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
 #   subset of the multi-rank / single-GPU tests.
 set -u -o pipefail
@@ -64,6 +64,10 @@ if has bench1; then # bench0's matrix with the fused layer1 (opt-in)
       --tokens 2048,8192 --routing $routing --check --check-tokens 2 > "$OUT/bench1_${routing%%:*}.log" 2>&1
     note "bench1 W = 1, fused layer1 ($routing): exit $?"
   done
+fi
+if has gemm; then # the backward's GEMM modes against cuBLAS
+  timeout 200 $B/comet bench --op gemm --only backward --iters 10 --json "$OUT/gemm.jsonl" > "$OUT/gemm.log" 2>&1
+  note "bench --op gemm --only backward: exit $?"
 fi
 if has bench; then
   timeout 200 $B/comet bench --gpus 1 --json "$OUT/bench.jsonl" --model mixtral-8x7b,qwen2-moe-2.7b \
