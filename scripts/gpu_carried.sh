@@ -18,15 +18,7 @@ mkdir -p "$OUT"
 STEPS=${1:-tests,sanitize,python,bench}
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 B=.gpubin
-export NCCL_NVLS_ENABLE=0
-export COMET_COMMIT=$(cat $B/COMMIT 2>/dev/null || echo unknown)
-export COMET_TEST_COMMIT=$COMET_COMMIT COMET_TEST_JSONL=$OUT/tests.jsonl
-export COMET_TEST_DEVICE=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-NCCL_LIB=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))')
-export LD_LIBRARY_PATH=$NCCL_LIB:${LD_LIBRARY_PATH:-}
-GPUS=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-summary=()
-note() { summary+=("$*"); echo "$*"; }
+. scripts/gpu_env.sh
 nccl_worlds=1; for w in 2 4 8; do [ "$w" -le "$GPUS" ] && nccl_worlds="$nccl_worlds,$w"; done
 
 if has tests; then

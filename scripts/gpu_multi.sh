@@ -18,15 +18,8 @@ mkdir -p "$OUT"
 STEPS=${1:-tests,sanitize,bench,comm,anchor,tune}
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 B=.gpubin
-export NCCL_NVLS_ENABLE=0
-export COMET_COMMIT=$(cat $B/COMMIT 2>/dev/null || echo unknown)
-export COMET_TEST_COMMIT=$COMET_COMMIT COMET_TEST_JSONL=$OUT/tests.jsonl
-export COMET_TEST_DEVICE=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
-NCCL_LIB=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))')
-export LD_LIBRARY_PATH=$NCCL_LIB:${LD_LIBRARY_PATH:-}
-W=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
-summary=()
-note() { summary+=("$*"); echo "$*"; }
+. scripts/gpu_env.sh
+W=$GPUS
 worlds=""; for w in 2 4 8; do [ "$w" -le "$W" ] && worlds="${worlds:+$worlds,}$w"; done
 MODELS=mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite
 

@@ -474,6 +474,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   a.w1 = dw1;
   a.w2 = dw2;
   a.out = dout;
+  int rc = 0;
   if (o->tune) { /* the sweep instead of the baseline and the bench table */
     tune_opts_t to;
     memset(&to, 0, sizeof to);
@@ -492,26 +493,17 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     for (int m = 0; m < o->nmodels; ++m)
       for (int t = 0; t < o->ntokens; ++t)
         if (o->models[m] == model && o->tokens[t] == T && !index) index = m * o->ntokens + t + 1;
-    const int rc = tune_config(info, &to, &cfg, ctx, st, &a, model, device_name, index,
-                               o->nmodels * o->ntokens);
-    RCUDA(cudaFreeAsync(dx, st));
-    RCUDA(cudaFreeAsync(dout, st));
-    RCUDA(cudaFreeAsync(dw1, st));
-    RCUDA(cudaFreeAsync(dw2, st));
-    RCUDA(cudaFreeAsync(dids, st));
-    RCUDA(cudaFreeAsync(dwt, st));
-    free(p);
-    free(ids);
-    free(wt);
-    return rc;
+    rc = tune_config(info, &to, &cfg, ctx, st, &a, model, device_name, index,
+                     o->nmodels * o->ntokens);
   }
-  if (!loop && run_baseline(info, o, ctx, comm, blas, st, &cfg, &a, &res) != 0) return 1;
+  if (!o->tune && !loop && run_baseline(info, o, ctx, comm, blas, st, &cfg, &a, &res) != 0) return 1;
   /* comet on the same inputs, the same way */
   const int n = o->iters;
   bench_comet_t cm;
+  memset(&cm, 0, sizeof cm);
   const bench_comet_opts_t co = {o->warmup, n, o->n_comm, -1, -1, 1, o->check, o->check_tokens,
                                  o->seed, &o->routing};
-  if (bench_comet_run(info, &cfg, ctx, st, &a, &co, &cm) != 0) return 1;
+  if (!o->tune && bench_comet_run(info, &cfg, ctx, st, &a, &co, &cm) != 0) return 1;
   RCUDA(cudaFreeAsync(dx, st));
   RCUDA(cudaFreeAsync(dout, st));
   RCUDA(cudaFreeAsync(dw1, st));
@@ -521,6 +513,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   free(p);
   free(ids);
   free(wt);
+  if (o->tune) return rc;
 
   if (r != 0) return 0;
   /* layer0_overlap_eff = max(gemm only, comm only) / fused */
