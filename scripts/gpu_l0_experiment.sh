@@ -10,9 +10,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 B=.gpubin
-export NCCL_NVLS_ENABLE=0 COMET_COMMIT=$(cat $B/COMMIT 2>/dev/null || echo unknown)
-NCCL_LIB=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))')
-export LD_LIBRARY_PATH=$NCCL_LIB:${LD_LIBRARY_PATH:-}
+. scripts/gpu_env.sh
 MODELS=${1:-mixtral-8x7b,phi3.5-moe,qwen2-57b-a14b,qwen2-moe-2.7b}
 TOKENS=${2:-8192}
 for v in ${VARIANTS:-default dynamic composed}; do
