@@ -262,6 +262,37 @@ typedef struct comet_moe_args {
 comet_status_t comet_moe_forward(comet_layer_t layer, const comet_moe_args_t *args,
                                  struct CUstream_st *stream);
 
+/* The backward of comet_moe_forward given dout [T_r, H]: dx [T_r, H], dw1
+ * and dw2 (the weights' layouts, overwritten) and d topk_weights [T_r, K]
+ * (fp32; 0 for a dropped slot). Any output may be NULL (not computed), at
+ * least one is needed. It recomputes what the forward produced from x (the
+ * routing plan, the dispatched rows, fc1, the activation, fc2): nothing is
+ * saved between the two, so any number of forwards may run before their
+ * backwards, in any order. Collective, like the forward; bad arguments on
+ * one rank are an error on every rank. The first call on a layer allocates
+ * its workspace (4 * H + 4 * F/tp [+ 2 * F/tp with SwiGLU] elements per row
+ * of the row capacity): make it outside CUDA-graph capture. Written
+ * 2026-12-01 and not yet run on a GPU. */
+typedef struct comet_moe_backward_args {
+  size_t size;                /* sizeof(comet_moe_backward_args_t) */
+  int num_tokens;             /* as the forward's */
+  const void *x;              /* [T_r, H]: the forward's input */
+  const int32_t *topk_ids;    /* [T_r, K]: the forward's */
+  const float *topk_weights;  /* [T_r, K]: the forward's */
+  const void *w1, *w2;        /* the forward's weights */
+  const void *dout;           /* [T_r, H]: the gradient of the forward's out */
+  void *dx;                   /* [T_r, H] or NULL */
+  void *dw1;                  /* like w1 or NULL */
+  void *dw2;                  /* like w2 or NULL */
+  float *dtopk_weights;       /* [T_r, K] or NULL */
+} comet_moe_backward_args_t;
+
+#define COMET_MOE_BACKWARD_ARGS_INITIALIZER \
+  { sizeof(comet_moe_backward_args_t), 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+
+comet_status_t comet_moe_backward(comet_layer_t layer, const comet_moe_backward_args_t *args,
+                                  struct CUstream_st *stream);
+
 /* Layer0, fused: dispatch this rank's token rows to the experts' ranks and
  * compute h = act(A @ w1^T) for the rows this rank receives, in the routing
  * plan's row order. h may be NULL: it then stays in the layer's workspace

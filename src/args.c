@@ -98,3 +98,30 @@ comet_status_t comet_gemm_combine_args_check(const comet_layer_config_t *cfg,
   COMET_CHECK(check_ptr(op, COMET_FIELD_OUT, "out", a->out, t, 1, f));
   return COMET_OK;
 }
+
+comet_status_t comet_moe_backward_args_check(const comet_layer_config_t *cfg,
+                                             const comet_moe_backward_args_t *a,
+                                             comet_arg_fault_t *f) {
+  const char *op = "comet_moe_backward";
+  *f = (comet_arg_fault_t){COMET_ARG_NONE, 0, 0, 0};
+  COMET_CHECK(check_struct(op, a, a ? a->size : 0, sizeof *a,
+                           "COMET_MOE_BACKWARD_ARGS_INITIALIZER", f));
+  COMET_CHECK(check_tokens(cfg, op, a->num_tokens, f));
+  const int t = a->num_tokens > 0;
+  COMET_CHECK(check_ptr(op, COMET_FIELD_X, "x", a->x, t, 1, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_IDS, "topk_ids", a->topk_ids, t, 0, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_WEIGHTS, "topk_weights", a->topk_weights, t, 0, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_W1, "w1", a->w1, 1, 1, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_W2, "w2", a->w2, 1, 1, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_DOUT, "dout", a->dout, t, 1, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_OUT, "dx", a->dx, 0, 1, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_W1, "dw1", a->dw1, 0, 1, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_W2, "dw2", a->dw2, 0, 1, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_WEIGHTS, "dtopk_weights", a->dtopk_weights, 0, 0, f));
+  if (!a->dx && !a->dw1 && !a->dw2 && !a->dtopk_weights) {
+    comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                    "%s: dx, dw1, dw2 and dtopk_weights are all NULL: nothing to compute", op);
+    return fail(f, COMET_ARG_NULL, COMET_FIELD_GRADS, 0);
+  }
+  return COMET_OK;
+}

@@ -21,6 +21,9 @@ comet_status_t comet_dispatch_gemm_args_check(const comet_layer_config_t *cfg,
 comet_status_t comet_gemm_combine_args_check(const comet_layer_config_t *cfg,
                                              const comet_gemm_combine_args_t *a,
                                              comet_arg_fault_t *fault);
+comet_status_t comet_moe_backward_args_check(const comet_layer_config_t *cfg,
+                                             const comet_moe_backward_args_t *a,
+                                             comet_arg_fault_t *fault);
 
 #ifdef __cplusplus
 }

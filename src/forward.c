@@ -52,7 +52,7 @@ comet_status_t comet_layer_check(comet_layer_t L, cudaStream_t stream) {
 }
 
 /* Plan + (outside graph mode) the host check of its routing status. */
-static comet_status_t plan_and_check(comet_layer_t L, int num_tokens, const int32_t *ids,
+comet_status_t comet_layer_plan_checked(comet_layer_t L, int num_tokens, const int32_t *ids,
                                      cudaStream_t stream) {
   COMET_CHECK(comet_layer_plan(L, num_tokens, ids, NULL, stream));
   if (!L->graph_mode) COMET_CHECK(comet_layer_route_status(L, stream, NULL));
@@ -61,7 +61,7 @@ static comet_status_t plan_and_check(comet_layer_t L, int num_tokens, const int3
 
 /* This rank's arguments were bad (local, the message is set): tell every
  * rank through the plan so none waits for this one, then fail. */
-static comet_status_t refuse(comet_layer_t L, comet_status_t local, const comet_arg_fault_t *f,
+comet_status_t comet_layer_refuse(comet_layer_t L, comet_status_t local, const comet_arg_fault_t *f,
                              cudaStream_t stream, int through_plan) {
   char msg[1024];
   snprintf(msg, sizeof msg, "%s", comet_last_error());
@@ -74,7 +74,7 @@ static comet_status_t refuse(comet_layer_t L, comet_status_t local, const comet_
 
 /* Records the call's end (also after a failure: what was launched is
  * ordered before the next call); returns the call's status. */
-static comet_status_t finish(comet_layer_t L, comet_status_t st, cudaStream_t stream) {
+comet_status_t comet_layer_finish(comet_layer_t L, comet_status_t st, cudaStream_t stream) {
   if (st != COMET_OK) {
     comet_trace_error(st, __FILE__, __LINE__);
     char msg[1024];
@@ -279,10 +279,10 @@ comet_status_t comet_dispatch_gemm(comet_layer_t L, const comet_dispatch_gemm_ar
   COMET_CHECK(comet_layer_call_begin(L, stream));
   comet_arg_fault_t f;
   comet_status_t st = comet_dispatch_gemm_args_check(&L->cfg, a, &f);
-  if (st != COMET_OK) return refuse(L, st, &f, stream, 1);
-  st = plan_and_check(L, a->num_tokens, a->topk_ids, stream);
+  if (st != COMET_OK) return comet_layer_refuse(L, st, &f, stream, 1);
+  st = comet_layer_plan_checked(L, a->num_tokens, a->topk_ids, stream);
   if (st == COMET_OK) st = layer0(L, a->x, a->w1, a->h ? a->h : L->h_buf, stream);
-  return finish(L, st, stream);
+  return comet_layer_finish(L, st, stream);
 }
 
 comet_status_t comet_gemm_combine(comet_layer_t L, const comet_gemm_combine_args_t *a,
@@ -302,12 +302,12 @@ comet_status_t comet_gemm_combine(comet_layer_t L, const comet_gemm_combine_args
                          a->num_tokens, L->planned_tokens);
     f = (comet_arg_fault_t){COMET_ARG_TOKENS_DIFFER, COMET_FIELD_ARGS, a->num_tokens, 0};
   }
-  if (st != COMET_OK) return refuse(L, st, &f, stream, 0);
+  if (st != COMET_OK) return comet_layer_refuse(L, st, &f, stream, 0);
   /* every rank's arguments, and the guard against a second combine */
   st = comet_combine_begin_launch(&L->view, NULL, stream);
   if (st == COMET_OK && !L->graph_mode) st = comet_layer_route_status(L, stream, NULL);
   if (st == COMET_OK) st = layer1(L, a->h ? a->h : L->h_last, a->w2, a->topk_weights, a->out, stream);
-  return finish(L, st, stream);
+  return comet_layer_finish(L, st, stream);
 }
 
 comet_status_t comet_moe_forward(comet_layer_t L, const comet_moe_args_t *a, cudaStream_t stream) {
@@ -316,9 +316,9 @@ comet_status_t comet_moe_forward(comet_layer_t L, const comet_moe_args_t *a, cud
   COMET_CHECK(comet_layer_call_begin(L, stream));
   comet_arg_fault_t f;
   comet_status_t st = comet_moe_args_check(&L->cfg, a, &f);
-  if (st != COMET_OK) return refuse(L, st, &f, stream, 1);
-  st = plan_and_check(L, a->num_tokens, a->topk_ids, stream);
+  if (st != COMET_OK) return comet_layer_refuse(L, st, &f, stream, 1);
+  st = comet_layer_plan_checked(L, a->num_tokens, a->topk_ids, stream);
   if (st == COMET_OK) st = layer0(L, a->x, a->w1, L->h_buf, stream);
   if (st == COMET_OK) st = layer1(L, L->h_buf, a->w2, a->topk_weights, a->out, stream);
-  return finish(L, st, stream);
+  return comet_layer_finish(L, st, stream);
 }

@@ -50,6 +50,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
    *   l1flags    uint64 [max_mtiles][ceil(H/256)]  y block stored at epoch (fused layer1)
    *   cflags     uint64 [W]            combine arrival flag per sending rank (push combine)
    *   row_src, row_token, row_slot     int32 [cap] each: who sent each received row
+   *   row_weight, row_dot               float [cap] each: the backward's weight and dot per row
    *   rows = y   [cap][H] dtype        dispatched rows; later the expert outputs the
    *                                    combine pulls home (rows are dead by then)
    *   x          [T][H] dtype          this rank's tokens (pull dispatch only)
@@ -70,6 +71,8 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   v->off_row_src = take(&c, cap * sizeof(int32_t));
   v->off_row_token = take(&c, cap * sizeof(int32_t));
   v->off_row_slot = take(&c, cap * sizeof(int32_t));
+  v->off_row_weight = take(&c, cap * sizeof(float));
+  v->off_row_dot = take(&c, cap * sizeof(float));
   v->off_rows = take(&c, cap * row_bytes);
   v->off_y = v->off_rows;
   v->off_x = dmode == COMET_DISPATCH_PULL ? take(&c, T * row_bytes) : 0;
@@ -288,6 +291,8 @@ static void free_local(comet_layer_t L) {
   if (L->fault_host) cudaFreeHost(L->fault_host);
   if (L->h_buf) cudaFree(L->h_buf);
   if (L->scratch) cudaFree(L->scratch);
+  if (L->bw_ws) cudaFree(L->bw_ws);
+  L->bw_ws = NULL;
   L->last_call = NULL;
   L->fault_host = NULL;
   L->h_buf = L->scratch = NULL;
@@ -418,6 +423,8 @@ static const char *barrier_name(int index) {
     case COMET_BAR_DISPATCH: return "the pull dispatch's start";
     case COMET_BAR_COMBINE_BEGIN: return "comet_gemm_combine's start";
     case COMET_BAR_COMBINE: return "the pull combine's start";
+    case COMET_BAR_BACKWARD: return "the backward's row weights";
+    case COMET_BAR_BACKWARD_DOT: return "the backward's d topk_weights";
   }
   return "?";
 }
@@ -527,7 +534,8 @@ comet_status_t comet_layer_combine(comet_layer_t L, const void *y, const float *
 }
 
 static const char *const field_names[COMET_FIELDS] = {"x", "topk_ids", "topk_weights", "w1",
-                                                      "w2", "out", "h", "args"};
+                                                      "w2", "out", "h", "args", "dout",
+                                                      "dx, dw1, dw2 and dtopk_weights"};
 
 static comet_status_t bad_args_error(const comet_route_status_t *s, comet_layer_t L) {
   const char *f = s->slot >= 0 && s->slot < COMET_FIELDS ? field_names[s->slot] : "?";
@@ -551,6 +559,10 @@ static comet_status_t bad_args_error(const comet_route_status_t *s, comet_layer_
                              "refused (its rows would overwrite what peers still read); run "
                              "comet_dispatch_gemm again first (this is rank %d)",
                              s->rank, L->ctx->rank);
+    case COMET_ARG_ALLOC:
+      return comet_set_error(COMET_ERR_OUT_OF_MEMORY,
+                             "rank %d could not allocate the backward's workspace; every rank's "
+                             "comet_moe_backward fails (this is rank %d)", s->rank, L->ctx->rank);
     case COMET_ARG_TOKENS_DIFFER:
       return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
                              "rank %d's comet_gemm_combine was refused: its num_tokens = %d differs "

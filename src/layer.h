@@ -44,6 +44,8 @@ struct comet_layer {
   int layer1_path;    /* COMET_LAYER1_* (agreed at creation: COMET_LAYER1=fused) */
   int n_comm1;        /* mover CTAs of the fused layer1; 0 = the default */
   comet_choice_t c0, c1; /* the last call's choices for the fused layer0 / layer1 */
+  void *bw_ws;        /* the backward's workspace (backward.c), made by its first call */
+  size_t bw_bytes;
 };
 
 /* How comet_dispatch_gemm runs: fused (default), composed (separate
@@ -121,6 +123,19 @@ comet_status_t comet_layer_combine(comet_layer_t layer, const void *y, const flo
  * combine, TIMEOUT/ABORTED. The same answer on every rank (but for faults). */
 comet_status_t comet_layer_route_status(comet_layer_t layer, cudaStream_t stream,
                                         comet_route_status_t *status);
+
+/* The calls' common steps (forward.c): the device plan and, outside graph
+ * mode, the host check of its routing status; a refusal of this rank's bad
+ * arguments told to every rank (through the plan, or the combine's begin
+ * exchange when through_plan is 0); the call's end (its event), keeping a
+ * failure's message. */
+comet_status_t comet_layer_plan_checked(comet_layer_t layer, int num_tokens, const int32_t *ids,
+                                        struct CUstream_st *stream);
+comet_status_t comet_layer_refuse(comet_layer_t layer, comet_status_t local,
+                                  const comet_arg_fault_t *fault, struct CUstream_st *stream,
+                                  int through_plan);
+comet_status_t comet_layer_finish(comet_layer_t layer, comet_status_t st,
+                                  struct CUstream_st *stream);
 
 /* Default number of data-moving CTAs (within the SM budget). */
 int comet_layer_default_ctas(comet_layer_t layer);

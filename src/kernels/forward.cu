@@ -78,8 +78,13 @@ __global__ void poison_kernel(const comet_route_status_t *status, uint4 *out, in
 
 extern "C" comet_status_t comet_poison_on_error_launch(const comet_comm_view_t *v, void *out,
                                                        int num_tokens, cudaStream_t stream) {
-  if (num_tokens <= 0) return COMET_OK;
-  const int64_t vecs = (int64_t)num_tokens * v->hidden * v->elem_bytes / 16;
+  return comet_poison_elems_on_error_launch(v, out, (int64_t)num_tokens * v->hidden, stream);
+}
+
+extern "C" comet_status_t comet_poison_elems_on_error_launch(const comet_comm_view_t *v, void *out,
+                                                             int64_t elems, cudaStream_t stream) {
+  if (elems <= 0) return COMET_OK;
+  const int64_t vecs = elems * v->elem_bytes / 16;
   /* two quiet NaNs per 32-bit word, in the layer's dtype */
   const uint32_t nan2 = v->dtype == COMET_DTYPE_FP16 ? 0x7e007e00u : 0x7fc07fc0u;
   poison_kernel<<<64, 256, 0, stream>>>(v->status, (uint4 *)out, vecs, nan2);

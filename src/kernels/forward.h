@@ -29,6 +29,9 @@ comet_status_t comet_gelu_launch(comet_dtype_t dtype, void *h, const int32_t *ro
  * that a result that was not computed can't pass for one. */
 comet_status_t comet_poison_on_error_launch(const comet_comm_view_t *view, void *out,
                                             int num_tokens, struct CUstream_st *stream);
+/* The same for any buffer of elems dtype values (a multiple of 8). */
+comet_status_t comet_poison_elems_on_error_launch(const comet_comm_view_t *view, void *out,
+                                                  int64_t elems, struct CUstream_st *stream);
 
 #ifdef __cplusplus
 }

@@ -17,7 +17,7 @@ static double formula(const comet_layer_config_t *c, int W, int pull, int push) 
   const double tp = c->tp, b = 2, H = c->hidden, Fl = c->ffn / c->tp;
   const double cap = (double)comet_config_row_capacity(c);
   const double blocks = ceil(H / 256);
-  double bytes = cap * (H * b + Fl * b + 12) + (cap / 128 + El) * (48 + 8 * blocks) +
+  double bytes = cap * (H * b + Fl * b + 20) + (cap / 128 + El) * (48 + 8 * blocks) +
                  T * K * (8 + 4 * tp) + 4 * E * (T / 256 + 3 * W + 5 + tp) + 8 * El * (2 * W + 1) +
                  68 * W;
   if (pull) bytes += T * H * b;

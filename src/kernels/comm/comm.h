@@ -57,11 +57,13 @@ enum {
   COMET_ARG_ALIGN = 3,   /* a pointer is not 16-byte aligned (slot = field) */
   COMET_ARG_STRUCT = 4,  /* args NULL or args.size wrong (value = size) */
   COMET_ARG_TOKENS_DIFFER = 5, /* gemm_combine's num_tokens differs from the plan's */
-  COMET_ARG_REPEATED = 6 /* a second comet_gemm_combine of one plan */
+  COMET_ARG_REPEATED = 6, /* a second comet_gemm_combine of one plan */
+  COMET_ARG_ALLOC = 7     /* the rank could not allocate the backward's workspace */
 };
 enum {
   COMET_FIELD_X, COMET_FIELD_IDS, COMET_FIELD_WEIGHTS, COMET_FIELD_W1, COMET_FIELD_W2,
-  COMET_FIELD_OUT, COMET_FIELD_H, COMET_FIELD_ARGS, COMET_FIELDS
+  COMET_FIELD_OUT, COMET_FIELD_H, COMET_FIELD_ARGS, COMET_FIELD_DOUT, COMET_FIELD_GRADS,
+  COMET_FIELDS
 };
 typedef struct comet_arg_fault {
   int32_t kind;  /* COMET_ARG_* */
@@ -100,7 +102,8 @@ typedef struct comet_fault {
  * begin, combine): a barrier's sequence number is epoch * this + index. */
 #define COMET_BARRIERS_PER_CALL 8
 enum { COMET_BAR_PLAN = 0, COMET_BAR_PLAN_DONE = 1, COMET_BAR_DISPATCH = 2,
-       COMET_BAR_COMBINE_BEGIN = 3, COMET_BAR_COMBINE = 4 };
+       COMET_BAR_COMBINE_BEGIN = 3, COMET_BAR_COMBINE = 4, COMET_BAR_BACKWARD = 5,
+       COMET_BAR_BACKWARD_DOT = 6 };
 
 /* Protocol choices, agreed by every rank at layer creation. */
 enum { COMET_DISPATCH_PUSH = 0, COMET_DISPATCH_PULL = 1, COMET_DISPATCH_TMA = 2 };
@@ -138,6 +141,9 @@ typedef struct comet_comm_view {
   size_t off_row_src;            /* int32 [cap]: receiver row table, written by the sources */
   size_t off_row_token;          /* int32 [cap] */
   size_t off_row_slot;           /* int32 [cap] */
+  size_t off_row_weight;         /* float [cap]: the row's topk weight (backward; written by the
+                                    sources) */
+  size_t off_row_dot;            /* float [cap]: <dout row, y row> (backward's d topk_weights) */
   size_t off_rows;               /* [cap][H]: dispatched rows, in plan order */
   size_t off_y;                  /* [cap][H]: expert outputs the combine pulls home; the same
                                     memory as rows (rows are dead once layer0's GEMM ran) */

@@ -82,6 +82,12 @@ __device__ __forceinline__ uint4 ld_cg_v4(const void *p) {
                : "memory");
   return v;
 }
+/* A float another GPU (or kernel) wrote, cached in L2 only (see ld_cg_v4). */
+__device__ __forceinline__ float ld_cg_f32(const float *p) {
+  float v;
+  asm volatile("ld.global.cg.f32 %0, [%1];" : "=f"(v) : "l"(p) : "memory");
+  return v;
+}
 /* 16-byte store (local or to a peer through an LSA pointer), not kept in L1. */
 __device__ __forceinline__ void st_na_v4(void *p, uint4 v) {
   asm volatile("st.global.L1::no_allocate.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(v.x),
