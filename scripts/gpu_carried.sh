@@ -22,7 +22,7 @@ B=.gpubin
 nccl_worlds=1; for w in 2 4 8; do [ "$w" -le "$GPUS" ] && nccl_worlds="$nccl_worlds,$w"; done
 
 if has tests; then
-  for t in ${MULTI_TESTS:-test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults test_context}; do
+  for t in ${MULTI_TESTS:-test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults test_context test_backward}; do
     s=$(date +%s)
     timeout 300 $B/$t --nccl "$nccl_worlds" --loopback 2,4,8 > "$OUT/$t.log" 2>&1
     note "$t (nccl $nccl_worlds, loopback 2,4,8): exit $? in $(( $(date +%s) - s )) s"

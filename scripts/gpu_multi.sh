@@ -24,7 +24,7 @@ worlds=""; for w in 2 4 8; do [ "$w" -le "$W" ] && worlds="${worlds:+$worlds,}$w
 MODELS=mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite
 
 if has tests; then
-  for t in test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults test_context; do
+  for t in test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults test_context test_backward; do
     s=$(date +%s)
     timeout 300 $B/$t --nccl "$worlds" --loopback none > "$OUT/$t.log" 2>&1
     note "$t (nccl $worlds): exit $? in $(( $(date +%s) - s )) s"

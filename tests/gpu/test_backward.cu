@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* test_backward — comet_moe_backward at W = 1 on a real GPU and W = 2, 4, 8
+ * in the loopback world (and over NCCL on as many GPUs as there are), every
+ * EP x TP layout, against the CPU reference's backward (src/ref): dx, dw1,
+ * dw2 and d topk_weights, outputs poisoned with NaN before each run, fresh
+ * random data (seed printed). Routings: uniform, skewed, empty experts
+ * (their weight gradients are zeros), dropped slots with an empty rank
+ * (d topk_weights 0 there), all tokens on one expert; SwiGLU bf16, GELU
+ * fp16, no activation. A second call gives the same bits; only dw2 asked
+ * gives dw2's bits; every output NULL is refused on every rank.
+ * Exit 77 if no GPU. */
+#include "forward_test.h"
+
+static const char *TEST = "test_backward";
+
+typedef struct grads {
+  uint16_t *dx, *dw1, *dw2;
+  float *dtw;
+} grads_t;
+
+static void compare(const char *what, const char *label, int me, const void *got, const void *want,
+                    size_t n, int kind /* 0 dtype, 1 fp32 */, int fp16, double tol) {
+  double num = 0, den = 0;
+  long nan = 0;
+  for (size_t i = 0; i < n; ++i) {
+    double a, b;
+    if (kind == 1) {
+      a = ((const float *)got)[i];
+      b = ((const float *)want)[i];
+    } else {
+      const uint16_t x = ((const uint16_t *)got)[i], y = ((const uint16_t *)want)[i];
+      a = fp16 ? comet_fp16_to_f32(x) : comet_bf16_to_f32(x);
+      b = fp16 ? comet_fp16_to_f32(y) : comet_bf16_to_f32(y);
+    }
+    if (isnan(a)) { nan++; continue; }
+    num += (a - b) * (a - b);
+    den += b * b;
+  }
+  const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
+  CHECK_MSG(nan == 0 && rel < tol, "[rank %d] %s: %s rel err %.3g (tol %.1g), %ld NaN", me, label,
+            what, rel, tol, nan);
+}
+
+static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet_rank_info_t *info,
+                     cudaStream_t stream, int kind, uint64_t seed, int zero_rank, const char *label) {
+  const int W = info->world, me = info->rank, fp16 = c->dtype == COMET_DTYPE_FP16;
+  const int El = c->num_experts / c->ep, N1 = comet_config_w1_rows(c), Fl = c->ffn / c->tp;
+  const int H = c->hidden, K = c->topk;
+  world_data_t d;
+  make_world(&d, c, W, kind, seed, zero_rank);
+  const int T = d.tokens[me];
+  /* dout of every rank, and the reference's gradients */
+  uint16_t *dout[8];
+  uint16_t *rdx[8], *rdw1[8], *rdw2[8];
+  float *rdtw[8];
+  const size_t n1 = (size_t)El * N1 * H, n2 = (size_t)El * H * Fl;
+  for (int r = 0; r < W; ++r) {
+    dout[r] = (uint16_t *)malloc(sizeof(uint16_t) * ((size_t)d.tokens[r] * H + 1));
+    gen_bits16(mix_seed(seed, 6, r, kind), (size_t)d.tokens[r] * H, dout[r], fp16);
+    rdx[r] = (uint16_t *)malloc(sizeof(uint16_t) * ((size_t)d.tokens[r] * H + 1));
+    rdw1[r] = (uint16_t *)malloc(sizeof(uint16_t) * n1);
+    rdw2[r] = (uint16_t *)malloc(sizeof(uint16_t) * n2);
+    rdtw[r] = (float *)malloc(sizeof(float) * ((size_t)d.tokens[r] * K + 1));
+  }
+  const comet_ref_grads_t rg = {rdx, rdw1, rdw2, rdtw};
+  CHECK_OK(comet_ref_backward(c, d.ref, (const uint16_t *const *)dout, &rg));
+
+  dev_in_t g = upload_rank(&d, c, me, comet_config_row_capacity(c));
+  void *ddout = upload(dout[me], sizeof(uint16_t) * (size_t)T * H);
+  void *ddx = upload(NULL, sizeof(uint16_t) * ((size_t)T * H + 8));
+  void *ddw1 = upload(NULL, sizeof(uint16_t) * n1), *ddw2 = upload(NULL, sizeof(uint16_t) * n2);
+  float *ddtw = (float *)upload(NULL, sizeof(float) * ((size_t)T * K + 1));
+  comet_moe_backward_args_t a = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
+  a.num_tokens = T; a.x = g.x; a.topk_ids = g.ids; a.topk_weights = g.wt; a.w1 = g.w1;
+  a.w2 = g.w2; a.dout = ddout; a.dx = ddx; a.dw1 = ddw1; a.dw2 = ddw2; a.dtopk_weights = ddtw;
+  grads_t got[2];
+  for (int run = 0; run < 2; ++run) {
+    CUDA_OK(cudaMemset(ddx, 0xff, sizeof(uint16_t) * ((size_t)T * H + 8)));
+    CUDA_OK(cudaMemset(ddw1, 0xff, sizeof(uint16_t) * n1));
+    CUDA_OK(cudaMemset(ddw2, 0xff, sizeof(uint16_t) * n2));
+    CUDA_OK(cudaMemset(ddtw, 0xff, sizeof(float) * ((size_t)T * K + 1)));
+    CHECK_OK(comet_moe_backward(L, &a, stream));
+    CUDA_OK(cudaStreamSynchronize(stream));
+    got[run].dx = (uint16_t *)malloc(sizeof(uint16_t) * ((size_t)T * H + 1));
+    got[run].dw1 = (uint16_t *)malloc(sizeof(uint16_t) * n1);
+    got[run].dw2 = (uint16_t *)malloc(sizeof(uint16_t) * n2);
+    got[run].dtw = (float *)malloc(sizeof(float) * ((size_t)T * K + 1));
+    CUDA_OK(cudaMemcpy(got[run].dx, ddx, sizeof(uint16_t) * (size_t)T * H, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(got[run].dw1, ddw1, sizeof(uint16_t) * n1, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(got[run].dw2, ddw2, sizeof(uint16_t) * n2, cudaMemcpyDeviceToHost));
+    CUDA_OK(cudaMemcpy(got[run].dtw, ddtw, sizeof(float) * (size_t)T * K, cudaMemcpyDeviceToHost));
+  }
+  /* the GPU rounds where the reference keeps fp32 (dh, dA's GEMM outputs) */
+  const double tol = fp16 ? 5e-3 : 2e-2;
+  compare("dx", label, me, got[0].dx, rdx[me], (size_t)T * H, 0, fp16, tol);
+  compare("dw1", label, me, got[0].dw1, rdw1[me], n1, 0, fp16, tol);
+  compare("dw2", label, me, got[0].dw2, rdw2[me], n2, 0, fp16, tol);
+  compare("dtopk_weights", label, me, got[0].dtw, rdtw[me], (size_t)T * K, 1, fp16, 2 * tol);
+  CHECK_MSG(!memcmp(got[0].dx, got[1].dx, sizeof(uint16_t) * (size_t)T * H) &&
+                !memcmp(got[0].dw1, got[1].dw1, sizeof(uint16_t) * n1) &&
+                !memcmp(got[0].dw2, got[1].dw2, sizeof(uint16_t) * n2) &&
+                !memcmp(got[0].dtw, got[1].dtw, sizeof(float) * (size_t)T * K),
+            "[rank %d] %s: a second backward gives other bits", me, label);
+  /* only dw2 asked: its bits */
+  comet_moe_backward_args_t only = a;
+  only.dx = only.dw1 = NULL;
+  only.dtopk_weights = NULL;
+  CUDA_OK(cudaMemset(ddw2, 0xff, sizeof(uint16_t) * n2));
+  CHECK_OK(comet_moe_backward(L, &only, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaMemcpy(got[1].dw2, ddw2, sizeof(uint16_t) * n2, cudaMemcpyDeviceToHost));
+  CHECK_MSG(!memcmp(got[0].dw2, got[1].dw2, sizeof(uint16_t) * n2),
+            "[rank %d] %s: dw2 alone differs from dw2 with the others", me, label);
+  if (me == 0) printf("  %-44s %s\n", label, test_failures ? "FAILED" : "ok");
+  for (int run = 0; run < 2; ++run) {
+    free(got[run].dx); free(got[run].dw1); free(got[run].dw2); free(got[run].dtw);
+  }
+  test_free(ddout); test_free(ddx); test_free(ddw1); test_free(ddw2); test_free(ddtw);
+  free_dev(&g);
+  for (int r = 0; r < W; ++r) { free(dout[r]); free(rdx[r]); free(rdw1[r]); free(rdw2[r]); free(rdtw[r]); }
+  free_world(&d);
+}
+
+typedef struct run_args {
+  uint64_t seed;
+  int quick;
+} run_args_t;
+
+static int rank_body(const comet_rank_info_t *info, void *arg) {
+  const run_args_t *ra = (const run_args_t *)arg;
+  const int W = info->world;
+  comet_context_t ctx = test_rank_begin(info);
+  if (!ctx) return 1;
+  cudaStream_t stream = comet_context_stream(ctx);
+  const tshape_t shapes[3] = {{8, 2, 256, 512, 96, COMET_DTYPE_BF16, COMET_ACT_SWIGLU},
+                              {16, 4, 264, 384, 80, COMET_DTYPE_FP16, COMET_ACT_GELU},
+                              {4, 1, 128, 256, 64, COMET_DTYPE_BF16, COMET_ACT_NONE}};
+  const int nshapes = ra->quick ? 1 : 3;
+  for (int ep = W; ep >= 1; --ep) {
+    if (W % ep) continue;
+    const int tp = W / ep;
+    for (int si = 0; si < nshapes; ++si) {
+      const tshape_t *sh = &shapes[si];
+      if (sh->E % ep || (sh->F / tp) % 8) continue;
+      comet_layer_config_t c = make_cfg(sh, ep, tp);
+      comet_layer_t L = NULL;
+      CHECK_OK(comet_layer_create(&L, ctx, &c));
+      if (!L) return 1;
+      if (si == 0) { /* nothing asked: refused on this rank (local; no rank is involved yet) */
+        comet_moe_backward_args_t none = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
+        none.w1 = none.w2 = (const void *)16;
+        CHECK_ERR(comet_moe_backward(L, &none, stream), COMET_ERR_INVALID_ARGUMENT,
+                  "nothing to compute");
+      }
+      for (int kind = 0; kind < (si == 0 ? ROUTE_KINDS : 1); ++kind) {
+        if (ra->quick && kind != ROUTE_UNIFORM) continue;
+        char label[128];
+        const int zero_rank = kind == ROUTE_DROPPED ? W - 1 : -1;
+        snprintf(label, sizeof label, "W%d ep%d tp%d E%d K%d %s %s %s%s", W, ep, tp, c.num_experts,
+                 c.topk, comet_dtype_name(c.dtype), comet_activation_name(c.activation),
+                 route_names[kind], zero_rank >= 0 ? " +empty rank" : "");
+        run_case(L, &c, info, stream, kind, mix_seed(ra->seed, si, ep, kind), zero_rank, label);
+      }
+      CHECK_OK(comet_layer_destroy(L));
+    }
+  }
+  return test_rank_end(info, ctx);
+}
+
+int main(int argc, char **argv) {
+  const test_worlds_t w = test_parse_worlds(argc, argv);
+  run_args_t a;
+  a.seed = test_seed(TEST);
+  a.quick = w.quick;
+  return test_run_worlds(TEST, &w, rank_body, &a, 900.0);
+}
