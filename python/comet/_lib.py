@@ -42,6 +42,14 @@ class _MoeArgs(ctypes.Structure):
                 ("w1", ctypes.c_void_p), ("w2", ctypes.c_void_p), ("out", ctypes.c_void_p)]
 
 
+class _BackwardArgs(ctypes.Structure):
+    _fields_ = [("size", ctypes.c_size_t), ("num_tokens", ctypes.c_int), ("x", ctypes.c_void_p),
+                ("topk_ids", ctypes.c_void_p), ("topk_weights", ctypes.c_void_p),
+                ("w1", ctypes.c_void_p), ("w2", ctypes.c_void_p), ("dout", ctypes.c_void_p),
+                ("dx", ctypes.c_void_p), ("dw1", ctypes.c_void_p), ("dw2", ctypes.c_void_p),
+                ("dtopk_weights", ctypes.c_void_p)]
+
+
 class _Preset(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("hidden", ctypes.c_int), ("ffn", ctypes.c_int),
                 ("num_experts", ctypes.c_int), ("topk", ctypes.c_int), ("activation", ctypes.c_int)]
@@ -92,6 +100,7 @@ def _load():
         "comet_context_set_tuning_table": (c_int, [c_void_p, c_char_p]),
         "comet_layer_check": (c_int, [c_void_p, c_void_p]),
         "comet_moe_forward": (c_int, [c_void_p, ctypes.POINTER(_MoeArgs), c_void_p]),
+        "comet_moe_backward": (c_int, [c_void_p, ctypes.POINTER(_BackwardArgs), c_void_p]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)

@@ -94,6 +94,18 @@ class _Layer:
         stream = torch.cuda.current_stream(x.device).cuda_stream
         check(LIB.comet_moe_forward(self.ptr, ctypes.byref(a), ctypes.c_void_p(stream)))
 
+    def backward(self, dout, x, topk_ids, topk_weights, w1, w2, dx, dw1, dw2, dtw):
+        capturing = torch.cuda.is_current_stream_capturing()
+        if capturing != self.graph_mode:
+            check(LIB.comet_layer_set_graph_mode(self.ptr, int(capturing)))
+            self.graph_mode = capturing
+        a = _lib._BackwardArgs(ctypes.sizeof(_lib._BackwardArgs), x.shape[0], x.data_ptr(),
+                               topk_ids.data_ptr(), topk_weights.data_ptr(), w1.data_ptr(),
+                               w2.data_ptr(), dout.data_ptr(), dx.data_ptr(), dw1.data_ptr(),
+                               dw2.data_ptr(), dtw.data_ptr())
+        stream = torch.cuda.current_stream(x.device).cuda_stream
+        check(LIB.comet_moe_backward(self.ptr, ctypes.byref(a), ctypes.c_void_p(stream)))
+
     def check(self):
         """Waits for the current stream; raises comet's error for the last call (graph mode)."""
         stream = torch.cuda.current_stream(self.device).cuda_stream
@@ -149,13 +161,41 @@ def _moe_forward_fake(x, topk_ids, topk_weights, w1, w2, layer):
     return torch.empty_like(x)
 
 
+@torch.library.custom_op("comet::moe_backward", mutates_args=())
+def moe_backward(dout: torch.Tensor, x: torch.Tensor, topk_ids: torch.Tensor,
+                 topk_weights: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
+                 layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dw1, dw2, d topk_weights) of moe_forward given dout (comet_moe_backward:
+    it recomputes the forward from x, nothing is kept between the two)."""
+    L = _layers.get(layer)
+    if L is None:
+        raise ValueError(f"comet: layer handle {layer} is unknown (make layers with MoEExperts)")
+    check_args(L.cfg, x, topk_ids, topk_weights, w1, w2)
+    dout = dout.contiguous()
+    if dout.shape != x.shape or dout.dtype != x.dtype:
+        raise ValueError(f"comet: the gradient has shape {list(dout.shape)} and dtype {dout.dtype}, "
+                         f"the output {list(x.shape)} and {x.dtype}")
+    dx, dw1, dw2 = torch.empty_like(x), torch.empty_like(w1), torch.empty_like(w2)
+    dtw = torch.empty_like(topk_weights)
+    L.backward(dout, x, topk_ids, topk_weights, w1, w2, dx, dw1, dw2, dtw)
+    return dx, dw1, dw2, dtw
+
+
+@moe_backward.register_fake
+def _moe_backward_fake(dout, x, topk_ids, topk_weights, w1, w2, layer):
+    return torch.empty_like(x), torch.empty_like(w1), torch.empty_like(w2), torch.empty_like(topk_weights)
+
+
 def _setup_context(ctx, inputs, output):
-    pass
+    x, topk_ids, topk_weights, w1, w2, layer = inputs
+    ctx.save_for_backward(x, topk_ids, topk_weights, w1, w2)
+    ctx.layer = layer
 
 
 def _backward(ctx, grad):
-    raise NotImplementedError("comet: the MoE layer's backward pass is not built yet "
-                              "(comet_moe_backward); use it for inference only for now")
+    x, topk_ids, topk_weights, w1, w2 = ctx.saved_tensors
+    dx, dw1, dw2, dtw = moe_backward(grad, x, topk_ids, topk_weights, w1, w2, ctx.layer)
+    return dx, None, dtw, dw1, dw2, None
 
 
 moe_forward.register_autograd(_backward, setup_context=_setup_context)

@@ -77,6 +77,21 @@ def test_op_registered_with_fake_shape():
         assert out.shape == (5, 256) and out.dtype == torch.bfloat16
 
 
+def test_backward_op_registered_with_fake_shapes():
+    assert hasattr(torch.ops.comet, "moe_backward")
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode():
+        x = torch.empty(5, 256, dtype=torch.bfloat16, device="meta")
+        w1 = torch.empty(8, 1024, 256, dtype=torch.bfloat16, device="meta")
+        w2 = torch.empty(8, 256, 512, dtype=torch.bfloat16, device="meta")
+        w = torch.empty(5, 2, device="meta")
+        dx, dw1, dw2, dtw = torch.ops.comet.moe_backward(x, x, torch.empty(5, 2, dtype=torch.int32, device="meta"),
+                                                          w, w1, w2, 1)
+        assert dx.shape == x.shape and dw1.shape == w1.shape and dw2.shape == w2.shape
+        assert dtw.shape == w.shape and dtw.dtype == torch.float32
+
+
 def test_unknown_layer_handle():
     with pytest.raises(ValueError, match="layer handle 12345 is unknown"):
         torch.ops.comet.moe_forward(torch.zeros(1, 8), torch.zeros(1, 1, dtype=torch.int32),
