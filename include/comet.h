@@ -269,9 +269,10 @@ comet_status_t comet_moe_forward(comet_layer_t layer, const comet_moe_args_t *ar
  * routing plan, the dispatched rows, fc1, the activation, fc2): nothing is
  * saved between the two, so any number of forwards may run before their
  * backwards, in any order. Collective, like the forward; bad arguments on
- * one rank are an error on every rank. The first call on a layer allocates
- * its workspace (4 * H + 4 * F/tp [+ 2 * F/tp with SwiGLU] elements per row
- * of the row capacity): make it outside CUDA-graph capture. Written
+ * one rank are an error on every rank; ranks may ask for different
+ * outputs. The first call on a layer allocates its workspace (2 * H + 2 *
+ * F/tp + 2 * w1_rows elements per row of the row capacity, and H elements
+ * and K floats per token): make it outside CUDA-graph capture. Written
  * 2026-12-01 and not yet run on a GPU. */
 typedef struct comet_moe_backward_args {
   size_t size;                /* sizeof(comet_moe_backward_args_t) */

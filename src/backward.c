@@ -12,8 +12,9 @@
  *   5. dh = dy . w2 (B MN-major), da = act'(z) . dh
  *   6. dw2 = dy^T h, dw1 = da^T A (the grouped reduction over each expert's
  *      rows), dA = da . w1 (B MN-major) into the window's rows
- *   7. dx = combine of dA with unit weights; d topk_weights = the tp sum of
- *      row_dot at each slot (after a barrier)
+ *   7. dx = combine of dA with unit weights (on every rank: it is collective;
+ *      into the workspace where dx was not asked for); d topk_weights = the
+ *      tp sum of row_dot at each slot (after a barrier every rank joins)
  *
  * Every GEMM is the deterministic engine, the combine sums in a fixed order:
  * the same bits on every run. Written 2026-12-01, not yet run on a GPU. */
@@ -32,6 +33,7 @@
 typedef struct bw_ws {
   void *z, *h, *y, *A, *dh, *da;
   float *ones;
+  void *dx; /* where dx goes on a rank that did not ask for it (the combine is collective) */
 } bw_ws_t;
 
 static size_t up256(size_t x) { return (x + 255) & ~(size_t)255; }
@@ -42,10 +44,11 @@ static size_t carve(const comet_layer_t L, bw_ws_t *w, char *base) {
   const size_t Fl = (size_t)(c->ffn / c->tp), N1 = (size_t)comet_config_w1_rows(c);
   const size_t H = (size_t)c->hidden, TK = (size_t)c->max_tokens_per_rank * c->topk;
   size_t o = 0;
-  const size_t sizes[7] = {cap * N1 * b, cap * Fl * b, cap * H * b, cap * H * b,
-                           cap * Fl * b, cap * N1 * b, TK * sizeof(float)};
-  void **slots[7] = {&w->z, &w->h, &w->y, &w->A, &w->dh, &w->da, (void **)&w->ones};
-  for (int i = 0; i < 7; ++i) {
+  const size_t sizes[8] = {cap * N1 * b, cap * Fl * b, cap * H * b, cap * H * b,
+                           cap * Fl * b, cap * N1 * b, TK * sizeof(float),
+                           (size_t)c->max_tokens_per_rank * H * b};
+  void **slots[8] = {&w->z, &w->h, &w->y, &w->A, &w->dh, &w->da, (void **)&w->ones, &w->dx};
+  for (int i = 0; i < 8; ++i) {
     if (base) *slots[i] = base + o;
     o += up256(sizes[i] ? sizes[i] : 1);
   }
@@ -151,16 +154,15 @@ static comet_status_t backward(comet_layer_t L, const comet_moe_backward_args_t 
   /* 6 */
   if (a->dw2) COMET_CHECK(weight_grad(L, rows, H, w.h, Fl, a->dw2, stream));
   if (a->dw1) COMET_CHECK(weight_grad(L, w.da, N1, w.A, H, a->dw1, stream));
-  if (a->dx) {
-    COMET_CHECK(gemm(L, w.da, a->w1, rows, H, N1, 1, stream)); /* rows = dA */
-    /* 7 */
-    COMET_CHECK(comet_layer_combine(L, rows, w.ones, a->dx, 0, stream));
-    COMET_CHECK(comet_poison_on_error_launch(v, a->dx, T, stream));
-  }
-  if (a->dtopk_weights) {
-    COMET_CHECK(comet_bw_barrier_launch(v, COMET_BAR_BACKWARD_DOT, stream)); /* row_dots are in */
-    COMET_CHECK(comet_bw_topk_grad_launch(v, T, a->dtopk_weights, stream));
-  }
+  /* dA and its combine on every rank (the combine meets every rank; a rank
+   * that did not ask for dx still sends its experts' rows home) */
+  COMET_CHECK(gemm(L, w.da, a->w1, rows, H, N1, 1, stream)); /* rows = dA */
+  /* 7 */
+  void *dx = a->dx ? a->dx : w.dx;
+  COMET_CHECK(comet_layer_combine(L, rows, w.ones, dx, 0, stream));
+  if (a->dx) COMET_CHECK(comet_poison_on_error_launch(v, a->dx, T, stream));
+  COMET_CHECK(comet_bw_barrier_launch(v, COMET_BAR_BACKWARD_DOT, stream)); /* row_dots are in */
+  if (a->dtopk_weights) COMET_CHECK(comet_bw_topk_grad_launch(v, T, a->dtopk_weights, stream));
   if (a->dw1) COMET_CHECK(comet_poison_elems_on_error_launch(v, a->dw1, (int64_t)El * N1 * H, stream));
   if (a->dw2) COMET_CHECK(comet_poison_elems_on_error_launch(v, a->dw2, (int64_t)El * H * Fl, stream));
   return COMET_OK;
