@@ -132,8 +132,11 @@ static comet_status_t backward(comet_layer_t L, const comet_moe_backward_args_t 
   bw_ws_t w;
   carve(L, &w, (char *)L->bw_ws);
   void *rows = v->win_local + v->off_rows;
-  /* 1-2: the forward again, keeping A and z */
-  COMET_CHECK(comet_layer_plan_checked(L, T, a->topk_ids, stream));
+  /* 1-2: the forward again, keeping A and z. Every rank makes both plans
+   * (a refused one too), and the host checks the status after the second
+   * only: so no rank ever waits for a plan that does not come. A refused
+   * status makes every kernel in between do nothing. */
+  COMET_CHECK(comet_layer_plan(L, T, a->topk_ids, NULL, stream));
   COMET_CHECK(comet_layer_dispatch(L, a->x, 0, stream));
   COMET_CHECK(comet_wait_dispatch_launch(v, stream));
   COMET_CHECK(gemm(L, rows, a->w1, w.z, N1, H, 0, stream));
