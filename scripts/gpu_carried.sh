@@ -63,7 +63,7 @@ if has gemm; then # the backward's GEMM modes against cuBLAS
 fi
 if has bench; then
   timeout 200 $B/comet bench --gpus 1 --json "$OUT/bench.jsonl" --model mixtral-8x7b,qwen2-moe-2.7b \
-    --tokens 4096 --check --check-tokens 2 > "$OUT/bench_w1.log" 2>&1
+    --tokens 4096 --check --check-tokens 2 --backward > "$OUT/bench_w1.log" 2>&1
   note "bench W = 1: exit $?"
 fi
 { echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$GPUS, $(date -u +%F)) ==="

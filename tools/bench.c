@@ -47,6 +47,7 @@ typedef struct bench_opts {
   const char *routing_str;
   int iters, warmup, check, check_tokens;
   int n_comm; /* mover CTAs of the fused layer0; 0 = comet's default */
+  int backward; /* --backward: also time comet_moe_backward */
   int tune;   /* `comet tune`: no baseline; the sweep (tools/tune.c) */
   int sweep[32], nsweep;
   const char *table_out;
@@ -81,6 +82,7 @@ static void usage(FILE *f) {
           "  --routing uniform|skew:S   S = standard deviation of the experts' load fractions\n"
           "  --iters N --warmup N    timed and untimed iterations (default 20, 5)\n"
           "  --n-comm N              data-moving CTAs of the fused layer0 (default: comet's choice)\n"
+          "  --backward              also time comet_moe_backward (all gradients; comet_backward_ms)\n"
           "  --check                 compare the baseline's and comet's outputs with the CPU\n"
           "                          reference on sampled tokens (--check-tokens N per rank);\n"
           "                          fail -> exit 1\n"
@@ -215,6 +217,7 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
     } else if (!strcmp(a, "--warmup")) { CLI_NEED(); if (cli_int(v, 0, CLI_MAX_COUNT, &o->warmup)) CLI_BAD();
     } else if (!strcmp(a, "--n-comm")) { CLI_NEED(); if (cli_int(v, 1, 1024, &o->n_comm)) CLI_BAD();
     } else if (!strcmp(a, "--check")) { o->check = 1;
+    } else if (!strcmp(a, "--backward")) { o->backward = 1;
     } else if (!strcmp(a, "--check-tokens")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->check_tokens)) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); o->json = v;
     } else if (!strcmp(a, "--rendezvous")) { CLI_NEED(); o->rendezvous = v;
@@ -502,7 +505,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   bench_comet_t cm;
   memset(&cm, 0, sizeof cm);
   const bench_comet_opts_t co = {o->warmup, n, o->n_comm, -1, -1, 1, o->check, o->check_tokens,
-                                 o->seed, &o->routing};
+                                 o->seed, &o->routing, o->backward};
   if (!o->tune && bench_comet_run(info, &cfg, ctx, st, &a, &co, &cm) != 0) return 1;
   RCUDA(cudaFreeAsync(dx, st));
   RCUDA(cudaFreeAsync(dout, st));
@@ -557,6 +560,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
              comet_choice_from_name(cm.from1), cm.layer1_gemm_only_ms, cm.layer1_comm_only_ms, l1_eff);
     printf("\n");
     printf("  %-22s %12s %10.3f\n", names[3], ms_cell(cell, res.ms[3], base), cm.forward_ms);
+    if (o->backward) printf("  %-22s %12s %10.3f\n", "backward", "-", cm.backward_ms);
   } else {
     printf("  %-22s %12s %10s   (comet: %s)\n", names[3], ms_cell(cell, res.ms[3], base), "-", cm.err);
   }
@@ -636,6 +640,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "layer1_overlap_eff", l1_eff, cm.ran && cm.fused1);
     json_num(f, "layer1_speedup", cm.layer1_ms > 0 ? l1_base / cm.layer1_ms : 0, base && cm.ran);
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
+    json_num(f, "comet_backward_ms", cm.backward_ms, cm.ran && o->backward);
     json_num(f, "comet_limit_eff", cm.ran ? res.floor_ms / cm.forward_ms : 0, cm.ran && res.floor_ms > 0);
     json_num(f, "speedup", speedup, base && cm.ran);
     if (checked) fprintf(f, ", \"check\": \"%s\"", passed ? "pass" : "fail");

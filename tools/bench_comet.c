@@ -119,6 +119,51 @@ done:
   return 0; /* comet's error is in out->err */
 }
 
+/* comet_moe_backward with every gradient, dout = the forward's out (its
+ * values do not matter to the timing); the slowest rank's median. */
+static int bench_backward(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
+                          const comet_layer_config_t *cfg, const comet_moe_args_t *a,
+                          cudaStream_t st, int iters, float *times, cudaEvent_t *ev,
+                          bench_comet_t *out) {
+  const size_t b = comet_dtype_size(cfg->dtype), El = cfg->num_experts / cfg->ep;
+  const size_t n1 = El * comet_config_w1_rows(cfg) * cfg->hidden;
+  const size_t n2 = El * cfg->hidden * (cfg->ffn / cfg->tp);
+  void *dx = NULL, *dw1 = NULL, *dw2 = NULL;
+  float *dtw = NULL;
+  HCUDA(cudaMallocAsync(&dx, (size_t)a->num_tokens * cfg->hidden * b + 16, st));
+  HCUDA(cudaMallocAsync(&dw1, n1 * b, st));
+  HCUDA(cudaMallocAsync(&dw2, n2 * b, st));
+  HCUDA(cudaMallocAsync((void **)&dtw, (size_t)a->num_tokens * cfg->topk * 4 + 16, st));
+  comet_moe_backward_args_t bw = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
+  bw.num_tokens = a->num_tokens;
+  bw.x = a->x;
+  bw.topk_ids = a->topk_ids;
+  bw.topk_weights = a->topk_weights;
+  bw.w1 = a->w1;
+  bw.w2 = a->w2;
+  bw.dout = a->out;
+  bw.dx = dx;
+  bw.dw1 = dw1;
+  bw.dw2 = dw2;
+  bw.dtopk_weights = dtw;
+  for (int it = 0; it < 2; ++it) HCOMET(comet_moe_backward(L, &bw, st));
+  for (int it = 0; it < iters; ++it) {
+    HCUDA(cudaEventRecord(ev[0], st));
+    HCOMET(comet_moe_backward(L, &bw, st));
+    HCUDA(cudaEventRecord(ev[1], st));
+    HCUDA(cudaEventSynchronize(ev[1]));
+    HCUDA(cudaEventElapsedTime(&times[it], ev[0], ev[1]));
+  }
+  if (bench_slowest(info, ctx, times, iters) != 0) return 1;
+  out->backward_ms = bench_median(times, iters);
+done:
+  cudaFreeAsync(dx, st);
+  cudaFreeAsync(dw1, st);
+  cudaFreeAsync(dw2, st);
+  cudaFreeAsync(dtw, st);
+  return 0;
+}
+
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
                     comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *a,
                     const bench_comet_opts_t *o, bench_comet_t *out) {
@@ -165,6 +210,7 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
     med[p] = bench_median(col, iters);
   }
   free(col);
+  if (o->backward && bench_backward(info, ctx, L, cfg, a, st, iters, times, ev, out) != 0) return 1;
   out->forward_ms = med[0];
   out->layer0_ms = med[1];
   out->layer1_ms = med[2];

@@ -29,7 +29,7 @@ static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
                       const comet_layer_config_t *cfg, comet_context_t ctx, cudaStream_t st,
                       const comet_moe_args_t *args, point_t *p, bench_comet_t *out) {
   const bench_comet_opts_t co = {o->warmup, o->iters, p->n, p->a, p->tile, 0, 0, 1, o->seed,
-                                 o->routing};
+                                 o->routing, 0};
   if (bench_comet_run(info, cfg, ctx, st, args, &co, out) != 0) return 1;
   if (!out->ran) return 2;
   p->ms[0] = out->layer0_ms;
