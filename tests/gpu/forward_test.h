@@ -119,4 +119,49 @@ static inline comet_layer_config_t make_cfg(const tshape_t *s, int ep, int tp) {
   return c;
 }
 
+/* One test case: a routing kind on a fresh layer of one layout and shape. */
+typedef void (*fw_case_fn)(comet_layer_t L, const comet_layer_config_t *c,
+                           const comet_rank_info_t *info, cudaStream_t stream, int kind,
+                           uint64_t seed, int zero_rank, const char *label);
+/* Checks on the first shape's fresh layer of each layout, before its cases. */
+typedef void (*fw_layer_fn)(comet_layer_t L, cudaStream_t stream);
+
+/* The forward tests' matrix on this rank's context: every EP x TP layout of
+ * W, three shapes (SwiGLU bf16, GELU fp16, none bf16), every routing kind on
+ * the first shape and uniform on the others; quick: quick_shape only, the
+ * kinds in quick_kinds (a bit mask). */
+static inline void run_matrix(const comet_rank_info_t *info, comet_context_t ctx, uint64_t seed,
+                              int quick, const tshape_t *quick_shape, unsigned quick_kinds,
+                              fw_layer_fn first, fw_case_fn fn) {
+  const int W = info->world;
+  cudaStream_t stream = comet_context_stream(ctx);
+  const tshape_t shapes[3] = {{8, 2, 256, 512, 96, COMET_DTYPE_BF16, COMET_ACT_SWIGLU},
+                              {16, 4, 264, 384, 80, COMET_DTYPE_FP16, COMET_ACT_GELU},
+                              {4, 1, 128, 256, 64, COMET_DTYPE_BF16, COMET_ACT_NONE}};
+  const int nshapes = quick ? 1 : 3;
+  for (int ep = W; ep >= 1; --ep) {
+    if (W % ep) continue;
+    const int tp = W / ep;
+    for (int si = 0; si < nshapes; ++si) {
+      const tshape_t *sh = quick ? quick_shape : &shapes[si];
+      if (sh->E % ep || (sh->F / tp) % 8) continue;
+      comet_layer_config_t c = make_cfg(sh, ep, tp);
+      comet_layer_t L = NULL;
+      CHECK_OK(comet_layer_create(&L, ctx, &c));
+      if (!L) return;
+      if (si == 0 && first) first(L, stream);
+      for (int kind = 0; kind < (si == 0 ? ROUTE_KINDS : 1); ++kind) {
+        if (quick && !(quick_kinds & (1u << kind))) continue;
+        char label[128];
+        const int zero_rank = kind == ROUTE_DROPPED ? W - 1 : -1;
+        snprintf(label, sizeof label, "W%d ep%d tp%d E%d K%d %s %s %s%s", W, ep, tp, c.num_experts,
+                 c.topk, comet_dtype_name(c.dtype), comet_activation_name(c.activation),
+                 route_names[kind], zero_rank >= 0 ? " +empty rank" : "");
+        fn(L, &c, info, stream, kind, mix_seed(seed, si, ep, kind), zero_rank, label);
+      }
+      CHECK_OK(comet_layer_destroy(L));
+    }
+  }
+}
+
 #endif /* COMET_FORWARD_TEST_H */

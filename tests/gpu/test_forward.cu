@@ -147,45 +147,21 @@ typedef struct run_args {
   int quick;
 } run_args_t;
 
+/* calls out of order on a fresh layer (local: no rank is involved yet) */
+static void out_of_order(comet_layer_t L, cudaStream_t stream) {
+  comet_gemm_combine_args_t d1 = COMET_GEMM_COMBINE_ARGS_INITIALIZER;
+  d1.w2 = (void *)16;
+  CHECK_ERR(comet_gemm_combine(L, &d1, stream), COMET_ERR_INVALID_ARGUMENT,
+            "no comet_dispatch_gemm has run");
+}
+
 static int rank_body(const comet_rank_info_t *info, void *arg) {
   const run_args_t *ra = (const run_args_t *)arg;
-  const int W = info->world;
   comet_context_t ctx = test_rank_begin(info);
   if (!ctx) return 1;
-  cudaStream_t stream = comet_context_stream(ctx);
-  const tshape_t shapes[3] = {{8, 2, 256, 512, 96, COMET_DTYPE_BF16, COMET_ACT_SWIGLU},
-                              {16, 4, 264, 384, 80, COMET_DTYPE_FP16, COMET_ACT_GELU},
-                              {4, 1, 128, 256, 64, COMET_DTYPE_BF16, COMET_ACT_NONE}};
   const tshape_t quick = {8, 2, 128, 256, 24, COMET_DTYPE_BF16, COMET_ACT_SWIGLU};
-  const int nshapes = ra->quick ? 1 : 3;
-  for (int ep = W; ep >= 1; --ep) {
-    if (W % ep) continue;
-    const int tp = W / ep;
-    for (int si = 0; si < nshapes; ++si) {
-      const tshape_t *sh = ra->quick ? &quick : &shapes[si];
-      if (sh->E % ep || (sh->F / tp) % 8) continue;
-      comet_layer_config_t c = make_cfg(sh, ep, tp);
-      comet_layer_t L = NULL;
-      CHECK_OK(comet_layer_create(&L, ctx, &c));
-      if (!L) return 1;
-      if (si == 0) { /* calls out of order on a fresh layer (local: no rank is involved yet) */
-        comet_gemm_combine_args_t d1 = COMET_GEMM_COMBINE_ARGS_INITIALIZER;
-        d1.w2 = (void *)16;
-        CHECK_ERR(comet_gemm_combine(L, &d1, stream), COMET_ERR_INVALID_ARGUMENT,
-                  "no comet_dispatch_gemm has run");
-      }
-      for (int kind = 0; kind < (si == 0 ? ROUTE_KINDS : 1); ++kind) {
-        if (ra->quick && kind != ROUTE_UNIFORM && kind != ROUTE_DROPPED) continue;
-        char label[128];
-        const int zero_rank = kind == ROUTE_DROPPED ? W - 1 : -1;
-        snprintf(label, sizeof label, "W%d ep%d tp%d E%d K%d %s %s %s%s", W, ep, tp, c.num_experts,
-                 c.topk, comet_dtype_name(c.dtype), comet_activation_name(c.activation),
-                 route_names[kind], zero_rank >= 0 ? " +empty rank" : "");
-        run_case(L, &c, info, stream, kind, mix_seed(ra->seed, si, ep, kind), zero_rank, label);
-      }
-      CHECK_OK(comet_layer_destroy(L));
-    }
-  }
+  run_matrix(info, ctx, ra->seed, ra->quick, &quick,
+             (1u << ROUTE_UNIFORM) | (1u << ROUTE_DROPPED), out_of_order, run_case);
   return test_rank_end(info, ctx);
 }
 
