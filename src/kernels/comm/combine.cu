@@ -36,24 +36,6 @@
 #define COMBINE_THREADS 512
 
 template <int U>
-static __device__ __forceinline__ void copy_row1(const char *__restrict__ src, char *dst, int n16,
-                                                 int lane) {
-  for (int base = 0; base < n16; base += 32 * U) {
-    uint4 v[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = base + u * 32 + lane;
-      if (j < n16) v[u] = ld_nc_na_v4(src + (size_t)j * 16);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = base + u * 32 + lane;
-      if (j < n16) st_na_v4(dst + (size_t)j * 16, v[u]);
-    }
-  }
-}
-
-template <int U>
 __global__ void __launch_bounds__(COMBINE_THREADS) combine_push_kernel(comet_comm_view_t v,
                                                                        const char *__restrict__ y) {
   if (v.status->code != COMET_ROUTE_OK) return;
@@ -109,7 +91,7 @@ __global__ void __launch_bounds__(COMBINE_THREADS) combine_push_kernel(comet_com
     for (int rr = 0; rr < nr; ++rr) {
       const int32_t r = r0 + rr;
       const size_t slot = ((size_t)row_token[r] * K + row_slot[r]) * tp + tp_i;
-      copy_row1<U>(y + (size_t)r * row_bytes, peer[s] + v.off_ret + slot * row_bytes, n16, lane);
+      copy_row<U>(y + (size_t)r * row_bytes, peer[s] + v.off_ret + slot * row_bytes, n16, lane);
     }
     __syncwarp();
     if (lane == 0) {

@@ -84,25 +84,6 @@ __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_kernel(comet_comm_v
  * PULL_U 16-byte loads in flight before its local stores. */
 #define PULL_U 16
 
-/* Copies one row of n16 16-byte vectors: each lane loads U vectors before it
- * stores them. */
-template <int U>
-static __device__ __forceinline__ void copy_row(const char *__restrict__ src, char *dst, int n16,
-                                                int lane) {
-  for (int base = 0; base < n16; base += 32 * U) {
-    uint4 val[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = base + u * 32 + lane;
-      if (j < n16) val[u] = ld_nc_na_v4(src + (size_t)j * 16);
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int j = base + u * 32 + lane;
-      if (j < n16) st_na_v4(dst + (size_t)j * 16, val[u]);
-    }
-  }
-}
 __global__ void __launch_bounds__(DISPATCH_THREADS) dispatch_pull_kernel(comet_comm_view_t v) {
   if (v.status->code != COMET_ROUTE_OK) return;
   const uint64_t epoch = comet_epoch(v);

@@ -95,6 +95,27 @@ __device__ __forceinline__ void st_na_v4(void *p, uint4 v) {
                : "memory");
 }
 
+/* A warp copies one row of n16 16-byte vectors from src to dst (a peer's
+ * window too): each lane loads U vectors before it stores them, U * 512
+ * bytes in flight per warp. */
+template <int U>
+__device__ __forceinline__ void copy_row(const char *__restrict__ src, char *dst, int n16,
+                                         int lane) {
+  for (int base = 0; base < n16; base += 32 * U) {
+    uint4 val[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * 32 + lane;
+      if (j < n16) val[u] = ld_nc_na_v4(src + (size_t)j * 16);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int j = base + u * 32 + lane;
+      if (j < n16) st_na_v4(dst + (size_t)j * 16, val[u]);
+    }
+  }
+}
+
 /* ---- bulk copies through shared memory (PTX ISA 9.7.9.25.4, cp.async.bulk) ----
  * One thread moves whole row chunks: global -> shared completing on an
  * mbarrier, shared -> global (a peer's window too) in bulk groups.
