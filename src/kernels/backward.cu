@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "kernels/act.cuh"
 #include "kernels/backward.h"
 #include "kernels/comm/sync.cuh"
 #include "kernels/comm/wait.cuh"
@@ -48,15 +49,6 @@ static __device__ __forceinline__ int rows_of(const comet_comm_view_t &v) {
   return v.expert_offset[v.num_experts / v.ep];
 }
 
-static __device__ __forceinline__ float sigmoidf_(float g) { return 1.0f / (1.0f + __expf(-g)); }
-static __device__ __forceinline__ float gelu_t(float x) {
-  const float k = 0.7978845608028654f;
-  return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-static __device__ __forceinline__ float gelu_t_grad(float x) {
-  const float k = 0.7978845608028654f, u = k * (x + 0.044715f * x * x * x), th = tanhf(u);
-  return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * k * (1.0f + 3.0f * 0.044715f * x * x);
-}
 
 /* One thread per own slot (t, k): its weight into each receiver's row. */
 __global__ void row_weights_kernel(comet_comm_view_t v, int T, const float *__restrict__ w) {
@@ -90,8 +82,8 @@ __global__ void activation_kernel(comet_comm_view_t v, const void *z, void *h, i
     const int j = (int)(i - r * F);
     const float g = el<T>::ld(z, r * N1 + j);
     float o = g;
-    if (act == COMET_ACT_SWIGLU) o = g * sigmoidf_(g) * el<T>::ld(z, r * N1 + F + j);
-    else if (act == COMET_ACT_GELU) o = gelu_t(g);
+    if (act == COMET_ACT_SWIGLU) o = g * act_sigmoid(g) * el<T>::ld(z, r * N1 + F + j);
+    else if (act == COMET_ACT_GELU) o = act_gelu(g);
     el<T>::st(h, i, o);
   }
 }
@@ -135,11 +127,11 @@ __global__ void act_backward_kernel(comet_comm_view_t v, const void *z, const vo
     const int j = (int)(i - r * F);
     const float d = el<T>::ld(dh, i), g = el<T>::ld(z, r * N1 + j);
     if (act == COMET_ACT_SWIGLU) {
-      const float u = el<T>::ld(z, r * N1 + F + j), s = sigmoidf_(g);
+      const float u = el<T>::ld(z, r * N1 + F + j), s = act_sigmoid(g);
       el<T>::st(da, r * N1 + j, d * u * s * (1.0f + g * (1.0f - s)));
       el<T>::st(da, r * N1 + F + j, d * g * s);
     } else if (act == COMET_ACT_GELU) {
-      el<T>::st(da, i, d * gelu_t_grad(g));
+      el<T>::st(da, i, d * act_gelu_grad(g));
     } else {
       el<T>::st(da, i, d);
     }

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "kernels/act.cuh"
 #include "kernels/forward.h"
 #include "kernels/launch_check.cuh"
 #include "kernels/comm/sync.cuh"
@@ -36,11 +37,6 @@ extern "C" comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *v,
   return comet_launched("wait_dispatch_kernel");
 }
 
-static __device__ __forceinline__ float gelu_tanh(float x) {
-  const float k = 0.7978845608028654f; /* sqrt(2/pi) */
-  return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
-}
-
 template <typename T>
 __global__ void gelu_kernel(T *h, const int32_t *rows_dev, int n) {
   const int64_t vecs = (int64_t)(*rows_dev) * (n / 8);
@@ -49,7 +45,7 @@ __global__ void gelu_kernel(T *h, const int32_t *rows_dev, int n) {
     uint4 raw = *(const uint4 *)(h + i * 8);
     T *e = (T *)&raw;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) e[j] = (T)gelu_tanh((float)e[j]);
+    for (int j = 0; j < 8; ++j) e[j] = (T)act_gelu((float)e[j]);
     *(uint4 *)(h + i * 8) = raw;
   }
 }
