@@ -151,19 +151,8 @@ int comet_layer_layer0_fused(comet_layer_t L) {
  * experiments). */
 static comet_choice_t choose(comet_layer_t L, int op, int tokens) {
   const comet_layer_config_t *c = &L->cfg;
-  comet_tune_key_t key;
-  memset(&key, 0, sizeof key);
-  snprintf(key.device, sizeof key.device, "%s", L->ctx->device_name);
-  key.world = L->ctx->world;
-  key.ep = c->ep;
-  key.tp = c->tp;
-  key.hidden = c->hidden;
-  key.ffn = c->ffn;
-  key.experts = c->num_experts;
-  key.topk = c->topk;
-  const comet_cost_shape_t shape = {L->ctx->world, c->ep, c->tp, c->hidden, c->ffn,
-                                    c->num_experts, c->topk, c->activation == COMET_ACT_SWIGLU,
-                                    tokens > 0 ? tokens : 1, L->view.sm_budget};
+  const comet_tune_key_t key = comet_tune_key_for(L->ctx->device_name, L->ctx->world, c);
+  const comet_cost_shape_t shape = comet_cost_shape_for(L->ctx->world, c, tokens, L->view.sm_budget);
   const comet_cost_device_t dev = comet_cost_device_for(L->ctx->device_name);
   int a_override = L->gather0;
   const char *env = getenv("COMET_L0_GATHER");

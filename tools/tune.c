@@ -58,20 +58,6 @@ static point_t *find_or_time(const comet_rank_info_t *info, const tune_opts_t *o
   return p;
 }
 
-static comet_tune_key_t key_of(comet_context_t ctx, const comet_layer_config_t *c) {
-  comet_tune_key_t k;
-  memset(&k, 0, sizeof k);
-  snprintf(k.device, sizeof k.device, "%s", ctx->device_name);
-  k.world = ctx->world;
-  k.ep = c->ep;
-  k.tp = c->tp;
-  k.hidden = c->hidden;
-  k.ffn = c->ffn;
-  k.experts = c->num_experts;
-  k.topk = c->topk;
-  return k;
-}
-
 static const char *a_name(int a) { return a == 1 ? "gathered" : a == 0 ? "copied" : "comet"; }
 
 static void json_point(FILE *f, const char *key, const point_t *p, int layer) {
@@ -173,12 +159,11 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
   if (err) return 1;
   /* the cost model's and the table's picks */
   const comet_cost_device_t dev = comet_cost_device_for(device_name);
-  const comet_cost_shape_t shape = {W, cfg->ep, cfg->tp, cfg->hidden, cfg->ffn, cfg->num_experts,
-                                    cfg->topk, cfg->activation == COMET_ACT_SWIGLU, T, ctx->sm_budget};
+  const comet_cost_shape_t shape = comet_cost_shape_for(W, cfg, T, ctx->sm_budget);
   const int mg = comet_cost_layer0_gather(&shape) ? COMET_TUNE_A_GATHERED : COMET_TUNE_A_COPIED;
   const int mn0 = comet_cost_pick_layer0(&dev, &shape, mg == COMET_TUNE_A_GATHERED, NULL);
   const int mn1 = comet_cost_pick_layer1(&dev, &shape, NULL);
-  const comet_tune_key_t key = key_of(ctx, cfg);
+  const comet_tune_key_t key = comet_tune_key_for(ctx->device_name, ctx->world, cfg);
   for (int layer = 0; layer < (fused1 ? 2 : 1); ++layer) {
     const point_t *mdl =
         layer == 0 ? find_or_time(info, o, cfg, ctx, st, args, pts, &npts, mg, mn0, -1, &err)

@@ -14,6 +14,15 @@
 #define L1_BLOCK 256        /* the fused layer1's column block */
 #define MAX_MOVERS 24
 
+comet_cost_shape_t comet_cost_shape_for(int world, const comet_layer_config_t *c, int tokens,
+                                        int sm_budget) {
+  const comet_cost_shape_t s = {world,     c->ep,       c->tp,
+                                c->hidden, c->ffn,      c->num_experts,
+                                c->topk,   c->activation == COMET_ACT_SWIGLU,
+                                tokens > 0 ? tokens : 1, sm_budget};
+  return s;
+}
+
 comet_cost_device_t comet_cost_device_for(const char *name) {
   /* H200 and H100 have the same SMs and clocks; other devices get these
    * too until they are measured (the table's entries win where present). */

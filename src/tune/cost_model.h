@@ -13,6 +13,8 @@
 #ifndef COMET_COST_MODEL_H
 #define COMET_COST_MODEL_H
 
+#include "comet.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -30,6 +32,11 @@ typedef struct comet_cost_shape {
   int tokens;    /* this rank's tokens */
   int sm_budget; /* this rank's SMs */
 } comet_cost_shape_t;
+
+/* The shape of a layer of config c on a world-rank job, for a call of
+ * tokens (at least 1) on sm_budget SMs. */
+comet_cost_shape_t comet_cost_shape_for(int world, const comet_layer_config_t *c, int tokens,
+                                        int sm_budget);
 
 /* Constants for a device by name (measured on H200 at W = 1; the link rate
  * is a placeholder until the multi-GPU runs measure it). */

@@ -25,6 +25,20 @@ int comet_tune_key_equal(const comet_tune_key_t *a, const comet_tune_key_t *b) {
          a->experts == b->experts && a->topk == b->topk;
 }
 
+comet_tune_key_t comet_tune_key_for(const char *device, int world, const comet_layer_config_t *c) {
+  comet_tune_key_t k;
+  memset(&k, 0, sizeof k);
+  snprintf(k.device, sizeof k.device, "%s", device);
+  k.world = world;
+  k.ep = c->ep;
+  k.tp = c->tp;
+  k.hidden = c->hidden;
+  k.ffn = c->ffn;
+  k.experts = c->num_experts;
+  k.topk = c->topk;
+  return k;
+}
+
 static comet_status_t grow(comet_tune_table_t *t) {
   if (t->n < t->cap) return COMET_OK;
   const int cap = t->cap ? 2 * t->cap : 64;

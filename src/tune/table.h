@@ -65,6 +65,8 @@ comet_status_t comet_tune_table_merge(comet_tune_table_t *t, const comet_tune_en
 void comet_tune_table_free(comet_tune_table_t *t);
 
 int comet_tune_key_equal(const comet_tune_key_t *a, const comet_tune_key_t *b);
+/* The key of a layer of config c on a world-rank job on device. */
+comet_tune_key_t comet_tune_key_for(const char *device, int world, const comet_layer_config_t *c);
 /* The entry for key and op nearest to tokens, or NULL. */
 const comet_tune_entry_t *comet_tune_lookup(const comet_tune_table_t *t, const comet_tune_key_t *key,
                                             int op, int tokens);
