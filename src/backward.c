@@ -19,7 +19,6 @@
  * Every GEMM is the deterministic engine, the combine sums in a fixed order:
  * the same bits on every run. Written 2026-12-01, not yet run on a GPU. */
 #include <stdint.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "args.h"
@@ -188,15 +187,7 @@ comet_status_t comet_moe_backward(comet_layer_t L, const comet_moe_backward_args
                          carve(L, &w, NULL));
     f = (comet_arg_fault_t){COMET_ARG_ALLOC, COMET_FIELD_ARGS, 0, 0};
   }
-  if (st != COMET_OK) {
-    /* the backward makes two plans: a refused rank makes both (reporting its
-     * fault in each), so that in graph mode no peer waits for a plan that
-     * never comes */
-    char msg[1024];
-    snprintf(msg, sizeof msg, "%s", comet_last_error());
-    if (comet_layer_plan(L, 0, NULL, &f, stream) == COMET_OK) comet_set_error(st, "%s", msg);
-    return comet_layer_refuse(L, st, &f, stream, 1);
-  }
+  if (st != COMET_OK) return comet_layer_refuse(L, st, &f, stream, 2); /* its two plans */
   st = backward(L, a, stream);
   return comet_layer_finish(L, st, stream);
 }

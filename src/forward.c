@@ -60,13 +60,15 @@ comet_status_t comet_layer_plan_checked(comet_layer_t L, int num_tokens, const i
 }
 
 /* This rank's arguments were bad (local, the message is set): tell every
- * rank through the plan so none waits for this one, then fail. */
+ * rank through each of the call's plans (so that, in graph mode too, no
+ * peer waits for one that never comes), or through the combine's begin
+ * exchange for a call without a plan, then fail. */
 comet_status_t comet_layer_refuse(comet_layer_t L, comet_status_t local, const comet_arg_fault_t *f,
-                             cudaStream_t stream, int through_plan) {
+                             cudaStream_t stream, int plans) {
   char msg[1024];
   snprintf(msg, sizeof msg, "%s", comet_last_error());
-  comet_status_t st = through_plan ? comet_layer_plan(L, 0, NULL, f, stream)
-                                   : comet_combine_begin_launch(&L->view, f, stream);
+  comet_status_t st = plans ? COMET_OK : comet_combine_begin_launch(&L->view, f, stream);
+  for (int i = 0; i < plans && st == COMET_OK; ++i) st = comet_layer_plan(L, 0, NULL, f, stream);
   if (st == COMET_OK) st = comet_layer_call_end(L, stream);
   if (st != COMET_OK) return st;
   return comet_set_error(local, "%s (on rank %d; every rank's call fails)", msg, L->ctx->rank);

@@ -126,14 +126,14 @@ comet_status_t comet_layer_route_status(comet_layer_t layer, cudaStream_t stream
 
 /* The calls' common steps (forward.c): the device plan and, outside graph
  * mode, the host check of its routing status; a refusal of this rank's bad
- * arguments told to every rank (through the plan, or the combine's begin
- * exchange when through_plan is 0); the call's end (its event), keeping a
- * failure's message. */
+ * arguments told to every rank (through each of the call's plans, or the
+ * combine's begin exchange when plans is 0); the call's end (its event),
+ * keeping a failure's message. */
 comet_status_t comet_layer_plan_checked(comet_layer_t layer, int num_tokens, const int32_t *ids,
                                         struct CUstream_st *stream);
 comet_status_t comet_layer_refuse(comet_layer_t layer, comet_status_t local,
                                   const comet_arg_fault_t *fault, struct CUstream_st *stream,
-                                  int through_plan);
+                                  int plans);
 comet_status_t comet_layer_finish(comet_layer_t layer, comet_status_t st,
                                   struct CUstream_st *stream);
 
