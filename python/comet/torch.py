@@ -84,26 +84,26 @@ class _Layer:
         self.handle = len(_layers) + 1
         _layers[self.handle] = self
 
-    def forward(self, x, topk_ids, topk_weights, w1, w2, out):
+    def _call_stream(self, x):
+        """The current stream for a call on x; puts the layer in graph mode while it is captured."""
         capturing = torch.cuda.is_current_stream_capturing()
         if capturing != self.graph_mode:
             check(LIB.comet_layer_set_graph_mode(self.ptr, int(capturing)))
             self.graph_mode = capturing
+        return torch.cuda.current_stream(x.device).cuda_stream
+
+    def forward(self, x, topk_ids, topk_weights, w1, w2, out):
+        stream = self._call_stream(x)
         a = _lib._MoeArgs(ctypes.sizeof(_lib._MoeArgs), x.shape[0], x.data_ptr(), topk_ids.data_ptr(),
                           topk_weights.data_ptr(), w1.data_ptr(), w2.data_ptr(), out.data_ptr())
-        stream = torch.cuda.current_stream(x.device).cuda_stream
         check(LIB.comet_moe_forward(self.ptr, ctypes.byref(a), ctypes.c_void_p(stream)))
 
     def backward(self, dout, x, topk_ids, topk_weights, w1, w2, dx, dw1, dw2, dtw):
-        capturing = torch.cuda.is_current_stream_capturing()
-        if capturing != self.graph_mode:
-            check(LIB.comet_layer_set_graph_mode(self.ptr, int(capturing)))
-            self.graph_mode = capturing
+        stream = self._call_stream(x)
         a = _lib._BackwardArgs(ctypes.sizeof(_lib._BackwardArgs), x.shape[0], x.data_ptr(),
                                topk_ids.data_ptr(), topk_weights.data_ptr(), w1.data_ptr(),
                                w2.data_ptr(), dout.data_ptr(), dx.data_ptr(), dw1.data_ptr(),
                                dw2.data_ptr(), dtw.data_ptr())
-        stream = torch.cuda.current_stream(x.device).cuda_stream
         check(LIB.comet_moe_backward(self.ptr, ctypes.byref(a), ctypes.c_void_p(stream)))
 
     def check(self):
