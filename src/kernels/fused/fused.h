@@ -71,9 +71,6 @@ comet_status_t comet_fused_layer1_launch(const comet_fused_layer1_t *f, struct C
  * of the fused launches; alone for tests. */
 comet_status_t comet_mtiles_launch(const comet_comm_view_t *view, int natural,
                                    struct CUstream_st *stream);
-size_t comet_mtiles_smem(int local_experts);
-
-
 
 #ifdef __cplusplus
 }

@@ -114,13 +114,13 @@ __global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t
   if (threadIdx.x == 0) *count = n;
 }
 
-size_t comet_mtiles_smem(int local_experts) {
+static size_t mtiles_smem(int local_experts) { /* the experts' row offsets */
   return sizeof(int32_t) * ((size_t)local_experts + 1);
 }
 
 extern "C" comet_status_t comet_mtiles_launch(const comet_comm_view_t *v, int natural,
                                               cudaStream_t stream) {
-  const size_t smem = comet_mtiles_smem(v->num_experts / v->ep);
+  const size_t smem = mtiles_smem(v->num_experts / v->ep);
   COMET_CHECK(comet_allow_smem((const void *)mtiles_kernel, smem, "M-tile list"));
   mtiles_kernel<<<1, TILES_THREADS, smem, stream>>>(*v, natural);
   return comet_launched("mtiles_kernel");
