@@ -68,5 +68,31 @@ int main(void) {
   CHECK_ERR(comet_gemm_combine_args_check(&c, &g2, &f), COMET_ERR_INVALID_ARGUMENT, "topk_weights is NULL");
   g2 = g; g2.size = 0;
   CHECK_ERR(comet_gemm_combine_args_check(&c, &g2, &f), COMET_ERR_INVALID_ARGUMENT, "args.size = 0");
+  comet_moe_backward_args_t k = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
+  k.num_tokens = 2; k.x = buf[0]; k.topk_ids = ids; k.topk_weights = w; k.w1 = buf[1];
+  k.w2 = buf[2]; k.dout = buf[3]; k.dx = buf[0];
+  CHECK_OK(comet_moe_backward_args_check(&c, &k, &f));
+  comet_moe_backward_args_t k2 = k; k2.dout = NULL;
+  CHECK_ERR(comet_moe_backward_args_check(&c, &k2, &f), COMET_ERR_INVALID_ARGUMENT, "comet_moe_backward: dout is NULL");
+  CHECK(f.kind == COMET_ARG_NULL && f.field == COMET_FIELD_DOUT);
+  k2 = k; k2.dx = buf[0] + 2;
+  CHECK_ERR(comet_moe_backward_args_check(&c, &k2, &f), COMET_ERR_INVALID_ARGUMENT, "dx = ");
+  CHECK(strstr(comet_last_error(), "not 16-byte aligned") != NULL);
+  CHECK(f.kind == COMET_ARG_ALIGN);
+  k2 = k; k2.dx = NULL;
+  CHECK_ERR(comet_moe_backward_args_check(&c, &k2, &f), COMET_ERR_INVALID_ARGUMENT,
+            "dx, dw1, dw2 and dtopk_weights are all NULL: nothing to compute");
+  CHECK(f.kind == COMET_ARG_NULL && f.field == COMET_FIELD_GRADS);
+  k2 = k; k2.dx = NULL; k2.dw2 = buf[2]; /* any one gradient is enough */
+  CHECK_OK(comet_moe_backward_args_check(&c, &k2, &f));
+  k2 = k; k2.num_tokens = 129;
+  CHECK_ERR(comet_moe_backward_args_check(&c, &k2, &f), COMET_ERR_INVALID_ARGUMENT, "comet_moe_backward: num_tokens = 129");
+  CHECK(f.kind == COMET_ARG_TOKENS);
+  k2 = k; k2.size = 16;
+  CHECK_ERR(comet_moe_backward_args_check(&c, &k2, &f), COMET_ERR_INVALID_ARGUMENT, "args.size = 16");
+  /* a rank with no tokens: NULL token pointers, dout included */
+  k2 = k; k2.num_tokens = 0; k2.x = NULL; k2.topk_ids = NULL; k2.topk_weights = NULL; k2.dout = NULL;
+  k2.dx = NULL; k2.dw1 = buf[1];
+  CHECK_OK(comet_moe_backward_args_check(&c, &k2, &f));
   return test_finish("test_args");
 }
