@@ -65,6 +65,8 @@ int main() {
   CUDA_OK(cudaMemset(d_st, 0, sizeof *d_st));
   CUDA_OK(cudaMalloc(&d_list, sizeof(comet_mtile_t) * MAXT));
   CUDA_OK(cudaMalloc(&d_list_n, sizeof(int32_t)));
+  uint32_t *d_next; /* the fused kernels' dynamic tile counters, which the kernel resets */
+  CUDA_OK(cudaMalloc(&d_next, 2 * sizeof(uint32_t)));
   static const int layouts[][4] = {{8, 2, 4, 1}, {8, 2, 1, 4}, {8, 2, 2, 2}, {64, 6, 4, 1},
                                    {1, 1, 1, 1}, {16, 4, 8, 1}, {32, 8, 2, 4}};
   for (size_t li = 0; li < sizeof layouts / sizeof layouts[0]; ++li)
@@ -115,6 +117,7 @@ int main() {
         v.block_offset = d_bo + q * El * (W + 1);
         v.l0_tiles = v.l1_tiles = d_list;
         v.l0_count = v.l1_count = d_list_n;
+        v.tile_next = d_next;
         for (int natural = 0; natural < 2; ++natural) {
           CUDA_OK(cudaMemset(d_list, 0xff, sizeof(comet_mtile_t) * MAXT));
           CHECK_OK(comet_mtiles_launch(&v, natural, 0));
@@ -130,7 +133,7 @@ int main() {
         }
       }
     }
-  cudaFree(d_st); cudaFree(d_list); cudaFree(d_list_n);
+  cudaFree(d_st); cudaFree(d_list); cudaFree(d_list_n); cudaFree(d_next);
   cudaFree(d_counts); cudaFree(d_eo); cudaFree(d_bo); cudaFree(d_l0); cudaFree(d_l1); cudaFree(d_n);
   return test_finish("test_sched_device");
 }

@@ -98,11 +98,14 @@ typedef struct comet_fault {
   uint64_t target, seen;
 } comet_fault_t;
 
-/* Barriers of one call (plan exchange, plan done, dispatch pull, combine
- * begin, combine): a barrier's sequence number is epoch * this + index. */
+/* Barriers of one call (plan exchange, plan done, dispatch pull, the
+ * backward's row weights, combine begin, combine, the backward's dots): a
+ * barrier's sequence number is epoch * this + index, waited for with >=, so
+ * the indices must grow in the order one epoch's barriers are met (a
+ * higher index met first satisfies a lower one at once). */
 #define COMET_BARRIERS_PER_CALL 8
 enum { COMET_BAR_PLAN = 0, COMET_BAR_PLAN_DONE = 1, COMET_BAR_DISPATCH = 2,
-       COMET_BAR_COMBINE_BEGIN = 3, COMET_BAR_COMBINE = 4, COMET_BAR_BACKWARD = 5,
+       COMET_BAR_BACKWARD = 3, COMET_BAR_COMBINE_BEGIN = 4, COMET_BAR_COMBINE = 5,
        COMET_BAR_BACKWARD_DOT = 6 };
 
 /* Protocol choices, agreed by every rank at layer creation. */

@@ -49,8 +49,8 @@
 
 using namespace comet_gemm;
 
-#define L1_SLOTS 4 /* slot rows loaded before they are summed */
-#define L1_TOKENS 4 /* tokens per warp item, at most */
+#define L1_TOKENS 8 /* tokens per warp item, at most */
+#define L1_BATCH 8  /* slot rows a lane has in flight before it sums them */
 
 /* Where slot (t, k, i)'s row lives: rank q's window, row r, in natural
  * M-tile `tile` there. False for a dropped slot. */
@@ -66,7 +66,13 @@ static __device__ __forceinline__ bool slot_row(const comet_comm_view_t &v, int 
 }
 
 /* A mover CTA: items (block n, tokens t0 .. t0 + tpw) block-major, a warp
- * each; lane j owns 16 bytes (8 values) of the block. */
+ * each; lane j owns 16 bytes (8 values) of the block. The item's (token,
+ * slot) pairs, token-major, are resolved 32 at a time, one per lane (where
+ * the row is, its weight, its flag waited for); then every lane reads
+ * L1_BATCH pairs' segments at once (the rows' addresses shuffled from the
+ * lanes that resolved them) before it sums them: the reads' latency is
+ * paid once per batch, not once per slot. Each token's slots are summed in
+ * (k, tp) order from zero, the composed combine's order. */
 template <typename T>
 static __device__ __forceinline__ void combine_blocks(const comet_comm_view_t &v, int num_tokens,
                                                       const float *__restrict__ w,
@@ -83,53 +89,67 @@ static __device__ __forceinline__ void combine_blocks(const comet_comm_view_t &v
   bool dead = false;
   for (int item = cta * nwarps + threadIdx.x / 32; item < nb * chunks; item += ncta * nwarps) {
     const int n = item / chunks, t0 = (item % chunks) * tpw;
-    /* 1. the flags of every row of the item's tokens, one lane each */
-    if (wait && !dead) {
-      bool ok = true;
-      for (int l = lane; l < tpw * nslots; l += 32) {
-        const int t = t0 + l / nslots;
+    const int tn = min(tpw, num_tokens - t0), npairs = tn * nslots;
+    const int jv = n * vecs_per_block + lane;
+    const bool mine = lane < vecs_per_block && jv < n16;
+    float acc[L1_TOKENS][8];
+#pragma unroll
+    for (int j = 0; j < L1_TOKENS; ++j)
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc[j][e] = 0.0f;
+    for (int base = 0; base < npairs; base += 32) {
+      /* 1. lane l resolves pair base + l and waits for its M-tile's flag */
+      const char *src = NULL;
+      float wt = 0.0f;
+      const int p = base + lane;
+      if (p < npairs) {
+        const int t = t0 + p / nslots, sl = p % nslots;
         int q, tile;
         int32_t r;
-        if (t < num_tokens && slot_row(v, t, l % nslots, &q, &r, &tile)) {
-          const uint64_t *f = (const uint64_t *)(v.peer[q] + v.off_l1flags) + (size_t)tile * nb + n;
-          ok = ok && comet_wait_geq(v, f, epoch, COMET_WAIT_COMBINE, q, tile, n);
-        }
-      }
-      dead = !__all_sync(0xffffffffu, ok);
-    }
-    __syncwarp(); /* the lanes' acquires before every lane's reads */
-    /* 2. the sums, token by token, slots in (k, tp) order */
-    const int jv = n * vecs_per_block + lane;
-    for (int t = t0; t < t0 + tpw && t < num_tokens; ++t) {
-      if (lane >= vecs_per_block || jv >= n16) continue;
-      float acc[8];
-#pragma unroll
-      for (int i = 0; i < 8; ++i) acc[i] = 0.0f;
-      for (int s0 = 0; s0 < nslots; s0 += L1_SLOTS) {
-        uint4 x[L1_SLOTS];
-        float wk[L1_SLOTS];
-        bool has[L1_SLOTS];
-#pragma unroll
-        for (int u = 0; u < L1_SLOTS; ++u) {
-          int q, tile;
-          int32_t r;
-          has[u] = s0 + u < nslots && slot_row(v, t, s0 + u, &q, &r, &tile);
-          if (has[u]) {
-            wk[u] = w[(size_t)t * K + (s0 + u) / v.tp];
-            x[u] = ld_cg_v4(v.peer[q] + v.off_y + (size_t)r * row_bytes + (size_t)jv * 16);
+        if (slot_row(v, t, sl, &q, &r, &tile)) {
+          src = v.peer[q] + v.off_y + (size_t)r * row_bytes + (size_t)n * COMET_L1_BLOCK * v.elem_bytes;
+          wt = w[(size_t)t * K + sl / v.tp];
+          if (wait && !dead) {
+            const uint64_t *f = (const uint64_t *)(v.peer[q] + v.off_l1flags) + (size_t)tile * nb + n;
+            if (!comet_wait_geq(v, f, epoch, COMET_WAIT_COMBINE, q, tile, n)) dead = true;
           }
         }
+      }
+      if (wait) dead = __any_sync(0xffffffffu, dead);
+      __syncwarp(); /* the lanes' acquires before every lane's reads */
+      /* 2. batches of L1_BATCH pairs: all reads, then the sums in order */
+      const int pend = min(npairs - base, 32);
+      for (int b0 = 0; b0 < pend; b0 += L1_BATCH) {
+        uint4 x[L1_BATCH];
+        float wk[L1_BATCH];
+        bool has[L1_BATCH];
 #pragma unroll
-        for (int u = 0; u < L1_SLOTS; ++u) {
-          if (!has[u]) continue;
+        for (int u = 0; u < L1_BATCH; ++u) {
+          const int pl = min(b0 + u, 31);
+          const char *s_u = (const char *)__shfl_sync(0xffffffffu, (uintptr_t)src, pl);
+          wk[u] = __shfl_sync(0xffffffffu, wt, pl);
+          has[u] = b0 + u < pend && s_u != NULL;
+          if (has[u] && mine) x[u] = ld_cg_v4(s_u + (size_t)lane * 16);
+        }
+#pragma unroll
+        for (int u = 0; u < L1_BATCH; ++u) {
+          if (!has[u] || !mine) continue;
+          const int tok = (base + b0 + u) / nslots;
           float f[8];
           vec8<T>::load(x[u], f);
 #pragma unroll
-          for (int e = 0; e < 8; ++e) acc[e] = __fmaf_rn(wk[u], f[e], acc[e]);
+          for (int j = 0; j < L1_TOKENS; ++j)
+            if (j == tok)
+#pragma unroll
+              for (int e = 0; e < 8; ++e) acc[j][e] = __fmaf_rn(wk[u], f[e], acc[j][e]);
         }
       }
-      *(uint4 *)(out + (size_t)t * row_bytes + (size_t)jv * 16) = vec8<T>::store(acc);
     }
+    if (mine)
+#pragma unroll
+      for (int j = 0; j < L1_TOKENS; ++j)
+        if (j < tn)
+          *(uint4 *)(out + (size_t)(t0 + j) * row_bytes + (size_t)jv * 16) = vec8<T>::store(acc[j]);
   }
 }
 

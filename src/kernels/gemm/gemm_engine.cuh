@@ -633,7 +633,11 @@ __device__ __forceinline__ void publish(const Args &a, const Tile &tl, int ctid)
   named_bar_sync(3, 256);
   if (threadIdx.x == 128) {
     __threadfence_system();
-    const uint64_t value = a.publish_epoch ? *(volatile const uint64_t *)a.publish_epoch : a.publish_value;
+    /* an asm load: written as `p ? *(volatile *)p : a.publish_value`, the
+     * compiler selected between the two addresses and read the parameter's
+     * param-space offset (0x50) as a global address when p was NULL */
+    uint64_t value = a.publish_value;
+    if (a.publish_epoch) value = ld_acquire_sys_u64(a.publish_epoch);
     st_release_sys_u64(a.publish_flags + (int64_t)tl.mtile * a.n_tiles + tl.n, value);
   }
 }
