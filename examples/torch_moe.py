@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """torch_moe.py — a small MoE transformer feed-forward block whose experts run
-in comet (forward only for now: comet's backward is not built yet).
+in comet: a forward, the same block under torch.compile, then a few SGD
+steps (comet's backward gives the gradients of x, the experts' weights and,
+through the top-k weights, the router).
 
     python examples/torch_moe.py                         # one GPU
     torchrun --nproc-per-node 4 examples/torch_moe.py    # expert-parallel over 4 GPUs
@@ -54,6 +56,14 @@ def main():
     torch.cuda.synchronize()
     print(f"[rank {rank}] {x.shape[0]} tokens: |y| = {y.float().norm():.3f}, "
           f"compiled differs by {(y2.float() - y.float()).abs().max():.3g}")
+    target = torch.randn_like(x)
+    opt = torch.optim.SGD(block.parameters(), lr=1e-3)
+    for step in range(5):
+        loss = (block(x).float() - target.float()).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        print(f"[rank {rank}] step {step}: loss {loss.item():.5f}")
     if group is not None:
         dist.destroy_process_group()
 

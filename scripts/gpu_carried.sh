@@ -3,12 +3,13 @@
 # gpu_carried.sh — on a GPU machine, with .gpubin/ from scripts/carry_build.sh
 # carried: every multi-rank GPU test at W = 1 (and over NCCL on as many GPUs
 # as there are) and in the loopback world, the GEMM and baseline tests, the
-# sanitizers on the ipc W = 4 forward, the Python package's tests, the W = 1
+# sanitizers on the ipc W = 4 forward, the Python package's tests and
+# example, comet's module vs a plain PyTorch MoE (torchbench), the W = 1
 # bench, the fused layer0's W = 1 matrix (bench0: 5 presets x 2048/8192
 # tokens x uniform/skew:0.05) and the same with the fused layer1 (bench1). tests.jsonl, bench.jsonl and summary.txt
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,bench,bench0,bench1,gemm
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,torchbench,bench,bench0,bench1,gemm
 #   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
 #   subset of the multi-rank / single-GPU tests.
 set -u -o pipefail
@@ -36,10 +37,20 @@ if has sanitize; then
   BUILD=$B LIMIT=100 scripts/gpu_sanitize.sh "memcheck racecheck synccheck" ipc > "$OUT/sanitize.log" 2>&1
   note "sanitizers (ipc W = 4): $(grep -E '^(memcheck|racecheck|synccheck):' "$OUT/sanitize.log" | tr '\n' ' ')"
 fi
+if has python || has torchbench; then
+  python3 -m pip install -q --no-deps --target /tmp/comet_py $B/comet_moe-*.whl
+  note "the wheel installed: exit $?"
+fi
 if has python; then
-  python3 -m pip install -q --no-deps --target /tmp/comet_py $B/comet_moe-*.whl &&
-    (cd python/tests && PYTHONPATH=/tmp/comet_py timeout 300 python3 -m pytest -q . > "$OUT/pytest.log" 2>&1)
+  (cd python/tests && PYTHONPATH=/tmp/comet_py timeout 300 python3 -m pytest -q -rs . > "$OUT/pytest.log" 2>&1)
   note "python tests: exit $? ($(tail -1 "$OUT/pytest.log"))"
+  PYTHONPATH=/tmp/comet_py timeout 120 python3 examples/torch_moe.py > "$OUT/torch_example.log" 2>&1
+  note "examples/torch_moe.py: exit $?"
+fi
+if has torchbench; then # comet's module against a plain PyTorch MoE, fwd + bwd
+  PYTHONPATH=/tmp/comet_py timeout 300 python3 bench/torch_moe.py --json "$OUT/torch_moe.jsonl" \
+    > "$OUT/torch_moe.log" 2>&1
+  note "bench/torch_moe.py: exit $? ($(tail -1 "$OUT/torch_moe.log"))"
 fi
 if has bench0; then
   for routing in uniform skew:0.05; do

@@ -112,6 +112,7 @@ static comet_status_t weight_grad(comet_layer_t L, const void *a, int m, const v
   g.groups = L->cfg.num_experts / L->cfg.ep;
   g.m = m;
   g.n = n;
+  g.max_rows = L->row_capacity;
   g.a = a;
   g.b = b;
   g.c = c;

@@ -278,6 +278,7 @@ static BackwardResult run_backward(Bench &b, int El, int H, int F, const std::ve
   q.group_offset = doff;
   q.epilogue = COMET_GEMM_EPI_STORE;
   q.k_grouped = 1;
+  q.max_rows = off[El];
   r.dw_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
   const float one = 1.f, zero = 0.f;
   /* column-major views: dh^T [F, rows] = w2_e^T-as-stored [F, H] . dy^T [H, rows] */

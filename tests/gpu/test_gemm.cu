@@ -9,6 +9,7 @@
  * would show), and argument errors. Fresh random data per case, output
  * poisoned with NaN before each launch; rows past the last group must stay
  * poisoned. `--quick`: a few small cases (for compute-sanitizer). */
+#include <algorithm>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -289,16 +290,19 @@ static void run_hooks(bool layer1, bool wait, comet_dtype_t dt, bool dynamic = f
 /* The grouped reduction (the backward's weight gradients): C_g [m, n] =
  * sum over group g's rows of a[r, :]^T b[r, :], groups of 0, 1, 63, 64, 65
  * and more rows, m and n not multiples of the tile; every C row written
- * (an empty group's are zeros). */
+ * (an empty group's are zeros); rows past the last group are NaN, which
+ * must not reach C. */
 static void run_kgroup(comet_dtype_t dt, int m, int n, const std::vector<int> &sizes,
                        const char *name) {
   const int G = (int)sizes.size();
   std::vector<int32_t> off(G + 1, 0);
   for (int g = 0; g < G; ++g) off[g + 1] = off[g] + sizes[g];
-  const int rows = off[G];
-  std::vector<uint16_t> a((size_t)rows * m + 1), b((size_t)rows * n + 1), out((size_t)G * m * n);
+  const int rows = off[G], cap = rows + 37; /* rows past the last group hold NaN */
+  std::vector<uint16_t> a((size_t)cap * m), b((size_t)cap * n), out((size_t)G * m * n);
   fill_random(a, dt, -1.f, 1.f);
   fill_random(b, dt, -1.f, 1.f);
+  std::fill(a.begin() + (size_t)rows * m, a.end(), (uint16_t)0xFFFF);
+  std::fill(b.begin() + (size_t)rows * n, b.end(), (uint16_t)0xFFFF);
   std::vector<float> ref((size_t)G * m * n, 0.f);
   for (int g = 0; g < G; ++g)
     for (int r = off[g]; r < off[g + 1]; ++r)
@@ -329,6 +333,7 @@ static void run_kgroup(comet_dtype_t dt, int m, int n, const std::vector<int> &s
   p.group_offset = doff;
   p.epilogue = COMET_GEMM_EPI_STORE;
   p.k_grouped = 1;
+  p.max_rows = cap;
   CHECK_OK(comet_gemm_grouped(&p, 0));
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));

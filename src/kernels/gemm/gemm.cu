@@ -186,6 +186,8 @@ static comet_status_t check_kgroup(const comet_gemm_params_t *p) {
   COMET_ARG(p->b && ((uintptr_t)p->b & 15) == 0, "gemm: b is NULL or not 16-byte aligned");
   COMET_ARG(p->c && ((uintptr_t)p->c & 15) == 0, "gemm: c is NULL or not 16-byte aligned");
   COMET_ARG(p->group_offset, "gemm: group_offset is NULL");
+  COMET_ARG(p->max_rows >= 0 && p->max_rows < ((int64_t)1 << 31), "gemm: max_rows = %lld out of range",
+            (long long)p->max_rows);
   COMET_ARG((int64_t)p->groups * p->m < ((int64_t)1 << 31), "gemm: groups * m overflows");
   return COMET_OK;
 }
@@ -373,14 +375,20 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
 
 /* dtype x hooks x shape -> one instantiation. AUTO without hooks: the
  * kernel holding both shapes decides on the device (device_pick_wide). */
-/* The grouped reduction: only C has a tensor map (the kernel's A and B
- * maps are unused: its producer copies with cp.async). */
+/* The grouped reduction: A [max_rows, m] and B [max_rows, n] in boxes of
+ * 64 columns x 64 rows (a map needs a row at least: TMA reads past
+ * max_rows are zeros, never memory), C [groups * m, n]. */
 template <class C>
 static comet_status_t launch_kgroup(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
-  CUtensorMap tm_c;
+  CUtensorMap tm_a, tm_b, tm_c;
+  const bool fp16 = p->dtype == COMET_DTYPE_FP16;
+  const uint64_t rows = p->max_rows > 0 ? (uint64_t)p->max_rows : 1;
+  const uint64_t da[2] = {(uint64_t)p->m, rows}, db[2] = {(uint64_t)p->n, rows};
   const uint64_t dc[2] = {(uint64_t)p->n, (uint64_t)p->groups * p->m};
-  const uint32_t bc[2] = {64, 64};
-  COMET_CHECK(make_tmap(&tm_c, "c", p->c, 2, dc, bc, p->dtype == COMET_DTYPE_FP16, false));
+  const uint32_t box[2] = {64, 64};
+  COMET_CHECK(make_tmap(&tm_a, "a", p->a, 2, da, box, fp16, true));
+  COMET_CHECK(make_tmap(&tm_b, "b", p->b, 2, db, box, fp16, true));
+  COMET_CHECK(make_tmap(&tm_c, "c", p->c, 2, dc, box, fp16, false));
   Args a = {};
   a.group_offset = p->group_offset;
   a.c = p->c;
@@ -399,7 +407,7 @@ static comet_status_t launch_kgroup(const comet_gemm_params_t *p, int sms, cudaS
   cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        C::kSmemBytes);
   if (e == cudaSuccess) {
-    gemm_kernel<C><<<(unsigned)grid, kThreads, C::kSmemBytes, stream>>>(a, tm_c, tm_c, tm_c);
+    gemm_kernel<C><<<(unsigned)grid, kThreads, C::kSmemBytes, stream>>>(a, tm_a, tm_b, tm_c);
     e = cudaGetLastError();
   }
   return e == cudaSuccess ? COMET_OK : launch_error(e, C::kOutN, C::kSmemBytes);

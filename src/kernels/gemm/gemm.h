@@ -105,7 +105,8 @@ typedef struct comet_gemm_params {
   /* 1: the grouped reduction (the backward's weight gradients): for every
    * group g, C[g*m + i, j] = sum over its rows r of a[r, i] * b[r, j], with
    * a [rows, m], b [rows, n] row-major (rows = group_offset's), c
-   * [groups * m, n]; k and max_rows are unused, an empty group's C is 0.
+   * [groups * m, n]; max_rows = the rows of a and b (>= off[G]: nothing
+   * at or past it is read), k is unused, an empty group's C is 0.
    * STORE epilogue, no row_scale, no hooks. */
   int k_grouped;
   int m; /* with k_grouped: the rows of each group's C, a multiple of 8 */

@@ -134,8 +134,9 @@ template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = fa
           bool kBmn_ = false, bool kKgroup_ = false>
 struct Cfg {
   /* kKgroup: the grouped reduction (the backward's dw1, dw2): A and B both
-   * MN-major, copied by the producer warpgroup with cp.async (zero past a
-   * group's rows), K = the group's row count, one [kg_m, n] output a group */
+   * MN-major, TMA boxes of 64 columns x 64 rows (K = the group's row count;
+   * the consumers zero the rows past the group in its last stage), one
+   * [kg_m, n] output a group */
   static constexpr bool kKgroup = kKgroup_;
   static constexpr int kBN = kBN_;
   static constexpr bool kSwiglu = kSwiglu_, kHooks = kHooks_, kFp16 = kFp16_;
@@ -414,44 +415,56 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
   }
 }
 
-/* One operand stage of the grouped reduction: `chunks` x (64 k-rows x 64
- * columns) of src [rows, ld] from column col0 at rows r0.. (zero past
- * row_end and past ld), thread tid's 16-byte units tid, tid + 128, ... (8
- * threads a 128-byte row: a warp reads 4 whole lines), 128B-swizzled. */
-__device__ __forceinline__ void kgroup_copy(uint32_t dst, const char *src, int ld, int col0,
-                                            int r0, int row_end, int chunks, int tid) {
-  for (int u = tid; u < chunks * 512; u += 128) {
-    const int ch = u >> 9, kr = (u >> 3) & 63, j = u & 7;
-    const int r = r0 + kr, col = col0 + ch * 64 + j * 8;
-    const bool in = r < row_end && col < ld;
-    cp_async_16(dst + ch * (kBK * 128) + kr * 128 + ((j ^ (kr & 7)) << 4),
-                in ? src + ((size_t)r * ld + col) * 2 : src, in ? 16u : 0u);
-  }
-}
-
-/* All 128 producer threads of the grouped reduction: both operands by
- * cp.async, one arrival each on the stage's full barrier (128 in all). */
+/* The grouped reduction's producer (one thread): per stage kBM/64 boxes of
+ * A (kg_a [rows, kg_m]: 64 columns x 64 rows from the group's row r_begin +
+ * 64 kb) and kBN/64 of B, into the 64 k-rows x 64 columns chunks wgmma
+ * reads transposed. Rows past the group are the next group's (zeroed by the
+ * consumers, zero_tail); past the tensor, and columns past m or n, TMA
+ * fills zeros. */
 template <class C>
-__device__ __forceinline__ void produce_kgroup(const Args &a, uint8_t *smem, uint64_t *full,
-                                               uint64_t *empty, int total, int cta, int ncta) {
-  const int tid = threadIdx.x;
+__device__ __forceinline__ void produce_kgroup(const Args &a, const CUtensorMap *tm_a,
+                                               const CUtensorMap *tm_b, uint8_t *smem,
+                                               uint64_t *full, uint64_t *empty, int total, int cta,
+                                               int ncta) {
   int stage = 0;
   uint32_t phase = 0;
   for (int w = cta; w < total; w += ncta) {
     const Tile tl = sched_tile<C>(a, nullptr, nullptr, 0, w);
     const int k_iters = kgroup_iters(a, tl);
-    const int r_begin = a.group_offset[tl.group], r_end = a.group_offset[tl.group + 1];
+    const int r_begin = a.group_offset[tl.group];
     const int m0 = tl.row0 - tl.group * a.kg_m, n0 = tl.n * C::kBN;
     for (int kb = 0; kb < k_iters; ++kb) {
       mbar_wait(&empty[stage], phase ^ 1);
-      const uint32_t sa = smem_u32(smem + C::kOffA + stage * C::kABytes);
-      const uint32_t sb = smem_u32(smem + C::kOffB + stage * C::kBBytes);
-      kgroup_copy(sa, a.kg_a, a.kg_m, m0, r_begin + kb * kBK, r_end, kBM / 64, tid);
-      kgroup_copy(sb, a.kg_b, a.n, n0, r_begin + kb * kBK, r_end, C::kBN / 64, tid);
-      cp_async_mbar_arrive_noinc(&full[stage]);
+      mbar_arrive_expect_tx(&full[stage], C::kStageBytes);
+      uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
+      uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
+      const int r = r_begin + kb * kBK;
+#pragma unroll
+      for (int ch = 0; ch < kBM / 64; ++ch)
+        tma_load_2d(sa + ch * (kBK * 128), tm_a, &full[stage], m0 + ch * 64, r);
+#pragma unroll
+      for (int ch = 0; ch < C::kBN / 64; ++ch)
+        tma_load_2d(sb + ch * (kBK * 128), tm_b, &full[stage], n0 + ch * 64, r);
       if (++stage == C::kStages) { stage = 0; phase ^= 1; }
     }
   }
+}
+
+/* Both consumer warpgroups, on the grouped reduction's last stage of a tile
+ * when the group ends inside it: zero k-rows valid..63 of the stage's A and
+ * B (whole 128-byte rows of every 64-column chunk, so the swizzle does not
+ * matter), then order the writes before wgmma's reads (async proxy) and
+ * meet: B is shared by both. */
+template <class C>
+__device__ __forceinline__ void zero_tail(uint8_t *sa, uint8_t *sb, int valid) {
+  const int t = threadIdx.x - 128, n = (kBK - valid) * 8; /* 16-byte units per chunk */
+  const uint4 z = make_uint4(0, 0, 0, 0);
+  for (int u = t; u < (kBM / 64) * n; u += 256)
+    *(uint4 *)(sa + (u / n) * (kBK * 128) + valid * 128 + (u % n) * 16) = z;
+  for (int u = t; u < (C::kBN / 64) * n; u += 256)
+    *(uint4 *)(sb + (u / n) * (kBK * 128) + valid * 128 + (u % n) * 16) = z;
+  fence_proxy_async_shared();
+  named_bar_sync(6, 256);
 }
 
 template <class C>
@@ -702,9 +715,16 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
 #pragma unroll
         for (int i2 = 0; i2 < C::kBN / 2; ++i2) acc[i2] = 0.0f;
     }
+    int tail = kBK; /* the grouped reduction: valid rows of the last stage */
+    if constexpr (C::kKgroup)
+      tail = a.group_offset[tl.group + 1] - a.group_offset[tl.group] - (kb1 - 1) * kBK;
     int prev = -1;
     for (int kb = kb0; kb < kb1; ++kb) {
       mbar_wait(&full[stage], phase);
+      if constexpr (C::kKgroup)
+        if (kb == kb1 - 1 && tail < kBK)
+          zero_tail<C>(smem + C::kOffA + stage * C::kABytes, smem + C::kOffB + stage * C::kBBytes,
+                       tail);
       mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
       if (kb > kb0) { /* the previous stage's wgmma is done: hand its slot back */
         wgmma_wait<1>();
@@ -765,7 +785,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   int *row_off = (int *)(smem + C::kOffTab), *mstart = row_off + COMET_GEMM_MAX_GROUPS + 1;
   if (threadIdx.x == 0) {
     for (int s = 0; s < C::kStages; ++s) {
-      mbar_init(&full[s], C::kKgroup ? 128 : C::kGather ? 129 : 1);
+      mbar_init(&full[s], C::kGather ? 129 : 1);
       mbar_init(&empty[s], 2); /* one arrival per consumer warpgroup */
     }
     if (a.tile_counter) { /* the work ring (a list, so the table area is free) */
@@ -802,9 +822,9 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
 
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
-    if constexpr (C::kKgroup)
-      produce_kgroup<C>(a, smem, full, empty, total, cta, ncta);
-    else if constexpr (C::kGather)
+    if constexpr (C::kKgroup) {
+      if (threadIdx.x == 0) produce_kgroup<C>(a, tm_a, tm_b, smem, full, empty, total, cta, ncta);
+    } else if constexpr (C::kGather)
       produce_gather<C>(a, tm_b, smem, full, empty, (const char **)row_off,
                         ring_at(smem + C::kOffTab), count, cta, ncta,
                         view); /* the group tables are unused with a list: the row table */
