@@ -1,6 +1,26 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* baseline.c — the unfused MoE layer (see baseline.h for the layout).
  *
+ * The backward is a Megatron-Core MoE layer's under full activation
+ * recompute: the forward runs again inside the backward call and autograd's
+ * steps follow. That is the fair comparison with comet_moe_backward, which
+ * also recomputes from x and saves nothing between the calls (a saving
+ * baseline would skip step 1's dispatch and GEMMs, comet would not).
+ *   1. route, count exchange (the host sync), dispatch x, fc1 (z), act (h),
+ *      fc2 (y), keeping A, z and h in the forward's buffers; y goes home as
+ *      the forward's combine sends it (unsort, TP reduce-scatter, EP
+ *      all-to-all), only its final weighted sum (unused) is skipped;
+ *   2. at home: d topk_weights[t,k] = <dout[t], y_k> (the gradient of
+ *      Megatron's unpermute-with-probs), dy rows = w[t,k] * dout[t] permuted
+ *      by expert;
+ *   3. dy dispatched as x was (EP all-to-all, TP all-gather, sort);
+ *   4. dh = dy . w2, dw2 = dy^T h, da = act'(z) . dh, dw1 = da^T A,
+ *      dA = da . w1 (cuBLAS, dtype outputs, fp32 compute; an expert without
+ *      rows gets zero weight gradients);
+ *   5. dA combined as y was; dx[t] = sum_k of its rows that came home.
+ * Every rank runs all the comm and the GEMMs that feed it (dh, dA), whatever
+ * it asked for; dw1, dw2, the dots and dx's sum only where asked.
+ *
  * Buffers (rows of H elements unless noted; cap = comet_config_row_capacity):
  *   send    [T_max*K]      own rows permuted by expert; later the rows back
  *   r2      [cap]          received rows: TP segment i (rows of TP peer i's
@@ -9,7 +29,13 @@
  *   sorted  [cap]          the same rows by local expert (i, g inside); later
  *                          fc2's output (only when E/ep > 1: with one local
  *                          expert r2 is already sorted)
- *   g1      [cap, w1_rows] fc1's output;  h [cap, F/tp] the activation's
+ *   g1      [cap, w1_rows] fc1's output (backward: then da, in place);
+ *   h       [cap, F/tp]    the activation's
+ * Backward only, made by its first call:
+ *   y       [cap]          fc2's output (sorted), then dy, then dA; with one
+ *                          local expert also their comm buffer (r2's layout;
+ *                          else r2 is, once x's rows are sorted)
+ *   dh      [cap, F/tp]    dy . w2 (also da without an activation)
  * A buffer is reused once its contents are dead, never while a kernel or a
  * collective still reads it (everything runs in stream order). */
 #include "baseline.h"
@@ -49,6 +75,8 @@
   } while (0)
 
 enum { BL_BUCKETS = 40 };
+/* The GEMMs: the forward's two, then the backward's. */
+enum { BL_FC1, BL_FC2, BL_DH, BL_DW2, BL_DW1, BL_DA, BL_JOBS };
 
 struct comet_baseline {
   comet_layer_config_t cfg;
@@ -63,6 +91,7 @@ struct comet_baseline {
   /* device */
   int32_t *d_counts, *d_all_counts, *d_base, *d_pos, *d_chunk, *d_slot_rank;
   void *d_send, *d_r2, *d_sorted, *d_g1, *d_h;
+  void *d_y, *d_dh; /* backward only */
   char *d_upload;
   /* host (pinned where copied asynchronously) */
   int32_t *h_all_counts, *h_flag;
@@ -73,25 +102,36 @@ struct comet_baseline {
   cudaEvent_t ev[5], tev[3]; /* ev: start, dispatched, experts done, end, fc1 (+act) done */
   int have_times;
   comet_baseline_gemm_t mode;
-  signed char choice[2][BL_BUCKETS]; /* -1 unknown, else GROUPED or LOOP */
-  int last_gemm[2];
+  signed char choice[BL_JOBS][BL_BUCKETS]; /* -1 unknown, else GROUPED or LOOP */
+  int last_gemm[BL_JOBS];
   int have_counts;
+  int nb;        /* this call's blocks (plan_call) */
+  int64_t total; /* and rows on this rank */
 };
 
-/* Layout of the per-call upload: pointer arrays of both GEMMs, then the
- * sort and unsort block tables. */
-static void **up_ptrs(comet_baseline_t b, char *base) { (void)b; return (void **)base; }
+/* Layout of the per-call upload: the sort and unsort block tables, then
+ * the pointer arrays [A, B, C] of each GEMM (BL_FC1 first), so that a call
+ * uploads only the GEMMs it runs. */
+static size_t tab_bytes(comet_baseline_t b) { return sizeof(int32_t) * 6 * (size_t)b->W * b->El; }
 static int32_t *up_tab(comet_baseline_t b, char *base, int which) {
-  return (int32_t *)(base + sizeof(void *) * 6 * (size_t)b->El) +
-         (size_t)which * 3 * (size_t)b->W * (size_t)b->El;
+  return (int32_t *)base + (size_t)which * 3 * (size_t)b->W * (size_t)b->El;
+}
+static void **up_ptrs(comet_baseline_t b, char *base, int job) {
+  return (void **)(base + tab_bytes(b)) + (size_t)job * 3 * b->El;
+}
+static size_t upload_bytes(comet_baseline_t b, int njobs) {
+  return tab_bytes(b) + sizeof(void *) * 3 * (size_t)b->El * njobs;
 }
 
 static comet_status_t dev_alloc(void **p, size_t bytes, const char *what) {
   cudaError_t e = cudaMalloc(p, bytes ? bytes : 16);
-  if (e != cudaSuccess)
+  if (e != cudaSuccess) {
+    *p = NULL; /* a later call tries again (the backward's buffers) */
+    cudaGetLastError(); /* not left for the kernel launchers' cudaGetLastError to find */
     return comet_set_error(e == cudaErrorMemoryAllocation ? COMET_ERR_OUT_OF_MEMORY : COMET_ERR_CUDA,
                            "baseline: cudaMalloc of %s (%zu bytes) failed: %s", what, bytes,
                            cudaGetErrorString(e));
+  }
   return COMET_OK;
 }
 
@@ -106,6 +146,8 @@ comet_status_t comet_baseline_destroy(comet_baseline_t b) {
   cudaFreeHost(b->h_flag);
   cudaFreeHost(b->h_all_counts);
   cudaFree(b->d_upload);
+  cudaFree(b->d_dh);
+  cudaFree(b->d_y);
   cudaFree(b->d_h);
   cudaFree(b->d_g1);
   cudaFree(b->d_sorted);
@@ -178,7 +220,7 @@ static comet_status_t create_impl(comet_baseline_t b, const comet_layer_config_t
   COMET_CHECK(dev_alloc(&b->d_g1, cap * (size_t)b->w1_rows * b->esz, "fc1 output"));
   if (cfg->activation != COMET_ACT_NONE)
     COMET_CHECK(dev_alloc(&b->d_h, cap * (size_t)b->Fl * b->esz, "activation output"));
-  b->upload_bytes = sizeof(void *) * 6 * (size_t)b->El + sizeof(int32_t) * 6 * (size_t)W * b->El;
+  b->upload_bytes = upload_bytes(b, BL_JOBS);
   COMET_CHECK(dev_alloc((void **)&b->d_upload, b->upload_bytes, "call tables"));
   BL_CUDA(cudaMallocHost((void **)&b->h_upload, b->upload_bytes));
   BL_CUDA(cudaMallocHost((void **)&b->h_all_counts, sizeof(int32_t) * E4 * W));
@@ -270,32 +312,33 @@ static int64_t rows_to_group(comet_baseline_t b, int s, int g) {
   return n;
 }
 
-/* Fails every rank alike when any rank refused its arguments or routing. */
-static comet_status_t check_exchange(comet_baseline_t b, comet_status_t local) {
+/* Fails every rank alike when any rank refused its call or routing (op:
+ * the call, for the messages). */
+static comet_status_t check_exchange(comet_baseline_t b, comet_status_t local, const char *op) {
   const int E = b->E;
   for (int s = 0; s < b->W; ++s) {
     if (cnt(b, s, E + COMET_BL_ARG_ERROR)) {
       if (s == b->rank && local != COMET_OK) return local; /* keep our own message */
       return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
-                             "baseline forward: rank %d refused its call arguments", s);
+                             "%s: rank %d refused its call (that rank says why)", op, s);
     }
   }
   for (int s = 0; s < b->W; ++s) {
     const int64_t bad = cnt(b, s, E + COMET_BL_BAD_TOKENS);
     if (bad)
       return comet_set_error(COMET_ERR_ROUTING,
-                             "baseline forward: rank %d has %lld token(s) whose topk_ids are out of "
+                             "%s: rank %d has %lld token(s) whose topk_ids are out of "
                              "range [0, %d) or repeat an expert (first: token %lld)",
-                             s, (long long)bad, E,
+                             op, s, (long long)bad, E,
                              (long long)(INT32_MAX - cnt(b, s, E + COMET_BL_FIRST_BAD)));
   }
   for (int g = 0; g < b->ep; ++g) {
     const int64_t rows = rows_of(b, g);
     if (rows > b->cap)
       return comet_set_error(COMET_ERR_ROUTING,
-                             "baseline forward: ranks of EP group %d would receive %lld rows, more "
+                             "%s: ranks of EP group %d would receive %lld rows, more "
                              "than the row capacity %lld (max_rows_per_rank)",
-                             g, (long long)rows, (long long)b->cap);
+                             op, g, (long long)rows, (long long)b->cap);
   }
   return COMET_OK;
 }
@@ -377,26 +420,54 @@ static int plan_call(comet_baseline_t b, int64_t *total) {
   return ns == nb && r2 == *total ? nb : -1;
 }
 
-/* ---- GEMMs: C[m, :] = A[m, :] . B_el^T for every local expert's rows ---- */
+/* ---- GEMMs, one per local expert over its rows ---- */
+
+/* What a GEMM computes, per expert el with rows [off_el, off_el + m_el):
+ *   BL_ROWS_WT: c rows [m, n] = p rows [m, kd] . q_el^T, q_el [n, kd] (fc1, fc2)
+ *   BL_ROWS_W:  c rows [m, n] = p rows [m, kd] . q_el,   q_el [kd, n] (dh, dA)
+ *   BL_WGRAD:   c_el [n, kd] = p rows [m, n]^T . q rows [m, kd]       (dw2, dw1) */
+enum { BL_ROWS_WT, BL_ROWS_W, BL_WGRAD };
 
 typedef struct gemm_job {
-  int which;           /* 0: fc1, 1: fc2 */
-  const char *a;       /* rows [total, kd] */
-  const char *bw;      /* weights [El, n, kd] */
-  char *c;             /* rows [total, n] */
+  int which; /* BL_FC1 ..: its AUTO choices, last_gemm slot and upload pointers */
+  int kind;
+  const char *p, *q;
+  char *c;
   int n, kd;
 } gemm_job_t;
+
+/* One expert's product in cuBLAS's column-major terms (a row-major [r, c]
+ * matrix is a column-major [c x r] one): C = op(A) . op(B). */
+typedef struct gemm_one {
+  cublasOperation_t ta, tb;
+  int m, n, k, lda, ldb, ldc;
+  const void *a, *b;
+  void *c;
+} gemm_one_t;
+
+static gemm_one_t expert_gemm(comet_baseline_t b, const gemm_job_t *j, int el) {
+  const size_t es = b->esz, off = (size_t)b->off_el[el], wel = (size_t)el * j->n * j->kd * es;
+  const int m = (int)b->m_el[el];
+  gemm_one_t g;
+  if (j->kind == BL_WGRAD) { /* c_el^T [kd x n] = q^T [kd x m] . p [m x n] */
+    g = (gemm_one_t){CUBLAS_OP_N, CUBLAS_OP_T, j->kd, j->n, m, j->kd, j->n, j->kd,
+                     j->q + off * j->kd * es, j->p + off * j->n * es, j->c + wel};
+  } else { /* c^T [n x m] = op(q_el) [n x kd] . p^T [kd x m] */
+    const int t = j->kind == BL_ROWS_WT;
+    g = (gemm_one_t){t ? CUBLAS_OP_T : CUBLAS_OP_N, CUBLAS_OP_N, j->n, m, j->kd, t ? j->kd : j->n,
+                     j->kd, j->n, j->q + wel, j->p + off * j->kd * es, j->c + off * j->n * es};
+  }
+  return g;
+}
 
 static comet_status_t gemm_loop(comet_baseline_t b, const gemm_job_t *j) {
   const float one = 1.0f, zero = 0.0f;
   for (int el = 0; el < b->El; ++el) {
-    const int64_t m = b->m_el[el];
-    if (m == 0) continue;
-    BL_BLAS(cublasGemmEx(b->cublas, CUBLAS_OP_T, CUBLAS_OP_N, j->n, (int)m, j->kd, &one,
-                         j->bw + (size_t)el * j->n * j->kd * b->esz, b->cu_dt, j->kd,
-                         j->a + (size_t)b->off_el[el] * j->kd * b->esz, b->cu_dt, j->kd, &zero,
-                         j->c + (size_t)b->off_el[el] * j->n * b->esz, b->cu_dt, j->n,
-                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (b->m_el[el] == 0) continue;
+    const gemm_one_t g = expert_gemm(b, j, el);
+    BL_BLAS(cublasGemmEx(b->cublas, g.ta, g.tb, g.m, g.n, g.k, &one, g.a, b->cu_dt, g.lda, g.b,
+                         b->cu_dt, g.ldb, &zero, g.c, b->cu_dt, g.ldc, CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT));
   }
   return COMET_OK;
 }
@@ -413,36 +484,39 @@ static comet_status_t gemm_grouped(comet_baseline_t b, const gemm_job_t *j, int 
   int x = 0;
   for (int el = 0; el < b->El; ++el) {
     if (b->m_el[el] == 0) continue;
-    ta[x] = CUBLAS_OP_T;
-    tb[x] = CUBLAS_OP_N;
-    m[x] = j->n;
-    n[x] = (int)b->m_el[el];
-    k[x] = j->kd;
-    ld_a[x] = j->kd;
-    ld_b[x] = j->kd;
-    ld_c[x] = j->n;
+    const gemm_one_t g = expert_gemm(b, j, el);
+    ta[x] = g.ta;
+    tb[x] = g.tb;
+    m[x] = g.m;
+    n[x] = g.n;
+    k[x] = g.k;
+    ld_a[x] = g.lda;
+    ld_b[x] = g.ldb;
+    ld_c[x] = g.ldc;
     gs[x] = 1;
     alpha[x] = 1.0f;
     beta[x] = 0.0f;
     x++;
   }
-  void **dp = up_ptrs(b, b->d_upload) + (size_t)j->which * 3 * b->El;
-  BL_BLAS(cublasGemmGroupedBatchedEx(b->cublas, ta, tb, m, n, k, alpha, (const void *const *)(dp + b->El),
-                                     b->cu_dt, ld_a, (const void *const *)dp, b->cu_dt, ld_b, beta,
-                                     dp + 2 * b->El, b->cu_dt, ld_c, ng, gs, CUBLAS_COMPUTE_32F));
+  void **dp = up_ptrs(b, b->d_upload, j->which);
+  BL_BLAS(cublasGemmGroupedBatchedEx(b->cublas, ta, tb, m, n, k, alpha, (const void *const *)dp,
+                                     b->cu_dt, ld_a, (const void *const *)(dp + b->El), b->cu_dt,
+                                     ld_b, beta, dp + 2 * b->El, b->cu_dt, ld_c, ng, gs,
+                                     CUBLAS_COMPUTE_32F));
   return COMET_OK;
 }
 
-/* Fills the host pointer arrays of job j: [A-operand = weights, B = rows, C]
- * in cuBLAS's column-major terms (C^T = W . rows^T). */
+/* Fills job j's host pointer arrays [A, B, C] (cuBLAS's operands); returns
+ * the number of groups (non-empty experts). */
 static int fill_ptrs(comet_baseline_t b, const gemm_job_t *j) {
-  void **hp = up_ptrs(b, b->h_upload) + (size_t)j->which * 3 * b->El;
+  void **hp = up_ptrs(b, b->h_upload, j->which);
   int x = 0;
   for (int el = 0; el < b->El; ++el) {
     if (b->m_el[el] == 0) continue;
-    hp[x] = (void *)(j->a + (size_t)b->off_el[el] * j->kd * b->esz);
-    hp[b->El + x] = (void *)(j->bw + (size_t)el * j->n * j->kd * b->esz);
-    hp[2 * b->El + x] = (void *)(j->c + (size_t)b->off_el[el] * j->n * b->esz);
+    const gemm_one_t g = expert_gemm(b, j, el);
+    hp[x] = (void *)g.a;
+    hp[b->El + x] = (void *)g.b;
+    hp[2 * b->El + x] = g.c;
     x++;
   }
   return x;
@@ -466,11 +540,21 @@ static comet_status_t time_variant(comet_baseline_t b, const gemm_job_t *j, int 
   return COMET_OK;
 }
 
-static comet_status_t gemm_run(comet_baseline_t b, const gemm_job_t *j, int ng, int64_t total,
+/* The weight gradient of an expert without rows is zeros (no GEMM has it). */
+static comet_status_t zero_empty_experts(comet_baseline_t b, const gemm_job_t *j,
+                                         cudaStream_t stream) {
+  const size_t bytes = (size_t)j->n * j->kd * b->esz;
+  for (int el = 0; el < b->El; ++el)
+    if (b->m_el[el] == 0) BL_CUDA(cudaMemsetAsync(j->c + el * bytes, 0, bytes, stream));
+  return COMET_OK;
+}
+
+static comet_status_t gemm_run(comet_baseline_t b, const gemm_job_t *j, int ng,
                                cudaStream_t stream) {
+  if (j->kind == BL_WGRAD) COMET_CHECK(zero_empty_experts(b, j, stream));
   int mode = b->mode;
   if (mode == COMET_BASELINE_GEMM_AUTO) {
-    signed char *c = &b->choice[j->which][bucket_of(total)];
+    signed char *c = &b->choice[j->which][bucket_of(b->total)];
     if (*c < 0 && ng > 0) {
       float tg = INFINITY, tl = INFINITY;
       if (time_variant(b, j, ng, 1, stream, &tg) != COMET_OK) {
@@ -486,14 +570,14 @@ static comet_status_t gemm_run(comet_baseline_t b, const gemm_job_t *j, int ng, 
   return mode == COMET_BASELINE_GEMM_GROUPED ? gemm_grouped(b, j, ng) : gemm_loop(b, j);
 }
 
-/* ---- communication ---- */
+/* ---- communication; rbuf: the rows in r2's layout (d_r2, or the backward's) ---- */
 
 static size_t rowsz(comet_baseline_t b) { return (size_t)b->H * b->esz; }
 
 /* EP all-to-all-v within the TP slice: dir 0 sends own rows to the experts'
- * groups (send -> r2 segment i0), dir 1 brings the outputs back. */
-static comet_status_t ep_all_to_all(comet_baseline_t b, int dir, cudaStream_t stream) {
-  char *send = b->d_send, *seg = (char *)b->d_r2 + (size_t)b->seg_off[b->i0] * rowsz(b);
+ * groups (send -> rbuf segment i0), dir 1 brings the outputs back. */
+static comet_status_t ep_all_to_all(comet_baseline_t b, int dir, char *rbuf, cudaStream_t stream) {
+  char *send = b->d_send, *seg = rbuf + (size_t)b->seg_off[b->i0] * rowsz(b);
   const size_t H = (size_t)b->H;
   if (b->ep == 1) { /* the only peer is this rank: same layout both sides */
     if (b->send_n[0] > 0)
@@ -518,19 +602,18 @@ static comet_status_t ep_all_to_all(comet_baseline_t b, int dir, cudaStream_t st
   return COMET_OK;
 }
 
-/* All-gather-v of the TP segments of r2 (every TP shard needs every row). */
-static comet_status_t tp_all_gather(comet_baseline_t b, cudaStream_t stream) {
+/* All-gather-v of the TP segments of rbuf (every TP shard needs every row). */
+static comet_status_t tp_all_gather(comet_baseline_t b, char *rbuf, cudaStream_t stream) {
   const size_t H = (size_t)b->H;
-  char *r2 = b->d_r2;
   BL_NCCL(ncclGroupStart());
   ncclResult_t r = ncclSuccess;
   for (int i = 0; i < b->tp && r == ncclSuccess; ++i) {
     if (i == b->i0) continue;
     if (b->n1[b->i0])
-      r = ncclSend(r2 + (size_t)b->seg_off[b->i0] * rowsz(b), (size_t)b->n1[b->i0] * H, b->nccl_dt,
-                   i, b->tp_comm, stream);
+      r = ncclSend(rbuf + (size_t)b->seg_off[b->i0] * rowsz(b), (size_t)b->n1[b->i0] * H,
+                   b->nccl_dt, i, b->tp_comm, stream);
     if (r == ncclSuccess && b->n1[i])
-      r = ncclRecv(r2 + (size_t)b->seg_off[i] * rowsz(b), (size_t)b->n1[i] * H, b->nccl_dt, i,
+      r = ncclRecv(rbuf + (size_t)b->seg_off[i] * rowsz(b), (size_t)b->n1[i] * H, b->nccl_dt, i,
                    b->tp_comm, stream);
   }
   ncclResult_t r2e = ncclGroupEnd();
@@ -539,15 +622,14 @@ static comet_status_t tp_all_gather(comet_baseline_t b, cudaStream_t stream) {
   return COMET_OK;
 }
 
-/* Reduce-scatter-v: segment i of r2 summed over the TP group lands on TP rank
- * i (in place). */
-static comet_status_t tp_reduce_scatter(comet_baseline_t b, cudaStream_t stream) {
-  char *r2 = b->d_r2;
+/* Reduce-scatter-v: segment i of rbuf summed over the TP group lands on TP
+ * rank i (in place). */
+static comet_status_t tp_reduce_scatter(comet_baseline_t b, char *rbuf, cudaStream_t stream) {
   BL_NCCL(ncclGroupStart());
   ncclResult_t r = ncclSuccess;
   for (int i = 0; i < b->tp && r == ncclSuccess; ++i) {
     if (!b->n1[i]) continue;
-    char *p = r2 + (size_t)b->seg_off[i] * rowsz(b);
+    char *p = rbuf + (size_t)b->seg_off[i] * rowsz(b);
     r = ncclReduce(p, p, (size_t)b->n1[i] * b->H, b->nccl_dt, ncclSum, i, b->tp_comm, stream);
   }
   ncclResult_t r2e = ncclGroupEnd();
@@ -556,75 +638,177 @@ static comet_status_t tp_reduce_scatter(comet_baseline_t b, cudaStream_t stream)
   return COMET_OK;
 }
 
-/* ---- the forward ---- */
+/* ---- the steps both calls are made of ---- */
 
-comet_status_t comet_baseline_forward(comet_baseline_t b, const comet_moe_args_t *a,
-                                      cudaStream_t stream) {
-  COMET_ARG(b != NULL, "comet_baseline_forward: baseline is NULL");
-  const int E = b->E, K = b->K, H = b->H;
+/* The start of every call: count and permute own rows x (T tokens routed by
+ * ids) into send when this rank's call is good (local), exchange counts and
+ * status (a refused call joins with its flag), wait for them on the host,
+ * fail every rank alike if any refused, and plan the call (b->nb, b->total,
+ * the block tables). */
+static comet_status_t exchange(comet_baseline_t b, const char *op, comet_status_t local, int T,
+                               const int32_t *ids, const void *x, cudaStream_t stream) {
+  const int E = b->E;
   const size_t E4 = (size_t)E + COMET_BL_STATUS_SLOTS;
-  b->have_times = 0;
   b->have_counts = 0;
-  BL_BLAS(cublasSetStream(b->cublas, stream));
-  BL_CUDA(cudaEventRecord(b->ev[0], stream));
-
-  /* 1. Count and permute own rows; a refused call still joins the exchange. */
-  comet_arg_fault_t fault;
-  comet_status_t local = comet_moe_args_check(&b->cfg, a, &fault);
   if (local == COMET_OK) {
-    BL_CUDA(comet_bl_route(a->topk_ids, a->num_tokens, K, E, b->d_counts, b->d_base, b->d_pos,
-                           b->d_chunk, b->d_slot_rank, stream));
-    BL_CUDA(comet_bl_permute(a->x, b->d_pos, a->num_tokens, K, H, b->d_send, stream));
+    BL_CUDA(comet_bl_route(ids, T, b->K, E, b->d_counts, b->d_base, b->d_pos, b->d_chunk,
+                           b->d_slot_rank, stream));
+    BL_CUDA(comet_bl_permute(x, b->d_pos, T, b->K, b->H, b->d_send, stream));
   } else {
     *b->h_flag = 1;
     BL_CUDA(cudaMemsetAsync(b->d_counts, 0, sizeof(int32_t) * E4, stream));
     BL_CUDA(cudaMemcpyAsync(b->d_counts + E + COMET_BL_ARG_ERROR, b->h_flag, sizeof(int32_t),
                             cudaMemcpyHostToDevice, stream));
   }
-  /* 2. Exchange the counts; the host needs them for the collectives' sizes
-   *    and cuBLAS's group sizes (the sync every such user pays). */
+  /* The host needs the counts for the collectives' sizes and cuBLAS's group
+   * sizes (the sync every such user pays). */
   BL_NCCL(ncclAllGather(b->d_counts, b->d_all_counts, E4, ncclInt32, b->comm, stream));
   BL_CUDA(cudaMemcpyAsync(b->h_all_counts, b->d_all_counts, sizeof(int32_t) * E4 * b->W,
                           cudaMemcpyDeviceToHost, stream));
   BL_CUDA(cudaStreamSynchronize(stream));
   b->have_counts = 1;
-  COMET_CHECK(check_exchange(b, local));
+  COMET_CHECK(check_exchange(b, local, op));
+  b->nb = plan_call(b, &b->total);
+  if (b->nb < 0) return comet_set_error(COMET_ERR_INTERNAL, "%s: block tables disagree", op);
+  return COMET_OK;
+}
 
-  int64_t total = 0;
-  const int nb = plan_call(b, &total);
-  if (nb < 0) return comet_set_error(COMET_ERR_INTERNAL, "baseline: block tables disagree");
-  const int sorted = b->El > 1;
-  char *rows = sorted ? b->d_sorted : b->d_r2; /* fc1's input, then fc2's output */
-  const int act = b->cfg.activation;
-  char *hbuf = act == COMET_ACT_NONE ? b->d_g1 : b->d_h;
-  gemm_job_t j1 = {0, rows, a->w1, b->d_g1, b->w1_rows, H};
-  gemm_job_t j2 = {1, hbuf, a->w2, rows, H, b->Fl};
-  const int ng1 = fill_ptrs(b, &j1), ng2 = fill_ptrs(b, &j2);
-  BL_CUDA(cudaMemcpyAsync(b->d_upload, b->h_upload, b->upload_bytes, cudaMemcpyHostToDevice, stream));
-  const int32_t *d_ts = up_tab(b, b->d_upload, 0), *d_tu = up_tab(b, b->d_upload, 1);
+/* The block tables and the first njobs GEMMs' pointer arrays to the device. */
+static comet_status_t upload(comet_baseline_t b, int njobs, cudaStream_t stream) {
+  BL_CUDA(cudaMemcpyAsync(b->d_upload, b->h_upload, upload_bytes(b, njobs), cudaMemcpyHostToDevice,
+                          stream));
+  return COMET_OK;
+}
 
-  /* 3. Dispatch: EP all-to-all, TP all-gather, sort by expert. */
-  COMET_CHECK(ep_all_to_all(b, 0, stream));
-  if (b->tp > 1) COMET_CHECK(tp_all_gather(b, stream));
-  if (sorted) BL_CUDA(comet_bl_copy_blocks(b->d_sorted, b->d_r2, d_ts, nb, total, H, stream));
-  BL_CUDA(cudaEventRecord(b->ev[1], stream));
+/* The rows in send (by expert) to the experts: EP all-to-all into rbuf, TP
+ * all-gather, then sorted by local expert into sorted (with one local
+ * expert rbuf is in that order already, and sorted is not used). */
+static comet_status_t dispatch_rows(comet_baseline_t b, char *rbuf, char *sorted,
+                                    cudaStream_t stream) {
+  COMET_CHECK(ep_all_to_all(b, 0, rbuf, stream));
+  if (b->tp > 1) COMET_CHECK(tp_all_gather(b, rbuf, stream));
+  if (b->El > 1)
+    BL_CUDA(comet_bl_copy_blocks(sorted, rbuf, up_tab(b, b->d_upload, 0), b->nb, b->total, b->H,
+                                 stream));
+  return COMET_OK;
+}
 
-  /* 4. Experts. */
-  COMET_CHECK(gemm_run(b, &j1, ng1, total, stream));
-  if (act != COMET_ACT_NONE)
-    BL_CUDA(comet_bl_activation(b->d_g1, b->d_h, total, b->Fl, act,
+/* The inverse: the experts' rows in sorted (with one local expert: rbuf
+ * itself) unsorted into rbuf, TP partials summed, back into send. */
+static comet_status_t combine_rows(comet_baseline_t b, const char *sorted, char *rbuf,
+                                   cudaStream_t stream) {
+  if (b->El > 1)
+    BL_CUDA(comet_bl_copy_blocks(rbuf, sorted, up_tab(b, b->d_upload, 1), b->nb, b->total, b->H,
+                                 stream));
+  if (b->tp > 1) COMET_CHECK(tp_reduce_scatter(b, rbuf, stream));
+  return ep_all_to_all(b, 1, rbuf, stream);
+}
+
+/* fc1 (z into g1) and the activation (into h; none: h is g1). */
+static comet_status_t fc1_act(comet_baseline_t b, const gemm_job_t *j1, int ng,
+                              cudaStream_t stream) {
+  COMET_CHECK(gemm_run(b, j1, ng, stream));
+  if (b->cfg.activation != COMET_ACT_NONE)
+    BL_CUDA(comet_bl_activation(b->d_g1, b->d_h, b->total, b->Fl, b->cfg.activation,
                                 b->cfg.dtype == COMET_DTYPE_FP16, stream));
-  BL_CUDA(cudaEventRecord(b->ev[4], stream));
-  COMET_CHECK(gemm_run(b, &j2, ng2, total, stream));
-  BL_CUDA(cudaEventRecord(b->ev[2], stream));
+  return COMET_OK;
+}
 
-  /* 5. Combine: unsort, TP reduce-scatter, EP all-to-all back, top-k sum. */
-  if (sorted) BL_CUDA(comet_bl_copy_blocks(b->d_r2, b->d_sorted, d_tu, nb, total, H, stream));
-  if (b->tp > 1) COMET_CHECK(tp_reduce_scatter(b, stream));
-  COMET_CHECK(ep_all_to_all(b, 1, stream));
-  BL_CUDA(comet_bl_combine(b->d_send, b->d_pos, a->topk_weights, a->num_tokens, K, H, a->out,
+/* ---- the forward ---- */
+
+comet_status_t comet_baseline_forward(comet_baseline_t b, const comet_moe_args_t *a,
+                                      cudaStream_t stream) {
+  COMET_ARG(b != NULL, "comet_baseline_forward: baseline is NULL");
+  b->have_times = 0;
+  BL_BLAS(cublasSetStream(b->cublas, stream));
+  BL_CUDA(cudaEventRecord(b->ev[0], stream));
+  comet_arg_fault_t fault;
+  const comet_status_t local = comet_moe_args_check(&b->cfg, a, &fault);
+  const int ok = local == COMET_OK;
+  COMET_CHECK(exchange(b, "baseline forward", local, ok ? a->num_tokens : 0,
+                       ok ? a->topk_ids : NULL, ok ? a->x : NULL, stream));
+  char *rows = b->El > 1 ? b->d_sorted : b->d_r2; /* fc1's input, then fc2's output */
+  char *hbuf = b->cfg.activation == COMET_ACT_NONE ? b->d_g1 : b->d_h;
+  const gemm_job_t j1 = {BL_FC1, BL_ROWS_WT, rows, a->w1, b->d_g1, b->w1_rows, b->H};
+  const gemm_job_t j2 = {BL_FC2, BL_ROWS_WT, hbuf, a->w2, rows, b->H, b->Fl};
+  fill_ptrs(b, &j1);
+  const int ng = fill_ptrs(b, &j2);
+  COMET_CHECK(upload(b, BL_FC2 + 1, stream));
+
+  COMET_CHECK(dispatch_rows(b, b->d_r2, b->d_sorted, stream));
+  BL_CUDA(cudaEventRecord(b->ev[1], stream));
+  COMET_CHECK(fc1_act(b, &j1, ng, stream));
+  BL_CUDA(cudaEventRecord(b->ev[4], stream));
+  COMET_CHECK(gemm_run(b, &j2, ng, stream));
+  BL_CUDA(cudaEventRecord(b->ev[2], stream));
+  COMET_CHECK(combine_rows(b, rows, b->d_r2, stream));
+  BL_CUDA(comet_bl_combine(b->d_send, b->d_pos, a->topk_weights, a->num_tokens, b->K, b->H, a->out,
                            b->cfg.dtype == COMET_DTYPE_FP16, stream));
   BL_CUDA(cudaEventRecord(b->ev[3], stream));
   b->have_times = 1;
+  return COMET_OK;
+}
+
+/* ---- the backward (the steps at the top of the file) ---- */
+
+static comet_status_t ensure_backward_buffers(comet_baseline_t b) {
+  const size_t cap = (size_t)b->cap;
+  if (!b->d_y) COMET_CHECK(dev_alloc(&b->d_y, cap * b->H * b->esz, "backward rows"));
+  if (!b->d_dh) COMET_CHECK(dev_alloc(&b->d_dh, cap * b->Fl * b->esz, "backward dh"));
+  return COMET_OK;
+}
+
+comet_status_t comet_baseline_backward(comet_baseline_t b, const comet_moe_backward_args_t *a,
+                                       cudaStream_t stream) {
+  COMET_ARG(b != NULL, "comet_baseline_backward: baseline is NULL");
+  BL_BLAS(cublasSetStream(b->cublas, stream));
+  comet_arg_fault_t fault;
+  comet_status_t local = comet_moe_backward_args_check(&b->cfg, a, &fault);
+  if (local == COMET_OK) local = ensure_backward_buffers(b);
+  const int ok = local == COMET_OK;
+  COMET_CHECK(exchange(b, "baseline backward", local, ok ? a->num_tokens : 0,
+                       ok ? a->topk_ids : NULL, ok ? a->x : NULL, stream));
+  const int act = b->cfg.activation, fp16 = b->cfg.dtype == COMET_DTYPE_FP16;
+  const int T = a->num_tokens, K = b->K, H = b->H;
+  char *A = b->El > 1 ? b->d_sorted : b->d_r2; /* x's rows at the experts, kept for dw1 */
+  char *rb = b->El > 1 ? b->d_r2 : b->d_y;     /* the comm rows of y, dy and dA */
+  char *hbuf = act == COMET_ACT_NONE ? b->d_g1 : b->d_h;
+  char *da = act == COMET_ACT_NONE ? b->d_dh : b->d_g1; /* da = dh, or in place of z */
+  const gemm_job_t jobs[BL_JOBS] = {
+      {BL_FC1, BL_ROWS_WT, A, a->w1, b->d_g1, b->w1_rows, H},
+      {BL_FC2, BL_ROWS_WT, hbuf, a->w2, b->d_y, H, b->Fl},
+      {BL_DH, BL_ROWS_W, b->d_y, a->w2, b->d_dh, b->Fl, H},
+      {BL_DW2, BL_WGRAD, b->d_y, hbuf, a->dw2, H, b->Fl},
+      {BL_DW1, BL_WGRAD, da, A, a->dw1, b->w1_rows, H},
+      {BL_DA, BL_ROWS_W, da, a->w1, b->d_y, H, b->w1_rows}};
+  int ng = 0;
+  for (int j = 0; j < BL_JOBS; ++j)
+    if (jobs[j].c) ng = fill_ptrs(b, &jobs[j]); /* dw1, dw2 where asked */
+  COMET_CHECK(upload(b, BL_JOBS, stream));
+
+  /* 1. the forward again; y home into send */
+  COMET_CHECK(dispatch_rows(b, b->d_r2, b->d_sorted, stream));
+  COMET_CHECK(fc1_act(b, &jobs[BL_FC1], ng, stream));
+  COMET_CHECK(gemm_run(b, &jobs[BL_FC2], ng, stream));
+  COMET_CHECK(combine_rows(b, b->d_y, rb, stream));
+  /* 2. at home: the dots with y, then dy over y in send */
+  if (a->dtopk_weights)
+    BL_CUDA(comet_bl_row_dots(a->dout, b->d_send, b->d_pos, T, K, H, a->dtopk_weights, fp16,
+                              stream));
+  BL_CUDA(comet_bl_permute_scaled(a->dout, b->d_pos, a->topk_weights, T, K, H, b->d_send, fp16,
+                                  stream));
+  /* 3. dy to the experts, sorted into y */
+  COMET_CHECK(dispatch_rows(b, rb, b->d_y, stream));
+  /* 4. dh and dw2 read dy; da over z; dw1; dA over dy */
+  COMET_CHECK(gemm_run(b, &jobs[BL_DH], ng, stream));
+  if (a->dw2) COMET_CHECK(gemm_run(b, &jobs[BL_DW2], ng, stream));
+  if (act != COMET_ACT_NONE)
+    BL_CUDA(comet_bl_act_backward(b->d_g1, b->d_dh, b->total, b->Fl, act, fp16, stream));
+  if (a->dw1) COMET_CHECK(gemm_run(b, &jobs[BL_DW1], ng, stream));
+  COMET_CHECK(gemm_run(b, &jobs[BL_DA], ng, stream));
+  /* 5. dA home into send; dx */
+  COMET_CHECK(combine_rows(b, b->d_y, rb, stream));
+  if (a->dx)
+    BL_CUDA(comet_bl_combine(b->d_send, b->d_pos, NULL, T, K, H, a->dx, fp16, stream));
   return COMET_OK;
 }

@@ -60,11 +60,23 @@ comet_status_t comet_baseline_destroy(comet_baseline_t b);
 comet_status_t comet_baseline_forward(comet_baseline_t b, const comet_moe_args_t *args,
                                       cudaStream_t stream);
 
+/* The backward (comet_moe_backward's contract: dx, dw1, dw2, d topk_weights
+ * from x, the routing, the weights and dout; any output NULL, not all),
+ * collective over comm, as a Megatron stack with activation recompute runs
+ * it: the whole forward again (its comm included: y comes home), then
+ * autograd's steps in reverse (baseline.c says which). Nothing is kept
+ * between a forward and a backward (comet's backward recomputes too). Its
+ * first call allocates the backward's buffers (a rank that cannot make
+ * them fails every rank). Synchronizes the host with stream once. Not yet
+ * run on a GPU. */
+comet_status_t comet_baseline_backward(comet_baseline_t b, const comet_moe_backward_args_t *args,
+                                       cudaStream_t stream);
+
 /* Waits for the last forward to finish and reads its phase times. */
 comet_status_t comet_baseline_last_times(comet_baseline_t b, comet_baseline_times_t *t);
 
 comet_status_t comet_baseline_set_gemm(comet_baseline_t b, comet_baseline_gemm_t mode);
-/* Which GEMM path the last forward used for fc1 and fc2 ("grouped"/"loop"). */
+/* Which GEMM path the last call used for fc1 and fc2 ("grouped"/"loop"). */
 const char *comet_baseline_last_gemm(comet_baseline_t b, int which /* 1 or 2 */);
 
 /* all_counts[s*E + e] of the last forward (rows of rank s for expert e),

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* baseline_kernels.cu — the baseline's small kernels; see baseline_kernels.h.
- * All row copies move 16-byte vectors (H and F/tp are multiples of 8). */
+ * All row copies move 16-byte vectors (H and F/tp are multiples of 8); the
+ * activations' math is src/kernels/act.cuh's (the forward's silu/gelu are
+ * the same formulas). */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include "baseline_kernels.h"
 #include "comet.h"
+#include "kernels/act.cuh"
 #include "plan_core.h"
 
 namespace {
@@ -165,7 +168,7 @@ __global__ void combine_kernel(const T *y, const int32_t *pos, const float *w, i
     for (int k = 0; k < K; ++k) {
       const int p = pos[t * K + k];
       if (p < 0) continue;
-      const float wk = w[t * K + k];
+      const float wk = w ? w[t * K + k] : 1.0f;
       V r;
       r.v = *reinterpret_cast<const int4 *>(y + (int64_t)p * H + c);
 #pragma unroll
@@ -176,6 +179,82 @@ __global__ void combine_kernel(const T *y, const int32_t *pos, const float *w, i
     for (int q = 0; q < 8; ++q) o.e[q] = from_f32<T>(acc[q]);
     *reinterpret_cast<int4 *>(out + t * H + c) = o.v;
   }
+}
+
+/* A warp per slot: send[pos] = w * d[t], 8 columns a lane per step. */
+template <typename T>
+__global__ void permute_scaled_kernel(const T *d, const int32_t *pos, const float *w, int nslots,
+                                      int K, int H, T *send) {
+  const int64_t gw = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (gw >= nslots) return;
+  const int p = pos[gw];
+  if (p < 0) return;
+  const float wk = w[gw];
+  const T *src = d + (gw / K) * H;
+  T *dst = send + (int64_t)p * H;
+  union V { int4 v; T e[8]; };
+  for (int c = lane * 8; c < H; c += 32 * 8) {
+    V r, o;
+    r.v = *reinterpret_cast<const int4 *>(src + c);
+#pragma unroll
+    for (int q = 0; q < 8; ++q) o.e[q] = from_f32<T>(wk * to_f32(r.e[q]));
+    *reinterpret_cast<int4 *>(dst + c) = o.v;
+  }
+}
+
+/* 8 columns a thread, in place: z's gate (and up) vectors become da's. */
+template <typename T>
+__global__ void act_backward_kernel(T *z, const T *dh, int64_t M, int Fl, int act) {
+  const int vpr = Fl / 8;
+  const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= M * vpr) return;
+  const int64_t m = i / vpr;
+  const int j = (int)(i % vpr) * 8;
+  const int swiglu = act == COMET_ACT_SWIGLU;
+  T *zg = z + m * (swiglu ? 2 * Fl : Fl) + j;
+  union V { int4 v; T e[8]; } g, u, d;
+  g.v = *reinterpret_cast<const int4 *>(zg);
+  d.v = *reinterpret_cast<const int4 *>(dh + m * Fl + j);
+  if (swiglu) u.v = *reinterpret_cast<const int4 *>(zg + Fl);
+#pragma unroll
+  for (int q = 0; q < 8; ++q) {
+    const float x = to_f32(g.e[q]), dd = to_f32(d.e[q]);
+    if (swiglu) {
+      const float sg = act_sigmoid(x), up = to_f32(u.e[q]);
+      g.e[q] = from_f32<T>(dd * up * sg * (1.0f + x * (1.0f - sg)));
+      u.e[q] = from_f32<T>(dd * x * sg);
+    } else {
+      g.e[q] = from_f32<T>(dd * act_gelu_grad(x));
+    }
+  }
+  *reinterpret_cast<int4 *>(zg) = g.v;
+  if (swiglu) *reinterpret_cast<int4 *>(zg + Fl) = u.v;
+}
+
+/* A warp per slot: <d[t], y[pos]>, each lane's 8-column steps, then a
+ * butterfly over the warp (pos is the warp's, so every lane shuffles). */
+template <typename T>
+__global__ void row_dots_kernel(const T *d, const T *y, const int32_t *pos, int nslots, int K,
+                                int H, float *dot) {
+  const int64_t gw = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (gw >= nslots) return;
+  const int p = pos[gw];
+  float acc = 0.0f;
+  if (p >= 0) {
+    const T *a = d + (gw / K) * H, *b = y + (int64_t)p * H;
+    union V { int4 v; T e[8]; };
+    for (int c = lane * 8; c < H; c += 32 * 8) {
+      V ra, rb;
+      ra.v = *reinterpret_cast<const int4 *>(a + c);
+      rb.v = *reinterpret_cast<const int4 *>(b + c);
+#pragma unroll
+      for (int q = 0; q < 8; ++q) acc += to_f32(ra.e[q]) * to_f32(rb.e[q]);
+    }
+  }
+  for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+  if (lane == 0) dot[gw] = acc;
 }
 
 unsigned blocks_for(int64_t threads, int per_block) {
@@ -250,6 +329,53 @@ extern "C" cudaError_t comet_bl_combine(const void *y, const int32_t *pos, const
     else
       combine_kernel<__nv_bfloat16><<<nb, 256, 0, stream>>>((const __nv_bfloat16 *)y, pos, w, T,
                                                             K, H, (__nv_bfloat16 *)out);
+  }
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t comet_bl_permute_scaled(const void *d, const int32_t *pos, const float *w,
+                                               int T, int K, int H, void *send, int is_fp16,
+                                               cudaStream_t stream) {
+  const int64_t nslots = (int64_t)T * K;
+  if (nslots > 0) {
+    const unsigned nb = blocks_for(nslots * 32, 256);
+    if (is_fp16)
+      permute_scaled_kernel<__half><<<nb, 256, 0, stream>>>((const __half *)d, pos, w, (int)nslots,
+                                                            K, H, (__half *)send);
+    else
+      permute_scaled_kernel<__nv_bfloat16><<<nb, 256, 0, stream>>>(
+          (const __nv_bfloat16 *)d, pos, w, (int)nslots, K, H, (__nv_bfloat16 *)send);
+  }
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t comet_bl_act_backward(void *z, const void *dh, int64_t M, int Fl, int act,
+                                             int is_fp16, cudaStream_t stream) {
+  if (act != COMET_ACT_SWIGLU && act != COMET_ACT_GELU) return cudaErrorInvalidValue;
+  const int64_t n = M * (Fl / 8);
+  if (n > 0) {
+    if (is_fp16)
+      act_backward_kernel<__half><<<blocks_for(n, 256), 256, 0, stream>>>(
+          (__half *)z, (const __half *)dh, M, Fl, act);
+    else
+      act_backward_kernel<__nv_bfloat16><<<blocks_for(n, 256), 256, 0, stream>>>(
+          (__nv_bfloat16 *)z, (const __nv_bfloat16 *)dh, M, Fl, act);
+  }
+  return cudaGetLastError();
+}
+
+extern "C" cudaError_t comet_bl_row_dots(const void *d, const void *y, const int32_t *pos, int T,
+                                         int K, int H, float *dot, int is_fp16,
+                                         cudaStream_t stream) {
+  const int64_t nslots = (int64_t)T * K;
+  if (nslots > 0) {
+    const unsigned nb = blocks_for(nslots * 32, 256);
+    if (is_fp16)
+      row_dots_kernel<__half><<<nb, 256, 0, stream>>>((const __half *)d, (const __half *)y, pos,
+                                                      (int)nslots, K, H, dot);
+    else
+      row_dots_kernel<__nv_bfloat16><<<nb, 256, 0, stream>>>(
+          (const __nv_bfloat16 *)d, (const __nv_bfloat16 *)y, pos, (int)nslots, K, H, dot);
   }
   return cudaGetLastError();
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* baseline_kernels.h — the baseline's small CUDA kernels (routing counts,
- * permutation, block copies, activation, weighted top-k sum), each behind a
+ * permutation, block copies, activation, weighted top-k sum; for the
+ * backward: scaled permutation, activation gradient, row dots), each behind a
  * C launcher that takes raw pointers and a stream and returns the launch's
  * cudaError_t. Element type: bf16 or fp16 (is_fp16). */
 #ifndef COMET_BASELINE_KERNELS_H
@@ -50,9 +51,28 @@ cudaError_t comet_bl_activation(const void *g, void *h, int64_t M, int Fl, int a
                                 cudaStream_t stream);
 
 /* out[t] = sum_k w[t,k] * y[pos[t*K+k]] (fp32, k ascending; dropped slots
- * skipped; a token with none gets zeros). */
+ * skipped; a token with none gets zeros). w NULL: unit weights (the
+ * backward's dx, the gradient of the dispatch). */
 cudaError_t comet_bl_combine(const void *y, const int32_t *pos, const float *w, int T, int K,
                              int H, void *out, int is_fp16, cudaStream_t stream);
+
+/* send[pos[t*K+k]] = w[t,k] * d[t] rounded to dtype, for every routed slot
+ * (the backward's dy: the gradient of the weighted top-k sum, per row). */
+cudaError_t comet_bl_permute_scaled(const void *d, const int32_t *pos, const float *w, int T,
+                                    int K, int H, void *send, int is_fp16, cudaStream_t stream);
+
+/* The activation's gradient in place: z [M, w1_rows] (fc1's output) becomes
+ * da = act'(z) . dh, dh [M, Fl]; swiglu: gate columns dh*up*silu'(gate),
+ * up columns dh*silu(gate); gelu (tanh form): dh*gelu'(z). fp32 math from
+ * the dtype values, rounded once (src/kernels/act.cuh, src/ref). act must
+ * not be COMET_ACT_NONE (da = dh then). */
+cudaError_t comet_bl_act_backward(void *z, const void *dh, int64_t M, int Fl, int act, int is_fp16,
+                                  cudaStream_t stream);
+
+/* dot[t*K+k] = <d[t], y[pos[t*K+k]]> in fp32 (h ascending per lane, then a
+ * warp tree), 0 for a dropped slot (the backward's d topk_weights). */
+cudaError_t comet_bl_row_dots(const void *d, const void *y, const int32_t *pos, int T, int K,
+                              int H, float *dot, int is_fp16, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -47,7 +47,7 @@ typedef struct bench_opts {
   const char *routing_str;
   int iters, warmup, check, check_tokens;
   int n_comm; /* mover CTAs of the fused layer0; 0 = comet's default */
-  int backward; /* --backward: also time comet_moe_backward */
+  int backward; /* --backward: also time comet's and the baseline's backward */
   int tune;   /* `comet tune`: no baseline; the sweep (tools/tune.c) */
   int sweep[32], nsweep;
   const char *table_out;
@@ -82,7 +82,8 @@ static void usage(FILE *f) {
           "  --routing uniform|skew:S   S = standard deviation of the experts' load fractions\n"
           "  --iters N --warmup N    timed and untimed iterations (default 20, 5)\n"
           "  --n-comm N              data-moving CTAs of the fused layer0 (default: comet's choice)\n"
-          "  --backward              also time comet_moe_backward (all gradients; comet_backward_ms)\n"
+          "  --backward              also time the backward, comet's and the baseline's (all\n"
+          "                          gradients; with --check, comet's against the baseline's)\n"
           "  --check                 compare the baseline's and comet's outputs with the CPU\n"
           "                          reference on sampled tokens (--check-tokens N per rank);\n"
           "                          fail -> exit 1\n"
@@ -327,6 +328,7 @@ typedef struct config_result {
   double tflops, floor_ms, skew_real;
   const char *gemm1, *gemm2;
   bench_check_t chk;
+  float bwd_ms; /* the baseline's backward (with --backward) */
 } config_result_t;
 
 /* Expert FLOPs and NVLink bytes of the slowest rank (DESIGN.md section 5). */
@@ -379,13 +381,46 @@ static const char *ms_cell(char buf[16], float v, int valid) {
   return buf;
 }
 
+/* The baseline's backward from g's dout into g's buffers, every gradient:
+ * 2 untimed calls (comet's count), then the slowest rank's median over
+ * iters into *ms. */
+static int time_baseline_backward(const comet_rank_info_t *info, comet_context_t ctx,
+                                  comet_baseline_t b, const comet_moe_args_t *a,
+                                  const bench_grads_t *g, int iters, cudaStream_t st, float *ms) {
+  const comet_moe_backward_args_t bw = bench_grads_args(a, g);
+  float *t = malloc(sizeof(float) * (size_t)iters);
+  cudaEvent_t ev[2];
+  if (!t) {
+    fprintf(stderr, "[rank %d] host allocation failed\n", info->rank);
+    return 1;
+  }
+  RCUDA(cudaEventCreate(&ev[0]));
+  RCUDA(cudaEventCreate(&ev[1]));
+  for (int it = 0; it < 2; ++it) RCOMET(comet_baseline_backward(b, &bw, st));
+  for (int it = 0; it < iters; ++it) {
+    RCUDA(cudaEventRecord(ev[0], st));
+    RCOMET(comet_baseline_backward(b, &bw, st));
+    RCUDA(cudaEventRecord(ev[1], st));
+    RCUDA(cudaEventSynchronize(ev[1]));
+    RCUDA(cudaEventElapsedTime(&t[it], ev[0], ev[1]));
+  }
+  if (bench_slowest(info, ctx, t, iters) != 0) return 1;
+  *ms = bench_median(t, iters);
+  free(t);
+  cudaEventDestroy(ev[0]);
+  cudaEventDestroy(ev[1]);
+  return 0;
+}
+
 /* The unfused baseline on a's inputs (NCCL mode only): the phase medians of
  * the slowest rank, its GEMM paths and the floor into res; with --check, one
- * more forward on NaN-poisoned output, sampled rows checked on rank 0. */
+ * more forward on NaN-poisoned output, sampled rows checked on rank 0; with
+ * g (--backward), its backward timed into res->bwd_ms, g's buffers left
+ * holding its gradients. */
 static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, comet_context_t ctx,
                         ncclComm_t comm, cublasHandle_t blas, cudaStream_t st,
                         const comet_layer_config_t *cfg, const comet_moe_args_t *a,
-                        config_result_t *res) {
+                        const bench_grads_t *g, config_result_t *res) {
   comet_baseline_t b = NULL;
   RCOMET(comet_baseline_create(&b, cfg, comm, blas));
   RCOMET(comet_baseline_set_gemm(b, o->gemm));
@@ -425,8 +460,41 @@ static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, co
                         ctx, st, &res->chk) != 0)
       return 1;
   }
+  if (g && time_baseline_backward(info, ctx, b, a, g, n, st, &res->bwd_ms) != 0) return 1;
   RCOMET(comet_baseline_destroy(b));
   return 0;
+}
+
+/* One set of gradient buffers, with dout shared from another set, or (dout
+ * NULL) made here: a token-like fill from the seed, the same for both
+ * backwards. */
+static cudaError_t grads_alloc(bench_grads_t *g, const comet_layer_config_t *c, int T, int rank,
+                               uint64_t seed, const void *dout, cudaStream_t st) {
+  const size_t El = (size_t)(c->num_experts / c->ep), H = (size_t)c->hidden;
+  cudaError_t e = cudaSuccess;
+  memset(g, 0, sizeof *g);
+  g->dout = dout;
+  if (!dout) {
+    void *d = NULL;
+    e = dev_alloc(&d, (size_t)T * H * 2 + 16, st);
+    if (e == cudaSuccess)
+      e = comet_md_fill_x(d, T, (int)H, c->dtype, rank, seed ^ 0xD0D0D0D0ull, st);
+    g->dout = d;
+  }
+  if (e == cudaSuccess) e = dev_alloc(&g->dx, (size_t)T * H * 2 + 16, st);
+  if (e == cudaSuccess) e = dev_alloc(&g->dw1, El * comet_config_w1_rows(c) * H * 2, st);
+  if (e == cudaSuccess) e = dev_alloc(&g->dw2, El * H * (c->ffn / c->tp) * 2, st);
+  if (e == cudaSuccess) e = dev_alloc(&g->dtw, sizeof(float) * (size_t)T * c->topk + 16, st);
+  return e;
+}
+
+/* Frees what grads_alloc made (dout too when owns_dout). */
+static void grads_free(bench_grads_t *g, int owns_dout, cudaStream_t st) {
+  if (owns_dout && g->dout) cudaFreeAsync((void *)g->dout, st);
+  if (g->dx) cudaFreeAsync(g->dx, st);
+  if (g->dw1) cudaFreeAsync(g->dw1, st);
+  if (g->dw2) cudaFreeAsync(g->dw2, st);
+  if (g->dtw) cudaFreeAsync(g->dtw, st);
 }
 
 /* One config on every rank. comm and blas are NULL in the loopback world,
@@ -499,14 +567,31 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     rc = tune_config(info, &to, &cfg, ctx, st, &a, model, device_name, index,
                      o->nmodels * o->ntokens);
   }
-  if (!o->tune && !loop && run_baseline(info, o, ctx, comm, blas, st, &cfg, &a, &res) != 0) return 1;
+  /* --backward: one dout, comet's gradients in gc, the baseline's in gb */
+  const int bwd = o->backward && !o->tune;
+  bench_grads_t gc, gb;
+  memset(&gc, 0, sizeof gc);
+  memset(&gb, 0, sizeof gb);
+  if (bwd) RCUDA(grads_alloc(&gc, &cfg, T, r, seed, NULL, st));
+  if (bwd && !loop) RCUDA(grads_alloc(&gb, &cfg, T, r, seed, gc.dout, st));
+  if (!o->tune && !loop &&
+      run_baseline(info, o, ctx, comm, blas, st, &cfg, &a, bwd ? &gb : NULL, &res) != 0)
+    return 1;
   /* comet on the same inputs, the same way */
   const int n = o->iters;
   bench_comet_t cm;
   memset(&cm, 0, sizeof cm);
   const bench_comet_opts_t co = {o->warmup, n, o->n_comm, -1, -1, 1, o->check, o->check_tokens,
-                                 o->seed, &o->routing, o->backward};
+                                 o->seed, &o->routing, bwd ? &gc : NULL};
   if (!o->tune && bench_comet_run(info, &cfg, ctx, st, &a, &co, &cm) != 0) return 1;
+  /* bwd_check: comet's gradients against the baseline's, on every element */
+  bench_grads_check_t bchk;
+  memset(&bchk, 0, sizeof bchk);
+  if (bwd && !loop && o->check && cm.ran &&
+      bench_grads_compare(info, &cfg, T, &gc, &gb, ctx, st, &bchk) != 0)
+    return 1;
+  grads_free(&gc, 1, st);
+  grads_free(&gb, 0, st);
   RCUDA(cudaFreeAsync(dx, st));
   RCUDA(cudaFreeAsync(dout, st));
   RCUDA(cudaFreeAsync(dw1, st));
@@ -530,6 +615,11 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   const float l1_base = res.ms[1] - (res.ms[4] - res.ms[0]) + res.ms[2];
   /* ---- rank 0 reports; the loopback world has no baseline: "-" and null ---- */
   const int base = !loop;
+  const double speedup = base && cm.ran && cm.forward_ms > 0 ? res.ms[3] / cm.forward_ms : 0;
+  /* fwd_bwd_speedup = (baseline forward + backward) / (comet's) */
+  const double fb_comet = cm.forward_ms + cm.backward_ms;
+  const double fb_speedup =
+      base && bwd && cm.ran && fb_comet > 0 ? (res.ms[3] + res.bwd_ms) / fb_comet : 0;
   char world[64], cell[16];
   if (loop) snprintf(world, sizeof world, "%d rank(s) on 1 GPU (loopback)", W);
   else snprintf(world, sizeof world, "%d GPU(s)", W);
@@ -560,11 +650,16 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
              comet_choice_from_name(cm.from1), cm.layer1_gemm_only_ms, cm.layer1_comm_only_ms, l1_eff);
     printf("\n");
     printf("  %-22s %12s %10.3f\n", names[3], ms_cell(cell, res.ms[3], base), cm.forward_ms);
-    if (o->backward) printf("  %-22s %12s %10.3f\n", "backward", "-", cm.backward_ms);
+    if (bwd) {
+      printf("  %-22s %12s %10.3f\n", "backward", ms_cell(cell, res.bwd_ms, base), cm.backward_ms);
+      printf("  %-22s %12s %10.3f", "forward + backward",
+             ms_cell(cell, res.ms[3] + res.bwd_ms, base), cm.forward_ms + cm.backward_ms);
+      if (base) printf("   speedup %.3fx", fb_speedup);
+      printf("\n");
+    }
   } else {
     printf("  %-22s %12s %10s   (comet: %s)\n", names[3], ms_cell(cell, res.ms[3], base), "-", cm.err);
   }
-  const double speedup = base && cm.ran && cm.forward_ms > 0 ? res.ms[3] / cm.forward_ms : 0;
   if (base) {
     const double comm_share = res.ms[3] > 0 ? (res.ms[0] + res.ms[2]) / res.ms[3] : 0;
     printf("  experts %.0f TFLOP/s per GPU (gemm: fc1 %s, fc2 %s) | comm share %.0f%% | floor %.3f ms "
@@ -587,6 +682,11 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   const int passed = loop ? cm.chk.pass : res.chk.pass && (!cm.ran || cm.chk.pass);
   const double rel_err = cm.chk.ran && cm.chk.rel_err > res.chk.rel_err ? cm.chk.rel_err : res.chk.rel_err;
   const int check_tokens = res.chk.ran ? res.chk.tokens : cm.chk.tokens;
+  if (bchk.ran)
+    printf("  check backward: %s (comet vs baseline rel_err: dx %.3e, dw1 %.3e, dw2 %.3e, "
+           "dtopk_weights %.3e; tol %.0e%s)\n",
+           bchk.pass ? "pass" : "fail", bchk.rel_err[0], bchk.rel_err[1], bchk.rel_err[2],
+           bchk.rel_err[3], BENCH_GRADS_TOL, bchk.nan_count ? ", NaN/unwritten outputs!" : "");
   if (checked) printf("  check: %s\n", passed ? "pass" : "fail");
   fflush(stdout);
   if (o->json) {
@@ -640,7 +740,12 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "layer1_overlap_eff", l1_eff, cm.ran && cm.fused1);
     json_num(f, "layer1_speedup", cm.layer1_ms > 0 ? l1_base / cm.layer1_ms : 0, base && cm.ran);
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
-    json_num(f, "comet_backward_ms", cm.backward_ms, cm.ran && o->backward);
+    json_num(f, "comet_backward_ms", cm.backward_ms, cm.ran && bwd);
+    json_num(f, "bwd_ms", cm.backward_ms, cm.ran && bwd);
+    json_num(f, "baseline_bwd_ms", res.bwd_ms, base && bwd);
+    json_num(f, "fwd_bwd_speedup", fb_speedup, base && bwd && cm.ran);
+    if (bchk.ran) fprintf(f, ", \"bwd_check\": \"%s\"", bchk.pass ? "pass" : "fail");
+    else fprintf(f, ", \"bwd_check\": null");
     json_num(f, "comet_limit_eff", cm.ran ? res.floor_ms / cm.forward_ms : 0, cm.ran && res.floor_ms > 0);
     json_num(f, "speedup", speedup, base && cm.ran);
     if (checked) fprintf(f, ", \"check\": \"%s\"", passed ? "pass" : "fail");
@@ -652,7 +757,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     fprintf(f, "}\n");
     fclose(f);
   }
-  return checked && !passed ? 2 : 0;
+  return (checked && !passed) || (bchk.ran && !bchk.pass) ? 2 : 0;
 }
 
 static int rank_main(const comet_rank_info_t *info, void *arg) {

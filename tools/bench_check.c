@@ -196,3 +196,97 @@ int bench_check_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   free(got);
   return rc;
 }
+
+comet_moe_backward_args_t bench_grads_args(const comet_moe_args_t *a, const bench_grads_t *g) {
+  comet_moe_backward_args_t bw = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
+  bw.num_tokens = a->num_tokens;
+  bw.x = a->x;
+  bw.topk_ids = a->topk_ids;
+  bw.topk_weights = a->topk_weights;
+  bw.w1 = a->w1;
+  bw.w2 = a->w2;
+  bw.dout = g->dout;
+  bw.dx = g->dx;
+  bw.dw1 = g->dw1;
+  bw.dw2 = g->dw2;
+  bw.dtopk_weights = g->dtw;
+  return bw;
+}
+
+/* acc[0..2] += sum (got - want)^2, sum want^2, NaN count in got, over n
+ * values (dtype bits, or fp32), copied to the host in chunks. */
+static int grad_sums(const comet_rank_info_t *info, const void *got, const void *want, size_t n,
+                     size_t esz, comet_dtype_t dt, cudaStream_t st, double *acc) {
+  enum { CHUNK = 1 << 22 };
+  char *hg = malloc((size_t)CHUNK * esz), *hw = malloc((size_t)CHUNK * esz);
+  int rc = !hg || !hw;
+  for (size_t at = 0; at < n && !rc; at += CHUNK) {
+    const size_t c = n - at < CHUNK ? n - at : CHUNK;
+    cudaError_t e = cudaMemcpyAsync(hg, (const char *)got + at * esz, c * esz,
+                                    cudaMemcpyDeviceToHost, st);
+    if (e == cudaSuccess)
+      e = cudaMemcpyAsync(hw, (const char *)want + at * esz, c * esz, cudaMemcpyDeviceToHost, st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+    if (e != cudaSuccess) {
+      fprintf(stderr, "[rank %d] backward check: %s\n", info->rank, cudaGetErrorString(e));
+      rc = 1;
+      break;
+    }
+    for (size_t i = 0; i < c; ++i) {
+      const double g = esz == 4 ? ((const float *)hg)[i] : comet_load_f32(hg, i, dt);
+      const double w = esz == 4 ? ((const float *)hw)[i] : comet_load_f32(hw, i, dt);
+      if (isnan(g) || isinf(g)) {
+        acc[2] += 1;
+        continue;
+      }
+      acc[0] += (g - w) * (g - w);
+      acc[1] += w * w;
+    }
+  }
+  if (!hg || !hw) fprintf(stderr, "[rank %d] backward check: host allocation failed\n", info->rank);
+  free(hg);
+  free(hw);
+  return rc;
+}
+
+int bench_grads_compare(const comet_rank_info_t *info, const comet_layer_config_t *cfg, int T,
+                        const bench_grads_t *got, const bench_grads_t *want, comet_context_t ctx,
+                        cudaStream_t st, bench_grads_check_t *out) {
+  memset(out, 0, sizeof *out);
+  const int W = info->world;
+  const size_t El = (size_t)(cfg->num_experts / cfg->ep), H = (size_t)cfg->hidden;
+  const size_t n[4] = {(size_t)T * H, El * comet_config_w1_rows(cfg) * H,
+                       El * H * (cfg->ffn / cfg->tp), (size_t)T * cfg->topk};
+  const void *g[4] = {got->dx, got->dw1, got->dw2, got->dtw};
+  const void *w[4] = {want->dx, want->dw1, want->dw2, want->dtw};
+  double mine[12] = {0}, *all = malloc(sizeof mine * (size_t)W);
+  if (!all) {
+    fprintf(stderr, "[rank %d] backward check: host allocation failed\n", info->rank);
+    return 1;
+  }
+  for (int k = 0; k < 4; ++k)
+    if (grad_sums(info, g[k], w[k], n[k], k == 3 ? 4 : 2, cfg->dtype, st, mine + 3 * k) != 0) {
+      free(all);
+      return 1;
+    }
+  if (ctx->tp->ops->allgather(ctx->tp, mine, all, sizeof mine) != COMET_OK) {
+    fprintf(stderr, "[rank %d] backward check: gathering the sums failed: %s\n", info->rank,
+            comet_last_error());
+    free(all);
+    return 1;
+  }
+  double sum[12] = {0};
+  for (int s = 0; s < W; ++s)
+    for (int i = 0; i < 12; ++i) sum[i] += all[12 * s + i];
+  free(all);
+  out->ran = 1;
+  out->pass = 1;
+  for (int k = 0; k < 4; ++k) {
+    const double num = sum[3 * k], den = sum[3 * k + 1];
+    out->rel_err[k] = den > 0 ? sqrt(num / den) : sqrt(num);
+    out->nan_count += (long)sum[3 * k + 2];
+    if (!(out->rel_err[k] < BENCH_GRADS_TOL)) out->pass = 0;
+  }
+  if (out->nan_count) out->pass = 0;
+  return 0;
+}

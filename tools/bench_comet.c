@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* bench_comet.c — comet's forward in `comet bench`: one layer per config on
- * the caller's context, CUDA events around the forward and around each half,
- * the slowest rank's time per iteration (a max over the ranks' times on the
- * host, through the context's transport, so the same code runs over NCCL and
- * in the loopback world), the median over iterations. */
+/* bench_comet.c — comet's forward (and with --backward its backward) in
+ * `comet bench`: one layer per config on the caller's context, CUDA events
+ * around the forward and around each half, the slowest rank's time per
+ * iteration (a max over the ranks' times on the host, through the context's
+ * transport, so the same code runs over NCCL and in the loopback world), the
+ * median over iterations. */
 #include "bench_comet.h"
 
 #include <stdio.h>
@@ -119,33 +120,13 @@ done:
   return 0; /* comet's error is in out->err */
 }
 
-/* comet_moe_backward with every gradient, dout = the forward's out (its
- * values do not matter to the timing); the slowest rank's median. */
+/* comet_moe_backward with every gradient, from g's dout into g's buffers
+ * (what the last call leaves there can be checked); the slowest rank's
+ * median. */
 static int bench_backward(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
-                          const comet_layer_config_t *cfg, const comet_moe_args_t *a,
-                          cudaStream_t st, int iters, float *times, cudaEvent_t *ev,
-                          bench_comet_t *out) {
-  const size_t b = comet_dtype_size(cfg->dtype), El = cfg->num_experts / cfg->ep;
-  const size_t n1 = El * comet_config_w1_rows(cfg) * cfg->hidden;
-  const size_t n2 = El * cfg->hidden * (cfg->ffn / cfg->tp);
-  void *dx = NULL, *dw1 = NULL, *dw2 = NULL;
-  float *dtw = NULL;
-  HCUDA(cudaMallocAsync(&dx, (size_t)a->num_tokens * cfg->hidden * b + 16, st));
-  HCUDA(cudaMallocAsync(&dw1, n1 * b, st));
-  HCUDA(cudaMallocAsync(&dw2, n2 * b, st));
-  HCUDA(cudaMallocAsync((void **)&dtw, (size_t)a->num_tokens * cfg->topk * 4 + 16, st));
-  comet_moe_backward_args_t bw = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
-  bw.num_tokens = a->num_tokens;
-  bw.x = a->x;
-  bw.topk_ids = a->topk_ids;
-  bw.topk_weights = a->topk_weights;
-  bw.w1 = a->w1;
-  bw.w2 = a->w2;
-  bw.dout = a->out;
-  bw.dx = dx;
-  bw.dw1 = dw1;
-  bw.dw2 = dw2;
-  bw.dtopk_weights = dtw;
+                          const comet_moe_args_t *a, const bench_grads_t *g, cudaStream_t st,
+                          int iters, float *times, cudaEvent_t *ev, bench_comet_t *out) {
+  const comet_moe_backward_args_t bw = bench_grads_args(a, g);
   for (int it = 0; it < 2; ++it) HCOMET(comet_moe_backward(L, &bw, st));
   for (int it = 0; it < iters; ++it) {
     HCUDA(cudaEventRecord(ev[0], st));
@@ -157,11 +138,7 @@ static int bench_backward(const comet_rank_info_t *info, comet_context_t ctx, co
   if (bench_slowest(info, ctx, times, iters) != 0) return 1;
   out->backward_ms = bench_median(times, iters);
 done:
-  cudaFreeAsync(dx, st);
-  cudaFreeAsync(dw1, st);
-  cudaFreeAsync(dw2, st);
-  cudaFreeAsync(dtw, st);
-  return 0;
+  return 0; /* comet's error is in out->err */
 }
 
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
@@ -210,7 +187,8 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
     med[p] = bench_median(col, iters);
   }
   free(col);
-  if (o->backward && bench_backward(info, ctx, L, cfg, a, st, iters, times, ev, out) != 0) return 1;
+  if (o->backward && bench_backward(info, ctx, L, a, o->backward, st, iters, times, ev, out) != 0)
+    return 1;
   out->forward_ms = med[0];
   out->layer0_ms = med[1];
   out->layer1_ms = med[2];

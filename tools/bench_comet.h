@@ -27,7 +27,8 @@ typedef struct bench_comet {
   float layer0_comm_only_ms; /* ... with the movers alone */
   int fused1, n_comm1;   /* layer1 ran fused (COMET_LAYER1=fused), with n_comm1 movers */
   float layer1_gemm_only_ms, layer1_comm_only_ms; /* its reference timings, as layer0's */
-  float backward_ms;     /* comet_moe_backward, every gradient (with opts.backward) */
+  float backward_ms;     /* comet_moe_backward, every gradient (with opts.backward), into
+                            opts.backward's buffers */
   bench_check_t chk;
   char err[256];
 } bench_comet_t;
@@ -50,7 +51,8 @@ typedef struct bench_comet_opts {
   int check, check_tokens;
   unsigned long long seed;
   const comet_md_routing_t *routing;
-  int backward; /* also time comet_moe_backward (every gradient; dout = out) */
+  const bench_grads_t *backward; /* also time comet_moe_backward, every gradient, from its
+                                    dout into its buffers (NULL: not) */
 } bench_comet_opts_t;
 
 /* Collective over ctx (not destroyed); st is a stream of ctx's rank. One

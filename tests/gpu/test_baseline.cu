@@ -3,11 +3,15 @@
  * against the CPU reference (src/ref/ref.h) on 1, 2 and 4 GPUs, one process
  * per GPU through comet_launch_local: EP, TP and EP x TP; uniform and skewed
  * routing, empty experts, dropped slots, unequal tokens per rank (0 too),
- * one expert per rank; both GEMM paths (grouped, per-expert loop) and AUTO;
- * bitwise-repeatable output; bad routing or arguments on one rank fail
- * every rank alike. Fresh random data per run (seed printed), outputs
- * poisoned with NaN before each forward. Layouts needing more GPUs than
- * present are skipped with a loud line; no GPU at all: exit 77. */
+ * one expert per rank; swiglu, gelu (bf16 and fp16), none; both GEMM paths
+ * (grouped, per-expert loop) and AUTO; bitwise-repeatable output; bad
+ * routing or arguments on one rank fail every rank alike. The backward of
+ * every case too: dx, dw1, dw2, d topk_weights against comet_ref_backward
+ * (test_backward's tolerances), in each GEMM mode; ranks asking for
+ * different gradients get the same bits as with all asked; nothing asked on
+ * one rank fails every rank. Fresh random data per run (seed printed),
+ * outputs poisoned with NaN before each call. Layouts needing more GPUs
+ * than present are skipped with a loud line; no GPU at all: exit 77. */
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <math.h>
@@ -39,16 +43,18 @@ struct Case {
   comet_activation_t act;
   comet_md_routing_t routing;
   int unequal; /* tokens differ per rank, one rank may have none */
+  comet_dtype_t dtype;
 };
 
 static const Case k_cases[] = {
-    {"uniform", 8, 2, COMET_ACT_SWIGLU, {0, 0, 0}, 0},
-    {"skew:0.08", 8, 2, COMET_ACT_SWIGLU, {0.08, 0, 0}, 0},
-    {"empty experts", 8, 2, COMET_ACT_SWIGLU, {0, 0, 3}, 0},
-    {"dropped slots", 8, 2, COMET_ACT_SWIGLU, {0, 0.25, 0}, 0},
-    {"unequal tokens", 8, 2, COMET_ACT_SWIGLU, {0.03, 0.1, 0}, 1},
-    {"gelu top-3 of 16", 16, 3, COMET_ACT_GELU, {0, 0, 0}, 0},
-    {"one expert per EP rank", 0 /* = ep */, 1, COMET_ACT_NONE, {0, 0, 0}, 1},
+    {"uniform", 8, 2, COMET_ACT_SWIGLU, {0, 0, 0}, 0, COMET_DTYPE_BF16},
+    {"skew:0.08", 8, 2, COMET_ACT_SWIGLU, {0.08, 0, 0}, 0, COMET_DTYPE_BF16},
+    {"empty experts", 8, 2, COMET_ACT_SWIGLU, {0, 0, 3}, 0, COMET_DTYPE_BF16},
+    {"dropped slots", 8, 2, COMET_ACT_SWIGLU, {0, 0.25, 0}, 0, COMET_DTYPE_BF16},
+    {"unequal tokens", 8, 2, COMET_ACT_SWIGLU, {0.03, 0.1, 0}, 1, COMET_DTYPE_BF16},
+    {"gelu top-3 of 16", 16, 3, COMET_ACT_GELU, {0, 0, 0}, 0, COMET_DTYPE_BF16},
+    {"gelu fp16", 16, 3, COMET_ACT_GELU, {0.03, 0.1, 0}, 0, COMET_DTYPE_FP16},
+    {"one expert per EP rank", 0 /* = ep */, 1, COMET_ACT_NONE, {0, 0, 0}, 1, COMET_DTYPE_BF16},
 };
 enum { H = 256, F = 512, T_BASE = 160 };
 
@@ -60,6 +66,166 @@ static int tokens_of(int rank, int unequal, int case_no) {
   if (!unequal) return T_BASE;
   const int pattern[4] = {T_BASE + 37, 0, 5, T_BASE / 2 + 3};
   return pattern[(rank + case_no) % 4];
+}
+
+/* Relative L2 error of got against want (n values, dtype bits or fp32);
+ * NaN in got counted into *nan. */
+static double rel_err(const void *got, const void *want, size_t n, int fp32, comet_dtype_t dt,
+                      long *nan) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double a = fp32 ? ((const float *)got)[i] : comet_load_f32(got, i, dt);
+    const double w = fp32 ? ((const float *)want)[i] : comet_load_f32(want, i, dt);
+    if (isnan(a)) { ++*nan; continue; }
+    num += (a - w) * (a - w);
+    den += w * w;
+  }
+  return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+/* One rank's gradients: device buffers (poisoned before each call) and
+ * their host copies. Index: 0 dx, 1 dw1, 2 dw2, 3 d topk_weights (fp32). */
+struct Grads {
+  void *dev[4] = {NULL, NULL, NULL, NULL};
+  size_t n[4] = {0, 0, 0, 0};
+  std::vector<char> host[4];
+  static size_t elem(int g) { return g == 3 ? 4 : 2; }
+};
+static const char *const k_grad_names[4] = {"dx", "dw1", "dw2", "dtopk_weights"};
+
+/* The backward with the outputs in ask (bit g: gradient g) into gr, the
+ * others NULL; copies the asked ones back. */
+static int backward_into(comet_baseline_t b, comet_moe_backward_args_t ba, Grads &gr, unsigned ask,
+                         cudaStream_t st, comet_status_t *status) {
+  for (int g = 0; g < 4; ++g)
+    CUDA_OK(cudaMemsetAsync(gr.dev[g], 0xFF, gr.n[g] * Grads::elem(g) + 16, st)); /* NaN */
+  ba.dx = ask & 1 ? gr.dev[0] : NULL;
+  ba.dw1 = ask & 2 ? gr.dev[1] : NULL;
+  ba.dw2 = ask & 4 ? gr.dev[2] : NULL;
+  ba.dtopk_weights = ask & 8 ? (float *)gr.dev[3] : NULL;
+  *status = comet_baseline_backward(b, &ba, st);
+  if (*status != COMET_OK) return 0;
+  for (int g = 0; g < 4; ++g) {
+    gr.host[g].resize(gr.n[g] * Grads::elem(g) + 1);
+    if (ask & (1u << g))
+      CUDA_OK(cudaMemcpyAsync(gr.host[g].data(), gr.dev[g], gr.n[g] * Grads::elem(g),
+                              cudaMemcpyDeviceToHost, st));
+  }
+  CUDA_OK(cudaStreamSynchronize(st));
+  return 0;
+}
+
+/* The backward of the case on the forward's inputs fa: every rank's
+ * reference gradients (dout from the seed, rank by rank), this rank's
+ * compared in each GEMM mode; then ranks asking for different gradients
+ * (odd ranks dw2 alone, even ranks dx and d topk_weights) get the loop
+ * mode's bits; in case 0, nothing asked on the last rank fails every rank. */
+static int run_backward(const comet_rank_info_t *info, comet_baseline_t b,
+                        const comet_layer_config_t &cfg, const comet_layer_config_t &rcfg,
+                        const std::vector<comet_ref_rank_t> &rk, const comet_moe_args_t &fa,
+                        cudaStream_t st, uint64_t seed, const Case &c, int case_no) {
+  const int W = info->world, r = info->rank, H = cfg.hidden, K = cfg.topk;
+  const int El = cfg.num_experts / cfg.ep, Fl = cfg.ffn / cfg.tp, w1r = comet_config_w1_rows(&cfg);
+  const uint64_t dseed = seed ^ 0xD0D0D0D0ull;
+  std::vector<std::vector<uint16_t>> dout(W), rdx(W), rdw1(W), rdw2(W);
+  std::vector<std::vector<float>> rdtw(W);
+  std::vector<const uint16_t *> doutp(W);
+  std::vector<uint16_t *> pdx(W), pdw1(W), pdw2(W);
+  std::vector<float *> pdtw(W);
+  for (int s = 0; s < W; ++s) {
+    const int Ts = rk[s].num_tokens;
+    dout[s].resize((size_t)Ts * H + 1);
+    for (int t = 0; t < Ts; ++t)
+      comet_md_x_row_host(&dout[s][(size_t)t * H], t, H, cfg.dtype, s, dseed);
+    rdx[s].resize((size_t)Ts * H + 1);
+    rdw1[s].resize((size_t)El * w1r * H);
+    rdw2[s].resize((size_t)El * H * Fl);
+    rdtw[s].resize((size_t)Ts * K + 1);
+    doutp[s] = dout[s].data();
+    pdx[s] = rdx[s].data();
+    pdw1[s] = rdw1[s].data();
+    pdw2[s] = rdw2[s].data();
+    pdtw[s] = rdtw[s].data();
+  }
+  const comet_ref_grads_t rg = {pdx.data(), pdw1.data(), pdw2.data(), pdtw.data()};
+  CHECK_OK(comet_ref_backward(&rcfg, rk.data(), doutp.data(), &rg));
+  const void *want[4] = {rdx[r].data(), rdw1[r].data(), rdw2[r].data(), rdtw[r].data()};
+
+  const int T = fa.num_tokens;
+  Grads full, part;
+  const size_t n[4] = {(size_t)T * H, rdw1[r].size(), rdw2[r].size(), (size_t)T * K};
+  void *ddout = NULL;
+  CUDA_OK(cudaMalloc(&ddout, (size_t)T * H * 2 + 16));
+  CUDA_OK(cudaMemcpy(ddout, dout[r].data(), (size_t)T * H * 2, cudaMemcpyHostToDevice));
+  for (int g = 0; g < 4; ++g) {
+    full.n[g] = part.n[g] = n[g];
+    CUDA_OK(cudaMalloc(&full.dev[g], n[g] * Grads::elem(g) + 16));
+    CUDA_OK(cudaMalloc(&part.dev[g], n[g] * Grads::elem(g) + 16));
+  }
+  comet_moe_backward_args_t ba = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
+  ba.num_tokens = T;
+  ba.x = fa.x;
+  ba.topk_ids = fa.topk_ids;
+  ba.topk_weights = fa.topk_weights;
+  ba.w1 = fa.w1;
+  ba.w2 = fa.w2;
+  ba.dout = ddout;
+
+  /* the GPU rounds where the reference keeps fp32 (dh, the GEMMs' outputs) */
+  const double tol = cfg.dtype == COMET_DTYPE_FP16 ? 5e-3 : 2e-2;
+  const comet_baseline_gemm_t modes[3] = {COMET_BASELINE_GEMM_GROUPED, COMET_BASELINE_GEMM_AUTO,
+                                          COMET_BASELINE_GEMM_LOOP};
+  comet_status_t s = COMET_OK;
+  for (int m = 0; m < 3 && s == COMET_OK; ++m) {
+    CHECK_OK(comet_baseline_set_gemm(b, modes[m]));
+    if (backward_into(b, ba, full, 15u, st, &s) != 0) return 1;
+    CHECK_MSG(s == COMET_OK, "rank %d %s: backward failed: %s", r, c.name, comet_last_error());
+    if (s != COMET_OK) break;
+    double e[4];
+    long nan[4] = {0, 0, 0, 0};
+    int bad = 0;
+    for (int g = 0; g < 4; ++g) {
+      e[g] = rel_err(full.host[g].data(), want[g], n[g], g == 3, cfg.dtype, &nan[g]);
+      bad |= nan[g] || !(e[g] < (g == 3 ? 2 * tol : tol));
+    }
+    if (r == 0 || bad)
+      printf("  [rank %d] W=%d ep=%d tp=%d %-24s backward gemm %-7s rel dx %.2e dw1 %.2e dw2 "
+             "%.2e dtopk %.2e%s\n",
+             r, W, cfg.ep, cfg.tp, c.name, comet_baseline_last_gemm(b, 1), e[0], e[1], e[2], e[3],
+             nan[0] + nan[1] + nan[2] + nan[3] ? "  NaN!" : "");
+    for (int g = 0; g < 4; ++g)
+      CHECK_MSG(nan[g] == 0 && e[g] < (g == 3 ? 2 * tol : tol),
+                "rank %d %s: %s rel err %.3e (tol %.0e), %ld NaN", r, c.name, k_grad_names[g],
+                e[g], g == 3 ? 2 * tol : tol, nan[g]);
+  }
+  /* full holds the loop mode's gradients now */
+  if (s == COMET_OK) {
+    const unsigned ask = r % 2 ? 4u : 9u;
+    if (backward_into(b, ba, part, ask, st, &s) != 0) return 1;
+    CHECK_MSG(s == COMET_OK, "rank %d %s: partial backward failed: %s", r, c.name,
+              comet_last_error());
+    for (int g = 0; g < 4 && s == COMET_OK; ++g)
+      if (ask & (1u << g))
+        CHECK_MSG(!memcmp(part.host[g].data(), full.host[g].data(), n[g] * Grads::elem(g)),
+                  "rank %d %s: %s asked with fewer gradients differs from all asked", r, c.name,
+                  k_grad_names[g]);
+  }
+  if (s == COMET_OK && case_no == 0) {
+    comet_moe_backward_args_t none = ba;
+    const int last = r == W - 1;
+    if (last) none.dx = none.dw1 = none.dw2 = none.dtopk_weights = NULL;
+    else none.dx = full.dev[0];
+    char who[32];
+    snprintf(who, sizeof who, "rank %d refused", W - 1);
+    CHECK_ERR(comet_baseline_backward(b, &none, st), COMET_ERR_INVALID_ARGUMENT,
+              last ? "nothing to compute" : who);
+  }
+  cudaFree(ddout);
+  for (int g = 0; g < 4; ++g) {
+    cudaFree(full.dev[g]);
+    cudaFree(part.dev[g]);
+  }
+  return 0;
 }
 
 /* Runs one case on this rank; every rank computes the reference of the whole
@@ -76,6 +242,7 @@ static int run_case(const comet_rank_info_t *info, ncclComm_t comm, cublasHandle
   cfg.ep = lay.ep;
   cfg.tp = lay.tp;
   cfg.activation = c.act;
+  cfg.dtype = c.dtype;
   int Tmax = 0;
   std::vector<int> T(W);
   for (int s = 0; s < W; ++s) {
@@ -162,7 +329,8 @@ static int run_case(const comet_rank_info_t *info, ncclComm_t comm, cublasHandle
     double num = 0, den = 0, maxerr = 0, maxref = 0;
     long nan_count = 0;
     for (size_t i = 0; i < (size_t)T[r] * H; ++i) {
-      const float o = comet_bf16_to_f32(got[i]), f = comet_bf16_to_f32(out_ref[r][i]);
+      const float o = comet_load_f32(got.data(), i, cfg.dtype);
+      const float f = comet_load_f32(out_ref[r].data(), i, cfg.dtype);
       if (isnan(o)) { nan_count++; continue; }
       num += (double)(o - f) * (o - f);
       den += (double)f * f;
@@ -186,6 +354,8 @@ static int run_case(const comet_rank_info_t *info, ncclComm_t comm, cublasHandle
   comet_baseline_times_t tm;
   CHECK_OK(comet_baseline_last_times(b, &tm));
   CHECK(tm.total_ms > 0 && tm.dispatch_ms >= 0 && tm.experts_ms >= 0 && tm.combine_ms >= 0);
+  if (!test_failures && run_backward(info, b, cfg, rcfg, rk, a, st, seed, c, case_no) != 0)
+    return 1;
 
   /* Bad routing on the last rank: every rank must return ROUTING. */
   if (case_no == 0 && T[W - 1] > 0) {
