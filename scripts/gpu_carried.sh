@@ -9,7 +9,7 @@
 # tokens x uniform/skew:0.05) and the same with the fused layer1 (bench1). tests.jsonl, bench.jsonl and summary.txt
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,torchbench,bench,bench0,bench1,gemm
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,gemm
 #   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
 #   subset of the multi-rank / single-GPU tests.
 set -u -o pipefail
@@ -33,9 +33,18 @@ if has tests; then
     note "$t: exit $?"
   done
 fi
-if has sanitize; then
-  BUILD=$B LIMIT=100 scripts/gpu_sanitize.sh "memcheck racecheck synccheck" ipc > "$OUT/sanitize.log" 2>&1
-  note "sanitizers (ipc W = 4): $(grep -E '^(memcheck|racecheck|synccheck):' "$OUT/sanitize.log" | tr '\n' ' ')"
+if has bwdbench; then # forward + backward, comet against the baseline (issue 11's matrix)
+  timeout ${BWD_LIMIT:-240} $B/comet bench --gpus 1 --json "$OUT/bwd.jsonl" --backward --check --check-tokens 2 \
+    --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
+    --tokens 2048,8192 --iters 10 > "$OUT/bwdbench.log" 2>&1
+  note "bench --backward W = 1 (uniform): exit $?"
+fi
+if has sanitize; then # SAN_TESTS: the multi-rank tests to run under the tools (default test_forward)
+  for t in ${SAN_TESTS:-test_forward}; do
+    TEST=$t BUILD=$B LIMIT=${SAN_LIMIT:-100} scripts/gpu_sanitize.sh "memcheck racecheck synccheck" ipc \
+      > "$OUT/sanitize_$t.log" 2>&1
+    note "sanitizers on $t (ipc W = 4): $(grep -E '^(memcheck|racecheck|synccheck):' "$OUT/sanitize_$t.log" | tr '\n' ' ')"
+  done
 fi
 if has python || has torchbench; then
   python3 -m pip install -q --no-deps --target /tmp/comet_py $B/comet_moe-*.whl

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # gpu_sanitize.sh — compute-sanitizer memcheck, racecheck and synccheck on
-# the W = 4 forward at a small size (test_forward --quick) on one GPU, one
+# a W = 4 multi-rank test at a small size ($TEST --quick, default
+# test_forward; test_backward too) on one GPU, one
 # JSON line each into $OUT/tests.jsonl. The ranks run as processes (the ipc
 # transport): under the tool, the loopback world's threads make no progress
 # while a peer waits (seen 2026-12-01). Waits get a longer bound: the tool
 # slows every kernel. A run that does not finish in time records null.
-#   usage: BUILD=<dir with test_forward> scripts/gpu_sanitize.sh [TOOLS] [TRANSPORT]
+#   usage: BUILD=<dir with the tests> [TEST=test_backward] scripts/gpu_sanitize.sh [TOOLS] [TRANSPORT]
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -15,6 +16,7 @@ mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 COMET_TIMEOUT_S=${COMET_TIMEOUT_S:-30} COMET_HOST_TIMEOUT_S=120
 TR=${2:-ipc}
 LIMIT=${LIMIT:-90}
+TEST=${TEST:-test_forward}
 dev=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
 commit=${COMET_COMMIT:-$(git rev-parse --short=10 HEAD 2>/dev/null || echo unknown)}
 for tool in ${1:-memcheck racecheck synccheck}; do
@@ -23,14 +25,14 @@ for tool in ${1:-memcheck racecheck synccheck}; do
   worlds="--nccl none --loopback none --ipc 4"
   [ "$TR" = loopback ] && worlds="--nccl none --loopback 4"
   timeout "$LIMIT" compute-sanitizer --tool "$tool" $extra --report-api-errors no --error-exitcode 9 \
-    "$BUILD/test_forward" $worlds --quick > "$OUT/$tool.log" 2>&1
+    "$BUILD/$TEST" $worlds --quick > "$OUT/${TEST}_$tool.log" 2>&1
   rc=$?
   # errors over every summary (one per instrumented process): memcheck and
   # synccheck print "ERROR SUMMARY: N errors", racecheck "(N errors, M warnings)"
-  errs=$(grep -oE "ERROR SUMMARY: [0-9]+|\([0-9]+ errors" "$OUT/$tool.log" | grep -oE "[0-9]+" |
+  errs=$(grep -oE "ERROR SUMMARY: [0-9]+|\([0-9]+ errors" "$OUT/${TEST}_$tool.log" | grep -oE "[0-9]+" |
          awk '{s += $1; n++} END {if (n) print s}')
-  pass=$(grep -c "world 4 ($TR): passed" "$OUT/$tool.log")
-  echo "{\"op\":\"sanitizer\",\"tool\":\"$tool\",\"test\":\"test_forward\",\"world\":4,\"transport\":\"$TR\",\"errors\":${errs:-null},\"test_passed\":$pass,\"exit\":$rc,\"device\":\"$dev\",\"commit\":\"$commit\"}" >> "$OUT/tests.jsonl"
+  pass=$(grep -c "world 4 ($TR): passed" "$OUT/${TEST}_$tool.log")
+  echo "{\"op\":\"sanitizer\",\"tool\":\"$tool\",\"test\":\"$TEST\",\"world\":4,\"transport\":\"$TR\",\"errors\":${errs:-null},\"test_passed\":$pass,\"exit\":$rc,\"device\":\"$dev\",\"commit\":\"$commit\"}" >> "$OUT/tests.jsonl"
   echo "$tool: exit $rc, errors ${errs:-unknown}, test passed $pass, $(( $(date +%s) - s )) s"
-  tail -2 "$OUT/$tool.log"
+  tail -2 "$OUT/${TEST}_$tool.log"
 done

@@ -5,11 +5,12 @@
  * forward and backward: it recomputes (activation recompute).
  *
  *   1. plan + dispatch x          A (rows of this rank's experts), window
- *   2. z = A . w1^T, h = act(z), y = h . w2^T           (workspace; A kept)
+ *   2. z = A . w1^T, h = act(z)                          (workspace; A kept)
  *   3. plan again + dispatch dout D into the window's rows (a new epoch: the
  *                                 flags of step 1 must not satisfy step 3)
- *   4. row weights home -> experts, barrier; row_dot = <D, y>; dy = w . D
- *   5. dh = dy . w2 (B MN-major), da = act'(z) . dh
+ *   4. row weights home -> experts, barrier
+ *   5. dh_u = D . w2 (B MN-major); row_dot = <dh_u, h> (= <D, y>, y = h .
+ *      w2^T: no fc2 recomputed); dy = w . D; da = act'(z) . (w . dh_u)
  *   6. dw2 = dy^T h, dw1 = da^T A (the grouped reduction over each expert's
  *      rows), dA = da . w1 (B MN-major) into the window's rows
  *   7. dx = combine of dA with unit weights (on every rank: it is collective;
@@ -17,7 +18,7 @@
  *      tp sum of row_dot at each slot (after a barrier every rank joins)
  *
  * Every GEMM is the deterministic engine, the combine sums in a fixed order:
- * the same bits on every run. Written 2026-12-01, not yet run on a GPU. */
+ * the same bits on every run. */
 #include <stdint.h>
 #include <string.h>
 
@@ -31,7 +32,7 @@
 
 /* The workspace's regions (elements of the dtype, 256-byte aligned). */
 typedef struct bw_ws {
-  void *z, *h, *y, *A, *dh, *da;
+  void *z, *h, *A, *dh, *da;
   float *ones;
   void *dx; /* where dx goes on a rank that did not ask for it (the combine is collective) */
 } bw_ws_t;
@@ -44,11 +45,10 @@ static size_t carve(const comet_layer_t L, bw_ws_t *w, char *base) {
   const size_t Fl = (size_t)(c->ffn / c->tp), N1 = (size_t)comet_config_w1_rows(c);
   const size_t H = (size_t)c->hidden, TK = (size_t)c->max_tokens_per_rank * c->topk;
   size_t o = 0;
-  const size_t sizes[8] = {cap * N1 * b, cap * Fl * b, cap * H * b, cap * H * b,
-                           cap * Fl * b, cap * N1 * b, TK * sizeof(float),
-                           (size_t)c->max_tokens_per_rank * H * b};
-  void **slots[8] = {&w->z, &w->h, &w->y, &w->A, &w->dh, &w->da, (void **)&w->ones, &w->dx};
-  for (int i = 0; i < 8; ++i) {
+  const size_t sizes[7] = {cap * N1 * b, cap * Fl * b, cap * H * b, cap * Fl * b,
+                           cap * N1 * b, TK * sizeof(float), (size_t)c->max_tokens_per_rank * H * b};
+  void **slots[7] = {&w->z, &w->h, &w->A, &w->dh, &w->da, (void **)&w->ones, &w->dx};
+  for (int i = 0; i < 7; ++i) {
     if (base) *slots[i] = base + o;
     o += up256(sizes[i] ? sizes[i] : 1);
   }
@@ -141,19 +141,17 @@ static comet_status_t backward(comet_layer_t L, const comet_moe_backward_args_t 
   COMET_CHECK(comet_wait_dispatch_launch(v, stream));
   COMET_CHECK(gemm(L, rows, a->w1, w.z, N1, H, 0, stream));
   COMET_CHECK(comet_bw_activation_launch(v, w.z, w.h, Fl, c->activation, stream));
-  COMET_CHECK(gemm(L, w.h, a->w2, w.y, H, Fl, 0, stream));
   COMET_CUDA(cudaMemcpyAsync(w.A, rows, (size_t)L->row_capacity * H * comet_dtype_size(c->dtype),
                              cudaMemcpyDeviceToDevice, stream));
   /* 3: dout to the experts, under a new epoch */
   COMET_CHECK(comet_layer_plan_checked(L, T, a->topk_ids, stream));
   COMET_CHECK(comet_layer_dispatch(L, a->dout, 0, stream));
   COMET_CHECK(comet_wait_dispatch_launch(v, stream));
-  /* 4 */
+  /* 4-5 */
   COMET_CHECK(comet_bw_row_weights_launch(v, T, a->topk_weights, stream));
-  COMET_CHECK(comet_bw_row_dot_launch(v, rows, w.y, stream));
+  COMET_CHECK(gemm(L, rows, a->w2, w.dh, Fl, H, 1, stream)); /* dh_u */
+  COMET_CHECK(comet_bw_row_dot_launch(v, w.dh, w.h, Fl, stream));
   COMET_CHECK(comet_bw_scale_rows_launch(v, rows, stream)); /* rows = dy */
-  /* 5 */
-  COMET_CHECK(gemm(L, rows, a->w2, w.dh, Fl, H, 1, stream));
   COMET_CHECK(comet_bw_act_backward_launch(v, w.z, w.dh, w.da, Fl, c->activation, stream));
   /* 6 */
   if (a->dw2) COMET_CHECK(weight_grad(L, rows, H, w.h, Fl, a->dw2, stream));

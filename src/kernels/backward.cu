@@ -5,9 +5,12 @@
  *   row weights  each rank writes w[t,k] of its slots into the receivers'
  *                row_weight[dest_row] (window), then comet's barrier
  *   activation   h = act(z) from the recomputed fc1 output z
- *   row dot      row_dot[r] = <D[r], y[r]> (D: dout's dispatched rows)
+ *   row dot      row_dot[r] = <dh_u[r], h[r]> over F (dh_u = D . w2, D:
+ *                dout's dispatched rows, unscaled): = <D[r], y[r]> with
+ *                y = h . w2^T, so the backward needs no recomputed y
  *   scale rows   D[r] *= row_weight[r] in place: dy
- *   act backward d(fc1) = act'(z) . dh (SwiGLU: [dh*u*silu'(g), dh*silu(g)])
+ *   act backward d(fc1) = act'(z) . dh, dh = row_weight * dh_u (SwiGLU:
+ *                [dh*u*silu'(g), dh*silu(g)])
  *   topk grad    d topk_weights[t,k] = sum over tp of row_dot at (k, i) on
  *                the experts' ranks (0 for a dropped slot)
  *   ones         the unit weights of dx's combine
@@ -22,28 +25,11 @@
 #include "kernels/act.cuh"
 #include "kernels/backward.h"
 #include "kernels/comm/sync.cuh"
+#include "kernels/comm/vec8.cuh"
 #include "kernels/comm/wait.cuh"
 #include "kernels/launch_check.cuh"
 
 #define BW_THREADS 256
-
-template <typename T> struct el;
-template <> struct el<__nv_bfloat16> {
-  static __device__ __forceinline__ float ld(const void *p, size_t i) {
-    return __bfloat162float(((const __nv_bfloat16 *)p)[i]);
-  }
-  static __device__ __forceinline__ void st(void *p, size_t i, float v) {
-    ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
-  }
-};
-template <> struct el<__half> {
-  static __device__ __forceinline__ float ld(const void *p, size_t i) {
-    return __half2float(((const __half *)p)[i]);
-  }
-  static __device__ __forceinline__ void st(void *p, size_t i, float v) {
-    ((__half *)p)[i] = __float2half_rn(v);
-  }
-};
 
 static __device__ __forceinline__ int rows_of(const comet_comm_view_t &v) {
   return v.expert_offset[v.num_experts / v.ep];
@@ -71,69 +57,110 @@ __global__ void __launch_bounds__(128) backward_barrier_kernel(comet_comm_view_t
   comet_barrier_cta(v, comet_epoch(v), index);
 }
 
+/* The row kernels below: a CTA per row at a time, a thread per 8 values
+ * (every width is a multiple of 8: config.c), no index division. */
+static __device__ __forceinline__ uint4 ld8(const void *p, size_t row, int ld, int j8) {
+  return ((const uint4 *)((const char *)p + (row * (size_t)ld + (size_t)j8 * 8) * 2))[0];
+}
+static __device__ __forceinline__ void st8(void *p, size_t row, int ld, int j8, uint4 u) {
+  ((uint4 *)((char *)p + (row * (size_t)ld + (size_t)j8 * 8) * 2))[0] = u;
+}
+
+/* h [rows, F] = act(z), z [rows, N1]. */
 template <typename T>
 __global__ void activation_kernel(comet_comm_view_t v, const void *z, void *h, int F, int act) {
   if (v.status->code != COMET_ROUTE_OK) return;
-  const int64_t n = (int64_t)rows_of(v) * F;
-  const int N1 = act == COMET_ACT_SWIGLU ? 2 * F : F;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = i / F;
-    const int j = (int)(i - r * F);
-    const float g = el<T>::ld(z, r * N1 + j);
-    float o = g;
-    if (act == COMET_ACT_SWIGLU) o = g * act_sigmoid(g) * el<T>::ld(z, r * N1 + F + j);
-    else if (act == COMET_ACT_GELU) o = act_gelu(g);
-    el<T>::st(h, i, o);
-  }
+  const int rows = rows_of(v), N1 = act == COMET_ACT_SWIGLU ? 2 * F : F;
+  for (int r = blockIdx.x; r < rows; r += gridDim.x)
+    for (int j8 = threadIdx.x; j8 < F / 8; j8 += blockDim.x) {
+      float g[8], u[8], o[8];
+      vec8<T>::load(ld8(z, r, N1, j8), g);
+      if (act == COMET_ACT_SWIGLU) vec8<T>::load(ld8(z, r, N1, F / 8 + j8), u);
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        o[e] = act == COMET_ACT_SWIGLU ? g[e] * act_sigmoid(g[e]) * u[e]
+               : act == COMET_ACT_GELU ? act_gelu(g[e]) : g[e];
+      st8(h, r, F, j8, vec8<T>::store(o));
+    }
 }
 
-/* A warp per row: row_dot[r] = <D[r], y[r]> over H. */
+/* row_dot[r] = <a[r], b[r]> over `width` (fp32), a CTA per row. */
 template <typename T>
-__global__ void row_dot_kernel(comet_comm_view_t v, const void *D, const void *y) {
+__global__ void __launch_bounds__(BW_THREADS) row_dot_kernel(comet_comm_view_t v, const void *a,
+                                                              const void *b, int width) {
   if (v.status->code != COMET_ROUTE_OK) return;
-  const int H = v.hidden, rows = rows_of(v), lane = threadIdx.x % 32;
+  __shared__ float part[BW_THREADS / 32];
+  const int rows = rows_of(v), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   float *dot = (float *)(v.win_local + v.off_row_dot);
-  for (int r = (blockIdx.x * blockDim.x + threadIdx.x) / 32; r < rows;
-       r += gridDim.x * blockDim.x / 32) {
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
     float acc = 0.0f;
-    for (int j = lane; j < H; j += 32)
-      acc += el<T>::ld(D, (size_t)r * H + j) * el<T>::ld(y, (size_t)r * H + j);
+    for (int j8 = threadIdx.x; j8 < width / 8; j8 += blockDim.x) {
+      float x[8], y[8];
+      vec8<T>::load(ld8(a, r, width, j8), x);
+      vec8<T>::load(ld8(b, r, width, j8), y);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc = __fmaf_rn(x[e], y[e], acc);
+    }
     for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) dot[r] = acc;
+    if (lane == 0) part[warp] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float t = 0.0f;
+      for (int w = 0; w < BW_THREADS / 32; ++w) t += part[w];
+      dot[r] = t;
+    }
+    __syncthreads();
   }
 }
 
+/* D[r] *= row_weight[r] in place, D [rows, H]. */
 template <typename T>
 __global__ void scale_rows_kernel(comet_comm_view_t v, void *D) {
   if (v.status->code != COMET_ROUTE_OK) return;
-  const int H = v.hidden;
-  const int64_t n = (int64_t)rows_of(v) * H;
+  const int H = v.hidden, rows = rows_of(v);
   const float *wr = (const float *)(v.win_local + v.off_row_weight);
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x)
-    el<T>::st(D, i, el<T>::ld(D, i) * wr[i / H]);
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float w = wr[r];
+    for (int j8 = threadIdx.x; j8 < H / 8; j8 += blockDim.x) {
+      float x[8];
+      vec8<T>::load(ld8(D, r, H, j8), x);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) x[e] *= w;
+      st8(D, r, H, j8, vec8<T>::store(x));
+    }
+  }
 }
 
+/* da [rows, N1] = act'(z) . (row_weight[r] * dh_u[r]), dh_u [rows, F] (the
+ * GEMM of the unscaled dout rows: dh = row_weight * dh_u). */
 template <typename T>
 __global__ void act_backward_kernel(comet_comm_view_t v, const void *z, const void *dh, void *da,
                                     int F, int act) {
   if (v.status->code != COMET_ROUTE_OK) return;
-  const int64_t n = (int64_t)rows_of(v) * F;
-  const int N1 = act == COMET_ACT_SWIGLU ? 2 * F : F;
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t r = i / F;
-    const int j = (int)(i - r * F);
-    const float d = el<T>::ld(dh, i), g = el<T>::ld(z, r * N1 + j);
-    if (act == COMET_ACT_SWIGLU) {
-      const float u = el<T>::ld(z, r * N1 + F + j), s = act_sigmoid(g);
-      el<T>::st(da, r * N1 + j, d * u * s * (1.0f + g * (1.0f - s)));
-      el<T>::st(da, r * N1 + F + j, d * g * s);
-    } else if (act == COMET_ACT_GELU) {
-      el<T>::st(da, i, d * act_gelu_grad(g));
-    } else {
-      el<T>::st(da, i, d);
+  const int rows = rows_of(v), N1 = act == COMET_ACT_SWIGLU ? 2 * F : F;
+  const float *wr = (const float *)(v.win_local + v.off_row_weight);
+  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
+    const float w = wr[r];
+    for (int j8 = threadIdx.x; j8 < F / 8; j8 += blockDim.x) {
+      float d[8], g[8], o[8];
+      vec8<T>::load(ld8(dh, r, F, j8), d);
+      vec8<T>::load(ld8(z, r, N1, j8), g);
+      if (act == COMET_ACT_SWIGLU) {
+        float u[8], o2[8];
+        vec8<T>::load(ld8(z, r, N1, F / 8 + j8), u);
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+          const float s = act_sigmoid(g[e]), de = w * d[e];
+          o[e] = de * u[e] * s * (1.0f + g[e] * (1.0f - s));
+          o2[e] = de * g[e] * s;
+        }
+        st8(da, r, N1, F / 8 + j8, vec8<T>::store(o2));
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; ++e)
+          o[e] = act == COMET_ACT_GELU ? w * d[e] * act_gelu_grad(g[e]) : w * d[e];
+      }
+      st8(da, r, N1, j8, vec8<T>::store(o));
     }
   }
 }
@@ -168,6 +195,12 @@ static int blocks_for(int64_t n) {
   return b < 1 ? 1 : (int)b;
 }
 
+/* The row kernels' grid: a CTA per row, at most 8 per SM's worth. */
+static int rows_grid(const comet_comm_view_t *v) {
+  const int64_t r = v->row_capacity;
+  return r < 1 ? 1 : r > 132 * 8 ? 132 * 8 : (int)r;
+}
+
 extern "C" comet_status_t comet_bw_row_weights_launch(const comet_comm_view_t *v, int T,
                                                       const float *w, cudaStream_t s) {
   if (T > 0) {
@@ -193,26 +226,26 @@ extern "C" comet_status_t comet_bw_barrier_launch(const comet_comm_view_t *v, in
 
 extern "C" comet_status_t comet_bw_activation_launch(const comet_comm_view_t *v, const void *z,
                                                      void *h, int F, int act, cudaStream_t s) {
-  const int grid = blocks_for(v->row_capacity * F);
+  const int grid = rows_grid(v);
   BW_DISPATCH(activation_kernel, *v, z, h, F, act);
 }
 
-extern "C" comet_status_t comet_bw_row_dot_launch(const comet_comm_view_t *v, const void *D,
-                                                  const void *y, cudaStream_t s) {
-  const int grid = blocks_for(v->row_capacity * 32);
-  BW_DISPATCH(row_dot_kernel, *v, D, y);
+extern "C" comet_status_t comet_bw_row_dot_launch(const comet_comm_view_t *v, const void *a,
+                                                  const void *b, int width, cudaStream_t s) {
+  const int grid = rows_grid(v);
+  BW_DISPATCH(row_dot_kernel, *v, a, b, width);
 }
 
 extern "C" comet_status_t comet_bw_scale_rows_launch(const comet_comm_view_t *v, void *D,
                                                      cudaStream_t s) {
-  const int grid = blocks_for(v->row_capacity * v->hidden);
+  const int grid = rows_grid(v);
   BW_DISPATCH(scale_rows_kernel, *v, D);
 }
 
 extern "C" comet_status_t comet_bw_act_backward_launch(const comet_comm_view_t *v, const void *z,
                                                        const void *dh, void *da, int F, int act,
                                                        cudaStream_t s) {
-  const int grid = blocks_for(v->row_capacity * F);
+  const int grid = rows_grid(v);
   BW_DISPATCH(act_backward_kernel, *v, z, dh, da, F, act);
 }
 

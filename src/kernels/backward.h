@@ -25,13 +25,13 @@ comet_status_t comet_bw_barrier_launch(const comet_comm_view_t *v, int index,
 /* h [rows, F] = act(z), z [rows, N1] (N1 = 2F for SwiGLU). */
 comet_status_t comet_bw_activation_launch(const comet_comm_view_t *v, const void *z, void *h,
                                           int F, int act, struct CUstream_st *s);
-/* The window's row_dot[r] = <D[r], y[r]> (fp32). */
-comet_status_t comet_bw_row_dot_launch(const comet_comm_view_t *v, const void *D, const void *y,
-                                       struct CUstream_st *s);
+/* The window's row_dot[r] = <a[r], b[r]> (fp32), rows `width` wide. */
+comet_status_t comet_bw_row_dot_launch(const comet_comm_view_t *v, const void *a, const void *b,
+                                       int width, struct CUstream_st *s);
 /* D[r] *= row_weight[r], in place. */
 comet_status_t comet_bw_scale_rows_launch(const comet_comm_view_t *v, void *D,
                                           struct CUstream_st *s);
-/* da [rows, N1] = act'(z) . dh, dh [rows, F]. */
+/* da [rows, N1] = act'(z) . (row_weight[r] * dh_u[r]), dh_u [rows, F]. */
 comet_status_t comet_bw_act_backward_launch(const comet_comm_view_t *v, const void *z,
                                             const void *dh, void *da, int F, int act,
                                             struct CUstream_st *s);
