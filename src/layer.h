@@ -46,6 +46,7 @@ struct comet_layer {
   comet_choice_t c0, c1; /* the last call's choices for the fused layer0 / layer1 */
   void *bw_ws;        /* the backward's workspace (backward.c), made by its first call */
   size_t bw_bytes;
+  int bw_met;         /* the first backward's host rendezvous is done (backward.c) */
 };
 
 /* How comet_dispatch_gemm runs: fused (default), composed (separate
