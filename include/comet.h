@@ -99,6 +99,9 @@ comet_status_t comet_config_validate(const comet_layer_config_t *cfg, int world_
 int comet_config_w1_rows(const comet_layer_config_t *cfg);
 /* Row capacity of one rank's expert buffers (max_rows_per_rank or the worst case). */
 int64_t comet_config_row_capacity(const comet_layer_config_t *cfg);
+/* Bytes of a forward's saved pre-activations (comet_moe_args_t.saved_z):
+ * row capacity x w1_rows elements of the dtype. */
+size_t comet_config_saved_z_bytes(const comet_layer_config_t *cfg);
 
 /* Model presets (Mixtral-8x7B, Qwen2-MoE, ...): shapes only; ep/tp/tokens
  * are left as in the INITIALIZER for the caller to set. */
@@ -256,8 +259,16 @@ typedef struct comet_moe_args {
   const void *w1;             /* [E/ep, w1_rows, H] dtype */
   const void *w2;             /* [E/ep, H, F/tp] dtype */
   void *out;                  /* [T_r, H] dtype */
+  /* NULL, or a caller-owned buffer of comet_config_saved_z_bytes: the
+   * forward keeps this rank's pre-activations z = A . w1^T there (its
+   * experts' rows in the plan's order) for comet_moe_backward's save mode.
+   * h is then act(z) after z's rounding, and layer0's activation is not
+   * fused into its GEMM (a separate pass). One buffer per forward whose
+   * backward is still to come. */
+  void *saved_z;
 } comet_moe_args_t;
-#define COMET_MOE_ARGS_INITIALIZER { sizeof(comet_moe_args_t), 0, NULL, NULL, NULL, NULL, NULL, NULL }
+#define COMET_MOE_ARGS_INITIALIZER \
+  { sizeof(comet_moe_args_t), 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 
 comet_status_t comet_moe_forward(comet_layer_t layer, const comet_moe_args_t *args,
                                  struct CUstream_st *stream);
@@ -266,14 +277,16 @@ comet_status_t comet_moe_forward(comet_layer_t layer, const comet_moe_args_t *ar
  * and dw2 (the weights' layouts, overwritten) and d topk_weights [T_r, K]
  * (fp32; 0 for a dropped slot). Any output may be NULL (not computed), at
  * least one is needed. It recomputes what the forward produced from x (the
- * routing plan, the dispatched rows, fc1, the activation, fc2): nothing is
- * saved between the two, so any number of forwards may run before their
- * backwards, in any order. Collective, like the forward; bad arguments on
- * one rank are an error on every rank; ranks may ask for different
- * outputs. The first call on a layer allocates its workspace (2 * H + 2 *
- * F/tp + 2 * w1_rows elements per row of the row capacity, and H elements
- * and K floats per token): make it outside CUDA-graph capture. Written
- * 2026-12-01 and not yet run on a GPU. */
+ * routing plan, the dispatched rows, the activation; fc1 too unless
+ * saved_z is given: save mode, w1_rows elements per row of the row
+ * capacity kept between the two; fc2 never, d topk_weights comes from dh):
+ * any number of forwards may run before their backwards, in any order.
+ * Collective, like the forward; bad arguments on one rank are an error on
+ * every rank; ranks may ask for different outputs and choose save or
+ * recompute each on its own. The first call on a layer allocates its
+ * workspace (H + 2 * F/tp + 2 * w1_rows elements per row of the row
+ * capacity, and H elements and K floats per token) and meets every rank on
+ * the host: make it outside CUDA-graph capture. */
 typedef struct comet_moe_backward_args {
   size_t size;                /* sizeof(comet_moe_backward_args_t) */
   int num_tokens;             /* as the forward's */
@@ -286,10 +299,12 @@ typedef struct comet_moe_backward_args {
   void *dw1;                  /* like w1 or NULL */
   void *dw2;                  /* like w2 or NULL */
   float *dtopk_weights;       /* [T_r, K] or NULL */
+  const void *saved_z;        /* NULL (recompute fc1), or the saved_z its forward (of these
+                                 same inputs and weights) filled */
 } comet_moe_backward_args_t;
 
 #define COMET_MOE_BACKWARD_ARGS_INITIALIZER \
-  { sizeof(comet_moe_backward_args_t), 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
+  { sizeof(comet_moe_backward_args_t), 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL }
 
 comet_status_t comet_moe_backward(comet_layer_t layer, const comet_moe_backward_args_t *args,
                                   struct CUstream_st *stream);

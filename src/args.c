@@ -66,6 +66,7 @@ comet_status_t comet_moe_args_check(const comet_layer_config_t *cfg, const comet
   COMET_CHECK(check_ptr(op, COMET_FIELD_WEIGHTS, "topk_weights", a->topk_weights, t, 0, f));
   COMET_CHECK(check_ptr(op, COMET_FIELD_W1, "w1", a->w1, 1, 1, f));
   COMET_CHECK(check_ptr(op, COMET_FIELD_W2, "w2", a->w2, 1, 1, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_SAVED_Z, "saved_z", a->saved_z, 0, 1, f));
   return COMET_OK;
 }
 
@@ -118,6 +119,7 @@ comet_status_t comet_moe_backward_args_check(const comet_layer_config_t *cfg,
   COMET_CHECK(check_ptr(op, COMET_FIELD_W1, "dw1", a->dw1, 0, 1, f));
   COMET_CHECK(check_ptr(op, COMET_FIELD_W2, "dw2", a->dw2, 0, 1, f));
   COMET_CHECK(check_ptr(op, COMET_FIELD_WEIGHTS, "dtopk_weights", a->dtopk_weights, 0, 0, f));
+  COMET_CHECK(check_ptr(op, COMET_FIELD_SAVED_Z, "saved_z", a->saved_z, 0, 1, f));
   if (!a->dx && !a->dw1 && !a->dw2 && !a->dtopk_weights) {
     comet_set_error(COMET_ERR_INVALID_ARGUMENT,
                     "%s: dx, dw1, dw2 and dtopk_weights are all NULL: nothing to compute", op);

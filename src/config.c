@@ -128,3 +128,8 @@ int64_t comet_config_row_capacity(const comet_layer_config_t *c) {
   if (c->max_rows_per_rank > 0 && c->max_rows_per_rank < worst) return c->max_rows_per_rank;
   return worst;
 }
+
+size_t comet_config_saved_z_bytes(const comet_layer_config_t *c) {
+  return (size_t)comet_config_row_capacity(c) * (size_t)comet_config_w1_rows(c) *
+         comet_dtype_size(c->dtype);
+}

@@ -30,6 +30,7 @@
 #include "args.h"
 #include "context.h"
 #include "error.h"
+#include "kernels/backward.h"
 #include "kernels/forward.h"
 #include "kernels/fused/fused.h"
 #include "kernels/gemm/gemm.h"
@@ -89,16 +90,18 @@ comet_status_t comet_layer_finish(comet_layer_t L, comet_status_t st, cudaStream
 
 /* The fused layer0 (kernels/fused/layer0.cu): one persistent launch after
  * the plan, movers and GEMM CTAs within the SM budget. */
+/* plain: store fc1's every column (w1_rows) into h, no fused activation
+ * (the save mode's z). */
 static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w1, void *h,
-                                   cudaStream_t stream) {
+                                   int plain, cudaStream_t stream) {
   const comet_layer_config_t *c = &L->cfg;
   comet_fused_layer0_t f = {0};
   f.view = &L->view;
   f.x = x;
   f.w1 = w1;
   f.h = h;
-  f.n = c->ffn / c->tp;
-  f.swiglu = c->activation == COMET_ACT_SWIGLU;
+  f.n = plain ? comet_config_w1_rows(c) : c->ffn / c->tp;
+  f.swiglu = !plain && c->activation == COMET_ACT_SWIGLU;
   L->c0 = choose(L, COMET_TUNE_LAYER0, L->planned_tokens);
   f.gather = L->c0.a == COMET_TUNE_A_GATHERED;
   f.n_comm = L->c0.n_comm;
@@ -109,7 +112,7 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
 
 /* The composed layer0: dispatch, a wait for this rank's rows, the GEMM. */
 static comet_status_t layer0_composed(comet_layer_t L, const void *x, const void *w1, void *h,
-                                      cudaStream_t stream) {
+                                      int plain, cudaStream_t stream) {
   const comet_layer_config_t *c = &L->cfg;
   const comet_comm_view_t *v = &L->view;
   COMET_CHECK(comet_layer_dispatch(L, x, 0, stream));
@@ -117,26 +120,33 @@ static comet_status_t layer0_composed(comet_layer_t L, const void *x, const void
   comet_gemm_params_t g = {0};
   g.dtype = c->dtype;
   g.groups = c->num_experts / c->ep;
-  g.n = c->ffn / c->tp;
+  g.n = plain ? comet_config_w1_rows(c) : c->ffn / c->tp;
   g.k = c->hidden;
   g.max_rows = L->row_capacity;
   g.a = v->win_local + v->off_rows;
   g.b = w1;
   g.c = h;
   g.group_offset = v->expert_offset;
-  g.epilogue = c->activation == COMET_ACT_SWIGLU ? COMET_GEMM_EPI_SWIGLU : COMET_GEMM_EPI_STORE;
+  g.epilogue = !plain && c->activation == COMET_ACT_SWIGLU ? COMET_GEMM_EPI_SWIGLU
+                                                            : COMET_GEMM_EPI_STORE;
   g.tile = COMET_GEMM_TILE_AUTO;
   g.num_ctas = v->sm_budget;
   g.deterministic = 1; /* the same bits on every run */
   return comet_gemm_grouped(&g, stream);
 }
 
+/* saved_z (save mode): fc1 into z, then h = act(z) by its own pass. */
 static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, void *h,
-                             cudaStream_t stream) {
+                             void *saved_z, cudaStream_t stream) {
   const comet_layer_config_t *c = &L->cfg;
-  if (comet_layer_layer0_fused(L)) COMET_CHECK(layer0_fused(L, x, w1, h, stream));
-  else COMET_CHECK(layer0_composed(L, x, w1, h, stream));
-  if (c->activation == COMET_ACT_GELU)
+  const int plain = saved_z != NULL;
+  void *fc1 = plain ? saved_z : h;
+  if (comet_layer_layer0_fused(L)) COMET_CHECK(layer0_fused(L, x, w1, fc1, plain, stream));
+  else COMET_CHECK(layer0_composed(L, x, w1, fc1, plain, stream));
+  if (plain)
+    COMET_CHECK(comet_bw_activation_launch(&L->view, saved_z, h, c->ffn / c->tp, c->activation,
+                                           stream));
+  else if (c->activation == COMET_ACT_GELU)
     COMET_CHECK(comet_gelu_launch(c->dtype, h, L->view.expert_offset + c->num_experts / c->ep,
                                   L->row_capacity, c->ffn / c->tp, stream));
   L->h_last = h;
@@ -272,7 +282,7 @@ comet_status_t comet_dispatch_gemm(comet_layer_t L, const comet_dispatch_gemm_ar
   comet_status_t st = comet_dispatch_gemm_args_check(&L->cfg, a, &f);
   if (st != COMET_OK) return comet_layer_refuse(L, st, &f, stream, 1);
   st = comet_layer_plan_checked(L, a->num_tokens, a->topk_ids, stream);
-  if (st == COMET_OK) st = layer0(L, a->x, a->w1, a->h ? a->h : L->h_buf, stream);
+  if (st == COMET_OK) st = layer0(L, a->x, a->w1, a->h ? a->h : L->h_buf, NULL, stream);
   return comet_layer_finish(L, st, stream);
 }
 
@@ -309,7 +319,7 @@ comet_status_t comet_moe_forward(comet_layer_t L, const comet_moe_args_t *a, cud
   comet_status_t st = comet_moe_args_check(&L->cfg, a, &f);
   if (st != COMET_OK) return comet_layer_refuse(L, st, &f, stream, 1);
   st = comet_layer_plan_checked(L, a->num_tokens, a->topk_ids, stream);
-  if (st == COMET_OK) st = layer0(L, a->x, a->w1, L->h_buf, stream);
+  if (st == COMET_OK) st = layer0(L, a->x, a->w1, L->h_buf, a->saved_z, stream);
   if (st == COMET_OK) st = layer1(L, L->h_buf, a->w2, a->topk_weights, a->out, stream);
   return comet_layer_finish(L, st, stream);
 }

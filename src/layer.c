@@ -535,7 +535,8 @@ comet_status_t comet_layer_combine(comet_layer_t L, const void *y, const float *
 
 static const char *const field_names[COMET_FIELDS] = {"x", "topk_ids", "topk_weights", "w1",
                                                       "w2", "out", "h", "args", "dout",
-                                                      "dx, dw1, dw2 and dtopk_weights"};
+                                                      "dx, dw1, dw2 and dtopk_weights",
+                                                      "saved_z"};
 
 static comet_status_t bad_args_error(const comet_route_status_t *s, comet_layer_t L) {
   const char *f = s->slot >= 0 && s->slot < COMET_FIELDS ? field_names[s->slot] : "?";

@@ -31,6 +31,11 @@ int main(void) {
   CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "out = ");
   CHECK(strstr(comet_last_error(), "not 16-byte aligned") != NULL);
   CHECK(f.kind == COMET_ARG_ALIGN && f.field == COMET_FIELD_OUT);
+  b = a; b.saved_z = buf[1]; /* save mode: optional, aligned */
+  CHECK_OK(comet_moe_args_check(&c, &b, &f));
+  b.saved_z = buf[1] + 2;
+  CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "comet_moe_forward: saved_z = ");
+  CHECK(f.kind == COMET_ARG_ALIGN && f.field == COMET_FIELD_SAVED_Z);
   b = a; b.topk_ids = NULL;
   CHECK_ERR(comet_moe_args_check(&c, &b, &f), COMET_ERR_INVALID_ARGUMENT, "topk_ids is NULL");
   b = a; b.topk_weights = NULL;
@@ -79,6 +84,9 @@ int main(void) {
   CHECK_ERR(comet_moe_backward_args_check(&c, &k2, &f), COMET_ERR_INVALID_ARGUMENT, "dx = ");
   CHECK(strstr(comet_last_error(), "not 16-byte aligned") != NULL);
   CHECK(f.kind == COMET_ARG_ALIGN);
+  k2 = k; k2.saved_z = buf[1] + 2;
+  CHECK_ERR(comet_moe_backward_args_check(&c, &k2, &f), COMET_ERR_INVALID_ARGUMENT, "comet_moe_backward: saved_z = ");
+  CHECK(f.kind == COMET_ARG_ALIGN && f.field == COMET_FIELD_SAVED_Z);
   k2 = k; k2.dx = NULL;
   CHECK_ERR(comet_moe_backward_args_check(&c, &k2, &f), COMET_ERR_INVALID_ARGUMENT,
             "dx, dw1, dw2 and dtopk_weights are all NULL: nothing to compute");

@@ -45,6 +45,9 @@ int main(void) {
   /* rows and y share memory: less than two copies of the rows */
   const double rows = (double)comet_config_row_capacity(&c) * c.hidden * 2;
   CHECK(bytes < 2 * rows);
+  /* save mode's z: every row of the capacity, fc1's width (2F/tp for SwiGLU) */
+  CHECK(comet_config_saved_z_bytes(&c) ==
+        (size_t)comet_config_row_capacity(&c) * comet_config_w1_rows(&c) * 2);
 
   /* the protocol regions are counted only when chosen */
   setenv("COMET_DISPATCH_MODE", "pull", 1);

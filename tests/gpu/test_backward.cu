@@ -7,7 +7,8 @@
  * (their weight gradients are zeros), dropped slots with an empty rank
  * (d topk_weights 0 there), all tokens on one expert; SwiGLU bf16, GELU
  * fp16, no activation. A second call gives the same bits; only dw2 asked
- * gives dw2's bits; every output NULL is refused on every rank.
+ * gives dw2's bits; save mode (the forward keeps z, the backward skips fc1)
+ * matches the reference too; every output NULL is refused on every rank.
  * Exit 77 if no GPU. */
 #include "forward_test.h"
 
@@ -39,6 +40,30 @@ static void compare(const char *what, const char *label, int me, const void *got
   const double rel = den > 0 ? sqrt(num / den) : sqrt(num);
   CHECK_MSG(nan == 0 && rel < tol, "[rank %d] %s: %s rel err %.3g (tol %.1g), %ld NaN", me, label,
             what, rel, tol, nan);
+}
+
+/* One backward into the args' (device) outputs, poisoned first, copied
+ * into fresh host buffers (sizes: dx, dw1, dw2, dtopk_weights bytes). */
+static void backward_into(comet_layer_t L, const comet_moe_backward_args_t *a, cudaStream_t stream,
+                          const size_t sizes[4], grads_t *got) {
+  void *const dev[4] = {a->dx, a->dw1, a->dw2, a->dtopk_weights};
+  void **host[4] = {(void **)&got->dx, (void **)&got->dw1, (void **)&got->dw2, (void **)&got->dtw};
+  for (int i = 0; i < 4; ++i) CUDA_OK(cudaMemset(dev[i], 0xff, sizes[i]));
+  CHECK_OK(comet_moe_backward(L, a, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  for (int i = 0; i < 4; ++i) {
+    *host[i] = malloc(sizes[i] + 4);
+    CUDA_OK(cudaMemcpy(*host[i], dev[i], sizes[i], cudaMemcpyDeviceToHost));
+  }
+}
+
+static void compare_grads(const char *label, int me, const grads_t *got, const uint16_t *rdx,
+                          const uint16_t *rdw1, const uint16_t *rdw2, const float *rdtw,
+                          const size_t sizes[4], int fp16, double tol) {
+  compare("dx", label, me, got->dx, rdx, sizes[0] / 2, 0, fp16, tol);
+  compare("dw1", label, me, got->dw1, rdw1, sizes[1] / 2, 0, fp16, tol);
+  compare("dw2", label, me, got->dw2, rdw2, sizes[2] / 2, 0, fp16, tol);
+  compare("dtopk_weights", label, me, got->dtw, rdtw, sizes[3] / 4, 1, fp16, 2 * tol);
 }
 
 static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet_rank_info_t *info,
@@ -73,29 +98,13 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   comet_moe_backward_args_t a = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
   a.num_tokens = T; a.x = g.x; a.topk_ids = g.ids; a.topk_weights = g.wt; a.w1 = g.w1;
   a.w2 = g.w2; a.dout = ddout; a.dx = ddx; a.dw1 = ddw1; a.dw2 = ddw2; a.dtopk_weights = ddtw;
-  grads_t got[2];
-  for (int run = 0; run < 2; ++run) {
-    CUDA_OK(cudaMemset(ddx, 0xff, sizeof(uint16_t) * ((size_t)T * H + 8)));
-    CUDA_OK(cudaMemset(ddw1, 0xff, sizeof(uint16_t) * n1));
-    CUDA_OK(cudaMemset(ddw2, 0xff, sizeof(uint16_t) * n2));
-    CUDA_OK(cudaMemset(ddtw, 0xff, sizeof(float) * ((size_t)T * K + 1)));
-    CHECK_OK(comet_moe_backward(L, &a, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
-    got[run].dx = (uint16_t *)malloc(sizeof(uint16_t) * ((size_t)T * H + 1));
-    got[run].dw1 = (uint16_t *)malloc(sizeof(uint16_t) * n1);
-    got[run].dw2 = (uint16_t *)malloc(sizeof(uint16_t) * n2);
-    got[run].dtw = (float *)malloc(sizeof(float) * ((size_t)T * K + 1));
-    CUDA_OK(cudaMemcpy(got[run].dx, ddx, sizeof(uint16_t) * (size_t)T * H, cudaMemcpyDeviceToHost));
-    CUDA_OK(cudaMemcpy(got[run].dw1, ddw1, sizeof(uint16_t) * n1, cudaMemcpyDeviceToHost));
-    CUDA_OK(cudaMemcpy(got[run].dw2, ddw2, sizeof(uint16_t) * n2, cudaMemcpyDeviceToHost));
-    CUDA_OK(cudaMemcpy(got[run].dtw, ddtw, sizeof(float) * (size_t)T * K, cudaMemcpyDeviceToHost));
-  }
+  grads_t got[3];
+  const size_t sizes[4] = {sizeof(uint16_t) * (size_t)T * H, sizeof(uint16_t) * n1,
+                           sizeof(uint16_t) * n2, sizeof(float) * (size_t)T * K};
+  for (int run = 0; run < 2; ++run) backward_into(L, &a, stream, sizes, &got[run]);
   /* the GPU rounds where the reference keeps fp32 (dh, dA's GEMM outputs) */
   const double tol = fp16 ? 5e-3 : 2e-2;
-  compare("dx", label, me, got[0].dx, rdx[me], (size_t)T * H, 0, fp16, tol);
-  compare("dw1", label, me, got[0].dw1, rdw1[me], n1, 0, fp16, tol);
-  compare("dw2", label, me, got[0].dw2, rdw2[me], n2, 0, fp16, tol);
-  compare("dtopk_weights", label, me, got[0].dtw, rdtw[me], (size_t)T * K, 1, fp16, 2 * tol);
+  compare_grads(label, me, &got[0], rdx[me], rdw1[me], rdw2[me], rdtw[me], sizes, fp16, tol);
   CHECK_MSG(!memcmp(got[0].dx, got[1].dx, sizeof(uint16_t) * (size_t)T * H) &&
                 !memcmp(got[0].dw1, got[1].dw1, sizeof(uint16_t) * n1) &&
                 !memcmp(got[0].dw2, got[1].dw2, sizeof(uint16_t) * n2) &&
@@ -111,8 +120,22 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   CUDA_OK(cudaMemcpy(got[1].dw2, ddw2, sizeof(uint16_t) * n2, cudaMemcpyDeviceToHost));
   CHECK_MSG(!memcmp(got[0].dw2, got[1].dw2, sizeof(uint16_t) * n2),
             "[rank %d] %s: dw2 alone differs from dw2 with the others", me, label);
+  /* save mode: the forward keeps z, the backward skips fc1's recompute */
+  void *dz = upload(NULL, comet_config_saved_z_bytes(c));
+  void *dy = upload(NULL, sizeof(uint16_t) * ((size_t)T * H + 8));
+  comet_moe_args_t fa = COMET_MOE_ARGS_INITIALIZER;
+  fa.num_tokens = T; fa.x = g.x; fa.topk_ids = g.ids; fa.topk_weights = g.wt; fa.w1 = g.w1;
+  fa.w2 = g.w2; fa.out = dy; fa.saved_z = dz;
+  CHECK_OK(comet_moe_forward(L, &fa, stream));
+  comet_moe_backward_args_t sa = a;
+  sa.saved_z = dz;
+  backward_into(L, &sa, stream, sizes, &got[2]);
+  char save_label[160];
+  snprintf(save_label, sizeof save_label, "%s, save mode", label);
+  compare_grads(save_label, me, &got[2], rdx[me], rdw1[me], rdw2[me], rdtw[me], sizes, fp16, tol);
+  test_free(dz); test_free(dy);
   if (me == 0) printf("  %-44s %s\n", label, test_failures ? "FAILED" : "ok");
-  for (int run = 0; run < 2; ++run) {
+  for (int run = 0; run < 3; ++run) {
     free(got[run].dx); free(got[run].dw1); free(got[run].dw2); free(got[run].dtw);
   }
   test_free(ddout); test_free(ddx); test_free(ddw1); test_free(ddw2); test_free(ddtw);
