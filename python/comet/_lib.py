@@ -39,7 +39,8 @@ class _Config(ctypes.Structure):
 class _MoeArgs(ctypes.Structure):
     _fields_ = [("size", ctypes.c_size_t), ("num_tokens", ctypes.c_int), ("x", ctypes.c_void_p),
                 ("topk_ids", ctypes.c_void_p), ("topk_weights", ctypes.c_void_p),
-                ("w1", ctypes.c_void_p), ("w2", ctypes.c_void_p), ("out", ctypes.c_void_p)]
+                ("w1", ctypes.c_void_p), ("w2", ctypes.c_void_p), ("out", ctypes.c_void_p),
+                ("saved_z", ctypes.c_void_p)]
 
 
 class _BackwardArgs(ctypes.Structure):
@@ -47,7 +48,7 @@ class _BackwardArgs(ctypes.Structure):
                 ("topk_ids", ctypes.c_void_p), ("topk_weights", ctypes.c_void_p),
                 ("w1", ctypes.c_void_p), ("w2", ctypes.c_void_p), ("dout", ctypes.c_void_p),
                 ("dx", ctypes.c_void_p), ("dw1", ctypes.c_void_p), ("dw2", ctypes.c_void_p),
-                ("dtopk_weights", ctypes.c_void_p)]
+                ("dtopk_weights", ctypes.c_void_p), ("saved_z", ctypes.c_void_p)]
 
 
 class _Preset(ctypes.Structure):
@@ -87,6 +88,7 @@ def _load():
         "comet_nccl_check": (c_int, []),
         "comet_config_validate": (c_int, [ctypes.POINTER(_Config), c_int]),
         "comet_config_w1_rows": (c_int, [ctypes.POINTER(_Config)]),
+        "comet_config_row_capacity": (ctypes.c_int64, [ctypes.POINTER(_Config)]),
         "comet_layer_workspace_bytes": (c_int, [ctypes.POINTER(_Config), c_int, ctypes.POINTER(c_size_t)]),
         "comet_preset_count": (c_int, []),
         "comet_preset_at": (ctypes.POINTER(_Preset), [c_int]),
@@ -161,6 +163,12 @@ class LayerConfig:
     def w1_rows(self):
         c = self.to_c()
         return LIB.comet_config_w1_rows(ctypes.byref(c))
+
+    @property
+    def saved_z_shape(self):
+        """(row capacity, w1_rows): the save mode's pre-activations buffer, per rank."""
+        c = self.to_c()
+        return (LIB.comet_config_row_capacity(ctypes.byref(c)), LIB.comet_config_w1_rows(ctypes.byref(c)))
 
 
 def validate(cfg: LayerConfig, world_size: int):

@@ -22,6 +22,7 @@ group's size.
 """
 import ctypes
 import math
+from typing import Optional
 
 import torch
 
@@ -92,18 +93,20 @@ class _Layer:
             self.graph_mode = capturing
         return torch.cuda.current_stream(x.device).cuda_stream
 
-    def forward(self, x, topk_ids, topk_weights, w1, w2, out):
+    def forward(self, x, topk_ids, topk_weights, w1, w2, out, saved_z=None):
         stream = self._call_stream(x)
         a = _lib._MoeArgs(ctypes.sizeof(_lib._MoeArgs), x.shape[0], x.data_ptr(), topk_ids.data_ptr(),
-                          topk_weights.data_ptr(), w1.data_ptr(), w2.data_ptr(), out.data_ptr())
+                          topk_weights.data_ptr(), w1.data_ptr(), w2.data_ptr(), out.data_ptr(),
+                          saved_z.data_ptr() if saved_z is not None else None)
         check(LIB.comet_moe_forward(self.ptr, ctypes.byref(a), ctypes.c_void_p(stream)))
 
-    def backward(self, dout, x, topk_ids, topk_weights, w1, w2, dx, dw1, dw2, dtw):
+    def backward(self, dout, x, topk_ids, topk_weights, w1, w2, dx, dw1, dw2, dtw, saved_z=None):
         stream = self._call_stream(x)
         a = _lib._BackwardArgs(ctypes.sizeof(_lib._BackwardArgs), x.shape[0], x.data_ptr(),
                                topk_ids.data_ptr(), topk_weights.data_ptr(), w1.data_ptr(),
                                w2.data_ptr(), dout.data_ptr(), dx.data_ptr(), dw1.data_ptr(),
-                               dw2.data_ptr(), dtw.data_ptr())
+                               dw2.data_ptr(), dtw.data_ptr(),
+                               saved_z.data_ptr() if saved_z is not None else None)
         check(LIB.comet_moe_backward(self.ptr, ctypes.byref(a), ctypes.c_void_p(stream)))
 
     def check(self):
@@ -161,28 +164,57 @@ def _moe_forward_fake(x, topk_ids, topk_weights, w1, w2, layer):
     return torch.empty_like(x)
 
 
-@torch.library.custom_op("comet::moe_backward", mutates_args=())
-def moe_backward(dout: torch.Tensor, x: torch.Tensor, topk_ids: torch.Tensor,
-                 topk_weights: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor,
-                 layer: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dx, dw1, dw2, d topk_weights) of moe_forward given dout (comet_moe_backward:
-    it recomputes the forward from x, nothing is kept between the two)."""
+def _layer_of(layer):
     L = _layers.get(layer)
     if L is None:
         raise ValueError(f"comet: layer handle {layer} is unknown (make layers with MoEExperts)")
+    return L
+
+
+@torch.library.custom_op("comet::moe_forward_save", mutates_args=())
+def moe_forward_save(x: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor,
+                     w1: torch.Tensor, w2: torch.Tensor,
+                     layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """moe_forward in save mode: (out, z), z [row capacity, w1_rows] this rank's
+    pre-activations, which its backward then does not recompute."""
+    L = _layer_of(layer)
     check_args(L.cfg, x, topk_ids, topk_weights, w1, w2)
+    out = torch.empty_like(x)
+    z = x.new_empty(L.cfg.saved_z_shape)
+    L.forward(x, topk_ids, topk_weights, w1, w2, out, z)
+    return out, z
+
+
+@moe_forward_save.register_fake
+def _moe_forward_save_fake(x, topk_ids, topk_weights, w1, w2, layer):
+    return torch.empty_like(x), x.new_empty(_layer_of(layer).cfg.saved_z_shape)
+
+
+@torch.library.custom_op("comet::moe_backward", mutates_args=())
+def moe_backward(dout: torch.Tensor, x: torch.Tensor, topk_ids: torch.Tensor,
+                 topk_weights: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, layer: int,
+                 saved_z: Optional[torch.Tensor] = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dw1, dw2, d topk_weights) of moe_forward given dout (comet_moe_backward:
+    it recomputes the forward from x, fc1 too unless saved_z is moe_forward_save's z)."""
+    L = _layer_of(layer)
+    check_args(L.cfg, x, topk_ids, topk_weights, w1, w2)
+    if saved_z is not None and (tuple(saved_z.shape) != tuple(L.cfg.saved_z_shape)
+                                or saved_z.dtype != x.dtype or not saved_z.is_contiguous()):
+        raise ValueError(f"comet: saved_z has shape {list(saved_z.shape)} and dtype {saved_z.dtype}; "
+                         f"moe_forward_save's z is {list(L.cfg.saved_z_shape)} {x.dtype}, contiguous")
     dout = dout.contiguous()
     if dout.shape != x.shape or dout.dtype != x.dtype:
         raise ValueError(f"comet: the gradient has shape {list(dout.shape)} and dtype {dout.dtype}, "
                          f"the output {list(x.shape)} and {x.dtype}")
     dx, dw1, dw2 = torch.empty_like(x), torch.empty_like(w1), torch.empty_like(w2)
     dtw = torch.empty_like(topk_weights)
-    L.backward(dout, x, topk_ids, topk_weights, w1, w2, dx, dw1, dw2, dtw)
+    L.backward(dout, x, topk_ids, topk_weights, w1, w2, dx, dw1, dw2, dtw, saved_z)
     return dx, dw1, dw2, dtw
 
 
 @moe_backward.register_fake
-def _moe_backward_fake(dout, x, topk_ids, topk_weights, w1, w2, layer):
+def _moe_backward_fake(dout, x, topk_ids, topk_weights, w1, w2, layer, saved_z=None):
     return torch.empty_like(x), torch.empty_like(w1), torch.empty_like(w2), torch.empty_like(topk_weights)
 
 
@@ -201,6 +233,21 @@ def _backward(ctx, grad):
 moe_forward.register_autograd(_backward, setup_context=_setup_context)
 
 
+def _setup_context_save(ctx, inputs, output):
+    x, topk_ids, topk_weights, w1, w2, layer = inputs
+    ctx.save_for_backward(x, topk_ids, topk_weights, w1, w2, output[1])
+    ctx.layer = layer
+
+
+def _backward_save(ctx, grad, _grad_z):
+    x, topk_ids, topk_weights, w1, w2, z = ctx.saved_tensors
+    dx, dw1, dw2, dtw = moe_backward(grad, x, topk_ids, topk_weights, w1, w2, ctx.layer, z)
+    return dx, None, dtw, dw1, dw2, None
+
+
+moe_forward_save.register_autograd(_backward_save, setup_context=_setup_context_save)
+
+
 class MoEExperts(torch.nn.Module):
     """The expert part of an MoE layer on this rank: w1 [E/ep, w1_rows, H] and
     w2 [E/ep, H, F/tp] (nn.Linear layout; w1_rows = 2F/tp for SwiGLU, gate
@@ -208,11 +255,15 @@ class MoEExperts(torch.nn.Module):
 
     n_comm: CTAs that move data in the fused kernels (0: comet's choice per
     call, from the tuning table or its cost model); tuning_table: a table
-    file to choose from instead of the shipped one (comet tune writes them)."""
+    file to choose from instead of the shipped one (comet tune writes them);
+    save_activations: keep fc1's output (z, config.saved_z_shape per forward,
+    e.g. 16384 x 28672 bf16 = 0.94 GB for Mixtral at 8192 tokens and EP 1)
+    for the backward instead of recomputing it there."""
 
     def __init__(self, config: LayerConfig, process_group=None, device=None, dtype=torch.bfloat16,
-                 n_comm=0, tuning_table=None):
+                 n_comm=0, tuning_table=None, save_activations=False):
         super().__init__()
+        self.save_activations = bool(save_activations)
         if dtype not in _DTYPES:
             raise ValueError(f"comet: dtype {dtype}: comet runs bf16 or fp16")
         if not isinstance(n_comm, int) or n_comm < 0:
@@ -247,6 +298,8 @@ class MoEExperts(torch.nn.Module):
     def forward(self, x, topk_ids, topk_weights):
         if self._layer is None:  # no layer yet: name a bad argument before the device
             check_args(self.config, x, topk_ids, topk_weights, self.w1, self.w2)
+        if self.save_activations and torch.is_grad_enabled():
+            return moe_forward_save(x, topk_ids, topk_weights, self.w1, self.w2, self.layer().handle)[0]
         return moe_forward(x, topk_ids, topk_weights, self.w1, self.w2, self.layer().handle)
 
     def check(self):
@@ -254,4 +307,4 @@ class MoEExperts(torch.nn.Module):
         self.layer().check()
 
 
-__all__ = ["MoEExperts", "moe_forward", "check_args", "CometError"]
+__all__ = ["MoEExperts", "moe_forward", "moe_forward_save", "check_args", "CometError"]

@@ -3,8 +3,9 @@
 comet's forward against a plain PyTorch MoE written here, eager, under
 torch.compile(fullgraph=True), and in a CUDA graph replayed with new inputs;
 bad routing raises comet's message; gradients (x, w1, w2, topk_weights)
-against the same plain MoE's autograd, eager and compiled; 50 SGD steps of
-a tiny MoE model (router + comet's experts) whose loss falls.""" 
+against the same plain MoE's autograd, eager, compiled and in save mode;
+50 SGD steps of a tiny MoE model (router + comet's experts) whose loss
+falls."""
 import pytest
 import torch
 
@@ -103,6 +104,26 @@ def test_backward_gradients_match_plain_pytorch(experts):
     reference(xr, ids, wr, w1r, w2r).backward(g.float())
     for name, got, want in (("x", xs.grad, xr.grad), ("topk_weights", ws.grad, wr.grad),
                             ("w1", experts.w1.grad, w1r.grad), ("w2", experts.w2.grad, w2r.grad)):
+        assert got is not None and rel_err(got, want) < 1e-2, name
+
+
+def test_backward_save_mode_matches_plain_pytorch():
+    """save_activations=True: the forward keeps z, the backward does not
+    recompute fc1; the gradients are the plain MoE's."""
+    e = ct.MoEExperts(CFG, device="cuda", save_activations=True)
+    x, ids, w = inputs(96, CFG, 13)
+    g = torch.randn(96, CFG.hidden, device="cuda").bfloat16()
+    xs, ws = x.clone().requires_grad_(), w.clone().requires_grad_()
+    out = e(xs, ids, ws)
+    out.backward(g)
+    xr, wr = x.float().clone().requires_grad_(), w.clone().requires_grad_()
+    w1r = e.w1.detach().float().clone().requires_grad_()
+    w2r = e.w2.detach().float().clone().requires_grad_()
+    ref = reference(xr, ids, wr, w1r, w2r)
+    ref.backward(g.float())
+    assert rel_err(out, ref) < 1e-2
+    for name, got, want in (("x", xs.grad, xr.grad), ("topk_weights", ws.grad, wr.grad),
+                            ("w1", e.w1.grad, w1r.grad), ("w2", e.w2.grad, w2r.grad)):
         assert got is not None and rel_err(got, want) < 1e-2, name
 
 
