@@ -11,9 +11,11 @@ GELU), torch._grouped_mm with w2, scale by the top-k weight, index_add the
 rows back (torch_path "grouped_mm"; a per-expert loop of matmuls where
 _grouped_mm is missing: "loop"). Both get the same weights, tokens, routing
 (uniform random top-k) and output gradient; times are medians of CUDA-event
-timed iterations in this process.
+timed iterations in this process. --save runs comet's module with
+save_activations=True (its backward then does not recompute fc1; PyTorch's
+autograd saves its activations either way).
 
-    python bench/torch_moe.py [--model a,b] [--tokens 2048,8192] [--iters 10] [--json FILE]
+    python bench/torch_moe.py [--model a,b] [--tokens 2048,8192] [--iters 10] [--save] [--json FILE]
 """
 import argparse
 import datetime
@@ -75,10 +77,10 @@ def timed(fn, iters, warmup=3):
     return statistics.median(ms)
 
 
-def run(name, cfg, T, iters, rows):
+def run(name, cfg, T, iters, save, rows):
     cfg = comet.LayerConfig(**{**cfg.__dict__, "max_tokens_per_rank": T})
     torch.manual_seed(T)
-    experts = ct.MoEExperts(cfg, device="cuda")
+    experts = ct.MoEExperts(cfg, device="cuda", save_activations=save)
     w1 = experts.w1.detach().clone().requires_grad_()
     w2 = experts.w2.detach().clone().requires_grad_()
     x = torch.randn(T, cfg.hidden, device="cuda").bfloat16().requires_grad_()
@@ -111,10 +113,10 @@ def run(name, cfg, T, iters, rows):
            "torch_ms": round(torch_ms, 4), "speedup": round(torch_ms / comet_ms, 4),
            "comet_fwd_ms": round(comet_fwd_ms, 4), "torch_fwd_ms": round(torch_fwd_ms, 4),
            "fwd_speedup": round(torch_fwd_ms / comet_fwd_ms, 4), "torch_path": path,
-           "rel_err": round(rel, 6), "iters": iters, "device": torch.cuda.get_device_name(0),
+           "rel_err": round(rel, 6), "save": save, "iters": iters, "device": torch.cuda.get_device_name(0),
            "commit": os.environ.get("COMET_COMMIT", "unknown"), "torch": torch.__version__,
            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-    print(f"{name:18} T {T:6}: comet {comet_ms:8.3f} ms, torch ({path}) {torch_ms:8.3f} ms -> "
+    print(f"{name:18} T {T:6}{' save' if save else ''}: comet {comet_ms:8.3f} ms, torch ({path}) {torch_ms:8.3f} ms -> "
           f"{row['speedup']:.2f}x fwd+bwd ({row['fwd_speedup']:.2f}x fwd), rel err {rel:.2e}", flush=True)
     rows.append(row)
     del experts, w1, w2, x, w, g
@@ -126,6 +128,7 @@ def main():
     ap.add_argument("--model", default=MODELS)
     ap.add_argument("--tokens", default="2048,8192")
     ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--save", action="store_true", help="comet's module with save_activations=True")
     ap.add_argument("--json", default=None, help="append the rows to this JSON Lines file")
     o = ap.parse_args()
     presets = comet.presets()
@@ -137,7 +140,7 @@ def main():
     rows = []
     for m in o.model.split(","):
         for t in o.tokens.split(","):
-            run(m, presets[m], int(t), o.iters, rows)
+            run(m, presets[m], int(t), o.iters, o.save, rows)
     if o.json:
         with open(o.json, "a") as f:
             for r in rows:

@@ -57,9 +57,11 @@ if has python; then
   note "examples/torch_moe.py: exit $?"
 fi
 if has torchbench; then # comet's module against a plain PyTorch MoE, fwd + bwd
-  PYTHONPATH=/tmp/comet_py timeout 300 python3 bench/torch_moe.py --json "$OUT/torch_moe.jsonl" \
-    > "$OUT/torch_moe.log" 2>&1
-  note "bench/torch_moe.py: exit $? ($(tail -1 "$OUT/torch_moe.log"))"
+  for save in "" --save; do # recompute, then save mode
+    PYTHONPATH=/tmp/comet_py timeout 300 python3 bench/torch_moe.py $save --json "$OUT/torch_moe.jsonl" \
+      > "$OUT/torch_moe$save.log" 2>&1
+    note "bench/torch_moe.py $save: exit $? ($(tail -1 "$OUT/torch_moe$save.log"))"
+  done
 fi
 if has bench0; then
   for routing in uniform skew:0.05; do
