@@ -6,7 +6,11 @@
  * but ~19 GB/s while the GEMM runs (two movers made the fused layer0 take
  * 7.03 ms for 268 MB of copy traffic: mover-bound), which is the rate the
  * model uses; the gathered A runs ~10% under the TMA one on Mixtral and
- * Phi-3.5. The link rate (8 GB/s per CTA) is a placeholder. */
+ * Phi-3.5. The link rate (8 GB/s per CTA) is a placeholder. The fused
+ * layer1's movers sum rows home at ~12 GB/s each (bytes read + written,
+ * alone: Mixtral 2048 at 4 CTAs and Qwen2-MoE 8192 at 24,
+ * bench/results/session3-h200-2026-12-01 run 3): latency-bound, well under
+ * the layer0 copy rate. */
 #include "tune/cost_model.h"
 
 
@@ -27,7 +31,7 @@ comet_cost_device_t comet_cost_device_for(const char *name) {
   /* H200 and H100 have the same SMs and clocks; other devices get these
    * too until they are measured (the table's entries win where present). */
   (void)name;
-  comet_cost_device_t d = {5.2, 0.9, 19.0, 8.0};
+  comet_cost_device_t d = {5.2, 0.9, 19.0, 8.0, 12.0};
   return d;
 }
 
@@ -47,11 +51,13 @@ static double gemm_ms(const comet_cost_device_t *d, double flops, int ctas, doub
   return ctas > 0 ? flops / (ctas * d->gemm_tflops_per_sm * 1e12 * factor) * 1e3 : 1e30;
 }
 
-/* ms for n movers to move `local` bytes within HBM and `remote` across links */
-static double move_ms(const comet_cost_device_t *d, double local, double remote, int n) {
+/* ms for n movers to move `local` bytes within HBM at hbm_gbps each and
+ * `remote` across links */
+static double move_ms(const comet_cost_device_t *d, double hbm_gbps, double local, double remote,
+                      int n) {
   if (local + remote <= 0) return 0;
   if (n <= 0) return 1e30;
-  return (local / (d->mover_hbm_gbps * 1e9) + remote / (d->mover_link_gbps * 1e9)) / n * 1e3;
+  return (local / (hbm_gbps * 1e9) + remote / (d->mover_link_gbps * 1e9)) / n * 1e3;
 }
 
 double comet_cost_layer0_ms(const comet_cost_device_t *d, const comet_cost_shape_t *s, int gather,
@@ -63,9 +69,10 @@ double comet_cost_layer0_ms(const comet_cost_device_t *d, const comet_cost_shape
   const double remote = rows * (1 - own) * row_bytes;
   const double factor = gather && !comet_cost_layer0_gather(s) ? d->gather_factor : 1.0;
   const double g = gemm_ms(d, 2.0 * rows * s->hidden * fc1_n(s), s->sm_budget - n, factor);
-  const double m = move_ms(d, local, remote, n);
+  const double m = move_ms(d, d->mover_hbm_gbps, local, remote, n);
   const double band = rows < BAND_ROWS ? rows : BAND_ROWS;
-  const double start = local + remote > 0 ? move_ms(d, local * band / rows, remote * band / rows, n) : 0;
+  const double start =
+      local + remote > 0 ? move_ms(d, d->mover_hbm_gbps, local * band / rows, remote * band / rows, n) : 0;
   return (g > m ? g : m) + start;
 }
 
@@ -76,7 +83,7 @@ double comet_cost_layer1_ms(const comet_cost_device_t *d, const comet_cost_shape
   const double local = rows * own * row_bytes + (double)s->tokens * row_bytes;
   const double remote = rows * (1 - own) * row_bytes;
   const double g = gemm_ms(d, 2.0 * rows * (s->ffn / s->tp) * s->hidden, s->sm_budget - n, 1.0);
-  const double m = move_ms(d, local, remote, n);
+  const double m = move_ms(d, d->l1_mover_gbps, local, remote, n);
   const int blocks = (s->hidden + L1_BLOCK - 1) / L1_BLOCK;
   return (g > m ? g : m) + g / blocks;
 }

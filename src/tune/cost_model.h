@@ -24,6 +24,7 @@ typedef struct comet_cost_device {
   double gather_factor;      /* its rate with a gathered A on big fc1 shapes (< 1) */
   double mover_hbm_gbps;     /* one mover CTA copying within HBM */
   double mover_link_gbps;    /* one mover CTA to or from a peer */
+  double l1_mover_gbps;      /* one fused-layer1 mover summing rows home within HBM */
 } comet_cost_device_t;
 
 typedef struct comet_cost_shape {
