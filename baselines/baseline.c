@@ -1,15 +1,23 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* baseline.c — the unfused MoE layer (see baseline.h for the layout).
  *
- * The backward is a Megatron-Core MoE layer's under full activation
- * recompute: the forward runs again inside the backward call and autograd's
- * steps follow. That is the fair comparison with comet_moe_backward, which
- * also recomputes from x and saves nothing between the calls (a saving
- * baseline would skip step 1's dispatch and GEMMs, comet would not).
+ * The backward is a Megatron-Core MoE layer's, in one of two modes:
+ * recompute (the default) as under full activation recompute: the forward
+ * runs again inside the backward call and autograd's steps follow. That is
+ * the fair comparison with comet_moe_backward's default, which also
+ * recomputes from x and saves nothing between the calls. Save mode
+ * (comet_baseline_set_save) is Megatron without recompute: the forward
+ * keeps A, z, h, y (home, for d topk_weights), the slot rows d_pos and the
+ * call's plan, and the backward starts at step 2 (comet's save mode keeps
+ * z alone, so there comet still redoes the dispatch that the baseline
+ * skips). One saved forward at a time, consumed by its backward.
  *   1. route, count exchange (the host sync), dispatch x, fc1 (z), act (h),
  *      fc2 (y), keeping A, z and h in the forward's buffers; y goes home as
  *      the forward's combine sends it (unsort, TP reduce-scatter, EP
- *      all-to-all), only its final weighted sum (unused) is skipped;
+ *      all-to-all), only its final weighted sum (unused) is skipped. Save
+ *      mode: the saved forward did this, with fc2 into y (not over A); the
+ *      backward's exchange carries only the ranks' status (its counts are
+ *      the forward's, left in d_counts) and replans the same call;
  *   2. at home: d topk_weights[t,k] = <dout[t], y_k> (the gradient of
  *      Megatron's unpermute-with-probs), dy rows = w[t,k] * dout[t] permuted
  *      by expert;
@@ -27,11 +35,12 @@
  *                          EP all-to-all), inside it EP source g, then local
  *                          expert; later the expert outputs in that order
  *   sorted  [cap]          the same rows by local expert (i, g inside); later
- *                          fc2's output (only when E/ep > 1: with one local
- *                          expert r2 is already sorted)
+ *                          fc2's output, but in save mode (only when
+ *                          E/ep > 1: with one local expert r2 is already
+ *                          sorted)
  *   g1      [cap, w1_rows] fc1's output (backward: then da, in place);
  *   h       [cap, F/tp]    the activation's
- * Backward only, made by its first call:
+ * Backward only, made by its first call (or the first save-mode forward):
  *   y       [cap]          fc2's output (sorted), then dy, then dA; with one
  *                          local expert also their comm buffer (r2's layout;
  *                          else r2 is, once x's rows are sorted)
@@ -105,6 +114,9 @@ struct comet_baseline {
   signed char choice[BL_JOBS][BL_BUCKETS]; /* -1 unknown, else GROUPED or LOOP */
   int last_gemm[BL_JOBS];
   int have_counts;
+  int save;      /* comet_baseline_set_save */
+  int saved;     /* the last call was a save-mode forward that succeeded */
+  int saved_T;   /* and its num_tokens */
   int nb;        /* this call's blocks (plan_call) */
   int64_t total; /* and rows on this rank */
 };
@@ -225,6 +237,7 @@ static comet_status_t create_impl(comet_baseline_t b, const comet_layer_config_t
   BL_CUDA(cudaMallocHost((void **)&b->h_upload, b->upload_bytes));
   BL_CUDA(cudaMallocHost((void **)&b->h_all_counts, sizeof(int32_t) * E4 * W));
   BL_CUDA(cudaMallocHost((void **)&b->h_flag, sizeof(int32_t)));
+  *b->h_flag = 1; /* the source of the status flags' copies (exchange) */
   const size_t n64 = (size_t)b->tp * 2 + (size_t)b->ep * 4 + (size_t)b->El * 2 + 2 * (size_t)W * b->El;
   b->seg_off = calloc(n64, sizeof(int64_t));
   if (!b->seg_off) return comet_set_error(COMET_ERR_OUT_OF_MEMORY, "baseline: host allocation failed");
@@ -257,6 +270,13 @@ comet_status_t comet_baseline_create(comet_baseline_t *out, const comet_layer_co
     return comet_trace_error(st, __FILE__, __LINE__);
   }
   *out = b;
+  return COMET_OK;
+}
+
+comet_status_t comet_baseline_set_save(comet_baseline_t b, int on) {
+  COMET_ARG(b != NULL, "comet_baseline_set_save: baseline is NULL");
+  COMET_ARG(on == 0 || on == 1, "comet_baseline_set_save: on = %d is not 0 or 1", on);
+  b->save = on;
   return COMET_OK;
 }
 
@@ -323,6 +343,13 @@ static comet_status_t check_exchange(comet_baseline_t b, comet_status_t local, c
                              "%s: rank %d refused its call (that rank says why)", op, s);
     }
   }
+  for (int s = 1; s < b->W; ++s)
+    if (cnt(b, s, E + COMET_BL_SAVED) != cnt(b, 0, E + COMET_BL_SAVED))
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "%s: ranks disagree on save mode (rank 0 %s, rank %d %s; "
+                             "comet_baseline_set_save)",
+                             op, cnt(b, 0, E + COMET_BL_SAVED) ? "saved" : "recomputes", s,
+                             cnt(b, s, E + COMET_BL_SAVED) ? "saved" : "recomputes");
   for (int s = 0; s < b->W; ++s) {
     const int64_t bad = cnt(b, s, E + COMET_BL_BAD_TOKENS);
     if (bad)
@@ -644,18 +671,23 @@ static comet_status_t tp_reduce_scatter(comet_baseline_t b, char *rbuf, cudaStre
  * ids) into send when this rank's call is good (local), exchange counts and
  * status (a refused call joins with its flag), wait for them on the host,
  * fail every rank alike if any refused, and plan the call (b->nb, b->total,
- * the block tables). */
-static comet_status_t exchange(comet_baseline_t b, const char *op, comet_status_t local, int T,
-                               const int32_t *ids, const void *x, cudaStream_t stream) {
+ * the block tables). saved (a save-mode backward): no routing, no rows;
+ * d_counts still holds the saved forward's counts (no call since has
+ * written it), so the exchange carries them again with the SAVED flag and
+ * the plan comes out as the forward's. */
+static comet_status_t exchange(comet_baseline_t b, const char *op, comet_status_t local, int saved,
+                               int T, const int32_t *ids, const void *x, cudaStream_t stream) {
   const int E = b->E;
   const size_t E4 = (size_t)E + COMET_BL_STATUS_SLOTS;
   b->have_counts = 0;
-  if (local == COMET_OK) {
+  if (local == COMET_OK && saved) {
+    BL_CUDA(cudaMemcpyAsync(b->d_counts + E + COMET_BL_SAVED, b->h_flag, sizeof(int32_t),
+                            cudaMemcpyHostToDevice, stream));
+  } else if (local == COMET_OK) {
     BL_CUDA(comet_bl_route(ids, T, b->K, E, b->d_counts, b->d_base, b->d_pos, b->d_chunk,
                            b->d_slot_rank, stream));
     BL_CUDA(comet_bl_permute(x, b->d_pos, T, b->K, b->H, b->d_send, stream));
   } else {
-    *b->h_flag = 1;
     BL_CUDA(cudaMemsetAsync(b->d_counts, 0, sizeof(int32_t) * E4, stream));
     BL_CUDA(cudaMemcpyAsync(b->d_counts + E + COMET_BL_ARG_ERROR, b->h_flag, sizeof(int32_t),
                             cudaMemcpyHostToDevice, stream));
@@ -716,21 +748,37 @@ static comet_status_t fc1_act(comet_baseline_t b, const gemm_job_t *j1, int ng,
 
 /* ---- the forward ---- */
 
+static comet_status_t ensure_backward_buffers(comet_baseline_t b) {
+  const size_t cap = (size_t)b->cap;
+  if (!b->d_y) COMET_CHECK(dev_alloc(&b->d_y, cap * b->H * b->esz, "backward rows"));
+  if (!b->d_dh) COMET_CHECK(dev_alloc(&b->d_dh, cap * b->Fl * b->esz, "backward dh"));
+  return COMET_OK;
+}
+
 comet_status_t comet_baseline_forward(comet_baseline_t b, const comet_moe_args_t *a,
                                       cudaStream_t stream) {
   COMET_ARG(b != NULL, "comet_baseline_forward: baseline is NULL");
   b->have_times = 0;
+  b->saved = 0;
+  const int save = b->save;
   BL_BLAS(cublasSetStream(b->cublas, stream));
   BL_CUDA(cudaEventRecord(b->ev[0], stream));
   comet_arg_fault_t fault;
-  const comet_status_t local = comet_moe_args_check(&b->cfg, a, &fault);
+  comet_status_t local = comet_moe_args_check(&b->cfg, a, &fault);
+  if (local == COMET_OK && a->saved_z)
+    local = comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                            "comet_baseline_forward: saved_z is comet's; the baseline saves in "
+                            "its own buffers (comet_baseline_set_save)");
+  if (local == COMET_OK && save) local = ensure_backward_buffers(b);
   const int ok = local == COMET_OK;
-  COMET_CHECK(exchange(b, "baseline forward", local, ok ? a->num_tokens : 0,
+  COMET_CHECK(exchange(b, "baseline forward", local, 0, ok ? a->num_tokens : 0,
                        ok ? a->topk_ids : NULL, ok ? a->x : NULL, stream));
-  char *rows = b->El > 1 ? b->d_sorted : b->d_r2; /* fc1's input, then fc2's output */
+  char *A = b->El > 1 ? b->d_sorted : b->d_r2; /* fc1's input */
+  char *y = save ? b->d_y : A;                 /* fc2's output: over A (dead), unless kept */
+  char *rb = b->El > 1 ? b->d_r2 : y;          /* y's comm rows (r2 is dead once sorted) */
   char *hbuf = b->cfg.activation == COMET_ACT_NONE ? b->d_g1 : b->d_h;
-  const gemm_job_t j1 = {BL_FC1, BL_ROWS_WT, rows, a->w1, b->d_g1, b->w1_rows, b->H};
-  const gemm_job_t j2 = {BL_FC2, BL_ROWS_WT, hbuf, a->w2, rows, b->H, b->Fl};
+  const gemm_job_t j1 = {BL_FC1, BL_ROWS_WT, A, a->w1, b->d_g1, b->w1_rows, b->H};
+  const gemm_job_t j2 = {BL_FC2, BL_ROWS_WT, hbuf, a->w2, y, b->H, b->Fl};
   fill_ptrs(b, &j1);
   const int ng = fill_ptrs(b, &j2);
   COMET_CHECK(upload(b, BL_FC2 + 1, stream));
@@ -741,32 +789,48 @@ comet_status_t comet_baseline_forward(comet_baseline_t b, const comet_moe_args_t
   BL_CUDA(cudaEventRecord(b->ev[4], stream));
   COMET_CHECK(gemm_run(b, &j2, ng, stream));
   BL_CUDA(cudaEventRecord(b->ev[2], stream));
-  COMET_CHECK(combine_rows(b, rows, b->d_r2, stream));
+  COMET_CHECK(combine_rows(b, y, rb, stream));
   BL_CUDA(comet_bl_combine(b->d_send, b->d_pos, a->topk_weights, a->num_tokens, b->K, b->H, a->out,
                            b->cfg.dtype == COMET_DTYPE_FP16, stream));
   BL_CUDA(cudaEventRecord(b->ev[3], stream));
   b->have_times = 1;
+  b->saved = save; /* A, z, h, y home in send, d_pos, the plan */
+  b->saved_T = a->num_tokens;
   return COMET_OK;
 }
 
 /* ---- the backward (the steps at the top of the file) ---- */
 
-static comet_status_t ensure_backward_buffers(comet_baseline_t b) {
-  const size_t cap = (size_t)b->cap;
-  if (!b->d_y) COMET_CHECK(dev_alloc(&b->d_y, cap * b->H * b->esz, "backward rows"));
-  if (!b->d_dh) COMET_CHECK(dev_alloc(&b->d_dh, cap * b->Fl * b->esz, "backward dh"));
+/* A save-mode backward's own refusals: no saved forward, or another one. */
+static comet_status_t saved_check(comet_baseline_t b, int saved, const comet_moe_backward_args_t *a) {
+  if (!saved)
+    return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                           "comet_baseline_backward: save mode, but no saved forward (the last "
+                           "call was not a save-mode forward that succeeded; a backward "
+                           "consumes it)");
+  if (a->num_tokens != b->saved_T)
+    return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                           "comet_baseline_backward: num_tokens = %d, the saved forward's was %d",
+                           a->num_tokens, b->saved_T);
   return COMET_OK;
 }
 
 comet_status_t comet_baseline_backward(comet_baseline_t b, const comet_moe_backward_args_t *a,
                                        cudaStream_t stream) {
   COMET_ARG(b != NULL, "comet_baseline_backward: baseline is NULL");
+  const int save = b->save, saved = b->saved;
+  b->saved = 0; /* consumed, or overwritten by the recompute */
   BL_BLAS(cublasSetStream(b->cublas, stream));
   comet_arg_fault_t fault;
   comet_status_t local = comet_moe_backward_args_check(&b->cfg, a, &fault);
+  if (local == COMET_OK && a->saved_z)
+    local = comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                            "comet_baseline_backward: saved_z is comet's; the baseline uses its "
+                            "own saved forward (comet_baseline_set_save)");
+  if (local == COMET_OK && save) local = saved_check(b, saved, a);
   if (local == COMET_OK) local = ensure_backward_buffers(b);
   const int ok = local == COMET_OK;
-  COMET_CHECK(exchange(b, "baseline backward", local, ok ? a->num_tokens : 0,
+  COMET_CHECK(exchange(b, "baseline backward", local, save, ok ? a->num_tokens : 0,
                        ok ? a->topk_ids : NULL, ok ? a->x : NULL, stream));
   const int act = b->cfg.activation, fp16 = b->cfg.dtype == COMET_DTYPE_FP16;
   const int T = a->num_tokens, K = b->K, H = b->H;
@@ -786,11 +850,13 @@ comet_status_t comet_baseline_backward(comet_baseline_t b, const comet_moe_backw
     if (jobs[j].c) ng = fill_ptrs(b, &jobs[j]); /* dw1, dw2 where asked */
   COMET_CHECK(upload(b, BL_JOBS, stream));
 
-  /* 1. the forward again; y home into send */
-  COMET_CHECK(dispatch_rows(b, b->d_r2, b->d_sorted, stream));
-  COMET_CHECK(fc1_act(b, &jobs[BL_FC1], ng, stream));
-  COMET_CHECK(gemm_run(b, &jobs[BL_FC2], ng, stream));
-  COMET_CHECK(combine_rows(b, b->d_y, rb, stream));
+  /* 1. the forward again (save mode: the saved forward's); y home into send */
+  if (!save) {
+    COMET_CHECK(dispatch_rows(b, b->d_r2, b->d_sorted, stream));
+    COMET_CHECK(fc1_act(b, &jobs[BL_FC1], ng, stream));
+    COMET_CHECK(gemm_run(b, &jobs[BL_FC2], ng, stream));
+    COMET_CHECK(combine_rows(b, b->d_y, rb, stream));
+  }
   /* 2. at home: the dots with y, then dy over y in send */
   if (a->dtopk_weights)
     BL_CUDA(comet_bl_row_dots(a->dout, b->d_send, b->d_pos, T, K, H, a->dtopk_weights, fp16,

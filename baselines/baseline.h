@@ -56,21 +56,41 @@ comet_status_t comet_baseline_destroy(comet_baseline_t b);
 /* The whole forward (comet_moe_forward's contract), collective over comm.
  * Bad arguments or routing on any rank make every rank return an error (the
  * count exchange carries each rank's status), so no rank is left waiting.
- * Synchronizes the host with stream once (after the count exchange). */
+ * Synchronizes the host with stream once (after the count exchange).
+ * args->saved_z must be NULL: it is comet's buffer, the baseline saves in
+ * its own (comet_baseline_set_save). */
 comet_status_t comet_baseline_forward(comet_baseline_t b, const comet_moe_args_t *args,
                                       cudaStream_t stream);
 
 /* The backward (comet_moe_backward's contract: dx, dw1, dw2, d topk_weights
- * from x, the routing, the weights and dout; any output NULL, not all),
- * collective over comm, as a Megatron stack with activation recompute runs
- * it: the whole forward again (its comm included: y comes home), then
- * autograd's steps in reverse (baseline.c says which). Nothing is kept
- * between a forward and a backward (comet's backward recomputes too). Its
- * first call allocates the backward's buffers (a rank that cannot make
- * them fails every rank). Synchronizes the host with stream once. Not yet
- * run on a GPU. */
+ * from x, the routing, the weights and dout; any output NULL, not all;
+ * args->saved_z NULL), collective over comm, as a Megatron stack runs it:
+ *   recompute (the default): under activation recompute, the whole forward
+ *     again (its comm included: y comes home), then autograd's steps in
+ *     reverse (baseline.c says which); nothing is kept between a forward
+ *     and a backward (comet's backward recomputes too);
+ *   save mode (comet_baseline_set_save): as without recompute, the steps
+ *     in reverse on what the last forward kept; x and topk_ids are not
+ *     read (the saved routing is used), topk_weights and dout are.
+ * Its first call (or the first save-mode forward) allocates the backward's
+ * buffers (a rank that cannot make them fails every rank). Synchronizes the
+ * host with stream once (the count exchange; in save mode the status
+ * exchange alone: counts, routing and plan are the forward's). Not yet run
+ * on a GPU. */
 comet_status_t comet_baseline_backward(comet_baseline_t b, const comet_moe_backward_args_t *args,
                                        cudaStream_t stream);
+
+/* Save mode, off by default; every rank must set the same (a backward on
+ * ranks that disagree fails every rank). On: each forward keeps what the
+ * backward needs in the baseline's own buffers (no extra memory beyond the
+ * backward's: the dispatched rows A, z, h, y as it came home, the slot
+ * rows and the call's plan; fc2 then writes the backward's y buffer
+ * instead of over A), and each backward uses the last forward's and skips
+ * its recompute. One saved forward at a time: the backward consumes it (z
+ * becomes da, y dy), any other call replaces or drops it, and a save-mode
+ * backward without one (or with another num_tokens) is refused on every
+ * rank. Takes effect at the next call. */
+comet_status_t comet_baseline_set_save(comet_baseline_t b, int on);
 
 /* Waits for the last forward to finish and reads its phase times. */
 comet_status_t comet_baseline_last_times(comet_baseline_t b, comet_baseline_times_t *t);

@@ -23,6 +23,7 @@ enum {
   COMET_BL_BAD_TOKENS = 0, /* + E: tokens with an id out of range or repeated */
   COMET_BL_FIRST_BAD = 1,  /* + E: INT32_MAX - (first bad token), 0 if none */
   COMET_BL_ARG_ERROR = 2,  /* + E: 1 if this rank's call arguments were refused */
+  COMET_BL_SAVED = 3,      /* + E: 1 if this rank's backward uses its saved forward */
   COMET_BL_STATUS_SLOTS = 4
 };
 

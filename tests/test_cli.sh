@@ -43,6 +43,8 @@ expect "help lists tune" 0 "^  tune " -- "$comet" --help
 expect "tune refuses --check" 2 "comet tune: --check and --n-comm" -- "$comet" tune --model mixtral-8x7b --check
 expect "tune bad --sweep" 2 "bad value '1,x' for --sweep" -- "$comet" tune --sweep 1,x
 expect "bench unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --model nope
+expect "bench --save needs --backward" 2 "comet bench: --save .*give it with --backward" "no CUDA GPU" -- "$comet" bench --save
+expect "bench --help mentions --save" 0 "^ +--save +with --backward" -- "$comet" bench --help
 expect "bench ep not dividing the experts" 2 "num_experts.*ep" "no CUDA GPU" -- "$comet" bench --model mixtral-8x7b --ep 3 --gpus 3
 expect "bench --op gemm unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --op gemm --model nope
 expect "bench --op dispatch unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --op dispatch --model nope

@@ -48,6 +48,7 @@ typedef struct bench_opts {
   int iters, warmup, check, check_tokens;
   int n_comm; /* mover CTAs of the fused layer0; 0 = comet's default */
   int backward; /* --backward: also time comet's and the baseline's backward */
+  int save;     /* --save: both in save mode (the forward keeps, the backward skips recompute) */
   int tune;   /* `comet tune`: no baseline; the sweep (tools/tune.c) */
   int sweep[32], nsweep;
   const char *table_out;
@@ -84,6 +85,10 @@ static void usage(FILE *f) {
           "  --n-comm N              data-moving CTAs of the fused layer0 (default: comet's choice)\n"
           "  --backward              also time the backward, comet's and the baseline's (all\n"
           "                          gradients; with --check, comet's against the baseline's)\n"
+          "  --save                  with --backward: both in save mode (comet's forward keeps\n"
+          "                          z in saved_z, the baseline's forward keeps its backward's\n"
+          "                          inputs; the backwards skip that recompute; forwards timed\n"
+          "                          saving; default: both recompute)\n"
           "  --check                 compare the baseline's and comet's outputs with the CPU\n"
           "                          reference on sampled tokens (--check-tokens N per rank);\n"
           "                          fail -> exit 1\n"
@@ -219,6 +224,7 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
     } else if (!strcmp(a, "--n-comm")) { CLI_NEED(); if (cli_int(v, 1, 1024, &o->n_comm)) CLI_BAD();
     } else if (!strcmp(a, "--check")) { o->check = 1;
     } else if (!strcmp(a, "--backward")) { o->backward = 1;
+    } else if (!strcmp(a, "--save")) { o->save = 1;
     } else if (!strcmp(a, "--check-tokens")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->check_tokens)) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); o->json = v;
     } else if (!strcmp(a, "--rendezvous")) { CLI_NEED(); o->rendezvous = v;
@@ -263,6 +269,10 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
       return -1;
     }
   if (!o->ntokens) o->tokens[o->ntokens++] = 4096;
+  if (o->save && !o->backward) {
+    fprintf(stderr, "comet bench: --save is the backward's save mode: give it with --backward\n");
+    return -1;
+  }
   if (o->loopback && (o->gpus || o->rendezvous)) {
     fprintf(stderr, "comet bench: --loopback runs all its ranks on one GPU: give it without "
                     "--gpus and --rendezvous\n");
@@ -383,10 +393,12 @@ static const char *ms_cell(char buf[16], float v, int valid) {
 
 /* The baseline's backward from g's dout into g's buffers, every gradient:
  * 2 untimed calls (comet's count), then the slowest rank's median over
- * iters into *ms. */
+ * iters into *ms. save (b in save mode): each backward after its own
+ * forward, untimed and finished first (as comet's, bench_comet.c). */
 static int time_baseline_backward(const comet_rank_info_t *info, comet_context_t ctx,
                                   comet_baseline_t b, const comet_moe_args_t *a,
-                                  const bench_grads_t *g, int iters, cudaStream_t st, float *ms) {
+                                  const bench_grads_t *g, int save, int iters, cudaStream_t st,
+                                  float *ms) {
   const comet_moe_backward_args_t bw = bench_grads_args(a, g);
   float *t = malloc(sizeof(float) * (size_t)iters);
   cudaEvent_t ev[2];
@@ -396,13 +408,16 @@ static int time_baseline_backward(const comet_rank_info_t *info, comet_context_t
   }
   RCUDA(cudaEventCreate(&ev[0]));
   RCUDA(cudaEventCreate(&ev[1]));
-  for (int it = 0; it < 2; ++it) RCOMET(comet_baseline_backward(b, &bw, st));
-  for (int it = 0; it < iters; ++it) {
+  for (int it = -2; it < iters; ++it) {
+    if (save) {
+      RCOMET(comet_baseline_forward(b, a, st));
+      RCUDA(cudaStreamSynchronize(st));
+    }
     RCUDA(cudaEventRecord(ev[0], st));
     RCOMET(comet_baseline_backward(b, &bw, st));
     RCUDA(cudaEventRecord(ev[1], st));
     RCUDA(cudaEventSynchronize(ev[1]));
-    RCUDA(cudaEventElapsedTime(&t[it], ev[0], ev[1]));
+    if (it >= 0) RCUDA(cudaEventElapsedTime(&t[it], ev[0], ev[1]));
   }
   if (bench_slowest(info, ctx, t, iters) != 0) return 1;
   *ms = bench_median(t, iters);
@@ -416,7 +431,7 @@ static int time_baseline_backward(const comet_rank_info_t *info, comet_context_t
  * the slowest rank, its GEMM paths and the floor into res; with --check, one
  * more forward on NaN-poisoned output, sampled rows checked on rank 0; with
  * g (--backward), its backward timed into res->bwd_ms, g's buffers left
- * holding its gradients. */
+ * holding its gradients; with g and --save, all of it in save mode. */
 static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, comet_context_t ctx,
                         ncclComm_t comm, cublasHandle_t blas, cudaStream_t st,
                         const comet_layer_config_t *cfg, const comet_moe_args_t *a,
@@ -424,6 +439,7 @@ static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, co
   comet_baseline_t b = NULL;
   RCOMET(comet_baseline_create(&b, cfg, comm, blas));
   RCOMET(comet_baseline_set_gemm(b, o->gemm));
+  RCOMET(comet_baseline_set_save(b, g && o->save));
   for (int it = 0; it < o->warmup; ++it) RCOMET(comet_baseline_forward(b, a, st));
   const int n = o->iters;
   float *h_times = malloc(sizeof(float) * 5 * (size_t)n), *col = malloc(sizeof(float) * (size_t)n);
@@ -460,7 +476,8 @@ static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, co
                         ctx, st, &res->chk) != 0)
       return 1;
   }
-  if (g && time_baseline_backward(info, ctx, b, a, g, n, st, &res->bwd_ms) != 0) return 1;
+  if (g && time_baseline_backward(info, ctx, b, a, g, o->save, n, st, &res->bwd_ms) != 0)
+    return 1;
   RCOMET(comet_baseline_destroy(b));
   return 0;
 }
@@ -583,13 +600,17 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   memset(&cm, 0, sizeof cm);
   const bench_comet_opts_t co = {o->warmup, n, o->n_comm, -1, -1, 1, o->check, o->check_tokens,
                                  o->seed, &o->routing, bwd ? &gc : NULL};
-  if (!o->tune && bench_comet_run(info, &cfg, ctx, st, &a, &co, &cm) != 0) return 1;
+  /* --save: comet's forwards keep z in ca.saved_z, its backwards read it */
+  comet_moe_args_t ca = a;
+  if (bwd && o->save) RCUDA(dev_alloc(&ca.saved_z, comet_config_saved_z_bytes(&cfg), st));
+  if (!o->tune && bench_comet_run(info, &cfg, ctx, st, &ca, &co, &cm) != 0) return 1;
   /* bwd_check: comet's gradients against the baseline's, on every element */
   bench_grads_check_t bchk;
   memset(&bchk, 0, sizeof bchk);
   if (bwd && !loop && o->check && cm.ran &&
       bench_grads_compare(info, &cfg, T, &gc, &gb, ctx, st, &bchk) != 0)
     return 1;
+  if (ca.saved_z) RCUDA(cudaFreeAsync(ca.saved_z, st));
   grads_free(&gc, 1, st);
   grads_free(&gb, 0, st);
   RCUDA(cudaFreeAsync(dx, st));
@@ -616,7 +637,8 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   /* ---- rank 0 reports; the loopback world has no baseline: "-" and null ---- */
   const int base = !loop;
   const double speedup = base && cm.ran && cm.forward_ms > 0 ? res.ms[3] / cm.forward_ms : 0;
-  /* fwd_bwd_speedup = (baseline forward + backward) / (comet's) */
+  /* fwd_bwd_speedup = (baseline forward + backward) / (comet's); --save: both forwards saving,
+   * both backwards reading what they saved */
   const double fb_comet = cm.forward_ms + cm.backward_ms;
   const double fb_speedup =
       base && bwd && cm.ran && fb_comet > 0 ? (res.ms[3] + res.bwd_ms) / fb_comet : 0;
@@ -651,7 +673,8 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     printf("\n");
     printf("  %-22s %12s %10.3f\n", names[3], ms_cell(cell, res.ms[3], base), cm.forward_ms);
     if (bwd) {
-      printf("  %-22s %12s %10.3f\n", "backward", ms_cell(cell, res.bwd_ms, base), cm.backward_ms);
+      printf("  %-22s %12s %10.3f\n", o->save ? "backward (save mode)" : "backward",
+             ms_cell(cell, res.bwd_ms, base), cm.backward_ms);
       printf("  %-22s %12s %10.3f", "forward + backward",
              ms_cell(cell, res.ms[3] + res.bwd_ms, base), cm.forward_ms + cm.backward_ms);
       if (base) printf("   speedup %.3fx", fb_speedup);
@@ -740,6 +763,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "layer1_overlap_eff", l1_eff, cm.ran && cm.fused1);
     json_num(f, "layer1_speedup", cm.layer1_ms > 0 ? l1_base / cm.layer1_ms : 0, base && cm.ran);
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
+    fprintf(f, ", \"save\": %s", o->save ? "true" : "false");
     json_num(f, "comet_backward_ms", cm.backward_ms, cm.ran && bwd);
     json_num(f, "bwd_ms", cm.backward_ms, cm.ran && bwd);
     json_num(f, "baseline_bwd_ms", res.bwd_ms, base && bwd);

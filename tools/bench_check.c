@@ -210,6 +210,7 @@ comet_moe_backward_args_t bench_grads_args(const comet_moe_args_t *a, const benc
   bw.dw1 = g->dw1;
   bw.dw2 = g->dw2;
   bw.dtopk_weights = g->dtw;
+  bw.saved_z = a->saved_z;
   return bw;
 }
 

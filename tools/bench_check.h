@@ -40,7 +40,8 @@ typedef struct bench_grads {
   float *dtw;
 } bench_grads_t;
 
-/* The backward's arguments: the forward's inputs a, g's dout and buffers. */
+/* The backward's arguments: the forward's inputs a (its saved_z too: save
+ * mode when set), g's dout and buffers. */
 comet_moe_backward_args_t bench_grads_args(const comet_moe_args_t *a, const bench_grads_t *g);
 
 /* got's gradients against want's (the same dout), over all ranks: relative

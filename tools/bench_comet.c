@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* bench_comet.c — comet's forward (and with --backward its backward) in
- * `comet bench`: one layer per config on the caller's context, CUDA events
- * around the forward and around each half, the slowest rank's time per
- * iteration (a max over the ranks' times on the host, through the context's
- * transport, so the same code runs over NCCL and in the loopback world), the
- * median over iterations. */
+/* bench_comet.c — comet's forward (and with --backward its backward; with
+ * --save both in save mode) in `comet bench`: one layer per config on the
+ * caller's context, CUDA events around the forward and around each half,
+ * the slowest rank's time per iteration (a max over the ranks' times on the
+ * host, through the context's transport, so the same code runs over NCCL
+ * and in the loopback world), the median over iterations. */
 #include "bench_comet.h"
 
 #include <stdio.h>
@@ -121,19 +121,24 @@ done:
 }
 
 /* comet_moe_backward with every gradient, from g's dout into g's buffers
- * (what the last call leaves there can be checked); the slowest rank's
- * median. */
+ * (what the last call leaves there can be checked): 2 untimed calls, then
+ * the slowest rank's median over iters. Save mode (a->saved_z): each
+ * backward after its own forward, untimed and finished first, so the
+ * events hold the backward alone, as in recompute mode. */
 static int bench_backward(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
                           const comet_moe_args_t *a, const bench_grads_t *g, cudaStream_t st,
                           int iters, float *times, cudaEvent_t *ev, bench_comet_t *out) {
   const comet_moe_backward_args_t bw = bench_grads_args(a, g);
-  for (int it = 0; it < 2; ++it) HCOMET(comet_moe_backward(L, &bw, st));
-  for (int it = 0; it < iters; ++it) {
+  for (int it = -2; it < iters; ++it) {
+    if (bw.saved_z) {
+      HCOMET(comet_moe_forward(L, a, st));
+      HCUDA(cudaStreamSynchronize(st));
+    }
     HCUDA(cudaEventRecord(ev[0], st));
     HCOMET(comet_moe_backward(L, &bw, st));
     HCUDA(cudaEventRecord(ev[1], st));
     HCUDA(cudaEventSynchronize(ev[1]));
-    HCUDA(cudaEventElapsedTime(&times[it], ev[0], ev[1]));
+    if (it >= 0) HCUDA(cudaEventElapsedTime(&times[it], ev[0], ev[1]));
   }
   if (bench_slowest(info, ctx, times, iters) != 0) return 1;
   out->backward_ms = bench_median(times, iters);

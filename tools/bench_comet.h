@@ -15,7 +15,7 @@ extern "C" {
 
 typedef struct bench_comet {
   int ran;               /* 0: comet could not run this config (see err) */
-  float forward_ms;      /* comet_moe_forward */
+  float forward_ms;      /* comet_moe_forward (saving z with args->saved_z) */
   float layer0_ms;       /* comet_dispatch_gemm */
   float layer1_ms;       /* comet_gemm_combine */
   int fused0;            /* layer0 ran fused (else composed) */
@@ -28,7 +28,7 @@ typedef struct bench_comet {
   int fused1, n_comm1;   /* layer1 ran fused (COMET_LAYER1=fused), with n_comm1 movers */
   float layer1_gemm_only_ms, layer1_comm_only_ms; /* its reference timings, as layer0's */
   float backward_ms;     /* comet_moe_backward, every gradient (with opts.backward), into
-                            opts.backward's buffers */
+                            opts.backward's buffers (save mode with args->saved_z) */
   bench_check_t chk;
   char err[256];
 } bench_comet_t;
@@ -61,9 +61,11 @@ typedef struct bench_comet_opts {
  * in its two reference modes (whole calls, plan included, as the fused time
  * is), interleaved with fused calls that put the rows in place. With check,
  * one more forward on NaN-poisoned output is checked against the CPU
- * reference (bench_check_run). Returns non-zero only on a failure of the
- * harness itself (CUDA, the transport); comet's own errors land in
- * out->err. */
+ * reference (bench_check_run). args->saved_z set (a buffer of
+ * comet_config_saved_z_bytes): save mode, every forward keeps z there, and
+ * with backward each backward follows its own untimed forward and reads it.
+ * Returns non-zero only on a failure of the harness itself (CUDA, the
+ * transport); comet's own errors land in out->err. */
 int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *cfg,
                     comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *args,
                     const bench_comet_opts_t *o, bench_comet_t *out);

@@ -9,7 +9,11 @@
  * every case too: dx, dw1, dw2, d topk_weights against comet_ref_backward
  * (test_backward's tolerances), in each GEMM mode; ranks asking for
  * different gradients get the same bits as with all asked; nothing asked on
- * one rank fails every rank. Fresh random data per run (seed printed),
+ * one rank fails every rank. Save mode too (comet_baseline_set_save: each
+ * backward after its own forward): the same tolerances in each GEMM mode,
+ * the loop mode's forward and gradients bitwise those of recompute; a second
+ * backward (the state consumed) and ranks disagreeing on the mode fail every
+ * rank. Fresh random data per run (seed printed),
  * outputs poisoned with NaN before each call. Layouts needing more GPUs
  * than present are skipped with a loud line; no GPU at all: exit 77. */
 #include <cublas_v2.h>
@@ -115,6 +119,89 @@ static int backward_into(comet_baseline_t b, comet_moe_backward_args_t ba, Grads
   return 0;
 }
 
+/* gr's gradients (all asked) against want, the relative L2 errors under tol
+ * (d topk_weights: 2 tol), no NaN; pass names the run in the lines. */
+static void check_grads(const comet_rank_info_t *info, comet_baseline_t b,
+                        const comet_layer_config_t &cfg, const Case &c, const char *pass,
+                        const Grads &gr, const void *const want[4], double tol) {
+  const int r = info->rank;
+  double e[4];
+  long nan[4] = {0, 0, 0, 0};
+  int bad = 0;
+  for (int g = 0; g < 4; ++g) {
+    e[g] = rel_err(gr.host[g].data(), want[g], gr.n[g], g == 3, cfg.dtype, &nan[g]);
+    bad |= nan[g] || !(e[g] < (g == 3 ? 2 * tol : tol));
+  }
+  if (r == 0 || bad)
+    printf("  [rank %d] W=%d ep=%d tp=%d %-24s %-9s gemm %-7s rel dx %.2e dw1 %.2e dw2 "
+           "%.2e dtopk %.2e%s\n",
+           r, info->world, cfg.ep, cfg.tp, c.name, pass, comet_baseline_last_gemm(b, 1), e[0],
+           e[1], e[2], e[3], nan[0] + nan[1] + nan[2] + nan[3] ? "  NaN!" : "");
+  for (int g = 0; g < 4; ++g)
+    CHECK_MSG(nan[g] == 0 && e[g] < (g == 3 ? 2 * tol : tol),
+              "rank %d %s %s: %s rel err %.3e (tol %.0e), %ld NaN", r, c.name, pass,
+              k_grad_names[g], e[g], g == 3 ? 2 * tol : tol, nan[g]);
+}
+
+/* Save mode on the case (after the recompute passes; rec: the loop mode's
+ * recompute gradients): in each GEMM mode a forward, then its backward
+ * against want; the loop mode's output and gradients bitwise recompute's
+ * (the same GEMMs on the same rows); then a backward without a forward, and
+ * in case 0 (W > 1) the last rank recomputing while the others save, fail
+ * every rank. Leaves save mode off. */
+static int run_save(const comet_rank_info_t *info, comet_baseline_t b,
+                    const comet_layer_config_t &cfg, const comet_moe_args_t &fa,
+                    const comet_moe_backward_args_t &ba, const Grads &rec, Grads &sv,
+                    const void *const want[4], double tol, cudaStream_t st, const Case &c,
+                    int case_no) {
+  const int W = info->world, r = info->rank;
+  const size_t ob = (size_t)fa.num_tokens * cfg.hidden * 2;
+  std::vector<char> out_rec(ob + 1), out_sv(ob + 1);
+  CHECK_OK(comet_baseline_set_gemm(b, COMET_BASELINE_GEMM_LOOP));
+  CHECK_OK(comet_baseline_forward(b, &fa, st)); /* recompute mode's output */
+  CUDA_OK(cudaMemcpyAsync(out_rec.data(), fa.out, ob, cudaMemcpyDeviceToHost, st));
+  CUDA_OK(cudaStreamSynchronize(st));
+  CHECK_OK(comet_baseline_set_save(b, 1));
+  const comet_baseline_gemm_t modes[3] = {COMET_BASELINE_GEMM_GROUPED, COMET_BASELINE_GEMM_AUTO,
+                                          COMET_BASELINE_GEMM_LOOP};
+  comet_status_t s = COMET_OK;
+  for (int m = 0; m < 3 && s == COMET_OK && !test_failures; ++m) {
+    CHECK_OK(comet_baseline_set_gemm(b, modes[m]));
+    CUDA_OK(cudaMemsetAsync(fa.out, 0xFF, ob + 16, st)); /* NaN */
+    s = comet_baseline_forward(b, &fa, st);
+    CHECK_MSG(s == COMET_OK, "rank %d %s: save-mode forward failed: %s", r, c.name,
+              comet_last_error());
+    if (s != COMET_OK) break;
+    CUDA_OK(cudaMemcpyAsync(out_sv.data(), fa.out, ob, cudaMemcpyDeviceToHost, st));
+    if (backward_into(b, ba, sv, 15u, st, &s) != 0) return 1;
+    CHECK_MSG(s == COMET_OK, "rank %d %s: save-mode backward failed: %s", r, c.name,
+              comet_last_error());
+    if (s != COMET_OK) break;
+    check_grads(info, b, cfg, c, "save", sv, want, tol);
+  }
+  if (s == COMET_OK && !test_failures) { /* the loop mode's, last */
+    CHECK_MSG(!memcmp(out_sv.data(), out_rec.data(), ob),
+              "rank %d %s: save-mode forward output differs bitwise from recompute mode's", r,
+              c.name);
+    for (int g = 0; g < 4; ++g)
+      CHECK_MSG(!memcmp(sv.host[g].data(), rec.host[g].data(), sv.n[g] * Grads::elem(g)),
+                "rank %d %s: save-mode %s differs bitwise from recompute mode's (loop GEMMs)", r,
+                c.name, k_grad_names[g]);
+    comet_moe_backward_args_t again = ba;
+    again.dx = sv.dev[0];
+    CHECK_ERR(comet_baseline_backward(b, &again, st), COMET_ERR_INVALID_ARGUMENT,
+              r == 0 ? "no saved forward" : "rank 0 refused");
+    if (case_no == 0 && W > 1) {
+      if (r == W - 1) CHECK_OK(comet_baseline_set_save(b, 0));
+      CHECK_OK(comet_baseline_forward(b, &fa, st));
+      CHECK_ERR(comet_baseline_backward(b, &again, st), COMET_ERR_INVALID_ARGUMENT,
+                "disagree on save mode");
+    }
+  }
+  CHECK_OK(comet_baseline_set_save(b, 0));
+  return 0;
+}
+
 /* The backward of the case on the forward's inputs fa: every rank's
  * reference gradients (dout from the seed, rank by rank), this rank's
  * compared in each GEMM mode; then ranks asking for different gradients
@@ -152,15 +239,16 @@ static int run_backward(const comet_rank_info_t *info, comet_baseline_t b,
   const void *want[4] = {rdx[r].data(), rdw1[r].data(), rdw2[r].data(), rdtw[r].data()};
 
   const int T = fa.num_tokens;
-  Grads full, part;
+  Grads full, part, sv;
   const size_t n[4] = {(size_t)T * H, rdw1[r].size(), rdw2[r].size(), (size_t)T * K};
   void *ddout = NULL;
   CUDA_OK(cudaMalloc(&ddout, (size_t)T * H * 2 + 16));
   CUDA_OK(cudaMemcpy(ddout, dout[r].data(), (size_t)T * H * 2, cudaMemcpyHostToDevice));
   for (int g = 0; g < 4; ++g) {
-    full.n[g] = part.n[g] = n[g];
+    full.n[g] = part.n[g] = sv.n[g] = n[g];
     CUDA_OK(cudaMalloc(&full.dev[g], n[g] * Grads::elem(g) + 16));
     CUDA_OK(cudaMalloc(&part.dev[g], n[g] * Grads::elem(g) + 16));
+    CUDA_OK(cudaMalloc(&sv.dev[g], n[g] * Grads::elem(g) + 16));
   }
   comet_moe_backward_args_t ba = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
   ba.num_tokens = T;
@@ -181,22 +269,7 @@ static int run_backward(const comet_rank_info_t *info, comet_baseline_t b,
     if (backward_into(b, ba, full, 15u, st, &s) != 0) return 1;
     CHECK_MSG(s == COMET_OK, "rank %d %s: backward failed: %s", r, c.name, comet_last_error());
     if (s != COMET_OK) break;
-    double e[4];
-    long nan[4] = {0, 0, 0, 0};
-    int bad = 0;
-    for (int g = 0; g < 4; ++g) {
-      e[g] = rel_err(full.host[g].data(), want[g], n[g], g == 3, cfg.dtype, &nan[g]);
-      bad |= nan[g] || !(e[g] < (g == 3 ? 2 * tol : tol));
-    }
-    if (r == 0 || bad)
-      printf("  [rank %d] W=%d ep=%d tp=%d %-24s backward gemm %-7s rel dx %.2e dw1 %.2e dw2 "
-             "%.2e dtopk %.2e%s\n",
-             r, W, cfg.ep, cfg.tp, c.name, comet_baseline_last_gemm(b, 1), e[0], e[1], e[2], e[3],
-             nan[0] + nan[1] + nan[2] + nan[3] ? "  NaN!" : "");
-    for (int g = 0; g < 4; ++g)
-      CHECK_MSG(nan[g] == 0 && e[g] < (g == 3 ? 2 * tol : tol),
-                "rank %d %s: %s rel err %.3e (tol %.0e), %ld NaN", r, c.name, k_grad_names[g],
-                e[g], g == 3 ? 2 * tol : tol, nan[g]);
+    check_grads(info, b, cfg, c, "recompute", full, want, tol);
   }
   /* full holds the loop mode's gradients now */
   if (s == COMET_OK) {
@@ -220,10 +293,14 @@ static int run_backward(const comet_rank_info_t *info, comet_baseline_t b,
     CHECK_ERR(comet_baseline_backward(b, &none, st), COMET_ERR_INVALID_ARGUMENT,
               last ? "nothing to compute" : who);
   }
+  if (s == COMET_OK && !test_failures &&
+      run_save(info, b, cfg, fa, ba, full, sv, want, tol, st, c, case_no) != 0)
+    return 1;
   cudaFree(ddout);
   for (int g = 0; g < 4; ++g) {
     cudaFree(full.dev[g]);
     cudaFree(part.dev[g]);
+    cudaFree(sv.dev[g]);
   }
   return 0;
 }
