@@ -9,7 +9,7 @@
 # tokens x uniform/skew:0.05) and the same with the fused layer1 (bench1). tests.jsonl, bench.jsonl and summary.txt
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,gemm
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,bwdsave,gemm
 #   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
 #   subset of the multi-rank / single-GPU tests.
 set -u -o pipefail
@@ -38,6 +38,12 @@ if has bwdbench; then # forward + backward, comet against the baseline (issue 11
     --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
     --tokens 2048,8192 --iters 10 > "$OUT/bwdbench.log" 2>&1
   note "bench --backward W = 1 (uniform): exit $?"
+fi
+if has bwdsave; then # the same in save mode on both sides (saved_z; the baseline's save mode)
+  timeout ${BWD_LIMIT:-240} $B/comet bench --gpus 1 --json "$OUT/bwd_save.jsonl" --backward --save --check \
+    --check-tokens 2 --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
+    --tokens 2048,8192 --iters 10 > "$OUT/bwdsave.log" 2>&1
+  note "bench --backward --save W = 1 (uniform): exit $?"
 fi
 if has sanitize; then # SAN_TESTS: the multi-rank tests to run under the tools (default test_forward)
   for t in ${SAN_TESTS:-test_forward}; do
