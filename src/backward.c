@@ -85,9 +85,9 @@ static int make_workspace(comet_layer_t L, cudaStream_t stream) {
  * every rank is told about. The layer's first call then meets every rank on
  * the host (the transport's barrier, bounded) before any kernel: a rank
  * still allocating must not find a peer's plan kernel spinning on the GPU
- * (test_backward at loopback W = 4 once timed out at the first plan, the
- * late rank never arriving; this rendezvous is the fix, not yet rerun on a
- * GPU). Every rank makes it on its first call, whatever its arguments. */
+ * (cudaFree-like calls may wait for the whole device, and in the loopback
+ * world that includes peers waiting for this rank). Every rank makes it on
+ * its first call, whatever its arguments. */
 static comet_status_t ensure_workspace(comet_layer_t L, int wanted, cudaStream_t stream) {
   int bad = 0;
   if (!L->bw_ws && wanted) bad = make_workspace(L, stream);

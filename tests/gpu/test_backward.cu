@@ -101,6 +101,9 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   grads_t got[3];
   const size_t sizes[4] = {sizeof(uint16_t) * (size_t)T * H, sizeof(uint16_t) * n1,
                            sizeof(uint16_t) * n2, sizeof(float) * (size_t)T * K};
+  /* the ranks meet after their CPU references (seconds each at W = 8): a
+   * rank's first wait must not run out while a peer still computes */
+  test_barrier(L->ctx, stream);
   for (int run = 0; run < 2; ++run) backward_into(L, &a, stream, sizes, &got[run]);
   /* the GPU rounds where the reference keeps fp32 (dh, dA's GEMM outputs) */
   const double tol = fp16 ? 5e-3 : 2e-2;
