@@ -5,13 +5,13 @@
  * forward and backward: it recomputes (activation recompute).
  *
  *   1. plan + dispatch x          A (rows of this rank's experts), window
- *   2. z = A . w1^T (save mode: the forward's saved_z), h = act(z)
- *                                                        (workspace; A kept)
+ *   2. z = A . w1^T (save mode: the forward's saved_z)   (workspace; A kept)
  *   3. plan again + dispatch dout D into the window's rows (a new epoch: the
  *                                 flags of step 1 must not satisfy step 3)
  *   4. row weights home -> experts, barrier
- *   5. dh_u = D . w2 (B MN-major); row_dot = <dh_u, h> (= <D, y>, y = h .
- *      w2^T: no fc2 recomputed); dy = w . D; da = act'(z) . (w . dh_u)
+ *   5. dh_u = D . w2 (B MN-major); dy = w . D; then one pass: h = act(z),
+ *      row_dot = <dh_u, h> (= <D, y>, y = h . w2^T: no fc2 recomputed),
+ *      da = act'(z) . (w . dh_u)
  *   6. dw2 = dy^T h, dw1 = da^T A (the grouped reduction over each expert's
  *      rows), dA = da . w1 (B MN-major) into the window's rows
  *   7. dx = combine of dA with unit weights (on every rank: it is collective;
@@ -163,7 +163,6 @@ static comet_status_t backward(comet_layer_t L, const comet_moe_backward_args_t 
   COMET_CHECK(comet_wait_dispatch_launch(v, stream));
   const void *z = a->saved_z ? a->saved_z : w.z;
   if (!a->saved_z) COMET_CHECK(gemm(L, rows, a->w1, w.z, N1, H, 0, stream));
-  COMET_CHECK(comet_bw_activation_launch(v, z, w.h, Fl, c->activation, stream));
   COMET_CUDA(cudaMemcpyAsync(w.A, rows, (size_t)L->row_capacity * H * comet_dtype_size(c->dtype),
                              cudaMemcpyDeviceToDevice, stream));
   /* 3: dout to the experts, under a new epoch */
@@ -173,9 +172,9 @@ static comet_status_t backward(comet_layer_t L, const comet_moe_backward_args_t 
   /* 4-5 */
   COMET_CHECK(comet_bw_row_weights_launch(v, T, a->topk_weights, stream));
   COMET_CHECK(gemm(L, rows, a->w2, w.dh, Fl, H, 1, stream)); /* dh_u */
-  COMET_CHECK(comet_bw_row_dot_launch(v, w.dh, w.h, Fl, stream));
   COMET_CHECK(comet_bw_scale_rows_launch(v, rows, stream)); /* rows = dy */
-  COMET_CHECK(comet_bw_act_backward_launch(v, z, w.dh, w.da, Fl, c->activation, stream));
+  /* h = act(z), row_dot = <dh_u, h>, da = act'(z) . (w dh_u): one pass */
+  COMET_CHECK(comet_bw_act_backward_launch(v, z, w.dh, w.da, w.h, Fl, c->activation, stream));
   /* 6 */
   if (a->dw2) COMET_CHECK(weight_grad(L, rows, H, w.h, Fl, a->dw2, stream));
   if (a->dw1) COMET_CHECK(weight_grad(L, w.da, N1, w.A, H, a->dw1, stream));

@@ -4,12 +4,12 @@
  *
  *   row weights  each rank writes w[t,k] of its slots into the receivers'
  *                row_weight[dest_row] (window), then comet's barrier
- *   activation   h = act(z) from the recomputed fc1 output z
- *   row dot      row_dot[r] = <dh_u[r], h[r]> over F (dh_u = D . w2, D:
- *                dout's dispatched rows, unscaled): = <D[r], y[r]> with
- *                y = h . w2^T, so the backward needs no recomputed y
+ *   activation   h = act(z) (the save mode's forward)
  *   scale rows   D[r] *= row_weight[r] in place: dy
- *   act backward d(fc1) = act'(z) . dh, dh = row_weight * dh_u (SwiGLU:
+ *   act backward one pass over z and dh_u = D . w2 (D: dout's dispatched
+ *                rows, unscaled): h = act(z); row_dot[r] = <dh_u[r], h[r]>
+ *                (= <D[r], y[r]> with y = h . w2^T: no recomputed y); and
+ *                d(fc1) = act'(z) . dh, dh = row_weight * dh_u (SwiGLU:
  *                [dh*u*silu'(g), dh*silu(g)])
  *   topk grad    d topk_weights[t,k] = sum over tp of row_dot at (k, i) on
  *                the experts' ranks (0 for a dropped slot)
@@ -66,51 +66,25 @@ static __device__ __forceinline__ void st8(void *p, size_t row, int ld, int j8, 
   ((uint4 *)((char *)p + (row * (size_t)ld + (size_t)j8 * 8) * 2))[0] = u;
 }
 
-/* h [rows, F] = act(z), z [rows, N1]. */
+/* h = act(z) of one value: gate g, up u (SwiGLU). */
+static __device__ __forceinline__ float act_fwd(int act, float g, float u) {
+  return act == COMET_ACT_SWIGLU ? g * act_sigmoid(g) * u : act == COMET_ACT_GELU ? act_gelu(g) : g;
+}
+
+/* h [rows, F] = act(z), z [rows, N1] (the save mode's forward). */
 template <typename T>
 __global__ void activation_kernel(comet_comm_view_t v, const void *z, void *h, int F, int act) {
   if (v.status->code != COMET_ROUTE_OK) return;
   const int rows = rows_of(v), N1 = act == COMET_ACT_SWIGLU ? 2 * F : F;
   for (int r = blockIdx.x; r < rows; r += gridDim.x)
     for (int j8 = threadIdx.x; j8 < F / 8; j8 += blockDim.x) {
-      float g[8], u[8], o[8];
+      float g[8], u[8] = {0}, o[8];
       vec8<T>::load(ld8(z, r, N1, j8), g);
       if (act == COMET_ACT_SWIGLU) vec8<T>::load(ld8(z, r, N1, F / 8 + j8), u);
 #pragma unroll
-      for (int e = 0; e < 8; ++e)
-        o[e] = act == COMET_ACT_SWIGLU ? g[e] * act_sigmoid(g[e]) * u[e]
-               : act == COMET_ACT_GELU ? act_gelu(g[e]) : g[e];
+      for (int e = 0; e < 8; ++e) o[e] = act_fwd(act, g[e], u[e]);
       st8(h, r, F, j8, vec8<T>::store(o));
     }
-}
-
-/* row_dot[r] = <a[r], b[r]> over `width` (fp32), a CTA per row. */
-template <typename T>
-__global__ void __launch_bounds__(BW_THREADS) row_dot_kernel(comet_comm_view_t v, const void *a,
-                                                              const void *b, int width) {
-  if (v.status->code != COMET_ROUTE_OK) return;
-  __shared__ float part[BW_THREADS / 32];
-  const int rows = rows_of(v), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  float *dot = (float *)(v.win_local + v.off_row_dot);
-  for (int r = blockIdx.x; r < rows; r += gridDim.x) {
-    float acc = 0.0f;
-    for (int j8 = threadIdx.x; j8 < width / 8; j8 += blockDim.x) {
-      float x[8], y[8];
-      vec8<T>::load(ld8(a, r, width, j8), x);
-      vec8<T>::load(ld8(b, r, width, j8), y);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) acc = __fmaf_rn(x[e], y[e], acc);
-    }
-    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
-    if (lane == 0) part[warp] = acc;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      float t = 0.0f;
-      for (int w = 0; w < BW_THREADS / 32; ++w) t += part[w];
-      dot[r] = t;
-    }
-    __syncthreads();
-  }
 }
 
 /* D[r] *= row_weight[r] in place, D [rows, H]. */
@@ -131,23 +105,38 @@ __global__ void scale_rows_kernel(comet_comm_view_t v, void *D) {
   }
 }
 
-/* da [rows, N1] = act'(z) . (row_weight[r] * dh_u[r]), dh_u [rows, F] (the
- * GEMM of the unscaled dout rows: dh = row_weight * dh_u). */
+/* One pass over a row of z and dh_u [rows, F] (the GEMM of the unscaled
+ * dout rows; dh = row_weight * dh_u), a CTA per row: h = act(z) (stored:
+ * dw2 reads it), row_dot[r] = <dh_u[r], h[r]> with h as stored (= <D[r],
+ * y[r]>: d topk_weights' part from this rank), and da [rows, N1] =
+ * act'(z) . dh. */
 template <typename T>
-__global__ void act_backward_kernel(comet_comm_view_t v, const void *z, const void *dh, void *da,
-                                    int F, int act) {
+__global__ void __launch_bounds__(BW_THREADS) act_backward_kernel(comet_comm_view_t v, const void *z,
+                                                                   const void *dh, void *da, void *h,
+                                                                   int F, int act) {
   if (v.status->code != COMET_ROUTE_OK) return;
+  __shared__ float part[BW_THREADS / 32];
   const int rows = rows_of(v), N1 = act == COMET_ACT_SWIGLU ? 2 * F : F;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const float *wr = (const float *)(v.win_local + v.off_row_weight);
+  float *dot = (float *)(v.win_local + v.off_row_dot);
   for (int r = blockIdx.x; r < rows; r += gridDim.x) {
     const float w = wr[r];
+    float acc = 0.0f;
     for (int j8 = threadIdx.x; j8 < F / 8; j8 += blockDim.x) {
-      float d[8], g[8], o[8];
+      float d[8], g[8], u[8] = {0}, hf[8], o[8];
       vec8<T>::load(ld8(dh, r, F, j8), d);
       vec8<T>::load(ld8(z, r, N1, j8), g);
+      if (act == COMET_ACT_SWIGLU) vec8<T>::load(ld8(z, r, N1, F / 8 + j8), u);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) hf[e] = act_fwd(act, g[e], u[e]);
+      const uint4 hv = vec8<T>::store(hf);
+      st8(h, r, F, j8, hv);
+      vec8<T>::load(hv, hf); /* the dot sees h as dw2 will */
+#pragma unroll
+      for (int e = 0; e < 8; ++e) acc = __fmaf_rn(d[e], hf[e], acc);
       if (act == COMET_ACT_SWIGLU) {
-        float u[8], o2[8];
-        vec8<T>::load(ld8(z, r, N1, F / 8 + j8), u);
+        float o2[8];
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
           const float s = act_sigmoid(g[e]), de = w * d[e];
@@ -162,6 +151,15 @@ __global__ void act_backward_kernel(comet_comm_view_t v, const void *z, const vo
       }
       st8(da, r, N1, j8, vec8<T>::store(o));
     }
+    for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, o);
+    if (lane == 0) part[warp] = acc;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      float t = 0.0f;
+      for (int q = 0; q < BW_THREADS / 32; ++q) t += part[q];
+      dot[r] = t;
+    }
+    __syncthreads(); /* part is rewritten for the next row */
   }
 }
 
@@ -230,12 +228,6 @@ extern "C" comet_status_t comet_bw_activation_launch(const comet_comm_view_t *v,
   BW_DISPATCH(activation_kernel, *v, z, h, F, act);
 }
 
-extern "C" comet_status_t comet_bw_row_dot_launch(const comet_comm_view_t *v, const void *a,
-                                                  const void *b, int width, cudaStream_t s) {
-  const int grid = rows_grid(v);
-  BW_DISPATCH(row_dot_kernel, *v, a, b, width);
-}
-
 extern "C" comet_status_t comet_bw_scale_rows_launch(const comet_comm_view_t *v, void *D,
                                                      cudaStream_t s) {
   const int grid = rows_grid(v);
@@ -243,10 +235,10 @@ extern "C" comet_status_t comet_bw_scale_rows_launch(const comet_comm_view_t *v,
 }
 
 extern "C" comet_status_t comet_bw_act_backward_launch(const comet_comm_view_t *v, const void *z,
-                                                       const void *dh, void *da, int F, int act,
-                                                       cudaStream_t s) {
+                                                       const void *dh, void *da, void *h, int F,
+                                                       int act, cudaStream_t s) {
   const int grid = rows_grid(v);
-  BW_DISPATCH(act_backward_kernel, *v, z, dh, da, F, act);
+  BW_DISPATCH(act_backward_kernel, *v, z, dh, da, h, F, act);
 }
 
 extern "C" comet_status_t comet_bw_topk_grad_launch(const comet_comm_view_t *v, int T, float *dtw,

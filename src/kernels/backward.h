@@ -25,15 +25,14 @@ comet_status_t comet_bw_barrier_launch(const comet_comm_view_t *v, int index,
 /* h [rows, F] = act(z), z [rows, N1] (N1 = 2F for SwiGLU). */
 comet_status_t comet_bw_activation_launch(const comet_comm_view_t *v, const void *z, void *h,
                                           int F, int act, struct CUstream_st *s);
-/* The window's row_dot[r] = <a[r], b[r]> (fp32), rows `width` wide. */
-comet_status_t comet_bw_row_dot_launch(const comet_comm_view_t *v, const void *a, const void *b,
-                                       int width, struct CUstream_st *s);
 /* D[r] *= row_weight[r], in place. */
 comet_status_t comet_bw_scale_rows_launch(const comet_comm_view_t *v, void *D,
                                           struct CUstream_st *s);
-/* da [rows, N1] = act'(z) . (row_weight[r] * dh_u[r]), dh_u [rows, F]. */
+/* From z [rows, N1] and dh_u [rows, F]: h [rows, F] = act(z), the
+ * window's row_dot[r] = <dh_u[r], h[r]> (fp32), da [rows, N1] = act'(z) .
+ * (row_weight[r] * dh_u[r]). */
 comet_status_t comet_bw_act_backward_launch(const comet_comm_view_t *v, const void *z,
-                                            const void *dh, void *da, int F, int act,
+                                            const void *dh, void *da, void *h, int F, int act,
                                             struct CUstream_st *s);
 /* dtw [T, K] = the tp sum of row_dot at each slot's rows (0 dropped). */
 comet_status_t comet_bw_topk_grad_launch(const comet_comm_view_t *v, int T, float *dtw,
