@@ -46,22 +46,22 @@ static void check_layout(const int32_t *block_offset, int El, int W, int tile_m,
   }
   for (int32_t r = 0; r < total; ++r) CHECK(cover0[r] == 1 && cover1[r] == 1);
 
-  /* Tile index maps: bijections onto (mtile, n); layer0 bands and layer1 n never go back. */
+  /* Tile index maps: bijections onto (mtile, n); layer0 bands and layer1 groups never go back. */
   const int tiles = count * n_tiles;
   char *seen0 = calloc((size_t)tiles + 1, 1), *seen1 = calloc((size_t)tiles + 1, 1);
   for (int i = 0; i < tiles; ++i) {
-    comet_tile_t t0 = comet_sched_layer0_tile(i, n_tiles, count), t1 = comet_sched_layer1_tile(i, count);
+    comet_tile_t t0 = comet_sched_layer0_tile(i, n_tiles, count), t1 = comet_sched_layer1_tile(i, n_tiles, count);
     CHECK(t0.mtile >= 0 && t0.mtile < count && t0.n >= 0 && t0.n < n_tiles);
     CHECK(t1.mtile >= 0 && t1.mtile < count && t1.n >= 0 && t1.n < n_tiles);
     seen0[t0.mtile * n_tiles + t0.n]++;
     seen1[t1.mtile * n_tiles + t1.n]++;
     if (i > 0) {
-      comet_tile_t p0 = comet_sched_layer0_tile(i - 1, n_tiles, count), p1 = comet_sched_layer1_tile(i - 1, count);
+      comet_tile_t p0 = comet_sched_layer0_tile(i - 1, n_tiles, count), p1 = comet_sched_layer1_tile(i - 1, n_tiles, count);
       /* bands never go back, so neither do the waits of the bands' first tiles */
       CHECK(p0.mtile / COMET_SCHED_BAND <= t0.mtile / COMET_SCHED_BAND);
       CHECK(l0[p0.mtile / COMET_SCHED_BAND * COMET_SCHED_BAND].src_last <=
             l0[t0.mtile / COMET_SCHED_BAND * COMET_SCHED_BAND].src_last);
-      CHECK(p1.n <= t1.n);
+      CHECK(p1.n / COMET_SCHED_L1_GROUP <= t1.n / COMET_SCHED_L1_GROUP); /* groups in order */
     }
   }
   for (int i = 0; i < tiles; ++i) CHECK(seen0[i] == 1 && seen1[i] == 1);

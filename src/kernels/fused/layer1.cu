@@ -7,8 +7,8 @@
  * plan is refused) and the natural M-tile list (tiles.cu). Then one grid
  * within the SM budget, one CTA per SM:
  *
- *   GEMM CTAs [0, grid - n_comm)  y = h . w2^T into this rank's window, column
- *                   block by column block (COMET_GEMM_ORDER_LAYER1, wide
+ *   GEMM CTAs [0, grid - n_comm)  y = h . w2^T into this rank's window, by
+ *                   groups of column blocks (COMET_GEMM_ORDER_LAYER1, wide
  *                   tiles: blocks of COMET_L1_BLOCK columns on every rank);
  *                   after a tile's stores are visible its flag
  *                   l1flags[M-tile][block] = the call's epoch (release).

@@ -67,8 +67,8 @@ typedef enum comet_gemm_tile {
 } comet_gemm_tile_t;
 
 /* Order of the tile list (with mtiles): LAYER0 = bands of M-tiles, M
- * fastest inside a band, LAYER1 = N-tile slowest (column block by column
- * block): schedule.h's comet_sched_layer{0,1}_tile. */
+ * fastest inside a band, LAYER1 = groups of column blocks in order, M-tile
+ * by M-tile inside a group: schedule.h's comet_sched_layer{0,1}_tile. */
 typedef enum comet_gemm_order {
   COMET_GEMM_ORDER_LAYER0 = 0,
   COMET_GEMM_ORDER_LAYER1 = 1

@@ -200,13 +200,14 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
   return tl;
 }
 
-/* With a list: LAYER1 runs column block by column block, LAYER0 in bands of
+/* With a list: LAYER1 runs groups of column blocks, LAYER0 bands of
  * M-tiles, M fastest (schedule.h). */
 __device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
   int li, n;
   if (a.order == COMET_GEMM_ORDER_LAYER1) {
-    li = t % count;
-    n = t / count;
+    const comet_tile_t ti = comet_sched_layer1_tile(t, a.n_tiles, count);
+    li = ti.mtile;
+    n = ti.n;
   } else {
     const comet_tile_t ti = comet_sched_layer0_tile(t, a.n_tiles, count);
     li = ti.mtile;
