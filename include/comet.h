@@ -285,8 +285,9 @@ comet_status_t comet_moe_forward(comet_layer_t layer, const comet_moe_args_t *ar
  * every rank; ranks may ask for different outputs and choose save or
  * recompute each on its own. The first call on a layer allocates its
  * workspace (H + 2 * F/tp + 2 * w1_rows elements per row of the row
- * capacity, and H elements and K floats per token) and meets every rank on
- * the host: make it outside CUDA-graph capture. */
+ * capacity, the recompute's z among them even when every call saves, and H
+ * elements and K floats per token) and meets every rank on the host: make
+ * it outside CUDA-graph capture. */
 typedef struct comet_moe_backward_args {
   size_t size;                /* sizeof(comet_moe_backward_args_t) */
   int num_tokens;             /* as the forward's */

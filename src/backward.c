@@ -56,13 +56,8 @@ static size_t carve(const comet_layer_t L, bw_ws_t *w, char *base) {
   return o;
 }
 
-/* The allocation itself: 0, or 1 (no memory, or the call is captured). */
-static int make_workspace(comet_layer_t L, cudaStream_t stream) {
-  enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(stream, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone) {
-    cudaGetLastError();
-    return 1;
-  }
+/* The allocation itself: 0, or 1 (no memory). */
+static int make_workspace(comet_layer_t L) {
   bw_ws_t w;
   const size_t bytes = carve(L, &w, NULL);
   void *p = NULL;
@@ -81,27 +76,30 @@ static int make_workspace(comet_layer_t L, cudaStream_t stream) {
   return 0;
 }
 
-/* The workspace, made on the first call (outside capture): 0 or the fault
- * every rank is told about. The layer's first call then meets every rank on
- * the host (the transport's barrier, bounded) before any kernel: a rank
- * still allocating must not find a peer's plan kernel spinning on the GPU
- * (cudaFree-like calls may wait for the whole device, and in the loopback
- * world that includes peers waiting for this rank). Every rank makes it on
- * its first call, whatever its arguments. */
-static comet_status_t ensure_workspace(comet_layer_t L, int wanted, cudaStream_t stream) {
-  int bad = 0;
-  if (!L->bw_ws && wanted) bad = make_workspace(L, stream);
+/* The workspace, made by the layer's first backward whatever its
+ * arguments (every rank's first call is the same collective call), outside
+ * capture; then that call meets every rank on the host (the transport's
+ * barrier, bounded) before any kernel: a rank still allocating must not
+ * find a peer's plan kernel spinning on the GPU (cudaFree-like calls may
+ * wait for the whole device, and in the loopback world that includes peers
+ * waiting for this rank). A captured first call neither allocates nor
+ * meets. *failed: the workspace is missing (no memory, or captured);
+ * COMET_OK unless the meeting failed. */
+static comet_status_t ensure_workspace(comet_layer_t L, cudaStream_t stream, int *failed) {
+  *failed = 0;
+  if (L->bw_ws) return COMET_OK;
+  enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone) {
+    cudaGetLastError();
+    *failed = 1;
+    return COMET_OK;
+  }
+  *failed = make_workspace(L);
   if (!L->bw_met) {
     L->bw_met = 1;
     if (L->view.world > 1) COMET_CHECK(L->ctx->tp->ops->barrier(L->ctx->tp)); /* says why */
   }
-  if (!bad) return COMET_OK;
-  bw_ws_t w;
-  return comet_set_error(COMET_ERR_OUT_OF_MEMORY,
-                         "comet_moe_backward: allocating its workspace (%zu bytes) failed, or the "
-                         "layer's first backward is being captured in a CUDA graph (run one "
-                         "outside capture first)",
-                         carve(L, &w, NULL));
+  return COMET_OK;
 }
 
 /* A grouped GEMM of the layer's experts over its rows (the composed steps). */
@@ -199,9 +197,16 @@ comet_status_t comet_moe_backward(comet_layer_t L, const comet_moe_backward_args
   COMET_CHECK(comet_layer_call_begin(L, stream));
   comet_arg_fault_t f;
   comet_status_t st = comet_moe_backward_args_check(&L->cfg, a, &f);
-  const comet_status_t ws = ensure_workspace(L, st == COMET_OK, stream);
-  if (ws != COMET_OK && st == COMET_OK) {
-    st = ws;
+  int missing = 0;
+  const comet_status_t met = ensure_workspace(L, stream, &missing);
+  if (st == COMET_OK && (met != COMET_OK || missing)) {
+    bw_ws_t w;
+    st = met != COMET_OK ? met
+         : comet_set_error(COMET_ERR_OUT_OF_MEMORY,
+                           "comet_moe_backward: allocating its workspace (%zu bytes) failed, or the "
+                           "layer's first backward is being captured in a CUDA graph (run one "
+                           "outside capture first)",
+                           carve(L, &w, NULL));
     f = (comet_arg_fault_t){COMET_ARG_ALLOC, COMET_FIELD_ARGS, 0, 0};
   }
   if (st != COMET_OK) return comet_layer_refuse(L, st, &f, stream, 2); /* its two plans */

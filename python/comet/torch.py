@@ -200,9 +200,11 @@ def moe_backward(dout: torch.Tensor, x: torch.Tensor, topk_ids: torch.Tensor,
     L = _layer_of(layer)
     check_args(L.cfg, x, topk_ids, topk_weights, w1, w2)
     if saved_z is not None and (tuple(saved_z.shape) != tuple(L.cfg.saved_z_shape)
-                                or saved_z.dtype != x.dtype or not saved_z.is_contiguous()):
-        raise ValueError(f"comet: saved_z has shape {list(saved_z.shape)} and dtype {saved_z.dtype}; "
-                         f"moe_forward_save's z is {list(L.cfg.saved_z_shape)} {x.dtype}, contiguous")
+                                or saved_z.dtype != x.dtype or not saved_z.is_contiguous()
+                                or saved_z.device != x.device):
+        raise ValueError(f"comet: saved_z has shape {list(saved_z.shape)}, dtype {saved_z.dtype}, "
+                         f"device {saved_z.device}; moe_forward_save's z is "
+                         f"{list(L.cfg.saved_z_shape)} {x.dtype} on {x.device}, contiguous")
     dout = dout.contiguous()
     if dout.shape != x.shape or dout.dtype != x.dtype:
         raise ValueError(f"comet: the gradient has shape {list(dout.shape)} and dtype {dout.dtype}, "
@@ -237,6 +239,7 @@ def _setup_context_save(ctx, inputs, output):
     x, topk_ids, topk_weights, w1, w2, layer = inputs
     ctx.save_for_backward(x, topk_ids, topk_weights, w1, w2, output[1])
     ctx.layer = layer
+    ctx.set_materialize_grads(False)  # z's gradient (unused) stays None, not a zero z
 
 
 def _backward_save(ctx, grad, _grad_z):
