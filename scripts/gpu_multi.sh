@@ -7,15 +7,17 @@
 # uniform/skew:0.05, comet fused vs the baseline, --check on a sample), the
 # dispatch/combine bandwidth at 8-32 CTAs, the COMET anchor shape (E 32,
 # top-4, H 8192, F 8192, TP = W, 8192 tokens/rank; layer*_tflops_per_gpu),
-# and `comet tune` for the W-rank layouts. Every step is bounded; logs in
+# `comet tune` for the W-rank layouts, and the PyTorch module under torchrun
+# (python/tests/dist_check.py: forward, backward, training against plain
+# PyTorch with EP W and EP W/2 x TP 2). Every step is bounded; logs in
 # $OUT/logs.tgz, rows in $OUT/*.jsonl, a summary last.
-#   usage: scripts/gpu_multi.sh [STEPS]   STEPS: tests,sanitize,bench,comm,anchor,tune
+#   usage: scripts/gpu_multi.sh [STEPS]   STEPS: tests,sanitize,bench,backward,comm,anchor,tune,torch
 #   (default all). COMET_LAYER1=fused in the environment times the fused layer1.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
-STEPS=${1:-tests,sanitize,bench,comm,anchor,tune}
+STEPS=${1:-tests,sanitize,bench,backward,comm,anchor,tune,torch}
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
 B=.gpubin
 . scripts/gpu_env.sh
@@ -24,7 +26,7 @@ worlds=""; for w in 2 4 8; do [ "$w" -le "$W" ] && worlds="${worlds:+$worlds,}$w
 MODELS=mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite
 
 if has tests; then
-  for t in test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults test_context test_backward; do
+  for t in test_plan_device test_dispatch_combine test_forward test_graph_replay test_faults test_context test_backward test_baseline; do
     s=$(date +%s)
     timeout 300 $B/$t --nccl "$worlds" --loopback none > "$OUT/$t.log" 2>&1
     note "$t (nccl $worlds): exit $? in $(( $(date +%s) - s )) s"
@@ -45,6 +47,13 @@ if has bench; then
     done
   done
 fi
+if has backward; then # forward + backward against the baseline's, recompute and save mode
+  for save in "" --save; do
+    timeout 400 $B/comet bench --gpus $W --ep $W --tp 1 --model $MODELS --tokens 2048,8192 --iters 10 \
+      --backward $save --check --check-tokens 2 --json "$OUT/bwd.jsonl" > "$OUT/bwd$save.log" 2>&1
+    note "bench --backward $save W = $W EP $W: exit $?"
+  done
+fi
 if has comm; then
   for op in dispatch combine; do
     timeout 200 $B/comet bench --op $op --gpus $W --ctas 8,16,24,32 --json "$OUT/comm.jsonl" > "$OUT/comm_$op.log" 2>&1
@@ -63,6 +72,12 @@ if has tune; then
       > "$OUT/tune_$(echo $layout | tr -d ' -').log" 2>&1
     note "tune W = $W $layout: exit $?"
   done
+fi
+if has torch; then # the PyTorch module under torchrun
+  python3 -m pip install -q --no-deps --target /tmp/comet_py $B/comet_moe-*.whl &&
+    PYTHONPATH=/tmp/comet_py timeout 300 torchrun --nproc-per-node $W python/tests/dist_check.py \
+      > "$OUT/torch_dist.log" 2>&1
+  note "torchrun dist_check.py W = $W: exit $? ($(grep -c ': pass' "$OUT/torch_dist.log") pass, $(grep -c FAIL "$OUT/torch_dist.log") FAIL)"
 fi
 { echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$W, $(date -u +%F)) ==="
   printf '%s\n' "${summary[@]}"; } > "$OUT/summary.txt"
