@@ -11,23 +11,9 @@ import torch
 
 import comet
 import comet.torch as ct
+from plain_moe import reference
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU: GPU tests skipped")
-
-
-def reference(x, ids, w, w1, w2):
-    """A plain MoE in fp32: per token and slot, silu(gate) * up, then w2."""
-    x, w1, w2 = x.float(), w1.float(), w2.float()
-    out = torch.zeros_like(x)
-    F = w2.shape[2]
-    for e in range(w1.shape[0]):
-        t, k = (ids == e).nonzero(as_tuple=True)
-        if t.numel() == 0:
-            continue
-        h = x[t] @ w1[e].t()
-        h = torch.nn.functional.silu(h[:, :F]) * h[:, F:]
-        out.index_add_(0, t, (h @ w2[e].t()) * w[t, k].unsqueeze(1))
-    return out
 
 
 def inputs(T, cfg, seed):
