@@ -70,7 +70,7 @@ static int make_workspace(comet_layer_t L) {
   L->bw_bytes = bytes;
   carve(L, &w, (char *)p);
   const int64_t tk = (int64_t)L->cfg.max_tokens_per_rank * L->cfg.topk;
-  if (comet_bw_fill_launch(w.ones, tk, 1.0f, L->ctx->stream) != COMET_OK ||
+  if (comet_bw_fill_launch(&L->view, w.ones, tk, 1.0f, L->ctx->stream) != COMET_OK ||
       cudaStreamSynchronize(L->ctx->stream) != cudaSuccess)
     return 1;
   return 0;

@@ -187,22 +187,21 @@ __global__ void fill_kernel(float *p, int64_t n, float x) {
     p[i] = x;
 }
 
-static int blocks_for(int64_t n) {
-  int64_t b = (n + BW_THREADS - 1) / BW_THREADS;
-  if (b > 132 * 8) b = 132 * 8;
-  return b < 1 ? 1 : (int)b;
+/* Grid-stride grids of `ctas` CTAs, at most 8 per SM of the rank's budget
+ * (none of these kernels waits). */
+static int grid_of(const comet_comm_view_t *v, int64_t ctas) {
+  const int64_t cap = (int64_t)v->sm_budget * 8;
+  return ctas < 1 ? 1 : ctas > cap ? (int)cap : (int)ctas;
 }
-
-/* The row kernels' grid: a CTA per row, at most 8 per SM's worth. */
-static int rows_grid(const comet_comm_view_t *v) {
-  const int64_t r = v->row_capacity;
-  return r < 1 ? 1 : r > 132 * 8 ? 132 * 8 : (int)r;
+static int blocks_for(const comet_comm_view_t *v, int64_t n) { /* a thread per element */
+  return grid_of(v, (n + BW_THREADS - 1) / BW_THREADS);
 }
+static int rows_grid(const comet_comm_view_t *v) { return grid_of(v, v->row_capacity); } /* a CTA a row */
 
 extern "C" comet_status_t comet_bw_row_weights_launch(const comet_comm_view_t *v, int T,
                                                       const float *w, cudaStream_t s) {
   if (T > 0) {
-    row_weights_kernel<<<blocks_for((int64_t)T * v->topk), BW_THREADS, 0, s>>>(*v, T, w);
+    row_weights_kernel<<<blocks_for(v, (int64_t)T * v->topk), BW_THREADS, 0, s>>>(*v, T, w);
     COMET_CHECK(comet_launched("row_weights_kernel"));
   }
   return comet_bw_barrier_launch(v, COMET_BAR_BACKWARD, s);
@@ -244,12 +243,13 @@ extern "C" comet_status_t comet_bw_act_backward_launch(const comet_comm_view_t *
 extern "C" comet_status_t comet_bw_topk_grad_launch(const comet_comm_view_t *v, int T, float *dtw,
                                                     cudaStream_t s) {
   if (T <= 0) return COMET_OK;
-  topk_grad_kernel<<<blocks_for((int64_t)T * v->topk), BW_THREADS, 0, s>>>(*v, T, dtw);
+  topk_grad_kernel<<<blocks_for(v, (int64_t)T * v->topk), BW_THREADS, 0, s>>>(*v, T, dtw);
   return comet_launched("topk_grad_kernel");
 }
 
-extern "C" comet_status_t comet_bw_fill_launch(float *p, int64_t n, float x, cudaStream_t s) {
+extern "C" comet_status_t comet_bw_fill_launch(const comet_comm_view_t *v, float *p, int64_t n,
+                                               float x, cudaStream_t s) {
   if (n <= 0) return COMET_OK;
-  fill_kernel<<<blocks_for(n), BW_THREADS, 0, s>>>(p, n, x);
+  fill_kernel<<<blocks_for(v, n), BW_THREADS, 0, s>>>(p, n, x);
   return comet_launched("fill_kernel");
 }

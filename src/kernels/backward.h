@@ -37,7 +37,9 @@ comet_status_t comet_bw_act_backward_launch(const comet_comm_view_t *v, const vo
 /* dtw [T, K] = the tp sum of row_dot at each slot's rows (0 dropped). */
 comet_status_t comet_bw_topk_grad_launch(const comet_comm_view_t *v, int T, float *dtw,
                                          struct CUstream_st *s);
-comet_status_t comet_bw_fill_launch(float *p, int64_t n, float x, struct CUstream_st *s);
+/* p[0..n) = x (a grid within the view's SM budget). */
+comet_status_t comet_bw_fill_launch(const comet_comm_view_t *v, float *p, int64_t n, float x,
+                                    struct CUstream_st *s);
 
 #ifdef __cplusplus
 }
