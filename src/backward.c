@@ -102,15 +102,14 @@ static comet_status_t ensure_workspace(comet_layer_t L, cudaStream_t stream, int
   return COMET_OK;
 }
 
-/* A grouped GEMM of the layer's experts over its rows (the composed steps). */
-static comet_status_t gemm(comet_layer_t L, const void *a, const void *b, void *c, int n, int k,
-                           int b_mn_major, cudaStream_t stream) {
+/* A deterministic grouped GEMM of the layer's experts over its rows, the
+ * fields both of the backward's GEMM kinds share. */
+static comet_gemm_params_t layer_gemm(comet_layer_t L, const void *a, const void *b, void *c, int n) {
   comet_gemm_params_t g;
   memset(&g, 0, sizeof g);
   g.dtype = L->cfg.dtype;
   g.groups = L->cfg.num_experts / L->cfg.ep;
   g.n = n;
-  g.k = k;
   g.max_rows = L->row_capacity;
   g.a = a;
   g.b = b;
@@ -118,27 +117,24 @@ static comet_status_t gemm(comet_layer_t L, const void *a, const void *b, void *
   g.group_offset = L->view.expert_offset;
   g.epilogue = COMET_GEMM_EPI_STORE;
   g.num_ctas = L->view.sm_budget;
-  g.b_mn_major = b_mn_major;
   g.deterministic = 1;
+  return g;
+}
+
+/* C = A . B_e (b_mn_major) or A . B_e^T over each expert's rows. */
+static comet_status_t gemm(comet_layer_t L, const void *a, const void *b, void *c, int n, int k,
+                           int b_mn_major, cudaStream_t stream) {
+  comet_gemm_params_t g = layer_gemm(L, a, b, c, n);
+  g.k = k;
+  g.b_mn_major = b_mn_major;
   return comet_gemm_grouped(&g, stream);
 }
 
 /* The weight gradient C_e [m, n] = sum over expert e's rows of a^T b. */
 static comet_status_t weight_grad(comet_layer_t L, const void *a, int m, const void *b, int n,
                                   void *c, cudaStream_t stream) {
-  comet_gemm_params_t g;
-  memset(&g, 0, sizeof g);
-  g.dtype = L->cfg.dtype;
-  g.groups = L->cfg.num_experts / L->cfg.ep;
+  comet_gemm_params_t g = layer_gemm(L, a, b, c, n);
   g.m = m;
-  g.n = n;
-  g.max_rows = L->row_capacity;
-  g.a = a;
-  g.b = b;
-  g.c = c;
-  g.group_offset = L->view.expert_offset;
-  g.epilogue = COMET_GEMM_EPI_STORE;
-  g.num_ctas = L->view.sm_budget;
   g.k_grouped = 1;
   return comet_gemm_grouped(&g, stream);
 }
