@@ -24,15 +24,15 @@ for tool in ${1:-memcheck racecheck synccheck}; do
   s=$(date +%s)
   worlds="--nccl none --loopback none --ipc 4"
   [ "$TR" = loopback ] && worlds="--nccl none --loopback 4"
-  timeout "$LIMIT" compute-sanitizer --tool "$tool" $extra --report-api-errors no --error-exitcode 9 \
-    "$BUILD/$TEST" $worlds --quick > "$OUT/${TEST}_$tool.log" 2>&1
+  cmd="compute-sanitizer --tool $tool $extra --report-api-errors no --error-exitcode 9 $BUILD/$TEST $worlds --quick"
+  timeout "$LIMIT" $cmd > "$OUT/${TEST}_$tool.log" 2>&1
   rc=$?
   # errors over every summary (one per instrumented process): memcheck and
   # synccheck print "ERROR SUMMARY: N errors", racecheck "(N errors, M warnings)"
   errs=$(grep -oE "ERROR SUMMARY: [0-9]+|\([0-9]+ errors" "$OUT/${TEST}_$tool.log" | grep -oE "[0-9]+" |
          awk '{s += $1; n++} END {if (n) print s}')
   pass=$(grep -c "world 4 ($TR): passed" "$OUT/${TEST}_$tool.log")
-  echo "{\"op\":\"sanitizer\",\"tool\":\"$tool\",\"test\":\"$TEST\",\"world\":4,\"transport\":\"$TR\",\"errors\":${errs:-null},\"test_passed\":$pass,\"exit\":$rc,\"device\":\"$dev\",\"commit\":\"$commit\"}" >> "$OUT/tests.jsonl"
+  echo "{\"op\":\"sanitizer\",\"tool\":\"$tool\",\"test\":\"$TEST\",\"world\":4,\"transport\":\"$TR\",\"errors\":${errs:-null},\"test_passed\":$pass,\"exit\":$rc,\"device\":\"$dev\",\"commit\":\"$commit\",\"date\":\"$(date -u +%FT%TZ)\",\"command\":\"$cmd\"}" >> "$OUT/tests.jsonl"
   echo "$tool: exit $rc, errors ${errs:-unknown}, test passed $pass, $(( $(date +%s) - s )) s"
   tail -2 "$OUT/${TEST}_$tool.log"
 done

@@ -29,6 +29,7 @@
 #include "tune.h"
 #include "cli.h"
 #include "launch.h"
+#include "run_record.h"
 #include "tools.h"
 #include "transport/transport.h"
 
@@ -722,10 +723,10 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
             "{\"op\": \"moe\", \"model\": \"%s\", \"H\": %d, \"F\": %d, \"E\": %d, \"K\": %d, "
             "\"act\": \"%s\", \"world\": %d, \"transport\": \"%s\", \"ep\": %d, \"tp\": %d, "
             "\"tokens_per_rank\": %d, \"routing\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", "
-            "\"date\": \"%s\", \"seed\": %llu, \"iters\": %d",
+            "\"date\": \"%s\", \"command\": \"%s\", \"seed\": %llu, \"iters\": %d",
             model, H, cfg.ffn, E, K, comet_activation_name(cfg.activation), W,
             loop ? "loopback" : "nccl", cfg.ep, cfg.tp, T, o->routing_str, device_name, o->commit,
-            o->date, (unsigned long long)o->seed, n);
+            o->date, comet_run_command(), (unsigned long long)o->seed, n);
     json_num(f, "load_std", res.skew_real, 1);
     json_num(f, "baseline_ms", res.ms[3], base);
     json_num(f, "baseline_dispatch_ms", res.ms[0], base);
@@ -852,8 +853,7 @@ static int moe_main(int argc, char **argv, int tune) {
   }
   setenv("NCCL_NVLS_ENABLE", "0", 0); /* no NVLink multicast (see the device notes) */
   read_commit(o.commit, sizeof o.commit);
-  time_t now = time(NULL);
-  strftime(o.date, sizeof o.date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+  snprintf(o.date, sizeof o.date, "%s", comet_run_date());
   if (o.rendezvous) {
     printf("comet bench: joining external ranks via %s; seed %llu, commit %s\n", o.rendezvous,
            o.seed, o.commit);

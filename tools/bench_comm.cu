@@ -23,6 +23,7 @@
 #include "comet.h"
 #include "context.h"
 #include "launch.h"
+#include "run_record.h"
 #include "layer.h"
 #include "tools.h"
 
@@ -283,9 +284,9 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
                   "{\"op\": \"%s\", \"model\": \"%s\", \"world\": %d, \"ep\": %d, \"tp\": %d, "
                   "\"tokens_per_rank\": %d, \"ctas\": %d, \"mode\": \"%s\", \"unroll\": %d, \"bytes\": %.0f, "
                   "\"gbps\": %.1f, \"nccl_gbps\": %.1f, \"ms\": %.4f, \"nccl_ms\": %.4f, "
-                  "\"device\": \"%s\", \"commit\": \"%s\"}\n",
+                  "\"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", \"command\": \"%s\"}\n",
                   op, o->model, W, cfg.ep, tp, T, ctas, mode, o->unroll[ui], bytes_mean, gbps, nccl_gbps,
-                  t_max * 1e3, nccl_t * 1e3, prop.name, o->commit);
+                  t_max * 1e3, nccl_t * 1e3, prop.name, o->commit, comet_run_date(), comet_run_command());
       }
     }
   }

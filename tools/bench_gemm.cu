@@ -31,6 +31,7 @@
 #include "cli.h"
 #include "comet.h"
 #include "kernels/gemm/gemm.h"
+#include "run_record.h"
 #include "tools.h"
 
 #define BENCH_CUDA(x)                                                                 \
@@ -316,13 +317,14 @@ static void report_backward(Bench &b, const char *name, int T, double rows, int 
   const char *ops[2] = {"gemm_dh", "gemm_dw"};
   const double ms[2] = {r.dh_ms, r.dw_ms}, cb[2] = {r.dh_cublas_ms, r.dw_cublas_ms};
   for (int i = 0; i < 2; ++i) {
-    char line[512];
+    char line[4096]; /* the command line is in it */
     snprintf(line, sizeof line,
              "{\"op\":\"%s\",\"shape\":\"%s T=%d layer1 backward\",\"groups\":%d,"
              "\"comet_tflops\":%.1f,\"cublas_tflops\":%.1f,\"ratio\":%.3f,\"device\":\"%s\","
-             "\"commit\":\"%s\",\"rows\":%.0f,\"H\":%d,\"F\":%d,\"cublas_path\":\"loop\"}",
+             "\"commit\":\"%s\",\"date\":\"%s\",\"command\":\"%s\",\"rows\":%.0f,\"H\":%d,"
+             "\"F\":%d,\"cublas_path\":\"loop\"}",
              ops[i], name, T, El, flops / (ms[i] * 1e9), flops / (cb[i] * 1e9), cb[i] / ms[i],
-             b.device, b.commit, rows, H, F);
+             b.device, b.commit, comet_run_date(), comet_run_command(), rows, H, F);
     printf("%s\n", line);
     if (b.json) {
       fprintf(b.json, "%s\n", line);
@@ -338,14 +340,15 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
   const double flops = 2.0 * rows * s.n * s.k;
   const double ct = flops / (r.comet_ms * 1e9), bt = flops / (r.cublas_ms * 1e9);
   const char *path = r.cublas_ms == r.loop_ms ? "loop" : "grouped";
-  char line[1024];
+  char line[4096]; /* the command line is in it */
   snprintf(line, sizeof line,
            "{\"op\":\"%s\",\"shape\":\"%s\",\"groups\":%d,\"comet_tflops\":%.1f,"
            "\"cublas_tflops\":%.1f,\"ratio\":%.3f,\"device\":\"%s\",\"commit\":\"%s\","
-           "\"rows\":%.0f,\"n\":%d,\"k\":%d,\"tile_n_host\":%d,\"cublas_path\":\"%s\","
+           "\"date\":\"%s\",\"command\":\"%s\",\"rows\":%.0f,\"n\":%d,\"k\":%d,\"tile_n_host\":%d,\"cublas_path\":\"%s\","
            "\"cublas_loop_tflops\":%.1f,\"cublas_grouped_tflops\":%.1f,"
            "\"comet_nosplit_tflops\":%.1f%s}",
-           op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, rows, s.n, s.k, r.tile_n,
+           op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
+           comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            r.nosplit_ms > 0 ? flops / (r.nosplit_ms * 1e9) : 0.0, extra);
   printf("%s\n", line);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "comet.h"
+#include "run_record.h"
 #include "tools.h"
 
 static void usage(FILE *f) {
@@ -34,6 +35,7 @@ static const char *find_op(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  comet_run_record_init(argc, argv); /* every JSON row names its command and date */
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
       strcmp(argv[1], "help") == 0) {
     usage(stdout);

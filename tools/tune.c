@@ -14,6 +14,7 @@
 
 #include "bench_comet.h"
 #include "context.h"
+#include "run_record.h"
 #include "tune/choice.h"
 #include "tune/table.h"
 
@@ -78,9 +79,10 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
           "{\"op\": \"tune\", \"layer\": %d, \"model\": \"%s\", \"H\": %d, \"F\": %d, \"E\": %d, "
           "\"K\": %d, \"world\": %d, \"ep\": %d, \"tp\": %d, \"tokens_per_rank\": %d, "
           "\"routing\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", "
-          "\"iters\": %d",
+          "\"command\": \"%s\", \"iters\": %d",
           layer, model, c->hidden, c->ffn, c->num_experts, c->topk, W, c->ep, c->tp,
-          c->max_tokens_per_rank, o->routing_str, device, o->commit, o->date, o->iters);
+          c->max_tokens_per_rank, o->routing_str, device, o->commit, o->date, comet_run_command(),
+          o->iters);
   json_point(f, "best", best, layer);
   if (layer == 0 && best) fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(best->a), best->tile);
   json_point(f, "table", table, layer);

@@ -1,10 +1,11 @@
 # SPDX-License-Identifier: Apache-2.0
 """Records each test's outcome as a JSON line {"op": "torch_test", "test", "world",
-"result", "device", "commit", "date"} into $COMET_TEST_JSONL when it is set (the
+"result", "device", "commit", "date", "command"} into $COMET_TEST_JSONL when it is set (the
 GPU scripts set it, as for the C tests); a skipped test is recorded as "skip"."""
 import datetime
 import json
 import os
+import sys
 
 import pytest
 
@@ -29,6 +30,7 @@ def pytest_runtest_makereport(item, call):
     row = {"op": "torch_test", "test": item.name, "file": os.path.basename(str(item.fspath)),
            "world": 1, "result": result, "device": _device(),
            "commit": os.environ.get("COMET_TEST_COMMIT", "unknown"),
-           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "command": " ".join(sys.argv)}
     with open(path, "a") as f:
         f.write(json.dumps(row) + "\n")

@@ -138,7 +138,8 @@ def main():
     path = os.environ.get("COMET_TEST_JSONL")
     if rank == 0 and path:
         extra = {"device": torch.cuda.get_device_name(dev), "commit": os.environ.get("COMET_TEST_COMMIT", "unknown"),
-                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+                 "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                 "command": "torchrun --nproc-per-node %d %s" % (world, " ".join(sys.argv))}
         with open(path, "a") as f:
             for r in rows:
                 f.write(json.dumps({**r, **extra}) + "\n")

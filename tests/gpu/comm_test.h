@@ -18,6 +18,7 @@
 #include "launch.h"
 #include "layer.h"
 #include "plan.h"
+#include "run_record.h"
 #include "test_util.h"
 
 #define CUDA_OK(call)                                                                  \
@@ -168,6 +169,7 @@ static inline int test_parse_list(const char *s, int *out) {
  * sizes; "none" for none), --quick. Defaults: nccl 1,2,4,8, loopback 2,4,8,
  * ipc none. */
 static inline test_worlds_t test_parse_worlds(int argc, char **argv) {
+  comet_run_record_init(argc, argv); /* the command and date of test_record's rows */
   test_worlds_t w = {{1, 2, 4, 8}, 4, {2, 4, 8}, 3, {0}, 0, 0};
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--nccl") && i + 1 < argc) w.n_nccl = test_parse_list(argv[++i], w.nccl);
@@ -180,7 +182,8 @@ static inline test_worlds_t test_parse_worlds(int argc, char **argv) {
 }
 
 /* One JSON line per (test, world, transport) into $COMET_TEST_JSONL, if set;
- * device and commit from $COMET_TEST_DEVICE and $COMET_TEST_COMMIT. */
+ * device and commit from $COMET_TEST_DEVICE and $COMET_TEST_COMMIT, date
+ * and command from test_parse_worlds. */
 static inline void test_record(const char *test, int W, const char *transport, const char *result) {
   const char *path = getenv("COMET_TEST_JSONL");
   if (!path || !*path) return;
@@ -189,8 +192,10 @@ static inline void test_record(const char *test, int W, const char *transport, c
   const char *dev = getenv("COMET_TEST_DEVICE"), *commit = getenv("COMET_TEST_COMMIT");
   fprintf(f,
           "{\"op\":\"gpu_test\",\"test\":\"%s\",\"world\":%d,\"transport\":\"%s\","
-          "\"result\":\"%s\",\"device\":\"%s\",\"commit\":\"%s\"}\n",
-          test, W, transport, result, dev ? dev : "unknown", commit ? commit : "unknown");
+          "\"result\":\"%s\",\"device\":\"%s\",\"commit\":\"%s\",\"date\":\"%s\","
+          "\"command\":\"%s\"}\n",
+          test, W, transport, result, dev ? dev : "unknown", commit ? commit : "unknown",
+          comet_run_date(), comet_run_command());
   fclose(f);
 }
 
