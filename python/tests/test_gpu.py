@@ -113,6 +113,17 @@ def test_backward_save_mode_matches_plain_pytorch():
         assert got is not None and rel_err(got, want) < 1e-2, name
 
 
+def test_saved_z_not_the_forwards_raises(experts):
+    """A saved_z of the wrong shape or device is a ValueError naming it."""
+    x, ids, w = inputs(8, CFG, 14)
+    z = torch.empty(CFG.saved_z_shape, dtype=x.dtype, device="cuda")
+    args = (x, x, ids, w, experts.w1, experts.w2, experts.layer().handle)
+    with pytest.raises(ValueError, match="comet: saved_z has shape"):
+        torch.ops.comet.moe_backward(*args, z[:-1])
+    with pytest.raises(ValueError, match="comet: saved_z has shape .* device cpu"):
+        torch.ops.comet.moe_backward(*args, z.cpu())
+
+
 def test_compile_fullgraph_with_backward(experts):
     f = torch.compile(lambda x, i, w: experts(x, i, w).float().sum(), fullgraph=True)
     x, ids, w = inputs(64, CFG, 12)

@@ -292,6 +292,15 @@ static int run_backward(const comet_rank_info_t *info, comet_baseline_t b,
     snprintf(who, sizeof who, "rank %d refused", W - 1);
     CHECK_ERR(comet_baseline_backward(b, &none, st), COMET_ERR_INVALID_ARGUMENT,
               last ? "nothing to compute" : who);
+    /* comet's saved_z is refused: the baseline saves in its own buffers */
+    comet_moe_args_t zf = fa;
+    zf.saved_z = full.dev[0];
+    CHECK_ERR(comet_baseline_forward(b, &zf, st), COMET_ERR_INVALID_ARGUMENT,
+              "comet_baseline_forward: saved_z is comet's");
+    comet_moe_backward_args_t zb = ba;
+    zb.saved_z = full.dev[0];
+    CHECK_ERR(comet_baseline_backward(b, &zb, st), COMET_ERR_INVALID_ARGUMENT,
+              "comet_baseline_backward: saved_z is comet's");
   }
   if (s == COMET_OK &&
       run_save(info, b, cfg, fa, ba, full, sv, want, tol, st, c, case_no) != 0)
