@@ -21,6 +21,7 @@ import argparse
 import datetime
 import json
 import os
+import sys
 import statistics
 
 import torch
@@ -115,7 +116,8 @@ def run(name, cfg, T, iters, save, rows):
            "fwd_speedup": round(torch_fwd_ms / comet_fwd_ms, 4), "torch_path": path,
            "rel_err": round(rel, 6), "save": save, "iters": iters, "device": torch.cuda.get_device_name(0),
            "commit": os.environ.get("COMET_COMMIT", "unknown"), "torch": torch.__version__,
-           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+           "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "command": " ".join(sys.argv)}
     print(f"{name:18} T {T:6}{' save' if save else ''}: comet {comet_ms:8.3f} ms, torch ({path}) {torch_ms:8.3f} ms -> "
           f"{row['speedup']:.2f}x fwd+bwd ({row['fwd_speedup']:.2f}x fwd), rel err {rel:.2e}", flush=True)
     rows.append(row)
