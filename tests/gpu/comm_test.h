@@ -111,6 +111,14 @@ static inline comet_status_t test_context_create(const comet_rank_info_t *info, 
       : info->ipc    ? comet_context_create_ipc(ctx, info->ipc, info->rank)
                      : comet_context_create(ctx, info->rank, info->world, &info->id, info->device);
   test_alloc_stream = st == COMET_OK ? comet_context_stream(*ctx) : NULL;
+  if (st == COMET_OK) { /* the pool keeps what it has: no unmapping at every sync, and fewer
+                         * mappings later, which may wait for the device (peers included) */
+    cudaMemPool_t pool;
+    uint64_t keep = UINT64_MAX;
+    if (cudaDeviceGetDefaultMemPool(&pool, info->device) != cudaSuccess ||
+        cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) != cudaSuccess)
+      cudaGetLastError(); /* an optimisation for the tests only */
+  }
   return st;
 }
 

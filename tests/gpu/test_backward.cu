@@ -48,7 +48,7 @@ static void backward_into(comet_layer_t L, const comet_moe_backward_args_t *a, c
                           const size_t sizes[4], grads_t *got) {
   void *const dev[4] = {a->dx, a->dw1, a->dw2, a->dtopk_weights};
   void **host[4] = {(void **)&got->dx, (void **)&got->dw1, (void **)&got->dw2, (void **)&got->dtw};
-  for (int i = 0; i < 4; ++i) CUDA_OK(cudaMemset(dev[i], 0xff, sizes[i]));
+  for (int i = 0; i < 4; ++i) CUDA_OK(cudaMemsetAsync(dev[i], 0xff, sizes[i], stream));
   CHECK_OK(comet_moe_backward(L, a, stream));
   CUDA_OK(cudaStreamSynchronize(stream));
   for (int i = 0; i < 4; ++i) {
@@ -98,11 +98,14 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   comet_moe_backward_args_t a = COMET_MOE_BACKWARD_ARGS_INITIALIZER;
   a.num_tokens = T; a.x = g.x; a.topk_ids = g.ids; a.topk_weights = g.wt; a.w1 = g.w1;
   a.w2 = g.w2; a.dout = ddout; a.dx = ddx; a.dw1 = ddw1; a.dw2 = ddw2; a.dtopk_weights = ddtw;
+  void *dz = upload(NULL, comet_config_saved_z_bytes(c)); /* save mode's z and out */
+  void *dy = upload(NULL, sizeof(uint16_t) * ((size_t)T * H + 8));
   grads_t got[3];
   const size_t sizes[4] = {sizeof(uint16_t) * (size_t)T * H, sizeof(uint16_t) * n1,
                            sizeof(uint16_t) * n2, sizeof(float) * (size_t)T * K};
-  /* the ranks meet after their CPU references (seconds each at W = 8): a
-   * rank's first wait must not run out while a peer still computes */
+  /* the ranks meet after their CPU references (seconds each at W = 8) and
+   * allocations: a rank's first wait must not run out while a peer still
+   * computes, nor spin while a peer allocates (which may wait for it) */
   test_barrier(L->ctx, stream);
   for (int run = 0; run < 2; ++run) backward_into(L, &a, stream, sizes, &got[run]);
   /* the GPU rounds where the reference keeps fp32 (dh, dA's GEMM outputs) */
@@ -117,15 +120,13 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   comet_moe_backward_args_t only = a;
   only.dx = only.dw1 = NULL;
   only.dtopk_weights = NULL;
-  CUDA_OK(cudaMemset(ddw2, 0xff, sizeof(uint16_t) * n2));
+  CUDA_OK(cudaMemsetAsync(ddw2, 0xff, sizeof(uint16_t) * n2, stream));
   CHECK_OK(comet_moe_backward(L, &only, stream));
   CUDA_OK(cudaStreamSynchronize(stream));
   CUDA_OK(cudaMemcpy(got[1].dw2, ddw2, sizeof(uint16_t) * n2, cudaMemcpyDeviceToHost));
   CHECK_MSG(!memcmp(got[0].dw2, got[1].dw2, sizeof(uint16_t) * n2),
             "[rank %d] %s: dw2 alone differs from dw2 with the others", me, label);
   /* save mode: the forward keeps z, the backward skips fc1's recompute */
-  void *dz = upload(NULL, comet_config_saved_z_bytes(c));
-  void *dy = upload(NULL, sizeof(uint16_t) * ((size_t)T * H + 8));
   comet_moe_args_t fa = COMET_MOE_ARGS_INITIALIZER;
   fa.num_tokens = T; fa.x = g.x; fa.topk_ids = g.ids; fa.topk_weights = g.wt; fa.w1 = g.w1;
   fa.w2 = g.w2; fa.out = dy;
@@ -133,7 +134,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   uint16_t *out_plain = (uint16_t *)malloc(sizes[0] + 2), *out_save = (uint16_t *)malloc(sizes[0] + 2);
   CUDA_OK(cudaMemcpyAsync(out_plain, dy, sizes[0], cudaMemcpyDeviceToHost, stream));
   CUDA_OK(cudaStreamSynchronize(stream));
-  CUDA_OK(cudaMemset(dy, 0xff, sizes[0]));
+  CUDA_OK(cudaMemsetAsync(dy, 0xff, sizes[0], stream));
   fa.saved_z = dz;
   CHECK_OK(comet_moe_forward(L, &fa, stream));
   CUDA_OK(cudaMemcpyAsync(out_save, dy, sizes[0], cudaMemcpyDeviceToHost, stream));

@@ -298,6 +298,7 @@ static int run_backward(const comet_rank_info_t *info, comet_baseline_t b,
     CHECK_ERR(comet_baseline_forward(b, &zf, st), COMET_ERR_INVALID_ARGUMENT,
               "comet_baseline_forward: saved_z is comet's");
     comet_moe_backward_args_t zb = ba;
+    zb.dw2 = full.dev[2]; /* something to compute: the refusal is saved_z's */
     zb.saved_z = full.dev[0];
     CHECK_ERR(comet_baseline_backward(b, &zb, st), COMET_ERR_INVALID_ARGUMENT,
               "comet_baseline_backward: saved_z is comet's");

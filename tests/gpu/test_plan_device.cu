@@ -54,6 +54,9 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
         int32_t *d_ids;
         CUDA_OK(test_malloc(&d_ids, sizeof(int32_t) * ((size_t)T[me] * K + 1)));
         CUDA_OK(cudaMemcpy(d_ids, ids[me], sizeof(int32_t) * T[me] * K, cudaMemcpyHostToDevice));
+        /* every rank has allocated before any plan spins (allocations may
+         * wait for the device: in the loopback world, for a peer's plan) */
+        test_barrier(ctx, stream);
         CHECK_OK(comet_layer_plan(L, T[me], d_ids, NULL, stream));
         comet_route_status_t rs;
         CHECK_OK(comet_layer_route_status(L, stream, &rs));

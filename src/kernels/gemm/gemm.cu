@@ -174,6 +174,14 @@ static bool hooks_on(const comet_gemm_params_t *p) {
   return p->mtiles || p->wait_count || p->publish_flags || p->tile_counter;
 }
 
+/* The split tail needs whole-tile completion for the hooks (off with them)
+ * and adds in a varying order (off when asked to be deterministic). Only a
+ * launch that may split looks for (and on a stream's first, allocates) the
+ * workspace: the library's calls are deterministic, so they never allocate
+ * mid-call (a cudaMalloc there can wait for the whole device, including, in
+ * the loopback world, a peer's kernel that waits for this rank). */
+static bool split_wanted(const comet_gemm_params_t *p) { return !hooks_on(p) && !p->deterministic; }
+
 static comet_status_t check_kgroup(const comet_gemm_params_t *p) {
   COMET_ARG(p->dtype == COMET_DTYPE_BF16 || p->dtype == COMET_DTYPE_FP16,
             "gemm: dtype %d unsupported (bf16 or fp16)", (int)p->dtype);
@@ -312,9 +320,7 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace *w) {
   a.order = (int)p->order;
   a.publish_value = p->publish_value;
   a.tile_counter = p->tile_counter;
-  /* the split tail needs whole-tile completion for the hooks (off with
-   * them) and adds in a varying order (off when asked to be deterministic) */
-  const bool split = w && !hooks_on(p) && !p->deterministic;
+  const bool split = w && split_wanted(p);
   a.ws = split ? w->ws : NULL;
   a.ws_count = split ? w->count : NULL;
   a.ws_tiles = split ? w->tiles * 256 / C::kBN : 0;
@@ -343,7 +349,7 @@ static comet_status_t launch(const comet_gemm_params_t *p, int sms, cudaStream_t
   CUtensorMap tm_a, tm_b, tm_c;
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
-  const Args a = make_args<C>(p, hooks_on(p) ? NULL : workspace_for(stream, sms));
+  const Args a = make_args<C>(p, split_wanted(p) ? workspace_for(stream, sms) : NULL);
   cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        C::kSmemBytes);
   if (e == cudaSuccess) {
@@ -360,7 +366,7 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
   COMET_CHECK(make_tmap_b<CW>(&tm_bw, p));
   COMET_CHECK(make_tmap_b<CN>(&tm_bn, p));
-  const Workspace *w = workspace_for(stream, sms);
+  const Workspace *w = split_wanted(p) ? workspace_for(stream, sms) : NULL;
   const Args aw = make_args<CW>(p, w), an = make_args<CN>(p, w);
   const int smem = CW::kSmemBytes > CN::kSmemBytes ? CW::kSmemBytes : CN::kSmemBytes;
   cudaError_t e = cudaFuncSetAttribute(gemm_kernel_auto<CW, CN>,
