@@ -9,7 +9,7 @@
 # tokens x uniform/skew:0.05) and the same with the fused layer1 (bench1). tests.jsonl, bench.jsonl and summary.txt
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,bwdsave,gemm
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,bwdsave,gemm,gemmab
 #   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
 #   subset of the multi-rank / single-GPU tests.
 set -u -o pipefail
@@ -88,6 +88,11 @@ fi
 if has gemm; then # the backward's GEMM modes against cuBLAS
   timeout 200 $B/comet bench --op gemm --only backward --iters 10 --json "$OUT/gemm.jsonl" > "$OUT/gemm.log" 2>&1
   note "bench --op gemm --only backward: exit $?"
+fi
+if has gemmab; then # issue 10's matrix: dense, TE anchor, 56 grouped rows; pairs on/off, split
+  timeout ${GEMM_LIMIT:-240} $B/comet bench --op gemm --ab --iters 10 --json "$OUT/gemm_ab.jsonl" \
+    > "$OUT/gemm_ab.log" 2>&1
+  note "bench --op gemm --ab: exit $? ($(grep geomean "$OUT/gemm_ab.log"))"
 fi
 if has bench; then
   timeout 200 $B/comet bench --gpus 1 --json "$OUT/bench.jsonl" --model mixtral-8x7b,qwen2-moe-2.7b \

@@ -74,7 +74,7 @@ __global__ void bench_fill(uint16_t *p, size_t n, uint32_t seed) {
 
 struct Bench {
   int iters = 20;
-  bool ab = false; /* --ab: also time comet with the split tail off (same process) */
+  bool ab = false; /* --ab: also time comet without pairs, and non-deterministic (same process) */
   FILE *json = NULL;
   char device[256] = "";
   const char *commit = "unknown";
@@ -129,7 +129,10 @@ struct Shape {
 };
 
 struct Result {
-  double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, nosplit_ms;
+  /* comet in the forward's mode (deterministic, pairs where AUTO picks
+   * them); with --ab also without pairs, and non-deterministic (split tail
+   * allowed, no pairs) */
+  double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, split_ms;
   int tile_n;
 };
 
@@ -158,17 +161,18 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   p.c = C;
   p.group_offset = doff;
   p.epilogue = COMET_GEMM_EPI_STORE;
+  p.deterministic = 1;
   Result r;
   memset(&r, 0, sizeof r);
   int tm;
   BENCH_COMET(comet_gemm_tile_shape(&p, &tm, &r.tile_n));
   r.comet_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
-  if (b.ab) { /* gemm.cu reads COMET_GEMM_SPLIT at every launch */
-    const char *old = getenv("COMET_GEMM_SPLIT");
-    setenv("COMET_GEMM_SPLIT", "0", 1);
-    r.nosplit_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
-    if (old) setenv("COMET_GEMM_SPLIT", old, 1);
-    else unsetenv("COMET_GEMM_SPLIT");
+  if (b.ab) {
+    comet_gemm_params_t q = p;
+    q.cluster = COMET_GEMM_CLUSTER_OFF;
+    r.single_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
+    q.deterministic = 0;
+    r.split_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
   }
   if (swiglu_too) { /* layer0 with the fused activation: same B ([G, 2F, H]), F outputs */
     comet_gemm_params_t q = p;
@@ -333,12 +337,18 @@ static void report_backward(Bench &b, const char *name, int T, double rows, int 
   }
 }
 
-static void report(Bench &b, const char *op, const char *shape, const Shape &s, const Result &r,
-                   const char *extra) {
+/* One row. epilogue "swiglu" (layer0): comet's time is the SwiGLU
+ * launch's (the same MMA work as the plain store over 2F columns), against
+ * cuBLAS's plain GEMM; comet_store_tflops is the plain store's. */
+static void report(Bench &b, const char *op, const char *shape, const Shape &s, Result r,
+                   const char *extra, bool swiglu = false) {
   double rows = 0;
   for (int x : s.sizes) rows += x;
   const double flops = 2.0 * rows * s.n * s.k;
-  const double ct = flops / (r.comet_ms * 1e9), bt = flops / (r.cublas_ms * 1e9);
+  const double store_ms = r.comet_ms;
+  if (swiglu) r.comet_ms = r.swiglu_ms;
+  const auto rate = [&](double ms) { return ms > 0 ? flops / (ms * 1e9) : 0.0; };
+  const double ct = rate(r.comet_ms), bt = rate(r.cublas_ms);
   const char *path = r.cublas_ms == r.loop_ms ? "loop" : "grouped";
   char line[4096]; /* the command line is in it */
   snprintf(line, sizeof line,
@@ -346,11 +356,13 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"cublas_tflops\":%.1f,\"ratio\":%.3f,\"device\":\"%s\",\"commit\":\"%s\","
            "\"date\":\"%s\",\"command\":\"%s\",\"rows\":%.0f,\"n\":%d,\"k\":%d,\"tile_n_host\":%d,\"cublas_path\":\"%s\","
            "\"cublas_loop_tflops\":%.1f,\"cublas_grouped_tflops\":%.1f,"
-           "\"comet_nosplit_tflops\":%.1f%s}",
+           "\"deterministic\":true,\"epilogue\":\"%s\",\"comet_store_tflops\":%.1f,"
+           "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_split_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
-           r.nosplit_ms > 0 ? flops / (r.nosplit_ms * 1e9) : 0.0, extra);
+           swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
+           rate(r.single_ms), rate(r.split_ms), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -386,7 +398,8 @@ static void usage(FILE *f) {
           "                      backward, dh with B MN-major and dw by grouped reduction)\n"
           "  --quick             one T (16384), uniform only\n"
           "  --iters N           timed iterations per case, median (default 20)\n"
-          "  --ab                also time comet with COMET_GEMM_SPLIT=0 (comet_nosplit_tflops)\n"
+          "  --ab                also time comet without pairs (comet_single_tflops) and\n"
+          "                      non-deterministic with the split tail (comet_split_tflops)\n"
           "  --json FILE         append one JSON line per case\n");
 }
 
@@ -484,17 +497,11 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
             s.k = layer == 0 ? pr->hidden : pr->ffn;
             s.sizes = split_rows(rows, El, skew);
             Result r = run_shape(b, s, layer == 0);
-            char shape[128], extra[256] = "";
+            char shape[128];
             snprintf(shape, sizeof shape, "%s T=%d %s layer%d", pr->name, T,
                      skew ? "skewed" : "uniform", layer);
-            if (layer == 0) {
-              double rws = 0;
-              for (int x : s.sizes) rws += x;
-              snprintf(extra, sizeof extra, ",\"comet_swiglu_tflops\":%.1f",
-                       2.0 * rws * s.n * s.k / (r.swiglu_ms * 1e9));
-            }
-            report(b, "gemm_grouped", shape, s, r, extra);
-            b.grouped_ratios.push_back(r.cublas_ms / r.comet_ms);
+            report(b, "gemm_grouped", shape, s, r, "", layer == 0);
+            b.grouped_ratios.push_back(r.cublas_ms / (layer == 0 ? r.swiglu_ms : r.comet_ms));
           }
     }
     if (!b.grouped_ratios.empty()) {

@@ -43,6 +43,28 @@ __device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
       : "memory");
 }
 
+/* ---- clusters (9.7.13.x barrier.cluster, mapa; special register %cluster_ctarank) ---- */
+
+__device__ __forceinline__ uint32_t cluster_ctarank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+  return r;
+}
+/* Every thread of every CTA of the cluster meets (release / acquire). */
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;" ::: "memory");
+}
+/* mbarrier.arrive on the barrier at the same shared offset in CTA `cta`
+ * of this cluster (mapa gives its shared::cluster address). */
+__device__ __forceinline__ void mbar_arrive_cluster(uint64_t *bar, uint32_t cta) {
+  asm volatile(
+      "{\n.reg .b32 ra;\n"
+      "mapa.shared::cluster.u32 ra, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}" ::"r"(smem_u32(bar)),
+      "r"(cta)
+      : "memory");
+}
+
 /* ---- bulk tensor copies, TMA (9.7.9.25.5) ---- */
 
 /* cp.async.bulk.tensor.2d global -> shared, completing on an mbarrier. */
@@ -60,6 +82,17 @@ __device__ __forceinline__ void tma_load_3d(void *dst, const void *tmap, uint64_
       "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
       " [%0], [%1, {%3, %4, %5}], [%2];" ::"r"(smem_u32(dst)),
       "l"(tmap), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+/* The 3d load multicast (.multicast::cluster): the box lands at the same
+ * shared offset in every CTA of ctaMask and completes on the mbarrier at
+ * the same offset in each. */
+__device__ __forceinline__ void tma_load_3d_mc(void *dst, const void *tmap, uint64_t *bar, int c0,
+                                               int c1, int c2, uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%3, %4, %5}], [%2], %6;" ::"r"(smem_u32(dst)),
+      "l"(tmap), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2), "h"(mask)
       : "memory");
 }
 /* cp.async.bulk.tensor.2d shared -> global (bulk-group completion);

@@ -45,6 +45,7 @@ struct Case {
   const char *name;
   int ctas; /* num_ctas (0: one per SM); few CTAs force the split tail */
   bool bmn; /* B uploaded MN-major ([G][k][n], b_mn_major) */
+  comet_gemm_cluster_t cluster; /* ON: also run without pairs, the bits must match */
 };
 
 static void fill_random(std::vector<uint16_t> &v, comet_dtype_t dt, float lo, float hi) {
@@ -134,9 +135,19 @@ static void run_case(const Case &c) {
   p.tile = c.tile;
   p.num_ctas = c.ctas;
   p.b_mn_major = c.bmn;
+  p.cluster = c.cluster;
   CHECK_OK(comet_gemm_grouped(&p, 0));
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));
+  if (c.cluster == COMET_GEMM_CLUSTER_ON) { /* pairs change the loads, never the sums */
+    std::vector<uint16_t> alone(out.size());
+    CUDA_OK(cudaMemset(dc, 0xFF, out.size() * 2));
+    p.cluster = COMET_GEMM_CLUSTER_OFF;
+    CHECK_OK(comet_gemm_grouped(&p, 0));
+    CUDA_OK(cudaDeviceSynchronize());
+    CUDA_OK(cudaMemcpy(alone.data(), dc, alone.size() * 2, cudaMemcpyDeviceToHost));
+    CHECK_MSG(alone == out, "%s: pairs and single CTAs give other bits", c.name);
+  }
   CHECK_OK(comet_ref_gemm_grouped(c.dt, G, c.n, c.k, off.data(), a.data(), b.data(),
                                   c.epi == COMET_GEMM_EPI_SWIGLU, c.scale ? scale.data() : NULL,
                                   ref.data()));
@@ -383,6 +394,14 @@ static void run_arg_errors(void) {
   p.b_mn_major = 1;
   p.epilogue = COMET_GEMM_EPI_SWIGLU;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "MN-major B takes the STORE");
+  p.b_mn_major = 0;
+  p.epilogue = COMET_GEMM_EPI_STORE;
+  p.cluster = COMET_GEMM_CLUSTER_ON;
+  p.tile = COMET_GEMM_TILE_NARROW;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "cluster pairs take the wide tile");
+  p.tile = COMET_GEMM_TILE_AUTO;
+  p.cluster = (comet_gemm_cluster_t)3;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "cluster 3 unknown");
 }
 
 int main(int argc, char **argv) {
@@ -415,6 +434,19 @@ int main(int argc, char **argv) {
       {FP, ST, NA, 264, 520, {129, 1, 300}, 3, true, "fp16 MN-major B narrow scale", 0, true},
       {BF, ST, AU, 1032, 2056, {300, 0, 517}, 5, false, "bf16 MN-major B auto ragged", 0, true},
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 MN-major B split 4", 8, true},
+      /* pairs (2-CTA clusters sharing B): pairs straddling groups, an odd
+       * M-tile count (a rowless tile), empty groups, few CTAs */
+      {BF, ST, WI, 264, 520, {129, 1, 300, 0, 256, 5}, 3, true, "bf16 pairs straddling odd", 0,
+       false, COMET_GEMM_CLUSTER_ON},
+      {BF, SW, WI, 136, 1000, edge, 7, true, "bf16 swiglu pairs edges", 0, false,
+       COMET_GEMM_CLUSTER_ON},
+      {FP, ST, AU, 520, 2056, {1000, 17}, 5, false, "fp16 pairs auto tile", 0, false,
+       COMET_GEMM_CLUSTER_ON},
+      {BF, ST, WI, 264, 520, {129, 1, 300, 0, 256, 5}, 3, true, "bf16 MN-major B pairs", 0, true,
+       COMET_GEMM_CLUSTER_ON},
+      {FP, SW, WI, 520, 264, {700, 3, 129}, 0, false, "fp16 swiglu pairs 3 CTAs", 3, false,
+       COMET_GEMM_CLUSTER_ON},
+      {BF, ST, AU, 1024, 1024, {2048, 1000, 77}, 0, false, "bf16 auto (pairs) 3125 rows"},
   };
   if (!quick) {
     cases.push_back({BF, ST, AU, 1024, 1024, {1024}, 0, false, "bf16 dense 1024^3"});

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <mutex>
 
 #include "error.h"
@@ -232,6 +233,10 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             p->b_mn_major);
   COMET_ARG(!p->b_mn_major || (p->epilogue == COMET_GEMM_EPI_STORE && !hooks_on(p)),
             "gemm: an MN-major B takes the STORE epilogue and no hooks");
+  COMET_ARG(p->cluster >= COMET_GEMM_CLUSTER_AUTO && p->cluster <= COMET_GEMM_CLUSTER_ON,
+            "gemm: cluster %d unknown", (int)p->cluster);
+  COMET_ARG(p->cluster != COMET_GEMM_CLUSTER_ON || (!hooks_on(p) && p->tile != COMET_GEMM_TILE_NARROW),
+            "gemm: cluster pairs take the wide tile and no hooks");
   return COMET_OK;
 }
 
@@ -274,6 +279,17 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
   if (tile_m) *tile_m = kBM;
   if (tile_n) *tile_n = p->epilogue == COMET_GEMM_EPI_SWIGLU ? wide / 2 : wide;
   return COMET_OK;
+}
+
+/* Pairs (2-CTA clusters, gemm_engine.cuh) for this launch? AUTO: when the
+ * wide tile is the pick and there are enough M-tiles that the odd pair's
+ * rowless tile costs little (the GEMMs of MoE layers with big experts). */
+static bool pair_wanted(const comet_gemm_params_t *p, int sms) {
+  if (p->k_grouped || hooks_on(p) || sms < 2 || p->cluster == COMET_GEMM_CLUSTER_OFF) return false;
+  if (p->cluster == COMET_GEMM_CLUSTER_ON) return true;
+  const char *env = getenv("COMET_GEMM_CLUSTER"); /* "0": AUTO off (A/B timing) */
+  if (env && env[0] == '0') return false;
+  return p->max_rows >= 16 * kBM && choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;
 }
 
 /* The tensor maps of a launch: A [max_rows, K] (box 64 x 128), B
@@ -379,6 +395,55 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
   return e == cudaSuccess ? COMET_OK : launch_error(e, 0, smem);
 }
 
+/* Clusters of 2 that can be resident at once (cached per device: a query
+ * per launch would cost more than a small GEMM). */
+template <class C>
+static int active_pairs(cudaLaunchConfig_t *cfg) {
+  static std::atomic<int> cache[64];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= 64) return 0;
+  int n = cache[dev].load();
+  if (n == 0 && cudaOccupancyMaxActiveClusters(&n, gemm_kernel<C>, cfg) == cudaSuccess && n > 0)
+    cache[dev].store(n);
+  return n;
+}
+
+/* A pairs launch: clusters of 2 CTAs, as many as fit at once within the
+ * SM budget and the tiles (an upper bound: group sizes are on the device). */
+template <class C>
+static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
+  CUtensorMap tm_a, tm_b, tm_c;
+  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
+  COMET_CHECK(make_tmap_b<C>(&tm_b, p));
+  const Args a = make_args<C>(p, NULL);
+  cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       C::kSmemBytes);
+  cudaLaunchAttribute attr;
+  memset(&attr, 0, sizeof attr);
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = 2;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.gridDim = dim3((unsigned)(sms / 2 * 2));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = C::kSmemBytes;
+  cfg.stream = stream;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  if (e == cudaSuccess) {
+    int64_t pairs = sms / 2;
+    const int fit = active_pairs<C>(&cfg);
+    if (fit > 0 && fit < pairs) pairs = fit;
+    const int64_t bound = ((p->max_rows + kBM - 1) / kBM + p->groups + 1) / 2 * a.n_tiles;
+    if (bound < pairs) pairs = bound;
+    cfg.gridDim = dim3((unsigned)(2 * pairs));
+    e = cudaLaunchKernelEx(&cfg, gemm_kernel<C>, a, tm_a, tm_b, tm_c);
+  }
+  return e == cudaSuccess ? COMET_OK : launch_error(e, C::kOutN, C::kSmemBytes);
+}
+
 /* dtype x hooks x shape -> one instantiation. AUTO without hooks: the
  * kernel holding both shapes decides on the device (device_pick_wide). */
 /* The grouped reduction: A [max_rows, m] and B [max_rows, n] in boxes of
@@ -423,6 +488,7 @@ template <bool kFp16>
 static comet_status_t launch_mn(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
   typedef Cfg<256, false, false, kFp16, false, true> Wide;
   typedef Cfg<128, false, false, kFp16, false, true> Narrow;
+  if (pair_wanted(p, sms)) return launch_pair<Cfg<256, false, false, kFp16, false, true, false, true>>(p, sms, s);
   if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);
   if (p->tile == COMET_GEMM_TILE_NARROW) return launch<Narrow>(p, sms, s);
   return launch_auto<Wide, Narrow>(p, sms, s);
@@ -432,6 +498,7 @@ template <bool kSwiglu, bool kFp16>
 static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
   typedef Cfg<256, kSwiglu, false, kFp16> Wide;
   typedef Cfg<128, kSwiglu, false, kFp16> Narrow;
+  if (pair_wanted(p, sms)) return launch_pair<Cfg<256, kSwiglu, false, kFp16, false, false, false, true>>(p, sms, s);
   if (hooks_on(p))
     return choose_tile(p, sms) == COMET_GEMM_TILE_WIDE
                ? launch<Cfg<256, kSwiglu, true, kFp16>>(p, sms, s)

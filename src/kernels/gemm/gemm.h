@@ -74,6 +74,14 @@ typedef enum comet_gemm_order {
   COMET_GEMM_ORDER_LAYER1 = 1
 } comet_gemm_order_t;
 
+/* 2-CTA clusters (pairs of M-tiles sharing B by TMA multicast; no hooks,
+ * no grouped reduction, wide tiles): AUTO uses them for large launches. */
+typedef enum comet_gemm_cluster {
+  COMET_GEMM_CLUSTER_AUTO = 0,
+  COMET_GEMM_CLUSTER_OFF = 1,
+  COMET_GEMM_CLUSTER_ON = 2
+} comet_gemm_cluster_t;
+
 typedef struct comet_gemm_params {
   comet_dtype_t dtype;            /* BF16 or FP16 */
   int groups;                     /* G >= 1 (<= COMET_GEMM_MAX_GROUPS without mtiles) */
@@ -114,6 +122,9 @@ typedef struct comet_gemm_params {
    * varying order): the same bits on every run, as comet's forward promises.
    * 0: the split tail may be used (faster when the last wave is ragged). */
   int deterministic;
+  /* pairs or not (COMET_GEMM_CLUSTER=0 in the environment turns AUTO off);
+   * the bits do not depend on it (each tile sums K in the same order) */
+  comet_gemm_cluster_t cluster;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers

@@ -131,8 +131,11 @@ __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
  * producer warpgroup gathers A's rows with cp.async (Args' gather fields)
  * instead of one TMA box per stage (needs kHooks). */
 template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = false,
-          bool kBmn_ = false, bool kKgroup_ = false>
+          bool kBmn_ = false, bool kKgroup_ = false, bool kPair_ = false>
 struct Cfg {
+  /* kPair: 2-CTA clusters sharing B by TMA multicast (see "pairs" below) */
+  static constexpr bool kPair = kPair_;
+  static constexpr int kEmptyArrivals = kPair ? 4 : 2; /* consumer warpgroups per stage */
   /* kKgroup: the grouped reduction (the backward's dw1, dw2): A and B both
    * MN-major, TMA boxes of 64 columns x 64 rows (K = the group's row count;
    * the consumers zero the rows past the group in its last stage), one
@@ -148,6 +151,7 @@ struct Cfg {
   static_assert(!kBmn || (!kSwiglu && !kGather), "MN-major B: plain epilogue, TMA A");
   static_assert(!kKgroup || (!kSwiglu && !kGather && !kHooks && !kBmn),
                 "the grouped reduction: plain epilogue, its own producer");
+  static_assert(!kPair || (kBN_ == 256 && !kHooks && !kKgroup), "pairs: wide tiles, natural order");
   static constexpr int kOutN = kSwiglu ? kBN / 2 : kBN;
   static constexpr int kStages = kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2;
@@ -167,7 +171,8 @@ struct Cfg {
 
 struct Tile {
   int group, row0, row_end, n, mtile, src_first, src_last;
-  int index; /* natural M-tile index (the arrival counter's) */
+  int index;  /* natural M-tile index (the arrival counter's) */
+  bool shared; /* pairs: both CTAs of the cluster need this B tile */
 };
 
 /* ---- tile scheduler: linear tile index -> (group, rows, N-tile) ---- */
@@ -176,15 +181,21 @@ struct Tile {
  * is M-tile q = t / n_tiles of the flattened list, and inside a group the
  * tiles run in bands of kBand M-tiles, M fastest, so CTAs running at the
  * same time share B tiles in L2. */
-__device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
-                                              const int *mstart, int t) {
-  const int q = t / a.n_tiles;
-  int lo = 0, hi = a.groups; /* largest g with mstart[g] <= q (mstart[G] > q) */
+/* The group of flattened M-tile q < mstart[G]: the largest g with
+ * mstart[g] <= q (empty groups before it share its mstart). */
+__device__ __forceinline__ int group_of(const int *mstart, int groups, int q) {
+  int lo = 0, hi = groups;
   while (hi - lo > 1) {
     const int mid = (lo + hi) >> 1;
     if (mstart[mid] <= q) lo = mid; else hi = mid;
   }
-  const int g = lo, mt = mstart[g + 1] - mstart[g];
+  return lo;
+}
+
+__device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
+                                              const int *mstart, int t) {
+  const int q = t / a.n_tiles;
+  const int g = group_of(mstart, a.groups, q), mt = mstart[g + 1] - mstart[g];
   const int l = t - mstart[g] * a.n_tiles;
   const int band = l / (kBand * a.n_tiles), first = band * kBand;
   const int bm = min(kBand, mt - first), rem = l - first * a.n_tiles;
@@ -197,7 +208,43 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
   tl.mtile = mstart[g] + m;
   tl.index = tl.mtile;
   tl.src_first = tl.src_last = 0;
+  tl.shared = false;
   return tl;
+}
+
+/* ---- pairs (Cfg::kPair) ----
+ * The two CTAs of a cluster run M-tiles 2j and 2j + 1 of the flattened
+ * list with the same N-tile, in lockstep. When both M-tiles are in one
+ * group they read the same B tile: each CTA loads one half of it and
+ * multicasts it into both CTAs' shared memory, so B's reads from L2 halve
+ * (B is the larger operand of a 128 x 256 tile). A pair that straddles two
+ * groups loads both halves locally; with an odd M-tile count the last
+ * pair's second tile has no rows (computed, never stored). Pair tile t
+ * runs in bands of kBand / 2 pairs, M fastest, as sched_natural. */
+__device__ __forceinline__ Tile sched_pair(const Args &a, const int *row_off, const int *mstart,
+                                           int t, int rank) {
+  constexpr int kPB = kBand / 2 > 0 ? kBand / 2 : 1;
+  const int mt_total = mstart[a.groups], pairs = (mt_total + 1) / 2;
+  const int first = t / (kPB * a.n_tiles) * kPB;
+  const int bm = min(kPB, pairs - first), rem = t - first * a.n_tiles;
+  const int q0 = 2 * (first + rem % bm), q1 = q0 + 1;
+  const int g0 = group_of(mstart, a.groups, q0);
+  const int g1 = q1 < mt_total ? group_of(mstart, a.groups, q1) : g0;
+  const int q = rank ? q1 : q0, g = rank ? g1 : g0;
+  Tile tl;
+  tl.group = g;
+  tl.row_end = row_off[g + 1];
+  tl.row0 = q < mt_total ? row_off[g] + (q - mstart[g]) * kBM : tl.row_end;
+  tl.n = rem / bm;
+  tl.mtile = tl.index = q;
+  tl.src_first = tl.src_last = 0;
+  tl.shared = g0 == g1;
+  return tl;
+}
+
+/* Pair tiles of the launch (natural schedule, both CTAs of a cluster). */
+__device__ __forceinline__ int pair_tiles(const Args &a, const int *mstart) {
+  return (mstart[a.groups] + 1) / 2 * a.n_tiles;
 }
 
 /* With a list: LAYER1 runs groups of column blocks, LAYER0 bands of
@@ -223,6 +270,7 @@ __device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
   tl.index = mt.index;
   tl.src_first = mt.src_first;
   tl.src_last = mt.src_last;
+  tl.shared = false;
   return tl;
 }
 
@@ -245,6 +293,7 @@ __device__ __forceinline__ Tile sched_kgroup(const Args &a, int t) {
   tl.mtile = t;
   tl.index = t;
   tl.src_first = tl.src_last = 0;
+  tl.shared = false;
   return tl;
 }
 
@@ -258,6 +307,7 @@ template <class C>
 __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, const int *mstart,
                                            int count, int t) {
   if constexpr (C::kKgroup) return sched_kgroup(a, t);
+  if constexpr (C::kPair) return sched_pair(a, row_off, mstart, t, (int)cluster_ctarank());
   if constexpr (C::kHooks)
     if (a.mtiles) return sched_list(a, count, t);
   return sched_natural(a, row_off, mstart, t);
@@ -484,6 +534,7 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
   const int k_iters = (a.k + kBK - 1) / kBK;
   const int nb_half = C::kBN / 2; /* each B stage = two TMA boxes of kBN/2 rows */
   const Ring ring = ring_at(smem + C::kOffTab);
+  const int rank = C::kPair ? (int)cluster_ctarank() : 0;
   bool dead = false;
   int stage = 0;
   uint32_t phase = 0;
@@ -508,14 +559,31 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
       uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
       tma_load_2d(sa, tm_a, &full[stage], kb * kBK, tl.row0);
+      /* B's halves (pairs sharing the tile: this CTA's half into both) */
       if constexpr (C::kBmn) { /* box (64 columns, 64 k-rows) per chunk */
+        constexpr int kChunks = C::kBN / 64;
 #pragma unroll
-        for (int ch = 0; ch < C::kBN / 64; ++ch)
-          tma_load_3d(sb + ch * (kBK * 128), tm_b, &full[stage], tl.n * C::kBN + ch * 64, kb * kBK,
-                      tl.group);
+        for (int ch = 0; ch < kChunks; ++ch) {
+          uint8_t *dst = sb + ch * (kBK * 128);
+          const int col = tl.n * C::kBN + ch * 64;
+          if (C::kPair && tl.shared) {
+            if (ch / (kChunks / 2) == rank)
+              tma_load_3d_mc(dst, tm_b, &full[stage], col, kb * kBK, tl.group, 3);
+          } else {
+            tma_load_3d(dst, tm_b, &full[stage], col, kb * kBK, tl.group);
+          }
+        }
       } else {
-        tma_load_3d(sb, tm_b, &full[stage], kb * kBK, b_row0, tl.group);
-        tma_load_3d(sb + nb_half * 128, tm_b, &full[stage], kb * kBK, b_row1, tl.group);
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          uint8_t *dst = sb + h * nb_half * 128;
+          const int row = h ? b_row1 : b_row0;
+          if (C::kPair && tl.shared) {
+            if (h == rank) tma_load_3d_mc(dst, tm_b, &full[stage], kb * kBK, row, tl.group, 3);
+          } else {
+            tma_load_3d(dst, tm_b, &full[stage], kb * kBK, row, tl.group);
+          }
+        }
       }
       if (++stage == C::kStages) { stage = 0; phase ^= 1; }
     }
@@ -523,6 +591,14 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
 }
 
 /* ---- consumer ---- */
+
+/* A consumer warpgroup is done reading a stage: its empty barrier, and with
+ * pairs the peer CTA's too (the peer's producer multicasts into ours). */
+template <class C>
+__device__ __forceinline__ void release_stage(uint64_t *empty) {
+  mbar_arrive(empty);
+  if constexpr (C::kPair) mbar_arrive_cluster(empty, cluster_ctarank() ^ 1u);
+}
 
 template <class C>
 __device__ __forceinline__ void mma_stage(float (&acc)[C::kBN / 2], uint32_t sa, uint32_t sb,
@@ -736,13 +812,13 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
       mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
       if (kb > kb0) { /* the previous stage's wgmma is done: hand its slot back */
         wgmma_wait<1>();
-        if (ctid == 0) mbar_arrive(&empty[prev]);
+        if (ctid == 0) release_stage<C>(&empty[prev]);
       }
       prev = stage;
       if (++stage == C::kStages) { stage = 0; phase ^= 1; }
     }
     wgmma_wait<0>();
-    if (ctid == 0 && prev >= 0) mbar_arrive(&empty[prev]);
+    if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
     if (wk.slot < 0 || split_fixup<C>(a, acc, wk.slot, sp.s, cw, ctid)) {
       epilogue<C>(a, tm_c, acc, stg, tl, cw, ctid);
       if constexpr (C::kHooks)
@@ -794,7 +870,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   if (threadIdx.x == 0) {
     for (int s = 0; s < C::kStages; ++s) {
       mbar_init(&full[s], C::kGather ? 129 : 1);
-      mbar_init(&empty[s], 2); /* one arrival per consumer warpgroup */
+      mbar_init(&empty[s], C::kEmptyArrivals); /* each consumer warpgroup (of the pair) */
     }
     if (a.tile_counter) { /* the work ring (a list, so the table area is free) */
       const Ring r = ring_at(smem + C::kOffTab);
@@ -817,10 +893,21 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   } else if (!C::kKgroup) {
     build_tables(a, row_off, mstart);
   }
-  __syncthreads();
+  /* pairs: the peer's barriers are initialized before any multicast or
+   * remote arrival; the cluster is the scheduling unit */
+  if constexpr (C::kPair) {
+    cluster_sync();
+    cta >>= 1;
+    ncta >>= 1;
+  } else {
+    __syncthreads();
+  }
   if (C::kKgroup) {
     listed = true; /* whole tiles, no split: every group's tiles, empty groups too */
     total = a.groups * a.kg_mtiles * a.n_tiles;
+  } else if (C::kPair) {
+    listed = true; /* no split */
+    total = pair_tiles(a, mstart);
   } else if (!listed) {
     total = mstart[a.groups] * a.n_tiles;
   }
@@ -842,6 +929,8 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
     setmaxnreg_inc<kConsumerRegs>();
     consume<C>(a, tm_c, smem, full, empty, row_off, mstart, sp, count, cta, ncta);
   }
+  /* pairs: no CTA leaves while its peer may still arrive on its barriers */
+  if constexpr (C::kPair) cluster_sync();
 }
 
 } /* namespace comet_gemm */
