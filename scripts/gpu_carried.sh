@@ -29,7 +29,7 @@ if has tests; then
     note "$t (nccl $nccl_worlds, loopback 2,4,8): exit $? in $(( $(date +%s) - s )) s"
   done
   for t in ${SINGLE_TESTS:-test_gemm test_baseline test_sched_device}; do
-    timeout 300 $B/$t > "$OUT/$t.log" 2>&1
+    timeout ${SINGLE_LIMIT:-300} $B/$t > "$OUT/$t.log" 2>&1
     note "$t: exit $?"
   done
 fi
