@@ -460,6 +460,7 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
   for (auto &e : b.ev) BENCH_CUDA(cudaEventCreate(&e));
   printf("# bench gemm on %s (%d SMs), commit %s, median of %d iterations\n", b.device,
          prop.multiProcessorCount, b.commit, b.iters);
+  printf("# pairs (2-CTA clusters) resident at once: %d\n", comet_gemm_pair_capacity());
 
   if (!only || !strcmp(only, "dense")) {
     const int sizes[] = {4096, 8192};

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <atomic>
 #include <mutex>
@@ -287,7 +288,7 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
 static bool pair_wanted(const comet_gemm_params_t *p, int sms) {
   if (p->k_grouped || hooks_on(p) || sms < 2 || p->cluster == COMET_GEMM_CLUSTER_OFF) return false;
   if (p->cluster == COMET_GEMM_CLUSTER_ON) return true;
-  const char *env = getenv("COMET_GEMM_CLUSTER"); /* "0": AUTO off (A/B timing) */
+  const char *env = getenv("COMET_GEMM_PAIRS"); /* "0": AUTO off (A/B timing) */
   if (env && env[0] == '0') return false;
   return p->max_rows >= 16 * kBM && choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;
 }
@@ -435,7 +436,8 @@ static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStr
   if (e == cudaSuccess) {
     int64_t pairs = sms / 2;
     const int fit = active_pairs<C>(&cfg);
-    if (fit > 0 && fit < pairs) pairs = fit;
+    const char *env = getenv("COMET_GEMM_PAIRS"); /* "all": ignore the occupancy (experiment) */
+    if (fit > 0 && fit < pairs && !(env && !strcmp(env, "all"))) pairs = fit;
     const int64_t bound = ((p->max_rows + kBM - 1) / kBM + p->groups + 1) / 2 * a.n_tiles;
     if (bound < pairs) pairs = bound;
     cfg.gridDim = dim3((unsigned)(2 * pairs));
@@ -532,6 +534,26 @@ comet_status_t comet_gemm::prepare(const comet_gemm_params_t *p, Prepared *o) {
   }
   if (sw) return fp16 ? prepare_cfg<Cfg<128, true, true, true>>(p, o) : prepare_cfg<Cfg<128, true, true, false>>(p, o);
   return fp16 ? prepare_cfg<Cfg<128, false, true, true>>(p, o) : prepare_cfg<Cfg<128, false, true, false>>(p, o);
+}
+
+extern "C" int comet_gemm_pair_capacity(void) {
+  typedef Cfg<256, false, false, false, false, false, false, true> C;
+  if (cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           C::kSmemBytes) != cudaSuccess)
+    return 0;
+  cudaLaunchAttribute attr;
+  memset(&attr, 0, sizeof attr);
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = 2;
+  attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.gridDim = dim3(2);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = C::kSmemBytes;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return active_pairs<C>(&cfg);
 }
 
 extern "C" comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struct CUstream_st *stream) {

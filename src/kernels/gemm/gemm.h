@@ -122,7 +122,7 @@ typedef struct comet_gemm_params {
    * varying order): the same bits on every run, as comet's forward promises.
    * 0: the split tail may be used (faster when the last wave is ragged). */
   int deterministic;
-  /* pairs or not (COMET_GEMM_CLUSTER=0 in the environment turns AUTO off);
+  /* pairs or not (COMET_GEMM_PAIRS=0 in the environment turns AUTO off);
    * the bits do not depend on it (each tile sums K in the same order) */
   comet_gemm_cluster_t cluster;
 } comet_gemm_params_t;
@@ -133,6 +133,10 @@ typedef struct comet_gemm_params {
  * the kernel itself picks the shape on the device from the real group sizes
  * and this returns the host's estimate. Validates the params. */
 comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, int *tile_m, int *tile_n);
+
+/* 2-CTA clusters of the pairs kernel that the current device can hold at
+ * once (cudaOccupancyMaxActiveClusters); 0 if unknown. For the bench. */
+int comet_gemm_pair_capacity(void);
 
 /* Launches the grouped GEMM on `stream` (asynchronous; capturable). */
 comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struct CUstream_st *stream);
