@@ -7,7 +7,8 @@
 #define COMET_GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define COMET_GELU_C 0.044715f
 
-static __device__ __forceinline__ float act_sigmoid(float g) { return 1.0f / (1.0f + __expf(-g)); }
+/* the fast division, as the GEMM epilogue's SiLU (gemm_engine.cuh) */
+static __device__ __forceinline__ float act_sigmoid(float g) { return __fdividef(1.0f, 1.0f + __expf(-g)); }
 
 static __device__ __forceinline__ float act_gelu(float x) {
   return 0.5f * x * (1.0f + tanhf(COMET_GELU_K * (x + COMET_GELU_C * x * x * x)));

@@ -282,15 +282,16 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
   return COMET_OK;
 }
 
-/* Pairs (2-CTA clusters, gemm_engine.cuh) for this launch? AUTO: when the
- * wide tile is the pick and there are enough M-tiles that the odd pair's
- * rowless tile costs little (the GEMMs of MoE layers with big experts). */
+/* Pairs (2-CTA clusters, gemm_engine.cuh) for this launch? Only when
+ * asked (cluster ON, or COMET_GEMM_PAIRS=1 for AUTO launches: A/B timing):
+ * on one H200 (2026-12-01) pairs ran at 0.65-0.70x single CTAs on every
+ * shape but one (3 stages leave too little lookahead for the cross-CTA
+ * release and multicast latency; docs/status.md). */
 static bool pair_wanted(const comet_gemm_params_t *p, int sms) {
   if (p->k_grouped || hooks_on(p) || sms < 2 || p->cluster == COMET_GEMM_CLUSTER_OFF) return false;
   if (p->cluster == COMET_GEMM_CLUSTER_ON) return true;
-  const char *env = getenv("COMET_GEMM_PAIRS"); /* "0": AUTO off (A/B timing) */
-  if (env && env[0] == '0') return false;
-  return p->max_rows >= 16 * kBM && choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;
+  const char *env = getenv("COMET_GEMM_PAIRS");
+  return env && env[0] == '1' && p->max_rows >= 16 * kBM && choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;
 }
 
 /* The tensor maps of a launch: A [max_rows, K] (box 64 x 128), B
@@ -436,8 +437,7 @@ static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStr
   if (e == cudaSuccess) {
     int64_t pairs = sms / 2;
     const int fit = active_pairs<C>(&cfg);
-    const char *env = getenv("COMET_GEMM_PAIRS"); /* "all": ignore the occupancy (experiment) */
-    if (fit > 0 && fit < pairs && !(env && !strcmp(env, "all"))) pairs = fit;
+    if (fit > 0 && fit < pairs) pairs = fit;
     const int64_t bound = ((p->max_rows + kBM - 1) / kBM + p->groups + 1) / 2 * a.n_tiles;
     if (bound < pairs) pairs = bound;
     cfg.gridDim = dim3((unsigned)(2 * pairs));

@@ -75,7 +75,8 @@ typedef enum comet_gemm_order {
 } comet_gemm_order_t;
 
 /* 2-CTA clusters (pairs of M-tiles sharing B by TMA multicast; no hooks,
- * no grouped reduction, wide tiles): AUTO uses them for large launches. */
+ * no grouped reduction, wide tiles). AUTO = off for now (slower, gemm.cu's
+ * pair_wanted); COMET_GEMM_PAIRS=1 turns AUTO on for A/B timing. */
 typedef enum comet_gemm_cluster {
   COMET_GEMM_CLUSTER_AUTO = 0,
   COMET_GEMM_CLUSTER_OFF = 1,
@@ -122,7 +123,7 @@ typedef struct comet_gemm_params {
    * varying order): the same bits on every run, as comet's forward promises.
    * 0: the split tail may be used (faster when the last wave is ragged). */
   int deterministic;
-  /* pairs or not (COMET_GEMM_PAIRS=0 in the environment turns AUTO off);
+  /* pairs or not (AUTO: off unless COMET_GEMM_PAIRS=1);
    * the bits do not depend on it (each tile sums K in the same order) */
   comet_gemm_cluster_t cluster;
 } comet_gemm_params_t;

@@ -637,7 +637,11 @@ __device__ __forceinline__ uint32_t pack2(float x, float y, bool fp16) {
   return u;
 }
 
-__device__ __forceinline__ float silu(float g) { return g / (1.0f + __expf(-g)); }
+/* x * sigmoid(x) with the fast division (MUFU reciprocal and a multiply):
+ * an IEEE division is a ~30-instruction sequence per element, and the
+ * epilogue's instructions are time the tensor cores sit idle (SwiGLU ran
+ * 5-13% below the plain store). exp(-g) = inf gives -0. */
+__device__ __forceinline__ float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 
 /* Byte offset of (row r < 64, column c < kOutN) in a warpgroup's staging
  * area: 64-column slabs of 64 rows x 128 bytes, 16-byte chunks XOR-swizzled
