@@ -61,8 +61,12 @@ static int make_workspace(comet_layer_t L) {
   bw_ws_t w;
   const size_t bytes = carve(L, &w, NULL);
   void *p = NULL;
-  if (cudaMallocAsync(&p, bytes, L->ctx->stream) != cudaSuccess ||
-      cudaStreamSynchronize(L->ctx->stream) != cudaSuccess) {
+  /* cudaMalloc, not the stream-ordered pool: its memory is mapped when the
+   * call returns. The loopback world timed out at the first backward's plan
+   * with the pool's allocation (runs 6, and 2026-12-01 session 4 runs 1 and
+   * 4), as if the pool's mapping waited for a peer's spinning kernel; here
+   * no rank has launched a kernel of this call yet (the meeting follows). */
+  if (cudaMalloc(&p, bytes) != cudaSuccess) {
     cudaGetLastError();
     return 1;
   }
