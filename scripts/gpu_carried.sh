@@ -14,11 +14,8 @@
 #   subset of the multi-rank / single-GPU tests.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
 STEPS=${1:-tests,sanitize,python,bench}
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
-B=.gpubin
 . scripts/gpu_env.sh
 nccl_worlds=1; for w in 2 4 8; do [ "$w" -le "$GPUS" ] && nccl_worlds="$nccl_worlds,$w"; done
 
@@ -99,8 +96,4 @@ if has bench; then
     --tokens 4096 --check --check-tokens 2 --backward > "$OUT/bench_w1.log" 2>&1
   note "bench W = 1: exit $?"
 fi
-{ echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$GPUS, $(date -u +%F)) ==="
-  printf '%s\n' "${summary[@]}"; } > "$OUT/summary.txt"
-echo; cat "$OUT/summary.txt"
-(cd "$OUT" && tar czf /tmp/comet_logs.tgz --exclude '*.jsonl' --exclude summary.txt . &&
-  find . -maxdepth 1 -type f ! -name '*.jsonl' ! -name summary.txt -delete && mv /tmp/comet_logs.tgz logs.tgz)
+finish

@@ -7,9 +7,6 @@
 #   usage: [VARIANTS="..."] scripts/gpu_l0_experiment.sh [MODELS] [TOKENS]
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
-B=.gpubin
 . scripts/gpu_env.sh
 MODELS=${1:-mixtral-8x7b,phi3.5-moe,qwen2-57b-a14b,qwen2-moe-2.7b}
 TOKENS=${2:-8192}

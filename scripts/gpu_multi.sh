@@ -15,11 +15,8 @@
 #   (default all). COMET_LAYER1=fused in the environment times the fused layer1.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
 STEPS=${1:-tests,sanitize,bench,backward,comm,anchor,tune,torch}
 has() { [[ ",$STEPS," == *",$1,"* ]]; }
-B=.gpubin
 . scripts/gpu_env.sh
 W=$GPUS
 worlds=""; for w in 2 4 8; do [ "$w" -le "$W" ] && worlds="${worlds:+$worlds,}$w"; done
@@ -79,8 +76,4 @@ if has torch; then # the PyTorch module under torchrun
       > "$OUT/torch_dist.log" 2>&1
   note "torchrun dist_check.py W = $W: exit $? ($(grep -c ': pass' "$OUT/torch_dist.log") pass, $(grep -c FAIL "$OUT/torch_dist.log") FAIL)"
 fi
-{ echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$W, $(date -u +%F)) ==="
-  printf '%s\n' "${summary[@]}"; } > "$OUT/summary.txt"
-echo; cat "$OUT/summary.txt"
-(cd "$OUT" && tar czf /tmp/comet_logs.tgz --exclude '*.jsonl' --exclude summary.txt --exclude comet-tuning.txt . &&
-  find . -maxdepth 1 -type f -name '*.log' -delete && mv /tmp/comet_logs.tgz logs.tgz)
+finish comet-tuning.txt

@@ -13,9 +13,6 @@
 #   usage: scripts/gpu_pairs.sh
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
-B=.gpubin
 . scripts/gpu_env.sh
 timeout 120 $B/test_gemm > "$OUT/test_gemm.log" 2>&1
 note "test_gemm: exit $?"
@@ -27,8 +24,4 @@ for grid in 0 1; do
     --json "$OUT/gemm_$grid.jsonl" > "$OUT/gemm_$grid.log" 2>&1
   note "bench --op gemm --ab mixtral (pairs $grid): exit $? ($(grep -h 'pairs (2-CTA' "$OUT/gemm_$grid.log"))"
 done
-{ echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$GPUS, $(date -u +%F)) ==="
-  printf '%s\n' "${summary[@]}"; } > "$OUT/summary.txt"
-cat "$OUT/summary.txt"
-(cd "$OUT" && tar czf /tmp/comet_logs.tgz --exclude '*.jsonl' --exclude summary.txt . &&
-  find . -maxdepth 1 -type f ! -name '*.jsonl' ! -name summary.txt -delete && mv /tmp/comet_logs.tgz logs.tgz)
+finish

@@ -9,9 +9,6 @@
 #   usage: scripts/gpu_tune_l0.sh
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-mkdir -p "$OUT"
-B=.gpubin
 . scripts/gpu_env.sh
 s=$(date +%s)
 timeout 120 $B/test_backward --nccl 1 --loopback 2,4,8 > "$OUT/test_backward.log" 2>&1
@@ -25,9 +22,4 @@ COMET_TUNING_TABLE="$OUT/table.txt" timeout 100 $B/comet bench --gpus 1 --backwa
   --check-tokens 2 --model mixtral-8x7b,phi3.5-moe --tokens 2048,8192 --iters 10 \
   --json "$OUT/bwd_tuned.jsonl" > "$OUT/bwd_tuned.log" 2>&1
 note "bench --backward with the new table: exit $?"
-{ echo "=== summary (commit $COMET_COMMIT, $COMET_TEST_DEVICE x$GPUS, $(date -u +%F)) ==="
-  printf '%s\n' "${summary[@]}"; } > "$OUT/summary.txt"
-cat "$OUT/summary.txt"
-(cd "$OUT" && tar czf /tmp/comet_logs.tgz --exclude '*.jsonl' --exclude summary.txt --exclude table.txt . &&
-  find . -maxdepth 1 -type f ! -name '*.jsonl' ! -name summary.txt ! -name table.txt -delete &&
-  mv /tmp/comet_logs.tgz logs.tgz)
+finish table.txt
