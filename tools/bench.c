@@ -22,6 +22,7 @@
 #include <time.h>
 
 #include "../baselines/baseline.h"
+#include "tune/cost_model.h"
 #include "../baselines/moe_data.h"
 #include "bench_check.h"
 #include "bench_comet.h"
@@ -163,7 +164,7 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
   memset(o, 0, sizeof *o);
   o->tune = tune;
   if (tune) {
-    static const int sweep[] = {1, 2, 4, 6, 8, 12, 16, 24};
+    static const int sweep[] = COMET_COST_MOVER_STEPS;
     o->nsweep = (int)(sizeof sweep / sizeof sweep[0]);
     memcpy(o->sweep, sweep, sizeof sweep);
     o->table_out = "comet-tuning.txt";

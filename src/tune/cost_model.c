@@ -5,8 +5,9 @@
  * (~5.2 TFLOP/s per CTA); movers copy at ~53 GB/s each alone (comm only)
  * but ~19 GB/s while the GEMM runs (two movers made the fused layer0 take
  * 7.03 ms for 268 MB of copy traffic: mover-bound), which is the rate the
- * model uses; the gathered A runs ~10% under the TMA one on Mixtral and
- * Phi-3.5. The link rate (8 GB/s per CTA) is a placeholder. The fused
+ * model uses; the gathered A ran ~10% under the TMA one on Mixtral and
+ * Phi-3.5 then (gather_factor; session 4 run 5 measured it within 3.5% of
+ * the best at W = 1, where the model now gathers). The link rate (8 GB/s per CTA) is a placeholder. The fused
  * layer1's movers sum rows home at ~12 GB/s each (bytes read + written,
  * alone: Mixtral 2048 at 4 CTAs and Qwen2-MoE 8192 at 24,
  * bench/results/session3-h200-2026-12-01 run 3): latency-bound, well under
@@ -16,7 +17,7 @@
 
 #define BAND_ROWS (8 * 128) /* the first band of layer0's tile order */
 #define L1_BLOCK 256        /* the fused layer1's column block */
-#define MAX_MOVERS 24
+static const int k_steps[COMET_COST_MOVER_NSTEPS] = COMET_COST_MOVER_STEPS;
 
 comet_cost_shape_t comet_cost_shape_for(int world, const comet_layer_config_t *c, int tokens,
                                         int sm_budget) {
@@ -43,8 +44,11 @@ static double fc1_n(const comet_cost_shape_t *s) {
   return (double)(s->ffn / s->tp) * (s->swiglu ? 2 : 1);
 }
 
+/* At W = 1 the gathered A needs no movers and was within 3.5% of the best
+ * swept choice on Mixtral and the best on Phi-3.5 (session 4 run 5); above
+ * it, fc1's H*N at most Qwen2-57B's (the copied A wins on bigger ones). */
 int comet_cost_layer0_gather(const comet_cost_shape_t *s) {
-  return (double)s->hidden * fc1_n(s) <= 3584.0 * 5120.0;
+  return s->world == 1 || (double)s->hidden * fc1_n(s) <= 3584.0 * 5120.0;
 }
 
 static double gemm_ms(const comet_cost_device_t *d, double flops, int ctas, double factor) {
@@ -88,36 +92,31 @@ double comet_cost_layer1_ms(const comet_cost_device_t *d, const comet_cost_shape
   return (g > m ? g : m) + g / blocks;
 }
 
-static int max_movers(const comet_cost_shape_t *s) {
-  const int m = s->sm_budget - 1;
-  return m < MAX_MOVERS ? m : MAX_MOVERS;
+/* The least predicted time over the steps below the budget (the first
+ * step, 1, always fits: a budget is at least 2); layer0 at W = 1 gathered
+ * moves nothing (0). */
+static int pick(const comet_cost_device_t *d, const comet_cost_shape_t *s, int layer0, int gather,
+                double *ms) {
+  int best = layer0 && s->world == 1 && gather ? 0 : 1;
+  double best_ms = layer0 ? comet_cost_layer0_ms(d, s, gather, best) : comet_cost_layer1_ms(d, s, best);
+  for (int i = 0; i < COMET_COST_MOVER_NSTEPS && k_steps[i] < s->sm_budget; ++i) {
+    const int n = k_steps[i];
+    if (n <= best) continue;
+    const double t = layer0 ? comet_cost_layer0_ms(d, s, gather, n) : comet_cost_layer1_ms(d, s, n);
+    if (t < best_ms) {
+      best = n;
+      best_ms = t;
+    }
+  }
+  if (ms) *ms = best_ms;
+  return best;
 }
 
 int comet_cost_pick_layer0(const comet_cost_device_t *d, const comet_cost_shape_t *s, int gather,
                            double *ms) {
-  int best = s->world == 1 && gather ? 0 : 1;
-  double best_ms = comet_cost_layer0_ms(d, s, gather, best);
-  for (int n = best + 1; n <= max_movers(s); ++n) {
-    const double t = comet_cost_layer0_ms(d, s, gather, n);
-    if (t < best_ms) {
-      best = n;
-      best_ms = t;
-    }
-  }
-  if (ms) *ms = best_ms;
-  return best;
+  return pick(d, s, 1, gather, ms);
 }
 
 int comet_cost_pick_layer1(const comet_cost_device_t *d, const comet_cost_shape_t *s, double *ms) {
-  int best = 1;
-  double best_ms = comet_cost_layer1_ms(d, s, 1);
-  for (int n = 2; n <= max_movers(s); ++n) {
-    const double t = comet_cost_layer1_ms(d, s, n);
-    if (t < best_ms) {
-      best = n;
-      best_ms = t;
-    }
-  }
-  if (ms) *ms = best_ms;
-  return best;
+  return pick(d, s, 0, 0, ms);
 }

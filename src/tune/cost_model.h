@@ -52,8 +52,16 @@ double comet_cost_layer0_ms(const comet_cost_device_t *d, const comet_cost_shape
                             int n_comm);
 double comet_cost_layer1_ms(const comet_cost_device_t *d, const comet_cost_shape_t *s, int n_comm);
 
-/* The mover count with the least predicted time, 1 .. min(24, budget - 1)
- * (layer0 at W = 1 gathered: 0); *ms gets its prediction (may be NULL). */
+/* The mover counts the model chooses from, and `comet tune` sweeps by
+ * default: odd and in-between counts measured worse than their neighbours
+ * (Mixtral 2048 at W = 1: 9 movers 1.965 ms, 8 movers 1.713 ms;
+ * bench/results/session4-h200-2026-12-01 run 5). */
+#define COMET_COST_MOVER_STEPS {1, 2, 4, 6, 8, 12, 16, 24}
+#define COMET_COST_MOVER_NSTEPS 8
+
+/* The mover count of COMET_COST_MOVER_STEPS (below the budget) with the
+ * least predicted time (layer0 at W = 1 gathered: 0); *ms gets its
+ * prediction (may be NULL). */
 int comet_cost_pick_layer0(const comet_cost_device_t *d, const comet_cost_shape_t *s, int gather,
                            double *ms);
 int comet_cost_pick_layer1(const comet_cost_device_t *d, const comet_cost_shape_t *s, double *ms);

@@ -2,10 +2,10 @@
 /* test_tune.c — the tuning table (src/tune/table.h): parse, refuse bad
  * text with the line named and nothing kept, nearest-bucket lookup, merge,
  * write + parse round trip; the cost model (src/tune/cost_model.h): picks
- * in range and least of its predictions, no movers where nothing moves, and
- * the measured W = 1 choices of bench/results/fused0-h200-*
- * (gathered A for Qwen2-MoE, copied for Mixtral, 4-12 movers for Mixtral
- * at 8192 tokens where 8 measured best of 2, 4, 8); the per-call choice
+ * among its mover steps and least of its predictions, no movers where
+ * nothing moves, gathered A at W = 1 (session 4 run 5) and for small fc1s,
+ * copied for Mixtral's at W > 1, 4-12 movers for Mixtral's copied A at
+ * 8192 tokens (8 measured best of 2, 4, 8 in fused0 run 7); the per-call choice
  * (src/tune/choice.h): table, then model, an override over both. */
 #include <stdlib.h>
 #include <string.h>
@@ -118,25 +118,35 @@ static comet_cost_shape_t shape(int H, int F, int E, int K, int T, int W) {
 static void model_cases(void) {
   const comet_cost_device_t d = comet_cost_device_for("NVIDIA H200");
   const comet_cost_shape_t mixtral = shape(4096, 14336, 8, 2, 8192, 1);
+  const comet_cost_shape_t mixtral4 = shape(4096, 14336, 8, 2, 8192, 4);
   const comet_cost_shape_t qwen = shape(2048, 1408, 64, 4, 8192, 1);
-  CHECK(!comet_cost_layer0_gather(&mixtral));
-  CHECK(comet_cost_layer0_gather(&qwen));
+  const comet_cost_shape_t qwen4 = shape(2048, 1408, 64, 4, 8192, 4);
+  /* gathered at W = 1 (no movers) and for small fc1s, copied for Mixtral's at W > 1 */
+  CHECK(comet_cost_layer0_gather(&mixtral) && !comet_cost_layer0_gather(&mixtral4));
+  CHECK(comet_cost_layer0_gather(&qwen) && comet_cost_layer0_gather(&qwen4));
   double ms = 0;
   CHECK(comet_cost_pick_layer0(&d, &qwen, 1, &ms) == 0 && ms > 0);
   const int n = comet_cost_pick_layer0(&d, &mixtral, 0, &ms);
   CHECK_MSG(n >= 4 && n <= 12, "Mixtral 8192 W = 1 copied: the model picks %d movers", n);
   /* it predicts the measured ~6.4 ms within 10% */
   CHECK_MSG(ms > 6.44 * 0.9 && ms < 6.44 * 1.1, "Mixtral layer0 predicted %.3f ms", ms);
-  /* every pick is in range and is the least predicted time of them all */
+  /* every pick is one of the steps, in range, and the least predicted time of them */
+  static const int steps[COMET_COST_MOVER_NSTEPS] = COMET_COST_MOVER_STEPS;
   for (int T = 256; T <= 65536; T *= 2)
     for (int W = 1; W <= 8; W *= 2) {
       comet_cost_shape_t s = shape(4096, 14336, 8, 2, T, W);
       double m0 = 0, m1 = 0;
       const int p0 = comet_cost_pick_layer0(&d, &s, 0, &m0);
       const int p1 = comet_cost_pick_layer1(&d, &s, &m1);
-      CHECK(p0 >= 1 && p0 <= 24 && p0 < s.sm_budget && p1 >= 1 && p1 <= 24 && p1 < s.sm_budget);
-      for (int n = 1; n < s.sm_budget && n <= 24; ++n)
-        CHECK(comet_cost_layer0_ms(&d, &s, 0, n) >= m0 && comet_cost_layer1_ms(&d, &s, n) >= m1);
+      int in0 = 0, in1 = 0;
+      for (int i = 0; i < COMET_COST_MOVER_NSTEPS; ++i) {
+        in0 |= steps[i] == p0;
+        in1 |= steps[i] == p1;
+        if (steps[i] < s.sm_budget)
+          CHECK(comet_cost_layer0_ms(&d, &s, 0, steps[i]) >= m0 &&
+                comet_cost_layer1_ms(&d, &s, steps[i]) >= m1);
+      }
+      CHECK(in0 && in1 && p0 < s.sm_budget && p1 < s.sm_budget);
     }
 }
 
@@ -163,7 +173,9 @@ static void choice_cases(void) {
   comet_tune_key_t other = k;
   other.experts = 16;
   s.sm_budget = 4;
-  c = comet_tune_choose(&t, &other, &d, &s, COMET_TUNE_LAYER0, 0, -1);
+  c = comet_tune_choose(&t, &other, &d, &s, COMET_TUNE_LAYER0, 0, -1); /* W = 1: gathered */
+  CHECK(c.from == COMET_FROM_MODEL && c.n_comm == 0 && c.a == COMET_TUNE_A_GATHERED);
+  c = comet_tune_choose(&t, &other, &d, &s, COMET_TUNE_LAYER0, 0, COMET_TUNE_A_COPIED);
   CHECK(c.from == COMET_FROM_MODEL && c.n_comm >= 1 && c.n_comm <= 3);
   c = comet_tune_choose(NULL, &other, &d, &s, COMET_TUNE_LAYER1, 0, -1);
   CHECK(c.from == COMET_FROM_MODEL && c.n_comm >= 1 && c.n_comm <= 3);
