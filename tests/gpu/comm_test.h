@@ -10,6 +10,7 @@
 
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,6 +141,23 @@ static inline int test_rank_end(const comet_rank_info_t *info, comet_context_t c
   if (test_failures)
     fprintf(stderr, "[rank %d] %d of %d checks failed\n", info->rank, test_failures, test_checks);
   return test_failures ? 1 : 0;
+}
+
+/* Seconds on a monotonic clock. */
+static inline double test_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* A diagnosis of the loopback world's first-call timeouts (docs/status.md,
+ * Known gaps 11): a collective call whose host side took long (its launches
+ * blocked, e.g. loading a kernel while a peer's kernel spins) is printed
+ * with the rank; a call that returned at once but whose kernels started
+ * late points at the device instead. */
+static inline void test_note_slow(int rank, const char *call, double t0) {
+  const double dt = test_now_s() - t0;
+  if (dt > 1.0) fprintf(stderr, "[rank %d] %s took %.2f s on the host\n", rank, call, dt);
 }
 
 /* Every rank's work on stream is done, on every rank (host barrier): what a

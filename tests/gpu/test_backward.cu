@@ -49,7 +49,9 @@ static void backward_into(comet_layer_t L, const comet_moe_backward_args_t *a, c
   void *const dev[4] = {a->dx, a->dw1, a->dw2, a->dtopk_weights};
   void **host[4] = {(void **)&got->dx, (void **)&got->dw1, (void **)&got->dw2, (void **)&got->dtw};
   for (int i = 0; i < 4; ++i) CUDA_OK(cudaMemsetAsync(dev[i], 0xff, sizes[i], stream));
+  const double t0 = test_now_s();
   CHECK_OK(comet_moe_backward(L, a, stream));
+  test_note_slow(L->ctx->rank, "comet_moe_backward", t0);
   CUDA_OK(cudaStreamSynchronize(stream));
   for (int i = 0; i < 4; ++i) {
     *host[i] = malloc(sizes[i] + 4);

@@ -57,7 +57,9 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
         /* every rank has allocated before any plan spins (allocations may
          * wait for the device: in the loopback world, for a peer's plan) */
         test_barrier(ctx, stream);
+        const double t0 = test_now_s();
         CHECK_OK(comet_layer_plan(L, T[me], d_ids, NULL, stream));
+        test_note_slow(me, "comet_layer_plan", t0);
         comet_route_status_t rs;
         CHECK_OK(comet_layer_route_status(L, stream, &rs));
         CHECK(rs.rows == rp->rows);
