@@ -6,6 +6,8 @@
  * shared staging tile and TMA stores, or row-checked 16-byte stores for a
  * tile that crosses its group's end). gemm_engine_run() is the whole body,
  * callable from a fused kernel that hands it a CTA index and count.
+ * Cfg::kPair runs it in 2-CTA clusters that share B by TMA multicast
+ * (opt-in; see "pairs").
  *
  * Reading order: Cfg (tile constants and the shared-memory map), the tile
  * scheduler, the producer, the consumer and its epilogue, gemm_engine_run. */
