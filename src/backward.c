@@ -61,11 +61,11 @@ static int make_workspace(comet_layer_t L) {
   bw_ws_t w;
   const size_t bytes = carve(L, &w, NULL);
   void *p = NULL;
-  /* cudaMalloc, not the stream-ordered pool: its memory is mapped when the
-   * call returns. The loopback world timed out at the first backward's plan
-   * with the pool's allocation (runs 6, and 2026-12-01 session 4 runs 1 and
-   * 4), as if the pool's mapping waited for a peer's spinning kernel; here
-   * no rank has launched a kernel of this call yet (the meeting follows). */
+  /* cudaMalloc (freed by cudaFree in layer.c): mapped when the call
+   * returns, and no rank has launched a kernel of this call yet (the
+   * meeting follows). It replaced the stream-ordered pool, suspected in the
+   * loopback world's first-backward timeouts, but did not cure them
+   * (docs/status.md, Known gaps 11). */
   if (cudaMalloc(&p, bytes) != cudaSuccess) {
     cudaGetLastError();
     return 1;

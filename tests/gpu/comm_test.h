@@ -10,9 +10,9 @@
 
 #include <cuda_runtime.h>
 #include <stdio.h>
-#include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "comet.h"
 #include "context.h"

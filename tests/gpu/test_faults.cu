@@ -24,12 +24,6 @@ static const char *TEST = "test_faults";
 
 typedef struct run_args { uint64_t seed; } run_args_t;
 
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static const tshape_t SHAPE = {8, 2, 128, 256, 32, COMET_DTYPE_BF16, COMET_ACT_SWIGLU};
 
 /* A good forward on fresh data equals the CPU reference. */
@@ -176,7 +170,7 @@ static void stall(comet_context_t ctx, const comet_rank_info_t *info, cudaStream
   a.num_tokens = d.tokens[me]; a.x = g.x; a.topk_ids = g.ids; a.topk_weights = g.wt; a.w1 = g.w1;
   a.w2 = g.w2; a.out = g.out;
   test_barrier(ctx, stream);
-  const double t0 = now_s();
+  const double t0 = test_now_s();
   char needle[96];
   if (me == bad && !abort_it) {
     struct timespec ts = {(time_t)timeout + 1, 0};
@@ -189,7 +183,7 @@ static void stall(comet_context_t ctx, const comet_rank_info_t *info, cudaStream
      * stop on its word instead: both name the plan's barrier */
     snprintf(needle, sizeof needle, abort_it ? "rank %d reported" : "waiting at the barrier of the plan", bad);
     CHECK_ERR(comet_moe_forward(L, &a, stream), COMET_ERR_TIMEOUT, needle);
-    const double dt = now_s() - t0;
+    const double dt = test_now_s() - t0;
     CHECK_MSG(dt < timeout + 3.0, "[rank %d] gave up after %.1f s (timeout %.1f s)", me, dt, timeout);
     if (me == 0) printf("  %s on rank %d -> rank 0 after %.2f s: %s\n", abort_it ? "abort" : "a stall",
                         bad, dt, comet_last_error());

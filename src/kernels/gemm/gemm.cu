@@ -410,6 +410,26 @@ static int active_pairs(cudaLaunchConfig_t *cfg) {
   return n;
 }
 
+/* The launch configuration of the pairs kernel C (clusters of 2 CTAs, its
+ * shared memory allowed) with `pairs` clusters on stream. */
+template <class C>
+static cudaError_t pair_config(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *attr, int pairs,
+                               cudaStream_t stream) {
+  memset(attr, 0, sizeof *attr);
+  attr->id = cudaLaunchAttributeClusterDimension;
+  attr->val.clusterDim.x = 2;
+  attr->val.clusterDim.y = attr->val.clusterDim.z = 1;
+  memset(cfg, 0, sizeof *cfg);
+  cfg->gridDim = dim3((unsigned)(2 * pairs));
+  cfg->blockDim = dim3(kThreads);
+  cfg->dynamicSmemBytes = C::kSmemBytes;
+  cfg->stream = stream;
+  cfg->attrs = attr;
+  cfg->numAttrs = 1;
+  return cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              C::kSmemBytes);
+}
+
 /* A pairs launch: clusters of 2 CTAs, as many as fit at once within the
  * SM budget and the tiles (an upper bound: group sizes are on the device). */
 template <class C>
@@ -418,22 +438,9 @@ static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStr
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
   const Args a = make_args<C>(p, NULL);
-  cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       C::kSmemBytes);
   cudaLaunchAttribute attr;
-  memset(&attr, 0, sizeof attr);
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = 2;
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
   cudaLaunchConfig_t cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.gridDim = dim3((unsigned)(sms / 2 * 2));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = C::kSmemBytes;
-  cfg.stream = stream;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
+  cudaError_t e = pair_config<C>(&cfg, &attr, sms / 2, stream);
   if (e == cudaSuccess) {
     int64_t pairs = sms / 2;
     const int fit = active_pairs<C>(&cfg);
@@ -538,22 +545,9 @@ comet_status_t comet_gemm::prepare(const comet_gemm_params_t *p, Prepared *o) {
 
 extern "C" int comet_gemm_pair_capacity(void) {
   typedef Cfg<256, false, false, false, false, false, false, true> C;
-  if (cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           C::kSmemBytes) != cudaSuccess)
-    return 0;
   cudaLaunchAttribute attr;
-  memset(&attr, 0, sizeof attr);
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = 2;
-  attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
   cudaLaunchConfig_t cfg;
-  memset(&cfg, 0, sizeof cfg);
-  cfg.gridDim = dim3(2);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = C::kSmemBytes;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
-  return active_pairs<C>(&cfg);
+  return pair_config<C>(&cfg, &attr, 1, NULL) == cudaSuccess ? active_pairs<C>(&cfg) : 0;
 }
 
 extern "C" comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struct CUstream_st *stream) {

@@ -179,10 +179,6 @@ struct Tile {
 
 /* ---- tile scheduler: linear tile index -> (group, rows, N-tile) ---- */
 
-/* Without a list: the CTA's table mstart[g] = M-tiles before group g; tile t
- * is M-tile q = t / n_tiles of the flattened list, and inside a group the
- * tiles run in bands of kBand M-tiles, M fastest, so CTAs running at the
- * same time share B tiles in L2. */
 /* The group of flattened M-tile q < mstart[G]: the largest g with
  * mstart[g] <= q (empty groups before it share its mstart). */
 __device__ __forceinline__ int group_of(const int *mstart, int groups, int q) {
@@ -194,6 +190,10 @@ __device__ __forceinline__ int group_of(const int *mstart, int groups, int q) {
   return lo;
 }
 
+/* Without a list: the CTA's table mstart[g] = M-tiles before group g; tile t
+ * is M-tile q = t / n_tiles of the flattened list, and inside a group the
+ * tiles run in bands of kBand M-tiles, M fastest, so CTAs running at the
+ * same time share B tiles in L2. */
 __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
                                               const int *mstart, int t) {
   const int q = t / a.n_tiles;
@@ -527,6 +527,19 @@ __device__ __forceinline__ void zero_tail(uint8_t *sa, uint8_t *sb, int valid) {
   named_bar_sync(6, 256);
 }
 
+/* One box of a B stage at (c0, c1) of tile tl's group: loaded into this CTA,
+ * or, in a pair sharing the tile, multicast into both CTAs by the one whose
+ * half it is (`mine`; the other box arrives from the peer). */
+template <class C>
+__device__ __forceinline__ void load_b_box(uint8_t *dst, const CUtensorMap *tm_b, uint64_t *bar,
+                                           int c0, int c1, const Tile &tl, bool mine) {
+  if (C::kPair && tl.shared) {
+    if (mine) tma_load_3d_mc(dst, tm_b, bar, c0, c1, tl.group, 3);
+  } else {
+    tma_load_3d(dst, tm_b, bar, c0, c1, tl.group);
+  }
+}
+
 template <class C>
 __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
                                         const CUtensorMap *tm_b, uint8_t *smem, uint64_t *full,
@@ -561,31 +574,17 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
       uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
       tma_load_2d(sa, tm_a, &full[stage], kb * kBK, tl.row0);
-      /* B's halves (pairs sharing the tile: this CTA's half into both) */
       if constexpr (C::kBmn) { /* box (64 columns, 64 k-rows) per chunk */
         constexpr int kChunks = C::kBN / 64;
 #pragma unroll
-        for (int ch = 0; ch < kChunks; ++ch) {
-          uint8_t *dst = sb + ch * (kBK * 128);
-          const int col = tl.n * C::kBN + ch * 64;
-          if (C::kPair && tl.shared) {
-            if (ch / (kChunks / 2) == rank)
-              tma_load_3d_mc(dst, tm_b, &full[stage], col, kb * kBK, tl.group, 3);
-          } else {
-            tma_load_3d(dst, tm_b, &full[stage], col, kb * kBK, tl.group);
-          }
-        }
+        for (int ch = 0; ch < kChunks; ++ch)
+          load_b_box<C>(sb + ch * (kBK * 128), tm_b, &full[stage], tl.n * C::kBN + ch * 64,
+                        kb * kBK, tl, ch / (kChunks / 2) == rank);
       } else {
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          uint8_t *dst = sb + h * nb_half * 128;
-          const int row = h ? b_row1 : b_row0;
-          if (C::kPair && tl.shared) {
-            if (h == rank) tma_load_3d_mc(dst, tm_b, &full[stage], kb * kBK, row, tl.group, 3);
-          } else {
-            tma_load_3d(dst, tm_b, &full[stage], kb * kBK, row, tl.group);
-          }
-        }
+        for (int h = 0; h < 2; ++h)
+          load_b_box<C>(sb + h * nb_half * 128, tm_b, &full[stage], kb * kBK, h ? b_row1 : b_row0,
+                        tl, h == rank);
       }
       if (++stage == C::kStages) { stage = 0; phase ^= 1; }
     }
