@@ -164,7 +164,6 @@ comet_status_t comet_context_create_loopback(comet_context_t *out, comet_loopbac
   COMET_CHECK(comet_transport_loopback_create(&t, world, rank));
   comet_status_t st = t->ops->make_current(t);
   if (st == COMET_OK) st = comet_cuda_device_usable(t->device);
-  if (st == COMET_OK) st = comet_kernels_preload();
   if (st != COMET_OK) {
     t->ops->destroy(t);
     return comet_trace_error(st, __FILE__, __LINE__);

@@ -22,7 +22,6 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "kernels/kernel_anchors.h"
 #include "kernels/act.cuh"
 #include "kernels/backward.h"
 #include "kernels/comm/sync.cuh"
@@ -254,5 +253,3 @@ extern "C" comet_status_t comet_bw_fill_launch(const comet_comm_view_t *v, float
   fill_kernel<<<blocks_for(v, n), BW_THREADS, 0, s>>>(p, n, x);
   return comet_launched("fill_kernel");
 }
-
-const void *comet_anchor_backward(void) { return (const void *)fill_kernel; }

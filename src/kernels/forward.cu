@@ -7,7 +7,6 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "kernels/kernel_anchors.h"
 #include "kernels/act.cuh"
 #include "kernels/forward.h"
 #include "kernels/launch_check.cuh"
@@ -87,5 +86,3 @@ extern "C" comet_status_t comet_poison_elems_on_error_launch(const comet_comm_vi
   poison_kernel<<<64, 256, 0, stream>>>(v->status, (uint4 *)out, vecs, nan2);
   return comet_launched("poison_kernel");
 }
-
-const void *comet_anchor_forward(void) { return (const void *)poison_kernel; }

@@ -21,7 +21,7 @@ static int load(const char *name, void **fn) {
   if (e != cudaSuccess || q != cudaDriverEntryPointSuccess || !*fn) {
     snprintf(g_msg, sizeof g_msg,
              "the CUDA driver has no %s (runtime: %s, query result %d); the loopback world needs "
-             "green contexts and the library API (driver for CUDA 12.5 or newer)",
+             "green contexts (driver for CUDA 12.4 or newer)",
              name, cudaGetErrorString(e), (int)q);
     cudaGetLastError();
     return 0;
@@ -40,14 +40,7 @@ static void load_all(void) {
            load("cuCtxSetCurrent", (void **)&g_cu.CtxSetCurrent) &&
            load("cuGreenCtxStreamCreate", (void **)&g_cu.GreenCtxStreamCreate) &&
            load("cuGetErrorString", (void **)&g_cu.GetErrorString) &&
-           load("cuModuleGetLoadingMode", (void **)&g_cu.ModuleGetLoadingMode) &&
-           load("cuKernelGetLibrary", (void **)&g_cu.KernelGetLibrary) &&
-           load("cuLibraryGetKernelCount", (void **)&g_cu.LibraryGetKernelCount) &&
-           load("cuLibraryEnumerateKernels", (void **)&g_cu.LibraryEnumerateKernels) &&
-           load("cuKernelGetFunction", (void **)&g_cu.KernelGetFunction) &&
-           load("cuFuncGetAttribute", (void **)&g_cu.FuncGetAttribute) &&
-           load("cuCtxGetLimit", (void **)&g_cu.CtxGetLimit) &&
-           load("cuCtxSetLimit", (void **)&g_cu.CtxSetLimit);
+           load("cuModuleGetLoadingMode", (void **)&g_cu.ModuleGetLoadingMode);
   g_status = ok ? COMET_OK : COMET_ERR_CUDA;
 }
 

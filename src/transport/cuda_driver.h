@@ -27,14 +27,6 @@ typedef struct comet_cu {
   CUresult (*GreenCtxStreamCreate)(CUstream *, CUgreenCtx, unsigned int, int);
   CUresult (*GetErrorString)(CUresult, const char **);
   CUresult (*ModuleGetLoadingMode)(CUmoduleLoadingMode *);
-  /* the kernel preload of the loopback ranks (kernel_preload.c) */
-  CUresult (*KernelGetLibrary)(CUlibrary *, CUkernel);
-  CUresult (*LibraryGetKernelCount)(unsigned int *, CUlibrary);
-  CUresult (*LibraryEnumerateKernels)(CUkernel *, unsigned int, CUlibrary);
-  CUresult (*KernelGetFunction)(CUfunction *, CUkernel);
-  CUresult (*FuncGetAttribute)(int *, CUfunction_attribute, CUfunction);
-  CUresult (*CtxGetLimit)(size_t *, CUlimit);
-  CUresult (*CtxSetLimit)(CUlimit, size_t);
 } comet_cu_t;
 
 /* The table, loaded once (thread-safe); COMET_ERR_CUDA naming the missing

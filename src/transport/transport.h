@@ -74,11 +74,6 @@ double comet_transport_host_timeout(void);
 comet_status_t comet_transport_device_current(comet_transport_t *t);
 comet_status_t comet_transport_device_stream(comet_transport_t *t, struct CUstream_st **stream);
 
-/* Loads every comet kernel into the current context and reserves the
- * largest one's local memory (kernel_preload.c): a loopback rank does it at
- * context creation, before any peer can wait for it. */
-comet_status_t comet_kernels_preload(void);
-
 /* Backends. nccl: comm is adopted (owns_comm = 0) or owned. */
 comet_status_t comet_transport_nccl_create(comet_transport_t **t, struct ncclComm *comm,
                                            int owns_comm, int device);

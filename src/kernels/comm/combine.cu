@@ -25,7 +25,6 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/kernel_anchors.h"
 #include "kernels/comm/comm.h"
 #include "kernels/comm/vec8.cuh"
 #include "kernels/launch_check.cuh"
@@ -361,5 +360,3 @@ extern "C" comet_status_t comet_combine_launch(const comet_comm_view_t *v, const
     return launch_reduce<__half>(v, (const char *)y, num_tokens, w, out, ctas, stream);
   return launch_reduce<__nv_bfloat16>(v, (const char *)y, num_tokens, w, out, ctas, stream);
 }
-
-const void *comet_anchor_combine(void) { return (const void *)copy_y_kernel; }

@@ -17,7 +17,6 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/kernel_anchors.h"
 #include "kernels/comm/comm.h"
 #include "kernels/comm/dispatch_push.cuh"
 #include "kernels/launch_check.cuh"
@@ -301,5 +300,3 @@ extern "C" comet_status_t comet_dispatch_launch(const comet_comm_view_t *v, cons
   }
   return comet_launched("dispatch_kernel");
 }
-
-const void *comet_anchor_dispatch(void) { return (const void *)dispatch_kernel<4>; }

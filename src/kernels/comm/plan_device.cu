@@ -21,7 +21,6 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "kernels/kernel_anchors.h"
 #include "kernels/comm/comm.h"
 #include "kernels/launch_check.cuh"
 #include "kernels/comm/sync.cuh"
@@ -291,5 +290,3 @@ extern "C" comet_status_t comet_plan_device_launch(const comet_comm_view_t *v, i
   }
   return COMET_OK;
 }
-
-const void *comet_anchor_plan(void) { return (const void *)plan_count_kernel; }

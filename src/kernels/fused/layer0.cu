@@ -35,7 +35,6 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/kernel_anchors.h"
 #include "kernels/comm/dispatch_push.cuh"
 #include "kernels/comm/wait.cuh"
 #include "kernels/fused/fused.h"
@@ -198,5 +197,3 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
 #undef COMET_L0_LAUNCH_G
 #undef COMET_L0_LAUNCH
 }
-
-const void *comet_anchor_layer0(void) { return (const void *)layer0_kernel<Cfg<128, false, true, false>>; }

@@ -38,7 +38,6 @@
 #include <string.h>
 
 #include "error.h"
-#include "kernels/kernel_anchors.h"
 #include "kernels/comm/sync.cuh"
 #include "kernels/comm/vec8.cuh"
 #include "kernels/comm/wait.cuh"
@@ -229,8 +228,4 @@ extern "C" comet_status_t comet_fused_layer1_launch(const comet_fused_layer1_t *
   typedef Cfg<256, false, true, true> Fp16;
   if (v->dtype == COMET_DTYPE_FP16) return launch_cfg<Fp16, __half>(f, pr, grid_g, stream);
   return launch_cfg<Bf16, __nv_bfloat16>(f, pr, grid_g, stream);
-}
-
-const void *comet_anchor_layer1(void) {
-  return (const void *)layer1_kernel<Cfg<256, false, true, false>, __nv_bfloat16>;
 }

@@ -9,7 +9,6 @@
 #include <stdint.h>
 
 #include "error.h"
-#include "kernels/kernel_anchors.h"
 #include "kernels/comm/comm.h"
 #include "kernels/fused/fused.h"
 #include "kernels/launch_check.cuh"
@@ -127,5 +126,3 @@ extern "C" comet_status_t comet_mtiles_launch(const comet_comm_view_t *v, int na
   return comet_launched("mtiles_kernel");
 }
 
-
-const void *comet_anchor_tiles(void) { return (const void *)mtiles_kernel; }

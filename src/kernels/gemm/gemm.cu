@@ -16,7 +16,6 @@
 #include <mutex>
 
 #include "error.h"
-#include "kernels/kernel_anchors.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/gemm/gemm_engine.cuh"
 #include "kernels/gemm/gemm_launch.cuh"
@@ -569,5 +568,3 @@ extern "C" comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struc
   COMET_CHECK(st);
   return COMET_OK;
 }
-
-const void *comet_anchor_gemm(void) { return (const void *)gemm_kernel<Cfg<128, false, true, false>>; }
