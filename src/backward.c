@@ -122,6 +122,8 @@ static comet_gemm_params_t layer_gemm(comet_layer_t L, const void *a, const void
   g.epilogue = COMET_GEMM_EPI_STORE;
   g.num_ctas = L->view.sm_budget;
   g.deterministic = 1;
+  g.split_ws = L->split_ws; /* the backward's GEMMs run one after another on its stream */
+  g.split_slots = L->split_slots;
   return g;
 }
 

@@ -132,6 +132,8 @@ static comet_status_t layer0_composed(comet_layer_t L, const void *x, const void
   g.tile = COMET_GEMM_TILE_AUTO;
   g.num_ctas = v->sm_budget;
   g.deterministic = 1; /* the same bits on every run */
+  g.split_ws = L->split_ws;
+  g.split_slots = L->split_slots;
   return comet_gemm_grouped(&g, stream);
 }
 
@@ -250,6 +252,8 @@ static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, con
     g.tile = COMET_GEMM_TILE_AUTO;
     g.num_ctas = v->sm_budget;
     g.deterministic = 1; /* the same bits on every run */
+    g.split_ws = L->split_ws;
+    g.split_slots = L->split_slots;
     COMET_CHECK(comet_gemm_grouped(&g, stream));
     COMET_CHECK(comet_layer_combine(L, y, weights, out, 0, stream));
   }

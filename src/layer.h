@@ -45,6 +45,8 @@ struct comet_layer {
   int n_comm1;        /* mover CTAs of the fused layer1; 0 = the default */
   comet_choice_t c0, c1; /* the last call's choices for the fused layer0 / layer1 */
   void *bw_ws;        /* the backward's workspace (backward.c), made by its first call */
+  void *split_ws;     /* the GEMMs' split-tail workspace (gemm.h), zeroed at creation */
+  int split_slots;
   size_t bw_bytes;
   int bw_met;         /* the first backward's host rendezvous is done (backward.c) */
 };

@@ -129,12 +129,30 @@ struct Shape {
 };
 
 struct Result {
-  /* comet in the forward's mode (deterministic, pairs where AUTO picks
-   * them); with --ab also without pairs, and non-deterministic (split tail
-   * allowed, no pairs) */
-  double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, split_ms;
+  /* comet in the forward's mode (deterministic: the split tail in a
+   * layer-like workspace, summed in part order; pairs where AUTO picks
+   * them); with --ab also without pairs (single), without the split tail
+   * (nosplit), and non-deterministic (the atomic split tail, no pairs) */
+  double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, nosplit_ms, split_ms;
   int tile_n;
 };
+
+/* A split-tail workspace like a layer's (2 slots an SM, layer.c), made once:
+ * the forward's mode splits ragged last waves in it, summing in part order. */
+static void *layer_split_ws(int *slots) {
+  static void *ws = NULL;
+  static int n = 0;
+  if (!ws) {
+    int dev = 0, sms = 0;
+    BENCH_CUDA(cudaGetDevice(&dev));
+    BENCH_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    n = 2 * sms;
+    BENCH_CUDA(cudaMalloc(&ws, comet_gemm_split_ws_bytes(n)));
+    BENCH_CUDA(cudaMemset(ws, 0, comet_gemm_split_ws_bytes(n)));
+  }
+  *slots = n;
+  return ws;
+}
 
 static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   const int G = s.groups;
@@ -162,6 +180,7 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   p.group_offset = doff;
   p.epilogue = COMET_GEMM_EPI_STORE;
   p.deterministic = 1;
+  p.split_ws = layer_split_ws(&p.split_slots);
   Result r;
   memset(&r, 0, sizeof r);
   int tm;
@@ -171,7 +190,9 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
     comet_gemm_params_t q = p;
     q.cluster = COMET_GEMM_CLUSTER_OFF;
     r.single_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
-    q.deterministic = 0;
+    q.split_ws = NULL; /* deterministic with no split tail (before session 5) */
+    r.nosplit_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
+    q.deterministic = 0; /* the split tail's fp32 atomics, in the stream's workspace */
     r.split_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
   }
   if (swiglu_too) { /* layer0 with the fused activation: same B ([G, 2F, H]), F outputs */
@@ -269,6 +290,7 @@ static BackwardResult run_backward(Bench &b, int El, int H, int F, const std::ve
   p.epilogue = COMET_GEMM_EPI_STORE;
   p.b_mn_major = 1;
   p.deterministic = 1;
+  p.split_ws = layer_split_ws(&p.split_slots);
   BackwardResult r;
   r.dh_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
   comet_gemm_params_t q;
@@ -357,12 +379,13 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"date\":\"%s\",\"command\":\"%s\",\"rows\":%.0f,\"n\":%d,\"k\":%d,\"tile_n_host\":%d,\"cublas_path\":\"%s\","
            "\"cublas_loop_tflops\":%.1f,\"cublas_grouped_tflops\":%.1f,"
            "\"deterministic\":true,\"epilogue\":\"%s\",\"comet_store_tflops\":%.1f,"
-           "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_split_tflops\":%.1f%s}",
+           "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_nosplit_tflops\":%.1f,"
+           "\"comet_split_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
-           rate(r.single_ms), rate(r.split_ms), extra);
+           rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -398,8 +421,9 @@ static void usage(FILE *f) {
           "                      backward, dh with B MN-major and dw by grouped reduction)\n"
           "  --quick             one T (16384), uniform only\n"
           "  --iters N           timed iterations per case, median (default 20)\n"
-          "  --ab                also time comet without pairs (comet_single_tflops) and\n"
-          "                      non-deterministic with the split tail (comet_split_tflops)\n"
+          "  --ab                also time comet without pairs (comet_single_tflops),\n"
+          "                      deterministic without the split tail (comet_nosplit_tflops)\n"
+          "                      and non-deterministic, the atomic split tail (comet_split_tflops)\n"
           "  --json FILE         append one JSON line per case\n");
 }
 

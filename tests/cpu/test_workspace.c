@@ -19,7 +19,7 @@ static double formula(const comet_layer_config_t *c, int W, int pull, int push) 
   const double blocks = ceil(H / 256);
   double bytes = cap * (H * b + Fl * b + 20) + (cap / 128 + El) * (48 + 8 * blocks) +
                  T * K * (8 + 4 * tp) + 4 * E * (T / 256 + 3 * W + 5 + tp) + 8 * El * (2 * W + 1) +
-                 68 * W;
+                 68 * W + 264.0 * (128 * 256 * 4 + 8);
   if (pull) bytes += T * H * b;
   if (push) bytes += T * K * tp * H * b;
   return bytes;

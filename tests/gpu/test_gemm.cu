@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <string>
 #include <vector>
 
 #include "kernels/gemm/gemm.h"
@@ -82,6 +83,45 @@ static void compare(const Case &c, const std::vector<uint16_t> &got, const std::
             maxerr, maxref);
   CHECK_MSG(untouched_bad == 0, "%s: %ld elements past the last group were written", c.name,
             untouched_bad);
+}
+
+/* Poisons C, runs p, returns C. */
+static std::vector<uint16_t> run_poisoned(const comet_gemm_params_t &p, size_t n) {
+  std::vector<uint16_t> out(n);
+  CUDA_OK(cudaMemset(p.c, 0xFF, n * 2));
+  CHECK_OK(comet_gemm_grouped(&p, 0));
+  CUDA_OK(cudaDeviceSynchronize());
+  CUDA_OK(cudaMemcpy(out.data(), p.c, n * 2, cudaMemcpyDeviceToHost));
+  return out;
+}
+
+/* The deterministic split tail (a caller's workspace, each part in a slot of
+ * its own, summed in part order): right, and the same bits on a second run
+ * (whichever part came last); the elements it rounds otherwise than the
+ * unsplit launch are counted (0 would mean it did not split). */
+static void run_ordered_split(const Case &c, comet_gemm_params_t p, const std::vector<float> &ref,
+                              int rows, int cap) {
+  const int slots = 64;
+  void *ws;
+  CUDA_OK(cudaMalloc(&ws, comet_gemm_split_ws_bytes(slots)));
+  CUDA_OK(cudaMemset(ws, 0, comet_gemm_split_ws_bytes(slots)));
+  const size_t n = (size_t)cap * c.n;
+  p.deterministic = 1;
+  p.cluster = COMET_GEMM_CLUSTER_OFF;
+  p.split_ws = NULL;
+  const std::vector<uint16_t> plain = run_poisoned(p, n);
+  p.split_ws = ws;
+  p.split_slots = slots;
+  const std::vector<uint16_t> first = run_poisoned(p, n), second = run_poisoned(p, n);
+  CHECK_MSG(first == second, "%s: the ordered split tail gave other bits on a second run", c.name);
+  long differ = 0;
+  for (size_t i = 0; i < n; ++i) differ += first[i] != plain[i];
+  std::string name = std::string(c.name) + " ordered";
+  Case oc = c;
+  oc.name = name.c_str();
+  compare(oc, first, ref, rows, cap);
+  printf("    %ld of %zu elements rounded otherwise than unsplit\n", differ, (size_t)rows * c.n);
+  cudaFree(ws);
 }
 
 static void run_case(const Case &c) {
@@ -153,6 +193,8 @@ static void run_case(const Case &c) {
                                   c.epi == COMET_GEMM_EPI_SWIGLU, c.scale ? scale.data() : NULL,
                                   ref.data()));
   compare(c, out, ref, rows, cap);
+  if (c.ctas > 0 && c.cluster != COMET_GEMM_CLUSTER_ON)
+    run_ordered_split(c, p, ref, rows, cap);
   cudaFree(da);
   cudaFree(db);
   cudaFree(dc);

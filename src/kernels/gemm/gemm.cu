@@ -136,9 +136,11 @@ struct Workspace {
   int dev;
   cudaStream_t stream;
   float *ws;
-  uint32_t *count;
-  int tiles; /* wide-tile slots */
+  uint32_t *count; /* two per wide-tile slot (a narrow tile is half a slot) */
+  int tiles;       /* wide-tile slots */
+  int ordered;     /* a slot per part, summed in part order (the caller's) */
 };
+constexpr size_t kSlotFloats = (size_t)256 * kBM; /* a wide tile's fp32 sums */
 static Workspace g_ws[kWsMax];
 static int g_ws_n;
 static std::mutex g_ws_mu;
@@ -155,8 +157,8 @@ static const Workspace *workspace_for(cudaStream_t stream, int sms) {
   if (g_ws_n == kWsMax || cudaStreamIsCapturing(stream, &cap) != cudaSuccess ||
       cap != cudaStreamCaptureStatusNone)
     return NULL;
-  Workspace w = {dev, stream, NULL, NULL, 2 * sms};
-  const size_t ws_bytes = (size_t)w.tiles * 256 * kBM * 4, cnt_bytes = 4 * (size_t)w.tiles * 2;
+  Workspace w = {dev, stream, NULL, NULL, 2 * sms, 0};
+  const size_t ws_bytes = (size_t)w.tiles * kSlotFloats * 4, cnt_bytes = 4 * (size_t)w.tiles * 2;
   if (cudaMalloc(&w.ws, ws_bytes) != cudaSuccess) w.ws = NULL;
   if (w.ws && cudaMalloc(&w.count, cnt_bytes) != cudaSuccess) w.count = NULL;
   if (!w.ws || !w.count || cudaMemsetAsync(w.ws, 0, ws_bytes, stream) != cudaSuccess ||
@@ -183,6 +185,25 @@ static bool hooks_on(const comet_gemm_params_t *p) {
  * mid-call (a cudaMalloc there can wait for the whole device, including, in
  * the loopback world, a peer's kernel that waits for this rank). */
 static bool split_wanted(const comet_gemm_params_t *p) { return !hooks_on(p) && !p->deterministic; }
+
+/* The workspace a launch splits in: the caller's (ordered sums, any mode),
+ * else the stream's when the order may vary, else none. */
+static Workspace split_workspace(const comet_gemm_params_t *p, cudaStream_t stream, int sms) {
+  Workspace none = {0, NULL, NULL, NULL, 0, 0};
+  if (hooks_on(p)) return none;
+  if (p->split_ws && p->split_slots > 0) {
+    Workspace w = {0, stream, (float *)p->split_ws,
+                   (uint32_t *)((char *)p->split_ws + (size_t)p->split_slots * kSlotFloats * 4),
+                   p->split_slots, 1};
+    return w;
+  }
+  const Workspace *w = split_wanted(p) ? workspace_for(stream, sms) : NULL;
+  return w ? *w : none;
+}
+
+extern "C" size_t comet_gemm_split_ws_bytes(int slots) {
+  return slots > 0 ? (size_t)slots * (kSlotFloats * 4 + 2 * 4) : 0;
+}
 
 static comet_status_t check_kgroup(const comet_gemm_params_t *p) {
   COMET_ARG(p->dtype == COMET_DTYPE_BF16 || p->dtype == COMET_DTYPE_FP16,
@@ -322,7 +343,7 @@ static comet_status_t make_tmaps_ac(CUtensorMap *ma, CUtensorMap *mc, const come
 }
 
 template <class C>
-static Args make_args(const comet_gemm_params_t *p, const Workspace *w) {
+static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   Args a = {};
   a.group_offset = p->group_offset;
   a.row_scale = p->row_scale;
@@ -338,11 +359,11 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace *w) {
   a.order = (int)p->order;
   a.publish_value = p->publish_value;
   a.tile_counter = p->tile_counter;
-  const bool split = w && split_wanted(p);
-  a.ws = split ? w->ws : NULL;
-  a.ws_count = split ? w->count : NULL;
-  a.ws_tiles = split ? w->tiles * 256 / C::kBN : 0;
-  a.split_max = split ? 16 : 0;
+  a.ws = w.ws;
+  a.ws_count = w.count;
+  a.ws_tiles = w.ws ? w.tiles * 256 / C::kBN : 0;
+  a.ws_ordered = w.ordered;
+  a.split_max = w.ws ? 16 : 0;
   return a;
 }
 
@@ -367,7 +388,7 @@ static comet_status_t launch(const comet_gemm_params_t *p, int sms, cudaStream_t
   CUtensorMap tm_a, tm_b, tm_c;
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
-  const Args a = make_args<C>(p, split_wanted(p) ? workspace_for(stream, sms) : NULL);
+  const Args a = make_args<C>(p, split_workspace(p, stream, sms));
   cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        C::kSmemBytes);
   if (e == cudaSuccess) {
@@ -384,7 +405,7 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
   COMET_CHECK(make_tmap_b<CW>(&tm_bw, p));
   COMET_CHECK(make_tmap_b<CN>(&tm_bn, p));
-  const Workspace *w = split_wanted(p) ? workspace_for(stream, sms) : NULL;
+  const Workspace w = split_workspace(p, stream, sms);
   const Args aw = make_args<CW>(p, w), an = make_args<CN>(p, w);
   const int smem = CW::kSmemBytes > CN::kSmemBytes ? CW::kSmemBytes : CN::kSmemBytes;
   cudaError_t e = cudaFuncSetAttribute(gemm_kernel_auto<CW, CN>,
@@ -437,7 +458,7 @@ static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStr
   CUtensorMap tm_a, tm_b, tm_c;
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
-  const Args a = make_args<C>(p, NULL);
+  const Args a = make_args<C>(p, Workspace{});
   cudaLaunchAttribute attr;
   cudaLaunchConfig_t cfg;
   cudaError_t e = pair_config<C>(&cfg, &attr, sms / 2, stream);
@@ -523,7 +544,7 @@ template <class C>
 static comet_status_t prepare_cfg(const comet_gemm_params_t *p, Prepared *o) {
   COMET_CHECK(make_tmaps_ac(&o->tm_a, &o->tm_c, p));
   COMET_CHECK(make_tmap_b<C>(&o->tm_b, p));
-  o->args = make_args<C>(p, NULL);
+  o->args = make_args<C>(p, Workspace{});
   o->smem = C::kSmemBytes;
   return COMET_OK;
 }

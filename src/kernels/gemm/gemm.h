@@ -119,10 +119,19 @@ typedef struct comet_gemm_params {
    * STORE epilogue, no row_scale, no hooks. */
   int k_grouped;
   int m; /* with k_grouped: the rows of each group's C, a multiple of 8 */
-  /* 1: a fixed summation order (no split tail, whose fp32 atomics add in a
-   * varying order): the same bits on every run, as comet's forward promises.
-   * 0: the split tail may be used (faster when the last wave is ragged). */
+  /* 1: the same bits on every run, as comet's forward promises: the split
+   * tail only with split_ws (its parts summed in part order), else none.
+   * 0: the split tail may also use the per-stream workspace, whose fp32
+   * atomics add the parts in a varying order. */
   int deterministic;
+  /* A split-tail workspace the caller owns (e.g. a layer's):
+   * comet_gemm_split_ws_bytes(split_slots) bytes, zeroed once before its
+   * first launch (launches leave it reusable). Each split part stores its
+   * fp32 partial sums into a slot of its own and the tile's last part adds
+   * the slots up in part order: the same bits whichever part ends last.
+   * Launches sharing one must be stream-ordered. NULL: see deterministic. */
+  void *split_ws;
+  int split_slots; /* slots of 128 x 256 fp32 (a wide tile), with split_ws */
   /* pairs or not (AUTO: off unless COMET_GEMM_PAIRS=1);
    * the bits do not depend on it (each tile sums K in the same order) */
   comet_gemm_cluster_t cluster;
@@ -138,6 +147,9 @@ comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, int *tile_m, 
 /* 2-CTA clusters of the pairs kernel that the current device can hold at
  * once (cudaOccupancyMaxActiveClusters); 0 if unknown. For the bench. */
 int comet_gemm_pair_capacity(void);
+
+/* Bytes of a split-tail workspace of `slots` slots (params.split_ws). */
+size_t comet_gemm_split_ws_bytes(int slots);
 
 /* Launches the grouped GEMM on `stream` (asynchronous; capturable). */
 comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struct CUstream_st *stream);

@@ -60,9 +60,10 @@ struct Args {
   const int32_t *row_src, *row_token, *block_offset;
   int gather_self, gather_world;
   /* split tail (see plan_split); split_max < 2 or no workspace: off */
-  float *ws;          /* zeroed fp32 partial sums, ws_tiles slots of kBN*kBM floats */
+  float *ws;          /* fp32 partial sums, ws_tiles slots of kBN*kBM floats (zeroed unless ordered) */
   uint32_t *ws_count; /* zeroed arrival counters, one per slot */
   int ws_tiles, split_max;
+  int ws_ordered; /* a slot per part, summed in part order (deterministic) */
 };
 
 /* ---- split tail ----
@@ -76,7 +77,10 @@ struct Args {
  * the partial sums' cost. Each part adds its fp32 accumulators into the
  * tile's workspace slot (red.add.v4.f32) and counts itself in; the last to
  * arrive reads the sum back, zeroes the slot for the next launch and runs
- * the normal epilogue (no part ever waits for another). Work items: w < dp
+ * the normal epilogue (no part ever waits for another). That sum's order
+ * varies with the parts' arrival; with ws_ordered each part stores into a
+ * slot of its own instead (s slots a tile) and the last one adds the s
+ * slots up in part order: the same bits on every run. Work items: w < dp
  * are whole tiles, w >= dp is part (w-dp)%s of tile dp + (w-dp)/s. */
 /* K blocks per part, at least: at 8 (run 4) the skewed K = 1408 cases of
  * Qwen2-MoE and DeepSeek-V2-Lite layer1 lost 9-16% (short tiles, where a
@@ -98,6 +102,7 @@ __device__ __forceinline__ Split plan_split(const Args &a, int total, int ncta, 
     const int m = rem + j * ncta;
     if (m > a.ws_tiles) break;
     for (int s = 2; s <= smax; ++s) {
+      if (a.ws_ordered && m * s > a.ws_tiles) break;
       const int rounds = (m * s + ncta - 1) / ncta;
       const float t = (float)(full - j) + rounds * (1.0f / s + kSplitCost) + kSplitCost;
       if (t < sp.time - 1e-3f) {
@@ -113,13 +118,14 @@ __device__ __forceinline__ Split plan_split(const Args &a, int total, int ncta, 
 
 /* Work item w -> tile t, K blocks [kb0, kb1), workspace slot (-1: whole tile). */
 struct Work {
-  int t, kb0, kb1, slot;
+  int t, kb0, kb1, slot, part;
 };
 
 __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
-  Work wk = {w, 0, k_iters, -1};
+  Work wk = {w, 0, k_iters, -1, 0};
   if (w >= sp.dp) {
     const int u = w - sp.dp, part = u % sp.s;
+    wk.part = part;
     wk.slot = u / sp.s;
     wk.t = sp.dp + wk.slot;
     wk.kb0 = part * k_iters / sp.s;
@@ -751,18 +757,46 @@ __device__ __forceinline__ void publish(const Args &a, const Tile &tl, int ctid)
  * acquire of the partial sums (CUDA's threadFenceReduction pattern). */
 template <class C>
 __device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN / 2], int slot,
-                                            int s, int cw, int ctid) {
+                                            int part, int s, int cw, int ctid) {
   __shared__ int s_last; /* rewritten only after all 256 threads pass the next first barrier */
-  float *wsp = a.ws + ((size_t)slot * 2 + cw) * (C::kBN / 2) * 128 + ctid * 4;
+  constexpr size_t kSlot = (size_t)C::kBN * 128; /* floats: both warpgroups' halves */
+  const size_t mine = (size_t)cw * (C::kBN / 2) * 128 + ctid * 4;
+  float *wsp = a.ws + (a.ws_ordered ? (size_t)slot * s + part : (size_t)slot) * kSlot + mine;
 #pragma unroll
-  for (int i = 0; i < C::kBN / 2; i += 4)
-    red_add_v4_f32(wsp + i * 128, acc[i], acc[i + 1], acc[i + 2], acc[i + 3]);
+  for (int i = 0; i < C::kBN / 2; i += 4) {
+    if (a.ws_ordered)
+      __stcg(reinterpret_cast<float4 *>(wsp + i * 128), make_float4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
+    else
+      red_add_v4_f32(wsp + i * 128, acc[i], acc[i + 1], acc[i + 2], acc[i + 3]);
+  }
   __threadfence();
   named_bar_sync(4, 256);
   if (threadIdx.x == 128) s_last = atomicAdd(a.ws_count + slot, 1u) == (unsigned)(s - 1);
   named_bar_sync(4, 256);
   if (!s_last) return false;
   __threadfence();
+  if (a.ws_ordered) { /* part 0 + part 1 + ... (this part's own from registers) */
+    const float *base = a.ws + (size_t)slot * s * kSlot + mine;
+#pragma unroll
+    for (int i = 0; i < C::kBN / 2; i += 4) {
+      float4 sum = make_float4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]);
+      if (part != 0) sum = __ldcg(reinterpret_cast<const float4 *>(base + i * 128));
+      for (int q = 1; q < s; ++q) {
+        const float4 v = q == part ? make_float4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3])
+                                   : __ldcg(reinterpret_cast<const float4 *>(base + q * kSlot + i * 128));
+        sum.x += v.x;
+        sum.y += v.y;
+        sum.z += v.z;
+        sum.w += v.w;
+      }
+      acc[i] = sum.x;
+      acc[i + 1] = sum.y;
+      acc[i + 2] = sum.z;
+      acc[i + 3] = sum.w;
+    }
+    if (threadIdx.x == 128) a.ws_count[slot] = 0;
+    return true;
+  }
 #pragma unroll
   for (int i = 0; i < C::kBN / 2; i += 4) {
     float4 *q = reinterpret_cast<float4 *>(wsp + i * 128);
@@ -824,7 +858,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     }
     wgmma_wait<0>();
     if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
-    if (wk.slot < 0 || split_fixup<C>(a, acc, wk.slot, sp.s, cw, ctid)) {
+    if (wk.slot < 0 || split_fixup<C>(a, acc, wk.slot, wk.part, sp.s, cw, ctid)) {
       epilogue<C>(a, tm_c, acc, stg, tl, cw, ctid);
       if constexpr (C::kHooks)
         if (a.publish_flags) publish<C>(a, tl, ctid);
