@@ -373,7 +373,9 @@ static unsigned grid_size(const comet_gemm_params_t *p, int sms, int n_tiles, co
   const int64_t m_bound = (p->max_rows + kBM - 1) / kBM + p->groups;
   int64_t grid = (int64_t)sms;
   if (p->num_ctas > 0 && p->num_ctas < grid) grid = p->num_ctas;
-  const int64_t parts = m_bound * n_tiles * (a.split_max > 1 ? a.split_max : 1);
+  /* split parts only where K is long enough to split (plan_split) */
+  const bool may_split = a.split_max > 1 && (p->k + kBK - 1) / kBK >= 2 * kMinSplitIters;
+  const int64_t parts = m_bound * n_tiles * (may_split ? a.split_max : 1);
   if (parts < grid) grid = parts;
   return (unsigned)grid;
 }

@@ -116,18 +116,19 @@ __device__ __forceinline__ Split plan_split(const Args &a, int total, int ncta, 
   return sp;
 }
 
-/* Work item w -> tile t, K blocks [kb0, kb1), workspace slot (-1: whole tile). */
+/* Work item w -> tile t, K blocks [kb0, kb1), split part u (-1: a whole
+ * tile): part u % s of the u / s-th split tile (one int, not two, stays
+ * live through the main loop: a second one spilled the consumers). */
 struct Work {
-  int t, kb0, kb1, slot, part;
+  int t, kb0, kb1, u;
 };
 
 __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
-  Work wk = {w, 0, k_iters, -1, 0};
+  Work wk = {w, 0, k_iters, -1};
   if (w >= sp.dp) {
     const int u = w - sp.dp, part = u % sp.s;
-    wk.part = part;
-    wk.slot = u / sp.s;
-    wk.t = sp.dp + wk.slot;
+    wk.u = u;
+    wk.t = sp.dp + u / sp.s;
     wk.kb0 = part * k_iters / sp.s;
     wk.kb1 = (part + 1) * k_iters / sp.s;
   }
@@ -751,10 +752,12 @@ __device__ __forceinline__ void publish(const Args &a, const Tile &tl, int ctid)
 }
 
 /* A split part's end (see plan_split): add this warpgroup's accumulators
- * into the slot, count the part in; the last part gets the sum back in acc
- * (returns true), zeroes the slot and its counter, and runs the epilogue.
- * The fence-barrier-atomic / atomic-barrier-fence pairs are the release and
- * acquire of the partial sums (CUDA's threadFenceReduction pattern). */
+ * into the slot (ordered: store them into the part's own slot), count the
+ * part in; the last part gets the sum back in acc (returns true), leaves
+ * the slot and its counter zeroed (ordered: the counter), and runs the
+ * epilogue. The fence-barrier-atomic / atomic-barrier-fence pairs are the
+ * release and acquire of the partial sums (CUDA's threadFenceReduction
+ * pattern). */
 template <class C>
 __device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN / 2], int slot,
                                             int part, int s, int cw, int ctid) {
@@ -762,11 +765,13 @@ __device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN /
   constexpr size_t kSlot = (size_t)C::kBN * 128; /* floats: both warpgroups' halves */
   const size_t mine = (size_t)cw * (C::kBN / 2) * 128 + ctid * 4;
   float *wsp = a.ws + (a.ws_ordered ? (size_t)slot * s + part : (size_t)slot) * kSlot + mine;
+  if (a.ws_ordered) {
 #pragma unroll
-  for (int i = 0; i < C::kBN / 2; i += 4) {
-    if (a.ws_ordered)
+    for (int i = 0; i < C::kBN / 2; i += 4)
       __stcg(reinterpret_cast<float4 *>(wsp + i * 128), make_float4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]));
-    else
+  } else {
+#pragma unroll
+    for (int i = 0; i < C::kBN / 2; i += 4)
       red_add_v4_f32(wsp + i * 128, acc[i], acc[i + 1], acc[i + 2], acc[i + 3]);
   }
   __threadfence();
@@ -775,27 +780,24 @@ __device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN /
   named_bar_sync(4, 256);
   if (!s_last) return false;
   __threadfence();
-  if (a.ws_ordered) { /* part 0 + part 1 + ... (this part's own from registers) */
-    const float *base = a.ws + (size_t)slot * s * kSlot + mine;
-#pragma unroll
+  if (a.ws_ordered) {
+    /* part 0 + part 1 + ... into part 0's slot, then read back like the
+     * atomic sum: acc stays dead meanwhile (summing into acc spilled the
+     * consumers); each thread rereads only what it wrote */
+    float *sum0 = a.ws + (size_t)slot * s * kSlot + mine;
+#pragma unroll 1
     for (int i = 0; i < C::kBN / 2; i += 4) {
-      float4 sum = make_float4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3]);
-      if (part != 0) sum = __ldcg(reinterpret_cast<const float4 *>(base + i * 128));
+      float4 sum = __ldcg(reinterpret_cast<const float4 *>(sum0 + i * 128));
       for (int q = 1; q < s; ++q) {
-        const float4 v = q == part ? make_float4(acc[i], acc[i + 1], acc[i + 2], acc[i + 3])
-                                   : __ldcg(reinterpret_cast<const float4 *>(base + q * kSlot + i * 128));
+        const float4 v = __ldcg(reinterpret_cast<const float4 *>(sum0 + q * kSlot + i * 128));
         sum.x += v.x;
         sum.y += v.y;
         sum.z += v.z;
         sum.w += v.w;
       }
-      acc[i] = sum.x;
-      acc[i + 1] = sum.y;
-      acc[i + 2] = sum.z;
-      acc[i + 3] = sum.w;
+      __stcg(reinterpret_cast<float4 *>(sum0 + i * 128), sum);
     }
-    if (threadIdx.x == 128) a.ws_count[slot] = 0;
-    return true;
+    wsp = sum0;
   }
 #pragma unroll
   for (int i = 0; i < C::kBN / 2; i += 4) {
@@ -805,7 +807,7 @@ __device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN /
     acc[i + 1] = v.y;
     acc[i + 2] = v.z;
     acc[i + 3] = v.w;
-    __stcg(q, make_float4(0.f, 0.f, 0.f, 0.f));
+    if (!a.ws_ordered) __stcg(q, make_float4(0.f, 0.f, 0.f, 0.f));
   }
   if (threadIdx.x == 128) a.ws_count[slot] = 0;
   return true;
@@ -858,7 +860,10 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     }
     wgmma_wait<0>();
     if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
-    if (wk.slot < 0 || split_fixup<C>(a, acc, wk.slot, wk.part, sp.s, cw, ctid)) {
+    bool last = true; /* this item ends its tile: the epilogue */
+    if constexpr (!C::kHooks && !C::kKgroup) /* those never split: no fixup code in them */
+      if (wk.u >= 0) last = split_fixup<C>(a, acc, wk.u / sp.s, wk.u % sp.s, sp.s, cw, ctid);
+    if (last) {
       epilogue<C>(a, tm_c, acc, stg, tl, cw, ctid);
       if constexpr (C::kHooks)
         if (a.publish_flags) publish<C>(a, tl, ctid);
@@ -950,9 +955,11 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   } else if (!listed) {
     total = mstart[a.groups] * a.n_tiles;
   }
-  /* no split with a tile list: the fused kernels' hooks assume whole tiles */
+  /* no split with a tile list (the fused kernels' hooks assume whole tiles)
+   * nor in the hook kernels (the host gives them no workspace) */
   Split sp = {total, 1, total};
-  if (!listed) sp = plan_split(a, total, ncta, (a.k + kBK - 1) / kBK);
+  if constexpr (!C::kHooks)
+    if (!listed) sp = plan_split(a, total, ncta, (a.k + kBK - 1) / kBK);
 
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
