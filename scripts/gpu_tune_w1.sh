@@ -7,13 +7,18 @@
 # Pass 2: the same sweep against that table (into a scratch copy): its rows'
 # table_ms is the pass-1 choice re-timed, so the check reads
 # table_ms <= 1.03 best_ms and model_ms <= 1.10 best_ms per row.
-#   usage: scripts/gpu_tune_w1.sh   (TOKENS, SWEEP override the matrix)
+# Each point is the median of REPEAT interleaved timings of ITERS iterations
+# (session 5 run 2 took single timings of 20: its misses were at the noise).
+#   usage: scripts/gpu_tune_w1.sh   (TOKENS, SWEEP override the matrix;
+#   ITERS, REPEAT the timing, default 10 x 3; TUNE_LIMIT s per invocation)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh
 MODELS=mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite
 TOKENS=${TOKENS:-512,2048,8192,16384}
 SWEEP=${SWEEP:-1,2,4,6,8,12,16,24}
+ITERS=${ITERS:-10}
+REPEAT=${REPEAT:-3}
 cp $B/comet-tuning.txt "$OUT/table.txt"
 for pass in 1 2; do
   table="$OUT/table.txt"
@@ -21,7 +26,7 @@ for pass in 1 2; do
   for routing in uniform skew:0.05; do
     s=$(date +%s)
     COMET_TUNING_TABLE="$OUT/table.txt" timeout ${TUNE_LIMIT:-140} $B/comet tune --gpus 1 --model $MODELS \
-      --tokens $TOKENS --routing $routing --sweep $SWEEP --table "$table" \
+      --tokens $TOKENS --routing $routing --sweep $SWEEP --iters $ITERS --repeat $REPEAT --table "$table" \
       --json "$OUT/tune_pass$pass.jsonl" > "$OUT/tune_pass${pass}_${routing%%:*}.log" 2>&1
     note "tune pass $pass ($routing): exit $? in $(( $(date +%s) - s )) s"
   done

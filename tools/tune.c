@@ -5,7 +5,9 @@
  * (copied A with each n_comm of the sweep; at W = 1 also gathered, which
  * needs no movers), then the two fixed tiles at layer0's best point. Then
  * comet's own choice (the table or the model) and the cost model's pick
- * are timed too, so the rows say how far each is from the best. */
+ * are timed too, so the rows say how far each is from the best. With
+ * --repeat N every point is timed N times, in N passes over all the
+ * points (so that drift hits all alike), and its median counts. */
 #include "tune.h"
 
 #include <stdio.h>
@@ -22,8 +24,20 @@
 
 typedef struct point {
   int a, n, tile; /* forced: -1 = comet's choice */
-  double ms[2];   /* layer0, layer1 */
+  double ms[2];   /* layer0, layer1: the median of the samples */
+  double sample[2][TUNE_MAX_REPEAT];
+  int nsample;
 } point_t;
+
+static double median(double *v, int n) { /* sorts v */
+  for (int i = 1; i < n; ++i)
+    for (int j = i; j > 0 && v[j] < v[j - 1]; --j) {
+      const double t = v[j];
+      v[j] = v[j - 1];
+      v[j - 1] = t;
+    }
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
 
 /* Times p (collective); 0 on success, 1 harness failure, 2 comet refused. */
 static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
@@ -33,8 +47,16 @@ static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
                                  o->routing, 0};
   if (bench_comet_run(info, cfg, ctx, st, args, &co, out) != 0) return 1;
   if (!out->ran) return 2;
-  p->ms[0] = out->layer0_ms;
-  p->ms[1] = out->layer1_ms;
+  if (p->nsample < TUNE_MAX_REPEAT) {
+    p->sample[0][p->nsample] = out->layer0_ms;
+    p->sample[1][p->nsample] = out->layer1_ms;
+    ++p->nsample;
+  }
+  for (int layer = 0; layer < 2; ++layer) {
+    double v[TUNE_MAX_REPEAT];
+    memcpy(v, p->sample[layer], sizeof(double) * (size_t)p->nsample);
+    p->ms[layer] = median(v, p->nsample);
+  }
   return 0;
 }
 
@@ -48,6 +70,7 @@ static point_t *find_or_time(const comet_rank_info_t *info, const tune_opts_t *o
     if (pts[i].a == a && pts[i].n == n && pts[i].tile == tile) return &pts[i];
   if (*npts == MAX_POINTS) return NULL;
   point_t *p = &pts[*npts];
+  memset(p, 0, sizeof *p);
   p->a = a;
   p->n = n;
   p->tile = tile;
@@ -79,10 +102,10 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
           "{\"op\": \"tune\", \"layer\": %d, \"model\": \"%s\", \"H\": %d, \"F\": %d, \"E\": %d, "
           "\"K\": %d, \"world\": %d, \"ep\": %d, \"tp\": %d, \"tokens_per_rank\": %d, "
           "\"routing\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", "
-          "\"command\": \"%s\", \"iters\": %d",
+          "\"command\": \"%s\", \"iters\": %d, \"repeat\": %d",
           layer, model, c->hidden, c->ffn, c->num_experts, c->topk, W, c->ep, c->tp,
           c->max_tokens_per_rank, o->routing_str, device, o->commit, o->date, comet_run_command(),
-          o->iters);
+          o->iters, o->repeat);
   json_point(f, "best", best, layer);
   if (layer == 0 && best) fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(best->a), best->tile);
   json_point(f, "table", table, layer);
@@ -135,7 +158,9 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
   int npts = 0, err = 0;
   /* comet's own choice first: it tells whether layer1 runs fused */
   bench_comet_t cm;
-  point_t choice = {-1, 0, -1, {0, 0}};
+  point_t choice;
+  memset(&choice, 0, sizeof choice);
+  choice.a = choice.tile = -1;
   {
     const int x = time_point(info, o, cfg, ctx, st, args, &choice, &cm);
     if (x) return x == 1;
@@ -166,17 +191,27 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
   const int mn0 = comet_cost_pick_layer0(&dev, &shape, mg == COMET_TUNE_A_GATHERED, NULL);
   const int mn1 = comet_cost_pick_layer1(&dev, &shape, NULL);
   const comet_tune_key_t key = comet_tune_key_for(ctx->device_name, ctx->world, cfg);
-  for (int layer = 0; layer < (fused1 ? 2 : 1); ++layer) {
-    const point_t *mdl =
-        layer == 0 ? find_or_time(info, o, cfg, ctx, st, args, pts, &npts, mg, mn0, -1, &err)
-                   : find_or_time(info, o, cfg, ctx, st, args, pts, &npts, COMET_TUNE_A_COPIED, mn1, -1, &err);
+  /* every point first (the model's and the table's picks of each layer) */
+  const int layers = fused1 ? 2 : 1;
+  const point_t *mdl[2] = {NULL, NULL}, *tab[2] = {NULL, NULL};
+  for (int layer = 0; layer < layers; ++layer) {
+    mdl[layer] = layer == 0
+                     ? find_or_time(info, o, cfg, ctx, st, args, pts, &npts, mg, mn0, -1, &err)
+                     : find_or_time(info, o, cfg, ctx, st, args, pts, &npts, COMET_TUNE_A_COPIED, mn1, -1, &err);
     const comet_tune_entry_t *te = comet_tune_lookup(&ctx->tuning, &key, layer, T);
-    const point_t *tab = NULL;
     if (te && !err)
-      tab = find_or_time(info, o, cfg, ctx, st, args, pts, &npts,
-                         layer == 0 && te->a != COMET_TUNE_A_ANY ? te->a : COMET_TUNE_A_COPIED,
-                         te->n_comm, layer == 0 && te->tile ? te->tile : -1, &err);
+      tab[layer] = find_or_time(info, o, cfg, ctx, st, args, pts, &npts,
+                                layer == 0 && te->a != COMET_TUNE_A_ANY ? te->a : COMET_TUNE_A_COPIED,
+                                te->n_comm, layer == 0 && te->tile ? te->tile : -1, &err);
     if (err) return 1;
+  }
+  /* --repeat: the other passes, over every point and comet's choice */
+  for (int r = 1; r < o->repeat; ++r) {
+    for (int i = 0; i < npts; ++i)
+      if (time_point(info, o, cfg, ctx, st, args, &pts[i], &cm) == 1) return 1;
+    if (time_point(info, o, cfg, ctx, st, args, &choice, &cm) == 1) return 1;
+  }
+  for (int layer = 0; layer < layers; ++layer) {
     const point_t *best = NULL;
     for (int i = 0; i < npts; ++i)
       if (!best || pts[i].ms[layer] < best->ms[layer]) best = &pts[i];
@@ -184,12 +219,14 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
     printf("[%d/%d] %s %d tokens %s, layer%d: best n_comm %d (A %s, %.3f ms); model %d (%+.1f%%); "
            "comet's choice %d from the %s (%+.1f%%)\n",
            index, count, model, T, o->routing_str, layer, best->n, a_name(best->a),
-           best->ms[layer], mdl ? mdl->n : -1, mdl ? 100.0 * (mdl->ms[layer] / best->ms[layer] - 1) : 0,
+           best->ms[layer], mdl[layer] ? mdl[layer]->n : -1,
+           mdl[layer] ? 100.0 * (mdl[layer]->ms[layer] / best->ms[layer] - 1) : 0,
            choice_n[layer], comet_choice_from_name(choice_from[layer]),
            100.0 * (choice.ms[layer] / best->ms[layer] - 1));
     fflush(stdout);
-    if (o->json && write_row(o, model, cfg, W, layer, device_name, best, tab, mdl, &choice,
-                             choice_n[layer], comet_choice_from_name(choice_from[layer]), pts, npts))
+    if (o->json && write_row(o, model, cfg, W, layer, device_name, best, tab[layer], mdl[layer],
+                             &choice, choice_n[layer], comet_choice_from_name(choice_from[layer]),
+                             pts, npts))
       return 1;
     if (o->table_out && merge_best(o, &key, T, layer, best, best->a)) return 1;
   }

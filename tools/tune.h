@@ -12,12 +12,15 @@
 #include "launch.h"
 #include "../baselines/moe_data.h"
 
+#define TUNE_MAX_REPEAT 9
+
 typedef struct tune_opts {
   int sweep[32];
   int nsweep;
   const char *table_out; /* the table file to merge the results into */
   const char *json;      /* rows {"op": "tune", ...}, appended */
   int iters, warmup;
+  int repeat; /* timings per point, in interleaved passes; the median counts */
   unsigned long long seed;
   const char *routing_str, *commit, *date;
   const comet_md_routing_t *routing;
