@@ -12,7 +12,10 @@
  *   backward every preset's layer1 at T 16384, EP 4: dh = dy . w2 (comet's
  *            MN-major B) and dw2 = dy^T . h (its grouped reduction), vs a
  *            per-expert cublasGemmEx loop.
- * Times: CUDA events per iteration after warm-up, median. One JSON line per
+ * Times: CUDA events per iteration after warm-up, median; a case's variants
+ * (comet's, the SwiGLU launch, the --ab ones, both cuBLAS paths) take turns
+ * within each iteration (time_interleaved), the backward's are timed one
+ * after the other. One JSON line per
  * case (--json FILE appends): op, shape, groups, comet_tflops, cublas_tflops,
  * ratio, device, commit (env COMET_COMMIT), plus details. Options (usage()):
  * --model NAME, --iters N, --json FILE, --only dense|grouped|backward, --quick, --ab;
@@ -26,6 +29,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <functional>
 #include <vector>
 
 #include "cli.h"
@@ -107,6 +111,40 @@ static double time_ms(Bench &b, F fn) {
   return t[t.size() / 2];
 }
 
+/* Median milliseconds of each of fns over b.iters iterations after warm-up,
+ * interleaved: every iteration runs each fn once, in turn, so that clock
+ * drift (a GPU warming up over a long run) and L2 state weigh on all alike
+ * rather than on whichever variant is timed last. */
+static std::vector<double> time_interleaved(Bench &b, const std::vector<std::function<void()>> &fns) {
+  const int nf = (int)fns.size(), chunk = std::max(1, 64 / std::max(nf, 1));
+  for (const auto &f : fns)
+    for (int i = 0; i < 3; ++i) f();
+  BENCH_CUDA(cudaDeviceSynchronize());
+  std::vector<std::vector<double>> t(nf);
+  for (int r = 0; r < b.iters; r += chunk) {
+    const int nr = std::min(chunk, b.iters - r);
+    for (int i = 0; i < nr; ++i)
+      for (int f = 0; f < nf; ++f) {
+        BENCH_CUDA(cudaEventRecord(b.ev[2 * (i * nf + f)], 0));
+        fns[f]();
+        BENCH_CUDA(cudaEventRecord(b.ev[2 * (i * nf + f) + 1], 0));
+      }
+    BENCH_CUDA(cudaDeviceSynchronize());
+    for (int i = 0; i < nr; ++i)
+      for (int f = 0; f < nf; ++f) {
+        float ms;
+        BENCH_CUDA(cudaEventElapsedTime(&ms, b.ev[2 * (i * nf + f)], b.ev[2 * (i * nf + f) + 1]));
+        t[f].push_back(ms);
+      }
+  }
+  std::vector<double> med(nf);
+  for (int f = 0; f < nf; ++f) {
+    std::sort(t[f].begin(), t[f].end());
+    med[f] = t[f][t[f].size() / 2];
+  }
+  return med;
+}
+
 static void *dev_random(size_t elems, uint32_t seed) {
   void *p;
   BENCH_CUDA(cudaMalloc(&p, elems * 2 + 16));
@@ -185,25 +223,30 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   memset(&r, 0, sizeof r);
   int tm;
   BENCH_COMET(comet_gemm_tile_shape(&p, &tm, &r.tile_n));
-  r.comet_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
+  /* every variant in one interleaved timing (time_interleaved) */
+  std::vector<std::function<void()>> fns;
+  std::vector<double *> into;
+  const auto add = [&](double *out, std::function<void()> f) {
+    into.push_back(out);
+    fns.push_back(std::move(f));
+  };
+  add(&r.comet_ms, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
+  comet_gemm_params_t q_single = p, q_nosplit = p, q_split = p, q_swiglu = p;
+  q_single.cluster = q_nosplit.cluster = q_split.cluster = COMET_GEMM_CLUSTER_OFF;
+  q_nosplit.split_ws = NULL; /* deterministic with no split tail (before session 5) */
+  q_split.split_ws = NULL;   /* the split tail's fp32 atomics, in the stream's workspace */
+  q_split.deterministic = 0;
+  q_swiglu.n = s.n / 2; /* layer0 with the fused activation: same B ([G, 2F, H]), F outputs */
+  q_swiglu.epilogue = COMET_GEMM_EPI_SWIGLU;
   if (b.ab) {
-    comet_gemm_params_t q = p;
-    q.cluster = COMET_GEMM_CLUSTER_OFF;
-    r.single_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
-    q.split_ws = NULL; /* deterministic with no split tail (before session 5) */
-    r.nosplit_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
-    q.deterministic = 0; /* the split tail's fp32 atomics, in the stream's workspace */
-    r.split_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
+    add(&r.single_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_single, 0)); });
+    add(&r.nosplit_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_nosplit, 0)); });
+    add(&r.split_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_split, 0)); });
   }
-  if (swiglu_too) { /* layer0 with the fused activation: same B ([G, 2F, H]), F outputs */
-    comet_gemm_params_t q = p;
-    q.n = s.n / 2;
-    q.epilogue = COMET_GEMM_EPI_SWIGLU;
-    r.swiglu_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
-  }
+  if (swiglu_too) add(&r.swiglu_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_swiglu, 0)); });
 
   /* cuBLAS: per-expert loop, and (for G > 1) the grouped batched call */
-  r.loop_ms = time_ms(b, [&] {
+  add(&r.loop_ms, [&] {
     for (int g = 0; g < G; ++g)
       if (s.sizes[g] > 0)
         cublas_gemm(b, s.sizes[g], s.n, s.k, (const uint16_t *)A + (size_t)off[g] * s.k,
@@ -211,12 +254,13 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
                     (uint16_t *)C + (size_t)off[g] * s.n);
   });
   r.grouped_ms = 1e30;
+  std::vector<cublasOperation_t> ta, tb;
+  std::vector<int> m, n, k, lda, ldb, ldc, gs;
+  std::vector<float> alpha, beta;
+  std::vector<const void *> pa, pb;
+  std::vector<void *> pc;
+  void **dptr = NULL;
   if (G > 1) {
-    std::vector<cublasOperation_t> ta, tb;
-    std::vector<int> m, n, k, lda, ldb, ldc, gs;
-    std::vector<float> alpha, beta;
-    std::vector<const void *> pa, pb;
-    std::vector<void *> pc;
     for (int g = 0; g < G; ++g) {
       if (s.sizes[g] == 0) continue;
       ta.push_back(CUBLAS_OP_T);
@@ -234,21 +278,24 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
       pb.push_back((const uint16_t *)A + (size_t)off[g] * s.k);
       pc.push_back((uint16_t *)C + (size_t)off[g] * s.n);
     }
-    const int cnt = (int)ta.size();
-    void **dptr;
+  }
+  const int cnt = (int)ta.size();
+  if (cnt > 0) {
     BENCH_CUDA(cudaMalloc(&dptr, 3 * cnt * sizeof(void *)));
     BENCH_CUDA(cudaMemcpy(dptr, pa.data(), cnt * sizeof(void *), cudaMemcpyHostToDevice));
     BENCH_CUDA(cudaMemcpy(dptr + cnt, pb.data(), cnt * sizeof(void *), cudaMemcpyHostToDevice));
     BENCH_CUDA(cudaMemcpy(dptr + 2 * cnt, pc.data(), cnt * sizeof(void *), cudaMemcpyHostToDevice));
-    r.grouped_ms = time_ms(b, [&] {
+    add(&r.grouped_ms, [&] {
       BENCH_CUBLAS(cublasGemmGroupedBatchedEx(
           b.blas, ta.data(), tb.data(), m.data(), n.data(), k.data(), alpha.data(),
           (const void *const *)dptr, CUDA_R_16BF, lda.data(), (const void *const *)(dptr + cnt),
           CUDA_R_16BF, ldb.data(), beta.data(), (void *const *)(dptr + 2 * cnt), CUDA_R_16BF,
           ldc.data(), cnt, gs.data(), CUBLAS_COMPUTE_32F));
     });
-    BENCH_CUDA(cudaFree(dptr));
   }
+  const std::vector<double> ms = time_interleaved(b, fns);
+  for (size_t i = 0; i < ms.size(); ++i) *into[i] = ms[i];
+  if (dptr) BENCH_CUDA(cudaFree(dptr));
   r.cublas_ms = std::min(r.loop_ms, r.grouped_ms);
   BENCH_CUDA(cudaFree(A));
   BENCH_CUDA(cudaFree(B));
@@ -420,7 +467,8 @@ static void usage(FILE *f) {
           "  --only dense|grouped|backward   one kind of case (backward: the modes of the\n"
           "                      backward, dh with B MN-major and dw by grouped reduction)\n"
           "  --quick             one T (16384), uniform only\n"
-          "  --iters N           timed iterations per case, median (default 20)\n"
+          "  --iters N           timed iterations per case, median (default 20); a case's\n"
+          "                      variants take turns in each iteration\n"
           "  --ab                also time comet without pairs (comet_single_tflops),\n"
           "                      deterministic without the split tail (comet_nosplit_tflops)\n"
           "                      and non-deterministic, the atomic split tail (comet_split_tflops)\n"
