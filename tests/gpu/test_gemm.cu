@@ -489,6 +489,9 @@ int main(int argc, char **argv) {
        COMET_GEMM_CLUSTER_ON},
       {FP, SW, WI, 520, 264, {700, 3, 129}, 0, false, "fp16 swiglu pairs 3 CTAs", 3, false,
        COMET_GEMM_CLUSTER_ON},
+      /* more groups than the pairs' tables hold: single CTAs instead */
+      {BF, ST, WI, 264, 136, std::vector<int>(130, 3), 2, false, "bf16 pairs 130 groups", 0, false,
+       COMET_GEMM_CLUSTER_ON},
       {BF, ST, AU, 1024, 1024, {2048, 1000, 77}, 0, false, "bf16 auto 3125 rows"},
   };
   if (!quick) {

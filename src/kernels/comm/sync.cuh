@@ -133,10 +133,6 @@ __device__ __forceinline__ void bulk_store_s2g(void *dst, const void *smem_src, 
                "r"((uint32_t)__cvta_generic_to_shared(smem_src)), "r"(bytes)
                : "memory");
 }
-/* At most N of this thread's bulk groups still reading shared memory. */
-template <int N> __device__ __forceinline__ void bulk_wait_read() {
-  asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory");
-}
 /* Orders this thread's async-proxy accesses (bulk copies) with its later
  * generic-proxy ones (the release that publishes them). */
 __device__ __forceinline__ void fence_proxy_async_all() { asm volatile("fence.proxy.async;" ::: "memory"); }

@@ -309,7 +309,9 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
  * shape but one (3 stages leave too little lookahead for the cross-CTA
  * release and multicast latency; docs/status.md). */
 static bool pair_wanted(const comet_gemm_params_t *p, int sms) {
-  if (p->k_grouped || hooks_on(p) || sms < 2 || p->cluster == COMET_GEMM_CLUSTER_OFF) return false;
+  if (p->k_grouped || hooks_on(p) || sms < 2 || p->cluster == COMET_GEMM_CLUSTER_OFF ||
+      p->groups > kPairMaxGroups) /* the pairs' smaller group tables */
+    return false;
   if (p->cluster == COMET_GEMM_CLUSTER_ON) return true;
   const char *env = getenv("COMET_GEMM_PAIRS");
   return env && env[0] == '1' && p->max_rows >= 16 * kBM && choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;

@@ -75,8 +75,9 @@ typedef enum comet_gemm_order {
 } comet_gemm_order_t;
 
 /* 2-CTA clusters (pairs of M-tiles sharing B by TMA multicast; no hooks,
- * no grouped reduction, wide tiles). AUTO = off for now (slower, gemm.cu's
- * pair_wanted); COMET_GEMM_PAIRS=1 turns AUTO on for A/B timing. */
+ * no grouped reduction, wide tiles, at most 128 groups: ON with more runs
+ * single CTAs). AUTO = off for now (slower, gemm.cu's pair_wanted);
+ * COMET_GEMM_PAIRS=1 turns AUTO on for A/B timing. */
 typedef enum comet_gemm_cluster {
   COMET_GEMM_CLUSTER_AUTO = 0,
   COMET_GEMM_CLUSTER_OFF = 1,

@@ -34,6 +34,7 @@ constexpr int kThreads = 384;    /* producer WG + 2 consumer WGs */
 constexpr int kBand = COMET_SCHED_BAND; /* M-tiles per raster band (L2 reuse of B tiles) */
 constexpr int kProducerRegs = 40, kConsumerRegs = 232; /* 128*40 + 256*232 <= 64K */
 constexpr int kSlabBytes = 64 * 64 * 2; /* staging: 64 rows x 64 columns, 128B-swizzled */
+constexpr int kPairMaxGroups = 128;     /* groups of a pairs launch (its smaller tables) */
 
 /* Kernel arguments besides the tensor maps (by value, __grid_constant__). */
 struct Args {
@@ -162,18 +163,24 @@ struct Cfg {
                 "the grouped reduction: plain epilogue, its own producer");
   static_assert(!kPair || (kBN_ == 256 && !kHooks && !kKgroup), "pairs: wide tiles, natural order");
   static constexpr int kOutN = kSwiglu ? kBN / 2 : kBN;
-  static constexpr int kStages = kBN == 256 ? 3 : 5;
+  /* pairs: a 4th stage against the cross-CTA latency of the multicast B
+   * (3 stages ran 0.65-0.70x single CTAs), paid for with half the epilogue
+   * staging (two slabs a warpgroup, stored in turns) and group tables for
+   * kPairMaxGroups groups */
+  static constexpr int kStages = kPair ? 4 : kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kSlabs = kOutN / 64;               /* per consumer warpgroup */
-  static constexpr int kStagingBytes = 2 * kSlabs * kSlabBytes;
+  static constexpr int kStgSlabs = kPair && kSlabs > 2 ? 2 : kSlabs; /* staged at once */
+  static constexpr int kStagingBytes = 2 * kStgSlabs * kSlabBytes;
+  static constexpr int kMaxGroups = kPair ? kPairMaxGroups : COMET_GEMM_MAX_GROUPS; /* tables */
   /* shared memory map (from a 1024-aligned base) */
   static constexpr int kOffA = 0;
   static constexpr int kOffB = kOffA + kStages * kABytes;
   static constexpr int kOffC = kOffB + kStages * kBBytes;
   static constexpr int kOffBar = kOffC + kStagingBytes;     /* full[S], empty[S] */
   static constexpr int kOffTab = kOffBar + 2 * kStages * 8; /* row_off[G+1], mstart[G+1] */
-  static constexpr int kSmemBytes = kOffTab + 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4 + 1024;
+  static constexpr int kSmemBytes = kOffTab + 2 * (kMaxGroups + 1) * 4 + 1024;
   static_assert(kSmemBytes <= 232448, "shared memory over the sm_90 limit");
   static_assert(kOutN % 64 == 0, "output tile must be whole 64-column slabs");
 };
@@ -660,11 +667,77 @@ __device__ __forceinline__ int staging_off(int r, int c) {
   return (c >> 6) * kSlabBytes + r * 128 + ((((cc >> 3) ^ (r & 7))) << 4) + (cc & 7) * 2;
 }
 
+/* The pairs' epilogue (kStgSlabs < kSlabs): the slabs take turns in
+ * kStgSlabs staging buffers, one TMA store group a slab. Before the first
+ * slab every earlier store has been read (as in epilogue); before a later
+ * one all but the newest kStgSlabs - 1 groups, i.e. this tile's store that
+ * used the buffer last. A ragged half-tile (rows past the group) copies
+ * each slab out itself: the barrier before the next write releases its
+ * buffer. Slabs past n are skipped (and all after them). */
+template <class C>
+__device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap *tm_c,
+                                               const float (&acc)[C::kBN / 2], uint8_t *stg,
+                                               const Tile &tl, int cw, int ctid) {
+  static_assert(!C::kSwiglu, "the SwiGLU tile's two slabs are staged at once");
+  const int warp = ctid >> 5, lane = ctid & 31;
+  const int wrow0 = tl.row0 + cw * 64, n0 = tl.n * C::kOutN;
+  const bool whole = wrow0 + 64 <= tl.row_end;
+  float scale[2];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = wrow0 + warp * 16 + (lane >> 2) + 8 * h;
+    scale[h] = 1.0f;
+    if (a.row_scale) scale[h] = row < tl.row_end ? a.row_scale[row] : 0.0f;
+  }
+  const uint32_t stg_row = smem_u32(stg) + (warp * 16 + (lane >> 2)) * 128 + (lane & 3) * 4;
+  const int x = (lane >> 2) & 7;
+#pragma unroll
+  for (int slab = 0; slab < C::kSlabs; ++slab) {
+    if (n0 + slab * 64 >= a.n) break;
+    uint8_t *buf = stg + (slab % C::kStgSlabs) * kSlabBytes;
+    if (ctid == 0) {
+      if (slab == 0) bulk_wait_read_all();
+      else if (whole) bulk_wait_read<C::kStgSlabs - 1>();
+    }
+    named_bar_sync(1 + cw, 128); /* the buffer is free */
+#pragma unroll
+    for (int jj = 0; jj < 8; ++jj) {
+      const uint32_t base = stg_row + (slab % C::kStgSlabs) * kSlabBytes + ((jj ^ x) << 4);
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int i = (slab * 8 + jj) * 4 + h * 2;
+        st_shared_u32(base + h * 1024, pack2(acc[i] * scale[h], acc[i + 1] * scale[h], C::kFp16));
+      }
+    }
+    fence_proxy_async_shared();
+    named_bar_sync(1 + cw, 128);
+    if (whole) {
+      if (ctid == 0) {
+        tma_store_2d(tm_c, buf, n0 + slab * 64, wrow0);
+        bulk_commit();
+      }
+    } else {
+      const int rows = min(64, tl.row_end - wrow0);
+      for (int idx = ctid; idx < rows * 8; idx += 128) {
+        const int r = idx / 8, ch = idx % 8, col = n0 + slab * 64 + ch * 8;
+        if (col < a.n) {
+          const uint4 v = *reinterpret_cast<const uint4 *>(buf + staging_off(r, ch * 8));
+          *reinterpret_cast<uint4 *>((uint8_t *)a.c + ((int64_t)(wrow0 + r) * a.n + col) * 2) = v;
+        }
+      }
+    }
+  }
+}
+
 /* Writes this warpgroup's 64 x kOutN results to global memory. */
 template <class C>
 __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
                                          const float (&acc)[C::kBN / 2], uint8_t *stg,
                                          const Tile &tl, int cw, int ctid) {
+  if constexpr (C::kStgSlabs < C::kSlabs) {
+    epilogue_turns<C>(a, tm_c, acc, stg, tl, cw, ctid);
+    return;
+  }
   const int warp = ctid >> 5, lane = ctid & 31;
   const int wrow0 = tl.row0 + cw * 64; /* first row of this warpgroup */
   const int n0 = tl.n * C::kOutN;
@@ -910,7 +983,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
                                                 const comet_comm_view_t *view = nullptr) {
   uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
   uint64_t *full = (uint64_t *)(smem + C::kOffBar), *empty = full + C::kStages;
-  int *row_off = (int *)(smem + C::kOffTab), *mstart = row_off + COMET_GEMM_MAX_GROUPS + 1;
+  int *row_off = (int *)(smem + C::kOffTab), *mstart = row_off + C::kMaxGroups + 1;
   if (threadIdx.x == 0) {
     for (int s = 0; s < C::kStages; ++s) {
       mbar_init(&full[s], C::kGather ? 129 : 1);
