@@ -13,9 +13,9 @@
  *            MN-major B) and dw2 = dy^T . h (its grouped reduction), vs a
  *            per-expert cublasGemmEx loop.
  * Times: CUDA events per iteration after warm-up, median; a case's variants
- * (comet's, the SwiGLU launch, the --ab ones, both cuBLAS paths) take turns
- * within each iteration (time_interleaved), the backward's are timed one
- * after the other. One JSON line per
+ * (comet's, the SwiGLU launch, the --ab ones, both cuBLAS paths; the
+ * backward's four) take turns within each iteration (time_interleaved).
+ * One JSON line per
  * case (--json FILE appends): op, shape, groups, comet_tflops, cublas_tflops,
  * ratio, device, commit (env COMET_COMMIT), plus details. Options (usage()):
  * --model NAME, --iters N, --json FILE, --only dense|grouped|backward, --quick, --ab;
@@ -86,30 +86,6 @@ struct Bench {
   cudaEvent_t ev[2 * 64];
   std::vector<double> grouped_ratios;
 };
-
-/* Median milliseconds of fn() over b.iters iterations after warm-up. */
-template <class F>
-static double time_ms(Bench &b, F fn) {
-  for (int i = 0; i < 3; ++i) fn();
-  BENCH_CUDA(cudaDeviceSynchronize());
-  std::vector<double> t;
-  for (int r = 0; r < b.iters; r += 64) {
-    const int nr = std::min(64, b.iters - r);
-    for (int i = 0; i < nr; ++i) {
-      BENCH_CUDA(cudaEventRecord(b.ev[2 * i], 0));
-      fn();
-      BENCH_CUDA(cudaEventRecord(b.ev[2 * i + 1], 0));
-    }
-    BENCH_CUDA(cudaDeviceSynchronize());
-    for (int i = 0; i < nr; ++i) {
-      float ms;
-      BENCH_CUDA(cudaEventElapsedTime(&ms, b.ev[2 * i], b.ev[2 * i + 1]));
-      t.push_back(ms);
-    }
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
 
 /* Median milliseconds of each of fns over b.iters iterations after warm-up,
  * interleaved: every iteration runs each fn once, in turn, so that clock
@@ -339,7 +315,6 @@ static BackwardResult run_backward(Bench &b, int El, int H, int F, const std::ve
   p.deterministic = 1;
   p.split_ws = layer_split_ws(&p.split_slots);
   BackwardResult r;
-  r.dh_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); });
   comet_gemm_params_t q;
   memset(&q, 0, sizeof q);
   q.dtype = COMET_DTYPE_BF16;
@@ -353,10 +328,11 @@ static BackwardResult run_backward(Bench &b, int El, int H, int F, const std::ve
   q.epilogue = COMET_GEMM_EPI_STORE;
   q.k_grouped = 1;
   q.max_rows = off[El];
-  r.dw_ms = time_ms(b, [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); });
   const float one = 1.f, zero = 0.f;
+  const auto comet_dh = [&] { BENCH_COMET(comet_gemm_grouped(&p, 0)); };
+  const auto comet_dw = [&] { BENCH_COMET(comet_gemm_grouped(&q, 0)); };
   /* column-major views: dh^T [F, rows] = w2_e^T-as-stored [F, H] . dy^T [H, rows] */
-  r.dh_cublas_ms = time_ms(b, [&] {
+  const auto cublas_dh = [&] {
     for (int g = 0; g < El; ++g)
       if (sizes[g] > 0)
         BENCH_CUBLAS(cublasGemmEx(b.blas, CUBLAS_OP_N, CUBLAS_OP_N, F, sizes[g], H, &one,
@@ -364,9 +340,9 @@ static BackwardResult run_backward(Bench &b, int El, int H, int F, const std::ve
                                   (const uint16_t *)dy + (size_t)off[g] * H, CUDA_R_16BF, H, &zero,
                                   (uint16_t *)dh + (size_t)off[g] * F, CUDA_R_16BF, F,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  });
+  };
   /* dw_e^T [F, H] = h_e^T [F, rows_e] . dy_e [rows_e, H] */
-  r.dw_cublas_ms = time_ms(b, [&] {
+  const auto cublas_dw = [&] {
     for (int g = 0; g < El; ++g)
       if (sizes[g] > 0)
         BENCH_CUBLAS(cublasGemmEx(b.blas, CUBLAS_OP_N, CUBLAS_OP_T, F, H, sizes[g], &one,
@@ -374,7 +350,12 @@ static BackwardResult run_backward(Bench &b, int El, int H, int F, const std::ve
                                   (const uint16_t *)dy + (size_t)off[g] * H, CUDA_R_16BF, H, &zero,
                                   (uint16_t *)dw + (size_t)g * H * F, CUDA_R_16BF, F,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
-  });
+  };
+  const std::vector<double> ms = time_interleaved(b, {comet_dh, cublas_dh, comet_dw, cublas_dw});
+  r.dh_ms = ms[0];
+  r.dh_cublas_ms = ms[1];
+  r.dw_ms = ms[2];
+  r.dw_cublas_ms = ms[3];
   BENCH_CUDA(cudaFree(dy));
   BENCH_CUDA(cudaFree(w2));
   BENCH_CUDA(cudaFree(h));
