@@ -667,6 +667,33 @@ __device__ __forceinline__ int staging_off(int r, int c) {
   return (c >> 6) * kSlabBytes + r * 128 + ((((cc >> 3) ^ (r & 7))) << 4) + (cc & 7) * 2;
 }
 
+/* The row scales of this thread's two fragment rows (rows warp*16 + lane/4
+ * and 8 below it; 0 past the group). */
+__device__ __forceinline__ void fragment_scales(const Args &a, const Tile &tl, int wrow0, int warp,
+                                                int lane, float (&scale)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int row = wrow0 + warp * 16 + (lane >> 2) + 8 * h;
+    scale[h] = 1.0f;
+    if (a.row_scale) scale[h] = row < tl.row_end ? a.row_scale[row] : 0.0f;
+  }
+}
+
+/* A ragged half-tile's store: rows [0, rows) of `chunks` 16-byte chunks
+ * each from the staging area at stg (staging_off's layout) to C's rows from
+ * wrow0, columns from col0 (none at or past n): the rows past the group's
+ * end belong to the next group, so no TMA box. */
+__device__ __forceinline__ void store_ragged(const Args &a, const uint8_t *stg, int rows, int chunks,
+                                             int wrow0, int col0, int ctid) {
+  for (int idx = ctid; idx < rows * chunks; idx += 128) {
+    const int r = idx / chunks, ch = idx % chunks, col = col0 + ch * 8;
+    if (col < a.n) {
+      const uint4 v = *reinterpret_cast<const uint4 *>(stg + staging_off(r, ch * 8));
+      *reinterpret_cast<uint4 *>((uint8_t *)a.c + ((int64_t)(wrow0 + r) * a.n + col) * 2) = v;
+    }
+  }
+}
+
 /* The pairs' epilogue (kStgSlabs < kSlabs): the slabs take turns in
  * kStgSlabs staging buffers, one TMA store group a slab. Before the first
  * slab every earlier store has been read (as in epilogue); before a later
@@ -683,12 +710,7 @@ __device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap 
   const int wrow0 = tl.row0 + cw * 64, n0 = tl.n * C::kOutN;
   const bool whole = wrow0 + 64 <= tl.row_end;
   float scale[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int row = wrow0 + warp * 16 + (lane >> 2) + 8 * h;
-    scale[h] = 1.0f;
-    if (a.row_scale) scale[h] = row < tl.row_end ? a.row_scale[row] : 0.0f;
-  }
+  fragment_scales(a, tl, wrow0, warp, lane, scale);
   const uint32_t stg_row = smem_u32(stg) + (warp * 16 + (lane >> 2)) * 128 + (lane & 3) * 4;
   const int x = (lane >> 2) & 7;
 #pragma unroll
@@ -717,14 +739,7 @@ __device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap 
         bulk_commit();
       }
     } else {
-      const int rows = min(64, tl.row_end - wrow0);
-      for (int idx = ctid; idx < rows * 8; idx += 128) {
-        const int r = idx / 8, ch = idx % 8, col = n0 + slab * 64 + ch * 8;
-        if (col < a.n) {
-          const uint4 v = *reinterpret_cast<const uint4 *>(buf + staging_off(r, ch * 8));
-          *reinterpret_cast<uint4 *>((uint8_t *)a.c + ((int64_t)(wrow0 + r) * a.n + col) * 2) = v;
-        }
-      }
+      store_ragged(a, buf, min(64, tl.row_end - wrow0), 8, wrow0, n0 + slab * 64, ctid);
     }
   }
 }
@@ -746,12 +761,7 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
   named_bar_sync(1 + cw, 128);
 
   float scale[2];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int row = wrow0 + warp * 16 + (lane >> 2) + 8 * h;
-    scale[h] = 1.0f;
-    if (a.row_scale) scale[h] = row < tl.row_end ? a.row_scale[row] : 0.0f;
-  }
+  fragment_scales(a, tl, wrow0, warp, lane, scale);
   /* D fragment of m64nNk16: register i holds row warp*16 + lane/4 + 8*((i/2)%2),
    * column (i/4)*8 + (lane%4)*2 + i%2. Column block j (8 columns) lands in
    * slab j/8, 16-byte chunk (j%8) ^ (row%8) (row%8 = (lane/4)%8 for both
@@ -791,16 +801,7 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
       bulk_commit();
     }
   } else { /* ragged: rows past the group's end belong to the next group */
-    const int rows = min(64, tl.row_end - wrow0);
-    constexpr int kChunks = C::kOutN / 8; /* 16-byte chunks per row */
-    for (int idx = ctid; idx < rows * kChunks; idx += 128) {
-      const int r = idx / kChunks, ch = idx % kChunks, col = n0 + ch * 8;
-      if (col < a.n) {
-        const uint4 v = *reinterpret_cast<const uint4 *>(stg + staging_off(r, ch * 8));
-        uint8_t *dst = (uint8_t *)a.c + ((int64_t)(wrow0 + r) * a.n + col) * 2;
-        *reinterpret_cast<uint4 *>(dst) = v;
-      }
-    }
+    store_ragged(a, stg, min(64, tl.row_end - wrow0), C::kOutN / 8, wrow0, n0, ctid);
   }
 }
 
