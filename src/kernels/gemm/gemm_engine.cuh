@@ -894,7 +894,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
                                         int ncta) {
   const int cw = threadIdx.x / 128 - 1, ctid = threadIdx.x % 128;
   const int k_iters = (a.k + kBK - 1) / kBK;
-  uint8_t *stg = smem + C::kOffC + cw * C::kSlabs * kSlabBytes;
+  uint8_t *stg = smem + C::kOffC + cw * C::kStgSlabs * kSlabBytes;
   const uint32_t sa0 = smem_u32(smem + C::kOffA) + cw * 64 * 128; /* this WG's 64 rows */
   const uint32_t sb0 = smem_u32(smem + C::kOffB);
   float acc[C::kBN / 2];
