@@ -6,10 +6,12 @@
 #  1. clocks: `comet bench --op gemm --model mixtral-8x7b --quick` with
 #     nvidia-smi sampling SM clock and power every 100 ms (a power-limit
 #     throttle would show as a lower clock during the SwiGLU launches);
-#  2. ncu (clocks locked, so the rate itself): the first 10 GEMM launches
-#     of the same run (--only grouped --iters 2: 3 warm-up + 2 timed of the
-#     store, then of the SwiGLU: launches 4 and 9 are the layer0 store and
-#     SwiGLU), SpeedOfLight, warp state and memory sections.
+#  2. ncu (clocks locked, so the rate itself): the first 15 GEMM launches
+#     of the same case with --ab and the pairs on (COMET_GEMM_PAIRS=1): the
+#     warm-up runs each variant 3 times in turn, so launches 0-2 are the
+#     pairs' store, 3-5 the single CTAs', 6-8 without split, 9-11 the atomic
+#     split, 12-14 the SwiGLU; SpeedOfLight, warp state, scheduler and
+#     memory sections (the pairs ran 0.75x single CTAs: why).
 #   usage: scripts/gpu_swiglu_probe.sh   (MODEL overrides the preset)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +24,8 @@ timeout 120 $B/comet bench --op gemm --only grouped --model $MODEL --quick --ite
   > "$OUT/gemm_quick.log" 2>&1
 note "bench --op gemm --model $MODEL --quick (clocks sampled): exit $?"
 kill $smi 2>/dev/null
-timeout 300 ncu -k regex:^gemm_kernel --launch-count 10 --section SpeedOfLight \
+COMET_GEMM_PAIRS=1 timeout 300 ncu -k regex:^gemm_kernel --launch-count 15 --section SpeedOfLight \
   --section WarpStateStats --section MemoryWorkloadAnalysis --section SchedulerStats \
-  $B/comet bench --op gemm --only grouped --model $MODEL --quick --iters 2 > "$OUT/ncu.txt" 2>&1
-note "ncu of the first 10 GEMM launches: exit $?"
+  $B/comet bench --op gemm --only grouped --ab --model $MODEL --quick --iters 1 > "$OUT/ncu.txt" 2>&1
+note "ncu of the first 15 GEMM launches (pairs on, --ab): exit $?"
 finish

@@ -857,19 +857,35 @@ __device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN /
   if (a.ws_ordered) {
     /* part 0 + part 1 + ... into part 0's slot, then read back like the
      * atomic sum: acc stays dead meanwhile (summing into acc spilled the
-     * consumers); each thread rereads only what it wrote */
+     * consumers); each thread rereads only what it wrote. kRun float4s of
+     * a slot are loaded at once: one load at a time left the last part
+     * waiting out s x 32 L2 round trips (ordered 596 against atomic 635
+     * TFLOP/s on Mixtral T=4096 skewed layer1, 14 parts). */
+    constexpr int kRun = 8;
     float *sum0 = a.ws + (size_t)slot * s * kSlot + mine;
 #pragma unroll 1
-    for (int i = 0; i < C::kBN / 2; i += 4) {
-      float4 sum = __ldcg(reinterpret_cast<const float4 *>(sum0 + i * 128));
+    for (int i0 = 0; i0 < C::kBN / 2; i0 += 4 * kRun) {
+      float4 sum[kRun];
+#pragma unroll
+      for (int j = 0; j < kRun; ++j)
+        sum[j] = __ldcg(reinterpret_cast<const float4 *>(sum0 + (i0 + 4 * j) * 128));
+#pragma unroll 1
       for (int q = 1; q < s; ++q) {
-        const float4 v = __ldcg(reinterpret_cast<const float4 *>(sum0 + q * kSlot + i * 128));
-        sum.x += v.x;
-        sum.y += v.y;
-        sum.z += v.z;
-        sum.w += v.w;
+        float4 v[kRun];
+#pragma unroll
+        for (int j = 0; j < kRun; ++j)
+          v[j] = __ldcg(reinterpret_cast<const float4 *>(sum0 + q * kSlot + (i0 + 4 * j) * 128));
+#pragma unroll
+        for (int j = 0; j < kRun; ++j) {
+          sum[j].x += v[j].x;
+          sum[j].y += v[j].y;
+          sum[j].z += v[j].z;
+          sum[j].w += v[j].w;
+        }
       }
-      __stcg(reinterpret_cast<float4 *>(sum0 + i * 128), sum);
+#pragma unroll
+      for (int j = 0; j < kRun; ++j)
+        __stcg(reinterpret_cast<float4 *>(sum0 + (i0 + 4 * j) * 128), sum[j]);
     }
     wsp = sum0;
   }
