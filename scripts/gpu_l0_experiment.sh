@@ -4,7 +4,7 @@
 # layer0's W = 1 variants side by side (VARIANTS, default "default dynamic
 # composed"; also wide, narrow, gathered, copied), one bench JSON line per
 # config into $OUT/bench_<variant>.jsonl.
-#   usage: [VARIANTS="..."] scripts/gpu_l0_experiment.sh [MODELS] [TOKENS]
+#   usage: [VARIANTS="..."] [BENCH_ARGS="--check ..."] scripts/gpu_l0_experiment.sh [MODELS] [TOKENS]
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh
@@ -18,7 +18,7 @@ for v in ${VARIANTS:-default dynamic composed}; do
     gathered|copied) envs="COMET_L0_GATHER=$([ $v = gathered ] && echo 1 || echo 0)" ;;
     *) envs="" ;;
   esac
-  env $envs timeout 200 $B/comet bench --gpus 1 --model "$MODELS" --tokens "$TOKENS" --iters 10 \
+  env $envs timeout 200 $B/comet bench --gpus 1 --model "$MODELS" --tokens "$TOKENS" --iters 10 ${BENCH_ARGS:-} \
     --json "$OUT/bench_$v.jsonl" > "$OUT/l0_$v.log" 2>&1
   echo "$v: exit $?"
 done
