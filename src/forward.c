@@ -106,6 +106,7 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
   f.gather = L->c0.a == COMET_TUNE_A_GATHERED;
   f.n_comm = L->c0.n_comm;
   f.tile = L->c0.tile;
+  f.dynamic = L->dynamic0;
   f.mode = (comet_l0_mode_t)L->layer0_path;
   return comet_fused_layer0_launch(&f, stream);
 }
@@ -197,6 +198,13 @@ comet_status_t comet_layer_set_layer0_gather(comet_layer_t L, int gather) {
 }
 
 int comet_layer_layer0_n_comm(comet_layer_t L) { return comet_layer_layer0_fused(L) ? L->c0.n_comm : 0; }
+
+comet_status_t comet_layer_set_layer0_dynamic(comet_layer_t L, int on) {
+  COMET_ARG(L != NULL, "layer is NULL");
+  COMET_ARG(on == 0 || on == 1, "comet_layer_set_layer0_dynamic: %d is not 0 or 1", on);
+  L->dynamic0 = on;
+  return COMET_OK;
+}
 
 comet_status_t comet_layer_set_layer0_path(comet_layer_t L, int path) {
   COMET_ARG(L != NULL, "layer is NULL");

@@ -202,6 +202,7 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->gather0 = comet_layer_layer0_gather(L);
   out->from0 = comet_layer_layer0_from(L);
   out->tile0 = L->c0.tile;
+  out->dynamic0 = L->dynamic0;
   if (o->refs && out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0)
     return 1;
   out->fused1 = comet_layer_layer1_fused(L);

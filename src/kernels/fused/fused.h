@@ -34,6 +34,7 @@ typedef struct comet_fused_layer0 {
                                     0: movers copy them too, the GEMM loads A with TMA */
   int n_comm;                    /* mover CTAs, 0 (W = 1 with gather) or 1..sm_budget - 1 */
   int tile;                      /* the GEMM tile: 0 auto, 1 wide, 2 narrow */
+  int dynamic;                   /* 1: tiles from a counter; the movers join the GEMM when done */
   comet_l0_mode_t mode;
 } comet_fused_layer0_t;
 
