@@ -11,7 +11,9 @@
  * layer1's movers sum rows home at ~12 GB/s each (bytes read + written,
  * alone: Mixtral 2048 at 4 CTAs and Qwen2-MoE 8192 at 24,
  * bench/results/session3-h200-2026-12-01 run 3): latency-bound, well under
- * the layer0 copy rate. */
+ * the layer0 copy rate. A GEMM also reads each local expert's weights once:
+ * at small token counts that bounds it (~25 GB/s per CTA: Phi-3.5 at 512
+ * tokens, 1.68 GB of w1 in 0.54 ms on 124 CTAs, session 6 run 4). */
 #include "tune/cost_model.h"
 
 
@@ -32,7 +34,7 @@ comet_cost_device_t comet_cost_device_for(const char *name) {
   /* H200 and H100 have the same SMs and clocks; other devices get these
    * too until they are measured (the table's entries win where present). */
   (void)name;
-  comet_cost_device_t d = {5.2, 0.9, 19.0, 8.0, 12.0};
+  comet_cost_device_t d = {5.2, 0.9, 19.0, 8.0, 12.0, 25.0};
   return d;
 }
 
@@ -44,15 +46,30 @@ static double fc1_n(const comet_cost_shape_t *s) {
   return (double)(s->ffn / s->tp) * (s->swiglu ? 2 : 1);
 }
 
-/* At W = 1 the gathered A needs no movers and was within 3.5% of the best
- * swept choice on Mixtral and the best on Phi-3.5 (session 4 run 5); above
- * it, fc1's H*N at most Qwen2-57B's (the copied A wins on bigger ones). */
+static int local_experts(const comet_cost_shape_t *s) { return s->experts / (s->ep > 0 ? s->ep : 1); }
+
+/* fc1's H*N at most Qwen2-57B's: above it the copied A wins at W > 1. At
+ * W = 1 the gathered A needs no movers and was within 7% of the best swept
+ * choice on every preset and token count but one (session 5 run 2, session
+ * 6 run 4): Phi-3.5 at 512 tokens, 64 rows an expert on a big fc1, where it
+ * ran 1.14-1.36x the best copied choice (Mixtral's 128 rows an expert and
+ * Qwen2-57B's 64 on a small fc1 gather well). Not understood; the rule
+ * keeps to what was measured. */
 int comet_cost_layer0_gather(const comet_cost_shape_t *s) {
-  return s->world == 1 || (double)s->hidden * fc1_n(s) <= 3584.0 * 5120.0;
+  const int big = (double)s->hidden * fc1_n(s) > 3584.0 * 5120.0;
+  if (s->world > 1) return !big;
+  return !(big && rows_in(s) < 128.0 * local_experts(s));
 }
 
-static double gemm_ms(const comet_cost_device_t *d, double flops, int ctas, double factor) {
-  return ctas > 0 ? flops / (ctas * d->gemm_tflops_per_sm * 1e12 * factor) * 1e3 : 1e30;
+/* The GEMM on ctas CTAs: its FLOPs, or reading the weights of the experts
+ * that have rows, whichever takes longer. */
+static double gemm_ms(const comet_cost_device_t *d, const comet_cost_shape_t *s, double flops,
+                      double weight_bytes_per_expert, int ctas, double factor) {
+  if (ctas <= 0) return 1e30;
+  const double experts = rows_in(s) < local_experts(s) ? rows_in(s) : local_experts(s);
+  const double compute = flops / (ctas * d->gemm_tflops_per_sm * 1e12 * factor);
+  const double weights = experts * weight_bytes_per_expert / (ctas * d->weight_gbps_per_sm * 1e9);
+  return (compute > weights ? compute : weights) * 1e3;
 }
 
 /* ms for n movers to move `local` bytes within HBM at hbm_gbps each and
@@ -72,7 +89,8 @@ double comet_cost_layer0_ms(const comet_cost_device_t *d, const comet_cost_shape
   const double local = gather ? 0 : 2.0 * rows * own * row_bytes;
   const double remote = rows * (1 - own) * row_bytes;
   const double factor = gather && !comet_cost_layer0_gather(s) ? d->gather_factor : 1.0;
-  const double g = gemm_ms(d, 2.0 * rows * s->hidden * fc1_n(s), s->sm_budget - n, factor);
+  const double g = gemm_ms(d, s, 2.0 * rows * s->hidden * fc1_n(s), 2.0 * s->hidden * fc1_n(s),
+                           s->sm_budget - n, factor);
   const double m = move_ms(d, d->mover_hbm_gbps, local, remote, n);
   const double band = rows < BAND_ROWS ? rows : BAND_ROWS;
   const double start =
@@ -86,7 +104,8 @@ double comet_cost_layer1_ms(const comet_cost_device_t *d, const comet_cost_shape
   /* reads of the (k, tp) rows and the write of out, within HBM or across */
   const double local = rows * own * row_bytes + (double)s->tokens * row_bytes;
   const double remote = rows * (1 - own) * row_bytes;
-  const double g = gemm_ms(d, 2.0 * rows * (s->ffn / s->tp) * s->hidden, s->sm_budget - n, 1.0);
+  const double g = gemm_ms(d, s, 2.0 * rows * (s->ffn / s->tp) * s->hidden,
+                           2.0 * s->hidden * (s->ffn / s->tp), s->sm_budget - n, 1.0);
   const double m = move_ms(d, d->l1_mover_gbps, local, remote, n);
   const int blocks = (s->hidden + L1_BLOCK - 1) / L1_BLOCK;
   return (g > m ? g : m) + g / blocks;

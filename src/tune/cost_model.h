@@ -8,8 +8,9 @@
  *               + computing the first column block (the movers' start)
  *
  * with the rows a rank receives on average (tokens * K * tp), fc1 / fc2
- * FLOPs from the shape, a GEMM rate per SM, and per-CTA mover rates within
- * HBM (this rank's own rows) and across the links (the rest). */
+ * FLOPs from the shape, a GEMM rate per SM (or the weights' reads, where
+ * they take longer), and per-CTA mover rates within HBM (this rank's own
+ * rows) and across the links (the rest). */
 #ifndef COMET_COST_MODEL_H
 #define COMET_COST_MODEL_H
 
@@ -25,6 +26,7 @@ typedef struct comet_cost_device {
   double mover_hbm_gbps;     /* one mover CTA copying within HBM */
   double mover_link_gbps;    /* one mover CTA to or from a peer */
   double l1_mover_gbps;      /* one fused-layer1 mover summing rows home within HBM */
+  double weight_gbps_per_sm; /* the GEMM's weight reads from HBM, per CTA */
 } comet_cost_device_t;
 
 typedef struct comet_cost_shape {
@@ -43,7 +45,7 @@ comet_cost_shape_t comet_cost_shape_for(int world, const comet_layer_config_t *c
  * is a placeholder until the multi-GPU runs measure it). */
 comet_cost_device_t comet_cost_device_for(const char *device_name);
 
-/* Whether layer0 should gather A (fc1's H x N at most Qwen2-57B's). */
+/* Whether layer0 should gather A (cost_model.c says when). */
 int comet_cost_layer0_gather(const comet_cost_shape_t *s);
 
 /* Predicted ms of the fused layer0 (gather as chosen) / layer1 with n

@@ -124,7 +124,19 @@ static void model_cases(void) {
   /* gathered at W = 1 (no movers) and for small fc1s, copied for Mixtral's at W > 1 */
   CHECK(comet_cost_layer0_gather(&mixtral) && !comet_cost_layer0_gather(&mixtral4));
   CHECK(comet_cost_layer0_gather(&qwen) && comet_cost_layer0_gather(&qwen4));
+  /* at W = 1 gathered but where it was measured to lose: Phi-3.5 at 512
+   * tokens (64 rows an expert on a big fc1) copies, with movers */
+  const comet_cost_shape_t phi512 = shape(4096, 6400, 16, 2, 512, 1);
+  const comet_cost_shape_t phi2048 = shape(4096, 6400, 16, 2, 2048, 1);
+  const comet_cost_shape_t mixtral512 = shape(4096, 14336, 8, 2, 512, 1);
+  const comet_cost_shape_t qwen57_512 = shape(3584, 2560, 64, 8, 512, 1);
+  CHECK(!comet_cost_layer0_gather(&phi512) && comet_cost_layer0_gather(&phi2048));
+  CHECK(comet_cost_layer0_gather(&mixtral512) && comet_cost_layer0_gather(&qwen57_512));
   double ms = 0;
+  const int n_phi = comet_cost_pick_layer0(&d, &phi512, 0, &ms);
+  CHECK_MSG(n_phi >= 6 && n_phi <= 16, "Phi-3.5 512 W = 1 copied: the model picks %d movers", n_phi);
+  /* weight-bound there: 1.68 GB of w1 in ~0.54 ms measured */
+  CHECK_MSG(ms > 0.54 * 0.8 && ms < 0.54 * 1.25, "Phi-3.5 512 layer0 predicted %.3f ms", ms);
   CHECK(comet_cost_pick_layer0(&d, &qwen, 1, &ms) == 0 && ms > 0);
   const int n = comet_cost_pick_layer0(&d, &mixtral, 0, &ms);
   CHECK_MSG(n >= 4 && n <= 12, "Mixtral 8192 W = 1 copied: the model picks %d movers", n);
