@@ -6,7 +6,8 @@
 # same process; W = 2 and 4 alone pass. So: W = 8 alone (a fresh process,
 # no earlier worlds' contexts and streams) REPS times, then 2,4,8 REPS
 # times as before, each run's failure count in the summary.
-#   usage: scripts/gpu_loopback_probe.sh   (REPS, default 3; TEST, default test_backward; LIMIT s a run, default 90)
+#   usage: scripts/gpu_loopback_probe.sh   (REPS, default 3; TEST, default test_backward; LIMIT s a run, default 90;
+#   NCCL_WORLDS, default 1: the NCCL worlds run first in each process, "none" for none)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh
@@ -15,7 +16,7 @@ for worlds in 8 2,4,8; do
   for i in $(seq 1 ${REPS:-3}); do
     log="$OUT/${TEST}_w${worlds//,/_}_$i.log"
     s=$(date +%s)
-    timeout ${LIMIT:-90} $B/$TEST --loopback $worlds > "$log" 2>&1
+    timeout ${LIMIT:-90} $B/$TEST --nccl ${NCCL_WORLDS:-1} --loopback $worlds > "$log" 2>&1
     note "$TEST --loopback $worlds #$i: exit $? in $(( $(date +%s) - s )) s," \
       "$(grep -c '^FAIL' "$log") failed checks, $(grep -c 'gave up after' "$log") give-ups"
   done
