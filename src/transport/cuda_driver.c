@@ -29,6 +29,15 @@ static int load(const char *name, void **fn) {
   return 1;
 }
 
+/* An entry point of a later ABI that comet can do without: NULL if absent. */
+static void load_optional(const char *name, void **fn, int version) {
+  enum cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+  if (cudaGetDriverEntryPointByVersion(name, fn, version, cudaEnableDefault, &q) != cudaSuccess ||
+      q != cudaDriverEntryPointSuccess)
+    *fn = NULL;
+  cudaGetLastError();
+}
+
 static void load_all(void) {
   int ok = load("cuDeviceGet", (void **)&g_cu.DeviceGet) &&
            load("cuDeviceGetDevResource", (void **)&g_cu.DeviceGetDevResource) &&
@@ -41,6 +50,8 @@ static void load_all(void) {
            load("cuGreenCtxStreamCreate", (void **)&g_cu.GreenCtxStreamCreate) &&
            load("cuGetErrorString", (void **)&g_cu.GetErrorString) &&
            load("cuModuleGetLoadingMode", (void **)&g_cu.ModuleGetLoadingMode);
+  load_optional("cuDeviceGetDevResource", (void **)&g_cu.DeviceGetDevResource131, 13010);
+  load_optional("cuDevResourceGenerateDesc", (void **)&g_cu.DevResourceGenerateDesc131, 13010);
   g_status = ok ? COMET_OK : COMET_ERR_CUDA;
 }
 

@@ -27,6 +27,10 @@ typedef struct comet_cu {
   CUresult (*GreenCtxStreamCreate)(CUstream *, CUgreenCtx, unsigned int, int);
   CUresult (*GetErrorString)(CUresult, const char **);
   CUresult (*ModuleGetLoadingMode)(CUmoduleLoadingMode *);
+  /* CUDA 13.1's entry points of the same two functions, which know the
+   * workqueue resources (NULL where the driver is older) */
+  CUresult (*DeviceGetDevResource131)(CUdevice, CUdevResource *, CUdevResourceType);
+  CUresult (*DevResourceGenerateDesc131)(CUdevResourceDesc *, CUdevResource *, unsigned int);
 } comet_cu_t;
 
 /* The table, loaded once (thread-safe); COMET_ERR_CUDA naming the missing

@@ -7,6 +7,7 @@
  * rank 0 between two meetings. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,40 @@ comet_status_t comet_transport_loopback_create(comet_transport_t **out, comet_lo
 
 /* ---- the world ---- */
 
+/* CUDA 13.1's CUdevWorkqueueConfigResource, the union member of a
+ * CUdevResource of type CU_DEV_RESOURCE_TYPE_WORKQUEUE_CONFIG (1000); the
+ * 13.0 headers comet builds with do not have it. */
+typedef struct {
+  int device;
+  unsigned int concurrency_limit;
+  unsigned int sharing_scope; /* 1: CU_WORKQUEUE_SCOPE_GREEN_CTX_BALANCED */
+} wq_config_t;
+enum { WQ_CONFIG_TYPE = 1000, WQ_SCOPE_BALANCED = 1 };
+
+static int g_last_wq = -1; /* the last world's work queues: see comet_loopback_last_workqueues */
+
+int comet_loopback_last_workqueues(void) { return g_last_wq; }
+
+/* By default every context on a device, green ones too, shares the device's
+ * hardware work queues (CU_WORKQUEUE_SCOPE_DEVICE_CTX), so a rank's kernel
+ * can queue behind a peer's kernel that spins waiting for it: the loopback
+ * world's first-call timeouts (docs/status.md, Known gaps 11) look like
+ * that. Where the driver has CUDA 13.1's workqueue resources, each rank's
+ * green context gets queues of its own (balanced scope, conns / W of
+ * them): *out is the configuration to add to each rank's descriptor, and 1
+ * is returned; else 0 (the queues stay shared). */
+static int balanced_workqueues(const comet_cu_t *cu, CUdevice dev, int W, int conns,
+                               CUdevResource *out) {
+  if (!cu->DeviceGetDevResource131 || !cu->DevResourceGenerateDesc131) return 0;
+  memset(out, 0, sizeof *out);
+  if (cu->DeviceGetDevResource131(dev, out, (CUdevResourceType)WQ_CONFIG_TYPE) != CUDA_SUCCESS)
+    return 0;
+  wq_config_t *c = (wq_config_t *)((char *)out + offsetof(CUdevResource, sm));
+  c->concurrency_limit = (unsigned)(conns / W > 0 ? conns / W : 1);
+  c->sharing_scope = WQ_SCOPE_BALANCED;
+  return 1;
+}
+
 comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
   COMET_ARG(out != NULL, "world is NULL");
   *out = NULL;
@@ -240,10 +275,18 @@ comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
     goto fail;
   }
   w->sms_per_rank = (int)groups[0].sm.smCount;
+  CUdevResource res[2];
+  int wq = balanced_workqueues(cu, dev, W, conns, &res[1]);
   for (int i = 0; i < W; ++i) {
     CUdevResourceDesc desc;
-    r = cu->DevResourceGenerateDesc(&desc, &groups[i], 1);
+    res[0] = groups[i];
+    r = wq ? cu->DevResourceGenerateDesc131(&desc, res, 2) : cu->DevResourceGenerateDesc(&desc, &groups[i], 1);
     if (r == CUDA_SUCCESS) r = cu->GreenCtxCreate(&w->green[i], desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
+    if (r != CUDA_SUCCESS && wq && i == 0) { /* refused: every rank on the shared queues */
+      wq = 0;
+      --i;
+      continue;
+    }
     if (r == CUDA_SUCCESS) r = cu->CtxFromGreenCtx(&w->cuctx[i], w->green[i]);
     if (r != CUDA_SUCCESS) {
       st = comet_set_error(COMET_ERR_CUDA, "loopback: green context of rank %d (%d SMs): %s", i,
@@ -253,6 +296,7 @@ comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
     if ((int)groups[i].sm.smCount < w->sms_per_rank) w->sms_per_rank = (int)groups[i].sm.smCount;
   }
   free(groups);
+  g_last_wq = wq;
   *out = w;
   return COMET_OK;
 fail:

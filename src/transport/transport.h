@@ -80,6 +80,10 @@ comet_status_t comet_transport_nccl_create(comet_transport_t **t, struct ncclCom
 struct ncclComm *comet_transport_nccl_comm(const comet_transport_t *t);
 comet_status_t comet_transport_loopback_create(comet_transport_t **t, comet_loopback_t world,
                                                int rank);
+/* The work queues of the last loopback world made in this process: 1 each
+ * rank its own (balanced), 0 shared by all ranks (the driver lacks CUDA
+ * 13.1's workqueue resources), -1 no world yet. */
+int comet_loopback_last_workqueues(void);
 struct comet_ipc_world;
 comet_status_t comet_transport_ipc_create(comet_transport_t **t, struct comet_ipc_world *world,
                                           int rank);

@@ -249,7 +249,11 @@ static inline int test_run_worlds(const char *test, const test_worlds_t *w, come
                  : kind == 2 ? comet_launch_ipc(W, 0, timeout_s, fn, arg)
                              : comet_launch_local(W, timeout_s, fn, arg);
     test_record(test, W, tr, rc ? "fail" : "pass");
-    printf("%s: world %d (%s): %s\n", test, W, tr, rc ? "FAILED" : "passed");
+    if (kind == 1) /* whether the ranks had work queues of their own (Known gaps 11) */
+      printf("%s: world %d (%s, %s work queues): %s\n", test, W, tr,
+             comet_loopback_last_workqueues() == 1 ? "balanced" : "shared", rc ? "FAILED" : "passed");
+    else
+      printf("%s: world %d (%s): %s\n", test, W, tr, rc ? "FAILED" : "passed");
     fflush(stdout);
     if (rc) failed++;
     ran++;
