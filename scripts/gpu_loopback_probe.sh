@@ -18,7 +18,8 @@ for worlds in 8 2,4,8; do
     s=$(date +%s)
     timeout ${LIMIT:-90} $B/$TEST --nccl ${NCCL_WORLDS:-1} --loopback $worlds > "$log" 2>&1
     note "$TEST --loopback $worlds #$i: exit $? in $(( $(date +%s) - s )) s," \
-      "$(grep -c '^FAIL' "$log") failed checks, $(grep -c 'gave up after' "$log") give-ups"
+      "$(grep -c '^FAIL' "$log") failed checks, $(grep -c 'gave up after' "$log") give-ups," \
+      "$(grep -om1 '[a-z]* work queues' "$log")"
   done
 done
 finish
