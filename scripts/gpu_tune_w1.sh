@@ -8,9 +8,12 @@
 # table_ms is the pass-1 choice re-timed, so the check reads
 # table_ms <= 1.03 best_ms and model_ms <= 1.10 best_ms per row.
 # Each point is the median of REPEAT interleaved timings of ITERS iterations
-# (session 5 run 2 took single timings of 20: its misses were at the noise).
+# (session 5 run 2 took single timings of 20: its misses were at the noise),
+# then the finalists (each layer's best 3, the table's and the model's
+# picks) REFINE more passes, the best chosen among them (session 6 run 4,
+# medians of 3 and no refining: points moved 3-5% between passes).
 #   usage: scripts/gpu_tune_w1.sh   (TOKENS, SWEEP override the matrix;
-#   ITERS, REPEAT the timing, default 10 x 3; TUNE_LIMIT s per invocation)
+#   ITERS, REPEAT, REFINE the timing, default 10 x 3 + 4; TUNE_LIMIT s per invocation, default 200: the four take ~8.5 min)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh
@@ -19,14 +22,15 @@ TOKENS=${TOKENS:-512,2048,8192,16384}
 SWEEP=${SWEEP:-1,2,4,6,8,12,16,24}
 ITERS=${ITERS:-10}
 REPEAT=${REPEAT:-3}
+REFINE=${REFINE:-4}
 cp $B/comet-tuning.txt "$OUT/table.txt"
 for pass in 1 2; do
   table="$OUT/table.txt"
   [ $pass = 2 ] && cp "$OUT/table.txt" /tmp/table_check.txt && table=/tmp/table_check.txt
   for routing in uniform skew:0.05; do
     s=$(date +%s)
-    COMET_TUNING_TABLE="$OUT/table.txt" timeout ${TUNE_LIMIT:-140} $B/comet tune --gpus 1 --model $MODELS \
-      --tokens $TOKENS --routing $routing --sweep $SWEEP --iters $ITERS --repeat $REPEAT --table "$table" \
+    COMET_TUNING_TABLE="$OUT/table.txt" timeout ${TUNE_LIMIT:-200} $B/comet tune --gpus 1 --model $MODELS \
+      --tokens $TOKENS --routing $routing --sweep $SWEEP --iters $ITERS --repeat $REPEAT --refine $REFINE --table "$table" \
       --json "$OUT/tune_pass$pass.jsonl" > "$OUT/tune_pass${pass}_${routing%%:*}.log" 2>&1
     note "tune pass $pass ($routing): exit $? in $(( $(date +%s) - s )) s"
   done

@@ -54,6 +54,7 @@ typedef struct bench_opts {
   int tune;   /* `comet tune`: no baseline; the sweep (tools/tune.c) */
   int sweep[32], nsweep;
   int repeat; /* tune: timings of each point, interleaved (the median) */
+  int refine; /* tune: more passes over the finalists */
   const char *table_out;
   const char *json, *rendezvous;
   unsigned long long seed;
@@ -67,9 +68,12 @@ static void usage_tune(FILE *f) {
           "usage: comet tune [options]   (the options of comet bench, but --check/--gemm/--n-comm)\n"
           "  --sweep N[,N..]         mover CTA counts to time (default 1,2,4,6,8,12,16,24)\n"
           "  --table FILE            merge the best per config into this tuning table\n"
+          "                          (default comet-tuning.txt here; see tuning/)\n"
           "  --repeat N              time every point N times, in N interleaved passes over\n"
           "                          the points, and take each point's median (default 1)\n"
-          "                          (default comet-tuning.txt here; see tuning/)\n"
+          "  --refine N              then N more passes over the finalists only (the best 3\n"
+          "                          of each layer, the table's and the model's picks), the\n"
+          "                          best chosen among them (default 0)\n"
           "  --json FILE             append one {\"op\": \"tune\"} row per config and layer\n"
           "Times comet_dispatch_gemm (and comet_gemm_combine when the layer runs its layer1\n"
           "fused: COMET_LAYER1=fused) for each mover count, comet's own choice and the cost\n"
@@ -191,6 +195,9 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
     } else if (o->tune && !strcmp(a, "--repeat")) {
       CLI_NEED();
       if (cli_int(v, 1, TUNE_MAX_REPEAT, &o->repeat)) CLI_BAD();
+    } else if (o->tune && !strcmp(a, "--refine")) {
+      CLI_NEED();
+      if (cli_int(v, 0, TUNE_MAX_REFINE, &o->refine)) CLI_BAD();
     } else if (o->tune && !strcmp(a, "--table")) {
       CLI_NEED();
       o->table_out = v;
@@ -580,6 +587,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     to.json = o->json;
     to.iters = o->iters;
     to.repeat = o->repeat > 0 ? o->repeat : 1;
+    to.refine = o->refine;
     to.warmup = o->warmup;
     to.seed = o->seed;
     to.routing_str = o->routing_str;

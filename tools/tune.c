@@ -7,7 +7,11 @@
  * comet's own choice (the table or the model) and the cost model's pick
  * are timed too, so the rows say how far each is from the best. With
  * --repeat N every point is timed N times, in N passes over all the
- * points (so that drift hits all alike), and its median counts. */
+ * points (so that drift hits all alike), and its median counts. With
+ * --refine R the finalists (each layer's best 3, the table's and the
+ * model's picks) get R more passes and the best is chosen among them: the
+ * best of a dozen noisy points is biased low, and the few that can win
+ * are the ones worth the time. */
 #include "tune.h"
 
 #include <stdio.h>
@@ -21,12 +25,15 @@
 #include "tune/table.h"
 
 #define MAX_POINTS 48
+#define MAX_SAMPLES (TUNE_MAX_REPEAT + TUNE_MAX_REFINE)
+#define FINALISTS 3 /* per layer, besides the table's and the model's picks */
 
 typedef struct point {
   int a, n, tile; /* forced: -1 = comet's choice */
   double ms[2];   /* layer0, layer1: the median of the samples */
-  double sample[2][TUNE_MAX_REPEAT];
+  double sample[2][MAX_SAMPLES];
   int nsample;
+  int finalist;
 } point_t;
 
 static double median(double *v, int n) { /* sorts v */
@@ -47,13 +54,13 @@ static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
                                  o->routing, 0};
   if (bench_comet_run(info, cfg, ctx, st, args, &co, out) != 0) return 1;
   if (!out->ran) return 2;
-  if (p->nsample < TUNE_MAX_REPEAT) {
+  if (p->nsample < MAX_SAMPLES) {
     p->sample[0][p->nsample] = out->layer0_ms;
     p->sample[1][p->nsample] = out->layer1_ms;
     ++p->nsample;
   }
   for (int layer = 0; layer < 2; ++layer) {
-    double v[TUNE_MAX_REPEAT];
+    double v[MAX_SAMPLES];
     memcpy(v, p->sample[layer], sizeof(double) * (size_t)p->nsample);
     p->ms[layer] = median(v, p->nsample);
   }
@@ -82,6 +89,18 @@ static point_t *find_or_time(const comet_rank_info_t *info, const tune_opts_t *o
   return p;
 }
 
+/* Marks the FINALISTS points of least median on layer as finalists. */
+static void mark_finalists(point_t *pts, int npts, int layer) {
+  int taken[MAX_POINTS] = {0};
+  for (int k = 0; k < FINALISTS; ++k) {
+    int b = -1;
+    for (int i = 0; i < npts; ++i)
+      if (!taken[i] && (b < 0 || pts[i].ms[layer] < pts[b].ms[layer])) b = i;
+    if (b < 0) return;
+    taken[b] = pts[b].finalist = 1;
+  }
+}
+
 static const char *a_name(int a) { return a == 1 ? "gathered" : a == 0 ? "copied" : "comet"; }
 
 static void json_point(FILE *f, const char *key, const point_t *p, int layer) {
@@ -102,10 +121,10 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
           "{\"op\": \"tune\", \"layer\": %d, \"model\": \"%s\", \"H\": %d, \"F\": %d, \"E\": %d, "
           "\"K\": %d, \"world\": %d, \"ep\": %d, \"tp\": %d, \"tokens_per_rank\": %d, "
           "\"routing\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", "
-          "\"command\": \"%s\", \"iters\": %d, \"repeat\": %d",
+          "\"command\": \"%s\", \"iters\": %d, \"repeat\": %d, \"refine\": %d",
           layer, model, c->hidden, c->ffn, c->num_experts, c->topk, W, c->ep, c->tp,
           c->max_tokens_per_rank, o->routing_str, device, o->commit, o->date, comet_run_command(),
-          o->iters, o->repeat);
+          o->iters, o->repeat, o->refine);
   json_point(f, "best", best, layer);
   if (layer == 0 && best) fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(best->a), best->tile);
   json_point(f, "table", table, layer);
@@ -211,10 +230,22 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
       if (time_point(info, o, cfg, ctx, st, args, &pts[i], &cm) == 1) return 1;
     if (time_point(info, o, cfg, ctx, st, args, &choice, &cm) == 1) return 1;
   }
+  /* --refine: the finalists only, then the best among them */
+  if (o->refine > 0) {
+    for (int layer = 0; layer < layers; ++layer) {
+      mark_finalists(pts, npts, layer);
+      if (mdl[layer]) pts[mdl[layer] - pts].finalist = 1;
+      if (tab[layer]) pts[tab[layer] - pts].finalist = 1;
+    }
+    for (int r = 0; r < o->refine; ++r)
+      for (int i = 0; i < npts; ++i)
+        if (pts[i].finalist && time_point(info, o, cfg, ctx, st, args, &pts[i], &cm) == 1) return 1;
+  }
   for (int layer = 0; layer < layers; ++layer) {
     const point_t *best = NULL;
     for (int i = 0; i < npts; ++i)
-      if (!best || pts[i].ms[layer] < best->ms[layer]) best = &pts[i];
+      if ((!o->refine || pts[i].finalist) && (!best || pts[i].ms[layer] < best->ms[layer]))
+        best = &pts[i];
     if (info->rank != 0 || !best) continue;
     printf("[%d/%d] %s %d tokens %s, layer%d: best n_comm %d (A %s, %.3f ms); model %d (%+.1f%%); "
            "comet's choice %d from the %s (%+.1f%%)\n",

@@ -13,6 +13,7 @@
 #include "../baselines/moe_data.h"
 
 #define TUNE_MAX_REPEAT 9
+#define TUNE_MAX_REFINE 15
 
 typedef struct tune_opts {
   int sweep[32];
@@ -21,6 +22,7 @@ typedef struct tune_opts {
   const char *json;      /* rows {"op": "tune", ...}, appended */
   int iters, warmup;
   int repeat; /* timings per point, in interleaved passes; the median counts */
+  int refine; /* more passes over the finalists only (see tune.c) */
   unsigned long long seed;
   const char *routing_str, *commit, *date;
   const comet_md_routing_t *routing;
