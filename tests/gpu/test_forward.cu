@@ -18,6 +18,16 @@
 
 static const char *TEST = "test_forward";
 
+/* A forward into out (poisoned first), its bits against want's. */
+static int forward_matches(comet_layer_t L, const comet_moe_args_t *a, cudaStream_t stream,
+                           size_t out_n, const uint16_t *want, uint16_t *got) {
+  CUDA_OK(cudaMemset(a->out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
+  CHECK_OK(comet_moe_forward(L, a, stream));
+  CUDA_OK(cudaStreamSynchronize(stream));
+  CUDA_OK(cudaMemcpy(got, a->out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
+  return memcmp(want, got, sizeof(uint16_t) * out_n) == 0;
+}
+
 /* One routing case: forward vs reference, halves vs forward, h vs reference. */
 static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet_rank_info_t *info,
                      cudaStream_t stream, int kind, uint64_t seed, int zero_rank, const char *label) {
@@ -98,11 +108,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
     } else {
       CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_COMPOSED));
     }
-    CUDA_OK(cudaMemset(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
-    CHECK_OK(comet_moe_forward(L, &a, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
-    CUDA_OK(cudaMemcpy(got2, g.out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
-    CHECK_MSG(memcmp(got, got2, sizeof(uint16_t) * out_n) == 0,
+    CHECK_MSG(forward_matches(L, &a, stream, out_n, got, got2),
               "[rank %d] %s: %s (n_comm %d) differs from the default fused forward's bits", me,
               label, i < 5 ? "the fused layer0, A copied" : i < 10 ? "the fused layer0, A gathered"
                                                               : "the composed layer0", n);
@@ -116,11 +122,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
     if (n < 1 || n >= budget) continue;
     CHECK_OK(comet_layer_set_layer0_gather(L, i / 3));
     CHECK_OK(comet_layer_set_n_comm(L, n));
-    CUDA_OK(cudaMemset(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
-    CHECK_OK(comet_moe_forward(L, &a, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
-    CUDA_OK(cudaMemcpy(got2, g.out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
-    CHECK_MSG(memcmp(got, got2, sizeof(uint16_t) * out_n) == 0,
+    CHECK_MSG(forward_matches(L, &a, stream, out_n, got, got2),
               "[rank %d] %s: the fused layer0 with dynamic tiles (A %s, n_comm %d) differs from "
               "the default fused forward's bits", me, label, i < 3 ? "copied" : "gathered", n);
   }
