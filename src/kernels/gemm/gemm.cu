@@ -234,6 +234,7 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             COMET_GEMM_MAX_GROUPS);
   COMET_ARG(p->n >= 8 && p->n % 8 == 0, "gemm: n = %d must be a positive multiple of 8", p->n);
   COMET_ARG(p->k >= 8 && p->k % 8 == 0, "gemm: k = %d must be a positive multiple of 8", p->k);
+  COMET_ARG(p->band >= 0 && p->band <= 1024, "gemm: band = %d must be 0 (the default) or 1..1024", p->band);
   COMET_ARG(p->max_rows >= 0 && p->max_rows < ((int64_t)1 << 31), "gemm: max_rows = %lld out of range",
             (long long)p->max_rows);
   COMET_ARG(p->epilogue == COMET_GEMM_EPI_STORE || p->epilogue == COMET_GEMM_EPI_SWIGLU,
@@ -359,6 +360,7 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.k = p->k;
   a.n_tiles = (p->n + C::kOutN - 1) / C::kOutN;
   a.order = (int)p->order;
+  a.band = p->band > 0 ? p->band : kBand;
   a.publish_value = p->publish_value;
   a.tile_counter = p->tile_counter;
   a.ws = w.ws;

@@ -136,6 +136,10 @@ typedef struct comet_gemm_params {
   /* pairs or not (AUTO: off unless COMET_GEMM_PAIRS=1);
    * the bits do not depend on it (each tile sums K in the same order) */
   comet_gemm_cluster_t cluster;
+  /* M-tiles per raster band of the natural tile order (no mtiles list):
+   * 0 = COMET_SCHED_BAND (8). Wider bands re-read B from DRAM fewer times
+   * on groups of many M-tiles; for A/B timing (bench --ab). */
+  int band;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers

@@ -46,6 +46,7 @@ struct Args {
   uint64_t *publish_flags;
   void *c;
   int groups, n, k, n_tiles, order;
+  int band; /* M-tiles per raster band of the natural order */
   uint64_t publish_value;
   const uint64_t *publish_epoch; /* non-NULL: publish *publish_epoch (the call's device epoch) */
   uint32_t *tile_counter; /* non-NULL (with a list): dynamic tiles, see the work ring; zeroed */
@@ -206,15 +207,15 @@ __device__ __forceinline__ int group_of(const int *mstart, int groups, int q) {
 
 /* Without a list: the CTA's table mstart[g] = M-tiles before group g; tile t
  * is M-tile q = t / n_tiles of the flattened list, and inside a group the
- * tiles run in bands of kBand M-tiles, M fastest, so CTAs running at the
+ * tiles run in bands of a.band M-tiles, M fastest, so CTAs running at the
  * same time share B tiles in L2. */
 __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
                                               const int *mstart, int t) {
   const int q = t / a.n_tiles;
   const int g = group_of(mstart, a.groups, q), mt = mstart[g + 1] - mstart[g];
   const int l = t - mstart[g] * a.n_tiles;
-  const int band = l / (kBand * a.n_tiles), first = band * kBand;
-  const int bm = min(kBand, mt - first), rem = l - first * a.n_tiles;
+  const int band = l / (a.band * a.n_tiles), first = band * a.band;
+  const int bm = min(a.band, mt - first), rem = l - first * a.n_tiles;
   const int m = first + rem % bm;
   Tile tl;
   tl.group = g;
@@ -236,10 +237,10 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
  * (B is the larger operand of a 128 x 256 tile). A pair that straddles two
  * groups loads both halves locally; with an odd M-tile count the last
  * pair's second tile has no rows (computed, never stored). Pair tile t
- * runs in bands of kBand / 2 pairs, M fastest, as sched_natural. */
+ * runs in bands of a.band / 2 pairs, M fastest, as sched_natural. */
 __device__ __forceinline__ Tile sched_pair(const Args &a, const int *row_off, const int *mstart,
                                            int t, int rank) {
-  constexpr int kPB = kBand / 2 > 0 ? kBand / 2 : 1;
+  const int kPB = a.band / 2 > 0 ? a.band / 2 : 1;
   const int mt_total = mstart[a.groups], pairs = (mt_total + 1) / 2;
   const int first = t / (kPB * a.n_tiles) * kPB;
   const int bm = min(kPB, pairs - first), rem = t - first * a.n_tiles;
