@@ -211,6 +211,30 @@ static int balanced_workqueues(const comet_cu_t *cu, CUdevice dev, int W, int co
   return 1;
 }
 
+/* Each rank's green context on its SM group (and with wq, work queues of
+ * its own); on failure none is left and *bad names the rank. */
+static CUresult green_contexts(const comet_cu_t *cu, CUdevice dev, struct comet_loopback *w,
+                               CUdevResource *groups, const CUdevResource *wq, int *bad) {
+  CUresult r = CUDA_SUCCESS;
+  for (int i = 0; i < w->W && r == CUDA_SUCCESS; ++i) {
+    CUdevResourceDesc desc;
+    CUdevResource res[2];
+    res[0] = groups[i];
+    if (wq) res[1] = *wq;
+    r = wq ? cu->DevResourceGenerateDesc131(&desc, res, 2) : cu->DevResourceGenerateDesc(&desc, res, 1);
+    if (r == CUDA_SUCCESS) r = cu->GreenCtxCreate(&w->green[i], desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
+    if (r == CUDA_SUCCESS) r = cu->CtxFromGreenCtx(&w->cuctx[i], w->green[i]);
+    if (r != CUDA_SUCCESS) *bad = i;
+  }
+  if (r != CUDA_SUCCESS)
+    for (int i = 0; i < w->W; ++i) {
+      if (w->green[i]) cu->GreenCtxDestroy(w->green[i]);
+      w->green[i] = NULL;
+      w->cuctx[i] = NULL;
+    }
+  return r;
+}
+
 comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
   COMET_ARG(out != NULL, "world is NULL");
   *out = NULL;
@@ -275,26 +299,21 @@ comet_status_t comet_loopback_create(comet_loopback_t *out, int W, int device) {
     goto fail;
   }
   w->sms_per_rank = (int)groups[0].sm.smCount;
-  CUdevResource res[2];
-  int wq = balanced_workqueues(cu, dev, W, conns, &res[1]);
-  for (int i = 0; i < W; ++i) {
-    CUdevResourceDesc desc;
-    res[0] = groups[i];
-    r = wq ? cu->DevResourceGenerateDesc131(&desc, res, 2) : cu->DevResourceGenerateDesc(&desc, &groups[i], 1);
-    if (r == CUDA_SUCCESS) r = cu->GreenCtxCreate(&w->green[i], desc, dev, CU_GREEN_CTX_DEFAULT_STREAM);
-    if (r != CUDA_SUCCESS && wq && i == 0) { /* refused: every rank on the shared queues */
-      wq = 0;
-      --i;
-      continue;
-    }
-    if (r == CUDA_SUCCESS) r = cu->CtxFromGreenCtx(&w->cuctx[i], w->green[i]);
-    if (r != CUDA_SUCCESS) {
-      st = comet_set_error(COMET_ERR_CUDA, "loopback: green context of rank %d (%d SMs): %s", i,
-                           (int)groups[i].sm.smCount, comet_cu_error_string(r));
-      goto fail;
-    }
-    if ((int)groups[i].sm.smCount < w->sms_per_rank) w->sms_per_rank = (int)groups[i].sm.smCount;
+  CUdevResource wq_res;
+  int wq = balanced_workqueues(cu, dev, W, conns, &wq_res);
+  int bad = -1;
+  r = green_contexts(cu, dev, w, groups, wq ? &wq_res : NULL, &bad);
+  if (r != CUDA_SUCCESS && wq) { /* the queues refused: every rank on the shared ones */
+    wq = 0;
+    r = green_contexts(cu, dev, w, groups, NULL, &bad);
   }
+  if (r != CUDA_SUCCESS) {
+    st = comet_set_error(COMET_ERR_CUDA, "loopback: green context of rank %d (%d SMs): %s", bad,
+                         (int)groups[bad].sm.smCount, comet_cu_error_string(r));
+    goto fail;
+  }
+  for (int i = 0; i < W; ++i)
+    if ((int)groups[i].sm.smCount < w->sms_per_rank) w->sms_per_rank = (int)groups[i].sm.smCount;
   free(groups);
   g_last_wq = wq;
   *out = w;
