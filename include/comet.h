@@ -114,6 +114,10 @@ int comet_preset_count(void);
 const comet_preset_t *comet_preset_at(int index);
 /* NULL (and a last-error message listing the names) if unknown. */
 const comet_preset_t *comet_preset_find(const char *name);
+/* Sets cfg's shape (hidden, ffn, num_experts, topk, activation) to the
+ * preset's; the other fields stay. COMET_ERR_INVALID_ARGUMENT, listing the
+ * names, if name is unknown. */
+comet_status_t comet_config_from_preset(comet_layer_config_t *cfg, const char *name);
 
 /* ---- contexts: one per rank ----
  * A rank is a process and a GPU (NCCL transport) or, in the loopback world,

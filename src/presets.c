@@ -23,6 +23,18 @@ const comet_preset_t *comet_preset_at(int i) {
   return (i >= 0 && i < k_preset_count) ? &k_presets[i] : NULL;
 }
 
+comet_status_t comet_config_from_preset(comet_layer_config_t *cfg, const char *name) {
+  COMET_ARG(cfg != NULL, "comet_config_from_preset: cfg is NULL");
+  const comet_preset_t *p = comet_preset_find(name);
+  if (!p) return COMET_ERR_INVALID_ARGUMENT; /* the message lists the names */
+  cfg->hidden = p->hidden;
+  cfg->ffn = p->ffn;
+  cfg->num_experts = p->num_experts;
+  cfg->topk = p->topk;
+  cfg->activation = p->activation;
+  return COMET_OK;
+}
+
 const comet_preset_t *comet_preset_find(const char *name) {
   if (name)
     for (int i = 0; i < k_preset_count; ++i)

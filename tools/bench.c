@@ -137,12 +137,7 @@ static void read_commit(char *buf, size_t n) {
 static comet_layer_config_t make_config(const bench_opts_t *o, const char *model, int T) {
   comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
   if (strcmp(model, "custom")) {
-    const comet_preset_t *p = comet_preset_find(model);
-    cfg.hidden = p->hidden;
-    cfg.ffn = p->ffn;
-    cfg.num_experts = p->num_experts;
-    cfg.topk = p->topk;
-    cfg.activation = p->activation;
+    comet_config_from_preset(&cfg, model); /* the names were checked with the options */
   } else {
     cfg.hidden = o->hidden;
     cfg.ffn = o->ffn;

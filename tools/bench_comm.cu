@@ -125,16 +125,11 @@ static int gather_max_mean(ncclComm_t comm, cudaStream_t st, int W, double mine,
 static int bench_rank(const comet_rank_info_t *info, void *arg) {
   const opts_t *o = (const opts_t *)arg;
   const int me = info->rank, W = info->world;
-  const comet_preset_t *p = comet_preset_find(o->model);
   comet_context_t ctx;
   BCOMET(comet_context_create(&ctx, me, W, &info->id, info->device));
   ncclComm_t comm = comet_context_comm(ctx);
   comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
-  cfg.hidden = p->hidden;
-  cfg.ffn = p->ffn;
-  cfg.num_experts = p->num_experts;
-  cfg.topk = p->topk;
-  cfg.activation = p->activation;
+  BCOMET(comet_config_from_preset(&cfg, o->model));
   cfg.ep = o->ep; /* for W, set and checked in comet_bench_comm_main */
   cfg.tp = o->tp;
   cfg.max_tokens_per_rank = o->tokens;
@@ -305,13 +300,8 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
 /* The preset's config for world W (ep, tp: 0 = not given; W = 0: not known yet). */
 static int check_config(opts_t *o, int W, const char *what) {
   if (W && cli_layout("comet bench", W, what, &o->ep, &o->tp)) return -1;
-  const comet_preset_t *p = comet_preset_find(o->model);
   comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
-  cfg.hidden = p->hidden;
-  cfg.ffn = p->ffn;
-  cfg.num_experts = p->num_experts;
-  cfg.topk = p->topk;
-  cfg.activation = p->activation;
+  if (comet_config_from_preset(&cfg, o->model) != COMET_OK) return -1;
   cfg.ep = o->ep;
   cfg.tp = o->tp;
   cfg.max_tokens_per_rank = o->tokens;

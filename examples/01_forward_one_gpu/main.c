@@ -59,19 +59,17 @@ static void *random_bf16(size_t n, float scale, uint64_t *s) {
 int main(int argc, char **argv) {
   const char *model = argc > 1 ? argv[1] : "mixtral-8x7b";
   const int T = argc > 2 ? atoi(argv[2]) : 2048;
-  const comet_preset_t *p = comet_preset_find(model);
-  if (!p) {
+  comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
+  if (comet_config_from_preset(&cfg, model) != COMET_OK) {
     fprintf(stderr, "%s\n", comet_last_error());
     return 2;
   }
-  comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
-  cfg.hidden = p->hidden; cfg.ffn = p->ffn; cfg.num_experts = p->num_experts; cfg.topk = p->topk;
-  cfg.activation = p->activation; cfg.ep = 1; cfg.tp = 1; cfg.max_tokens_per_rank = T;
+  cfg.ep = 1; cfg.tp = 1; cfg.max_tokens_per_rank = T;
   COMET_OK_OR_DIE(comet_config_validate(&cfg, 1));
   size_t ws = 0;
   COMET_OK_OR_DIE(comet_layer_workspace_bytes(&cfg, 1, &ws));
-  printf("%s: H %d F %d E %d top-%d, %d tokens; comet's workspace %.2f GB\n", p->name, p->hidden,
-         p->ffn, p->num_experts, p->topk, T, ws / 1e9);
+  printf("%s: H %d F %d E %d top-%d, %d tokens; comet's workspace %.2f GB\n", model, cfg.hidden,
+         cfg.ffn, cfg.num_experts, cfg.topk, T, ws / 1e9);
 
   /* A world of one rank: its own NCCL communicator of one. */
   comet_unique_id_t id;

@@ -12,10 +12,8 @@ int main(void) {
     fprintf(stderr, "library version %d, header %d\n", comet_version(), COMET_VERSION_CODE);
     return 1;
   }
-  const comet_preset_t *p = comet_preset_find("mixtral-8x7b");
-  if (!p) return 1;
   comet_layer_config_t cfg = COMET_LAYER_CONFIG_INITIALIZER;
-  cfg.hidden = p->hidden; cfg.ffn = p->ffn; cfg.num_experts = p->num_experts; cfg.topk = p->topk;
+  if (comet_config_from_preset(&cfg, "mixtral-8x7b") != COMET_OK) return 1;
   cfg.ep = 4; cfg.tp = 2; cfg.max_tokens_per_rank = 4096;
   size_t bytes = 0;
   if (comet_config_validate(&cfg, 8) != COMET_OK || comet_layer_workspace_bytes(&cfg, 8, &bytes) != COMET_OK) {

@@ -85,12 +85,20 @@ int main(void) {
 
   /* Presets, names and status strings. */
   CHECK(comet_preset_count() == 7);
+  { /* an unknown preset names the known ones; the config is left alone */
+    comet_layer_config_t pc = COMET_LAYER_CONFIG_INITIALIZER;
+    CHECK(comet_config_from_preset(&pc, "nope") == COMET_ERR_INVALID_ARGUMENT &&
+          strstr(comet_last_error(), "mixtral-8x7b") && pc.hidden == 0);
+    CHECK(comet_config_from_preset(NULL, "mixtral-8x7b") == COMET_ERR_INVALID_ARGUMENT);
+  }
   for (int i = 0; i < comet_preset_count(); ++i) {
     const comet_preset_t *p = comet_preset_at(i);
     CHECK(p && comet_preset_find(p->name) == p);
     comet_layer_config_t pc = COMET_LAYER_CONFIG_INITIALIZER;
-    pc.hidden = p->hidden; pc.ffn = p->ffn; pc.num_experts = p->num_experts; pc.topk = p->topk;
-    pc.ep = 4; pc.max_tokens_per_rank = 4096; pc.activation = p->activation;
+    CHECK(comet_config_from_preset(&pc, p->name) == COMET_OK && pc.hidden == p->hidden &&
+          pc.ffn == p->ffn && pc.num_experts == p->num_experts && pc.topk == p->topk &&
+          pc.activation == p->activation);
+    pc.ep = 4; pc.max_tokens_per_rank = 4096;
     CHECK_MSG(comet_config_validate(&pc, 4) == COMET_OK, "%s: %s", p->name, comet_last_error());
   }
   CHECK(comet_preset_at(7) == NULL && comet_preset_at(-1) == NULL);
