@@ -129,11 +129,16 @@ static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr,
   return comet_launched("fused layer0 kernel");
 }
 
-/* COMET_L0_TILE = wide | narrow overrides the chosen tile (experiments). */
-static comet_gemm_tile_t tile_from_env(int chosen) {
+/* COMET_L0_TILE = wide | narrow overrides the chosen tile (experiments;
+ * read once). */
+static int env_tile(void) {
   const char *t = getenv("COMET_L0_TILE");
-  if (t && !strcmp(t, "wide")) return COMET_GEMM_TILE_WIDE;
-  if (t && !strcmp(t, "narrow")) return COMET_GEMM_TILE_NARROW;
+  return t && !strcmp(t, "wide") ? 1 : t && !strcmp(t, "narrow") ? 2 : 0;
+}
+static comet_gemm_tile_t tile_from_env(int chosen) {
+  static const int forced = env_tile();
+  if (forced == 1) return COMET_GEMM_TILE_WIDE;
+  if (forced == 2) return COMET_GEMM_TILE_NARROW;
   return chosen == 1 ? COMET_GEMM_TILE_WIDE : chosen == 2 ? COMET_GEMM_TILE_NARROW : COMET_GEMM_TILE_AUTO;
 }
 

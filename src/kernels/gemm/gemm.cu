@@ -304,18 +304,24 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
   return COMET_OK;
 }
 
+/* An environment switch for A/B timing, read once ("1": on). */
+static bool env_on(const char *name) {
+  const char *e = getenv(name);
+  return e && e[0] == '1';
+}
+
 /* Pairs (2-CTA clusters, gemm_engine.cuh) for this launch? Only when
  * asked (cluster ON, or COMET_GEMM_PAIRS=1 for AUTO launches: A/B timing):
- * on one H200 (2026-12-01) pairs ran at 0.65-0.70x single CTAs on every
- * shape but one (3 stages leave too little lookahead for the cross-CTA
- * release and multicast latency; docs/status.md). */
+ * on one H200 pairs ran at 0.65-0.70x single CTAs with 3 stages (session
+ * 4) and 0.70-0.81x with 4 (session 6), with ~1.9x their L2 traffic (not
+ * understood; docs/status.md). */
 static bool pair_wanted(const comet_gemm_params_t *p, int sms) {
   if (p->k_grouped || hooks_on(p) || sms < 2 || p->cluster == COMET_GEMM_CLUSTER_OFF ||
       p->groups > kPairMaxGroups) /* the pairs' smaller group tables */
     return false;
   if (p->cluster == COMET_GEMM_CLUSTER_ON) return true;
-  const char *env = getenv("COMET_GEMM_PAIRS");
-  return env && env[0] == '1' && p->max_rows >= 16 * kBM && choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;
+  static const bool asked = env_on("COMET_GEMM_PAIRS");
+  return asked && p->max_rows >= 16 * kBM && choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;
 }
 
 /* The tensor maps of a launch: A [max_rows, K] (box 64 x 128), B
