@@ -165,9 +165,9 @@ struct Cfg {
   static_assert(!kPair || (kBN_ == 256 && !kHooks && !kKgroup), "pairs: wide tiles, natural order");
   static constexpr int kOutN = kSwiglu ? kBN / 2 : kBN;
   /* pairs: a 4th stage against the cross-CTA latency of the multicast B
-   * (3 stages ran 0.65-0.70x single CTAs), paid for with half the epilogue
-   * staging (two slabs a warpgroup, stored in turns) and group tables for
-   * kPairMaxGroups groups */
+   * (3 stages ran 0.65-0.70x single CTAs; 4 run 0.70-0.81x, session 6),
+   * paid for with half the epilogue staging (two slabs a warpgroup, stored
+   * in turns) and group tables for kPairMaxGroups groups */
   static constexpr int kStages = kPair ? 4 : kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
