@@ -31,20 +31,10 @@
 typedef struct point {
   int a, n, tile; /* forced: -1 = comet's choice */
   double ms[2];   /* layer0, layer1: the median of the samples */
-  double sample[2][MAX_SAMPLES];
+  float sample[2][MAX_SAMPLES];
   int nsample;
   int finalist;
 } point_t;
-
-static double median(double *v, int n) { /* sorts v */
-  for (int i = 1; i < n; ++i)
-    for (int j = i; j > 0 && v[j] < v[j - 1]; --j) {
-      const double t = v[j];
-      v[j] = v[j - 1];
-      v[j - 1] = t;
-    }
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* Times p (collective); 0 on success, 1 harness failure, 2 comet refused. */
 static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
@@ -60,9 +50,9 @@ static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
     ++p->nsample;
   }
   for (int layer = 0; layer < 2; ++layer) {
-    double v[MAX_SAMPLES];
-    memcpy(v, p->sample[layer], sizeof(double) * (size_t)p->nsample);
-    p->ms[layer] = median(v, p->nsample);
+    float v[MAX_SAMPLES]; /* bench_median sorts */
+    memcpy(v, p->sample[layer], sizeof(float) * (size_t)p->nsample);
+    p->ms[layer] = bench_median(v, p->nsample);
   }
   return 0;
 }
@@ -212,7 +202,7 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
   const comet_tune_key_t key = comet_tune_key_for(ctx->device_name, ctx->world, cfg);
   /* every point first (the model's and the table's picks of each layer) */
   const int layers = fused1 ? 2 : 1;
-  const point_t *mdl[2] = {NULL, NULL}, *tab[2] = {NULL, NULL};
+  point_t *mdl[2] = {NULL, NULL}, *tab[2] = {NULL, NULL};
   for (int layer = 0; layer < layers; ++layer) {
     mdl[layer] = layer == 0
                      ? find_or_time(info, o, cfg, ctx, st, args, pts, &npts, mg, mn0, -1, &err)
@@ -234,8 +224,8 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
   if (o->refine > 0) {
     for (int layer = 0; layer < layers; ++layer) {
       mark_finalists(pts, npts, layer);
-      if (mdl[layer]) pts[mdl[layer] - pts].finalist = 1;
-      if (tab[layer]) pts[tab[layer] - pts].finalist = 1;
+      if (mdl[layer]) mdl[layer]->finalist = 1;
+      if (tab[layer]) tab[layer]->finalist = 1;
     }
     for (int r = 0; r < o->refine; ++r)
       for (int i = 0; i < npts; ++i)
