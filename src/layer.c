@@ -6,6 +6,7 @@
  * steps with their status messages. */
 #include "layer.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,14 +159,6 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   return COMET_OK;
 }
 
-/* Split-tail slots of the layer's GEMMs (ordered sums: a slot per part):
- * a last wave of wide tiles split in two (plan_split), on at most 132 SMs
- * (H100, H200; more SMs get fewer split choices): 33 MiB at most. */
-#define SPLIT_SLOTS_SMS_BOUND 132
-static int split_slots(int sm_budget) {
-  return 2 * (sm_budget < SPLIT_SLOTS_SMS_BOUND ? sm_budget : SPLIT_SLOTS_SMS_BOUND);
-}
-
 static size_t h_buf_bytes(const comet_layer_config_t *cfg) {
   return (size_t)comet_config_row_capacity(cfg) * (size_t)(cfg->ffn / cfg->tp) *
          comet_dtype_size(cfg->dtype);
@@ -180,7 +173,7 @@ comet_status_t comet_layer_workspace_bytes(const comet_layer_config_t *cfg, int 
   memset(&v, 0, sizeof v);
   size_t wb = 0, sb = 0;
   COMET_CHECK(comet_layer_carve(cfg, world, dm, cm, &v, &wb, &sb, NULL));
-  *bytes = wb + sb + h_buf_bytes(cfg) + comet_gemm_split_ws_bytes(split_slots(SPLIT_SLOTS_SMS_BOUND));
+  *bytes = wb + sb + h_buf_bytes(cfg) + comet_gemm_split_ws_bytes(comet_gemm_split_slots(INT_MAX));
   return COMET_OK;
 }
 
@@ -314,7 +307,7 @@ static comet_status_t alloc_local(comet_layer_t L) {
                            "(injected fault)");
   COMET_CUDA(cudaMalloc(&L->scratch, L->scratch_bytes));
   COMET_CUDA(cudaMalloc(&L->h_buf, h_buf_bytes(&L->cfg)));
-  L->split_slots = split_slots(ctx->sm_budget);
+  L->split_slots = comet_gemm_split_slots(ctx->sm_budget);
   COMET_CUDA(cudaMalloc(&L->split_ws, comet_gemm_split_ws_bytes(L->split_slots)));
   COMET_CUDA(cudaHostAlloc((void **)&L->fault_host, sizeof(comet_fault_t), cudaHostAllocMapped));
   memset(L->fault_host, 0, sizeof(comet_fault_t));

@@ -152,8 +152,9 @@ struct Result {
   int tile_n;
 };
 
-/* A split-tail workspace like a layer's (2 slots an SM, layer.c), made once:
- * the forward's mode splits ragged last waves in it, summing in part order. */
+/* A split-tail workspace like a layer's (comet_gemm_split_slots), made
+ * once: the forward's mode splits ragged last waves in it, summing in part
+ * order. */
 static void *layer_split_ws(int *slots) {
   static void *ws = NULL;
   static int n = 0;
@@ -161,7 +162,7 @@ static void *layer_split_ws(int *slots) {
     int dev = 0, sms = 0;
     BENCH_CUDA(cudaGetDevice(&dev));
     BENCH_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    n = 2 * sms;
+    n = comet_gemm_split_slots(sms);
     BENCH_CUDA(cudaMalloc(&ws, comet_gemm_split_ws_bytes(n)));
     BENCH_CUDA(cudaMemset(ws, 0, comet_gemm_split_ws_bytes(n)));
   }

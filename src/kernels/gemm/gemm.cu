@@ -201,6 +201,11 @@ static Workspace split_workspace(const comet_gemm_params_t *p, cudaStream_t stre
   return w ? *w : none;
 }
 
+extern "C" int comet_gemm_split_slots(int sms) {
+  constexpr int kSmsBound = 132;
+  return 2 * (sms < kSmsBound ? sms : kSmsBound);
+}
+
 extern "C" size_t comet_gemm_split_ws_bytes(int slots) {
   return slots > 0 ? (size_t)slots * (kSlotFloats * 4 + 2 * 4) : 0;
 }

@@ -155,6 +155,11 @@ int comet_gemm_pair_capacity(void);
 
 /* Bytes of a split-tail workspace of `slots` slots (params.split_ws). */
 size_t comet_gemm_split_ws_bytes(int slots);
+/* The slots a caller's workspace wants for launches on `sms` SMs (ordered
+ * sums: a slot per part): a last wave of wide tiles split in two
+ * (plan_split), on at most 132 SMs (H100, H200; more SMs get fewer split
+ * choices): 264 slots, 33 MiB, at most. */
+int comet_gemm_split_slots(int sms);
 
 /* Launches the grouped GEMM on `stream` (asynchronous; capturable). */
 comet_status_t comet_gemm_grouped(const comet_gemm_params_t *p, struct CUstream_st *stream);
