@@ -131,14 +131,14 @@ static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr,
 
 /* COMET_L0_TILE = wide | narrow overrides the chosen tile (experiments;
  * read once). */
-static int env_tile(void) {
+static comet_gemm_tile_t env_tile(void) { /* AUTO: not forced */
   const char *t = getenv("COMET_L0_TILE");
-  return t && !strcmp(t, "wide") ? 1 : t && !strcmp(t, "narrow") ? 2 : 0;
+  return t && !strcmp(t, "wide") ? COMET_GEMM_TILE_WIDE
+       : t && !strcmp(t, "narrow") ? COMET_GEMM_TILE_NARROW : COMET_GEMM_TILE_AUTO;
 }
 static comet_gemm_tile_t tile_from_env(int chosen) {
-  static const int forced = env_tile();
-  if (forced == 1) return COMET_GEMM_TILE_WIDE;
-  if (forced == 2) return COMET_GEMM_TILE_NARROW;
+  static const comet_gemm_tile_t forced = env_tile();
+  if (forced != COMET_GEMM_TILE_AUTO) return forced;
   return chosen == 1 ? COMET_GEMM_TILE_WIDE : chosen == 2 ? COMET_GEMM_TILE_NARROW : COMET_GEMM_TILE_AUTO;
 }
 

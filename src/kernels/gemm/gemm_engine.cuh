@@ -240,10 +240,10 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
  * runs in bands of a.band / 2 pairs, M fastest, as sched_natural. */
 __device__ __forceinline__ Tile sched_pair(const Args &a, const int *row_off, const int *mstart,
                                            int t, int rank) {
-  const int kPB = a.band / 2 > 0 ? a.band / 2 : 1;
+  const int pb = a.band / 2 > 0 ? a.band / 2 : 1; /* pairs a band */
   const int mt_total = mstart[a.groups], pairs = (mt_total + 1) / 2;
-  const int first = t / (kPB * a.n_tiles) * kPB;
-  const int bm = min(kPB, pairs - first), rem = t - first * a.n_tiles;
+  const int first = t / (pb * a.n_tiles) * pb;
+  const int bm = min(pb, pairs - first), rem = t - first * a.n_tiles;
   const int q0 = 2 * (first + rem % bm), q1 = q0 + 1;
   const int g0 = group_of(mstart, a.groups, q0);
   const int g1 = q1 < mt_total ? group_of(mstart, a.groups, q1) : g0;
