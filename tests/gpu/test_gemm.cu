@@ -457,6 +457,11 @@ static void run_arg_errors(void) {
   p.tile = COMET_GEMM_TILE_AUTO;
   p.cluster = (comet_gemm_cluster_t)3;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "cluster 3 unknown");
+  p.cluster = COMET_GEMM_CLUSTER_AUTO;
+  p.band = -1;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "band = -1 must be 0 (the default) or 1..1024");
+  p.band = 1025;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "band = 1025 must be 0");
 }
 
 int main(int argc, char **argv) {
