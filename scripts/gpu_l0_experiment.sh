@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # gpu_l0_experiment.sh — on a GPU machine with .gpubin/ carried: the fused
-# layer0's W = 1 variants side by side (VARIANTS, default "default dynamic
-# composed"; also wide, narrow, gathered, copied), one bench JSON line per
+# layer0's W = 1 variants side by side (VARIANTS, default "default static
+# composed"; also wide, narrow, gathered, copied; default = dynamic tiles), one bench JSON line per
 # config into $OUT/bench_<variant>.jsonl.
 #   usage: [VARIANTS="..."] [BENCH_ARGS="--check ..."] scripts/gpu_l0_experiment.sh [MODELS] [TOKENS]
 set -u -o pipefail
@@ -10,11 +10,11 @@ cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh
 MODELS=${1:-mixtral-8x7b,phi3.5-moe,qwen2-57b-a14b,qwen2-moe-2.7b}
 TOKENS=${2:-8192}
-for v in ${VARIANTS:-default dynamic composed}; do
+for v in ${VARIANTS:-default static composed}; do
   case $v in
     wide|narrow) envs="COMET_L0_TILE=$v" ;;
     composed) envs="COMET_LAYER0=composed" ;;
-    dynamic) envs="COMET_L0_DYNAMIC=1" ;;
+    static) envs="COMET_L0_DYNAMIC=0" ;;
     gathered|copied) envs="COMET_L0_GATHER=$([ $v = gathered ] && echo 1 || echo 0)" ;;
     *) envs="" ;;
   esac

@@ -167,7 +167,8 @@ int comet_layer_layer0_fused(comet_layer_t L) {
 static comet_choice_t choose(comet_layer_t L, int op, int tokens) {
   const comet_layer_config_t *c = &L->cfg;
   const comet_tune_key_t key = comet_tune_key_for(L->ctx->device_name, L->ctx->world, c);
-  const comet_cost_shape_t shape = comet_cost_shape_for(L->ctx->world, c, tokens, L->view.sm_budget);
+  comet_cost_shape_t shape = comet_cost_shape_for(L->ctx->world, c, tokens, L->view.sm_budget);
+  shape.dynamic = L->dynamic0;
   const comet_cost_device_t dev = comet_cost_device_for(L->ctx->device_name);
   int a_override = L->gather0;
   const char *env = getenv("COMET_L0_GATHER");

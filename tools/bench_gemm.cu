@@ -90,7 +90,10 @@ struct Bench {
 /* Median milliseconds of each of fns over b.iters iterations after warm-up,
  * interleaved: every iteration runs each fn once, in turn, so that clock
  * drift (a GPU warming up over a long run) and L2 state weigh on all alike
- * rather than on whichever variant is timed last. */
+ * rather than on whichever variant is timed last. The turn order rotates
+ * from iteration to iteration: in a fixed order the first variant ran 1-8%
+ * slower than the same launch in a later place (session 7 run 1: comet's
+ * default against its identical "single" variant). */
 static std::vector<double> time_interleaved(Bench &b, const std::vector<std::function<void()>> &fns) {
   const int nf = (int)fns.size(), chunk = std::max(1, 64 / std::max(nf, 1));
   for (const auto &f : fns)
@@ -100,7 +103,8 @@ static std::vector<double> time_interleaved(Bench &b, const std::vector<std::fun
   for (int r = 0; r < b.iters; r += chunk) {
     const int nr = std::min(chunk, b.iters - r);
     for (int i = 0; i < nr; ++i)
-      for (int f = 0; f < nf; ++f) {
+      for (int j = 0; j < nf; ++j) {
+        const int f = (j + r + i) % nf;
         BENCH_CUDA(cudaEventRecord(b.ev[2 * (i * nf + f)], 0));
         fns[f]();
         BENCH_CUDA(cudaEventRecord(b.ev[2 * (i * nf + f) + 1], 0));

@@ -7,7 +7,8 @@
  * comet's own choice (the table or the model) and the cost model's pick
  * are timed too, so the rows say how far each is from the best. With
  * --repeat N every point is timed N times, in N passes over all the
- * points (so that drift hits all alike), and its median counts. With
+ * points (so that drift hits all alike; every other pass backwards), and
+ * its median counts. With
  * --refine R the finalists (each layer's best 3, the table's and the
  * model's picks) get R more passes and the best is chosen among them: the
  * best of a dozen noisy points is biased low, and the few that can win
@@ -195,7 +196,8 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
   if (err) return 1;
   /* the cost model's and the table's picks */
   const comet_cost_device_t dev = comet_cost_device_for(device_name);
-  const comet_cost_shape_t shape = comet_cost_shape_for(W, cfg, T, ctx->sm_budget);
+  comet_cost_shape_t shape = comet_cost_shape_for(W, cfg, T, ctx->sm_budget);
+  shape.dynamic = cm.dynamic0; /* the layer's tiles, as comet's own choice ran */
   const int mg = comet_cost_layer0_gather(&shape) ? COMET_TUNE_A_GATHERED : COMET_TUNE_A_COPIED;
   const int mn0 = comet_cost_pick_layer0(&dev, &shape, mg == COMET_TUNE_A_GATHERED, NULL);
   const int mn1 = comet_cost_pick_layer1(&dev, &shape, NULL);
@@ -214,10 +216,13 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
                                 te->n_comm, layer == 0 && te->tile ? te->tile : -1, &err);
     if (err) return 1;
   }
-  /* --repeat: the other passes, over every point and comet's choice */
+  /* --repeat: the other passes, over every point and comet's choice; every
+   * other pass runs backwards, so that a point's place in the pass (the
+   * clock drifts under the power limit; session 7 run 1 timed two variants
+   * of the same tile order 1-2% apart by their place) evens out */
   for (int r = 1; r < o->repeat; ++r) {
-    for (int i = 0; i < npts; ++i)
-      if (time_point(info, o, cfg, ctx, st, args, &pts[i], &cm) == 1) return 1;
+    for (int j = 0; j < npts; ++j)
+      if (time_point(info, o, cfg, ctx, st, args, &pts[r & 1 ? npts - 1 - j : j], &cm) == 1) return 1;
     if (time_point(info, o, cfg, ctx, st, args, &choice, &cm) == 1) return 1;
   }
   /* --refine: the finalists only, then the best among them */
@@ -228,8 +233,10 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
       if (tab[layer]) tab[layer]->finalist = 1;
     }
     for (int r = 0; r < o->refine; ++r)
-      for (int i = 0; i < npts; ++i)
-        if (pts[i].finalist && time_point(info, o, cfg, ctx, st, args, &pts[i], &cm) == 1) return 1;
+      for (int j = 0; j < npts; ++j) {
+        point_t *p = &pts[(o->repeat + r) & 1 ? npts - 1 - j : j];
+        if (p->finalist && time_point(info, o, cfg, ctx, st, args, p, &cm) == 1) return 1;
+      }
   }
   for (int layer = 0; layer < layers; ++layer) {
     const point_t *best = NULL;

@@ -26,7 +26,7 @@ comet_cost_shape_t comet_cost_shape_for(int world, const comet_layer_config_t *c
   const comet_cost_shape_t s = {world,     c->ep,       c->tp,
                                 c->hidden, c->ffn,      c->num_experts,
                                 c->topk,   c->activation == COMET_ACT_SWIGLU,
-                                tokens > 0 ? tokens : 1, sm_budget};
+                                tokens > 0 ? tokens : 1, sm_budget, 1};
   return s;
 }
 
@@ -89,12 +89,15 @@ double comet_cost_layer0_ms(const comet_cost_device_t *d, const comet_cost_shape
   const double local = gather ? 0 : 2.0 * rows * own * row_bytes;
   const double remote = rows * (1 - own) * row_bytes;
   const double factor = gather && !comet_cost_layer0_gather(s) ? d->gather_factor : 1.0;
-  const double g = gemm_ms(d, s, 2.0 * rows * s->hidden * fc1_n(s), 2.0 * s->hidden * fc1_n(s),
-                           s->sm_budget - n, factor);
+  const double flops = 2.0 * rows * s->hidden * fc1_n(s), w_bytes = 2.0 * s->hidden * fc1_n(s);
   const double m = move_ms(d, d->mover_hbm_gbps, local, remote, n);
   const double band = rows < BAND_ROWS ? rows : BAND_ROWS;
   const double start =
       local + remote > 0 ? move_ms(d, d->mover_hbm_gbps, local * band / rows, remote * band / rows, n) : 0;
+  /* static shares: the movers' SMs never run GEMM tiles; dynamic: the
+   * whole budget runs the GEMM but for the n * m CTA-ms the movers move */
+  const double g = s->dynamic ? gemm_ms(d, s, flops, w_bytes, s->sm_budget, factor) + n * m / s->sm_budget
+                              : gemm_ms(d, s, flops, w_bytes, s->sm_budget - n, factor);
   return (g > m ? g : m) + start;
 }
 

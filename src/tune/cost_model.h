@@ -4,6 +4,8 @@
  *
  *   layer0(n) = max(GEMM on budget - n CTAs, moving the rows on n CTAs)
  *               + delivering the first band of M-tiles (the GEMM's start)
+ *   with dynamic tiles the movers join the GEMM once done:
+ *   layer0(n) = max(moving, GEMM on the budget + n * moving / budget) + start
  *   layer1(n) = max(GEMM on budget - n CTAs, summing the rows home on n)
  *               + computing the first column block (the movers' start)
  *
@@ -34,10 +36,11 @@ typedef struct comet_cost_shape {
   int hidden, ffn, experts, topk, swiglu;
   int tokens;    /* this rank's tokens */
   int sm_budget; /* this rank's SMs */
+  int dynamic;   /* layer0's movers join the GEMM when their rows are out (1, the default) */
 } comet_cost_shape_t;
 
 /* The shape of a layer of config c on a world-rank job, for a call of
- * tokens (at least 1) on sm_budget SMs. */
+ * tokens (at least 1) on sm_budget SMs, with dynamic tiles. */
 comet_cost_shape_t comet_cost_shape_for(int world, const comet_layer_config_t *c, int tokens,
                                         int sm_budget);
 

@@ -111,7 +111,12 @@ static void table_cases(void) {
 }
 
 static comet_cost_shape_t shape(int H, int F, int E, int K, int T, int W) {
-  comet_cost_shape_t s = {W, W, 1, H, F, E, K, 1, T, 132 / W};
+  comet_cost_shape_t s = {W, W, 1, H, F, E, K, 1, T, 132 / W, 1};
+  return s;
+}
+
+static comet_cost_shape_t static_tiles(comet_cost_shape_t s) {
+  s.dynamic = 0;
   return s;
 }
 
@@ -133,15 +138,22 @@ static void model_cases(void) {
   CHECK(!comet_cost_layer0_gather(&phi512) && comet_cost_layer0_gather(&phi2048));
   CHECK(comet_cost_layer0_gather(&mixtral512) && comet_cost_layer0_gather(&qwen57_512));
   double ms = 0;
-  const int n_phi = comet_cost_pick_layer0(&d, &phi512, 0, &ms);
-  CHECK_MSG(n_phi >= 6 && n_phi <= 16, "Phi-3.5 512 W = 1 copied: the model picks %d movers", n_phi);
+  const comet_cost_shape_t phi512s = static_tiles(phi512), mixtrals = static_tiles(mixtral);
+  const int n_phi = comet_cost_pick_layer0(&d, &phi512s, 0, &ms);
+  CHECK_MSG(n_phi >= 6 && n_phi <= 16, "Phi-3.5 512 W = 1 copied, static tiles: the model picks %d movers", n_phi);
   /* weight-bound there: 1.68 GB of w1 in ~0.54 ms measured */
   CHECK_MSG(ms > 0.54 * 0.8 && ms < 0.54 * 1.25, "Phi-3.5 512 layer0 predicted %.3f ms", ms);
+  CHECK(comet_cost_layer0_ms(&d, &phi512, 0, 8) > 0.54 * 0.8 && comet_cost_layer0_ms(&d, &phi512, 0, 8) < 0.54 * 1.25);
   CHECK(comet_cost_pick_layer0(&d, &qwen, 1, &ms) == 0 && ms > 0);
-  const int n = comet_cost_pick_layer0(&d, &mixtral, 0, &ms);
-  CHECK_MSG(n >= 4 && n <= 12, "Mixtral 8192 W = 1 copied: the model picks %d movers", n);
+  const int n = comet_cost_pick_layer0(&d, &mixtrals, 0, &ms);
+  CHECK_MSG(n >= 4 && n <= 12, "Mixtral 8192 W = 1 copied, static tiles: the model picks %d movers", n);
   /* it predicts the measured ~6.4 ms within 10% */
   CHECK_MSG(ms > 6.44 * 0.9 && ms < 6.44 * 1.1, "Mixtral layer0 predicted %.3f ms", ms);
+  /* dynamic tiles (the movers join the GEMM): 6.00 ms measured with 8
+   * movers (session 6 run 6); more movers cost them little */
+  const double dyn8 = comet_cost_layer0_ms(&d, &mixtral, 0, 8);
+  CHECK_MSG(dyn8 > 6.0 * 0.9 && dyn8 < 6.0 * 1.1, "Mixtral layer0, dynamic tiles, predicted %.3f ms", dyn8);
+  CHECK(dyn8 < comet_cost_layer0_ms(&d, &mixtrals, 0, 8));
   /* every pick is one of the steps, in range, and the least predicted time of them */
   static const int steps[COMET_COST_MOVER_NSTEPS] = COMET_COST_MOVER_STEPS;
   for (int T = 256; T <= 65536; T *= 2)

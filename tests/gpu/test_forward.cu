@@ -114,19 +114,20 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
                                                               : "the composed layer0", n);
   }
   if (!comet_layer_layer0_fused(L)) CHECK_OK(comet_layer_set_layer0_path(L, COMET_LAYER0_FUSED));
-  /* the fused layer0 with dynamic tiles (movers join the GEMM when done),
-   * A copied and gathered, few and many movers: the same bits */
-  CHECK_OK(comet_layer_set_layer0_dynamic(L, 1));
+  /* the fused layer0 with static tiles (each GEMM CTA its share, the
+   * movers move only; the default is dynamic), A copied and gathered, few
+   * and many movers: the same bits */
+  CHECK_OK(comet_layer_set_layer0_dynamic(L, 0));
   for (int i = 0; i < 6; ++i) {
     const int n = n_comms[(i % 3) * 2]; /* 1, 8, budget - 1 */
     if (n < 1 || n >= budget) continue;
     CHECK_OK(comet_layer_set_layer0_gather(L, i / 3));
     CHECK_OK(comet_layer_set_n_comm(L, n));
     CHECK_MSG(forward_matches(L, &a, stream, out_n, got, got2),
-              "[rank %d] %s: the fused layer0 with dynamic tiles (A %s, n_comm %d) differs from "
+              "[rank %d] %s: the fused layer0 with static tiles (A %s, n_comm %d) differs from "
               "the default fused forward's bits", me, label, i < 3 ? "copied" : "gathered", n);
   }
-  CHECK_OK(comet_layer_set_layer0_dynamic(L, 0));
+  CHECK_OK(comet_layer_set_layer0_dynamic(L, 1));
   CHECK_OK(comet_layer_set_layer0_gather(L, -1));
 
   /* 5. the fused layer1 (opt-in) with several mover counts, the forward and
