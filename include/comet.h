@@ -100,7 +100,8 @@ int comet_config_w1_rows(const comet_layer_config_t *cfg);
 /* Row capacity of one rank's expert buffers (max_rows_per_rank or the worst case). */
 int64_t comet_config_row_capacity(const comet_layer_config_t *cfg);
 /* Bytes of a forward's saved pre-activations (comet_moe_args_t.saved_z):
- * row capacity x w1_rows elements of the dtype. */
+ * row capacity x w1_rows elements of the dtype, and one row more (two for
+ * rows under 32 bytes) for the forward's stamp, which its backward checks. */
 size_t comet_config_saved_z_bytes(const comet_layer_config_t *cfg);
 
 /* Model presets (Mixtral-8x7B, Qwen2-MoE, ...): shapes only; ep/tp/tokens
@@ -268,7 +269,11 @@ typedef struct comet_moe_args {
    * experts' rows in the plan's order) for comet_moe_backward's save mode.
    * h is then act(z) after z's rounding, and layer0's activation is not
    * fused into its GEMM (a separate pass). One buffer per forward whose
-   * backward is still to come. */
+   * backward is still to come. The forward stamps it (the layer and its
+   * routing plan); a backward refuses, on every rank, a saved_z that no
+   * forward of this layer filled or that holds a forward of other routing
+   * or token counts. The backward only reads it: one saved_z may serve
+   * several backwards of its forward (retain_graph). */
   void *saved_z;
 } comet_moe_args_t;
 #define COMET_MOE_ARGS_INITIALIZER \

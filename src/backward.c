@@ -5,7 +5,8 @@
  * forward and backward: it recomputes (activation recompute).
  *
  *   1. plan + dispatch x          A (rows of this rank's experts), window
- *   2. z = A . w1^T (save mode: the forward's saved_z)   (workspace; A kept)
+ *   2. z = A . w1^T (save mode: the forward's saved_z, once its stamp
+ *      matches this plan: kernels/saved_z.h)   (workspace; A kept)
  *   3. plan again + dispatch dout D into the window's rows (a new epoch: the
  *                                 flags of step 1 must not satisfy step 3)
  *   4. row weights home -> experts, barrier
@@ -29,6 +30,7 @@
 #include "kernels/backward.h"
 #include "kernels/forward.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/saved_z.h"
 #include "layer.h"
 
 /* The workspace's regions (elements of the dtype, 256-byte aligned). */
@@ -159,6 +161,11 @@ static comet_status_t backward(comet_layer_t L, const comet_moe_backward_args_t 
    * only: so no rank ever waits for a plan that does not come. A refused
    * status makes every kernel in between do nothing. */
   COMET_CHECK(comet_layer_plan(L, T, a->topk_ids, NULL, stream));
+  /* save mode: z must be this layer's forward's of this plan (its stamp);
+   * a mismatch is this rank's bad argument, which the next plan reports
+   * on every rank */
+  if (a->saved_z)
+    COMET_CHECK(comet_saved_z_check_launch(v, comet_layer_saved_trailer(L, a->saved_z), L->uid, stream));
   COMET_CHECK(comet_layer_dispatch(L, a->x, 0, stream));
   COMET_CHECK(comet_wait_dispatch_launch(v, stream));
   const void *z = a->saved_z ? a->saved_z : w.z;

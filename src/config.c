@@ -5,6 +5,7 @@
 #include "error.h"
 #include "kernels/comm/comm.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/saved_z.h"
 #include "plan_core.h"
 #include "transport/transport.h"
 
@@ -130,6 +131,7 @@ int64_t comet_config_row_capacity(const comet_layer_config_t *c) {
 }
 
 size_t comet_config_saved_z_bytes(const comet_layer_config_t *c) {
-  return (size_t)comet_config_row_capacity(c) * (size_t)comet_config_w1_rows(c) *
-         comet_dtype_size(c->dtype);
+  /* the z rows, then the rows of the forward's stamp (kernels/saved_z.h) */
+  const size_t row_bytes = (size_t)comet_config_w1_rows(c) * comet_dtype_size(c->dtype);
+  return (size_t)(comet_config_row_capacity(c) + comet_saved_trailer_rows(row_bytes)) * row_bytes;
 }

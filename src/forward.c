@@ -34,6 +34,7 @@
 #include "kernels/forward.h"
 #include "kernels/fused/fused.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/saved_z.h"
 #include "layer.h"
 #include "tune/choice.h"
 
@@ -332,6 +333,8 @@ comet_status_t comet_moe_forward(comet_layer_t L, const comet_moe_args_t *a, cud
   comet_status_t st = comet_moe_args_check(&L->cfg, a, &f);
   if (st != COMET_OK) return comet_layer_refuse(L, st, &f, stream, 1);
   st = comet_layer_plan_checked(L, a->num_tokens, a->topk_ids, stream);
+  if (st == COMET_OK && a->saved_z) /* the stamp its backward checks */
+    st = comet_saved_z_stamp_launch(&L->view, comet_layer_saved_trailer(L, a->saved_z), L->uid, stream);
   if (st == COMET_OK) st = layer0(L, a->x, a->w1, L->h_buf, a->saved_z, stream);
   if (st == COMET_OK) st = layer1(L, L->h_buf, a->w2, a->topk_weights, a->out, stream);
   return comet_layer_finish(L, st, stream);

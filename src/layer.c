@@ -7,6 +7,7 @@
 #include "layer.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "context.h"
 #include "error.h"
 #include "kernels/gemm/gemm.h"
+#include "kernels/saved_z.h"
 
 #define ALIGN 256
 static size_t align_up(size_t x) { return (x + ALIGN - 1) / ALIGN * ALIGN; }
@@ -100,7 +102,8 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
    *   dispatch_done uint32 [E]
    *   pulled_done   uint32 [El*W]
    *   combine_done  uint32 [W]
-   *   status        comet_route_status_t */
+   *   status        comet_route_status_t
+   *   pending       comet_arg_fault_t */
   size_t s = 0;
   size_t o_ep = take(&s, 3 * sizeof(uint64_t)), o_fault = take(&s, sizeof(comet_fault_t));
   size_t o_cta = take(&s, plan_ctas * E * 4), o_err = take(&s, 4), o_all = take(&s, W * E * 4);
@@ -114,6 +117,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
   size_t o_next = take(&s, 2 * sizeof(uint32_t));
   size_t o_dd = take(&s, E * 4), o_pd = take(&s, El * W * 4), o_cd = take(&s, W * 4);
   size_t o_st = take(&s, sizeof(comet_route_status_t));
+  size_t o_pend = take(&s, sizeof(comet_arg_fault_t));
   *scratch_bytes = s;
   if (scratch) {
     v->epoch = (uint64_t *)(scratch + o_ep);
@@ -141,6 +145,7 @@ comet_status_t comet_layer_carve(const comet_layer_config_t *cfg, int world, int
     v->pulled_done = (uint32_t *)(scratch + o_pd);
     v->combine_done = (uint32_t *)(scratch + o_cd);
     v->status = (comet_route_status_t *)(scratch + o_st);
+    v->pending = (comet_arg_fault_t *)(scratch + o_pend);
   }
   v->world = world;
   v->num_experts = cfg->num_experts;
@@ -355,7 +360,9 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
   comet_status_t st = L ? COMET_OK
                         : comet_set_error(COMET_ERR_OUT_OF_MEMORY, "layer: host allocation failed");
   if (L) {
+    static _Atomic uint64_t layers_made;
     L->ctx = ctx;
+    L->uid = atomic_fetch_add(&layers_made, 1) + 1;
     L->cfg = *cfg;
     L->row_capacity = comet_config_row_capacity(cfg);
     L->layer0_path = fl ? COMET_LAYER0_FUSED : COMET_LAYER0_COMPOSED;
@@ -571,6 +578,18 @@ static comet_status_t bad_args_error(const comet_route_status_t *s, comet_layer_
       return comet_set_error(COMET_ERR_OUT_OF_MEMORY,
                              "rank %d could not allocate the backward's workspace; every rank's "
                              "comet_moe_backward fails (this is rank %d)", s->rank, L->ctx->rank);
+    case COMET_ARG_SAVED_Z:
+      return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
+                             "rank %d's comet_moe_backward was refused: its saved_z %s; nothing was "
+                             "computed (this is rank %d)", s->rank,
+                             s->value == COMET_SAVED_NOT_FILLED
+                                 ? "was not filled by a forward in save mode"
+                             : s->value == COMET_SAVED_OTHER_LAYER
+                                 ? "was filled by another layer's forward"
+                                 : "was filled by a forward of other routing or token counts than "
+                                   "this backward's (its topk_ids and num_tokens on every rank must "
+                                   "be the forward's)",
+                             L->ctx->rank);
     case COMET_ARG_TOKENS_DIFFER:
       return comet_set_error(COMET_ERR_INVALID_ARGUMENT,
                              "rank %d's comet_gemm_combine was refused: its num_tokens = %d differs "
@@ -618,4 +637,10 @@ comet_status_t comet_layer_route_status(comet_layer_t L, cudaStream_t stream,
     default:
       return comet_set_error(COMET_ERR_INTERNAL, "routing status code %d is unknown", s.code);
   }
+}
+
+struct comet_saved_trailer *comet_layer_saved_trailer(comet_layer_t L, const void *z) {
+  const comet_layer_config_t *c = &L->cfg;
+  return comet_saved_trailer_of(z, L->row_capacity,
+                                (size_t)comet_config_w1_rows(c) * comet_dtype_size(c->dtype));
 }

@@ -50,6 +50,7 @@ struct comet_layer {
   int split_slots;
   size_t bw_bytes;
   int bw_met;         /* the first backward's host rendezvous is done (backward.c) */
+  uint64_t uid;       /* unique in the process: the save mode's stamp names the layer */
 };
 
 /* How comet_dispatch_gemm runs: fused (default), composed (separate
@@ -70,6 +71,8 @@ comet_status_t comet_layer_set_layer0_path(comet_layer_t layer, int path);
  * the default: 3-4% faster on Mixtral at W = 1 (session 6 run 6).
  * A rank-local choice: the bits are the same either way. */
 comet_status_t comet_layer_set_layer0_dynamic(comet_layer_t layer, int on);
+/* The save mode's trailer in saved_z z of this layer (kernels/saved_z.h). */
+struct comet_saved_trailer *comet_layer_saved_trailer(comet_layer_t layer, const void *z);
 /* How comet_gemm_combine runs: as layer0's paths (COMET_L1_* for the fused
  * ones). The fused layer1 is opt-in until it has run on a GPU. */
 enum {

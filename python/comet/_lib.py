@@ -89,6 +89,7 @@ def _load():
         "comet_config_validate": (c_int, [ctypes.POINTER(_Config), c_int]),
         "comet_config_w1_rows": (c_int, [ctypes.POINTER(_Config)]),
         "comet_config_row_capacity": (ctypes.c_int64, [ctypes.POINTER(_Config)]),
+        "comet_config_saved_z_bytes": (ctypes.c_size_t, [ctypes.POINTER(_Config)]),
         "comet_layer_workspace_bytes": (c_int, [ctypes.POINTER(_Config), c_int, ctypes.POINTER(c_size_t)]),
         "comet_preset_count": (c_int, []),
         "comet_preset_at": (ctypes.POINTER(_Preset), [c_int]),
@@ -166,9 +167,12 @@ class LayerConfig:
 
     @property
     def saved_z_shape(self):
-        """(row capacity, w1_rows): the save mode's pre-activations buffer, per rank."""
+        """(rows, w1_rows): the save mode's pre-activations buffer, per rank: the
+        row capacity and the rows of the forward's stamp (comet_config_saved_z_bytes)."""
         c = self.to_c()
-        return (LIB.comet_config_row_capacity(ctypes.byref(c)), LIB.comet_config_w1_rows(ctypes.byref(c)))
+        n = LIB.comet_config_w1_rows(ctypes.byref(c))
+        row_bytes = n * 2  # bf16 and fp16, the dtypes comet has
+        return (LIB.comet_config_saved_z_bytes(ctypes.byref(c)) // row_bytes, n)
 
 
 def validate(cfg: LayerConfig, world_size: int):

@@ -93,12 +93,12 @@ def test_backward_op_registered_with_fake_shapes():
 
 
 def test_save_mode_ops_with_fake_shapes():
-    """moe_forward_save's fake gives (out, z [row capacity, w1_rows]); the
-    backward op takes that z."""
+    """moe_forward_save's fake gives (out, z [row capacity + the stamp's
+    row, w1_rows]); the backward op takes that z."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     cfg = comet.LayerConfig(hidden=256, ffn=512, num_experts=8, topk=2, max_tokens_per_rank=64)
-    assert cfg.saved_z_shape == (128, 1024)  # 64 tokens x top-2 at EP 1; 2F for SwiGLU
+    assert cfg.saved_z_shape == (129, 1024)  # 64 tokens x top-2 at EP 1 + the stamp; 2F for SwiGLU
 
     class Stub:  # the fake reads only the layer's config
         pass
@@ -114,7 +114,7 @@ def test_save_mode_ops_with_fake_shapes():
             w1 = torch.empty(8, 1024, 256, dtype=torch.bfloat16, device="meta")
             w2 = torch.empty(8, 256, 512, dtype=torch.bfloat16, device="meta")
             out, z = torch.ops.comet.moe_forward_save(x, ids, w, w1, w2, handle)
-            assert out.shape == x.shape and tuple(z.shape) == (128, 1024) and z.dtype == x.dtype
+            assert out.shape == x.shape and tuple(z.shape) == (129, 1024) and z.dtype == x.dtype
             dx, dw1, dw2, dtw = torch.ops.comet.moe_backward(x, x, ids, w, w1, w2, handle, z)
             assert dx.shape == x.shape and dw1.shape == w1.shape and dtw.shape == w.shape
     finally:

@@ -42,9 +42,15 @@ int main(void) {
   /* rows and y share memory: less than two copies of the rows */
   const double rows = (double)comet_config_row_capacity(&c) * c.hidden * 2;
   CHECK(bytes < 2 * rows);
-  /* save mode's z: every row of the capacity, fc1's width (2F/tp for SwiGLU) */
+  /* save mode's z: every row of the capacity, fc1's width (2F/tp for
+   * SwiGLU), and one row more for the forward's stamp (32 bytes) */
   CHECK(comet_config_saved_z_bytes(&c) ==
-        (size_t)comet_config_row_capacity(&c) * comet_config_w1_rows(&c) * 2);
+        (size_t)(comet_config_row_capacity(&c) + 1) * comet_config_w1_rows(&c) * 2);
+  /* the narrowest rows (8 elements: 16 bytes) need two for the stamp */
+  comet_layer_config_t narrow = c;
+  narrow.activation = COMET_ACT_NONE;
+  narrow.ffn = 8 * narrow.tp;
+  CHECK(comet_config_saved_z_bytes(&narrow) == (size_t)(comet_config_row_capacity(&narrow) + 2) * 16);
 
   /* the protocol regions are counted only when chosen */
   setenv("COMET_DISPATCH_MODE", "pull", 1);

@@ -68,6 +68,41 @@ static void compare_grads(const char *label, int me, const grads_t *got, const u
   compare("dtopk_weights", label, me, got->dtw, rdtw, sizes[3] / 4, 1, fp16, 2 * tol);
 }
 
+/* Save mode's refusals (kernels/saved_z.h), on every rank: saved_z filled
+ * by a forward of other routing (each rank's ids rotated by one token),
+ * then one no forward filled; then a right one is accepted again. */
+static void saved_z_refusals(comet_layer_t L, const comet_layer_config_t *c, const world_data_t *d,
+                             int W, int me, comet_moe_args_t fa, comet_moe_backward_args_t sa,
+                             cudaStream_t stream) {
+  const int K = c->topk, T = d->tokens[me];
+  int differs = 0; /* whether some rank's rotated ids are other ids: then some plan differs */
+  for (int r = 0; r < W; ++r)
+    for (int t = 0; t + 1 < d->tokens[r]; ++t)
+      differs |= memcmp(d->ids[r] + (size_t)t * K, d->ids[r] + (size_t)(t + 1) * K,
+                        sizeof(int32_t) * K) != 0;
+  int32_t *rot = (int32_t *)malloc(sizeof(int32_t) * ((size_t)T * K + 1));
+  for (int t = 0; t < T; ++t)
+    memcpy(rot + (size_t)t * K, d->ids[me] + (size_t)((t + 1) % T) * K, sizeof(int32_t) * K);
+  int32_t *drot = (int32_t *)upload(rot, sizeof(int32_t) * ((size_t)T * K + 1));
+  comet_moe_args_t other = fa;
+  other.topk_ids = drot;
+  CHECK_OK(comet_moe_forward(L, &other, stream));
+  if (differs)
+    CHECK_ERR(comet_moe_backward(L, &sa, stream), COMET_ERR_INVALID_ARGUMENT,
+              "other routing or token counts");
+  else
+    CHECK_OK(comet_moe_backward(L, &sa, stream));
+  CUDA_OK(cudaMemsetAsync((void *)sa.saved_z, 0, comet_config_saved_z_bytes(c), stream));
+  CHECK_ERR(comet_moe_backward(L, &sa, stream), COMET_ERR_INVALID_ARGUMENT,
+            "was not filled by a forward in save mode");
+  CHECK_OK(comet_moe_forward(L, &fa, stream)); /* the layer is still usable */
+  CHECK_OK(comet_moe_backward(L, &sa, stream));
+  CHECK_OK(comet_moe_backward(L, &sa, stream)); /* a second backward of one forward (retain_graph) */
+  CUDA_OK(cudaStreamSynchronize(stream));
+  test_free(drot);
+  free(rot);
+}
+
 static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet_rank_info_t *info,
                      cudaStream_t stream, int kind, uint64_t seed, int zero_rank, const char *label) {
   const int W = info->world, me = info->rank, fp16 = c->dtype == COMET_DTYPE_FP16;
@@ -151,6 +186,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   char save_label[160];
   snprintf(save_label, sizeof save_label, "%s, save mode", label);
   compare_grads(save_label, me, &got[2], rdx[me], rdw1[me], rdw2[me], rdtw[me], sizes, fp16, tol);
+  saved_z_refusals(L, c, &d, W, me, fa, sa, stream);
   test_free(dz); test_free(dy);
   if (me == 0) printf("  %-44s %s\n", label, test_failures ? "FAILED" : "ok");
   for (int run = 0; run < 3; ++run) {

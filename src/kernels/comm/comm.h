@@ -58,7 +58,8 @@ enum {
   COMET_ARG_STRUCT = 4,  /* args NULL or args.size wrong (value = size) */
   COMET_ARG_TOKENS_DIFFER = 5, /* gemm_combine's num_tokens differs from the plan's */
   COMET_ARG_REPEATED = 6, /* a second comet_gemm_combine of one plan */
-  COMET_ARG_ALLOC = 7     /* the rank could not allocate the backward's workspace */
+  COMET_ARG_ALLOC = 7,    /* the rank could not allocate the backward's workspace */
+  COMET_ARG_SAVED_Z = 8   /* saved_z is not a forward's of this call (value = COMET_SAVED_*) */
 };
 enum {
   COMET_FIELD_X, COMET_FIELD_IDS, COMET_FIELD_WEIGHTS, COMET_FIELD_W1, COMET_FIELD_W2,
@@ -162,6 +163,9 @@ typedef struct comet_comm_view {
   const uint32_t *abort;         /* the context's abort word (mapped host, device address) */
   int32_t *cta_counts;           /* [ceil(T_max/256)][E] */
   uint32_t *err_key;             /* smallest bad t*K+k, UINT32_MAX if none */
+  comet_arg_fault_t *pending;    /* a bad argument found on the device (the backward's
+                                    saved_z check): the next plan reports it as this
+                                    rank's and clears it; kind NONE if none */
   int32_t *all_counts;           /* [W][E] copy of the exchanged counts */
   int32_t *expert_offset;        /* [El+1] */
   int32_t *block_offset;         /* [El*(W+1)] */

@@ -85,6 +85,9 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
     dead = comet_faulted(v);
     err[0] = err[1] = err[2] = err[3] = 0;
     uint32_t key = *v.err_key;
+    const comet_arg_fault_t pend = *v.pending; /* found on the device since the last plan */
+    if (arg.kind == COMET_ARG_NONE && pend.kind != COMET_ARG_NONE) arg = pend;
+    v.pending->kind = COMET_ARG_NONE;
     if (arg.kind != COMET_ARG_NONE) {
       err[0] = COMET_ROUTE_BAD_ARGS;
       err[1] = arg.kind;
