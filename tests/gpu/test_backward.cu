@@ -69,11 +69,12 @@ static void compare_grads(const char *label, int me, const grads_t *got, const u
 }
 
 /* Save mode's refusals (kernels/saved_z.h), on every rank: saved_z filled
- * by a forward of other routing (each rank's ids rotated by one token),
- * then one no forward filled; then a right one is accepted again. */
+ * by a forward of other routing (each rank's ids rotated by one token), by
+ * another layer's forward (uniform routing only: a layer a case costs a
+ * window), then one no forward filled; then a right one is accepted. */
 static void saved_z_refusals(comet_layer_t L, const comet_layer_config_t *c, const world_data_t *d,
-                             int W, int me, comet_moe_args_t fa, comet_moe_backward_args_t sa,
-                             cudaStream_t stream) {
+                             int W, int me, int kind, comet_moe_args_t fa,
+                             comet_moe_backward_args_t sa, cudaStream_t stream) {
   const int K = c->topk, T = d->tokens[me];
   int differs = 0; /* whether some rank's rotated ids are other ids: then some plan differs */
   for (int r = 0; r < W; ++r)
@@ -92,6 +93,17 @@ static void saved_z_refusals(comet_layer_t L, const comet_layer_config_t *c, con
               "other routing or token counts");
   else
     CHECK_OK(comet_moe_backward(L, &sa, stream));
+  if (kind == ROUTE_UNIFORM) {
+    comet_layer_t other_layer = NULL;
+    CHECK_OK(comet_layer_create(&other_layer, L->ctx, c));
+    if (other_layer) {
+      CHECK_OK(comet_moe_forward(other_layer, &fa, stream));
+      CHECK_ERR(comet_moe_backward(L, &sa, stream), COMET_ERR_INVALID_ARGUMENT,
+                "was filled by another layer's forward");
+      CUDA_OK(cudaStreamSynchronize(stream));
+      CHECK_OK(comet_layer_destroy(other_layer));
+    }
+  }
   CUDA_OK(cudaMemsetAsync((void *)sa.saved_z, 0, comet_config_saved_z_bytes(c), stream));
   CHECK_ERR(comet_moe_backward(L, &sa, stream), COMET_ERR_INVALID_ARGUMENT,
             "was not filled by a forward in save mode");
@@ -186,7 +198,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   char save_label[160];
   snprintf(save_label, sizeof save_label, "%s, save mode", label);
   compare_grads(save_label, me, &got[2], rdx[me], rdw1[me], rdw2[me], rdtw[me], sizes, fp16, tol);
-  saved_z_refusals(L, c, &d, W, me, fa, sa, stream);
+  saved_z_refusals(L, c, &d, W, me, kind, fa, sa, stream);
   test_free(dz); test_free(dy);
   if (me == 0) printf("  %-44s %s\n", label, test_failures ? "FAILED" : "ok");
   for (int run = 0; run < 3; ++run) {
