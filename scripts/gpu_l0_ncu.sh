@@ -5,10 +5,12 @@
 # composed layer0's GEMM on Mixtral at 2048 tokens, ~3% at 8192 (session 6
 # run 6, session 7 run 2). First the W = 1 layer0 variants side by side
 # (default, composed; scripts/gpu_l0_experiment.sh), then one ncu run per
-# path of the same bench: the fused kernel's launches (layer0_kernel) and
-# the composed path's GEMM launches (gemm_kernel*: fc1 and fc2 alternate),
+# path of the same bench: the fused kernel's launches (layer0_kernel) with
+# dynamic tiles (the default) and with static shares (COMET_L0_DYNAMIC=0:
+# is the extra DRAM traffic of session 7 run 4 the work ring's?), and the
+# composed path's GEMM launches (gemm_kernel*: fc1 and fc2 alternate),
 # with SOL, memory, occupancy and launch sections and the DRAM / L2 / tensor
-# counters, into $OUT/ncu_l0_{fused,composed}.txt.
+# counters, into $OUT/ncu_l0_{fused,static,composed}.txt.
 #   usage: scripts/gpu_l0_ncu.sh   (MODEL, TOKENS override mixtral-8x7b, 2048)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -19,9 +21,12 @@ VARIANTS="default composed" scripts/gpu_l0_experiment.sh mixtral-8x7b,phi3.5-moe
   > "$OUT/l0_experiment.log" 2>&1
 note "layer0 variants (default, composed): $(tr '\n' ' ' < "$OUT/l0_experiment.log")"
 METRICS=dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sector_hit_rate.pct,lts__t_sectors_op_read.sum,sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__cycles_active.avg,gpu__time_duration.sum
-for path in fused composed; do
-  if [ $path = fused ]; then envs=""; kern="regex:layer0_kernel"; skip=2; count=2
-  else envs="COMET_LAYER0=composed"; kern="regex:^gemm_kernel"; skip=4; count=4; fi
+for path in fused static composed; do
+  case $path in
+    fused) envs="COMET_L0_DYNAMIC=1"; kern="regex:layer0_kernel"; skip=2; count=2 ;;
+    static) envs="COMET_L0_DYNAMIC=0"; kern="regex:layer0_kernel"; skip=2; count=2 ;;
+    composed) envs="COMET_LAYER0=composed"; kern="regex:^gemm_kernel"; skip=4; count=4 ;;
+  esac
   env $envs timeout 200 ncu -k "$kern" --launch-skip $skip --launch-count $count \
     --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
     --section WarpStateStats --metrics $METRICS \

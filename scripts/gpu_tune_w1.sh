@@ -13,16 +13,17 @@
 # picks) REFINE more passes, the best chosen among them (session 6 run 4,
 # medians of 3 and no refining: points moved 3-5% between passes).
 #   usage: scripts/gpu_tune_w1.sh   (TOKENS, SWEEP override the matrix;
-#   ITERS, REPEAT, REFINE the timing, default 10 x 3 + 4; TUNE_LIMIT s per invocation, default 200: the four take ~8.5 min)
+#   ITERS, REPEAT, REFINE the timing, default 10 x 3 + 2; TUNE_LIMIT s per invocation, default 200:
+#   session 7 took ~100 s each with 8 steps, so ~8 min with these 10)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh
 MODELS=mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite
 TOKENS=${TOKENS:-512,2048,8192,16384}
-SWEEP=${SWEEP:-1,2,4,6,8,12,16,24}
+SWEEP=${SWEEP:-1,2,4,6,8,12,16,24,32,48} # 24 won 8 of 20 entries in session 7: wider
 ITERS=${ITERS:-10}
 REPEAT=${REPEAT:-3}
-REFINE=${REFINE:-4}
+REFINE=${REFINE:-2}
 cp $B/comet-tuning.txt "$OUT/table.txt"
 for pass in 1 2; do
   table="$OUT/table.txt"
