@@ -132,6 +132,6 @@ int64_t comet_config_row_capacity(const comet_layer_config_t *c) {
 
 size_t comet_config_saved_z_bytes(const comet_layer_config_t *c) {
   /* the z rows, then the rows of the forward's stamp (kernels/saved_z.h) */
-  const size_t row_bytes = (size_t)comet_config_w1_rows(c) * comet_dtype_size(c->dtype);
+  const size_t row_bytes = comet_saved_row_bytes(c);
   return (size_t)(comet_config_row_capacity(c) + comet_saved_trailer_rows(row_bytes)) * row_bytes;
 }

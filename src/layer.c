@@ -640,7 +640,5 @@ comet_status_t comet_layer_route_status(comet_layer_t L, cudaStream_t stream,
 }
 
 struct comet_saved_trailer *comet_layer_saved_trailer(comet_layer_t L, const void *z) {
-  const comet_layer_config_t *c = &L->cfg;
-  return comet_saved_trailer_of(z, L->row_capacity,
-                                (size_t)comet_config_w1_rows(c) * comet_dtype_size(c->dtype));
+  return comet_saved_trailer_of(z, L->row_capacity, comet_saved_row_bytes(&L->cfg));
 }

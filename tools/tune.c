@@ -80,6 +80,14 @@ static point_t *find_or_time(const comet_rank_info_t *info, const tune_opts_t *o
   return p;
 }
 
+/* The j-th point of a timing pass: every other pass runs backwards, so
+ * that a point's place in the pass evens out (the clock drifts under the
+ * power limit; session 7 run 1 timed the same launch 1-8% apart by its
+ * place in a fixed order). */
+static point_t *pass_point(point_t *pts, int npts, int pass, int j) {
+  return &pts[pass & 1 ? npts - 1 - j : j];
+}
+
 /* Marks the FINALISTS points of least median on layer as finalists. */
 static void mark_finalists(point_t *pts, int npts, int layer) {
   int taken[MAX_POINTS] = {0};
@@ -216,13 +224,10 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
                                 te->n_comm, layer == 0 && te->tile ? te->tile : -1, &err);
     if (err) return 1;
   }
-  /* --repeat: the other passes, over every point and comet's choice; every
-   * other pass runs backwards, so that a point's place in the pass (the
-   * clock drifts under the power limit; session 7 run 1 timed two variants
-   * of the same tile order 1-2% apart by their place) evens out */
+  /* --repeat: the other passes, over every point and comet's choice */
   for (int r = 1; r < o->repeat; ++r) {
     for (int j = 0; j < npts; ++j)
-      if (time_point(info, o, cfg, ctx, st, args, &pts[r & 1 ? npts - 1 - j : j], &cm) == 1) return 1;
+      if (time_point(info, o, cfg, ctx, st, args, pass_point(pts, npts, r, j), &cm) == 1) return 1;
     if (time_point(info, o, cfg, ctx, st, args, &choice, &cm) == 1) return 1;
   }
   /* --refine: the finalists only, then the best among them */
@@ -234,7 +239,7 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
     }
     for (int r = 0; r < o->refine; ++r)
       for (int j = 0; j < npts; ++j) {
-        point_t *p = &pts[(o->repeat + r) & 1 ? npts - 1 - j : j];
+        point_t *p = pass_point(pts, npts, o->repeat + r, j);
         if (p->finalist && time_point(info, o, cfg, ctx, st, args, p, &cm) == 1) return 1;
       }
   }

@@ -39,6 +39,10 @@ static inline comet_saved_trailer_t *comet_saved_trailer_of(const void *z, int64
                                                             size_t row_bytes) {
   return (comet_saved_trailer_t *)((char *)z + (size_t)capacity * row_bytes);
 }
+/* Bytes of one row of a layer's saved_z: fc1's width in the dtype. */
+static inline size_t comet_saved_row_bytes(const comet_layer_config_t *c) {
+  return (size_t)comet_config_w1_rows(c) * comet_dtype_size(c->dtype);
+}
 static inline int64_t comet_saved_trailer_rows(size_t row_bytes) {
   return (int64_t)((sizeof(comet_saved_trailer_t) + row_bytes - 1) / row_bytes);
 }

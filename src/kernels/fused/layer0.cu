@@ -172,9 +172,8 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   g.mtile_count = v->l0_count;
   g.order = COMET_GEMM_ORDER_LAYER0;
   g.wait_count = f->mode == COMET_L0_FUSED ? (const uint64_t *)(v->win_local + v->off_tcount) : NULL;
-  /* dynamic: tiles from a counter, and the movers join the GEMM once their
-   * rows are out (session 6: layer0 3-4% faster on Mixtral, opt-in until
-   * the GPU tests have run it) */
+  /* dynamic (the default): tiles from a counter, and the movers join the
+   * GEMM once their rows are out (session 6: layer0 3-4% faster on Mixtral) */
   if (f->dynamic) g.tile_counter = v->tile_next;
   g.deterministic = 1;
   const int gemm_ctas = v->sm_budget - f->n_comm;
