@@ -28,6 +28,7 @@
 #include "context.h"
 #include "error.h"
 #include "kernels/backward.h"
+#include "kernels/fill.h"
 #include "kernels/forward.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/saved_z.h"
@@ -170,8 +171,8 @@ static comet_status_t backward(comet_layer_t L, const comet_moe_backward_args_t 
   COMET_CHECK(comet_wait_dispatch_launch(v, stream));
   const void *z = a->saved_z ? a->saved_z : w.z;
   if (!a->saved_z) COMET_CHECK(gemm(L, rows, a->w1, w.z, N1, H, 0, stream));
-  COMET_CUDA(cudaMemcpyAsync(w.A, rows, (size_t)L->row_capacity * H * comet_dtype_size(c->dtype),
-                             cudaMemcpyDeviceToDevice, stream));
+  COMET_CHECK(comet_copy_bytes_launch(w.A, rows, (size_t)L->row_capacity * H * comet_dtype_size(c->dtype),
+                                      stream)); /* a kernel (kernels/fill.h) */
   /* 3: dout to the experts, under a new epoch */
   COMET_CHECK(comet_layer_plan_checked(L, T, a->topk_ids, stream));
   COMET_CHECK(comet_layer_dispatch(L, a->dout, 0, stream));

@@ -15,6 +15,7 @@
 
 #include "context.h"
 #include "error.h"
+#include "kernels/fill.h"
 #include "kernels/gemm/gemm.h"
 #include "kernels/saved_z.h"
 
@@ -336,10 +337,12 @@ static comet_status_t setup_window(comet_layer_t L) {
   COMET_CUDA(cudaHostGetDevicePointer(&fh, L->fault_host, 0));
   v->fault_host = (comet_fault_t *)fh;
   v->abort = ctx->abort_dev;
-  COMET_CUDA(cudaMemsetAsync(L->win.local, 0, L->win_bytes, ctx->stream));
-  COMET_CUDA(cudaMemsetAsync(L->scratch, 0, L->scratch_bytes, ctx->stream));
-  COMET_CUDA(cudaMemsetAsync(L->split_ws, 0, comet_gemm_split_ws_bytes(L->split_slots), ctx->stream));
-  COMET_CUDA(cudaMemsetAsync(v->err_key, 0xff, sizeof(uint32_t), ctx->stream));
+  /* kernels, not cudaMemsetAsync: a peer past its creation may already spin
+   * in its first call (kernels/fill.h) */
+  COMET_CHECK(comet_fill_bytes_launch(L->win.local, 0, L->win_bytes, ctx->stream));
+  COMET_CHECK(comet_fill_bytes_launch(L->scratch, 0, L->scratch_bytes, ctx->stream));
+  COMET_CHECK(comet_fill_bytes_launch(L->split_ws, 0, comet_gemm_split_ws_bytes(L->split_slots), ctx->stream));
+  COMET_CHECK(comet_fill_bytes_launch(v->err_key, 0xff, sizeof(uint32_t), ctx->stream));
   COMET_CUDA(cudaStreamSynchronize(ctx->stream));
   return COMET_OK;
 }

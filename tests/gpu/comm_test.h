@@ -16,6 +16,7 @@
 
 #include "comet.h"
 #include "context.h"
+#include "kernels/fill.h"
 #include "launch.h"
 #include "layer.h"
 #include "plan.h"
@@ -166,6 +167,16 @@ static inline void test_barrier(comet_context_t ctx, cudaStream_t stream) {
   CUDA_OK(cudaStreamSynchronize(stream));
   if (ctx->tp->ops->barrier(ctx->tp) != COMET_OK) {
     fprintf(stderr, "FAIL: test barrier: %s\n", comet_last_error());
+    exit(1);
+  }
+}
+
+/* Poison or zero device memory on the rank's stream by a kernel: in the
+ * loopback world a cudaMemset(Async) of one rank may stall while a peer's
+ * kernel spins waiting for it (kernels/fill.h). */
+static inline void test_fill(void *p, int byte, size_t bytes, cudaStream_t stream) {
+  if (comet_fill_bytes_launch(p, byte, bytes, stream) != COMET_OK) {
+    fprintf(stderr, "FAIL: test fill: %s\n", comet_last_error());
     exit(1);
   }
 }

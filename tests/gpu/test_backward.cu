@@ -48,7 +48,7 @@ static void backward_into(comet_layer_t L, const comet_moe_backward_args_t *a, c
                           const size_t sizes[4], grads_t *got) {
   void *const dev[4] = {a->dx, a->dw1, a->dw2, a->dtopk_weights};
   void **host[4] = {(void **)&got->dx, (void **)&got->dw1, (void **)&got->dw2, (void **)&got->dtw};
-  for (int i = 0; i < 4; ++i) CUDA_OK(cudaMemsetAsync(dev[i], 0xff, sizes[i], stream));
+  for (int i = 0; i < 4; ++i) test_fill(dev[i], 0xff, sizes[i], stream);
   const double t0 = test_now_s();
   CHECK_OK(comet_moe_backward(L, a, stream));
   test_note_slow(L->ctx->rank, "comet_moe_backward", t0);
@@ -104,7 +104,7 @@ static void saved_z_refusals(comet_layer_t L, const comet_layer_config_t *c, con
       CHECK_OK(comet_layer_destroy(other_layer));
     }
   }
-  CUDA_OK(cudaMemsetAsync((void *)sa.saved_z, 0, comet_config_saved_z_bytes(c), stream));
+  test_fill((void *)sa.saved_z, 0, comet_config_saved_z_bytes(c), stream);
   CHECK_ERR(comet_moe_backward(L, &sa, stream), COMET_ERR_INVALID_ARGUMENT,
             "was not filled by a forward in save mode");
   CHECK_OK(comet_moe_forward(L, &fa, stream)); /* the layer is still usable */
@@ -169,7 +169,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   comet_moe_backward_args_t only = a;
   only.dx = only.dw1 = NULL;
   only.dtopk_weights = NULL;
-  CUDA_OK(cudaMemsetAsync(ddw2, 0xff, sizeof(uint16_t) * n2, stream));
+  test_fill(ddw2, 0xff, sizeof(uint16_t) * n2, stream);
   CHECK_OK(comet_moe_backward(L, &only, stream));
   CUDA_OK(cudaStreamSynchronize(stream));
   CUDA_OK(cudaMemcpy(got[1].dw2, ddw2, sizeof(uint16_t) * n2, cudaMemcpyDeviceToHost));
@@ -183,7 +183,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   uint16_t *out_plain = (uint16_t *)malloc(sizes[0] + 2), *out_save = (uint16_t *)malloc(sizes[0] + 2);
   CUDA_OK(cudaMemcpyAsync(out_plain, dy, sizes[0], cudaMemcpyDeviceToHost, stream));
   CUDA_OK(cudaStreamSynchronize(stream));
-  CUDA_OK(cudaMemsetAsync(dy, 0xff, sizes[0], stream));
+  test_fill(dy, 0xff, sizes[0], stream);
   fa.saved_z = dz;
   CHECK_OK(comet_moe_forward(L, &fa, stream));
   CUDA_OK(cudaMemcpyAsync(out_save, dy, sizes[0], cudaMemcpyDeviceToHost, stream));

@@ -42,7 +42,7 @@ static void loopback_cases(const comet_rank_info_t *info) {
 static void forward_once(comet_layer_t L, const dev_in_t *g, int T, const comet_layer_config_t *c,
                          cudaStream_t stream, uint16_t *got) {
   const size_t n = (size_t)T * c->hidden;
-  CUDA_OK(cudaMemset(g->out, 0xff, sizeof(uint16_t) * (n ? n : 1)));
+  test_fill(g->out, 0xff, sizeof(uint16_t) * (n ? n : 1), stream);
   comet_moe_args_t a = COMET_MOE_ARGS_INITIALIZER;
   a.num_tokens = T; a.x = g->x; a.topk_ids = g->ids; a.topk_weights = g->wt; a.w1 = g->w1;
   a.w2 = g->w2; a.out = g->out;

@@ -107,10 +107,10 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *cfg, const com
   }
   CUDA_OK(cudaMemcpy(d_y, y[me], row_bytes * (size_t)rows, cudaMemcpyHostToDevice));
   /* poison: NaN everywhere an output lands */
-  CUDA_OK(cudaMemsetAsync(d_out, 0xff, row_bytes * ((size_t)Tm + 1), stream));
-  CUDA_OK(cudaMemsetAsync(d_copy, 0xff, row_bytes * (size_t)cap, stream));
+  test_fill(d_out, 0xff, row_bytes * ((size_t)Tm + 1), stream);
+  test_fill(d_copy, 0xff, row_bytes * (size_t)cap, stream);
   test_barrier(L->ctx, stream); /* peers no longer read this rank's y (= rows) */
-  CUDA_OK(cudaMemsetAsync(v->win_local + v->off_rows, 0xff, row_bytes * (size_t)cap, stream));
+  test_fill(v->win_local + v->off_rows, 0xff, row_bytes * (size_t)cap, stream);
 
   CHECK_OK(comet_layer_plan(L, Tm, d_ids, NULL, stream));
   CHECK_OK(comet_layer_dispatch(L, d_x, ctas, stream));
@@ -174,7 +174,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *cfg, const com
         }
         want[(size_t)t * H + c] = from_f32(acc, fp16);
       }
-    CUDA_OK(cudaMemsetAsync(d_out, 0xff, row_bytes * ((size_t)Tm + 1), stream));
+    test_fill(d_out, 0xff, row_bytes * ((size_t)Tm + 1), stream);
     /* A combine per plan: the re-plan (same ids) gives a new epoch and its
      * barrier keeps pushes of this pass out of the last pass's reduce; the
      * rows are dispatched again (pass 0's y took their memory). */
@@ -218,8 +218,8 @@ static void run_bad_input(comet_layer_t L, const comet_layer_config_t *cfg,
   CUDA_OK(test_malloc(&d_w, sizeof(float) * (size_t)T * K));
   CUDA_OK(test_malloc(&d_x, row_bytes * T));
   CUDA_OK(test_malloc(&d_out, row_bytes * T));
-  CUDA_OK(cudaMemset(d_w, 0, sizeof(float) * (size_t)T * K));
-  CUDA_OK(cudaMemset(d_x, 0, row_bytes * T));
+  test_fill(d_w, 0, sizeof(float) * (size_t)T * K, stream);
+  test_fill(d_x, 0, row_bytes * T, stream);
   for (int which = 0; which < 2; ++which) {
     gen_ids(ROUTE_UNIFORM, mix_seed(seed, 900 + which, me, 1), E, K, T, ids);
     const int bad_rank = which == 0 ? W - 1 : 0;

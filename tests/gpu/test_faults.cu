@@ -37,7 +37,7 @@ static void good_call(comet_layer_t L, const comet_layer_config_t *c, const come
   CHECK_OK(comet_ref_forward(c, d.ref, ref_out, NULL, NULL));
   dev_in_t g = upload_rank(&d, c, me, comet_config_row_capacity(c));
   const size_t n = (size_t)d.tokens[me] * c->hidden;
-  CUDA_OK(cudaMemset(g.out, 0xff, sizeof(uint16_t) * (n + 1)));
+  test_fill(g.out, 0xff, sizeof(uint16_t) * (n + 1), stream);
   comet_moe_args_t a = COMET_MOE_ARGS_INITIALIZER;
   a.num_tokens = d.tokens[me]; a.x = g.x; a.topk_ids = g.ids; a.topk_weights = g.wt; a.w1 = g.w1;
   a.w2 = g.w2; a.out = g.out;
@@ -77,7 +77,7 @@ static void one_rank_bad(comet_layer_t L, const comet_layer_config_t *c, const c
     CHECK_ERR(comet_moe_forward(L, &a, stream), want, needle);
     /* graph mode: no host sync; NaN out, comet_layer_check reports it */
     CHECK_OK(comet_layer_set_graph_mode(L, 1));
-    CUDA_OK(cudaMemset(g.out, 0, sizeof(uint16_t) * (size_t)d.tokens[me] * c->hidden));
+    test_fill(g.out, 0, sizeof(uint16_t) * (size_t)d.tokens[me] * c->hidden, stream);
     CHECK_OK(comet_moe_forward(L, &a, stream));
     CHECK_ERR(comet_layer_check(L, stream), want, needle);
     uint16_t first = 0;

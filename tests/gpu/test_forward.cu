@@ -21,7 +21,7 @@ static const char *TEST = "test_forward";
 /* A forward into out (poisoned first), its bits against want's. */
 static int forward_matches(comet_layer_t L, const comet_moe_args_t *a, cudaStream_t stream,
                            size_t out_n, const uint16_t *want, uint16_t *got) {
-  CUDA_OK(cudaMemset(a->out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
+  test_fill(a->out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1), stream);
   CHECK_OK(comet_moe_forward(L, a, stream));
   CUDA_OK(cudaStreamSynchronize(stream));
   CUDA_OK(cudaMemcpy(got, a->out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
@@ -50,8 +50,11 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   uint16_t *got2 = (uint16_t *)malloc(sizeof(uint16_t) * (out_n + 1));
   uint16_t *got_h = (uint16_t *)malloc(sizeof(uint16_t) * (h_n + 1));
 
+  /* the ranks meet after their CPU references and uploads: a rank's
+   * first wait must not run out while a peer still computes or copies */
+  test_barrier(L->ctx, stream);
   /* 1. the whole forward */
-  CUDA_OK(cudaMemset(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
+  test_fill(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1), stream);
   comet_moe_args_t a = COMET_MOE_ARGS_INITIALIZER;
   a.num_tokens = T; a.x = g.x; a.topk_ids = g.ids; a.topk_weights = g.wt; a.w1 = g.w1; a.w2 = g.w2;
   a.out = g.out;
@@ -63,8 +66,8 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
 
   /* 2. the two halves, h into the caller's buffer: h equals the reference's
    * rows (same row order), out equals the forward's bits */
-  CUDA_OK(cudaMemset(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
-  CUDA_OK(cudaMemset(g.h, 0xff, sizeof(uint16_t) * (h_n ? h_n : 1)));
+  test_fill(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1), stream);
+  test_fill(g.h, 0xff, sizeof(uint16_t) * (h_n ? h_n : 1), stream);
   comet_dispatch_gemm_args_t d0 = COMET_DISPATCH_GEMM_ARGS_INITIALIZER;
   d0.num_tokens = T; d0.x = g.x; d0.topk_ids = g.ids; d0.w1 = g.w1; d0.h = g.h;
   CHECK_OK(comet_dispatch_gemm(L, &d0, stream));
@@ -84,8 +87,8 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
    * waits for the first on the device (comet orders calls on one layer) */
   cudaStream_t s2 = NULL;
   CHECK_OK(L->ctx->tp->ops->stream_create(L->ctx->tp, &s2));
-  CUDA_OK(cudaMemsetAsync(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1), stream));
-  CUDA_OK(cudaMemsetAsync(g.h, 0xff, sizeof(uint16_t) * (h_n ? h_n : 1), stream));
+  test_fill(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1), stream);
+  test_fill(g.h, 0xff, sizeof(uint16_t) * (h_n ? h_n : 1), stream);
   CHECK_OK(comet_dispatch_gemm(L, &d0, stream));
   CHECK_OK(comet_gemm_combine(L, &d1, s2));
   CUDA_OK(cudaStreamSynchronize(s2));
@@ -137,7 +140,7 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
     const int n = i < 4 ? n_comms[i == 3 ? 4 : i] : 8;
     if (n < 1 || n >= budget) continue;
     CHECK_OK(comet_layer_set_n_comm(L, n));
-    CUDA_OK(cudaMemset(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1)));
+    test_fill(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1), stream);
     if (i < 4) {
       CHECK_OK(comet_moe_forward(L, &a, stream));
     } else {

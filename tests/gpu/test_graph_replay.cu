@@ -36,7 +36,7 @@ static uint16_t *load_replay(const comet_layer_config_t *c, const comet_rank_inf
                           cudaMemcpyHostToDevice, stream));
   CUDA_OK(cudaMemcpyAsync(g->w2, d.w2[me], sizeof(uint16_t) * (size_t)El * c->hidden * (c->ffn / c->tp),
                           cudaMemcpyHostToDevice, stream));
-  CUDA_OK(cudaMemsetAsync(g->out, 0xff, sizeof(uint16_t) * ((size_t)T * c->hidden + 1), stream));
+  test_fill(g->out, 0xff, sizeof(uint16_t) * ((size_t)T * c->hidden + 1), stream);
   CUDA_OK(cudaStreamSynchronize(stream));
   uint16_t *mine = ref_out[me];
   for (int r = 0; r < W; ++r)
@@ -85,7 +85,7 @@ static void run_layout(comet_context_t ctx, const comet_rank_info_t *info, const
       CHECK_OK(comet_moe_forward(L, &a, stream));
       CUDA_OK(cudaStreamSynchronize(stream));
       CUDA_OK(cudaMemcpy(eager, g.out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
-      CUDA_OK(cudaMemsetAsync(g.out, 0xff, sizeof(uint16_t) * (out_n + 1), stream));
+      test_fill(g.out, 0xff, sizeof(uint16_t) * (out_n + 1), stream);
     }
     CUDA_OK(cudaGraphLaunch(exec, stream));
     CHECK_OK(comet_layer_check(L, stream));
