@@ -412,10 +412,14 @@ comet_status_t comet_layer_destroy(comet_layer_t L) {
       (L->has_last && cudaEventSynchronize(L->last_call) != cudaSuccess))
     st = comet_set_error(COMET_ERR_CUDA, "layer destroy: the layer's last call on device %d did "
                          "not finish", L->ctx->device);
-  /* collective: every rank's kernels are done with the window */
-  comet_status_t fs = L->ctx->tp->ops->sym_free(L->ctx->tp, &L->win);
-  if (fs != COMET_OK && st == COMET_OK) st = fs;
+  /* This rank's own memory first, then the window (collective: every
+   * rank's kernels are done with it): the local cudaFrees wait for the whole
+   * device, so none of them may come after a meeting a fast peer leaves to
+   * launch kernels that wait for this rank. */
+  comet_context_t ctx = L->ctx;
   free_local(L);
+  comet_status_t fs = ctx->tp->ops->sym_free(ctx->tp, &L->win);
+  if (fs != COMET_OK && st == COMET_OK) st = fs;
   free(L);
   return st;
 }

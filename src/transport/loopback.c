@@ -115,6 +115,12 @@ static comet_status_t lb_sym_free(comet_transport_t *t, comet_sym_t *m) {
     if (e != cudaSuccess)
       st = comet_set_error(COMET_ERR_CUDA, "symmetric free: cudaFree failed: %s", cudaGetErrorString(e));
   }
+  /* No rank leaves before rank 0's cudaFree is done: it waits for the whole
+   * device, so a peer's next kernel waiting for rank 0 would stall it until
+   * that kernel's timeout (session 8 run 3: a layer destroyed, then the next
+   * call on another layer). */
+  comet_status_t after = meet(w, t->rank, MEET_FREE, t->timeout_s);
+  if (st == COMET_OK) st = after;
   memset(m, 0, sizeof *m);
   return st;
 }
