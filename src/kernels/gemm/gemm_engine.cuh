@@ -142,7 +142,7 @@ __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
  * producer warpgroup gathers A's rows with cp.async (Args' gather fields)
  * instead of one TMA box per stage (needs kHooks). */
 template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = false,
-          bool kBmn_ = false, bool kKgroup_ = false, bool kPair_ = false>
+          bool kBmn_ = false, bool kKgroup_ = false, bool kPair_ = false, bool kDeep_ = false>
 struct Cfg {
   /* kPair: 2-CTA clusters sharing B by TMA multicast (see "pairs" below) */
   static constexpr bool kPair = kPair_;
@@ -168,13 +168,18 @@ struct Cfg {
    * (3 stages ran 0.65-0.70x single CTAs; 4 run 0.70-0.81x, session 6),
    * paid for with half the epilogue staging (two slabs a warpgroup, stored
    * in turns) and group tables for kPairMaxGroups groups */
-  static constexpr int kStages = kPair ? 4 : kBN == 256 ? 3 : 5;
+  /* kDeep: the pairs' ring depth for single wide CTAs (params.stages = 4),
+   * an A/B experiment against the latency of B from DRAM (unmeasured) */
+  static constexpr bool kDeep = kDeep_;
+  static_assert(!kDeep || (kBN_ == 256 && !kHooks && !kKgroup && !kPair), "deep: wide, no hooks");
+  static constexpr bool kSmallTables = kPair || kDeep; /* the 4-stage ring's smem budget */
+  static constexpr int kStages = kSmallTables ? 4 : kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kSlabs = kOutN / 64;               /* per consumer warpgroup */
-  static constexpr int kStgSlabs = kPair && kSlabs > 2 ? 2 : kSlabs; /* staged at once */
+  static constexpr int kStgSlabs = kSmallTables && kSlabs > 2 ? 2 : kSlabs; /* staged at once */
   static constexpr int kStagingBytes = 2 * kStgSlabs * kSlabBytes;
-  static constexpr int kMaxGroups = kPair ? kPairMaxGroups : COMET_GEMM_MAX_GROUPS; /* tables */
+  static constexpr int kMaxGroups = kSmallTables ? kPairMaxGroups : COMET_GEMM_MAX_GROUPS; /* tables */
   /* shared memory map (from a 1024-aligned base) */
   static constexpr int kOffA = 0;
   static constexpr int kOffB = kOffA + kStages * kABytes;
