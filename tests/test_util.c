@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 TEST_TLS int test_failures = 0;
 TEST_TLS int test_checks = 0;
@@ -45,4 +46,12 @@ int test_skip(const char *name, const char *why) {
   printf("*** %s: SKIPPED: %s ***\n", name, why);
   fflush(stdout);
   return TEST_SKIP_CODE;
+}
+
+void test_stop_if_stuck(comet_status_t got, comet_status_t wanted) {
+  if (got == wanted || (got != COMET_ERR_TIMEOUT && got != COMET_ERR_ABORTED)) return;
+  fprintf(stderr, "STOP: an unexpected %s: the layer's world is stuck; this process ends here "
+          "(%d checks, %d failed)\n", comet_status_string(got), test_checks, test_failures);
+  fflush(NULL);
+  _exit(1);
 }

@@ -37,6 +37,12 @@ uint64_t test_seed(const char *test_name);
 int test_finish(const char *test_name);
 /* Loudly skip (no GPU, too few GPUs): prints why and returns TEST_SKIP_CODE. */
 int test_skip(const char *test_name, const char *why);
+/* A call returned a timeout or an abort it was not meant to: the layer (and
+ * its world) is stuck, and every later check would wait out its timeout
+ * again (a hung loopback test ran 285 s): ends the process with a failure.
+ * Each world of the multi-rank tests is a child process of its own
+ * (comet_launch_*), so the other worlds still run. */
+void test_stop_if_stuck(comet_status_t got, comet_status_t wanted);
 
 #ifdef __cplusplus
 }
@@ -71,6 +77,7 @@ int test_skip(const char *test_name, const char *why);
               comet_status_string(status));                                   \
     CHECK_MSG(strstr(comet_last_error(), (needle)) != NULL,                   \
               "message \"%s\" lacks \"%s\"", comet_last_error(), (needle));   \
+    test_stop_if_stuck(s_, (status));                                         \
   } while (0)
 
 #define CHECK_OK(call)                                                        \
@@ -78,6 +85,7 @@ int test_skip(const char *test_name, const char *why);
     comet_status_t s_ = (call);                                               \
     CHECK_MSG(s_ == COMET_OK, "%s returned %s: %s", #call,                    \
               comet_status_string(s_), comet_last_error());                   \
+    test_stop_if_stuck(s_, COMET_OK);                                         \
   } while (0)
 
 #endif /* COMET_TEST_UTIL_H */
