@@ -110,7 +110,7 @@ static void json_point(FILE *f, const char *key, const point_t *p, int layer) {
 static int write_row(const tune_opts_t *o, const char *model, const comet_layer_config_t *c, int W,
                      int layer, const char *device, const point_t *best, const point_t *table,
                      const point_t *mdl, const point_t *choice, int choice_n, const char *choice_from,
-                     const point_t *pts, int npts) {
+                     int kept, const point_t *pts, int npts) {
   FILE *f = fopen(o->json, "a");
   if (!f) {
     fprintf(stderr, "comet tune: cannot open --json file %s\n", o->json);
@@ -128,6 +128,7 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
   if (layer == 0 && best) fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(best->a), best->tile);
   json_point(f, "table", table, layer);
   json_point(f, "model", mdl, layer);
+  fprintf(f, ", \"table_kept\": %s", kept ? "true" : "false");
   fprintf(f, ", \"choice_ms\": %.6g, \"choice_n_comm\": %d, \"choice_from\": \"%s\", \"sweep\": [",
           choice ? choice->ms[layer] : 0.0, choice_n, choice_from);
   for (int i = 0; i < npts; ++i)
@@ -213,11 +214,13 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
   /* every point first (the model's and the table's picks of each layer) */
   const int layers = fused1 ? 2 : 1;
   point_t *mdl[2] = {NULL, NULL}, *tab[2] = {NULL, NULL};
+  int tab_tokens[2] = {0, 0}; /* the table entry's own token count */
   for (int layer = 0; layer < layers; ++layer) {
     mdl[layer] = layer == 0
                      ? find_or_time(info, o, cfg, ctx, st, args, pts, &npts, mg, mn0, -1, &err)
                      : find_or_time(info, o, cfg, ctx, st, args, pts, &npts, COMET_TUNE_A_COPIED, mn1, -1, &err);
     const comet_tune_entry_t *te = comet_tune_lookup(&ctx->tuning, &key, layer, T);
+    if (te) tab_tokens[layer] = te->tokens;
     if (te && !err)
       tab[layer] = find_or_time(info, o, cfg, ctx, st, args, pts, &npts,
                                 layer == 0 && te->a != COMET_TUNE_A_ANY ? te->a : COMET_TUNE_A_COPIED,
@@ -256,12 +259,15 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
            mdl[layer] ? 100.0 * (mdl[layer]->ms[layer] / best->ms[layer] - 1) : 0,
            choice_n[layer], comet_choice_from_name(choice_from[layer]),
            100.0 * (choice.ms[layer] / best->ms[layer] - 1));
+    const int kept = tab[layer] && tab_tokens[layer] == T &&
+                     comet_tune_keep_entry(tab[layer]->ms[layer], best->ms[layer]);
+    if (kept) printf("  the table's entry stays (within %.1f%% of the best)\n", 100.0 * COMET_TUNE_KEEP);
     fflush(stdout);
     if (o->json && write_row(o, model, cfg, W, layer, device_name, best, tab[layer], mdl[layer],
                              &choice, choice_n[layer], comet_choice_from_name(choice_from[layer]),
-                             pts, npts))
+                             kept, pts, npts))
       return 1;
-    if (o->table_out && merge_best(o, &key, T, layer, best, best->a)) return 1;
+    if (o->table_out && !kept && merge_best(o, &key, T, layer, best, best->a)) return 1;
   }
   return 0;
 }

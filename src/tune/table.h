@@ -67,6 +67,18 @@ void comet_tune_table_free(comet_tune_table_t *t);
 int comet_tune_key_equal(const comet_tune_key_t *a, const comet_tune_key_t *b);
 /* The key of a layer of config c on a world-rank job on device. */
 comet_tune_key_t comet_tune_key_for(const char *device, int world, const comet_layer_config_t *c);
+/* comet tune's rule for the entry a key already has at the same token
+ * count: kept while its time in this sweep is within COMET_TUNE_KEEP of
+ * the sweep's best, so that an entry another routing's pass (or an
+ * earlier table) chose is replaced only for a clear gain. The check wants
+ * each routing within 3% of its own best and a point's timings spread by
+ * 1-2%; session 7 run 3 missed once where the skew pass's entry had
+ * replaced the uniform one (1.033x on uniform). */
+#define COMET_TUNE_KEEP 0.015
+static inline int comet_tune_keep_entry(double entry_ms, double best_ms) {
+  return entry_ms > 0 && best_ms > 0 && entry_ms <= best_ms * (1.0 + COMET_TUNE_KEEP);
+}
+
 /* The entry for key and op nearest to tokens, or NULL. */
 const comet_tune_entry_t *comet_tune_lookup(const comet_tune_table_t *t, const comet_tune_key_t *key,
                                             int op, int tokens);

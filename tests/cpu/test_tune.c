@@ -108,6 +108,12 @@ static void table_cases(void) {
             "cannot read");
   CHECK(t.n == n);
   comet_tune_table_free(&t);
+  /* comet tune keeps an entry within COMET_TUNE_KEEP of the sweep's best */
+  CHECK(comet_tune_keep_entry(1.010, 1.0));
+  CHECK(comet_tune_keep_entry(1.0, 1.0));
+  CHECK(!comet_tune_keep_entry(1.020, 1.0));
+  CHECK(!comet_tune_keep_entry(0.0, 1.0));
+  CHECK(!comet_tune_keep_entry(1.0, 0.0));
 }
 
 static comet_cost_shape_t shape(int H, int F, int E, int K, int T, int W) {
