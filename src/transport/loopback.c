@@ -109,7 +109,8 @@ static comet_status_t lb_sym_alloc(comet_transport_t *t, size_t bytes, comet_sym
  * synchronizes its device first). */
 static comet_status_t lb_sym_free(comet_transport_t *t, comet_sym_t *m) {
   struct comet_loopback *w = world_of(t);
-  comet_status_t st = meet(w, t->rank, MEET_FREE, t->timeout_s);
+  const comet_status_t met = meet(w, t->rank, MEET_FREE, t->timeout_s);
+  comet_status_t st = met;
   if (st == COMET_OK && t->rank == 0 && m->handle) {
     cudaError_t e = cudaFree(m->handle);
     if (e != cudaSuccess)
@@ -118,9 +119,12 @@ static comet_status_t lb_sym_free(comet_transport_t *t, comet_sym_t *m) {
   /* No rank leaves before rank 0's cudaFree is done: it waits for the whole
    * device, so a peer's next kernel waiting for rank 0 would stall it until
    * that kernel's timeout (session 8 run 3: a layer destroyed, then the next
-   * call on another layer). */
-  comet_status_t after = meet(w, t->rank, MEET_FREE, t->timeout_s);
-  if (st == COMET_OK) st = after;
+   * call on another layer). Not after a failed meeting: the peers missing
+   * from it would not come to this one either. */
+  if (met == COMET_OK) {
+    const comet_status_t after = meet(w, t->rank, MEET_FREE, t->timeout_s);
+    if (st == COMET_OK) st = after;
+  }
   memset(m, 0, sizeof *m);
   return st;
 }
