@@ -2,9 +2,10 @@
 /* fill.h — byte fills and copies in device memory as kernels on the
  * caller's stream, where the library would otherwise put copy-engine work
  * (cudaMemsetAsync, cudaMemcpyAsync) between the kernels of a call. In the
- * loopback world a rank's copy-engine work was seen to stall while a
- * peer's kernel spins waiting for that rank (docs/status.md, Known gaps
- * 11); kernels of the rank's own green context do not. */
+ * loopback world a rank's copy-engine work is suspected, not shown, of
+ * stalling while a peer's kernel spins waiting for that rank
+ * (docs/status.md, Known gaps 11: session 8's deterministic hang turned
+ * out to be a cudaFree); a kernel runs on the rank's own green context. */
 #ifndef COMET_KERNELS_FILL_H
 #define COMET_KERNELS_FILL_H
 

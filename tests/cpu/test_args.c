@@ -3,6 +3,7 @@
  * each bad argument gets INVALID_ARGUMENT with a message naming it, and the
  * fault record the plan sends to the other ranks says the same. */
 #include "args.h"
+#include "kernels/fill.h"
 #include "test_util.h"
 
 int main(void) {
@@ -102,5 +103,11 @@ int main(void) {
   k2 = k; k2.num_tokens = 0; k2.x = NULL; k2.topk_ids = NULL; k2.topk_weights = NULL; k2.dout = NULL;
   k2.dx = NULL; k2.dw1 = buf[1];
   CHECK_OK(comet_moe_backward_args_check(&c, &k2, &f));
+  /* the device fills and copies refuse NULL before any launch; nothing to do for 0 bytes */
+  CHECK_ERR(comet_fill_bytes_launch(NULL, 0, 16, NULL), COMET_ERR_INVALID_ARGUMENT,
+            "fill of 16 bytes: pointer is NULL");
+  CHECK_ERR(comet_copy_bytes_launch(buf[0], NULL, 16, NULL), COMET_ERR_INVALID_ARGUMENT,
+            "copy of 16 bytes: a pointer is NULL");
+  CHECK_OK(comet_fill_bytes_launch(NULL, 0, 0, NULL));
   return test_finish("test_args");
 }

@@ -171,9 +171,10 @@ static inline void test_barrier(comet_context_t ctx, cudaStream_t stream) {
   }
 }
 
-/* Poison or zero device memory on the rank's stream by a kernel: in the
- * loopback world a cudaMemset(Async) of one rank may stall while a peer's
- * kernel spins waiting for it (kernels/fill.h). */
+/* Poison or zero device memory on the rank's stream by a kernel: ordered
+ * with the rank's calls (a cudaMemset on the legacy stream is not, with a
+ * non-blocking stream), and no copy-engine work in the loopback world
+ * (kernels/fill.h). */
 static inline void test_fill(void *p, int byte, size_t bytes, cudaStream_t stream) {
   if (comet_fill_bytes_launch(p, byte, bytes, stream) != COMET_OK) {
     fprintf(stderr, "FAIL: test fill: %s\n", comet_last_error());
