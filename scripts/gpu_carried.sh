@@ -9,7 +9,7 @@
 # tokens x uniform/skew:0.05) and the same with the fused layer1 (bench1). tests.jsonl, bench.jsonl and summary.txt
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,repeat,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,bwdsave,gemm,gemmab
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,repeat,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,bwdsave,bwdncu,gemm,gemmab
 #   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
 #   subset of the multi-rank / single-GPU tests; repeat runs REPEAT_TESTS
 #   (the ones that failed at random in loopback, Known gaps 11) REPS more
@@ -54,6 +54,14 @@ if has bwdsave; then # the same in save mode on both sides (saved_z; the baselin
     --check-tokens 2 --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
     --tokens 2048,8192 --iters 10 > "$OUT/bwdsave.log" 2>&1
   note "bench --backward --save W = 1 (uniform): exit $?"
+fi
+if has bwdncu; then # per-kernel times of one fwd + bwd, comet's and the baseline's (NCU_MODELS x 2048)
+  for m in ${NCU_MODELS:-mixtral-8x7b phi3.5-moe}; do
+    timeout 150 ncu --clock-control none --metrics gpu__time_duration.sum --csv \
+      $B/comet bench --gpus 1 --backward --model $m --tokens 2048 --iters 1 --warmup 1 \
+      > "$OUT/ncu_bwd_$m.csv" 2> "$OUT/ncu_bwd_$m.err"
+    note "ncu kernel times of bench --backward ($m, 2048 tokens): exit $?"
+  done
 fi
 if has sanitize; then # SAN_TESTS: the multi-rank tests to run under the tools (default test_forward)
   for t in ${SAN_TESTS:-test_forward}; do

@@ -9,7 +9,7 @@
  *            layer1 N = H, K = F; vs the faster of cublasGemmGroupedBatchedEx
  *            and a per-expert cublasGemmEx loop (both given host sizes;
  *            comet reads the sizes from device memory).
- *   backward every preset's layer1 at T 16384, EP 4: dh = dy . w2 (comet's
+ *   backward every preset's layer1 at T 16384, EP 4, and T 2048, EP 1: dh = dy . w2 (comet's
  *            MN-major B) and dw2 = dy^T . h (its grouped reduction), vs a
  *            per-expert cublasGemmEx loop.
  * Times: CUDA events per iteration after warm-up, median; a case's variants
@@ -378,19 +378,19 @@ static BackwardResult run_backward(Bench &b, int El, int H, int F, const std::ve
   return r;
 }
 
-static void report_backward(Bench &b, const char *name, int T, double rows, int El, int H, int F,
-                            const BackwardResult &r) {
+static void report_backward(Bench &b, const char *name, int T, int ep, double rows, int El, int H,
+                            int F, const BackwardResult &r) {
   const double flops = 2.0 * rows * H * F;
   const char *ops[2] = {"gemm_dh", "gemm_dw"};
   const double ms[2] = {r.dh_ms, r.dw_ms}, cb[2] = {r.dh_cublas_ms, r.dw_cublas_ms};
   for (int i = 0; i < 2; ++i) {
     char line[4096]; /* the command line is in it */
     snprintf(line, sizeof line,
-             "{\"op\":\"%s\",\"shape\":\"%s T=%d layer1 backward\",\"groups\":%d,"
+             "{\"op\":\"%s\",\"shape\":\"%s T=%d%s layer1 backward\",\"groups\":%d,\"ep\":%d,"
              "\"comet_tflops\":%.1f,\"cublas_tflops\":%.1f,\"ratio\":%.3f,\"device\":\"%s\","
              "\"commit\":\"%s\",\"date\":\"%s\",\"command\":\"%s\",\"rows\":%.0f,\"H\":%d,"
              "\"F\":%d,\"cublas_path\":\"loop\"}",
-             ops[i], name, T, El, flops / (ms[i] * 1e9), flops / (cb[i] * 1e9), cb[i] / ms[i],
+             ops[i], name, T, ep == 1 ? " ep=1" : "", El, ep, flops / (ms[i] * 1e9), flops / (cb[i] * 1e9), cb[i] / ms[i],
              b.device, b.commit, comet_run_date(), comet_run_command(), rows, H, F);
     printf("%s\n", line);
     if (b.json) {
@@ -581,15 +581,20 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
     }
   }
   if (!only || !strcmp(only, "backward")) { /* the backward's modes, layer1's shapes */
-    for (int pi = 0; pi < comet_preset_count(); ++pi) {
-      const comet_preset_t *pr = comet_preset_at(pi);
-      if (model && strcmp(model, pr->name)) continue;
-      const int ep = 4, El = pr->num_experts / ep, T = 16384, rows = T * pr->topk / ep;
-      if (El < 1) continue;
-      const std::vector<int> sizes = split_rows(rows, El, false);
-      const BackwardResult r = run_backward(b, El, pr->hidden, pr->ffn, sizes);
-      report_backward(b, pr->name, T, rows, El, pr->hidden, pr->ffn, r);
-    }
+    /* T 16384 over EP 4 (thousands of rows an expert), and the fused-layer
+     * issues' W = 1 point, T 2048 with every expert local (Mixtral: 512
+     * rows an expert, so dw's reduction is 8 K-blocks a tile) */
+    const int Ts[2] = {16384, 2048}, eps[2] = {4, 1};
+    for (int ci = 0; ci < 2; ++ci)
+      for (int pi = 0; pi < comet_preset_count(); ++pi) {
+        const comet_preset_t *pr = comet_preset_at(pi);
+        if (model && strcmp(model, pr->name)) continue;
+        const int ep = eps[ci], El = pr->num_experts / ep, T = Ts[ci], rows = T * pr->topk / ep;
+        if (El < 1) continue;
+        const std::vector<int> sizes = split_rows(rows, El, false);
+        const BackwardResult r = run_backward(b, El, pr->hidden, pr->ffn, sizes);
+        report_backward(b, pr->name, T, ep, rows, El, pr->hidden, pr->ffn, r);
+      }
   }
   for (auto &e : b.ev) cudaEventDestroy(e);
   cublasDestroy(b.blas);
