@@ -36,6 +36,13 @@
 
 enum { MAX_LIST = 16 };
 
+/* The sides' order in a row. The clock falls as the GPU heats under its
+ * power limit, so whatever runs later runs slower (session 6 found the same
+ * in the GEMM bench's turns): abba times baseline, comet, comet, baseline
+ * and averages each side's two passes. */
+enum { BENCH_ORDER_BASELINE_FIRST, BENCH_ORDER_COMET_FIRST, BENCH_ORDER_ABBA };
+static const char *const bench_order_names[] = {"baseline-first", "comet-first", "abba"};
+
 typedef struct bench_opts {
   const char *models[MAX_LIST];
   int nmodels;
@@ -51,6 +58,7 @@ typedef struct bench_opts {
   int n_comm; /* mover CTAs of the fused layer0; 0 = comet's default */
   int backward; /* --backward: also time comet's and the baseline's backward */
   int save;     /* --save: both in save mode (the forward keeps, the backward skips recompute) */
+  int order;    /* --order: BENCH_ORDER_* (which side runs first; abba: both twice) */
   int tune;   /* `comet tune`: no baseline; the sweep (tools/tune.c) */
   int sweep[32], nsweep;
   int repeat; /* tune: timings of each point, interleaved (the median) */
@@ -98,6 +106,10 @@ static void usage(FILE *f) {
           "                          z in saved_z, the baseline's forward keeps its backward's\n"
           "                          inputs; the backwards skip that recompute; forwards timed\n"
           "                          saving; default: both recompute)\n"
+          "  --order baseline-first|comet-first|abba   which side each row times first (abba:\n"
+          "                          baseline, comet, comet, baseline, each side the mean of\n"
+          "                          its two; the later side runs on a hotter, slower GPU;\n"
+          "                          default baseline-first)\n"
           "  --check                 compare the baseline's and comet's outputs with the CPU\n"
           "                          reference on sampled tokens (--check-tokens N per rank);\n"
           "                          fail -> exit 1\n"
@@ -235,6 +247,12 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
     } else if (!strcmp(a, "--check")) { o->check = 1;
     } else if (!strcmp(a, "--backward")) { o->backward = 1;
     } else if (!strcmp(a, "--save")) { o->save = 1;
+    } else if (!strcmp(a, "--order")) {
+      CLI_NEED();
+      o->order = -1;
+      for (int i = 0; i < 3; ++i)
+        if (!strcmp(v, bench_order_names[i])) o->order = i;
+      if (o->order < 0) CLI_BAD();
     } else if (!strcmp(a, "--check-tokens")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->check_tokens)) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); o->json = v;
     } else if (!strcmp(a, "--rendezvous")) { CLI_NEED(); o->rendezvous = v;
@@ -350,6 +368,30 @@ typedef struct config_result {
   bench_check_t chk;
   float bwd_ms; /* the baseline's backward (with --backward) */
 } config_result_t;
+
+/* abba: each side's times are the mean of its two passes (a, the first,
+ * keeps its check and everything else). */
+static void mean_baseline(config_result_t *a, const config_result_t *b) {
+  const float experts = a->ms[1];
+  for (int i = 0; i < 5; ++i) a->ms[i] = 0.5f * (a->ms[i] + b->ms[i]);
+  if (a->ms[1] > 0) a->tflops *= experts / a->ms[1]; /* the rate of the mean time */
+  a->bwd_ms = 0.5f * (a->bwd_ms + b->bwd_ms);
+}
+
+static void mean_comet(bench_comet_t *a, const bench_comet_t *b) {
+  if (!b->ran) { /* the second pass failed: report that */
+    a->ran = 0;
+    snprintf(a->err, sizeof a->err, "%s", b->err);
+    return;
+  }
+  float *x[8] = {&a->forward_ms, &a->layer0_ms, &a->layer1_ms, &a->layer0_gemm_only_ms,
+                 &a->layer0_comm_only_ms, &a->layer1_gemm_only_ms, &a->layer1_comm_only_ms,
+                 &a->backward_ms};
+  const float y[8] = {b->forward_ms, b->layer0_ms, b->layer1_ms, b->layer0_gemm_only_ms,
+                      b->layer0_comm_only_ms, b->layer1_gemm_only_ms, b->layer1_comm_only_ms,
+                      b->backward_ms};
+  for (int i = 0; i < 8; ++i) *x[i] = 0.5f * (*x[i] + y[i]);
+}
 
 /* Expert FLOPs and NVLink bytes of the slowest rank (DESIGN.md section 5). */
 static double floor_ms(const comet_layer_config_t *c, const int32_t *counts, int W, double *tflops_out,
@@ -603,19 +645,37 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   memset(&gb, 0, sizeof gb);
   if (bwd) RCUDA(grads_alloc(&gc, &cfg, T, r, seed, NULL, st));
   if (bwd && !loop) RCUDA(grads_alloc(&gb, &cfg, T, r, seed, gc.dout, st));
-  if (!o->tune && !loop &&
-      run_baseline(info, o, ctx, comm, blas, st, &cfg, &a, bwd ? &gb : NULL, &res) != 0)
-    return 1;
-  /* comet on the same inputs, the same way */
+  /* comet on the same inputs, the same way; the sides in --order (a
+   * second pass of a side checks nothing) */
   const int n = o->iters;
-  bench_comet_t cm;
+  bench_comet_t cm, cm2;
+  config_result_t res2;
   memset(&cm, 0, sizeof cm);
+  memset(&res2, 0, sizeof res2);
   const bench_comet_opts_t co = {o->warmup, n, o->n_comm, -1, -1, 1, o->check, o->check_tokens,
                                  o->seed, &o->routing, bwd ? &gc : NULL};
   /* --save: comet's forwards keep z in ca.saved_z, its backwards read it */
   comet_moe_args_t ca = a;
   if (bwd && o->save) RCUDA(dev_alloc(&ca.saved_z, comet_config_saved_z_bytes(&cfg), st));
-  if (!o->tune && bench_comet_run(info, &cfg, ctx, st, &ca, &co, &cm) != 0) return 1;
+  static const char *const sides[3] = {"bc", "cb", "bccb"};
+  int nb = 0, nc = 0;
+  for (const char *sd = sides[o->order]; !o->tune && *sd; ++sd) {
+    if (*sd == 'b' && !loop) {
+      bench_opts_t ob = *o;
+      ob.check = nb ? 0 : o->check;
+      if (run_baseline(info, &ob, ctx, comm, blas, st, &cfg, &a, bwd ? &gb : NULL,
+                       nb ? &res2 : &res) != 0)
+        return 1;
+      ++nb;
+    } else if (*sd == 'c') {
+      bench_comet_opts_t c2 = co;
+      c2.check = nc ? 0 : o->check;
+      if (bench_comet_run(info, &cfg, ctx, st, &ca, &c2, nc ? &cm2 : &cm) != 0) return 1;
+      ++nc;
+    }
+  }
+  if (nb == 2) mean_baseline(&res, &res2);
+  if (nc == 2) mean_comet(&cm, &cm2);
   /* bwd_check: comet's gradients against the baseline's, on every element */
   bench_grads_check_t bchk;
   memset(&bchk, 0, sizeof bchk);
@@ -777,6 +837,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "layer1_speedup", cm.layer1_ms > 0 ? l1_base / cm.layer1_ms : 0, base && cm.ran);
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
     fprintf(f, ", \"save\": %s", o->save ? "true" : "false");
+    fprintf(f, ", \"order\": \"%s\"", bench_order_names[o->order]);
     json_num(f, "comet_backward_ms", cm.backward_ms, cm.ran && bwd);
     json_num(f, "bwd_ms", cm.backward_ms, cm.ran && bwd);
     json_num(f, "baseline_bwd_ms", res.bwd_ms, base && bwd);

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# gpu_order.sh — on a GPU machine with .gpubin/ carried: does the side that
+# `comet bench` times second run on a slower GPU? Under ncu (session 9 run
+# 1) comet's backward kernels of Mixtral at 2048 tokens add up to 6.5 ms and
+# the baseline's to 7.0 ms, while the bench (baseline first, comet after it)
+# measured 7.63 against 6.88 ms. The same rows with each order, the SM clock,
+# power and temperature sampled every 50 ms beside them (smi.csv), then the
+# whole backward matrix with --order abba (issue 11's check).
+#   usage: scripts/gpu_order.sh   (MODELS, TOKENS override the order rows)
+set -u -o pipefail
+cd "$(dirname "$0")/.."
+. scripts/gpu_env.sh
+MODELS=${MODELS:-mixtral-8x7b,phi3.5-moe}
+TOKENS=${TOKENS:-2048,8192}
+nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active \
+  --format=csv -lms 50 > "$OUT/smi.csv" 2>&1 &
+smi=$!
+for order in baseline-first comet-first; do
+  echo "$(date +%T.%N) start $order" >> "$OUT/marks.txt"
+  timeout 150 $B/comet bench --gpus 1 --json "$OUT/order.jsonl" --backward --order $order \
+    --model $MODELS --tokens $TOKENS --iters 10 > "$OUT/order_$order.log" 2>&1
+  note "bench --backward --order $order ($MODELS x $TOKENS): exit $?"
+done
+echo "$(date +%T.%N) start abba matrix" >> "$OUT/marks.txt"
+timeout ${BWD_LIMIT:-300} $B/comet bench --gpus 1 --json "$OUT/bwd_abba.jsonl" --backward --check \
+  --check-tokens 2 --order abba --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
+  --tokens 2048,8192 --iters 10 > "$OUT/bwd_abba.log" 2>&1
+note "bench --backward --order abba (issue 11's matrix): exit $?"
+kill $smi 2>/dev/null
+finish
