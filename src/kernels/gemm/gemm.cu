@@ -261,8 +261,8 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             p->b_mn_major);
   COMET_ARG(!p->b_mn_major || (p->epilogue == COMET_GEMM_EPI_STORE && !hooks_on(p)),
             "gemm: an MN-major B takes the STORE epilogue and no hooks");
-  COMET_ARG(p->stages == 0 || p->stages == 4, "gemm: stages = %d is not 0 (default) or 4",
-            p->stages);
+  COMET_ARG(p->stages == 0 || p->stages == 3 || p->stages == 4,
+            "gemm: stages = %d is not 0 (default), 3 or 4", p->stages);
   COMET_ARG(p->cluster >= COMET_GEMM_CLUSTER_AUTO && p->cluster <= COMET_GEMM_CLUSTER_ON,
             "gemm: cluster %d unknown", (int)p->cluster);
   COMET_ARG(p->cluster != COMET_GEMM_CLUSTER_ON || (!hooks_on(p) && p->tile != COMET_GEMM_TILE_NARROW),
@@ -552,7 +552,7 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
     return choose_tile(p, sms) == COMET_GEMM_TILE_WIDE
                ? launch<Cfg<256, kSwiglu, true, kFp16>>(p, sms, s)
                : launch<Cfg<128, kSwiglu, true, kFp16>>(p, sms, s);
-  if (p->stages == 4 && p->groups <= kPairMaxGroups && p->tile != COMET_GEMM_TILE_NARROW) {
+  if (p->stages != 3 && p->groups <= kPairMaxGroups && p->tile != COMET_GEMM_TILE_NARROW) {
     typedef Cfg<256, kSwiglu, false, kFp16, false, false, false, false, true> Deep;
     return p->tile == COMET_GEMM_TILE_WIDE ? launch<Deep>(p, sms, s) : launch_auto<Deep, Narrow>(p, sms, s);
   }

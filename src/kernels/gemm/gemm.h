@@ -140,10 +140,11 @@ typedef struct comet_gemm_params {
    * 0 = COMET_SCHED_BAND (8). Wider bands re-read B from DRAM fewer times
    * on groups of many M-tiles; for A/B timing (bench --ab). */
   int band;
-  /* 0: the default ring of shared-memory stages; 4: four stages for the
-   * wide tile (half the epilogue staging, stored in turns; at most 128
-   * groups, no hooks: else the default), the bits unchanged. An A/B
-   * experiment (bench --ab's comet_deep_tflops), not yet measured. */
+  /* The wide tile's ring of shared-memory stages: 0 (default) or 4: four
+   * stages (half the epilogue staging, stored in turns) where they apply
+   * (at most 128 groups, no hooks), else three; 3: three always (A/B:
+   * bench --ab's comet_3stage_tflops). The bits are the same. Four
+   * measured 1.013x three over the 56 grouped rows (session 9 run 1). */
   int stages;
 } comet_gemm_params_t;
 
