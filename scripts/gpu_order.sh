@@ -7,12 +7,17 @@
 # measured 7.63 against 6.88 ms. The same rows with each order, the SM clock,
 # power and temperature sampled every 50 ms beside them (smi.csv), then the
 # whole backward matrix with --order abba (issue 11's check).
-#   usage: scripts/gpu_order.sh   (MODELS, TOKENS override the order rows)
+#   usage: scripts/gpu_order.sh   (MODELS, TOKENS override the order rows;
+#   PRE_TESTS: GPU tests to run first)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh
 MODELS=${MODELS:-mixtral-8x7b,phi3.5-moe}
 TOKENS=${TOKENS:-2048,8192}
+for t in ${PRE_TESTS:-}; do # e.g. test_gemm after a GEMM change
+  timeout 150 $B/$t > "$OUT/$t.log" 2>&1
+  note "$t: exit $?"
+done
 nvidia-smi --query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu,clocks_throttle_reasons.active \
   --format=csv -lms 50 > "$OUT/smi.csv" 2>&1 &
 smi=$!
