@@ -47,6 +47,7 @@ expect "tune bad --refine" 2 "bad value '16' for --refine" -- "$comet" tune --re
 expect "bench unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --model nope
 expect "bench --save needs --backward" 2 "comet bench: --save .*give it with --backward" "no CUDA GPU" -- "$comet" bench --save
 expect "bench --help mentions --save" 0 "^ +--save +with --backward" -- "$comet" bench --help
+expect "bench bad --preheat" 2 "bad value '-1' for --preheat" -- "$comet" bench --preheat -1
 expect "bench bad --order" 2 "bad value 'bcb' for --order" -- "$comet" bench --order bcb
 expect "bench --help mentions --order" 0 "^ +--order baseline-first[|]comet-first[|]abba" -- "$comet" bench --help
 expect "bench ep not dividing the experts" 2 "num_experts.*ep" "no CUDA GPU" -- "$comet" bench --model mixtral-8x7b --ep 3 --gpus 3

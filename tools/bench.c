@@ -59,6 +59,7 @@ typedef struct bench_opts {
   int backward; /* --backward: also time comet's and the baseline's backward */
   int save;     /* --save: both in save mode (the forward keeps, the backward skips recompute) */
   int order;    /* --order: BENCH_ORDER_* (which side runs first; abba: both twice) */
+  int preheat_ms; /* --preheat: device time before each timed phase (bench_preheat) */
   int tune;   /* `comet tune`: no baseline; the sweep (tools/tune.c) */
   int sweep[32], nsweep;
   int repeat; /* tune: timings of each point, interleaved (the median) */
@@ -110,6 +111,9 @@ static void usage(FILE *f) {
           "                          baseline, comet, comet, baseline, each side the mean of\n"
           "                          its two; the later side runs on a hotter, slower GPU;\n"
           "                          default baseline-first)\n"
+          "  --preheat MS            run each timed phase's step for MS ms of device time\n"
+          "                          first (default 1000: the GPU's clock settles under its\n"
+          "                          power cap in about a second; 0: none)\n"
           "  --check                 compare the baseline's and comet's outputs with the CPU\n"
           "                          reference on sampled tokens (--check-tokens N per rank);\n"
           "                          fail -> exit 1\n"
@@ -186,6 +190,7 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
   o->act = COMET_ACT_SWIGLU;
   o->iters = 20;
   o->warmup = 5;
+  o->preheat_ms = 1000;
   o->timeout_s = 1200;
   o->routing_str = "uniform";
   o->seed = (unsigned long long)time(NULL);
@@ -247,6 +252,7 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
     } else if (!strcmp(a, "--check")) { o->check = 1;
     } else if (!strcmp(a, "--backward")) { o->backward = 1;
     } else if (!strcmp(a, "--save")) { o->save = 1;
+    } else if (!strcmp(a, "--preheat")) { CLI_NEED(); if (cli_int(v, 0, 60000, &o->preheat_ms)) CLI_BAD();
     } else if (!strcmp(a, "--order")) {
       CLI_NEED();
       o->order = -1;
@@ -447,11 +453,34 @@ static const char *ms_cell(char buf[16], float v, int valid) {
  * 2 untimed calls (comet's count), then the slowest rank's median over
  * iters into *ms. save (b in save mode): each backward after its own
  * forward, untimed and finished first (as comet's, bench_comet.c). */
+/* The preheat steps of the baseline's phases (bench_preheat). */
+typedef struct baseline_step {
+  comet_baseline_t b;
+  const comet_moe_args_t *fwd;
+  const comet_moe_backward_args_t *bwd; /* save: each after its forward */
+  int save;
+} baseline_step_t;
+
+static int baseline_forward_step(void *arg, cudaStream_t st) {
+  const baseline_step_t *s = (const baseline_step_t *)arg;
+  return comet_baseline_forward(s->b, s->fwd, st) != COMET_OK;
+}
+
+static int baseline_backward_step(void *arg, cudaStream_t st) {
+  const baseline_step_t *s = (const baseline_step_t *)arg;
+  if (s->save && comet_baseline_forward(s->b, s->fwd, st) != COMET_OK) return 1;
+  return comet_baseline_backward(s->b, s->bwd, st) != COMET_OK;
+}
+
 static int time_baseline_backward(const comet_rank_info_t *info, comet_context_t ctx,
                                   comet_baseline_t b, const comet_moe_args_t *a,
-                                  const bench_grads_t *g, int save, int iters, cudaStream_t st,
-                                  float *ms) {
+                                  const bench_grads_t *g, int save, int iters, float preheat_ms,
+                                  cudaStream_t st, float *ms) {
   const comet_moe_backward_args_t bw = bench_grads_args(a, g);
+  baseline_step_t step = {b, a, &bw, save};
+  if (save) RCOMET(comet_baseline_forward(b, a, st));
+  RCOMET(comet_baseline_backward(b, &bw, st)); /* first, outside the preheat's timing */
+  if (bench_preheat(info, ctx, st, preheat_ms, baseline_backward_step, &step) != 0) return 1;
   float *t = malloc(sizeof(float) * (size_t)iters);
   cudaEvent_t ev[2];
   if (!t) {
@@ -493,6 +522,8 @@ static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, co
   RCOMET(comet_baseline_set_gemm(b, o->gemm));
   RCOMET(comet_baseline_set_save(b, g && o->save));
   for (int it = 0; it < o->warmup; ++it) RCOMET(comet_baseline_forward(b, a, st));
+  baseline_step_t step = {b, a, NULL, 0};
+  if (bench_preheat(info, ctx, st, o->preheat_ms, baseline_forward_step, &step) != 0) return 1;
   const int n = o->iters;
   float *h_times = malloc(sizeof(float) * 5 * (size_t)n), *col = malloc(sizeof(float) * (size_t)n);
   if (!h_times || !col) {
@@ -528,7 +559,7 @@ static int run_baseline(const comet_rank_info_t *info, const bench_opts_t *o, co
                         ctx, st, &res->chk) != 0)
       return 1;
   }
-  if (g && time_baseline_backward(info, ctx, b, a, g, o->save, n, st, &res->bwd_ms) != 0)
+  if (g && time_baseline_backward(info, ctx, b, a, g, o->save, n, o->preheat_ms, st, &res->bwd_ms) != 0)
     return 1;
   RCOMET(comet_baseline_destroy(b));
   return 0;
@@ -653,7 +684,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   memset(&cm, 0, sizeof cm);
   memset(&res2, 0, sizeof res2);
   const bench_comet_opts_t co = {o->warmup, n, o->n_comm, -1, -1, 1, o->check, o->check_tokens,
-                                 o->seed, &o->routing, bwd ? &gc : NULL};
+                                 o->seed, &o->routing, bwd ? &gc : NULL, (float)o->preheat_ms};
   /* --save: comet's forwards keep z in ca.saved_z, its backwards read it */
   comet_moe_args_t ca = a;
   if (bwd && o->save) RCUDA(dev_alloc(&ca.saved_z, comet_config_saved_z_bytes(&cfg), st));
@@ -838,6 +869,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
     fprintf(f, ", \"save\": %s", o->save ? "true" : "false");
     fprintf(f, ", \"order\": \"%s\"", bench_order_names[o->order]);
+    fprintf(f, ", \"preheat_ms\": %d", o->preheat_ms);
     json_num(f, "comet_backward_ms", cm.backward_ms, cm.ran && bwd);
     json_num(f, "bwd_ms", cm.backward_ms, cm.ran && bwd);
     json_num(f, "baseline_bwd_ms", res.bwd_ms, base && bwd);

@@ -7,6 +7,7 @@
  * and in the loopback world), the median over iterations. */
 #include "bench_comet.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,52 @@ int bench_slowest(const comet_rank_info_t *info, comet_context_t ctx, float *v, 
       if (all[(size_t)s * n + i] > v[i]) v[i] = all[(size_t)s * n + i];
   free(all);
   return 0;
+}
+
+int bench_preheat(const comet_rank_info_t *info, comet_context_t ctx, cudaStream_t st,
+                  float preheat_ms, bench_step_fn step, void *arg) {
+  if (preheat_ms <= 0) return 0;
+  cudaEvent_t ev[2];
+  if (cudaEventCreate(&ev[0]) != cudaSuccess) return 1;
+  if (cudaEventCreate(&ev[1]) != cudaSuccess) {
+    cudaEventDestroy(ev[0]);
+    return 1;
+  }
+  float ms = 0;
+  int rc = 1;
+  if (cudaEventRecord(ev[0], st) == cudaSuccess) {
+    const int failed = step(arg, st);
+    if (cudaEventRecord(ev[1], st) == cudaSuccess && cudaEventSynchronize(ev[1]) == cudaSuccess &&
+        cudaEventElapsedTime(&ms, ev[0], ev[1]) == cudaSuccess) {
+      if (failed) ms = 0; /* no more steps; the phase reports the failure */
+      rc = bench_slowest(info, ctx, &ms, 1);
+    }
+  }
+  cudaEventDestroy(ev[0]);
+  cudaEventDestroy(ev[1]);
+  if (rc != 0) return 1;
+  const int n = ms > 0 ? (int)fminf(preheat_ms / ms, 100000.0f) : 0;
+  for (int i = 0; i < n; ++i)
+    if (step(arg, st) != 0) break;
+  return cudaStreamSynchronize(st) == cudaSuccess ? 0 : 1;
+}
+
+/* The preheat steps of comet's phases. */
+typedef struct comet_step {
+  comet_layer_t L;
+  const comet_moe_args_t *fwd;
+  const comet_moe_backward_args_t *bwd; /* with fwd->saved_z: each after its forward */
+} comet_step_t;
+
+static int comet_forward_step(void *arg, cudaStream_t st) {
+  const comet_step_t *s = (const comet_step_t *)arg;
+  return comet_moe_forward(s->L, s->fwd, st) != COMET_OK;
+}
+
+static int comet_backward_step(void *arg, cudaStream_t st) {
+  const comet_step_t *s = (const comet_step_t *)arg;
+  if (s->fwd->saved_z && comet_moe_forward(s->L, s->fwd, st) != COMET_OK) return 1;
+  return comet_moe_backward(s->L, s->bwd, st) != COMET_OK;
 }
 
 /* times [iters][2] -> the slowest rank's per iteration, then each column's
@@ -127,8 +174,14 @@ done:
  * events hold the backward alone, as in recompute mode. */
 static int bench_backward(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
                           const comet_moe_args_t *a, const bench_grads_t *g, cudaStream_t st,
-                          int iters, float *times, cudaEvent_t *ev, bench_comet_t *out) {
+                          int iters, float preheat_ms, float *times, cudaEvent_t *ev,
+                          bench_comet_t *out) {
   const comet_moe_backward_args_t bw = bench_grads_args(a, g);
+  comet_step_t step = {L, a, &bw};
+  /* the first backward (its workspace, outside the preheat's timing) */
+  if (a->saved_z) HCOMET(comet_moe_forward(L, a, st));
+  HCOMET(comet_moe_backward(L, &bw, st));
+  if (bench_preheat(info, ctx, st, preheat_ms, comet_backward_step, &step) != 0) return 1;
   for (int it = -2; it < iters; ++it) {
     if (bw.saved_z) {
       HCOMET(comet_moe_forward(L, a, st));
@@ -171,6 +224,8 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   l1.w2 = a->w2;
   l1.out = a->out;
   for (int it = 0; it < warmup; ++it) HCOMET(comet_moe_forward(L, a, st));
+  comet_step_t step = {L, a, NULL};
+  if (bench_preheat(info, ctx, st, o->preheat_ms, comet_forward_step, &step) != 0) return 1;
   for (int it = 0; it < iters; ++it) {
     HCUDA(cudaEventRecord(ev[0], st));
     HCOMET(comet_moe_forward(L, a, st));
@@ -192,7 +247,8 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
     med[p] = bench_median(col, iters);
   }
   free(col);
-  if (o->backward && bench_backward(info, ctx, L, a, o->backward, st, iters, times, ev, out) != 0)
+  if (o->backward &&
+      bench_backward(info, ctx, L, a, o->backward, st, iters, o->preheat_ms, times, ev, out) != 0)
     return 1;
   out->forward_ms = med[0];
   out->layer0_ms = med[1];
@@ -203,6 +259,9 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->from0 = comet_layer_layer0_from(L);
   out->tile0 = L->c0.tile;
   out->dynamic0 = L->dynamic0;
+  if (o->refs && (out->fused0 || comet_layer_layer1_fused(L)) &&
+      bench_preheat(info, ctx, st, o->preheat_ms, comet_forward_step, &step) != 0)
+    return 1;
   if (o->refs && out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0)
     return 1;
   out->fused1 = comet_layer_layer1_fused(L);

@@ -42,6 +42,21 @@ float bench_median(float *v, int n);
  * failure. */
 int bench_slowest(const comet_rank_info_t *info, comet_context_t ctx, float *v, int n);
 
+/* One step of a timed phase (a forward, a backward, ...) on st: 0, or
+ * non-zero when it failed (the phase's own timing then reports why). */
+typedef int (*bench_step_fn)(void *arg, cudaStream_t st);
+
+/* Runs step until about preheat_ms of the slowest rank's device time have
+ * passed (the same count on every rank: one timed step, gathered), then
+ * synchronizes st. The H200 holds its clock at 1980 MHz for the first
+ * ~0.3 s of load and settles at ~1500-1600 MHz under its power cap after
+ * ~1 s (its power reading averages over about a second; session 9 run 2),
+ * so a phase timed right after host work ran faster than one timed after
+ * another phase: each timed phase starts from the steady state. Collective
+ * over ctx. Returns non-zero on a failure of the harness. */
+int bench_preheat(const comet_rank_info_t *info, comet_context_t ctx, cudaStream_t st,
+                  float preheat_ms, bench_step_fn step, void *arg);
+
 /* How bench_comet_run runs comet. */
 typedef struct bench_comet_opts {
   int warmup, iters;
@@ -54,6 +69,7 @@ typedef struct bench_comet_opts {
   const comet_md_routing_t *routing;
   const bench_grads_t *backward; /* also time comet_moe_backward, every gradient, from its
                                     dout into its buffers (NULL: not) */
+  float preheat_ms; /* before each timed phase (bench_preheat; 0: none) */
 } bench_comet_opts_t;
 
 /* Collective over ctx (not destroyed); st is a stream of ctx's rank. One

@@ -41,8 +41,10 @@ typedef struct point {
 static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
                       const comet_layer_config_t *cfg, comet_context_t ctx, cudaStream_t st,
                       const comet_moe_args_t *args, point_t *p, bench_comet_t *out) {
+  /* no preheat per point (a sweep's points run back to back; docs/status.md
+   * on the tune's clock bias) */
   const bench_comet_opts_t co = {o->warmup, o->iters, p->n, p->a, p->tile, 0, 0, 1, o->seed,
-                                 o->routing, 0};
+                                 o->routing, 0, 0.0f};
   if (bench_comet_run(info, cfg, ctx, st, args, &co, out) != 0) return 1;
   if (!out->ran) return 2;
   if (p->nsample < MAX_SAMPLES) {
