@@ -656,6 +656,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     to.iters = o->iters;
     to.repeat = o->repeat > 0 ? o->repeat : 1;
     to.refine = o->refine;
+    to.preheat_ms = (float)o->preheat_ms;
     to.warmup = o->warmup;
     to.seed = o->seed;
     to.routing_str = o->routing_str;

@@ -38,13 +38,14 @@ typedef struct point {
 } point_t;
 
 /* Times p (collective); 0 on success, 1 harness failure, 2 comet refused. */
+/* preheat: a pass's first point runs its own forward for o->preheat_ms
+ * first (the clock settles under the power cap in ~1 s: bench_preheat);
+ * the pass's other points follow back to back, at that clock. */
 static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
                       const comet_layer_config_t *cfg, comet_context_t ctx, cudaStream_t st,
-                      const comet_moe_args_t *args, point_t *p, bench_comet_t *out) {
-  /* no preheat per point (a sweep's points run back to back; docs/status.md
-   * on the tune's clock bias) */
+                      const comet_moe_args_t *args, point_t *p, bench_comet_t *out, int preheat) {
   const bench_comet_opts_t co = {o->warmup, o->iters, p->n, p->a, p->tile, 0, 0, 1, o->seed,
-                                 o->routing, 0, 0.0f};
+                                 o->routing, 0, preheat ? o->preheat_ms : 0.0f};
   if (bench_comet_run(info, cfg, ctx, st, args, &co, out) != 0) return 1;
   if (!out->ran) return 2;
   if (p->nsample < MAX_SAMPLES) {
@@ -75,7 +76,7 @@ static point_t *find_or_time(const comet_rank_info_t *info, const tune_opts_t *o
   p->n = n;
   p->tile = tile;
   bench_comet_t cm;
-  const int x = time_point(info, o, cfg, ctx, st, args, p, &cm);
+  const int x = time_point(info, o, cfg, ctx, st, args, p, &cm, 0);
   if (x == 1) *err = 1;
   if (x) return NULL;
   ++*npts;
@@ -183,7 +184,7 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
   memset(&choice, 0, sizeof choice);
   choice.a = choice.tile = -1;
   {
-    const int x = time_point(info, o, cfg, ctx, st, args, &choice, &cm);
+    const int x = time_point(info, o, cfg, ctx, st, args, &choice, &cm, 1);
     if (x) return x == 1;
   }
   const int fused1 = cm.fused1, choice_n[2] = {cm.n_comm0, cm.n_comm1};
@@ -232,8 +233,9 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
   /* --repeat: the other passes, over every point and comet's choice */
   for (int r = 1; r < o->repeat; ++r) {
     for (int j = 0; j < npts; ++j)
-      if (time_point(info, o, cfg, ctx, st, args, pass_point(pts, npts, r, j), &cm) == 1) return 1;
-    if (time_point(info, o, cfg, ctx, st, args, &choice, &cm) == 1) return 1;
+      if (time_point(info, o, cfg, ctx, st, args, pass_point(pts, npts, r, j), &cm, j == 0) == 1)
+        return 1;
+    if (time_point(info, o, cfg, ctx, st, args, &choice, &cm, 0) == 1) return 1;
   }
   /* --refine: the finalists only, then the best among them */
   if (o->refine > 0) {
@@ -243,9 +245,11 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
       if (tab[layer]) tab[layer]->finalist = 1;
     }
     for (int r = 0; r < o->refine; ++r)
-      for (int j = 0; j < npts; ++j) {
+      for (int j = 0, first = 1; j < npts; ++j) {
         point_t *p = pass_point(pts, npts, o->repeat + r, j);
-        if (p->finalist && time_point(info, o, cfg, ctx, st, args, p, &cm) == 1) return 1;
+        if (!p->finalist) continue;
+        if (time_point(info, o, cfg, ctx, st, args, p, &cm, first) == 1) return 1;
+        first = 0;
       }
   }
   for (int layer = 0; layer < layers; ++layer) {
