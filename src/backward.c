@@ -158,9 +158,10 @@ static comet_status_t backward(comet_layer_t L, const comet_moe_backward_args_t 
   carve(L, &w, (char *)L->bw_ws);
   void *rows = v->win_local + v->off_rows;
   /* 1-2: the forward again, keeping A and z. Every rank makes both plans
-   * (a refused one too), and the host checks the status after the second
-   * only: so no rank ever waits for a plan that does not come. A refused
-   * status makes every kernel in between do nothing. */
+   * (a refused one too), and the host checks the status of the second
+   * only (once dh's GEMM is queued behind it): so no rank ever waits for a
+   * plan that does not come. A refused status makes every kernel in
+   * between do nothing. */
   COMET_CHECK(comet_layer_plan(L, T, a->topk_ids, NULL, stream));
   /* save mode: z must be this layer's forward's of this plan (its stamp);
    * a mismatch is this rank's bad argument, which the next plan reports
@@ -180,6 +181,7 @@ static comet_status_t backward(comet_layer_t L, const comet_moe_backward_args_t 
   /* 4-5 */
   COMET_CHECK(comet_bw_row_weights_launch(v, T, a->topk_weights, stream));
   COMET_CHECK(gemm(L, rows, a->w2, w.dh, Fl, H, 1, stream)); /* dh_u */
+  COMET_CHECK(comet_layer_route_check(L)); /* the plan's, with dh queued behind it */
   COMET_CHECK(comet_bw_scale_rows_launch(v, rows, stream)); /* rows = dy */
   /* h = act(z), row_dot = <dh_u, h>, da = act'(z) . (w dh_u): one pass */
   COMET_CHECK(comet_bw_act_backward_launch(v, z, w.dh, w.da, w.h, Fl, c->activation, stream));

@@ -53,12 +53,12 @@ comet_status_t comet_layer_check(comet_layer_t L, cudaStream_t stream) {
   return comet_layer_route_status(L, stream, NULL);
 }
 
-/* Plan + (outside graph mode) the host check of its routing status. */
+/* Plan + (outside graph mode) the host check of its routing status,
+ * queued (comet_layer_route_check makes it). */
 comet_status_t comet_layer_plan_checked(comet_layer_t L, int num_tokens, const int32_t *ids,
                                      cudaStream_t stream) {
   COMET_CHECK(comet_layer_plan(L, num_tokens, ids, NULL, stream));
-  if (!L->graph_mode) COMET_CHECK(comet_layer_route_status(L, stream, NULL));
-  return COMET_OK;
+  return comet_layer_route_check_queue(L, stream);
 }
 
 /* This rank's arguments were bad (local, the message is set): tell every
@@ -77,8 +77,11 @@ comet_status_t comet_layer_refuse(comet_layer_t L, comet_status_t local, const c
 }
 
 /* Records the call's end (also after a failure: what was launched is
- * ordered before the next call); returns the call's status. */
+ * ordered before the next call); the routing check due, if the rest went
+ * well; returns the call's status. */
 comet_status_t comet_layer_finish(comet_layer_t L, comet_status_t st, cudaStream_t stream) {
+  const comet_status_t checked = comet_layer_route_check(L);
+  if (st == COMET_OK) st = checked;
   if (st != COMET_OK) {
     comet_trace_error(st, __FILE__, __LINE__);
     char msg[1024];
@@ -336,6 +339,7 @@ comet_status_t comet_moe_forward(comet_layer_t L, const comet_moe_args_t *a, cud
   if (st == COMET_OK && a->saved_z) /* the stamp its backward checks */
     st = comet_saved_z_stamp_launch(&L->view, comet_layer_saved_trailer(L, a->saved_z), L->uid, stream);
   if (st == COMET_OK) st = layer0(L, a->x, a->w1, L->h_buf, a->saved_z, stream);
+  if (st == COMET_OK) st = comet_layer_route_check(L); /* layer0 is queued: the GPU is busy */
   if (st == COMET_OK) st = layer1(L, L->h_buf, a->w2, a->topk_weights, a->out, stream);
   return comet_layer_finish(L, st, stream);
 }

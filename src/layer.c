@@ -295,14 +295,17 @@ static comet_status_t agree_on_step(comet_context_t ctx, comet_status_t local, c
 
 static void free_local(comet_layer_t L) {
   if (L->last_call) cudaEventDestroy(L->last_call);
+  if (L->plan_done) cudaEventDestroy(L->plan_done);
   if (L->fault_host) cudaFreeHost(L->fault_host);
+  if (L->status_host) cudaFreeHost(L->status_host);
   if (L->h_buf) cudaFree(L->h_buf);
   if (L->scratch) cudaFree(L->scratch);
   if (L->bw_ws) cudaFree(L->bw_ws);
   if (L->split_ws) cudaFree(L->split_ws);
   L->bw_ws = L->split_ws = NULL;
-  L->last_call = NULL;
+  L->last_call = L->plan_done = NULL;
   L->fault_host = NULL;
+  L->status_host = NULL;
   L->h_buf = L->scratch = NULL;
 }
 
@@ -317,7 +320,9 @@ static comet_status_t alloc_local(comet_layer_t L) {
   COMET_CUDA(cudaMalloc(&L->split_ws, comet_gemm_split_ws_bytes(L->split_slots)));
   COMET_CUDA(cudaHostAlloc((void **)&L->fault_host, sizeof(comet_fault_t), cudaHostAllocMapped));
   memset(L->fault_host, 0, sizeof(comet_fault_t));
+  COMET_CUDA(cudaHostAlloc((void **)&L->status_host, sizeof(comet_route_status_t), cudaHostAllocDefault));
   COMET_CUDA(cudaEventCreateWithFlags(&L->last_call, cudaEventDisableTiming));
+  COMET_CUDA(cudaEventCreateWithFlags(&L->plan_done, cudaEventDisableTiming));
   return COMET_OK;
 }
 
@@ -483,6 +488,7 @@ comet_status_t comet_layer_fault_status(comet_layer_t L) {
 }
 
 comet_status_t comet_layer_call_begin(comet_layer_t L, cudaStream_t stream) {
+  L->route_check_due = 0;
   COMET_CHECK(comet_layer_fault_status(L));
   if (!L->has_last || L->last_stream == stream) return COMET_OK;
   enum cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
@@ -609,6 +615,8 @@ static comet_status_t bad_args_error(const comet_route_status_t *s, comet_layer_
   }
 }
 
+static comet_status_t route_error(comet_layer_t L, comet_route_status_t s);
+
 comet_status_t comet_layer_route_status(comet_layer_t L, cudaStream_t stream,
                                         comet_route_status_t *out) {
   COMET_ARG(L != NULL, "layer is NULL");
@@ -617,6 +625,28 @@ comet_status_t comet_layer_route_status(comet_layer_t L, cudaStream_t stream,
   COMET_CHECK(comet_layer_fault_status(L));
   COMET_CUDA(cudaMemcpy(&s, L->view.status, sizeof s, cudaMemcpyDeviceToHost));
   if (out) *out = s;
+  return route_error(L, s);
+}
+
+comet_status_t comet_layer_route_check_queue(comet_layer_t L, cudaStream_t stream) {
+  if (L->graph_mode) return COMET_OK;
+  COMET_CUDA(cudaMemcpyAsync(L->status_host, L->view.status, sizeof *L->status_host,
+                             cudaMemcpyDeviceToHost, stream));
+  COMET_CUDA(cudaEventRecord(L->plan_done, stream));
+  L->route_check_due = 1;
+  return COMET_OK;
+}
+
+comet_status_t comet_layer_route_check(comet_layer_t L) {
+  if (!L->route_check_due) return COMET_OK;
+  L->route_check_due = 0;
+  COMET_CUDA(cudaEventSynchronize(L->plan_done));
+  COMET_CHECK(comet_layer_fault_status(L));
+  return route_error(L, *L->status_host);
+}
+
+/* The routing status s as the call's status and message. */
+static comet_status_t route_error(comet_layer_t L, comet_route_status_t s) {
   switch (s.code) {
     case COMET_ROUTE_OK: return COMET_OK;
     case COMET_ROUTE_OUT_OF_RANGE:

@@ -34,6 +34,9 @@ struct comet_layer {
   void *h_buf;        /* cudaMalloc'd [row capacity][F/tp]: layer0 output (forward.c) */
   const void *h_last; /* where the last comet_dispatch_gemm wrote h */
   int graph_mode;     /* 1: no host sync in calls (comet_layer_set_graph_mode) */
+  int route_check_due; /* this call's host check of its routing is due (route_check) */
+  comet_route_status_t *status_host; /* pinned: the plan's status, copied after it */
+  cudaEvent_t plan_done;             /* ... recorded after that copy */
   cudaEvent_t last_call;    /* recorded at the end of every call */
   cudaStream_t last_stream; /* its stream */
   int has_last;
@@ -137,8 +140,17 @@ comet_status_t comet_layer_combine(comet_layer_t layer, const void *y, const flo
 comet_status_t comet_layer_route_status(comet_layer_t layer, cudaStream_t stream,
                                         comet_route_status_t *status);
 
+/* Outside graph mode, a call's host check of its routing: _queue after
+ * the plan (the status copied into pinned memory, an event after it);
+ * comet_layer_route_check once the call's next big kernel is queued, so the
+ * GPU keeps working while the host waits for the plan only (a refused plan
+ * makes the kernels in between do nothing, as in graph mode); finish makes
+ * a check still due. */
+comet_status_t comet_layer_route_check_queue(comet_layer_t layer, struct CUstream_st *stream);
+comet_status_t comet_layer_route_check(comet_layer_t layer);
+
 /* The calls' common steps (forward.c): the device plan and, outside graph
- * mode, the host check of its routing status; a refusal of this rank's bad
+ * mode, the host check of its routing status (queued: above); a refusal of this rank's bad
  * arguments told to every rank (through each of the call's plans, or the
  * combine's begin exchange when plans is 0); the call's end (its event),
  * keeping a failure's message. */
