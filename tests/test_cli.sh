@@ -44,6 +44,7 @@ expect "tune refuses --check" 2 "comet tune: --check and --n-comm" -- "$comet" t
 expect "tune bad --sweep" 2 "bad value '1,x' for --sweep" -- "$comet" tune --sweep 1,x
 expect "tune bad --repeat" 2 "bad value '10' for --repeat" -- "$comet" tune --repeat 10
 expect "tune bad --refine" 2 "bad value '16' for --refine" -- "$comet" tune --refine 16
+expect "tune bad --keep" 2 "bad value '30' for --keep" -- "$comet" tune --keep 30
 expect "bench unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --model nope
 expect "bench --save needs --backward" 2 "comet bench: --save .*give it with --backward" "no CUDA GPU" -- "$comet" bench --save
 expect "bench --help mentions --save" 0 "^ +--save +with --backward" -- "$comet" bench --help

@@ -64,6 +64,7 @@ typedef struct bench_opts {
   int sweep[32], nsweep;
   int repeat; /* tune: timings of each point, interleaved (the median) */
   int refine; /* tune: more passes over the finalists */
+  int keep_permille; /* tune: --keep PCT, in tenths of a percent */
   const char *table_out;
   const char *json, *rendezvous;
   unsigned long long seed;
@@ -83,6 +84,9 @@ static void usage_tune(FILE *f) {
           "  --refine N              then N more passes over the finalists only (the best 3\n"
           "                          of each layer, the table's and the model's picks), the\n"
           "                          best chosen among them (default 0)\n"
+          "  --keep PCT              a table entry of the same token count stays while it is\n"
+          "                          within PCT%% of the sweep's best (default 1.5; a second\n"
+          "                          routing's pass: near the check's 3)\n"
           "  --json FILE             append one {\"op\": \"tune\"} row per config and layer\n"
           "Times comet_dispatch_gemm (and comet_gemm_combine when the layer runs its layer1\n"
           "fused: COMET_LAYER1=fused) for each mover count, comet's own choice and the cost\n"
@@ -191,6 +195,7 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
   o->iters = 20;
   o->warmup = 5;
   o->preheat_ms = 1000;
+  o->keep_permille = (int)lround(COMET_TUNE_KEEP * 1000);
   o->timeout_s = 1200;
   o->routing_str = "uniform";
   o->seed = (unsigned long long)time(NULL);
@@ -210,6 +215,12 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
     } else if (o->tune && !strcmp(a, "--refine")) {
       CLI_NEED();
       if (cli_int(v, 0, TUNE_MAX_REFINE, &o->refine)) CLI_BAD();
+    } else if (o->tune && !strcmp(a, "--keep")) {
+      CLI_NEED();
+      char *end = NULL;
+      const double pct = strtod(v, &end);
+      if (end == v || *end || !(pct >= 0 && pct <= 20)) CLI_BAD();
+      o->keep_permille = (int)lround(pct * 10);
     } else if (o->tune && !strcmp(a, "--table")) {
       CLI_NEED();
       o->table_out = v;
@@ -657,6 +668,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     to.repeat = o->repeat > 0 ? o->repeat : 1;
     to.refine = o->refine;
     to.preheat_ms = (float)o->preheat_ms;
+    to.keep = o->keep_permille / 1000.0;
     to.warmup = o->warmup;
     to.seed = o->seed;
     to.routing_str = o->routing_str;

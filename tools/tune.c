@@ -266,8 +266,8 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
            choice_n[layer], comet_choice_from_name(choice_from[layer]),
            100.0 * (choice.ms[layer] / best->ms[layer] - 1));
     const int kept = tab[layer] && tab_tokens[layer] == T &&
-                     comet_tune_keep_entry(tab[layer]->ms[layer], best->ms[layer]);
-    if (kept) printf("  the table's entry stays (within %.1f%% of the best)\n", 100.0 * COMET_TUNE_KEEP);
+                     comet_tune_keep_entry(tab[layer]->ms[layer], best->ms[layer], o->keep);
+    if (kept) printf("  the table's entry stays (within %.1f%% of the best)\n", 100.0 * o->keep);
     fflush(stdout);
     if (o->json && write_row(o, model, cfg, W, layer, device_name, best, tab[layer], mdl[layer],
                              &choice, choice_n[layer], comet_choice_from_name(choice_from[layer]),

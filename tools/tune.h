@@ -24,6 +24,7 @@ typedef struct tune_opts {
   int repeat; /* timings per point, in interleaved passes; the median counts */
   int refine; /* more passes over the finalists only (see tune.c) */
   float preheat_ms; /* before each pass's first point (bench_preheat; 0: none) */
+  double keep;      /* an entry of the same token count stays within this of the best */
   unsigned long long seed;
   const char *routing_str, *commit, *date;
   const comet_md_routing_t *routing;

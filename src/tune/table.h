@@ -68,15 +68,18 @@ int comet_tune_key_equal(const comet_tune_key_t *a, const comet_tune_key_t *b);
 /* The key of a layer of config c on a world-rank job on device. */
 comet_tune_key_t comet_tune_key_for(const char *device, int world, const comet_layer_config_t *c);
 /* comet tune's rule for the entry a key already has at the same token
- * count: kept while its time in this sweep is within COMET_TUNE_KEEP of
- * the sweep's best, so that an entry another routing's pass (or an
- * earlier table) chose is replaced only for a clear gain. The check wants
- * each routing within 3% of its own best and a point's timings spread by
- * 1-2%; session 7 run 3 missed once where the skew pass's entry had
- * replaced the uniform one (1.033x on uniform). */
+ * count: kept while its time in this sweep is within `keep` (a fraction;
+ * `comet tune --keep PCT`, default COMET_TUNE_KEEP) of the sweep's best,
+ * so that an entry another routing's pass (or an earlier table) chose is
+ * replaced only for a clear gain. The check wants each routing within 3%
+ * of its own best and a point's timings spread by 1-2%; session 7 run 3
+ * missed once where the skew pass's entry had replaced the uniform one
+ * (1.033x on uniform), session 9 run 3 once more (a 2.9% gain on skew, 13%
+ * worse on uniform: a second routing's pass wants keep near the check's
+ * 3%). */
 #define COMET_TUNE_KEEP 0.015
-static inline int comet_tune_keep_entry(double entry_ms, double best_ms) {
-  return entry_ms > 0 && best_ms > 0 && entry_ms <= best_ms * (1.0 + COMET_TUNE_KEEP);
+static inline int comet_tune_keep_entry(double entry_ms, double best_ms, double keep) {
+  return entry_ms > 0 && best_ms > 0 && entry_ms <= best_ms * (1.0 + keep);
 }
 
 /* The entry for key and op nearest to tokens, or NULL. */

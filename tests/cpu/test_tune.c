@@ -109,11 +109,13 @@ static void table_cases(void) {
   CHECK(t.n == n);
   comet_tune_table_free(&t);
   /* comet tune keeps an entry within COMET_TUNE_KEEP of the sweep's best */
-  CHECK(comet_tune_keep_entry(1.010, 1.0));
-  CHECK(comet_tune_keep_entry(1.0, 1.0));
-  CHECK(!comet_tune_keep_entry(1.020, 1.0));
-  CHECK(!comet_tune_keep_entry(0.0, 1.0));
-  CHECK(!comet_tune_keep_entry(1.0, 0.0));
+  CHECK(comet_tune_keep_entry(1.010, 1.0, COMET_TUNE_KEEP));
+  CHECK(comet_tune_keep_entry(1.0, 1.0, COMET_TUNE_KEEP));
+  CHECK(!comet_tune_keep_entry(1.020, 1.0, COMET_TUNE_KEEP));
+  CHECK(comet_tune_keep_entry(1.029, 1.0, 0.03));
+  CHECK(!comet_tune_keep_entry(1.031, 1.0, 0.03));
+  CHECK(!comet_tune_keep_entry(0.0, 1.0, COMET_TUNE_KEEP));
+  CHECK(!comet_tune_keep_entry(1.0, 0.0, COMET_TUNE_KEEP));
 }
 
 static comet_cost_shape_t shape(int H, int F, int E, int K, int T, int W) {
