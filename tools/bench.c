@@ -64,7 +64,7 @@ typedef struct bench_opts {
   int sweep[32], nsweep;
   int repeat; /* tune: timings of each point, interleaved (the median) */
   int refine; /* tune: more passes over the finalists */
-  int keep_permille; /* tune: --keep PCT, in tenths of a percent */
+  double keep; /* tune: --keep PCT, as a fraction */
   const char *table_out;
   const char *json, *rendezvous;
   unsigned long long seed;
@@ -195,7 +195,7 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
   o->iters = 20;
   o->warmup = 5;
   o->preheat_ms = 1000;
-  o->keep_permille = (int)lround(COMET_TUNE_KEEP * 1000);
+  o->keep = COMET_TUNE_KEEP;
   o->timeout_s = 1200;
   o->routing_str = "uniform";
   o->seed = (unsigned long long)time(NULL);
@@ -220,7 +220,7 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
       char *end = NULL;
       const double pct = strtod(v, &end);
       if (end == v || *end || !(pct >= 0 && pct <= 20)) CLI_BAD();
-      o->keep_permille = (int)lround(pct * 10);
+      o->keep = pct / 100.0;
     } else if (o->tune && !strcmp(a, "--table")) {
       CLI_NEED();
       o->table_out = v;
@@ -460,10 +460,6 @@ static const char *ms_cell(char buf[16], float v, int valid) {
   return buf;
 }
 
-/* The baseline's backward from g's dout into g's buffers, every gradient:
- * 2 untimed calls (comet's count), then the slowest rank's median over
- * iters into *ms. save (b in save mode): each backward after its own
- * forward, untimed and finished first (as comet's, bench_comet.c). */
 /* The preheat steps of the baseline's phases (bench_preheat). */
 typedef struct baseline_step {
   comet_baseline_t b;
@@ -483,6 +479,10 @@ static int baseline_backward_step(void *arg, cudaStream_t st) {
   return comet_baseline_backward(s->b, s->bwd, st) != COMET_OK;
 }
 
+/* The baseline's backward from g's dout into g's buffers, every gradient:
+ * one untimed call, the preheat, 2 more untimed calls (comet's count), then the slowest rank's median over
+ * iters into *ms. save (b in save mode): each backward after its own
+ * forward, untimed and finished first (as comet's, bench_comet.c). */
 static int time_baseline_backward(const comet_rank_info_t *info, comet_context_t ctx,
                                   comet_baseline_t b, const comet_moe_args_t *a,
                                   const bench_grads_t *g, int save, int iters, float preheat_ms,
@@ -668,7 +668,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     to.repeat = o->repeat > 0 ? o->repeat : 1;
     to.refine = o->refine;
     to.preheat_ms = (float)o->preheat_ms;
-    to.keep = o->keep_permille / 1000.0;
+    to.keep = o->keep;
     to.warmup = o->warmup;
     to.seed = o->seed;
     to.routing_str = o->routing_str;

@@ -168,8 +168,9 @@ done:
 }
 
 /* comet_moe_backward with every gradient, from g's dout into g's buffers
- * (what the last call leaves there can be checked): 2 untimed calls, then
- * the slowest rank's median over iters. Save mode (a->saved_z): each
+ * (what the last call leaves there can be checked): one untimed call (the
+ * workspace), the preheat, 2 more untimed calls, then the slowest rank's
+ * median over iters. Save mode (a->saved_z): each
  * backward after its own forward, untimed and finished first, so the
  * events hold the backward alone, as in recompute mode. */
 static int bench_backward(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
@@ -259,14 +260,14 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->from0 = comet_layer_layer0_from(L);
   out->tile0 = L->c0.tile;
   out->dynamic0 = L->dynamic0;
-  if (o->refs && (out->fused0 || comet_layer_layer1_fused(L)) &&
+  out->fused1 = comet_layer_layer1_fused(L);
+  out->n_comm1 = comet_layer_layer1_n_comm(L);
+  out->from1 = comet_layer_layer1_from(L);
+  if (o->refs && (out->fused0 || out->fused1) &&
       bench_preheat(info, ctx, st, o->preheat_ms, comet_forward_step, &step) != 0)
     return 1;
   if (o->refs && out->fused0 && bench_layer0_refs(info, ctx, L, &l0, st, iters, times, ev, out) != 0)
     return 1;
-  out->fused1 = comet_layer_layer1_fused(L);
-  out->n_comm1 = comet_layer_layer1_n_comm(L);
-  out->from1 = comet_layer_layer1_from(L);
   if (o->refs && out->fused1 &&
       bench_layer1_refs(info, ctx, L, &l0, &l1, st, iters, times, ev, out) != 0)
     return 1;
