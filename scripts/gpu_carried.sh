@@ -9,7 +9,7 @@
 # tokens x uniform/skew:0.05) and the same with the fused layer1 (bench1). tests.jsonl, bench.jsonl and summary.txt
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,repeat,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,bwdsave,bwdncu,gemm,gemmab
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,repeat,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,bwdsave,bwdncu,gemm,gemmab,gemmlayer
 #   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
 #   subset of the multi-rank / single-GPU tests; repeat runs REPEAT_TESTS
 #   (the ones that failed at random in loopback, Known gaps 11) REPS more
@@ -111,6 +111,11 @@ if has gemmab; then # issue 10's matrix: dense, TE anchor, 56 grouped rows; pair
   timeout ${GEMM_LIMIT:-240} $B/comet bench --op gemm --ab --iters 10 --json "$OUT/gemm_ab.jsonl" \
     > "$OUT/gemm_ab.log" 2>&1
   note "bench --op gemm --ab: exit $? ($(grep geomean "$OUT/gemm_ab.log"))"
+fi
+if has gemmlayer; then # the W = 1 layer bench's GEMMs (EP 1, T 2048 / 8192) against cuBLAS, --ab
+  timeout ${GEMM_LIMIT:-240} $B/comet bench --op gemm --only layer --ab --iters 10 --json "$OUT/gemm_layer.jsonl" \
+    > "$OUT/gemm_layer.log" 2>&1
+  note "bench --op gemm --only layer --ab: exit $? ($(grep geomean "$OUT/gemm_layer.log"))"
 fi
 if has bench; then
   timeout 200 $B/comet bench --gpus 1 --json "$OUT/bench.jsonl" --model mixtral-8x7b,qwen2-moe-2.7b \

@@ -12,13 +12,17 @@
  *   backward every preset's layer1 at T 16384, EP 4, and T 2048, EP 1: dh = dy . w2 (comet's
  *            MN-major B) and dw2 = dy^T . h (its grouped reduction), vs a
  *            per-expert cublasGemmEx loop.
+ *   layer    (only with --only layer) the GEMMs of the W = 1 layer bench:
+ *            the fused-layer issues' 5 presets at T in {2048, 8192}, EP 1
+ *            (every expert local: Mixtral 512 rows an expert at 2048),
+ *            uniform, layer0 and layer1, as the grouped rows (op gemm_layer).
  * Times: CUDA events per iteration after warm-up, median; a case's variants
  * (comet's, the SwiGLU launch, the --ab ones, both cuBLAS paths; the
  * backward's four) take turns within each iteration (time_interleaved).
  * One JSON line per
  * case (--json FILE appends): op, shape, groups, comet_tflops, cublas_tflops,
  * ratio, device, commit (env COMET_COMMIT), plus details. Options (usage()):
- * --model NAME, --iters N, --json FILE, --only dense|grouped|backward, --quick, --ab;
+ * --model NAME, --iters N, --json FILE, --only dense|grouped|backward|layer, --quick, --ab;
  * all checked (exit 2) before the GPU is looked for; without one it says
  * why in one line (exit 1). */
 #include <cublas_v2.h>
@@ -84,7 +88,6 @@ struct Bench {
   const char *commit = "unknown";
   cublasHandle_t blas;
   cudaEvent_t ev[2 * 64];
-  std::vector<double> grouped_ratios;
 };
 
 /* Median milliseconds of each of fns over b.iters iterations after warm-up,
@@ -452,6 +455,34 @@ static std::vector<int> split_rows(int rows, int G, bool skewed) {
   return s;
 }
 
+/* One preset's expert GEMM over its E / ep local experts, T * K / ep rows
+ * (uniform, or Zipf-skewed sizes): layer 0 N = 2F, K = H (comet with its
+ * SwiGLU epilogue against cuBLAS's plain GEMM), layer 1 N = H, K = F. Its
+ * row; returns cuBLAS's time over comet's. */
+static double grouped_case(Bench &b, const comet_preset_t *pr, int ep, int T, bool skew, int layer,
+                           const char *op, const char *tag) {
+  const int El = pr->num_experts / ep, rows = T * pr->topk / ep;
+  Shape s;
+  s.groups = El;
+  s.n = layer == 0 ? 2 * pr->ffn : pr->hidden;
+  s.k = layer == 0 ? pr->hidden : pr->ffn;
+  s.sizes = split_rows(rows, El, skew);
+  Result r = run_shape(b, s, layer == 0);
+  char shape[128];
+  snprintf(shape, sizeof shape, "%s T=%d%s %s layer%d", pr->name, T, tag, skew ? "skewed" : "uniform",
+           layer);
+  report(b, op, shape, s, r, "", layer == 0);
+  return r.cublas_ms / (layer == 0 ? r.swiglu_ms : r.comet_ms);
+}
+
+static void print_geomean(const char *kind, const std::vector<double> &ratios) {
+  if (ratios.empty()) return;
+  double lg = 0;
+  for (double x : ratios) lg += log(x);
+  printf("# %s geomean ratio comet/cublas over %zu cases: %.3f\n", kind, ratios.size(),
+         exp(lg / ratios.size()));
+}
+
 static void usage(FILE *f) {
   fprintf(f,
           "usage: comet bench --op gemm [options]\n"
@@ -459,8 +490,10 @@ static void usage(FILE *f) {
           "  TransformerEngine's anchor (8 groups x 4096 rows, n 768, k 2048), and every\n"
           "  preset's expert GEMMs at EP 4, T in {4096, 16384} tokens, uniform and skewed\n"
           "  --model NAME        the grouped cases of one preset only (comet presets)\n"
-          "  --only dense|grouped|backward   one kind of case (backward: the modes of the\n"
-          "                      backward, dh with B MN-major and dw by grouped reduction)\n"
+          "  --only dense|grouped|backward|layer   one kind of case (backward: the modes of\n"
+          "                      the backward, dh with B MN-major and dw by grouped\n"
+          "                      reduction; layer, only when asked: the W = 1 layer bench's\n"
+          "                      GEMMs, 5 presets at T 2048 and 8192 with every expert local)\n"
           "  --quick             one T (16384), uniform only\n"
           "  --iters N           timed iterations per case, median (default 20); a case's\n"
           "                      variants take turns in each iteration\n"
@@ -492,7 +525,8 @@ static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only
       model = v;
     } else if (!strcmp(a, "--only")) {
       CLI_NEED();
-      if (strcmp(v, "dense") && strcmp(v, "grouped") && strcmp(v, "backward")) CLI_BAD();
+      if (strcmp(v, "dense") && strcmp(v, "grouped") && strcmp(v, "backward") && strcmp(v, "layer"))
+        CLI_BAD();
       only = v;
     } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &b.iters)) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); json = v;
@@ -553,33 +587,31 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
   }
   if (!only || !strcmp(only, "grouped")) {
     const int tokens[] = {4096, 16384};
+    std::vector<double> ratios;
     for (int pi = 0; pi < comet_preset_count(); ++pi) {
       const comet_preset_t *pr = comet_preset_at(pi);
       if (model && strcmp(model, pr->name)) continue;
-      const int ep = 4, El = pr->num_experts / ep;
       for (int ti = 0; ti < (quick ? 1 : 2); ++ti)
         for (int skew = 0; skew < (quick ? 1 : 2); ++skew)
-          for (int layer = 0; layer < 2; ++layer) {
-            const int T = tokens[quick ? 1 : ti], rows = T * pr->topk / ep;
-            Shape s;
-            s.groups = El;
-            s.n = layer == 0 ? 2 * pr->ffn : pr->hidden;
-            s.k = layer == 0 ? pr->hidden : pr->ffn;
-            s.sizes = split_rows(rows, El, skew);
-            Result r = run_shape(b, s, layer == 0);
-            char shape[128];
-            snprintf(shape, sizeof shape, "%s T=%d %s layer%d", pr->name, T,
-                     skew ? "skewed" : "uniform", layer);
-            report(b, "gemm_grouped", shape, s, r, "", layer == 0);
-            b.grouped_ratios.push_back(r.cublas_ms / (layer == 0 ? r.swiglu_ms : r.comet_ms));
-          }
+          for (int layer = 0; layer < 2; ++layer)
+            ratios.push_back(grouped_case(b, pr, 4, tokens[quick ? 1 : ti], skew, layer, "gemm_grouped", ""));
     }
-    if (!b.grouped_ratios.empty()) {
-      double lg = 0;
-      for (double x : b.grouped_ratios) lg += log(x);
-      printf("# grouped geomean ratio comet/cublas over %zu cases: %.3f\n", b.grouped_ratios.size(),
-             exp(lg / b.grouped_ratios.size()));
+    print_geomean("grouped", ratios);
+  }
+  if (only && !strcmp(only, "layer")) {
+    static const char *const layer_models[] = {"mixtral-8x7b", "qwen2-moe-2.7b", "phi3.5-moe",
+                                               "qwen2-57b-a14b", "deepseek-v2-lite"};
+    const int tokens[] = {2048, 8192};
+    std::vector<double> ratios;
+    for (const char *name : layer_models) {
+      if (model && strcmp(model, name)) continue;
+      const comet_preset_t *pr = comet_preset_find(name);
+      if (!pr) continue;
+      for (int T : tokens)
+        for (int layer = 0; layer < 2; ++layer)
+          ratios.push_back(grouped_case(b, pr, 1, T, false, layer, "gemm_layer", " ep1"));
     }
+    print_geomean("layer", ratios);
   }
   if (!only || !strcmp(only, "backward")) { /* the backward's modes, layer1's shapes */
     /* T 16384 over EP 4 (thousands of rows an expert), and the fused-layer
