@@ -28,10 +28,13 @@ REFINE=${REFINE:-2}
 # PASSES: which of the two to run in this call (since session 9 every pass
 # preheats, ~225 s an invocation: "1" in one call, then "2" in the next with
 # TABLE_IN = pass 1's table, copied into the working tree, e.g.
-# tuning/pass1.txt); TABLE_IN: the table pass 1 starts from (default the
-# shipped one) and pass 2 checks
+# tuning/pass1.txt); TABLE_IN: the table pass 1 starts from and pass 2
+# checks (default for pass 1: an empty table, so that no earlier session's
+# entry stays only because it timed within --keep of the best: session 10
+# run 3's two misses)
 PASSES=${PASSES:-1 2}
-cp ${TABLE_IN:-$B/comet-tuning.txt} "$OUT/table.txt"
+if [ -n "${TABLE_IN:-}" ]; then cp "$TABLE_IN" "$OUT/table.txt"
+else printf 'comet-tuning-table 1\n' > "$OUT/table.txt"; fi
 for pass in $PASSES; do
   table="$OUT/table.txt"
   [ $pass = 2 ] && cp "$OUT/table.txt" /tmp/table_check.txt && table=/tmp/table_check.txt

@@ -12,7 +12,14 @@
  * --refine R the finalists (each layer's best 3, the table's and the
  * model's picks) get R more passes and the best is chosen among them: the
  * best of a dozen noisy points is biased low, and the few that can win
- * are the ones worth the time. */
+ * are the ones worth the time. What goes into the table (entry_from in
+ * the rows): the entry the table already has at this token count while it
+ * is within --keep of the best ("kept": another routing's pass chose it);
+ * else the cost model's pick while it is within --keep of the best
+ * ("model": where the timings cannot tell the two apart, the prior decides,
+ * so that noise does not pick; session 10 run 3 missed twice where pass 1
+ * had kept an old entry that pass 2 then timed 3.8% behind the model's
+ * pick); else the best ("best"). */
 #include "tune.h"
 
 #include <stdio.h>
@@ -113,7 +120,7 @@ static void json_point(FILE *f, const char *key, const point_t *p, int layer) {
 static int write_row(const tune_opts_t *o, const char *model, const comet_layer_config_t *c, int W,
                      int layer, const char *device, const point_t *best, const point_t *table,
                      const point_t *mdl, const point_t *choice, int choice_n, const char *choice_from,
-                     int kept, const point_t *pts, int npts) {
+                     int kept, const char *entry_from, const point_t *pts, int npts) {
   FILE *f = fopen(o->json, "a");
   if (!f) {
     fprintf(stderr, "comet tune: cannot open --json file %s\n", o->json);
@@ -131,7 +138,7 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
   if (layer == 0 && best) fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(best->a), best->tile);
   json_point(f, "table", table, layer);
   json_point(f, "model", mdl, layer);
-  fprintf(f, ", \"table_kept\": %s", kept ? "true" : "false");
+  fprintf(f, ", \"table_kept\": %s, \"entry_from\": \"%s\"", kept ? "true" : "false", entry_from);
   fprintf(f, ", \"choice_ms\": %.6g, \"choice_n_comm\": %d, \"choice_from\": \"%s\", \"sweep\": [",
           choice ? choice->ms[layer] : 0.0, choice_n, choice_from);
   for (int i = 0; i < npts; ++i)
@@ -142,7 +149,8 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
   return 0;
 }
 
-/* Merges the best of layer into the table file (rank 0); what it held stays. */
+/* Merges point best (the entry chosen) of layer into the table file (rank
+ * 0); what it held for other keys stays. */
 static int merge_best(const tune_opts_t *o, const comet_tune_key_t *key, int T, int layer,
                       const point_t *best, int best_a) {
   comet_tune_table_t t = {0};
@@ -267,13 +275,18 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
            100.0 * (choice.ms[layer] / best->ms[layer] - 1));
     const int kept = tab[layer] && tab_tokens[layer] == T &&
                      comet_tune_keep_entry(tab[layer]->ms[layer], best->ms[layer], o->keep);
+    const int by_model = !kept && mdl[layer] && mdl[layer] != best &&
+                         comet_tune_keep_entry(mdl[layer]->ms[layer], best->ms[layer], o->keep);
+    const point_t *entry = by_model ? mdl[layer] : best;
     if (kept) printf("  the table's entry stays (within %.1f%% of the best)\n", 100.0 * o->keep);
+    if (by_model)
+      printf("  the model's pick is the entry (within %.1f%% of the best)\n", 100.0 * o->keep);
     fflush(stdout);
     if (o->json && write_row(o, model, cfg, W, layer, device_name, best, tab[layer], mdl[layer],
                              &choice, choice_n[layer], comet_choice_from_name(choice_from[layer]),
-                             kept, pts, npts))
+                             kept, kept ? "kept" : by_model ? "model" : "best", pts, npts))
       return 1;
-    if (o->table_out && !kept && merge_best(o, &key, T, layer, best, best->a)) return 1;
+    if (o->table_out && !kept && merge_best(o, &key, T, layer, entry, entry->a)) return 1;
   }
   return 0;
 }
