@@ -12,14 +12,9 @@
  * --refine R the finalists (each layer's best 3, the table's and the
  * model's picks) get R more passes and the best is chosen among them: the
  * best of a dozen noisy points is biased low, and the few that can win
- * are the ones worth the time. What goes into the table (entry_from in
- * the rows): the entry the table already has at this token count while it
- * is within --keep of the best ("kept": another routing's pass chose it);
- * else the cost model's pick while it is within --keep of the best
- * ("model": where the timings cannot tell the two apart, the prior decides,
- * so that noise does not pick; session 10 run 3 missed twice where pass 1
- * had kept an old entry that pass 2 then timed 3.8% behind the model's
- * pick); else the best ("best"). */
+ * are the ones worth the time. What goes into the table is
+ * comet_tune_entry_from's choice (tune/table.h: the table's own entry, the
+ * model's pick or the best); the rows' entry_from says which. */
 #include "tune.h"
 
 #include <stdio.h>
@@ -273,10 +268,11 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
            mdl[layer] ? 100.0 * (mdl[layer]->ms[layer] / best->ms[layer] - 1) : 0,
            choice_n[layer], comet_choice_from_name(choice_from[layer]),
            100.0 * (choice.ms[layer] / best->ms[layer] - 1));
-    const int kept = tab[layer] && tab_tokens[layer] == T &&
-                     comet_tune_keep_entry(tab[layer]->ms[layer], best->ms[layer], o->keep);
-    const int by_model = !kept && mdl[layer] && mdl[layer] != best &&
-                         comet_tune_keep_entry(mdl[layer]->ms[layer], best->ms[layer], o->keep);
+    const comet_tune_entry_from_t from = comet_tune_entry_from(
+        tab[layer] && tab_tokens[layer] == T ? tab[layer]->ms[layer] : 0.0,
+        mdl[layer] ? mdl[layer]->ms[layer] : 0.0, best->ms[layer], o->keep);
+    const int kept = from == COMET_TUNE_ENTRY_KEPT;
+    const int by_model = from == COMET_TUNE_ENTRY_MODEL && mdl[layer] != best;
     const point_t *entry = by_model ? mdl[layer] : best;
     if (kept) printf("  the table's entry stays (within %.1f%% of the best)\n", 100.0 * o->keep);
     if (by_model)
@@ -284,7 +280,8 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
     fflush(stdout);
     if (o->json && write_row(o, model, cfg, W, layer, device_name, best, tab[layer], mdl[layer],
                              &choice, choice_n[layer], comet_choice_from_name(choice_from[layer]),
-                             kept, kept ? "kept" : by_model ? "model" : "best", pts, npts))
+                             kept, kept ? "kept" : from == COMET_TUNE_ENTRY_MODEL ? "model" : "best",
+                             pts, npts))
       return 1;
     if (o->table_out && !kept && merge_best(o, &key, T, layer, entry, entry->a)) return 1;
   }

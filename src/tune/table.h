@@ -82,6 +82,24 @@ static inline int comet_tune_keep_entry(double entry_ms, double best_ms, double 
   return entry_ms > 0 && best_ms > 0 && entry_ms <= best_ms * (1.0 + keep);
 }
 
+/* Which timing becomes comet tune's entry for a config: the table's own
+ * entry at the token count while it is within keep of the best (entry_ms
+ * <= 0: none), else the cost model's pick while it is within keep (a prior
+ * where the timings cannot tell: session 10 run 3 missed twice on an old
+ * entry kept within 1.5% that the next pass timed 3.8% behind the model's
+ * pick), else the best. */
+typedef enum comet_tune_entry_from {
+  COMET_TUNE_ENTRY_KEPT = 0,
+  COMET_TUNE_ENTRY_MODEL = 1,
+  COMET_TUNE_ENTRY_BEST = 2
+} comet_tune_entry_from_t;
+static inline comet_tune_entry_from_t comet_tune_entry_from(double entry_ms, double model_ms,
+                                                            double best_ms, double keep) {
+  if (comet_tune_keep_entry(entry_ms, best_ms, keep)) return COMET_TUNE_ENTRY_KEPT;
+  if (comet_tune_keep_entry(model_ms, best_ms, keep)) return COMET_TUNE_ENTRY_MODEL;
+  return COMET_TUNE_ENTRY_BEST;
+}
+
 /* The entry for key and op nearest to tokens, or NULL. */
 const comet_tune_entry_t *comet_tune_lookup(const comet_tune_table_t *t, const comet_tune_key_t *key,
                                             int op, int tokens);

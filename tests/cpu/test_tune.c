@@ -116,6 +116,13 @@ static void table_cases(void) {
   CHECK(!comet_tune_keep_entry(1.031, 1.0, 0.03));
   CHECK(!comet_tune_keep_entry(0.0, 1.0, COMET_TUNE_KEEP));
   CHECK(!comet_tune_keep_entry(1.0, 0.0, COMET_TUNE_KEEP));
+  /* the entry: the table's within keep, else the model's pick within keep, else the best */
+  CHECK(comet_tune_entry_from(1.01, 1.0, 1.0, COMET_TUNE_KEEP) == COMET_TUNE_ENTRY_KEPT);
+  CHECK(comet_tune_entry_from(1.02, 1.01, 1.0, COMET_TUNE_KEEP) == COMET_TUNE_ENTRY_MODEL);
+  CHECK(comet_tune_entry_from(0.0, 1.01, 1.0, COMET_TUNE_KEEP) == COMET_TUNE_ENTRY_MODEL);
+  CHECK(comet_tune_entry_from(0.0, 1.02, 1.0, COMET_TUNE_KEEP) == COMET_TUNE_ENTRY_BEST);
+  CHECK(comet_tune_entry_from(1.04, 0.0, 1.0, 0.03) == COMET_TUNE_ENTRY_BEST);
+  CHECK(comet_tune_entry_from(1.04, 1.02, 1.0, 0.03) == COMET_TUNE_ENTRY_MODEL);
 }
 
 static comet_cost_shape_t shape(int H, int F, int E, int K, int T, int W) {
