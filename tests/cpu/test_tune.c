@@ -104,6 +104,12 @@ static void table_cases(void) {
                                        "8 auto copied 6.4 extra\n", "extra"),
             COMET_ERR_INVALID_ARGUMENT, "line 2");
   CHECK_ERR(comet_tune_table_parse(&t, "", "empty"), COMET_ERR_INVALID_ARGUMENT, "empty");
+  { /* the version line alone: a table with no entries (gpu_tune_w1.sh's pass 1 starts so) */
+    comet_tune_table_t e = {0};
+    CHECK_OK(comet_tune_table_parse(&e, "comet-tuning-table 1\n", "version only"));
+    CHECK(e.n == 0);
+    comet_tune_table_free(&e);
+  }
   CHECK_ERR(comet_tune_table_load(&t, "/nonexistent/comet-tuning.txt"), COMET_ERR_INVALID_ARGUMENT,
             "cannot read");
   CHECK(t.n == n);
