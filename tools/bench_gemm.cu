@@ -154,12 +154,14 @@ struct Result {
    * layer-like workspace, summed in part order; pairs where AUTO picks
    * them); with --ab also without pairs (single), without the split tail
    * (nosplit), non-deterministic (the atomic split tail, no pairs), and
-   * with raster bands of 16 M-tiles (band16), and with the wide tile's
+   * with raster bands of 16 M-tiles (band16), with the wide tile's
    * 3-stage ring of before session 9 (3stage: params.stages, in the row's
-   * epilogue) */
+   * epilogue), and with the tile AUTO did not pick for the row's own
+   * launch (other_tile: is the host's choice right?) */
   double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, nosplit_ms, split_ms, band16_ms,
-      stage3_ms;
+      stage3_ms, other_ms;
   int tile_n;
+  bool auto_wide; /* AUTO's tile for the row's own launch (SwiGLU on layer0 rows) */
 };
 
 /* A split-tail workspace like a layer's (comet_gemm_split_slots), made
@@ -229,12 +231,20 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   q_swiglu.epilogue = COMET_GEMM_EPI_SWIGLU;
   comet_gemm_params_t q_stage3 = swiglu_too ? q_swiglu : p; /* the row's own epilogue */
   q_stage3.stages = 3;
+  comet_gemm_params_t q_other = swiglu_too ? q_swiglu : p;
+  {
+    int own_m, own_n;
+    BENCH_COMET(comet_gemm_tile_shape(&q_other, &own_m, &own_n));
+    r.auto_wide = own_n == (swiglu_too ? 128 : 256);
+    q_other.tile = r.auto_wide ? COMET_GEMM_TILE_NARROW : COMET_GEMM_TILE_WIDE;
+  }
   if (b.ab) {
     add(&r.single_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_single, 0)); });
     add(&r.nosplit_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_nosplit, 0)); });
     add(&r.split_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_split, 0)); });
     add(&r.band16_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_band, 0)); });
     add(&r.stage3_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_stage3, 0)); });
+    add(&r.other_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_other, 0)); });
   }
   if (swiglu_too) add(&r.swiglu_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_swiglu, 0)); });
 
@@ -425,12 +435,14 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"cublas_loop_tflops\":%.1f,\"cublas_grouped_tflops\":%.1f,"
            "\"deterministic\":true,\"epilogue\":\"%s\",\"comet_store_tflops\":%.1f,"
            "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_nosplit_tflops\":%.1f,"
-           "\"comet_split_tflops\":%.1f,\"comet_band16_tflops\":%.1f,\"comet_3stage_tflops\":%.1f%s}",
+           "\"comet_split_tflops\":%.1f,\"comet_band16_tflops\":%.1f,\"comet_3stage_tflops\":%.1f,"
+           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
-           rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), rate(r.band16_ms), rate(r.stage3_ms), extra);
+           rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), rate(r.band16_ms), rate(r.stage3_ms),
+           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -501,7 +513,9 @@ static void usage(FILE *f) {
           "                      deterministic without the split tail (comet_nosplit_tflops)\n"
           "                      non-deterministic, the atomic split tail (comet_split_tflops),\n"
           "                      with raster bands of 16 M-tiles (comet_band16_tflops)\n"
-          "                      and with the 3-stage ring for wide tiles (comet_3stage_tflops)\n"
+          "                      with the 3-stage ring for wide tiles (comet_3stage_tflops)\n"
+          "                      and with the tile AUTO did not pick (comet_other_tile_tflops;\n"
+          "                      tile_auto names AUTO's)\n"
           "  --json FILE         append one JSON line per case\n");
 }
 
