@@ -463,7 +463,12 @@ comet_status_t comet_layer_fault_status(comet_layer_t L) {
   const int rank = f->rank, what = f->what, peer = f->peer, a = f->a, b = f->b;
   const unsigned long long target = f->target, seen = f->seen;
   char where[160];
-  if (what == COMET_WAIT_BARRIER)
+  if (what == COMET_WAIT_START && code == COMET_FAULT_ABORT) /* no wait had begun */
+    snprintf(where, sizeof where, "for nothing yet (at its call's start)");
+  else if (what == COMET_WAIT_START)
+    snprintf(where, sizeof where, "before its call's first wait (its call's first kernel ran "
+             "only after rank %d had given up)", peer);
+  else if (what == COMET_WAIT_BARRIER)
     snprintf(where, sizeof where, "at the barrier of %s (sequence %llu, has %llu from rank %d)",
              barrier_name(a), target, seen, peer);
   else

@@ -89,7 +89,8 @@ typedef struct comet_route_status {
 enum { COMET_FAULT_NONE = 0, COMET_FAULT_TIMEOUT = 1, COMET_FAULT_ABORT = 2, COMET_FAULT_PEER = 3 };
 /* Which wait: names for messages (layer.c). */
 enum { COMET_WAIT_BARRIER = 1, COMET_WAIT_DISPATCH = 2, COMET_WAIT_COMBINE = 3, COMET_WAIT_TEST = 4,
-       COMET_WAIT_TILE = 5 /* fused layer0: an M-tile's rows (a = local expert, b = M-tile) */ };
+       COMET_WAIT_TILE = 5, /* fused layer0: an M-tile's rows (a = local expert, b = M-tile) */
+       COMET_WAIT_START = 6 /* none yet: a call's first kernel found the layer faulted or aborted */ };
 typedef struct comet_fault {
   int32_t code;  /* COMET_FAULT_*; written last */
   int32_t rank;  /* the rank whose wait gave up */

@@ -69,9 +69,9 @@ __device__ __forceinline__ bool comet_faulted(const comet_comm_view_t &v) {
   if (*(volatile int32_t *)&v.fault->code != 0) return true;
   const uint32_t pf = ld_relaxed_sys_u32(fault_word(v, v.rank));
   if (pf != 0)
-    comet_raise_fault(v, COMET_FAULT_PEER, COMET_WAIT_BARRIER, (int)pf - 1, COMET_BAR_PLAN, 0, 0, 0);
+    comet_raise_fault(v, COMET_FAULT_PEER, COMET_WAIT_START, (int)pf - 1, 0, 0, 0, 0);
   else if (*(volatile const uint32_t *)v.abort != 0)
-    comet_raise_fault(v, COMET_FAULT_ABORT, COMET_WAIT_BARRIER, v.rank, COMET_BAR_PLAN, 0, 0, 0);
+    comet_raise_fault(v, COMET_FAULT_ABORT, COMET_WAIT_START, v.rank, 0, 0, 0, 0);
   else
     return false;
   return true;
