@@ -18,15 +18,6 @@
 
 static const char *TEST = "test_forward";
 
-/* Each rank's second stream, made once per world (rank_body). Streams take
- * the device's hardware queues in turn as they are made, and the loopback
- * ranks share those queues: a stream made per case moves the assignment
- * until one rank's stream may share a queue with a peer's, and then its
- * combine can queue behind that peer's kernel spinning for it (the likely
- * cause of docs/status.md's Known gaps 14: the bits were the poison left
- * by that kernel's timeout, which the next call reported). */
-static cudaStream_t g_second[COMET_MAX_WORLD];
-
 /* A forward into out (poisoned first), its bits against want's. */
 static int forward_matches(comet_layer_t L, const comet_moe_args_t *a, cudaStream_t stream,
                            size_t out_n, const uint16_t *want, uint16_t *got) {
@@ -94,7 +85,13 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
 
   /* 3. the halves on two streams, no host sync between them: the second call
    * waits for the first on the device (comet orders calls on one layer) */
-  cudaStream_t s2 = g_second[me];
+  /* the second stream is the context's own setup stream (idle during
+   * calls): one made for the test would take one more of the hardware
+   * queues that the loopback ranks share; one made per case had moved the
+   * queue assignment until a rank's combine queued behind a peer's kernel
+   * spinning for it (the likely cause of docs/status.md's Known gaps 14:
+   * its bits were the poison left by that wait's timeout) */
+  cudaStream_t s2 = L->ctx->stream;
   test_fill(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1), stream);
   test_fill(g.h, 0xff, sizeof(uint16_t) * (h_n ? h_n : 1), stream);
   CHECK_OK(comet_dispatch_gemm(L, &d0, stream));
@@ -189,11 +186,9 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
   const run_args_t *ra = (const run_args_t *)arg;
   comet_context_t ctx = test_rank_begin(info);
   if (!ctx) return 1;
-  CHECK_OK(ctx->tp->ops->stream_create(ctx->tp, &g_second[info->rank]));
   const tshape_t quick = {8, 2, 128, 256, 24, COMET_DTYPE_BF16, COMET_ACT_SWIGLU};
   run_matrix(info, ctx, ra->seed, ra->quick, &quick,
              (1u << ROUTE_UNIFORM) | (1u << ROUTE_DROPPED), out_of_order, run_case);
-  CUDA_OK(cudaStreamDestroy(g_second[info->rank]));
   return test_rank_end(info, ctx);
 }
 
