@@ -115,7 +115,8 @@ static void json_point(FILE *f, const char *key, const point_t *p, int layer) {
 static int write_row(const tune_opts_t *o, const char *model, const comet_layer_config_t *c, int W,
                      int layer, const char *device, const point_t *best, const point_t *table,
                      const point_t *mdl, const point_t *choice, int choice_n, const char *choice_from,
-                     int kept, const char *entry_from, const point_t *pts, int npts) {
+                     comet_tune_entry_from_t from, const point_t *pts, int npts) {
+  static const char *const from_name[] = {"kept", "model", "best"};
   FILE *f = fopen(o->json, "a");
   if (!f) {
     fprintf(stderr, "comet tune: cannot open --json file %s\n", o->json);
@@ -133,7 +134,8 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
   if (layer == 0 && best) fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(best->a), best->tile);
   json_point(f, "table", table, layer);
   json_point(f, "model", mdl, layer);
-  fprintf(f, ", \"table_kept\": %s, \"entry_from\": \"%s\"", kept ? "true" : "false", entry_from);
+  fprintf(f, ", \"table_kept\": %s, \"entry_from\": \"%s\"",
+          from == COMET_TUNE_ENTRY_KEPT ? "true" : "false", from_name[from]);
   fprintf(f, ", \"choice_ms\": %.6g, \"choice_n_comm\": %d, \"choice_from\": \"%s\", \"sweep\": [",
           choice ? choice->ms[layer] : 0.0, choice_n, choice_from);
   for (int i = 0; i < npts; ++i)
@@ -147,7 +149,7 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
 /* Merges point best (the entry chosen) of layer into the table file (rank
  * 0); what it held for other keys stays. */
 static int merge_best(const tune_opts_t *o, const comet_tune_key_t *key, int T, int layer,
-                      const point_t *best, int best_a) {
+                      const point_t *best) {
   comet_tune_table_t t = {0};
   FILE *probe = fopen(o->table_out, "r");
   if (probe) {
@@ -164,7 +166,7 @@ static int merge_best(const tune_opts_t *o, const comet_tune_key_t *key, int T, 
   e.op = layer;
   e.n_comm = best->n;
   e.tile = layer ? 1 : (best->tile > 0 ? best->tile : 0);
-  e.a = layer ? COMET_TUNE_A_ANY : best_a;
+  e.a = layer ? COMET_TUNE_A_ANY : best->a;
   e.ms = best->ms[layer];
   FILE *f = NULL;
   if (comet_tune_table_merge(&t, &e) == COMET_OK) f = fopen(o->table_out, "w");
@@ -280,10 +282,9 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
     fflush(stdout);
     if (o->json && write_row(o, model, cfg, W, layer, device_name, best, tab[layer], mdl[layer],
                              &choice, choice_n[layer], comet_choice_from_name(choice_from[layer]),
-                             kept, kept ? "kept" : from == COMET_TUNE_ENTRY_MODEL ? "model" : "best",
-                             pts, npts))
+                             from, pts, npts))
       return 1;
-    if (o->table_out && !kept && merge_best(o, &key, T, layer, entry, entry->a)) return 1;
+    if (o->table_out && !kept && merge_best(o, &key, T, layer, entry)) return 1;
   }
   return 0;
 }

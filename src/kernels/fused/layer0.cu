@@ -120,14 +120,12 @@ __global__ void __launch_bounds__(kThreads, 1)
  * experiment against the cp.async rows until measured). With no tokens
  * here, x's map is the window's (no row of this rank is its own then). */
 static bool rows_by_tma_wanted(void) {
-  static const int on = [] {
-    const char *e = getenv("COMET_L0_ROWS");
-    return e && !strcmp(e, "tma") ? 1 : 0;
-  }();
-  return on != 0;
+  static const char *const e = getenv("COMET_L0_ROWS");
+  static const bool on = e && !strcmp(e, "tma");
+  return on;
 }
 
-extern "C" int comet_fused_layer0_rows_by_tma(void) { return rows_by_tma_wanted() ? 1 : 0; }
+extern "C" int comet_fused_layer0_rows_by_tma(void) { return rows_by_tma_wanted(); }
 
 static comet_status_t row_maps(const comet_comm_view_t *v, const char *x, int num_tokens,
                                CUtensorMap *gx, CUtensorMap *gr) {
