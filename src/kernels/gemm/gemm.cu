@@ -30,6 +30,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   gemm_engine_run<C>(args, &tm_a, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x);
 }
 
+/* The narrow tile's rate per useful FLOP against the wide one's, as the
+ * tile choices (host and device) count it. Measured on one H200 (session 11
+ * run 6, `bench --op gemm --ab`): 0.86-0.95 in full waves, but wherever the
+ * wave count made 0.9 pick narrow (9 of 56 rows, fewer and shorter tiles)
+ * the wide tile ran 1-7% faster all the same: a narrow tile's fixed costs
+ * (prologue, epilogue, scheduling) weigh more than its fuller last wave.
+ * At 0.8 the narrow tile is picked only where the wide one leaves SMs idle
+ * for most of a wave (few tiles: small batches). */
+constexpr float kNarrowTileEff = 0.8f;
+
 /* AUTO tile without hooks: the CTAs read the group sizes and pick the shape
  * whose last wave is fullest (the narrow one discounted for its lower
  * per-tile efficiency), the same choice in every CTA, then run that body.
@@ -53,7 +63,7 @@ __device__ __forceinline__ bool device_pick_wide(const Args &aw, const Args &an,
       const int tw = mt * aw.n_tiles, tn = mt * an.n_tiles;
       const float fw = tw / (waves(aw, tw, ncta, k_iters) * ncta) * aw.n / (float)(aw.n_tiles * out_w);
       const float fn = tn / (waves(an, tn, ncta, k_iters) * ncta) * an.n / (float)(an.n_tiles * out_n);
-      s_wide = mt == 0 || fw >= 0.9f * fn;
+      s_wide = mt == 0 || fw >= kNarrowTileEff * fn;
     }
   }
   __syncthreads();
@@ -293,7 +303,7 @@ static comet_gemm_tile_t choose_tile(const comet_gemm_params_t *p, int sms) {
     const double n_tiles = ceil((double)p->n / out_n);
     const double tiles = m_tiles * n_tiles, waves = ceil(tiles / sms);
     const double useful = m_tiles * 128.0 * p->n / (waves * sms * 128.0 * out_n);
-    const double score = useful * (s == 0 ? 1.0 : 0.9);
+    const double score = useful * (s == 0 ? 1.0 : kNarrowTileEff);
     /* narrow must win by more than rounding: a tie goes to the wide tile
      * (fewer tiles, each more efficient). Mixtral's layer1 at 2048 tokens,
      * W = 1, scored 0.8727...27 wide against 0.8727...28 narrow and ran
