@@ -859,11 +859,10 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     fprintf(f, ", \"fused\": %s", cm.ran && cm.fused0 ? "true" : "false");
     json_num(f, "n_comm", cm.n_comm0, cm.ran && cm.fused0);
     if (cm.ran && cm.fused0)
-      fprintf(f, ", \"layer0_a\": \"%s\", \"layer0_rows\": %s, \"layer0_tile\": \"%s\", \"layer0_dynamic\": %s, \"n_comm_from\": \"%s\"",
-              cm.gather0 ? "gathered" : "copied",
-              !cm.gather0 ? "null" : cm.rows_tma0 ? "\"tma\"" : "\"cp.async\"", tile_name(cm.tile0),
-              cm.dynamic0 ? "true" : "false", comet_choice_from_name(cm.from0));
-    else fprintf(f, ", \"layer0_a\": null, \"layer0_rows\": null, \"layer0_tile\": null, \"layer0_dynamic\": null, \"n_comm_from\": null");
+      fprintf(f, ", \"layer0_a\": \"%s\", \"layer0_tile\": \"%s\", \"layer0_dynamic\": %s, \"n_comm_from\": \"%s\"",
+              cm.gather0 ? "gathered" : "copied", tile_name(cm.tile0), cm.dynamic0 ? "true" : "false",
+              comet_choice_from_name(cm.from0));
+    else fprintf(f, ", \"layer0_a\": null, \"layer0_tile\": null, \"layer0_dynamic\": null, \"n_comm_from\": null");
     json_num(f, "layer0_gemm_only_ms", cm.layer0_gemm_only_ms, cm.ran && cm.fused0);
     json_num(f, "layer0_comm_only_ms", cm.layer0_comm_only_ms, cm.ran && cm.fused0);
     json_num(f, "layer0_overlap_eff", l0_eff, cm.ran && cm.fused0);

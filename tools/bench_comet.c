@@ -14,7 +14,6 @@
 
 #include "comet.h"
 #include "context.h"
-#include "kernels/fused/fused.h"
 #include "layer.h"
 
 #define HCUDA(call)                                                                        \
@@ -258,7 +257,6 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
   out->n_comm0 = comet_layer_layer0_n_comm(L);
   out->fused0 = comet_layer_layer0_fused(L);
   out->gather0 = comet_layer_layer0_gather(L);
-  out->rows_tma0 = comet_fused_layer0_rows_by_tma();
   out->from0 = comet_layer_layer0_from(L);
   out->tile0 = L->c0.tile;
   out->dynamic0 = L->dynamic0;

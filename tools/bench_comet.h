@@ -21,7 +21,6 @@ typedef struct bench_comet {
   int fused0;            /* layer0 ran fused (else composed) */
   int n_comm0;           /* its mover CTAs */
   int gather0;           /* its A: gathered from x (1) or copied by the movers (0) */
-  int rows_tma0;         /* a gathered A's rows by TMA (1) or cp.async (0) */
   int from0, tile0;      /* where its n_comm came from (COMET_FROM_*), its tile (0 auto, 1 wide, 2 narrow) */
   int dynamic0;          /* its tiles from a counter, the movers joining the GEMM (COMET_L0_DYNAMIC) */
   int from1;             /* the same for layer1's n_comm */

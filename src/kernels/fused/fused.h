@@ -43,10 +43,6 @@ typedef struct comet_fused_layer0 {
 /* The tile list (1 CTA) then the fused kernel, on stream; no host sync. */
 comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *f, struct CUstream_st *stream);
 
-/* 1 when a gathered A's rows load by TMA (COMET_L0_ROWS=tma, read once),
- * 0 when by cp.async: for the bench's rows. */
-int comet_fused_layer0_rows_by_tma(void);
-
 /* The fused layer1 (layer1.cu) and its reference timings. Mover counts,
  * tiles and layer0's A are chosen per call by src/tune/choice.h. */
 typedef enum comet_l1_mode {

@@ -125,8 +125,6 @@ static bool rows_by_tma_wanted(void) {
   return on;
 }
 
-extern "C" int comet_fused_layer0_rows_by_tma(void) { return rows_by_tma_wanted(); }
-
 static comet_status_t row_maps(const comet_comm_view_t *v, const char *x, int num_tokens,
                                CUtensorMap *gx, CUtensorMap *gr) {
   const comet_dtype_t dt = (comet_dtype_t)v->dtype;
