@@ -102,7 +102,6 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
   comet_fused_layer0_t f = {0};
   f.view = &L->view;
   f.x = x;
-  f.num_tokens = L->planned_tokens;
   f.w1 = w1;
   f.h = h;
   f.n = plain ? comet_config_w1_rows(c) : c->ffn / c->tp;

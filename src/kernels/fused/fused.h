@@ -26,13 +26,11 @@ typedef enum comet_l0_mode {
 typedef struct comet_fused_layer0 {
   const comet_comm_view_t *view; /* the layer's view, after this call's device plan */
   const void *x;                 /* [num_tokens, H]: this rank's tokens */
-  int num_tokens;                /* as planned */
   const void *w1;                /* [El, NB, H]: NB = 2n (swiglu) or n */
   void *h;                       /* [row capacity, n] */
   int n;                         /* F / tp */
   int swiglu;                    /* 1: SwiGLU epilogue; 0: plain store */
-  int gather;                    /* 1: the GEMM reads this rank's own rows from x (cp.async, or
-                                    TMA row boxes with COMET_L0_ROWS=tma);
+  int gather;                    /* 1: the GEMM reads this rank's own rows from x (cp.async);
                                     0: movers copy them too, the GEMM loads A with TMA */
   int n_comm;                    /* mover CTAs, 0 (W = 1 with gather) or 1..sm_budget - 1 */
   int tile;                      /* the GEMM tile: 0 auto, 1 wide, 2 narrow */

@@ -11,8 +11,7 @@
  *                   task, add its rows to the receiving M-tiles' arrival
  *                   counters (release, system scope). The other CTAs run the
  *                   GEMM engine over the tile list with a gathered A: each
- *                   producer thread copies one row of the tile (cp.async;
- *                   with COMET_L0_ROWS=tma, one TMA box a row and stage),
+ *                   producer thread copies one row of the tile (cp.async),
  *                   this rank's own rows straight from x (no copy at all at
  *                   W = 1, where there are no movers), the others from the
  *                   window once the tile's counter holds their number
@@ -93,15 +92,12 @@ static __device__ __forceinline__ void move(const comet_comm_view_t &v, const ch
 
 /* ---- the fused kernel ---- */
 
-/* tm_gx, tm_gr: the gathered A's row maps (x, the window's rows), used when
- * rows_by_tma (see produce_gather). */
 template <class C>
 __global__ void __launch_bounds__(kThreads, 1)
     layer0_kernel(const __grid_constant__ comet_comm_view_t v, const __grid_constant__ Args a,
                   const __grid_constant__ CUtensorMap tm_a, const __grid_constant__ CUtensorMap tm_b,
-                  const __grid_constant__ CUtensorMap tm_c, const __grid_constant__ CUtensorMap tm_gx,
-                  const __grid_constant__ CUtensorMap tm_gr, const char *__restrict__ x, int n_comm,
-                  int move_rows, int rows_by_tma) {
+                  const __grid_constant__ CUtensorMap tm_c, const char *__restrict__ x, int n_comm,
+                  int move_rows) {
   extern __shared__ uint8_t smem[];
   if (v.status->code != COMET_ROUTE_OK) return; /* refused or faulted: no rows, no tiles */
   if ((int)blockIdx.x < n_comm) {
@@ -111,36 +107,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     /* with dynamic tiles, a mover that is done takes GEMM tiles too */
   }
   gemm_engine_run<C>(a, &tm_a, &tm_b, &tm_c, smem, (int)blockIdx.x - n_comm, gridDim.x - n_comm,
-                     a.wait_count ? &v : nullptr, rows_by_tma ? &tm_gx : nullptr,
-                     rows_by_tma ? &tm_gr : nullptr);
-}
-
-/* The gathered A's row maps (x: num_tokens rows; the window's rows: the
- * row capacity), when COMET_L0_ROWS=tma asks for them (read once; an
- * experiment against the cp.async rows until measured). With no tokens
- * here, x's map is the window's (no row of this rank is its own then). */
-static bool rows_by_tma_wanted(void) {
-  static const char *const e = getenv("COMET_L0_ROWS");
-  static const bool on = e && !strcmp(e, "tma");
-  return on;
-}
-
-static comet_status_t row_maps(const comet_comm_view_t *v, const char *x, int num_tokens,
-                               CUtensorMap *gx, CUtensorMap *gr) {
-  const comet_dtype_t dt = (comet_dtype_t)v->dtype;
-  COMET_CHECK(prepare_row_map(gr, "the window's rows", v->win_local + v->off_rows,
-                              (uint64_t)v->row_capacity, v->hidden, dt));
-  if (!x || num_tokens == 0) {
-    *gx = *gr;
-    return COMET_OK;
-  }
-  return prepare_row_map(gx, "x", x, (uint64_t)num_tokens, v->hidden, dt);
+                     a.wait_count ? &v : nullptr);
 }
 
 template <class C>
 static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr, const char *x,
-                                 int num_tokens, int n_comm, int move_rows, int grid,
-                                 cudaStream_t stream) {
+                                 int n_comm, int move_rows, int grid, cudaStream_t stream) {
   const size_t mover_smem = sizeof(int32_t) * ((size_t)v->num_experts + 1);
   const size_t smem = (size_t)pr.smem > mover_smem ? (size_t)pr.smem : mover_smem;
   Args a = pr.args; /* the gathered A: own rows from x, the others from the window */
@@ -151,14 +123,9 @@ static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr,
   a.block_offset = v->block_offset;
   a.gather_self = v->rank;
   a.gather_world = v->world;
-  CUtensorMap gx, gr;
-  memset(&gx, 0, sizeof gx);
-  memset(&gr, 0, sizeof gr);
-  const int rows_by_tma = C::kGather && rows_by_tma_wanted();
-  if (rows_by_tma) COMET_CHECK(row_maps(v, x, num_tokens, &gx, &gr));
   COMET_CHECK(comet_allow_smem((const void *)layer0_kernel<C>, smem, "fused layer0"));
-  layer0_kernel<C><<<grid, kThreads, smem, stream>>>(*v, a, pr.tm_a, pr.tm_b, pr.tm_c, gx, gr, x,
-                                                    n_comm, move_rows, rows_by_tma);
+  layer0_kernel<C><<<grid, kThreads, smem, stream>>>(*v, a, pr.tm_a, pr.tm_b, pr.tm_c, x, n_comm,
+                                                    move_rows);
   return comet_launched("fused layer0 kernel");
 }
 
@@ -222,7 +189,7 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   const char *x = (const char *)f->x;
   const bool sw = f->swiglu, fp16 = v->dtype == COMET_DTYPE_FP16;
 #define COMET_L0_LAUNCH(BN, SW, FP16, G) \
-  launch_cfg<Cfg<BN, SW, true, FP16, G>>(v, pr, x, f->num_tokens, f->n_comm, move_rows, grid, stream)
+  launch_cfg<Cfg<BN, SW, true, FP16, G>>(v, pr, x, f->n_comm, move_rows, grid, stream)
 #define COMET_L0_LAUNCH_G(BN, SW, FP16) \
   (f->gather ? COMET_L0_LAUNCH(BN, SW, FP16, true) : COMET_L0_LAUNCH(BN, SW, FP16, false))
   if (pr.wide) {

@@ -601,13 +601,6 @@ comet_status_t comet_gemm::prepare(const comet_gemm_params_t *p, Prepared *o) {
   return fp16 ? prepare_cfg<Cfg<128, false, true, true>>(p, o) : prepare_cfg<Cfg<128, false, true, false>>(p, o);
 }
 
-comet_status_t comet_gemm::prepare_row_map(CUtensorMap *m, const char *what, const void *base,
-                                           uint64_t rows, int k, comet_dtype_t dtype) {
-  const uint64_t d[2] = {(uint64_t)k, rows};
-  const uint32_t box[2] = {kBK, 1};
-  return make_tmap(m, what, base, 2, d, box, dtype == COMET_DTYPE_FP16, true);
-}
-
 extern "C" int comet_gemm_pair_capacity(void) {
   typedef Cfg<256, false, false, false, false, false, false, true> C;
   cudaLaunchAttribute attr;

@@ -435,28 +435,15 @@ __device__ __forceinline__ uint64_t delivered_rows(const Args &a, const Tile &tl
  * stage's full barrier (129 arrivals: these 128 and thread 0's expect_tx
  * for B's TMA bytes). Thread 0 waits for the delivered rows first; the
  * producer warpgroup's barrier orders that acquire before every thread's
- * reads.
- * With row maps (tm_gx: x, tm_gr: the window's rows; boxes of one row of
- * kBK values, prepare_row_map) thread i loads row i itself by TMA instead:
- * one box a stage into row i of the stage, whose 128B swizzle TMA applies
- * by the destination's address bits (row i % 8), as the cp.async path
- * writes it; its arrival carries the box's bytes. A thread past the tile's
- * rows arrives without a load: those rows of A only feed output rows that
- * are never stored. No table, no cp.async: the LSU and the L1 stay out. */
+ * reads. */
 template <class C>
 __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap *tm_b,
                                                uint8_t *smem, uint64_t *full, uint64_t *empty,
                                                const char **srcs, const Ring &ring, int count,
-                                               int cta, int ncta, const comet_comm_view_t *view,
-                                               const CUtensorMap *tm_gx, const CUtensorMap *tm_gr) {
+                                               int cta, int ncta, const comet_comm_view_t *view) {
   const int k_iters = (a.k + kBK - 1) / kBK, tid = threadIdx.x;
   const int nb_half = C::kBN / 2, chunk = tid & 7, row_lo = tid >> 3;
   const size_t row_bytes = (size_t)a.k * 2;
-  const bool rows_by_tma = tm_gx != nullptr;
-  if (rows_by_tma && tid == 0) {
-    tma_prefetch_desc(tm_gx);
-    tma_prefetch_desc(tm_gr);
-  }
   bool dead = false;
   int stage = 0;
   uint32_t phase = 0;
@@ -474,19 +461,15 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
       if (want > 0) wait_rows(a, tl, want, view, &dead);
     }
     named_bar_sync(5, 128); /* the rows are in; nobody reads the old table any more */
-    const int r = tl.row0 + tid;
-    const bool own = r < tl.row_end && a.row_src[r] == a.gather_self;
-    const CUtensorMap *tm_row = own ? tm_gx : tm_gr; /* the row's map and coordinate */
-    const int row_coord = r < tl.row_end ? (own ? a.row_token[r] : r) : -1;
-    if (rows_by_tma) {
-      fence_proxy_async_global(); /* thread 0's acquire before this thread's TMA reads */
-    } else {
+    {
+      const int r = tl.row0 + tid;
       const char *src = NULL;
       if (r < tl.row_end)
-        src = own ? a.gather_x + (size_t)a.row_token[r] * row_bytes : a.gather_rows + (size_t)r * row_bytes;
+        src = a.row_src[r] == a.gather_self ? a.gather_x + (size_t)a.row_token[r] * row_bytes
+                                            : a.gather_rows + (size_t)r * row_bytes;
       srcs[tid] = src;
-      named_bar_sync(5, 128);
     }
+    named_bar_sync(5, 128);
     const int b_row0 = C::kSwiglu ? tl.n * C::kOutN : tl.n * C::kBN;
     const int b_row1 = C::kSwiglu ? a.n + b_row0 : b_row0 + nb_half;
     for (int kb = 0; kb < k_iters; ++kb) {
@@ -497,27 +480,17 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
         tma_load_3d(sb, tm_b, &full[stage], kb * kBK, b_row0, tl.group);
         tma_load_3d(sb + nb_half * 128, tm_b, &full[stage], kb * kBK, b_row1, tl.group);
       }
-      uint8_t *sa_p = smem + C::kOffA + stage * C::kABytes;
-      if (rows_by_tma) {
-        if (row_coord >= 0) {
-          mbar_arrive_expect_tx(&full[stage], kBK * 2);
-          tma_load_2d(sa_p + tid * 128, tm_row, &full[stage], kb * kBK, row_coord);
-        } else {
-          mbar_arrive(&full[stage]);
-        }
-      } else {
-        const uint32_t sa = smem_u32(sa_p);
-        const int col = kb * kBK + chunk * 8;
+      const uint32_t sa = smem_u32(smem + C::kOffA + stage * C::kABytes);
+      const int col = kb * kBK + chunk * 8;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) {
-          const int row = row_lo + 16 * i;
-          const char *src = srcs[row];
-          const bool in = src != NULL && col < a.k;
-          cp_async_16(sa + row * 128 + ((chunk ^ (row & 7)) << 4),
-                      in ? src + (size_t)col * 2 : a.gather_rows, in ? 16u : 0u);
-        }
-        cp_async_mbar_arrive_noinc(&full[stage]);
+      for (int i = 0; i < 8; ++i) {
+        const int row = row_lo + 16 * i;
+        const char *src = srcs[row];
+        const bool in = src != NULL && col < a.k;
+        cp_async_16(sa + row * 128 + ((chunk ^ (row & 7)) << 4),
+                    in ? src + (size_t)col * 2 : a.gather_rows, in ? 16u : 0u);
       }
+      cp_async_mbar_arrive_noinc(&full[stage]);
       if (++stage == C::kStages) { stage = 0; phase ^= 1; }
     }
   }
@@ -1031,9 +1004,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
                                                 const CUtensorMap *tm_b,
                                                 const CUtensorMap *tm_c, uint8_t *smem_raw,
                                                 int cta, int ncta,
-                                                const comet_comm_view_t *view = nullptr,
-                                                const CUtensorMap *tm_gx = nullptr,
-                                                const CUtensorMap *tm_gr = nullptr) {
+                                                const comet_comm_view_t *view = nullptr) {
   uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
   uint64_t *full = (uint64_t *)(smem + C::kOffBar), *empty = full + C::kStages;
   int *row_off = (int *)(smem + C::kOffTab), *mstart = row_off + C::kMaxGroups + 1;
@@ -1093,8 +1064,8 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
       if (threadIdx.x == 0) produce_kgroup<C>(a, tm_a, tm_b, smem, full, empty, total, cta, ncta);
     } else if constexpr (C::kGather)
       produce_gather<C>(a, tm_b, smem, full, empty, (const char **)row_off,
-                        ring_at(smem + C::kOffTab), count, cta, ncta, view, tm_gx,
-                        tm_gr); /* the group tables are unused with a list: the row table */
+                        ring_at(smem + C::kOffTab), count, cta, ncta,
+                        view); /* the group tables are unused with a list: the row table */
     else if (threadIdx.x == 0)
       produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta, view);
   } else {

@@ -25,12 +25,6 @@ struct Prepared {
  * the tile shape for num_ctas CTAs, builds the maps and arguments. */
 comet_status_t prepare(const comet_gemm_params_t *p, Prepared *out);
 
-/* A map of [rows, k] rows at base whose box is one row of kBK values
- * (128B-swizzled like A's boxes): the fused layer0's gathered A loaded by
- * TMA a row at a time (produce_gather). */
-comet_status_t prepare_row_map(CUtensorMap *m, const char *what, const void *base, uint64_t rows,
-                               int k, comet_dtype_t dtype);
-
 } /* namespace comet_gemm */
 
 #endif
