@@ -15,7 +15,9 @@
  *   layer    (only with --only layer) the GEMMs of the W = 1 layer bench:
  *            the fused-layer issues' 5 presets at T in {2048, 8192}, EP 1
  *            (every expert local: Mixtral 512 rows an expert at 2048),
- *            uniform, layer0 and layer1, as the grouped rows (op gemm_layer).
+ *            layer0 and layer1 with equal group sizes ("uniform") and with
+ *            those of a random top-k routing ("routed": ragged M-tiles, as
+ *            the layer sees them), as the grouped rows (op gemm_layer).
  * Times: CUDA events per iteration after warm-up, median; a case's variants
  * (comet's, the SwiGLU launch, the --ab ones, both cuBLAS paths; the
  * backward's four) take turns within each iteration (time_interleaved).
@@ -467,23 +469,52 @@ static std::vector<int> split_rows(int rows, int G, bool skewed) {
   return s;
 }
 
+/* The group sizes of T tokens each routed to K distinct experts of E at
+ * random (a fixed seed), as the layer bench's uniform routing gives them:
+ * sizes near T K / E, not equal, so about half the groups end in a ragged
+ * M-tile (the equal sizes of split_rows fill every M-tile at Mixtral's
+ * shapes). */
+static std::vector<int> routed_rows(int T, int E, int K) {
+  std::vector<int> s(E, 0);
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  std::vector<int> picked;
+  for (int t = 0; t < T; ++t) {
+    picked.clear();
+    while ((int)picked.size() < K) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      const int e = (int)(x % (uint64_t)E);
+      bool dup = false;
+      for (int q : picked) dup |= q == e;
+      if (!dup) picked.push_back(e);
+    }
+    for (int e : picked) s[e]++;
+  }
+  return s;
+}
+
+enum Sizes { kEqual, kSkewed, kRouted };
+
 /* One preset's expert GEMM over its E / ep local experts, T * K / ep rows
- * (uniform, or Zipf-skewed sizes): layer 0 N = 2F, K = H (comet with its
- * SwiGLU epilogue against cuBLAS's plain GEMM), layer 1 N = H, K = F. Its
- * row; returns cuBLAS's time over comet's. */
-static double grouped_case(Bench &b, const comet_preset_t *pr, int ep, int T, bool skew, int layer,
-                           const char *op, const char *tag) {
+ * (equal, Zipf-skewed, or routed sizes; routed only at ep 1): layer 0 N =
+ * 2F, K = H (comet with its SwiGLU epilogue against cuBLAS's plain GEMM),
+ * layer 1 N = H, K = F. Its row, with the M-tiles of 128 rows the sizes
+ * make (m_tiles); returns cuBLAS's time over comet's. */
+static double grouped_case(Bench &b, const comet_preset_t *pr, int ep, int T, Sizes sizes,
+                           int layer, const char *op, const char *tag) {
   const int El = pr->num_experts / ep, rows = T * pr->topk / ep;
   Shape s;
   s.groups = El;
   s.n = layer == 0 ? 2 * pr->ffn : pr->hidden;
   s.k = layer == 0 ? pr->hidden : pr->ffn;
-  s.sizes = split_rows(rows, El, skew);
+  s.sizes = sizes == kRouted ? routed_rows(T, El, pr->topk) : split_rows(rows, El, sizes == kSkewed);
   Result r = run_shape(b, s, layer == 0);
-  char shape[128];
-  snprintf(shape, sizeof shape, "%s T=%d%s %s layer%d", pr->name, T, tag, skew ? "skewed" : "uniform",
-           layer);
-  report(b, op, shape, s, r, "", layer == 0);
+  int m_tiles = 0;
+  for (int n : s.sizes) m_tiles += (n + 127) / 128;
+  static const char *const names[] = {"uniform", "skewed", "routed"};
+  char shape[128], extra[64];
+  snprintf(shape, sizeof shape, "%s T=%d%s %s layer%d", pr->name, T, tag, names[sizes], layer);
+  snprintf(extra, sizeof extra, ",\"m_tiles\":%d", m_tiles);
+  report(b, op, shape, s, r, extra, layer == 0);
   return r.cublas_ms / (layer == 0 ? r.swiglu_ms : r.comet_ms);
 }
 
@@ -608,7 +639,8 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
       for (int ti = 0; ti < (quick ? 1 : 2); ++ti)
         for (int skew = 0; skew < (quick ? 1 : 2); ++skew)
           for (int layer = 0; layer < 2; ++layer)
-            ratios.push_back(grouped_case(b, pr, 4, tokens[quick ? 1 : ti], skew, layer, "gemm_grouped", ""));
+            ratios.push_back(grouped_case(b, pr, 4, tokens[quick ? 1 : ti], skew ? kSkewed : kEqual,
+                                          layer, "gemm_grouped", ""));
     }
     print_geomean("grouped", ratios);
   }
@@ -622,8 +654,9 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
       const comet_preset_t *pr = comet_preset_find(name);
       if (!pr) continue;
       for (int T : tokens)
-        for (int layer = 0; layer < 2; ++layer)
-          ratios.push_back(grouped_case(b, pr, 1, T, false, layer, "gemm_layer", " ep1"));
+        for (Sizes z : {kEqual, kRouted})
+          for (int layer = 0; layer < 2; ++layer)
+            ratios.push_back(grouped_case(b, pr, 1, T, z, layer, "gemm_layer", " ep1"));
     }
     print_geomean("layer", ratios);
   }

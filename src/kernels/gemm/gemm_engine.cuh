@@ -940,9 +940,23 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     int tail = kBK; /* the grouped reduction: valid rows of the last stage */
     if constexpr (C::kKgroup)
       tail = a.group_offset[tl.group + 1] - a.group_offset[tl.group] - (kb1 - 1) * kBK;
+    /* This warpgroup's 64 rows all past the tile's group (a ragged last
+     * M-tile of at most 64 rows, or a pair's empty tile): no wgmma, so the
+     * other warpgroup has the tensor cores to itself; the stages are waited
+     * for and handed back as usual (all 4 warps past the wait first, so
+     * none lags a ring's turn behind), and the epilogue stores none of its
+     * rows. Routed expert sizes leave such a tile in about half the groups. */
+    bool idle = false;
+    if constexpr (!C::kKgroup) idle = tl.row0 + cw * 64 >= tl.row_end;
     int prev = -1;
     for (int kb = kb0; kb < kb1; ++kb) {
       mbar_wait(&full[stage], phase);
+      if (idle) {
+        named_bar_sync(1 + cw, 128);
+        if (ctid == 0) release_stage<C>(&empty[stage]);
+        if (++stage == C::kStages) { stage = 0; phase ^= 1; }
+        continue;
+      }
       if constexpr (C::kKgroup)
         if (kb == kb1 - 1 && tail < kBK)
           zero_tail<C>(smem + C::kOffA + stage * C::kABytes, smem + C::kOffB + stage * C::kBBytes,
