@@ -38,6 +38,7 @@
 #include <functional>
 #include <vector>
 
+#include "../baselines/moe_data.h"
 #include "cli.h"
 #include "comet.h"
 #include "kernels/gemm/gemm.h"
@@ -469,26 +470,21 @@ static std::vector<int> split_rows(int rows, int G, bool skewed) {
   return s;
 }
 
-/* The group sizes of T tokens each routed to K distinct experts of E at
- * random (a fixed seed), as the layer bench's uniform routing gives them:
- * sizes near T K / E, not equal, so about half the groups end in a ragged
- * M-tile (the equal sizes of split_rows fill every M-tile at Mixtral's
- * shapes). */
+/* The group sizes of T tokens routed by the layer bench's uniform routing
+ * (comet_md_routing_host, rank 0, a fixed seed): sizes near T K / E, not
+ * equal, so about half the groups end in a ragged M-tile (the equal sizes
+ * of split_rows fill every M-tile at Mixtral's shapes). */
 static std::vector<int> routed_rows(int T, int E, int K) {
+  const comet_md_routing_t uniform = {0.0, 0.0, 0};
+  const uint64_t seed = 1;
+  std::vector<double> p(E);
+  comet_md_expert_probs(p.data(), E, &uniform, seed);
+  std::vector<int32_t> ids((size_t)T * K);
+  std::vector<float> wt((size_t)T * K);
+  comet_md_routing_host(ids.data(), wt.data(), T, K, E, p.data(), &uniform, 0, seed);
   std::vector<int> s(E, 0);
-  uint64_t x = 0x9e3779b97f4a7c15ull;
-  std::vector<int> picked;
-  for (int t = 0; t < T; ++t) {
-    picked.clear();
-    while ((int)picked.size() < K) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      const int e = (int)(x % (uint64_t)E);
-      bool dup = false;
-      for (int q : picked) dup |= q == e;
-      if (!dup) picked.push_back(e);
-    }
-    for (int e : picked) s[e]++;
-  }
+  for (int32_t e : ids)
+    if (e >= 0) s[e]++;
   return s;
 }
 
@@ -497,8 +493,8 @@ enum Sizes { kEqual, kSkewed, kRouted };
 /* One preset's expert GEMM over its E / ep local experts, T * K / ep rows
  * (equal, Zipf-skewed, or routed sizes; routed only at ep 1): layer 0 N =
  * 2F, K = H (comet with its SwiGLU epilogue against cuBLAS's plain GEMM),
- * layer 1 N = H, K = F. Its row, with the M-tiles of 128 rows the sizes
- * make (m_tiles); returns cuBLAS's time over comet's. */
+ * layer 1 N = H, K = F. Its row, with the M-tiles the sizes make
+ * (m_tiles); returns cuBLAS's time over comet's. */
 static double grouped_case(Bench &b, const comet_preset_t *pr, int ep, int T, Sizes sizes,
                            int layer, const char *op, const char *tag) {
   const int El = pr->num_experts / ep, rows = T * pr->topk / ep;
@@ -509,7 +505,7 @@ static double grouped_case(Bench &b, const comet_preset_t *pr, int ep, int T, Si
   s.sizes = sizes == kRouted ? routed_rows(T, El, pr->topk) : split_rows(rows, El, sizes == kSkewed);
   Result r = run_shape(b, s, layer == 0);
   int m_tiles = 0;
-  for (int n : s.sizes) m_tiles += (n + 127) / 128;
+  for (int n : s.sizes) m_tiles += (n + COMET_GEMM_TILE_M - 1) / COMET_GEMM_TILE_M;
   static const char *const names[] = {"uniform", "skewed", "routed"};
   char shape[128], extra[64];
   snprintf(shape, sizeof shape, "%s T=%d%s %s layer%d", pr->name, T, tag, names[sizes], layer);
