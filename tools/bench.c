@@ -52,8 +52,11 @@ typedef struct bench_opts {
   int ntokens;
   int ep, tp, gpus;
   int loopback; /* W ranks in the loopback world on GPU 0; 0 = one process per GPU */
-  comet_md_routing_t routing;
-  const char *routing_str;
+  comet_md_routing_t routing; /* bench's; tune's first */
+  const char *routing_str;    /* as given (tune: the list) */
+  comet_md_routing_t routings[TUNE_MAX_ROUTINGS]; /* tune: --routing A,B,.. */
+  const char *routing_strs[TUNE_MAX_ROUTINGS];
+  int nrouting;
   int iters, warmup, check, check_tokens;
   int n_comm; /* mover CTAs of the fused layer0; 0 = comet's default */
   int backward; /* --backward: also time comet's and the baseline's backward */
@@ -88,7 +91,11 @@ static void usage_tune(FILE *f) {
           "                          within PCT%% of the sweep's best, else the cost model's\n"
           "                          pick does while within PCT%% (default 1.5; a second\n"
           "                          routing's pass: near the check's 3)\n"
-          "  --json FILE             append one {\"op\": \"tune\"} row per config and layer\n"
+          "  --routing R[,R..]       up to 4 routings, each point timed under all of them: the\n"
+          "                          entry is the point whose worst ratio to a routing's own\n"
+          "                          best is least (the table's key has no routing)\n"
+          "  --json FILE             append one {\"op\": \"tune\"} row per config, layer and\n"
+          "                          routing\n"
           "Times comet_dispatch_gemm (and comet_gemm_combine when the layer runs its layer1\n"
           "fused: COMET_LAYER1=fused) for each mover count, comet's own choice and the cost\n"
           "model's pick, and prints one progress line per config.\n");
@@ -183,6 +190,23 @@ static int check_configs(bench_opts_t *o, int W, const char *what) {
   return 0;
 }
 
+/* --routing: one routing, or for tune a comma list of up to
+ * TUNE_MAX_ROUTINGS; nonzero when v is not that. */
+static int parse_routings(const char *v, bench_opts_t *o) {
+  static char buf[256];
+  if (snprintf(buf, sizeof buf, "%s", v) >= (int)sizeof buf) return 1;
+  o->nrouting = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    if (o->nrouting == (o->tune ? TUNE_MAX_ROUTINGS : 1)) return 1;
+    if (comet_md_parse_routing(tok, &o->routings[o->nrouting])) return 1;
+    o->routing_strs[o->nrouting++] = tok;
+  }
+  if (!o->nrouting) return 1;
+  o->routing = o->routings[0];
+  o->routing_str = v;
+  return 0;
+}
+
 static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
   memset(o, 0, sizeof *o);
   o->tune = tune;
@@ -198,7 +222,8 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
   o->preheat_ms = 1000;
   o->keep = COMET_TUNE_KEEP;
   o->timeout_s = 1200;
-  o->routing_str = "uniform";
+  o->routing_str = o->routing_strs[0] = "uniform";
+  o->nrouting = 1;
   o->seed = (unsigned long long)time(NULL);
   static char model_buf[512];
   for (int i = 0; i < argc; ++i) {
@@ -256,8 +281,7 @@ static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
     } else if (!strcmp(a, "--tp")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_RANKS, &o->tp)) CLI_BAD();
     } else if (!strcmp(a, "--routing")) {
       CLI_NEED();
-      if (comet_md_parse_routing(v, &o->routing)) CLI_BAD();
-      o->routing_str = v;
+      if (parse_routings(v, o)) CLI_BAD();
     } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &o->iters)) CLI_BAD();
     } else if (!strcmp(a, "--warmup")) { CLI_NEED(); if (cli_int(v, 0, CLI_MAX_COUNT, &o->warmup)) CLI_BAD();
     } else if (!strcmp(a, "--n-comm")) { CLI_NEED(); if (cli_int(v, 1, 1024, &o->n_comm)) CLI_BAD();
@@ -609,6 +633,29 @@ static void grads_free(bench_grads_t *g, int owns_dout, cudaStream_t st) {
   if (g->dtw) cudaFreeAsync(g->dtw, st);
 }
 
+/* tune's routing q > 0: a's ids and weights drawn again with routing ro
+ * (p, ids, wt: host scratch of E, T*K, T*K), into device buffers of its
+ * own (freed by the caller); nonzero on failure. */
+static int routing_args(const comet_rank_info_t *info, comet_moe_args_t *a,
+                        const comet_layer_config_t *cfg, const comet_md_routing_t *ro,
+                        uint64_t seed, double *p, int32_t *ids, float *wt, cudaStream_t st) {
+  const int T = a->num_tokens, K = cfg->topk, E = cfg->num_experts;
+  const size_t n = (size_t)T * K;
+  comet_md_expert_probs(p, E, ro, seed);
+  comet_md_routing_host(ids, wt, T, K, E, p, ro, info->rank, seed);
+  void *dids = NULL, *dwt = NULL;
+  a->topk_ids = NULL;
+  a->topk_weights = NULL;
+  RCUDA(dev_alloc(&dids, sizeof(int32_t) * n, st));
+  a->topk_ids = dids;
+  RCUDA(dev_alloc(&dwt, sizeof(float) * n, st));
+  a->topk_weights = dwt;
+  RCUDA(cudaMemcpyAsync(dids, ids, sizeof(int32_t) * n, cudaMemcpyHostToDevice, st));
+  RCUDA(cudaMemcpyAsync(dwt, wt, sizeof(float) * n, cudaMemcpyHostToDevice, st));
+  RCUDA(cudaStreamSynchronize(st)); /* the host scratch is drawn again for the next */
+  return 0;
+}
+
 /* One config on every rank. comm and blas are NULL in the loopback world,
  * which runs comet alone. */
 static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, comet_context_t ctx,
@@ -672,16 +719,31 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     to.keep = o->keep;
     to.warmup = o->warmup;
     to.seed = o->seed;
-    to.routing_str = o->routing_str;
+    to.routings_str = o->routing_str;
     to.commit = o->commit;
     to.date = o->date;
-    to.routing = &o->routing;
+    to.nrouting = o->nrouting;
     int index = 0; /* the config's place in the run, for the progress line */
     for (int m = 0; m < o->nmodels; ++m)
       for (int t = 0; t < o->ntokens; ++t)
         if (o->models[m] == model && o->tokens[t] == T && !index) index = m * o->ntokens + t + 1;
-    rc = tune_config(info, &to, &cfg, ctx, st, &a, model, device_name, index,
-                     o->nmodels * o->ntokens);
+    /* each routing's ids and weights (the first's are a's) */
+    comet_moe_args_t ta[TUNE_MAX_ROUTINGS];
+    for (int q = 0; q < o->nrouting; ++q) {
+      to.routing[q] = &o->routings[q];
+      to.routing_str[q] = o->routing_strs[q];
+      ta[q] = a;
+    }
+    for (int q = 1; q < o->nrouting && rc == 0; ++q)
+      rc = routing_args(info, &ta[q], &cfg, &o->routings[q], seed, p, ids, wt, st);
+    if (rc == 0)
+      rc = tune_config(info, &to, &cfg, ctx, st, ta, model, device_name, index,
+                       o->nmodels * o->ntokens);
+    for (int q = 1; q < o->nrouting; ++q) {
+      if (ta[q].topk_ids && ta[q].topk_ids != a.topk_ids) cudaFreeAsync((void *)ta[q].topk_ids, st);
+      if (ta[q].topk_weights && ta[q].topk_weights != a.topk_weights)
+        cudaFreeAsync((void *)ta[q].topk_weights, st);
+    }
   }
   /* --backward: one dout, comet's gradients in gc, the baseline's in gb */
   const int bwd = o->backward && !o->tune;

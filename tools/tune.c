@@ -12,9 +12,15 @@
  * --refine R the finalists (each layer's best 3, the table's and the
  * model's picks) get R more passes and the best is chosen among them: the
  * best of a dozen noisy points is biased low, and the few that can win
- * are the ones worth the time. What goes into the table is
- * comet_tune_entry_from's choice (tune/table.h: the table's own entry, the
- * model's pick or the best); the rows' entry_from says which. */
+ * are the ones worth the time. With several routings (--routing
+ * uniform,skew:0.05) each timing of a point runs every routing's inputs in
+ * turn, and the joint best is the point whose worst ratio to a routing's
+ * own best is least: one table entry serves them all (its key has no
+ * routing; session 11's two passes, one per routing, let the second
+ * replace the first's entry by one 4% behind on the first). What goes into
+ * the table is comet_tune_entry_from's choice (tune/table.h: the table's
+ * own entry, the model's pick or the joint best, by that worst ratio); the
+ * rows' entry_from says which. */
 #include "tune.h"
 
 #include <stdio.h>
@@ -33,33 +39,39 @@
 
 typedef struct point {
   int a, n, tile; /* forced: -1 = comet's choice */
-  double ms[2];   /* layer0, layer1: the median of the samples */
-  float sample[2][MAX_SAMPLES];
+  double ms[TUNE_MAX_ROUTINGS][2]; /* per routing, layer0, layer1: the median of the samples */
+  float sample[TUNE_MAX_ROUTINGS][2][MAX_SAMPLES];
   int nsample;
   int finalist;
 } point_t;
 
-/* Times p (collective); 0 on success, 1 harness failure, 2 comet refused. */
+/* Times p once under every routing (collective); 0 on success, 1 harness
+ * failure, 2 comet refused. */
 /* preheat: a pass's first point runs its own forward for o->preheat_ms
  * first (the clock settles under the power cap in ~1 s: bench_preheat);
- * the pass's other points follow back to back, at that clock. */
+ * the pass's other points (and routings) follow back to back, at that
+ * clock. */
 static int time_point(const comet_rank_info_t *info, const tune_opts_t *o,
                       const comet_layer_config_t *cfg, comet_context_t ctx, cudaStream_t st,
                       const comet_moe_args_t *args, point_t *p, bench_comet_t *out, int preheat) {
-  const bench_comet_opts_t co = {o->warmup, o->iters, p->n, p->a, p->tile, 0, 0, 1, o->seed,
-                                 o->routing, 0, preheat ? o->preheat_ms : 0.0f};
-  if (bench_comet_run(info, cfg, ctx, st, args, &co, out) != 0) return 1;
-  if (!out->ran) return 2;
-  if (p->nsample < MAX_SAMPLES) {
-    p->sample[0][p->nsample] = out->layer0_ms;
-    p->sample[1][p->nsample] = out->layer1_ms;
-    ++p->nsample;
+  const int s = p->nsample < MAX_SAMPLES ? p->nsample : -1; /* the sample's slot (-1: full) */
+  for (int r = 0; r < o->nrouting; ++r) {
+    const bench_comet_opts_t co = {o->warmup, o->iters, p->n, p->a, p->tile, 0, 0, 1, o->seed,
+                                   o->routing[r], 0, preheat && r == 0 ? o->preheat_ms : 0.0f};
+    if (bench_comet_run(info, cfg, ctx, st, &args[r], &co, out) != 0) return 1;
+    if (!out->ran) return 2;
+    if (s < 0) continue;
+    p->sample[r][0][s] = out->layer0_ms;
+    p->sample[r][1][s] = out->layer1_ms;
   }
-  for (int layer = 0; layer < 2; ++layer) {
-    float v[MAX_SAMPLES]; /* bench_median sorts */
-    memcpy(v, p->sample[layer], sizeof(float) * (size_t)p->nsample);
-    p->ms[layer] = bench_median(v, p->nsample);
-  }
+  if (s < 0) return 0;
+  p->nsample = s + 1;
+  for (int r = 0; r < o->nrouting; ++r)
+    for (int layer = 0; layer < 2; ++layer) {
+      float v[MAX_SAMPLES]; /* bench_median sorts */
+      memcpy(v, p->sample[r][layer], sizeof(float) * (size_t)p->nsample);
+      p->ms[r][layer] = bench_median(v, p->nsample);
+    }
   return 0;
 }
 
@@ -93,13 +105,59 @@ static point_t *pass_point(point_t *pts, int npts, int pass, int j) {
   return &pts[pass & 1 ? npts - 1 - j : j];
 }
 
-/* Marks the FINALISTS points of least median on layer as finalists. */
-static void mark_finalists(point_t *pts, int npts, int layer) {
+/* key[i]: point i's median on layer under routing r (r < R), or with r =
+ * R its joint score: its worst ratio to a routing's best (best[], 1 = the
+ * best under every routing). */
+static void keys_of(const point_t *pts, int npts, int R, int layer, int r, const double *best,
+                    double *key) {
+  for (int i = 0; i < npts; ++i) {
+    if (r < R) {
+      key[i] = pts[i].ms[r][layer];
+      continue;
+    }
+    key[i] = 0;
+    for (int q = 0; q < R; ++q)
+      if (pts[i].ms[q][layer] / best[q] > key[i]) key[i] = pts[i].ms[q][layer] / best[q];
+  }
+}
+
+/* The point of least key among the candidates (the finalists only when
+ * finalists_only); -1: none. */
+static int argmin(const point_t *pts, int npts, const double *key, int finalists_only) {
+  int b = -1;
+  for (int i = 0; i < npts; ++i)
+    if ((!finalists_only || pts[i].finalist) && (b < 0 || key[i] < key[b])) b = i;
+  return b;
+}
+
+/* best[r]: routing r's least median on layer among the candidates; key[i]:
+ * point i's joint score against those. 0 when there is no candidate. */
+static int joint_scores(const point_t *pts, int npts, int R, int layer, int finalists_only,
+                        double *best, double *key) {
+  for (int r = 0; r < R; ++r) {
+    keys_of(pts, npts, R, layer, r, NULL, key);
+    const int b = argmin(pts, npts, key, finalists_only);
+    if (b < 0) return 0;
+    best[r] = key[b];
+  }
+  keys_of(pts, npts, R, layer, R, best, key);
+  return 1;
+}
+
+/* p's joint score against best[] (0 for no point). */
+static double score_of(const point_t *p, int R, int layer, const double *best) {
+  double key = 0;
+  if (p) keys_of(p, 1, R, layer, R, best, &key);
+  return key;
+}
+
+/* Marks the FINALISTS points of least key as finalists. */
+static void mark_finalists(point_t *pts, int npts, const double *key) {
   int taken[MAX_POINTS] = {0};
   for (int k = 0; k < FINALISTS; ++k) {
     int b = -1;
     for (int i = 0; i < npts; ++i)
-      if (!taken[i] && (b < 0 || pts[i].ms[layer] < pts[b].ms[layer])) b = i;
+      if (!taken[i] && (b < 0 || key[i] < key[b])) b = i;
     if (b < 0) return;
     taken[b] = pts[b].finalist = 1;
   }
@@ -107,16 +165,26 @@ static void mark_finalists(point_t *pts, int npts, int layer) {
 
 static const char *a_name(int a) { return a == 1 ? "gathered" : a == 0 ? "copied" : "comet"; }
 
-static void json_point(FILE *f, const char *key, const point_t *p, int layer) {
-  if (p) fprintf(f, ", \"%s_ms\": %.6g, \"%s_n_comm\": %d", key, p->ms[layer], key, p->n);
+static void json_point(FILE *f, const char *key, const point_t *p, int r, int layer) {
+  if (p) fprintf(f, ", \"%s_ms\": %.6g, \"%s_n_comm\": %d", key, p->ms[r][layer], key, p->n);
   else fprintf(f, ", \"%s_ms\": null, \"%s_n_comm\": null", key, key);
 }
 
+/* What a row says besides the config: routing r's best, the table's, the
+ * model's and comet's own choice, and the entry chosen for all routings. */
+typedef struct row {
+  int r, layer;
+  const point_t *best, *table, *mdl, *choice, *entry;
+  int choice_n;
+  const char *choice_from;
+  double entry_worst; /* the entry's worst ratio to a routing's best */
+  comet_tune_entry_from_t from;
+} row_t;
+
 static int write_row(const tune_opts_t *o, const char *model, const comet_layer_config_t *c, int W,
-                     int layer, const char *device, const point_t *best, const point_t *table,
-                     const point_t *mdl, const point_t *choice, int choice_n, const char *choice_from,
-                     comet_tune_entry_from_t from, const point_t *pts, int npts) {
+                     const char *device, const row_t *w, const point_t *pts, int npts) {
   static const char *const from_name[] = {"kept", "model", "best"};
+  const int r = w->r, layer = w->layer;
   FILE *f = fopen(o->json, "a");
   if (!f) {
     fprintf(stderr, "comet tune: cannot open --json file %s\n", o->json);
@@ -125,22 +193,26 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
   fprintf(f,
           "{\"op\": \"tune\", \"layer\": %d, \"model\": \"%s\", \"H\": %d, \"F\": %d, \"E\": %d, "
           "\"K\": %d, \"world\": %d, \"ep\": %d, \"tp\": %d, \"tokens_per_rank\": %d, "
-          "\"routing\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", \"date\": \"%s\", "
-          "\"command\": \"%s\", \"iters\": %d, \"repeat\": %d, \"refine\": %d",
+          "\"routing\": \"%s\", \"routings\": \"%s\", \"device\": \"%s\", \"commit\": \"%s\", "
+          "\"date\": \"%s\", \"command\": \"%s\", \"iters\": %d, \"repeat\": %d, \"refine\": %d",
           layer, model, c->hidden, c->ffn, c->num_experts, c->topk, W, c->ep, c->tp,
-          c->max_tokens_per_rank, o->routing_str, device, o->commit, o->date, comet_run_command(),
-          o->iters, o->repeat, o->refine);
-  json_point(f, "best", best, layer);
-  if (layer == 0 && best) fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(best->a), best->tile);
-  json_point(f, "table", table, layer);
-  json_point(f, "model", mdl, layer);
+          c->max_tokens_per_rank, o->routing_str[r], o->routings_str, device, o->commit, o->date,
+          comet_run_command(), o->iters, o->repeat, o->refine);
+  json_point(f, "best", w->best, r, layer);
+  if (layer == 0 && w->best)
+    fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(w->best->a), w->best->tile);
+  json_point(f, "table", w->table, r, layer);
+  json_point(f, "model", w->mdl, r, layer);
+  json_point(f, "entry", w->entry, r, layer);
+  fprintf(f, ", \"entry_a\": \"%s\", \"entry_tile\": %d, \"entry_worst\": %.4f", a_name(w->entry->a),
+          w->entry->tile, w->entry_worst);
   fprintf(f, ", \"table_kept\": %s, \"entry_from\": \"%s\"",
-          from == COMET_TUNE_ENTRY_KEPT ? "true" : "false", from_name[from]);
+          w->from == COMET_TUNE_ENTRY_KEPT ? "true" : "false", from_name[w->from]);
   fprintf(f, ", \"choice_ms\": %.6g, \"choice_n_comm\": %d, \"choice_from\": \"%s\", \"sweep\": [",
-          choice ? choice->ms[layer] : 0.0, choice_n, choice_from);
+          w->choice->ms[r][layer], w->choice_n, w->choice_from);
   for (int i = 0; i < npts; ++i)
     fprintf(f, "%s{\"a\": \"%s\", \"n_comm\": %d, \"tile\": %d, \"ms\": %.6g}", i ? ", " : "",
-            a_name(pts[i].a), pts[i].n, pts[i].tile, pts[i].ms[layer]);
+            a_name(pts[i].a), pts[i].n, pts[i].tile, pts[i].ms[r][layer]);
   fprintf(f, "]}\n");
   fclose(f);
   return 0;
@@ -167,7 +239,7 @@ static int merge_best(const tune_opts_t *o, const comet_tune_key_t *key, int T, 
   e.n_comm = best->n;
   e.tile = layer ? 1 : (best->tile > 0 ? best->tile : 0);
   e.a = layer ? COMET_TUNE_A_ANY : best->a;
-  e.ms = best->ms[layer];
+  e.ms = best->ms[0][layer]; /* the first routing's (informative only) */
   FILE *f = NULL;
   if (comet_tune_table_merge(&t, &e) == COMET_OK) f = fopen(o->table_out, "w");
   const int bad = !f || comet_tune_table_write(&t, f) != COMET_OK;
@@ -180,9 +252,10 @@ static int merge_best(const tune_opts_t *o, const comet_tune_key_t *key, int T, 
 int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet_layer_config_t *cfg,
                 comet_context_t ctx, cudaStream_t st, const comet_moe_args_t *args, const char *model,
                 const char *device_name, int index, int count) {
-  const int W = info->world, T = cfg->max_tokens_per_rank;
+  const int W = info->world, T = cfg->max_tokens_per_rank, R = o->nrouting;
   point_t pts[MAX_POINTS];
   int npts = 0, err = 0;
+  double best[TUNE_MAX_ROUTINGS], jkey[MAX_POINTS]; /* joint_scores */
   /* comet's own choice first: it tells whether layer1 runs fused */
   bench_comet_t cm;
   point_t choice;
@@ -203,13 +276,12 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
     if (o->sweep[i] < ctx->sm_budget)
       find_or_time(info, o, cfg, ctx, st, args, pts, &npts, COMET_TUNE_A_GATHERED, o->sweep[i], -1, &err);
   if (err) return 1;
-  /* layer0: the fixed tiles at the best point */
-  int b0 = -1;
-  for (int i = 0; i < npts; ++i)
-    if (b0 < 0 || pts[i].ms[0] < pts[b0].ms[0]) b0 = i;
-  if (b0 >= 0)
+  /* layer0: the fixed tiles at the joint best point */
+  if (joint_scores(pts, npts, R, 0, 0, best, jkey)) {
+    const int b0 = argmin(pts, npts, jkey, 0);
     for (int tile = 1; tile <= 2 && !err; ++tile)
       find_or_time(info, o, cfg, ctx, st, args, pts, &npts, pts[b0].a, pts[b0].n, tile, &err);
+  }
   if (err) return 1;
   /* the cost model's and the table's picks */
   const comet_cost_device_t dev = comet_cost_device_for(device_name);
@@ -242,10 +314,15 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
         return 1;
     if (time_point(info, o, cfg, ctx, st, args, &choice, &cm, 0) == 1) return 1;
   }
-  /* --refine: the finalists only, then the best among them */
+  /* --refine: the finalists (each routing's best 3, the joint best 3, the
+   * model's and the table's picks), then the best among them */
   if (o->refine > 0) {
     for (int layer = 0; layer < layers; ++layer) {
-      mark_finalists(pts, npts, layer);
+      for (int r = 0; r < R; ++r) {
+        keys_of(pts, npts, R, layer, r, NULL, jkey);
+        mark_finalists(pts, npts, jkey);
+      }
+      if (joint_scores(pts, npts, R, layer, 0, best, jkey)) mark_finalists(pts, npts, jkey);
       if (mdl[layer]) mdl[layer]->finalist = 1;
       if (tab[layer]) tab[layer]->finalist = 1;
     }
@@ -258,32 +335,40 @@ int tune_config(const comet_rank_info_t *info, const tune_opts_t *o, const comet
       }
   }
   for (int layer = 0; layer < layers; ++layer) {
-    const point_t *best = NULL;
-    for (int i = 0; i < npts; ++i)
-      if ((!o->refine || pts[i].finalist) && (!best || pts[i].ms[layer] < best->ms[layer]))
-        best = &pts[i];
-    if (info->rank != 0 || !best) continue;
-    printf("[%d/%d] %s %d tokens %s, layer%d: best n_comm %d (A %s, %.3f ms); model %d (%+.1f%%); "
-           "comet's choice %d from the %s (%+.1f%%)\n",
-           index, count, model, T, o->routing_str, layer, best->n, a_name(best->a),
-           best->ms[layer], mdl[layer] ? mdl[layer]->n : -1,
-           mdl[layer] ? 100.0 * (mdl[layer]->ms[layer] / best->ms[layer] - 1) : 0,
-           choice_n[layer], comet_choice_from_name(choice_from[layer]),
-           100.0 * (choice.ms[layer] / best->ms[layer] - 1));
+    if (!joint_scores(pts, npts, R, layer, o->refine > 0, best, jkey)) continue;
+    const point_t *joint = &pts[argmin(pts, npts, jkey, o->refine > 0)];
+    if (info->rank != 0) continue;
+    const double worst = score_of(joint, R, layer, best);
     const comet_tune_entry_from_t from = comet_tune_entry_from(
-        tab[layer] && tab_tokens[layer] == T ? tab[layer]->ms[layer] : 0.0,
-        mdl[layer] ? mdl[layer]->ms[layer] : 0.0, best->ms[layer], o->keep);
+        tab[layer] && tab_tokens[layer] == T ? score_of(tab[layer], R, layer, best) : 0.0,
+        score_of(mdl[layer], R, layer, best), worst, o->keep);
     const int kept = from == COMET_TUNE_ENTRY_KEPT;
-    const int by_model = from == COMET_TUNE_ENTRY_MODEL && mdl[layer] != best;
-    const point_t *entry = by_model ? mdl[layer] : best;
+    const int by_model = from == COMET_TUNE_ENTRY_MODEL && mdl[layer] != joint;
+    const point_t *entry = by_model ? mdl[layer] : joint;
+    const point_t *own[TUNE_MAX_ROUTINGS]; /* each routing's best */
+    for (int r = 0; r < R; ++r) {
+      keys_of(pts, npts, R, layer, r, NULL, jkey);
+      own[r] = &pts[argmin(pts, npts, jkey, o->refine > 0)];
+      printf("[%d/%d] %s %d tokens %s, layer%d: best n_comm %d (A %s, %.3f ms); model %d (%+.1f%%); "
+             "comet's choice %d from the %s (%+.1f%%)\n",
+             index, count, model, T, o->routing_str[r], layer, own[r]->n, a_name(own[r]->a),
+             best[r], mdl[layer] ? mdl[layer]->n : -1,
+             mdl[layer] ? 100.0 * (mdl[layer]->ms[r][layer] / best[r] - 1) : 0, choice_n[layer],
+             comet_choice_from_name(choice_from[layer]), 100.0 * (choice.ms[r][layer] / best[r] - 1));
+    }
+    if (R > 1)
+      printf("  joint best: n_comm %d (A %s, tile %d), within %.1f%% of each routing's best\n",
+             joint->n, a_name(joint->a), joint->tile, 100.0 * (worst - 1));
     if (kept) printf("  the table's entry stays (within %.1f%% of the best)\n", 100.0 * o->keep);
     if (by_model)
       printf("  the model's pick is the entry (within %.1f%% of the best)\n", 100.0 * o->keep);
     fflush(stdout);
-    if (o->json && write_row(o, model, cfg, W, layer, device_name, best, tab[layer], mdl[layer],
-                             &choice, choice_n[layer], comet_choice_from_name(choice_from[layer]),
-                             from, pts, npts))
-      return 1;
+    for (int r = 0; r < R && o->json; ++r) {
+      const row_t w = {r, layer, own[r], tab[layer], mdl[layer], &choice, kept ? tab[layer] : entry,
+                       choice_n[layer], comet_choice_from_name(choice_from[layer]),
+                       score_of(kept ? tab[layer] : entry, R, layer, best), from};
+      if (write_row(o, model, cfg, W, device_name, &w, pts, npts)) return 1;
+    }
     if (o->table_out && !kept && merge_best(o, &key, T, layer, entry)) return 1;
   }
   return 0;
