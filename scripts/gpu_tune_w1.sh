@@ -44,15 +44,18 @@ else printf 'comet-tuning-table 1\n' > "$OUT/table.txt"; fi
 for pass in $PASSES; do
   table="$OUT/table.txt"
   [ $pass = 2 ] && cp "$OUT/table.txt" /tmp/table_check.txt && table=/tmp/table_check.txt
+  # TUNE_ROUTINGS: pass 1's (e.g. uniform,skew:0.05,skew:0.05: two skewed
+  # draws, the n-th routing drawn with seed + n); the check's are the rows'
+  routings=uniform,skew:0.05; [ $pass = 1 ] && routings=${TUNE_ROUTINGS:-$routings}
   # both routings in one invocation: every point is timed under each, and
   # the entry is the point nearest each routing's own best (the key has no
   # routing; session 11's skew pass replaced the uniform pass's entry by
   # one that the check timed 4.2% behind on uniform)
   s=$(date +%s)
   COMET_TUNING_TABLE="$OUT/table.txt" timeout ${TUNE_LIMIT:-560} $B/comet tune --gpus 1 --model $MODELS \
-    --tokens $TOKENS --routing uniform,skew:0.05 --sweep $SWEEP --iters $ITERS --repeat $REPEAT --refine $REFINE --preheat ${PREHEAT:-500} --keep 1.5 --table "$table" \
+    --tokens $TOKENS --routing $routings --sweep $SWEEP --iters $ITERS --repeat $REPEAT --refine $REFINE --preheat ${PREHEAT:-500} --keep 1.5 --table "$table" \
     --json "$OUT/tune_pass$pass.jsonl" > "$OUT/tune_pass${pass}.log" 2>&1
-  note "tune pass $pass (tokens $TOKENS, uniform and skew:0.05 jointly): exit $? in $(( $(date +%s) - s )) s"
+  note "tune pass $pass (tokens $TOKENS, $routings jointly): exit $? in $(( $(date +%s) - s )) s"
 done
 [ -f "$OUT/tune_pass2.jsonl" ] && python3 - "$OUT/tune_pass2.jsonl" > "$OUT/tune_check.txt" <<'PY'
 import json, sys

@@ -93,7 +93,8 @@ static void usage_tune(FILE *f) {
           "                          routing's pass: near the check's 3)\n"
           "  --routing R[,R..]       up to 4 routings, each point timed under all of them: the\n"
           "                          entry is the point whose worst ratio to a routing's own\n"
-          "                          best is least (the table's key has no routing)\n"
+          "                          best is least (the table's key has no routing); the n-th\n"
+          "                          is drawn with seed + n (a routing twice: two draws)\n"
           "  --json FILE             append one {\"op\": \"tune\"} row per config, layer and\n"
           "                          routing\n"
           "Times comet_dispatch_gemm (and comet_gemm_combine when the layer runs its layer1\n"
@@ -727,7 +728,9 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     for (int m = 0; m < o->nmodels; ++m)
       for (int t = 0; t < o->ntokens; ++t)
         if (o->models[m] == model && o->tokens[t] == T && !index) index = m * o->ntokens + t + 1;
-    /* each routing's ids and weights (the first's are a's) */
+    /* each routing's ids and weights (the first's are a's); routing q is
+     * drawn with seed + q, so a routing given twice is two draws of it and
+     * the entry must suit both (a skewed draw moves the best point) */
     comet_moe_args_t ta[TUNE_MAX_ROUTINGS];
     for (int q = 0; q < o->nrouting; ++q) {
       to.routing[q] = &o->routings[q];
@@ -735,7 +738,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
       ta[q] = a;
     }
     for (int q = 1; q < o->nrouting && rc == 0; ++q)
-      rc = routing_args(info, &ta[q], &cfg, &o->routings[q], seed, p, ids, wt, st);
+      rc = routing_args(info, &ta[q], &cfg, &o->routings[q], seed + (uint64_t)q, p, ids, wt, st);
     if (rc == 0)
       rc = tune_config(info, &to, &cfg, ctx, st, ta, model, device_name, index,
                        o->nmodels * o->ntokens);

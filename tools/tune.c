@@ -198,6 +198,7 @@ static int write_row(const tune_opts_t *o, const char *model, const comet_layer_
           layer, model, c->hidden, c->ffn, c->num_experts, c->topk, W, c->ep, c->tp,
           c->max_tokens_per_rank, o->routing_str[r], o->routings_str, device, o->commit, o->date,
           comet_run_command(), o->iters, o->repeat, o->refine);
+  fprintf(f, ", \"seed\": %llu", o->seed + (unsigned long long)r); /* routing r's draw (bench.c) */
   json_point(f, "best", w->best, r, layer);
   if (layer == 0 && w->best)
     fprintf(f, ", \"best_a\": \"%s\", \"best_tile\": %d", a_name(w->best->a), w->best->tile);
