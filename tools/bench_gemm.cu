@@ -159,10 +159,11 @@ struct Result {
    * (nosplit), non-deterministic (the atomic split tail, no pairs), and
    * with raster bands of 16 M-tiles (band16), with the wide tile's
    * 3-stage ring of before session 9 (3stage: params.stages, in the row's
-   * epilogue), and with the tile AUTO did not pick for the row's own
-   * launch (other_tile: is the host's choice right?) */
+   * epilogue), with the tile AUTO did not pick for the row's own
+   * launch (other_tile: is the host's choice right?), and with the tall
+   * 256 x 128 tile (tall: at most 128 groups) in the row's epilogue */
   double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, nosplit_ms, split_ms, band16_ms,
-      stage3_ms, other_ms;
+      stage3_ms, other_ms, tall_ms;
   int tile_n;
   bool auto_wide; /* AUTO's tile for the row's own launch (SwiGLU on layer0 rows) */
 };
@@ -241,6 +242,9 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
     r.auto_wide = own_n == (swiglu_too ? 128 : 256);
     q_other.tile = r.auto_wide ? COMET_GEMM_TILE_NARROW : COMET_GEMM_TILE_WIDE;
   }
+  comet_gemm_params_t q_tall = swiglu_too ? q_swiglu : p;
+  q_tall.tile = COMET_GEMM_TILE_TALL;
+  if (b.ab && G <= 128) add(&r.tall_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_tall, 0)); });
   if (b.ab) {
     add(&r.single_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_single, 0)); });
     add(&r.nosplit_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_nosplit, 0)); });
@@ -439,13 +443,13 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"deterministic\":true,\"epilogue\":\"%s\",\"comet_store_tflops\":%.1f,"
            "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_nosplit_tflops\":%.1f,"
            "\"comet_split_tflops\":%.1f,\"comet_band16_tflops\":%.1f,\"comet_3stage_tflops\":%.1f,"
-           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f%s}",
+           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
            rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), rate(r.band16_ms), rate(r.stage3_ms),
-           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), extra);
+           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -541,8 +545,9 @@ static void usage(FILE *f) {
           "                      non-deterministic, the atomic split tail (comet_split_tflops),\n"
           "                      with raster bands of 16 M-tiles (comet_band16_tflops)\n"
           "                      with the 3-stage ring for wide tiles (comet_3stage_tflops)\n"
-          "                      and with the tile AUTO did not pick (comet_other_tile_tflops;\n"
-          "                      tile_auto names AUTO's)\n"
+          "                      with the tile AUTO did not pick (comet_other_tile_tflops;\n"
+          "                      tile_auto names AUTO's) and with the 256 x 128 tile\n"
+          "                      (comet_tall_tflops, 0 past 128 groups)\n"
           "  --json FILE         append one JSON line per case\n");
 }
 

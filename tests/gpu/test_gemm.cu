@@ -469,6 +469,16 @@ static void run_arg_errors(void) {
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "band = -1 must be 0 (the default) or 1..1024");
   p.band = 1025;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "band = 1025 must be 0");
+  p.band = 0;
+  p.tile = COMET_GEMM_TILE_TALL;
+  p.groups = 129;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "at most 128 groups (groups = 129)");
+  p.groups = 2;
+  p.b_mn_major = 1;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "the tall tile takes no hooks");
+  p.b_mn_major = 0;
+  p.tile = (comet_gemm_tile_t)4;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "tile 4 unknown");
 }
 
 int main(int argc, char **argv) {
@@ -485,7 +495,10 @@ int main(int argc, char **argv) {
   const comet_dtype_t BF = COMET_DTYPE_BF16, FP = COMET_DTYPE_FP16;
   const comet_gemm_epilogue_t ST = COMET_GEMM_EPI_STORE, SW = COMET_GEMM_EPI_SWIGLU;
   const comet_gemm_tile_t AU = COMET_GEMM_TILE_AUTO, WI = COMET_GEMM_TILE_WIDE,
-                          NA = COMET_GEMM_TILE_NARROW;
+                          NA = COMET_GEMM_TILE_NARROW, TA = COMET_GEMM_TILE_TALL;
+  /* the tall tile's blocks: a group ending in either 64-row block of its
+   * warpgroups, or in none, and a tile that is all padding past 64 rows */
+  const std::vector<int> tall_edge = {0, 1, 63, 64, 65, 129, 192, 255, 256, 257, 300, 3, 520};
   const std::vector<int> edge = {0, 1, 127, 128, 129, 0, 255, 3};
   std::vector<Case> cases = {
       {BF, ST, WI, 200, 136, edge, 7, false, "bf16 store wide edges"},
@@ -517,6 +530,12 @@ int main(int argc, char **argv) {
       {BF, ST, WI, 264, 136, std::vector<int>(130, 3), 2, false, "bf16 pairs 130 groups", 0, false,
        COMET_GEMM_CLUSTER_ON},
       {BF, ST, AU, 1024, 1024, {2048, 1000, 77}, 0, false, "bf16 auto 3125 rows"},
+      /* tall tiles (256 x 128) */
+      {BF, ST, TA, 200, 136, tall_edge, 7, false, "bf16 store tall edges"},
+      {BF, SW, TA, 136, 72, tall_edge, 0, true, "bf16 swiglu tall scale"},
+      {FP, ST, TA, 264, 520, tall_edge, 3, true, "fp16 store tall scale"},
+      {FP, SW, TA, 72, 2056, {129, 1, 300, 0, 700}, 5, false, "fp16 swiglu tall 5 CTAs k=2056", 5},
+      {BF, ST, TA, 1032, 1000, std::vector<int>(128, 70), 2, false, "bf16 store tall 128 groups"},
   };
   if (!quick) {
     cases.push_back({BF, ST, AU, 1024, 1024, {1024}, 0, false, "bf16 dense 1024^3"});
@@ -537,7 +556,7 @@ int main(int argc, char **argv) {
       Case c;
       c.dt = i & 1 ? FP : BF;
       c.epi = i & 2 ? SW : ST;
-      c.tile = (comet_gemm_tile_t)(i % 3);
+      c.tile = (comet_gemm_tile_t)(i % 4);
       c.n = rand_mult8(8, 700);
       c.k = rand_mult8(8, 900);
       const int G = test_rand_int(&g_rng, 1, 12);
@@ -550,7 +569,7 @@ int main(int argc, char **argv) {
       c.scale = i & 4;
       c.name = "random";
       c.ctas = i < 4 ? 0 : test_rand_int(&g_rng, 1, 12);
-      c.bmn = c.epi == ST && (i & 4); /* some random ones with B MN-major */
+      c.bmn = c.epi == ST && (i & 4) && c.tile != TA; /* some with B MN-major (not tall) */
       cases.push_back(c);
     }
   }

@@ -254,8 +254,14 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             (long long)p->max_rows);
   COMET_ARG(p->epilogue == COMET_GEMM_EPI_STORE || p->epilogue == COMET_GEMM_EPI_SWIGLU,
             "gemm: epilogue %d unknown", (int)p->epilogue);
-  COMET_ARG(p->tile >= COMET_GEMM_TILE_AUTO && p->tile <= COMET_GEMM_TILE_NARROW,
+  COMET_ARG(p->tile >= COMET_GEMM_TILE_AUTO && p->tile <= COMET_GEMM_TILE_TALL,
             "gemm: tile %d unknown", (int)p->tile);
+  COMET_ARG(p->tile != COMET_GEMM_TILE_TALL ||
+                (!hooks_on(p) && !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
+                 p->cluster != COMET_GEMM_CLUSTER_ON),
+            "gemm: the tall tile takes no hooks, no MN-major B, no grouped reduction, no pairs and "
+            "at most %d groups (groups = %d)",
+            kPairMaxGroups, p->groups);
   COMET_ARG(p->num_ctas >= 0, "gemm: num_ctas = %d is negative", p->num_ctas);
   if (p->max_rows == 0) return COMET_OK;
   COMET_ARG(p->a && ((uintptr_t)p->a & 15) == 0, "gemm: a is NULL or not 16-byte aligned");
@@ -320,7 +326,7 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
   COMET_CHECK(sm_count(&sms));
   if (p->num_ctas > 0 && p->num_ctas < sms) sms = p->num_ctas; /* the caller's SM budget */
   const int wide = choose_tile(p, sms) == COMET_GEMM_TILE_WIDE ? 256 : 128;
-  if (tile_m) *tile_m = kBM;
+  if (tile_m) *tile_m = p->tile == COMET_GEMM_TILE_TALL ? 2 * kBM : kBM;
   if (tile_n) *tile_n = p->epilogue == COMET_GEMM_EPI_SWIGLU ? wide / 2 : wide;
   return COMET_OK;
 }
@@ -394,7 +400,7 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.ws_count = w.count;
   a.ws_tiles = w.ws ? w.tiles * 256 / C::kBN : 0;
   a.ws_ordered = w.ordered;
-  a.split_max = w.ws ? 16 : 0;
+  a.split_max = w.ws && !C::kTall ? 16 : 0; /* the tall tile never splits */
   return a;
 }
 
@@ -562,6 +568,8 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
   typedef Cfg<256, kSwiglu, false, kFp16> Wide;
   typedef Cfg<128, kSwiglu, false, kFp16> Narrow;
   if (pair_wanted(p, sms)) return launch_pair<Cfg<256, kSwiglu, false, kFp16, false, false, false, true>>(p, sms, s);
+  if (p->tile == COMET_GEMM_TILE_TALL)
+    return launch<Cfg<128, kSwiglu, false, kFp16, false, false, false, false, false, true>>(p, sms, s);
   if (hooks_on(p))
     return choose_tile(p, sms) == COMET_GEMM_TILE_WIDE
                ? launch<Cfg<256, kSwiglu, true, kFp16>>(p, sms, s)

@@ -63,7 +63,11 @@ typedef enum comet_gemm_epilogue {
 typedef enum comet_gemm_tile {
   COMET_GEMM_TILE_AUTO = 0, /* chosen from N, group sizes and the SM count */
   COMET_GEMM_TILE_WIDE = 1, /* 128 x 256 (SWIGLU: 128 x 128 output) */
-  COMET_GEMM_TILE_NARROW = 2 /* 128 x 128 (SWIGLU: 128 x 64 output) */
+  COMET_GEMM_TILE_NARROW = 2, /* 128 x 128 (SWIGLU: 128 x 64 output) */
+  /* 256 x 128 (SWIGLU: 256 x 64 output): each B tile serves 256 rows, for
+   * small experts whose B bytes dominate. No hooks, no B MN-major, at most
+   * 128 groups, no split tail; never chosen by AUTO (yet) */
+  COMET_GEMM_TILE_TALL = 3
 } comet_gemm_tile_t;
 
 /* Order of the tile list (with mtiles): LAYER0 = bands of M-tiles, M

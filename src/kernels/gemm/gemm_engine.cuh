@@ -142,7 +142,8 @@ __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
  * producer warpgroup gathers A's rows with cp.async (Args' gather fields)
  * instead of one TMA box per stage (needs kHooks). */
 template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = false,
-          bool kBmn_ = false, bool kKgroup_ = false, bool kPair_ = false, bool kDeep_ = false>
+          bool kBmn_ = false, bool kKgroup_ = false, bool kPair_ = false, bool kDeep_ = false,
+          bool kTall_ = false>
 struct Cfg {
   /* kPair: 2-CTA clusters sharing B by TMA multicast (see "pairs" below) */
   static constexpr bool kPair = kPair_;
@@ -173,9 +174,19 @@ struct Cfg {
    * DRAM, 1.013x three stages over the 56 grouped rows (session 9 run 1) */
   static constexpr bool kDeep = kDeep_;
   static_assert(!kDeep || (kBN_ == 256 && !kHooks && !kKgroup && !kPair), "deep: wide, no hooks");
-  static constexpr bool kSmallTables = kPair || kDeep; /* the 4-stage ring's smem budget */
+  /* kTall: 256-row tiles of 128 B rows (a consumer warpgroup takes two
+   * 64-row blocks): every B tile serves twice the rows, for experts of at
+   * most 256 rows where B's bytes dominate and the launch is DRAM-bound
+   * (DeepSeek-V2-Lite at 2048 tokens reads B 1.6-1.9 times with 128-row
+   * tiles: session 12 run 5). No split tail, no hooks. */
+  static constexpr bool kTall = kTall_;
+  static_assert(!kTall || (kBN_ == 128 && !kHooks && !kKgroup && !kPair && !kBmn && !kDeep),
+                "tall: 128 B rows, plain grouped launches");
+  static constexpr int kRows = kTall ? 2 * kBM : kBM; /* rows of a tile */
+  static constexpr int kAcc = (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
+  static constexpr bool kSmallTables = kPair || kDeep || kTall; /* the 4-stage ring's smem budget */
   static constexpr int kStages = kSmallTables ? 4 : kBN == 256 ? 3 : 5;
-  static constexpr int kABytes = kBM * kBK * 2, kBBytes = kBN * kBK * 2;
+  static constexpr int kABytes = kRows * kBK * 2, kBBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kSlabs = kOutN / 64;               /* per consumer warpgroup */
   static constexpr int kStgSlabs = kSmallTables && kSlabs > 2 ? 2 : kSlabs; /* staged at once */
@@ -216,7 +227,7 @@ __device__ __forceinline__ int group_of(const int *mstart, int groups, int q) {
  * tiles run in bands of a.band M-tiles, M fastest, so CTAs running at the
  * same time share B tiles in L2. */
 __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
-                                              const int *mstart, int t) {
+                                              const int *mstart, int t, int rows = kBM) {
   const int q = t / a.n_tiles;
   const int g = group_of(mstart, a.groups, q), mt = mstart[g + 1] - mstart[g];
   const int l = t - mstart[g] * a.n_tiles;
@@ -225,7 +236,7 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
   const int m = first + rem % bm;
   Tile tl;
   tl.group = g;
-  tl.row0 = row_off[g] + m * kBM;
+  tl.row0 = row_off[g] + m * rows;
   tl.row_end = row_off[g + 1];
   tl.n = rem / bm;
   tl.mtile = mstart[g] + m;
@@ -333,7 +344,7 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
   if constexpr (C::kPair) return sched_pair(a, row_off, mstart, t, (int)cluster_ctarank());
   if constexpr (C::kHooks)
     if (a.mtiles) return sched_list(a, count, t);
-  return sched_natural(a, row_off, mstart, t);
+  return sched_natural(a, row_off, mstart, t, C::kRows);
 }
 
 /* ---- where a CTA's next tile comes from ----
@@ -595,6 +606,7 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
       uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
       tma_load_2d(sa, tm_a, &full[stage], kb * kBK, tl.row0);
+      if constexpr (C::kTall) tma_load_2d(sa + kBM * 128, tm_a, &full[stage], kb * kBK, tl.row0 + kBM);
       if constexpr (C::kBmn) { /* box (64 columns, 64 k-rows) per chunk */
         constexpr int kChunks = C::kBN / 64;
 #pragma unroll
@@ -642,6 +654,33 @@ __device__ __forceinline__ void mma_stage(float (&acc)[C::kBN / 2], uint32_t sa,
     } else {
       if constexpr (C::kFp16) wgmma_m64n128k16_f16<kT, kTA>(acc, da, db, scale_d);
       else wgmma_m64n128k16_bf16<kT, kTA>(acc, da, db, scale_d);
+    }
+  }
+  wgmma_commit();
+}
+
+/* The tall tile's stage (C::kTall): the warpgroup's two 64-row blocks
+ * (sa, sa + 64 rows) against the same B, a block skipped where all its
+ * rows lie past the group (on: which blocks run). */
+template <class C>
+__device__ __forceinline__ void mma_stage_tall(float (&acc)[C::kAcc], uint32_t sa, uint32_t sb,
+                                               bool first, int on) {
+  static_assert(C::kTall, "the tall tile's");
+  float(&lo)[64] = *reinterpret_cast<float(*)[64]>(&acc[0]);
+  float(&hi)[64] = *reinterpret_cast<float(*)[64]>(&acc[64]);
+  wgmma_fence();
+#pragma unroll
+  for (int k = 0; k < kBK / 16; ++k) {
+    const uint64_t db = wgmma_desc_sw128(sb + k * 32);
+    const int scale_d = (first && k == 0) ? 0 : 1;
+    if (on & 1) {
+      if constexpr (C::kFp16) wgmma_m64n128k16_f16<0, 0>(lo, wgmma_desc_sw128(sa + k * 32), db, scale_d);
+      else wgmma_m64n128k16_bf16<0, 0>(lo, wgmma_desc_sw128(sa + k * 32), db, scale_d);
+    }
+    if (on & 2) {
+      const uint64_t da = wgmma_desc_sw128(sa + 64 * 128 + k * 32);
+      if constexpr (C::kFp16) wgmma_m64n128k16_f16<0, 0>(hi, da, db, scale_d);
+      else wgmma_m64n128k16_bf16<0, 0>(hi, da, db, scale_d);
     }
   }
   wgmma_commit();
@@ -711,10 +750,10 @@ __device__ __forceinline__ void store_ragged(const Args &a, const uint8_t *stg, 
 template <class C>
 __device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap *tm_c,
                                                const float (&acc)[C::kBN / 2], uint8_t *stg,
-                                               const Tile &tl, int cw, int ctid) {
+                                               const Tile &tl, int wrow0, int cw, int ctid) {
   static_assert(!C::kSwiglu, "the SwiGLU tile's two slabs are staged at once");
   const int warp = ctid >> 5, lane = ctid & 31;
-  const int wrow0 = tl.row0 + cw * 64, n0 = tl.n * C::kOutN;
+  const int n0 = tl.n * C::kOutN;
   const bool whole = wrow0 + 64 <= tl.row_end;
   float scale[2];
   fragment_scales(a, tl, wrow0, warp, lane, scale);
@@ -751,17 +790,17 @@ __device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap 
   }
 }
 
-/* Writes this warpgroup's 64 x kOutN results to global memory. */
+/* Writes a 64 x kOutN block of this warpgroup's results, rows from wrow0,
+ * to global memory. */
 template <class C>
 __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
                                          const float (&acc)[C::kBN / 2], uint8_t *stg,
-                                         const Tile &tl, int cw, int ctid) {
+                                         const Tile &tl, int wrow0, int cw, int ctid) {
   if constexpr (C::kStgSlabs < C::kSlabs) {
-    epilogue_turns<C>(a, tm_c, acc, stg, tl, cw, ctid);
+    epilogue_turns<C>(a, tm_c, acc, stg, tl, wrow0, cw, ctid);
     return;
   }
   const int warp = ctid >> 5, lane = ctid & 31;
-  const int wrow0 = tl.row0 + cw * 64; /* first row of this warpgroup */
   const int n0 = tl.n * C::kOutN;
   /* the previous tile's TMA store must have read the staging area */
   if (ctid == 0) bulk_wait_read_all();
@@ -918,9 +957,10 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
   const int cw = threadIdx.x / 128 - 1, ctid = threadIdx.x % 128;
   const int k_iters = (a.k + kBK - 1) / kBK;
   uint8_t *stg = smem + C::kOffC + cw * C::kStgSlabs * kSlabBytes;
-  const uint32_t sa0 = smem_u32(smem + C::kOffA) + cw * 64 * 128; /* this WG's 64 rows */
+  /* this warpgroup's rows: 64 (128 in a tall tile) */
+  const uint32_t sa0 = smem_u32(smem + C::kOffA) + cw * (C::kRows / 2) * 128;
   const uint32_t sb0 = smem_u32(smem + C::kOffB);
-  float acc[C::kBN / 2];
+  float acc[C::kAcc];
   const Ring ring = ring_at(smem + C::kOffTab);
   int stage = 0;
   uint32_t phase = 0;
@@ -945,9 +985,13 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
      * other warpgroup has the tensor cores to itself; the stages are waited
      * for and handed back as usual (all 4 warps past the wait first, so
      * none lags a ring's turn behind), and the epilogue stores none of its
-     * rows. Routed expert sizes leave such a tile in about half the groups. */
+     * rows. Routed expert sizes leave such a tile in about half the groups.
+     * A tall tile's warpgroup skips each of its two blocks so (on). */
+    const int wrow0 = tl.row0 + cw * (C::kRows / 2);
+    int on = 1;
+    if constexpr (C::kTall) on = (wrow0 < tl.row_end ? 1 : 0) | (wrow0 + 64 < tl.row_end ? 2 : 0);
     bool idle = false;
-    if constexpr (!C::kKgroup) idle = tl.row0 + cw * 64 >= tl.row_end;
+    if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end;
     int prev = -1;
     for (int kb = kb0; kb < kb1; ++kb) {
       mbar_wait(&full[stage], phase);
@@ -961,7 +1005,10 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
         if (kb == kb1 - 1 && tail < kBK)
           zero_tail<C>(smem + C::kOffA + stage * C::kABytes, smem + C::kOffB + stage * C::kBBytes,
                        tail);
-      mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
+      if constexpr (C::kTall)
+        mma_stage_tall<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0, on);
+      else
+        mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
       if (kb > kb0) { /* the previous stage's wgmma is done: hand its slot back */
         wgmma_wait<1>();
         if (ctid == 0) release_stage<C>(&empty[prev]);
@@ -972,10 +1019,15 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     wgmma_wait<0>();
     if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
     bool last = true; /* this item ends its tile: the epilogue */
-    if constexpr (!C::kHooks && !C::kKgroup) /* those never split: no fixup code in them */
+    if constexpr (!C::kHooks && !C::kKgroup && !C::kTall) /* never split: no fixup code */
       if (wk.u >= 0) last = split_fixup<C>(a, acc, wk.u / sp.s, wk.u % sp.s, sp.s, cw, ctid);
     if (last) {
-      epilogue<C>(a, tm_c, acc, stg, tl, cw, ctid);
+      if constexpr (C::kTall) { /* block by block, through the same staging */
+        epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[0]), stg, tl, wrow0, cw, ctid);
+        epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[64]), stg, tl, wrow0 + 64, cw, ctid);
+      } else {
+        epilogue<C>(a, tm_c, acc, stg, tl, wrow0, cw, ctid);
+      }
       if constexpr (C::kHooks)
         if (a.publish_flags) publish<C>(a, tl, ctid);
     }
@@ -986,7 +1038,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
 
 /* Builds the CTA's group tables (natural schedule): row_off[g] = off[g],
  * mstart[g] = M-tiles before group g; returns the tile count. */
-__device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *mstart) {
+__device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *mstart, int rows) {
   for (int i = threadIdx.x; i <= a.groups; i += blockDim.x) row_off[i] = a.group_offset[i];
   __syncthreads();
   if (threadIdx.x < 32) {
@@ -995,7 +1047,7 @@ __device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *m
     for (int base = 0; base < a.groups; base += 32) {
       const int g = base + lane;
       int mt = 0;
-      if (g < a.groups) mt = (max(row_off[g + 1] - row_off[g], 0) + kBM - 1) / kBM;
+      if (g < a.groups) mt = (max(row_off[g + 1] - row_off[g], 0) + rows - 1) / rows;
       int incl = mt;
 #pragma unroll
       for (int d = 1; d < 32; d <<= 1) {
@@ -1046,7 +1098,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
     count = *a.mtile_count;
     total = count * a.n_tiles;
   } else if (!C::kKgroup) {
-    build_tables(a, row_off, mstart);
+    build_tables(a, row_off, mstart, C::kRows);
   }
   /* pairs: the peer's barriers are initialized before any multicast or
    * remote arrival; the cluster is the scheduling unit */
