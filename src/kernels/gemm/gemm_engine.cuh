@@ -660,11 +660,12 @@ __device__ __forceinline__ void mma_stage(float (&acc)[C::kBN / 2], uint32_t sa,
 }
 
 /* The tall tile's stage (C::kTall): the warpgroup's two 64-row blocks
- * (sa, sa + 64 rows) against the same B, a block skipped where all its
- * rows lie past the group (on: which blocks run). */
+ * (sa, sa + 64 rows) against the same B. Both always run: skipping one
+ * by a branch made ptxas serialize every wgmma of the kernel (C7520; the
+ * tile ran at 0.64x the wide one, session 12 run 7). */
 template <class C>
 __device__ __forceinline__ void mma_stage_tall(float (&acc)[C::kAcc], uint32_t sa, uint32_t sb,
-                                               bool first, int on) {
+                                               bool first) {
   static_assert(C::kTall, "the tall tile's");
   float(&lo)[64] = *reinterpret_cast<float(*)[64]>(&acc[0]);
   float(&hi)[64] = *reinterpret_cast<float(*)[64]>(&acc[64]);
@@ -673,14 +674,13 @@ __device__ __forceinline__ void mma_stage_tall(float (&acc)[C::kAcc], uint32_t s
   for (int k = 0; k < kBK / 16; ++k) {
     const uint64_t db = wgmma_desc_sw128(sb + k * 32);
     const int scale_d = (first && k == 0) ? 0 : 1;
-    if (on & 1) {
-      if constexpr (C::kFp16) wgmma_m64n128k16_f16<0, 0>(lo, wgmma_desc_sw128(sa + k * 32), db, scale_d);
-      else wgmma_m64n128k16_bf16<0, 0>(lo, wgmma_desc_sw128(sa + k * 32), db, scale_d);
-    }
-    if (on & 2) {
-      const uint64_t da = wgmma_desc_sw128(sa + 64 * 128 + k * 32);
-      if constexpr (C::kFp16) wgmma_m64n128k16_f16<0, 0>(hi, da, db, scale_d);
-      else wgmma_m64n128k16_bf16<0, 0>(hi, da, db, scale_d);
+    const uint64_t da0 = wgmma_desc_sw128(sa + k * 32), da1 = wgmma_desc_sw128(sa + 64 * 128 + k * 32);
+    if constexpr (C::kFp16) {
+      wgmma_m64n128k16_f16<0, 0>(lo, da0, db, scale_d);
+      wgmma_m64n128k16_f16<0, 0>(hi, da1, db, scale_d);
+    } else {
+      wgmma_m64n128k16_bf16<0, 0>(lo, da0, db, scale_d);
+      wgmma_m64n128k16_bf16<0, 0>(hi, da1, db, scale_d);
     }
   }
   wgmma_commit();
@@ -986,10 +986,8 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
      * for and handed back as usual (all 4 warps past the wait first, so
      * none lags a ring's turn behind), and the epilogue stores none of its
      * rows. Routed expert sizes leave such a tile in about half the groups.
-     * A tall tile's warpgroup skips each of its two blocks so (on). */
+     * (A tall tile's warpgroup: all its 128 rows.) */
     const int wrow0 = tl.row0 + cw * (C::kRows / 2);
-    int on = 1;
-    if constexpr (C::kTall) on = (wrow0 < tl.row_end ? 1 : 0) | (wrow0 + 64 < tl.row_end ? 2 : 0);
     bool idle = false;
     if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end;
     int prev = -1;
@@ -1006,7 +1004,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
           zero_tail<C>(smem + C::kOffA + stage * C::kABytes, smem + C::kOffB + stage * C::kBBytes,
                        tail);
       if constexpr (C::kTall)
-        mma_stage_tall<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0, on);
+        mma_stage_tall<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
       else
         mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
       if (kb > kb0) { /* the previous stage's wgmma is done: hand its slot back */
