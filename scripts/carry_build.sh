@@ -7,11 +7,18 @@
 # nvidia-nccl-cu13 wheel on the GPU machines: scripts/gpu_carried.sh points
 # LD_LIBRARY_PATH at it. Building here saves the ~5 minutes of device time a
 # build there costs.
+# First scripts/ptxas_check.sh (spills, serialized wgmma: ~1 minute;
+# SKIP_PTXAS=1 skips it).
 #   usage: scripts/carry_build.sh [--no-wheel]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 grep -qx "/.gpubin/" .git/info/exclude 2>/dev/null || echo "/.gpubin/" >> .git/info/exclude
 make > /dev/null
+if [ "${SKIP_PTXAS:-0}" != 1 ] && ! scripts/ptxas_check.sh > /tmp/comet_ptxas.txt; then
+  cat /tmp/comet_ptxas.txt
+  echo "carry_build: ptxas_check failed (above); SKIP_PTXAS=1 to carry anyway" >&2
+  exit 1
+fi
 rm -rf .gpubin && mkdir -p .gpubin
 cp build/comet .gpubin/
 cp tuning/comet-tuning.txt .gpubin/ # found beside the binaries (tune/load.c)
