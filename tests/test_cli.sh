@@ -41,13 +41,13 @@ expect "tune --help" 0 "^usage: comet tune" -- "$comet" tune --help
 expect "help lists tune" 0 "^  tune " -- "$comet" --help
 # Option errors: exit 2 with their message whether or not there is a GPU.
 expect "tune refuses --check" 2 "comet tune: --check and --n-comm" -- "$comet" tune --model mixtral-8x7b --check
-expect "tune bad --sweep" 2 "bad value '1,x' for --sweep" -- "$comet" tune --sweep 1,x
+expect "tune bad --sweep" 2 "^comet tune: bad value '1,x' for --sweep" -- "$comet" tune --sweep 1,x
 expect "tune bad --repeat" 2 "bad value '10' for --repeat" -- "$comet" tune --repeat 10
 expect "tune bad --refine" 2 "bad value '16' for --refine" -- "$comet" tune --refine 16
 expect "tune bad --keep" 2 "bad value '30' for --keep" -- "$comet" tune --keep 30
-expect "tune 5 routings" 2 "bad value 'uniform,skew:0.05,skew:0.1,uniform,uniform' for --routing" -- "$comet" tune --routing uniform,skew:0.05,skew:0.1,uniform,uniform
+expect "tune 5 routings" 2 "^comet tune: bad value 'uniform,skew:0.05,skew:0.1,uniform,uniform' for --routing" -- "$comet" tune --routing uniform,skew:0.05,skew:0.1,uniform,uniform
 expect "tune bad routing in a list" 2 "bad value 'uniform,bogus' for --routing" -- "$comet" tune --routing uniform,bogus
-expect "bench takes one routing" 2 "bad value 'uniform,skew:0.05' for --routing" -- "$comet" bench --routing uniform,skew:0.05
+expect "bench takes one routing" 2 "^comet bench: bad value 'uniform,skew:0.05' for --routing" -- "$comet" bench --routing uniform,skew:0.05
 expect "bench unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --model nope
 expect "bench --save needs --backward" 2 "comet bench: --save .*give it with --backward" "no CUDA GPU" -- "$comet" bench --save
 expect "bench --help mentions --save" 0 "^ +--save +with --backward" -- "$comet" bench --help

@@ -211,6 +211,7 @@ static int parse_routings(const char *v, bench_opts_t *o) {
 static int parse(int argc, char **argv, bench_opts_t *o, int tune) {
   memset(o, 0, sizeof *o);
   o->tune = tune;
+  *cli_prog() = tune ? "comet tune" : "comet bench";
   if (tune) {
     static const int sweep[] = COMET_COST_MOVER_STEPS;
     o->nsweep = (int)(sizeof sweep / sizeof sweep[0]);

@@ -20,12 +20,19 @@
  * ranks; their products stay ints: the validator then names the real limit). */
 enum { CLI_MAX_COUNT = 1 << 24, CLI_MAX_RANKS = 1 << 12 };
 
+/* The command the parse messages name ("comet bench" unless a parser
+ * sets it, e.g. to "comet tune"). */
+static inline const char **cli_prog(void) {
+  static const char *prog = "comet bench";
+  return &prog;
+}
+
 /* In an option loop over argv with locals `a` (the option), `v` (the next
  * argument or NULL) and `i`: take v as a's value, or fail the parse (-1). */
 #define CLI_NEED()                                                   \
   do {                                                               \
     if (!v) {                                                        \
-      fprintf(stderr, "comet bench: %s needs a value\n", a);         \
+      fprintf(stderr, "%s: %s needs a value\n", *cli_prog(), a);     \
       return -1;                                                     \
     }                                                                \
     ++i;                                                             \
@@ -33,7 +40,7 @@ enum { CLI_MAX_COUNT = 1 << 24, CLI_MAX_RANKS = 1 << 12 };
 /* The value v of option a is bad: fail the parse (-1). */
 #define CLI_BAD()                                                    \
   do {                                                               \
-    fprintf(stderr, "comet bench: bad value '%s' for %s\n", v, a);   \
+    fprintf(stderr, "%s: bad value '%s' for %s\n", *cli_prog(), v, a); \
     return -1;                                                       \
   } while (0)
 
