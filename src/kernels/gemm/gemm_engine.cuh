@@ -4,7 +4,8 @@
  * shared-memory stages, guarded by full/empty mbarriers) + 2 consumer
  * warpgroups (wgmma m64nBNk16, 64 rows each; epilogue through a swizzled
  * shared staging tile and TMA stores, or row-checked 16-byte stores for a
- * tile that crosses its group's end). gemm_engine_run() is the whole body,
+ * tile that crosses its group's end); Cfg::kTall tiles have 256 rows, two
+ * 64-row blocks a consumer warpgroup. gemm_engine_run() is the whole body,
  * callable from a fused kernel that hands it a CTA index and count.
  * Cfg::kPair runs it in 2-CTA clusters that share B by TMA multicast
  * (opt-in; see "pairs").
