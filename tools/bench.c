@@ -635,15 +635,18 @@ static void grads_free(bench_grads_t *g, int owns_dout, cudaStream_t st) {
   if (g->dtw) cudaFreeAsync(g->dtw, st);
 }
 
-/* tune's routing q > 0: a's ids and weights drawn again with routing ro
- * (p, ids, wt: host scratch of E, T*K, T*K), into device buffers of its
- * own (freed by the caller); nonzero on failure. */
+/* a's topk ids and weights: this rank's routing drawn on the host with
+ * routing ro and seed (p, ids, wt: host scratch of E, T*K, T*K), in device
+ * buffers of their own (the caller frees them); *load_std (if not NULL):
+ * the experts' drawn load spread. Nonzero on failure. */
 static int routing_args(const comet_rank_info_t *info, comet_moe_args_t *a,
                         const comet_layer_config_t *cfg, const comet_md_routing_t *ro,
-                        uint64_t seed, double *p, int32_t *ids, float *wt, cudaStream_t st) {
+                        uint64_t seed, double *p, int32_t *ids, float *wt, double *load_std,
+                        cudaStream_t st) {
   const int T = a->num_tokens, K = cfg->topk, E = cfg->num_experts;
   const size_t n = (size_t)T * K;
-  comet_md_expert_probs(p, E, ro, seed);
+  const double spread = comet_md_expert_probs(p, E, ro, seed);
+  if (load_std) *load_std = spread;
   comet_md_routing_host(ids, wt, T, K, E, p, ro, info->rank, seed);
   void *dids = NULL, *dwt = NULL;
   a->topk_ids = NULL;
@@ -679,30 +682,20 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   }
   config_result_t res;
   memset(&res, 0, sizeof res);
-  res.skew_real = comet_md_expert_probs(p, E, &o->routing, seed);
-  comet_md_routing_host(ids, wt, T, K, E, p, &o->routing, r, seed);
   void *dx, *dout, *dw1, *dw2;
-  int32_t *dids;
-  float *dwt;
   const size_t xb = (size_t)T * H * 2;
   RCUDA(dev_alloc(&dx, xb, st));
   RCUDA(dev_alloc(&dout, xb, st));
   RCUDA(dev_alloc(&dw1, (size_t)El * w1r * H * 2, st));
   RCUDA(dev_alloc(&dw2, (size_t)El * H * Fl * 2, st));
-  RCUDA(dev_alloc(&dids, sizeof(int32_t) * (size_t)T * K, st));
-  RCUDA(dev_alloc(&dwt, sizeof(float) * (size_t)T * K, st));
   RCUDA(comet_md_fill_x(dx, T, H, cfg.dtype, r, seed, st));
   RCUDA(comet_md_fill_w1(dw1, &cfg, r / cfg.tp, r % cfg.tp, seed, st));
   RCUDA(comet_md_fill_w2(dw2, &cfg, r / cfg.tp, r % cfg.tp, seed, st));
-  RCUDA(cudaMemcpyAsync(dids, ids, sizeof(int32_t) * (size_t)T * K, cudaMemcpyHostToDevice, st));
-  RCUDA(cudaMemcpyAsync(dwt, wt, sizeof(float) * (size_t)T * K, cudaMemcpyHostToDevice, st));
-  RCUDA(cudaStreamSynchronize(st));
 
   comet_moe_args_t a = COMET_MOE_ARGS_INITIALIZER;
   a.num_tokens = T;
   a.x = dx;
-  a.topk_ids = dids;
-  a.topk_weights = dwt;
+  if (routing_args(info, &a, &cfg, &o->routing, seed, p, ids, wt, &res.skew_real, st)) return 1;
   a.w1 = dw1;
   a.w2 = dw2;
   a.out = dout;
@@ -739,7 +732,8 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
       ta[q] = a;
     }
     for (int q = 1; q < o->nrouting && rc == 0; ++q)
-      rc = routing_args(info, &ta[q], &cfg, &o->routings[q], seed + (uint64_t)q, p, ids, wt, st);
+      rc = routing_args(info, &ta[q], &cfg, &o->routings[q], seed + (uint64_t)q, p, ids, wt, NULL,
+                        st);
     if (rc == 0)
       rc = tune_config(info, &to, &cfg, ctx, st, ta, model, device_name, index,
                        o->nmodels * o->ntokens);
@@ -800,8 +794,8 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
   RCUDA(cudaFreeAsync(dout, st));
   RCUDA(cudaFreeAsync(dw1, st));
   RCUDA(cudaFreeAsync(dw2, st));
-  RCUDA(cudaFreeAsync(dids, st));
-  RCUDA(cudaFreeAsync(dwt, st));
+  RCUDA(cudaFreeAsync((void *)a.topk_ids, st));
+  RCUDA(cudaFreeAsync((void *)a.topk_weights, st));
   free(p);
   free(ids);
   free(wt);
