@@ -226,9 +226,9 @@ __device__ __forceinline__ int group_of(const int *mstart, int groups, int q) {
 /* Without a list: the CTA's table mstart[g] = M-tiles before group g; tile t
  * is M-tile q = t / n_tiles of the flattened list, and inside a group the
  * tiles run in bands of a.band M-tiles, M fastest, so CTAs running at the
- * same time share B tiles in L2. */
+ * same time share B tiles in L2. rows: an M-tile's (C::kRows). */
 __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
-                                              const int *mstart, int t, int rows = kBM) {
+                                              const int *mstart, int t, int rows) {
   const int q = t / a.n_tiles;
   const int g = group_of(mstart, a.groups, q), mt = mstart[g + 1] - mstart[g];
   const int l = t - mstart[g] * a.n_tiles;
