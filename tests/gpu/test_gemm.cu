@@ -4,8 +4,8 @@
  * rows), N and K off the tile grid, both dtypes, both tile shapes, every
  * epilogue, row scales, the hooks (an M-tile list in both orders; wait
  * flags released by the host after a delay while the A rows are still NaN;
- * publish flags), the split tail (few CTAs, long K: the last waves' tiles
- * run stream-K, summed in a workspace; run twice so a slot left dirty
+ * publish flags), the split tail (few CTAs, long K: the last wave's tiles
+ * split along K and summed in a workspace; run twice so a slot left dirty
  * would show), and argument errors. Fresh random data per case, output
  * poisoned with NaN before each launch; rows past the last group must stay
  * poisoned. `--quick`: a few small cases (for compute-sanitizer). */
@@ -506,7 +506,7 @@ int main(int argc, char **argv) {
       {BF, SW, WI, 136, 72, edge, 0, true, "bf16 swiglu wide scale"},
       {FP, SW, NA, 72, 520, edge, 3, false, "fp16 swiglu narrow"},
       {FP, ST, WI, 264, 8, {129, 1}, 2, true, "fp16 store wide k=8 scale"},
-      /* 10 tiles on 8 CTAs: the last 2 split in 4 parts (stream-K on 4 CTAs) */
+      /* 10 tiles on 8 CTAs: the last 2 split 4 ways */
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4", 8},
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4 again", 8},
       /* B MN-major (the backward's dh = dy . w2, dA = d(fc1) . w1) */
@@ -543,17 +543,15 @@ int main(int argc, char **argv) {
     cases.push_back({BF, ST, NA, 8, 64, {1000}, 1, false, "bf16 store narrow n=8"});
     cases.push_back({FP, ST, NA, 392, 2056, {131, 400}, 9, false, "fp16 store narrow k=2056"});
     cases.push_back({BF, SW, NA, 200, 328, {129, 127, 0, 300}, 5, true, "bf16 swiglu narrow scale"});
-    /* split tail (plan_split): 33 wide tiles on 16 CTAs (the last 17
-     * stream-K over the 16, ranges of 1.06 tiles), swiglu 6 tiles on 24
-     * CTAs (2 parts each), fp16 narrow 24 tiles on 20 CTAs (the last 4 in 2
-     * parts, K 2056 ragged), 2 tiles on 64 CTAs (4 parts each) */
+    /* split tail: 33 wide tiles on 16 CTAs (1 left, split 4), swiglu, fp16
+     * narrow 24 tiles on 20 CTAs (4 left, split 4 with K 2056 ragged),
+     * 4 tiles on 64 CTAs (split 8) */
     cases.push_back({BF, ST, WI, 520, 2056, {300, 0, 517, 64, 129}, 128, true, "bf16 wide split", 16});
-    /* 13 tiles on 8 CTAs: the last 5 stream-K over the 8 (ranges of 0.625
-     * tiles: a CTA ends one tile and starts the next) */
-    cases.push_back({BF, ST, WI, 200, 8192, {1500, 60}, 4, true, "bf16 wide stream-K", 8});
+    /* 13 tiles on 8 CTAs: the last 13 split 3 ways, several parts a CTA */
+    cases.push_back({BF, ST, WI, 200, 2048, {1500, 60}, 4, true, "bf16 wide split 2 waves", 8});
     cases.push_back({BF, SW, AU, 200, 2064, {129, 127, 0, 300}, 5, true, "bf16 swiglu auto split", 24});
     cases.push_back({FP, ST, NA, 392, 2056, {131, 400}, 9, false, "fp16 narrow split k=2056", 20});
-    cases.push_back({FP, SW, WI, 136, 4096, {200}, 0, true, "fp16 swiglu wide split 4", 64});
+    cases.push_back({FP, SW, WI, 136, 4096, {200}, 0, true, "fp16 swiglu wide split 8", 64});
     for (int i = 0; i < 8; ++i) { /* random shapes */
       Case c;
       c.dt = i & 1 ? FP : BF;

@@ -400,7 +400,6 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.ws_count = w.count;
   a.ws_tiles = w.ws ? w.tiles * 256 / C::kBN : 0;
   a.ws_ordered = w.ordered;
-  a.split_equal = p->split_equal;
   a.split_max = w.ws && !C::kTall ? 16 : 0; /* the tall tile never splits */
   return a;
 }

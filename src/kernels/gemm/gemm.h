@@ -150,11 +150,6 @@ typedef struct comet_gemm_params {
    * bench --ab's comet_3stage_tflops). The bits are the same. Four
    * measured 1.013x three over the 56 grouped rows (session 9 run 1). */
   int stages;
-  /* 1: the split tail only in equal parts of whole last-wave tiles (the
-   * planner before session 13's stream-K tail; A/B: bench --ab's
-   * comet_equal_tflops). The bits follow the parts, so they differ from the
-   * default's; each mode gives the same bits on every run. */
-  int split_equal;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers
@@ -171,9 +166,9 @@ int comet_gemm_pair_capacity(void);
 /* Bytes of a split-tail workspace of `slots` slots (params.split_ws). */
 size_t comet_gemm_split_ws_bytes(int slots);
 /* The slots a caller's workspace wants for launches on `sms` SMs (ordered
- * sums: a slot per part, m tail tiles over p CTAs take m + p; plan_split
- * picks within what there is), on at most 132 SMs (H100, H200; more SMs
- * get fewer split choices): 264 slots, 33 MiB, at most. */
+ * sums: a slot per part): a last wave of wide tiles split in two
+ * (plan_split), on at most 132 SMs (H100, H200; more SMs get fewer split
+ * choices): 264 slots, 33 MiB, at most. */
 int comet_gemm_split_slots(int sms);
 
 /* Launches the grouped GEMM on `stream` (asynchronous; capturable). */

@@ -67,71 +67,51 @@ struct Args {
   uint32_t *ws_count; /* zeroed arrival counters, one per slot */
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
-  int split_equal; /* only equal splits (p = m * s): params.split_equal */
 };
 
-/* ---- split tail (stream-K over the last wave or two) ----
+/* ---- split tail ----
  * A persistent grid of P CTAs over T tiles runs floor(T/P) full waves and a
  * last wave of rem = T % P tiles, which leaves P - rem SMs idle for a whole
  * tile time: with 2 experts and long K (Mixtral layer1, 272 tiles on 132
  * SMs) that is a third of the run. So the last m tiles (m = rem, or
- * rem + P: the last two waves) may be run stream-K: their m * k_iters
- * K blocks, in tile order, are cut into p equal contiguous ranges, one a
- * CTA (c < p), so every CTA of the tail does the same work; a range
- * covers the end of one tile, the start of the next (or whole tiles
- * between), and a tile is the parts of the consecutive CTAs whose ranges
- * touch it. plan_split picks (m, p) by the estimated time, counting a
- * part's fixed cost (ring refill, partial store) and the last part's reads.
- * Each part adds its fp32 accumulators into the tile's workspace slot
- * (red.add.v4.f32) and counts itself in; the last to arrive reads the sum
- * back, zeroes the slot for the next launch and runs the normal epilogue
- * (no part ever waits for another). That sum's order varies with the
- * parts' arrival; with ws_ordered part (tile u, CTA c) stores into slot
- * u + c of its own instead (a tile's parts have consecutive slots: m + p
- * slots in all) and the last one adds them up in part order: the same bits
- * on every run. An equal split in s parts is the case p = m * s. */
-/* K blocks per CTA range, at least: at 8 (run 4) the skewed K = 1408 cases
- * of Qwen2-MoE and DeepSeek-V2-Lite layer1 lost 9-16% (short tiles, where a
- * part's fixed cost is large); K < 2 * 16 blocks (2048) never splits. */
+ * rem + P: the last two waves) may be split along K into s parts each,
+ * dealt round-robin like tiles: ceil(m*s/P) rounds of 1/s tile instead of
+ * 1 or 2 whole waves; plan_split picks (m, s) by that time plus a guess of
+ * the partial sums' cost. Each part adds its fp32 accumulators into the
+ * tile's workspace slot (red.add.v4.f32) and counts itself in; the last to
+ * arrive reads the sum back, zeroes the slot for the next launch and runs
+ * the normal epilogue (no part ever waits for another). That sum's order
+ * varies with the parts' arrival; with ws_ordered each part stores into a
+ * slot of its own instead (s slots a tile) and the last one adds the s
+ * slots up in part order: the same bits on every run. Work items: w < dp
+ * are whole tiles, w >= dp is part (w-dp)%s of tile dp + (w-dp)/s. */
+/* K blocks per part, at least: at 8 (run 4) the skewed K = 1408 cases of
+ * Qwen2-MoE and DeepSeek-V2-Lite layer1 lost 9-16% (short tiles, where a
+ * part's fixed cost is large); 16 keeps every K < 2048 launch unsplit. */
 constexpr int kMinSplitIters = 16;
-/* In K blocks (~0.84 us each for a wide tile at 660 TFLOP/s; guesses): a
- * part's fixed cost, and the last part's cost of adding one partial sum. */
-constexpr float kPartIters = 6.0f, kFixIters = 2.0f;
+constexpr float kSplitCost = 0.03f; /* per round and once, in tile times (a guess) */
 
 struct Split {
-  int dp;    /* tiles t < dp: whole, dealt round-robin (cta, cta + ncta, ...) */
-  int m, p;  /* tiles dp .. dp + m - 1: stream-K over CTAs 0 .. p - 1 (m = 0: none) */
+  int dp, s, items;
   float time; /* estimated, in tile times */
 };
 
-/* Estimated time (K blocks) of the tail: m tiles over p CTAs. */
-__device__ __forceinline__ float tail_iters(int m, int p, int k_iters) {
-  const int per = (m * k_iters + p - 1) / p, least = m * k_iters / p;
-  /* tiles a range touches and ranges a tile touches, at most */
-  int segs = (per + k_iters - 1) / k_iters + 1, parts = (k_iters + least - 1) / least + 1;
-  if (p % m == 0) segs = 1, parts = p / m; /* an equal split */
-  return per + segs * kPartIters + parts * kFixIters;
-}
-
 __device__ __forceinline__ Split plan_split(const Args &a, int total, int ncta, int k_iters) {
   const int full = total / ncta, rem = total % ncta;
-  Split sp = {total, 0, 0, (float)(full + (rem ? 1 : 0))};
-  if (a.split_max < 2 || a.ws == nullptr || rem == 0 || k_iters < 2 * kMinSplitIters) return sp;
+  Split sp = {total, 1, total, (float)(full + (rem ? 1 : 0))};
+  if (a.split_max < 2 || a.ws == nullptr || rem == 0) return sp;
+  const int smax = min(k_iters / kMinSplitIters, a.split_max);
   for (int j = 0; j <= min(full, 1); ++j) {
     const int m = rem + j * ncta;
-    if (m > a.ws_tiles || (long long)m * k_iters * (ncta + 1) >= (1ll << 31)) break;
-    int pmax = min(ncta, m * k_iters / kMinSplitIters);
-    if (a.ws_ordered) pmax = min(pmax, a.ws_tiles - m);
-    /* p = pmax (the most even), or an equal split in s parts (p = m * s) */
-    for (int s = 1; s <= a.split_max; ++s) {
-      const int p = s == 1 ? pmax : m * s;
-      if (s > 1 && p >= pmax) break;
-      if (p < 2 || (s == 1 && a.split_equal)) continue;
-      const float t = (float)(full - j) + tail_iters(m, p, k_iters) / k_iters;
+    if (m > a.ws_tiles) break;
+    for (int s = 2; s <= smax; ++s) {
+      if (a.ws_ordered && m * s > a.ws_tiles) break;
+      const int rounds = (m * s + ncta - 1) / ncta;
+      const float t = (float)(full - j) + rounds * (1.0f / s + kSplitCost) + kSplitCost;
       if (t < sp.time - 1e-3f) {
         sp.dp = total - m;
-        sp.m = m;
-        sp.p = p;
+        sp.s = s;
+        sp.items = sp.dp + m * s;
         sp.time = t;
       }
     }
@@ -139,38 +119,23 @@ __device__ __forceinline__ Split plan_split(const Args &a, int total, int ncta, 
   return sp;
 }
 
-/* Work item: tile t, K blocks [kb0, kb1), and u = the tile's index in the
- * tail when it is a part of it (-1: a whole tile). One int, not two, stays
- * live through the main loop: a second one spilled the consumers. */
+/* Work item w -> tile t, K blocks [kb0, kb1), split part u (-1: a whole
+ * tile): part u % s of the u / s-th split tile (one int, not two, stays
+ * live through the main loop: a second one spilled the consumers). */
 struct Work {
   int t, kb0, kb1, u;
 };
 
-/* The CTA (of sp.p) whose range holds the tail's K block x. 32-bit
- * arithmetic (plan_split keeps m * k_iters * p below 2^31): a 64-bit
- * division is a call, which spilled the consumers. */
-__device__ __forceinline__ int tail_owner(const Split &sp, int k_iters, int x) {
-  return ((x + 1) * sp.p - 1) / (sp.m * k_iters);
-}
-
-/* The i-th work item of CTA cta in the static schedule; false past its last. */
-__device__ __forceinline__ bool work_at(const Split &sp, int k_iters, int i, int cta, int ncta,
-                                        Work &wk) {
-  const int whole = (sp.dp - cta + ncta - 1) / ncta; /* its round-robin tiles */
-  if (i < whole) {
-    wk = {cta + i * ncta, 0, k_iters, -1};
-    return true;
+__device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
+  Work wk = {w, 0, k_iters, -1};
+  if (w >= sp.dp) {
+    const int u = w - sp.dp, part = u % sp.s;
+    wk.u = u;
+    wk.t = sp.dp + u / sp.s;
+    wk.kb0 = part * k_iters / sp.s;
+    wk.kb1 = (part + 1) * k_iters / sp.s;
   }
-  if (cta >= sp.p) return false;
-  const int all = sp.m * k_iters;
-  const int lo = cta * all / sp.p, hi = (cta + 1) * all / sp.p;
-  const int u = lo / k_iters + (i - whole), t0 = u * k_iters;
-  if (t0 >= hi) return false;
-  wk.t = sp.dp + u;
-  wk.kb0 = max(lo, t0) - t0;
-  wk.kb1 = min(hi, t0 + k_iters) - t0;
-  wk.u = wk.kb0 == 0 && wk.kb1 == k_iters ? -1 : u;
-  return true;
+  return wk;
 }
 
 /* kBN: B rows per stage = wgmma N; kSwiglu: output tile is kBN/2 wide
@@ -221,8 +186,6 @@ struct Cfg {
   static constexpr int kRows = kTall ? 2 * kBM : kBM; /* rows of a tile */
   static constexpr int kAcc = (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
   static constexpr bool kSmallTables = kPair || kDeep || kTall; /* the 4-stage ring's smem budget */
-  /* the split tail's code (plan_split) is compiled in: plain launches only */
-  static constexpr bool kSplit = !kHooks && !kKgroup && !kPair && !kTall;
   static constexpr int kStages = kSmallTables ? 4 : kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kRows * kBK * 2, kBBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
@@ -431,21 +394,6 @@ __device__ __forceinline__ int consumer_next(const Args &a, const Ring &r, int i
   return r.item[slot];
 }
 
-/* This CTA's i-th work item: the split tail's schedule (work_at), or
- * whole tiles: static (cta, cta + ncta, ...) or from the tile counter's
- * ring. sp lives in shared memory (gemm_engine_run): kept in registers
- * through the main loop it spilled the consumers. */
-template <class C>
-__device__ __forceinline__ bool next_work(const Args &a, const Ring &r, const Split &sp,
-                                          int k_iters, int i, int cta, int ncta, bool producer,
-                                          Work &wk) {
-  if constexpr (C::kSplit) return work_at(sp, k_iters, i, cta, ncta, wk);
-  const int w = producer ? producer_next(a, r, i, cta, ncta, sp.dp)
-                         : consumer_next(a, r, i, cta, ncta, sp.dp);
-  wk = {w, 0, k_iters, -1};
-  return w >= 0;
-}
-
 /* A consumer warpgroup is done with its i-th tile (every thread read the
  * slot long before: they met at the epilogue's barriers since). */
 __device__ __forceinline__ void consumer_done(const Args &a, const Ring &r, int i, int ctid) {
@@ -639,8 +587,9 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
   int stage = 0;
   uint32_t phase = 0;
   for (int i = 0;; ++i) {
-    Work wk;
-    if (!next_work<C>(a, ring, sp, k_iters, i, cta, ncta, true, wk)) break;
+    const int w = producer_next(a, ring, i, cta, ncta, sp.items);
+    if (w < 0) break;
+    const Work wk = work_item(sp, k_iters, w);
     const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
     if constexpr (C::kHooks)
       if (a.wait_count) wait_rows(a, tl, (uint64_t)(tl.row_end - tl.row0), view, &dead);
@@ -923,25 +872,20 @@ __device__ __forceinline__ void publish(const Args &a, const Tile &tl, int ctid)
   }
 }
 
-/* The end of CTA cta's part of tail tile u (see plan_split): add this
- * warpgroup's accumulators into the tile's slot (ordered: store them into
- * the part's own slot, u + cta), count the part in; the last part gets the
- * sum back in acc (returns true), leaves the slot and its counter zeroed
- * (ordered: the counter), and runs the epilogue. The fence-barrier-atomic /
- * atomic-barrier-fence pairs are the release and acquire of the partial
- * sums (CUDA's threadFenceReduction pattern). */
+/* A split part's end (see plan_split): add this warpgroup's accumulators
+ * into the slot (ordered: store them into the part's own slot), count the
+ * part in; the last part gets the sum back in acc (returns true), leaves
+ * the slot and its counter zeroed (ordered: the counter), and runs the
+ * epilogue. The fence-barrier-atomic / atomic-barrier-fence pairs are the
+ * release and acquire of the partial sums (CUDA's threadFenceReduction
+ * pattern). */
 template <class C>
-__device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN / 2],
-                                            const Split &sp, int k_iters, int u, int cta, int cw,
-                                            int ctid) {
+__device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN / 2], int slot,
+                                            int part, int s, int cw, int ctid) {
   __shared__ int s_last; /* rewritten only after all 256 threads pass the next first barrier */
   constexpr size_t kSlot = (size_t)C::kBN * 128; /* floats: both warpgroups' halves */
   const size_t mine = (size_t)cw * (C::kBN / 2) * 128 + ctid * 4;
-  const int t0 = u * k_iters;
-  const int first = tail_owner(sp, k_iters, t0); /* the CTAs of the tile's parts */
-  const int s = tail_owner(sp, k_iters, t0 + k_iters - 1) - first + 1;
-  const int slot = u;
-  float *wsp = a.ws + (size_t)(a.ws_ordered ? u + cta : u) * kSlot + mine;
+  float *wsp = a.ws + (a.ws_ordered ? (size_t)slot * s + part : (size_t)slot) * kSlot + mine;
   if (a.ws_ordered) {
 #pragma unroll
     for (int i = 0; i < C::kBN / 2; i += 4)
@@ -965,7 +909,7 @@ __device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN /
      * waiting out s x 32 L2 round trips (ordered 596 against atomic 635
      * TFLOP/s on Mixtral T=4096 skewed layer1, 14 parts). */
     constexpr int kRun = 8;
-    float *sum0 = a.ws + (size_t)(u + first) * kSlot + mine;
+    float *sum0 = a.ws + (size_t)slot * s * kSlot + mine;
 #pragma unroll 1
     for (int i0 = 0; i0 < C::kBN / 2; i0 += 4 * kRun) {
       float4 sum[kRun];
@@ -1022,8 +966,9 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
   int stage = 0;
   uint32_t phase = 0;
   for (int i = 0;; ++i) {
-    Work wk;
-    if (!next_work<C>(a, ring, sp, k_iters, i, cta, ncta, false, wk)) break;
+    const int w = consumer_next(a, ring, i, cta, ncta, sp.items);
+    if (w < 0) break;
+    const Work wk = work_item(sp, k_iters, w);
     const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
     int kb0 = wk.kb0, kb1 = wk.kb1;
     if constexpr (C::kKgroup) { /* K = the group's rows; none: a zero tile */
@@ -1073,8 +1018,8 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     wgmma_wait<0>();
     if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
     bool last = true; /* this item ends its tile: the epilogue */
-    if constexpr (C::kSplit) /* the others never split: no fixup code */
-      if (wk.u >= 0) last = split_fixup<C>(a, acc, sp, k_iters, wk.u, cta, cw, ctid);
+    if constexpr (!C::kHooks && !C::kKgroup && !C::kTall) /* never split: no fixup code */
+      if (wk.u >= 0) last = split_fixup<C>(a, acc, wk.u / sp.s, wk.u % sp.s, sp.s, cw, ctid);
     if (last) {
       if constexpr (C::kTall) { /* block by block, through the same staging */
         epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[0]), stg, tl, wrow0, cw, ctid);
@@ -1174,14 +1119,9 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   }
   /* no split with a tile list (the fused kernels' hooks assume whole tiles)
    * nor in the hook kernels (the host gives them no workspace) */
-  __shared__ Split s_split;
-  if (threadIdx.x == 0) {
-    s_split = {total, 0, 0, 0.0f};
-    if constexpr (C::kSplit)
-      if (!listed) s_split = plan_split(a, total, ncta, (a.k + kBK - 1) / kBK);
-  }
-  __syncthreads();
-  const Split &sp = s_split;
+  Split sp = {total, 1, total};
+  if constexpr (!C::kHooks)
+    if (!listed) sp = plan_split(a, total, ncta, (a.k + kBK - 1) / kBK);
 
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
