@@ -517,8 +517,14 @@ comet_status_t comet_layer_call_end(comet_layer_t L, cudaStream_t stream) {
 
 const comet_comm_view_t *comet_layer_view(comet_layer_t L) { return &L->view; }
 
+/* The composed steps' dispatch and combine run alone on the layer's
+ * stream. At W = 1 they only move rows within the GPU (a memory-bound
+ * gather or top-k sum): the whole SM budget (session 13: see docs/status.md,
+ * Fused layer1). Across GPUs 24 CTAs, DeepEP's figure, until a multi-GPU
+ * run measures more (issues 15, 16). */
 int comet_layer_default_ctas(comet_layer_t L) {
-  return L->view.sm_budget < 24 ? L->view.sm_budget : 24;
+  const int want = L->view.world == 1 ? L->view.sm_budget : 24;
+  return L->view.sm_budget < want ? L->view.sm_budget : want;
 }
 
 comet_status_t comet_layer_plan(comet_layer_t L, int num_tokens, const int32_t *ids,
