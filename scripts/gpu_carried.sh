@@ -9,7 +9,7 @@
 # tokens x uniform/skew:0.05) and the same with the fused layer1 (bench1). tests.jsonl, bench.jsonl and summary.txt
 # under $OUT, every log in $OUT/logs.tgz (a device call brings back at most
 # 8 files).
-#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,repeat,sanitize,python,torchbench,bench,bench0,bench1,bwdbench,bwdsave,bwdncu,gemm,gemmab,gemmlayer
+#   usage: scripts/gpu_carried.sh [STEPS]   STEPS: tests,repeat,sanitize,python,torchbench,bench,bench0,commsweep,bench1,bwdbench,bwdsave,bwdncu,gemm,gemmab,gemmlayer
 #   (default tests,sanitize,python,bench); MULTI_TESTS / SINGLE_TESTS name a
 #   subset of the multi-rank / single-GPU tests; repeat runs REPEAT_TESTS
 #   (the ones that failed at random in loopback, Known gaps 11) REPS more
@@ -100,6 +100,15 @@ if has bench0; then # ROUTINGS, BENCH_LIMIT (s each) narrow it
       --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
       --tokens 2048,8192 --routing $routing --check --check-tokens 2 > "$OUT/bench0_${routing%%:*}.log" 2>&1
     note "bench0 W = 1 ($routing): exit $?"
+  done
+fi
+if has commsweep; then # W = 1 dispatch / combine by CTA count (the composed steps' default)
+  for m in mixtral-8x7b:2048 phi3.5-moe:8192 qwen2-moe-2.7b:8192; do
+    for op in dispatch combine; do
+      timeout 120 $B/comet bench --op $op --gpus 1 --model ${m%%:*} --tokens ${m##*:} \
+        --ctas 24,48,66,132 --json "$OUT/comm.jsonl" >> "$OUT/commsweep.log" 2>&1
+      note "bench --op $op W = 1 ${m%%:*} ${m##*:}: exit $?"
+    done
   done
 fi
 if has bench1; then # bench0's matrix with the fused layer1 (opt-in)
