@@ -181,7 +181,7 @@ static int bench_rank(const comet_rank_info_t *info, void *arg) {
   /* y where a fused GEMM leaves it: the window's y region (pull reads it
    * from the peers in place; push reads it locally) */
   d_y = v->win_local + v->off_y;
-  BCUDA(cudaMemset(d_y, 0x3c, row_bytes * (size_t)(rows + 1)));
+  BCUDA(cudaMemset(d_y, 0x3c, row_bytes * (size_t)(rows < v->row_capacity ? rows + 1 : rows)));
   int32_t *counts = (int32_t *)malloc(sizeof(int32_t) * W * E);
   BCUDA(cudaMemcpy(counts, v->all_counts, sizeof(int32_t) * W * E, cudaMemcpyDeviceToHost));
 

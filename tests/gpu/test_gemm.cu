@@ -4,9 +4,10 @@
  * rows), N and K off the tile grid, both dtypes, both tile shapes, every
  * epilogue, row scales, the hooks (an M-tile list in both orders; wait
  * flags released by the host after a delay while the A rows are still NaN;
- * publish flags), the split tail (few CTAs, long K: the last wave's tiles
- * split along K and summed in a workspace; run twice so a slot left dirty
- * would show), and argument errors. Fresh random data per case, output
+ * publish flags), half tiles (the same bits as a ragged tile run whole),
+ * the split tail (few CTAs, long K: the last wave's tiles split along K
+ * and summed in a workspace; run twice so a slot left dirty would show),
+ * and argument errors. Fresh random data per case, output
  * poisoned with NaN before each launch; rows past the last group must stay
  * poisoned. `--quick`: a few small cases (for compute-sanitizer). */
 #include <algorithm>
@@ -207,6 +208,9 @@ static void run_case(const Case &c) {
     q.band = 0; /* nor does the ring's depth (4 by default where it applies) */
     q.stages = 3;
     CHECK_MSG(run_poisoned(q, n) == base, "%s: the 3-stage ring gives other bits", c.name);
+    q.stages = 0; /* nor half tiles (ragged M-tiles of <= 64 rows, wide plain store) */
+    q.ragged_full = 1;
+    CHECK_MSG(run_poisoned(q, n) == base, "%s: ragged tiles run whole give other bits", c.name);
   }
   if (c.ctas > 0 && c.cluster != COMET_GEMM_CLUSTER_ON)
     run_ordered_split(c, p, ref, rows, cap);

@@ -150,6 +150,11 @@ typedef struct comet_gemm_params {
    * bench --ab's comet_3stage_tflops). The bits are the same. Four
    * measured 1.013x three over the 56 grouped rows (session 9 run 1). */
   int stages;
+  /* 1: a wide plain-store M-tile of at most 64 rows runs as a whole tile
+   * with one consumer warpgroup idle, as before session 13 (A/B: bench
+   * --ab's comet_nohalf_tflops); 0 (default): as a half tile, both
+   * warpgroups on 128 of its 256 columns. The bits are the same. */
+  int ragged_full;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers

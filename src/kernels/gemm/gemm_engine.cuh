@@ -67,6 +67,7 @@ struct Args {
   uint32_t *ws_count; /* zeroed arrival counters, one per slot */
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
+  int no_half;    /* params.ragged_full: no half tiles (A/B) */
 };
 
 /* ---- split tail ----
@@ -186,6 +187,10 @@ struct Cfg {
   static constexpr int kRows = kTall ? 2 * kBM : kBM; /* rows of a tile */
   static constexpr int kAcc = (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
   static constexpr bool kSmallTables = kPair || kDeep || kTall; /* the 4-stage ring's smem budget */
+  /* the half tile: a wide plain-store M-tile of at most 64 rows runs as
+   * 64 x 256, each consumer warpgroup one m64n128 half of the columns
+   * (see consume) */
+  static constexpr bool kHalf = kBN_ == 256 && !kSwiglu_ && !kTall_ && !kKgroup_ && !kPair_;
   static constexpr int kStages = kSmallTables ? 4 : kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kRows * kBK * 2, kBBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
@@ -660,6 +665,29 @@ __device__ __forceinline__ void mma_stage(float (&acc)[C::kBN / 2], uint32_t sa,
   wgmma_commit();
 }
 
+/* A half tile's stage (C::kHalf): the 64 rows at sa against this
+ * warpgroup's 128 of the stage's 256 B rows (sb: the first or second box),
+ * m64n128 into acc's first 64 registers (which hold an m64n256's first 128
+ * columns in the same layout). */
+template <class C>
+__device__ __forceinline__ void mma_stage_half(float (&acc)[C::kBN / 2], uint32_t sa, uint32_t sb,
+                                               bool first) {
+  static_assert(C::kHalf, "the half tile's");
+  constexpr int kT = C::kBmn ? 1 : 0;
+  float(&lo)[64] = *reinterpret_cast<float(*)[64]>(&acc[0]);
+  wgmma_fence();
+#pragma unroll
+  for (int k = 0; k < kBK / 16; ++k) {
+    const uint64_t da = wgmma_desc_sw128(sa + k * 32);
+    const uint64_t db = kT ? wgmma_desc_sw128_mn(sb + k * 16 * 128, kBK * 128)
+                           : wgmma_desc_sw128(sb + k * 32);
+    const int scale_d = (first && k == 0) ? 0 : 1;
+    if constexpr (C::kFp16) wgmma_m64n128k16_f16<kT, 0>(lo, da, db, scale_d);
+    else wgmma_m64n128k16_bf16<kT, 0>(lo, da, db, scale_d);
+  }
+  wgmma_commit();
+}
+
 /* The tall tile's stage (C::kTall): the warpgroup's two 64-row blocks
  * (sa, sa + 64 rows) against the same B. Both always run: skipping one
  * by a branch made ptxas serialize every wgmma of the kernel (C7520; the
@@ -751,10 +779,10 @@ __device__ __forceinline__ void store_ragged(const Args &a, const uint8_t *stg, 
 template <class C>
 __device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap *tm_c,
                                                const float (&acc)[C::kBN / 2], uint8_t *stg,
-                                               const Tile &tl, int wrow0, int cw, int ctid) {
+                                               const Tile &tl, int wrow0, int cw, int ctid, int n0,
+                                               int slabs) {
   static_assert(!C::kSwiglu, "the SwiGLU tile's two slabs are staged at once");
   const int warp = ctid >> 5, lane = ctid & 31;
-  const int n0 = tl.n * C::kOutN;
   const bool whole = wrow0 + 64 <= tl.row_end;
   float scale[2];
   fragment_scales(a, tl, wrow0, warp, lane, scale);
@@ -762,7 +790,7 @@ __device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap 
   const int x = (lane >> 2) & 7;
 #pragma unroll
   for (int slab = 0; slab < C::kSlabs; ++slab) {
-    if (n0 + slab * 64 >= a.n) break;
+    if (slab >= slabs || n0 + slab * 64 >= a.n) break;
     uint8_t *buf = stg + (slab % C::kStgSlabs) * kSlabBytes;
     if (ctid == 0) {
       if (slab == 0) bulk_wait_read_all();
@@ -791,18 +819,19 @@ __device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap 
   }
 }
 
-/* Writes a 64 x kOutN block of this warpgroup's results, rows from wrow0,
- * to global memory. */
+/* Writes a 64 x (64 * slabs) block of this warpgroup's results (slabs <=
+ * kSlabs; fewer: a half tile's), rows from wrow0, columns from n0, to
+ * global memory. */
 template <class C>
 __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
                                          const float (&acc)[C::kBN / 2], uint8_t *stg,
-                                         const Tile &tl, int wrow0, int cw, int ctid) {
+                                         const Tile &tl, int wrow0, int cw, int ctid, int n0,
+                                         int slabs) {
   if constexpr (C::kStgSlabs < C::kSlabs) {
-    epilogue_turns<C>(a, tm_c, acc, stg, tl, wrow0, cw, ctid);
+    epilogue_turns<C>(a, tm_c, acc, stg, tl, wrow0, cw, ctid, n0, slabs);
     return;
   }
   const int warp = ctid >> 5, lane = ctid & 31;
-  const int n0 = tl.n * C::kOutN;
   /* the previous tile's TMA store must have read the staging area */
   if (ctid == 0) bulk_wait_read_all();
   named_bar_sync(1 + cw, 128);
@@ -820,6 +849,7 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
     const uint32_t base = stg_row + ((jj ^ x) << 4);
 #pragma unroll
     for (int slab = 0; slab < C::kSlabs; ++slab) {
+      if (slab >= slabs) break;
       const int j = slab * 8 + jj;
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
@@ -844,11 +874,11 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
     if (ctid == 0) {
 #pragma unroll
       for (int s = 0; s < C::kSlabs; ++s)
-        if (n0 + s * 64 < a.n) tma_store_2d(tm_c, stg + s * kSlabBytes, n0 + s * 64, wrow0);
+        if (s < slabs && n0 + s * 64 < a.n) tma_store_2d(tm_c, stg + s * kSlabBytes, n0 + s * 64, wrow0);
       bulk_commit();
     }
   } else { /* ragged: rows past the group's end belong to the next group */
-    store_ragged(a, stg, min(64, tl.row_end - wrow0), C::kOutN / 8, wrow0, n0, ctid);
+    store_ragged(a, stg, min(64, tl.row_end - wrow0), slabs * 8, wrow0, n0, ctid);
   }
 }
 
@@ -988,7 +1018,13 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
      * none lags a ring's turn behind), and the epilogue stores none of its
      * rows. Routed expert sizes leave such a tile in about half the groups.
      * (A tall tile's warpgroup: all its 128 rows.) */
-    const int wrow0 = tl.row0 + cw * (C::kRows / 2);
+    /* A half tile (C::kHalf): an M-tile of at most 64 rows (the ragged end
+     * of about half the routed experts) keeps both warpgroups busy, each
+     * on 128 of the 256 columns of the same 64 rows, instead of one
+     * warpgroup idle for a whole tile time: half the MACs a warpgroup. */
+    bool half = false;
+    if constexpr (C::kHalf) half = !a.no_half && tl.row_end - tl.row0 <= 64;
+    const int wrow0 = tl.row0 + (half ? 0 : cw * (C::kRows / 2));
     bool idle = false;
     if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end;
     int prev = -1;
@@ -1004,10 +1040,17 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
         if (kb == kb1 - 1 && tail < kBK)
           zero_tail<C>(smem + C::kOffA + stage * C::kABytes, smem + C::kOffB + stage * C::kBBytes,
                        tail);
-      if constexpr (C::kTall)
+      if constexpr (C::kTall) {
         mma_stage_tall<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
-      else
+      } else if constexpr (C::kHalf) {
+        if (half) /* warpgroup 0's 64 rows, this warpgroup's B box */
+          mma_stage_half<C>(acc, sa0 - cw * 64 * 128 + stage * C::kABytes,
+                            sb0 + stage * C::kBBytes + cw * (C::kBBytes / 2), kb == kb0);
+        else
+          mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
+      } else {
         mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
+      }
       if (kb > kb0) { /* the previous stage's wgmma is done: hand its slot back */
         wgmma_wait<1>();
         if (ctid == 0) release_stage<C>(&empty[prev]);
@@ -1022,10 +1065,15 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
       if (wk.u >= 0) last = split_fixup<C>(a, acc, wk.u / sp.s, wk.u % sp.s, sp.s, cw, ctid);
     if (last) {
       if constexpr (C::kTall) { /* block by block, through the same staging */
-        epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[0]), stg, tl, wrow0, cw, ctid);
-        epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[64]), stg, tl, wrow0 + 64, cw, ctid);
+        const int n0 = tl.n * C::kOutN;
+        epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[0]), stg, tl, wrow0, cw, ctid, n0,
+                    C::kSlabs);
+        epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[64]), stg, tl, wrow0 + 64, cw, ctid,
+                    n0, C::kSlabs);
+      } else if (half) { /* this warpgroup's 128 columns of the 64 rows */
+        epilogue<C>(a, tm_c, acc, stg, tl, wrow0, cw, ctid, tl.n * C::kOutN + cw * 128, 2);
       } else {
-        epilogue<C>(a, tm_c, acc, stg, tl, wrow0, cw, ctid);
+        epilogue<C>(a, tm_c, acc, stg, tl, wrow0, cw, ctid, tl.n * C::kOutN, C::kSlabs);
       }
       if constexpr (C::kHooks)
         if (a.publish_flags) publish<C>(a, tl, ctid);
