@@ -115,6 +115,9 @@ static void run_ordered_split(const Case &c, comet_gemm_params_t p, const std::v
   p.split_slots = slots;
   const std::vector<uint16_t> first = run_poisoned(p, n), second = run_poisoned(p, n);
   CHECK_MSG(first == second, "%s: the ordered split tail gave other bits on a second run", c.name);
+  p.half_tiles = 1; /* split parts of half tiles: the same sums */
+  CHECK_MSG(run_poisoned(p, n) == first, "%s: half tiles in the split tail give other bits", c.name);
+  p.half_tiles = 0;
   long differ = 0;
   for (size_t i = 0; i < n; ++i) differ += first[i] != plain[i];
   std::string name = std::string(c.name) + " ordered";
@@ -209,8 +212,8 @@ static void run_case(const Case &c) {
     q.stages = 3;
     CHECK_MSG(run_poisoned(q, n) == base, "%s: the 3-stage ring gives other bits", c.name);
     q.stages = 0; /* nor half tiles (ragged M-tiles of <= 64 rows, wide plain store) */
-    q.ragged_full = 1;
-    CHECK_MSG(run_poisoned(q, n) == base, "%s: ragged tiles run whole give other bits", c.name);
+    q.half_tiles = 1;
+    CHECK_MSG(run_poisoned(q, n) == base, "%s: half tiles give other bits", c.name);
   }
   if (c.ctas > 0 && c.cluster != COMET_GEMM_CLUSTER_ON)
     run_ordered_split(c, p, ref, rows, cap);

@@ -400,7 +400,7 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.ws_count = w.count;
   a.ws_tiles = w.ws ? w.tiles * 256 / C::kBN : 0;
   a.ws_ordered = w.ordered;
-  a.no_half = p->ragged_full;
+  a.half_tiles = p->half_tiles;
   a.split_max = w.ws && !C::kTall ? 16 : 0; /* the tall tile never splits */
   return a;
 }

@@ -150,11 +150,14 @@ typedef struct comet_gemm_params {
    * bench --ab's comet_3stage_tflops). The bits are the same. Four
    * measured 1.013x three over the 56 grouped rows (session 9 run 1). */
   int stages;
-  /* 1: a wide plain-store M-tile of at most 64 rows runs as a whole tile
-   * with one consumer warpgroup idle, as before session 13 (A/B: bench
-   * --ab's comet_nohalf_tflops); 0 (default): as a half tile, both
-   * warpgroups on 128 of its 256 columns. The bits are the same. */
-  int ragged_full;
+  /* 1: a wide plain-store M-tile of at most 64 rows runs as a half tile,
+   * both consumer warpgroups on 128 of its 256 columns; 0 (default): as a
+   * whole tile with one warpgroup idle. The bits are the same. Opt-in:
+   * session 13 run 4 measured 0.996x the default over the 99 --ab rows
+   * (+1.5-1.8% on Mixtral's ragged layer1, -3-4% on DeepSeek-V2-Lite's):
+   * with the static schedule a CTA's saved half tile time rarely shortens
+   * the launch (bench --ab's comet_half_tflops). */
+  int half_tiles;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers

@@ -67,7 +67,7 @@ struct Args {
   uint32_t *ws_count; /* zeroed arrival counters, one per slot */
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
-  int no_half;    /* params.ragged_full: no half tiles (A/B) */
+  int half_tiles; /* params.half_tiles: half tiles on (opt-in) */
 };
 
 /* ---- split tail ----
@@ -187,9 +187,9 @@ struct Cfg {
   static constexpr int kRows = kTall ? 2 * kBM : kBM; /* rows of a tile */
   static constexpr int kAcc = (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
   static constexpr bool kSmallTables = kPair || kDeep || kTall; /* the 4-stage ring's smem budget */
-  /* the half tile: a wide plain-store M-tile of at most 64 rows runs as
-   * 64 x 256, each consumer warpgroup one m64n128 half of the columns
-   * (see consume) */
+  /* the half tile (params.half_tiles, opt-in): a wide plain-store M-tile
+   * of at most 64 rows runs as 64 x 256, each consumer warpgroup one
+   * m64n128 half of the columns (see consume) */
   static constexpr bool kHalf = kBN_ == 256 && !kSwiglu_ && !kTall_ && !kKgroup_ && !kPair_;
   static constexpr int kStages = kSmallTables ? 4 : kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kRows * kBK * 2, kBBytes = kBN * kBK * 2;
@@ -1023,7 +1023,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
      * on 128 of the 256 columns of the same 64 rows, instead of one
      * warpgroup idle for a whole tile time: half the MACs a warpgroup. */
     bool half = false;
-    if constexpr (C::kHalf) half = !a.no_half && tl.row_end - tl.row0 <= 64;
+    if constexpr (C::kHalf) half = a.half_tiles && tl.row_end - tl.row0 <= 64;
     const int wrow0 = tl.row0 + (half ? 0 : cw * (C::kRows / 2));
     bool idle = false;
     if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end;
