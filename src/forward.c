@@ -232,6 +232,27 @@ comet_status_t comet_layer_set_n_comm(comet_layer_t L, int n_comm) {
   return COMET_OK;
 }
 
+void comet_layer1_gemm_params(comet_layer_t L, const void *h, const void *w2, void *y,
+                              comet_gemm_params_t *g) {
+  const comet_layer_config_t *c = &L->cfg;
+  memset(g, 0, sizeof *g);
+  g->dtype = c->dtype;
+  g->groups = c->num_experts / c->ep;
+  g->n = c->hidden;
+  g->k = c->ffn / c->tp;
+  g->max_rows = L->row_capacity;
+  g->a = h;
+  g->b = w2;
+  g->c = y;
+  g->group_offset = L->view.expert_offset;
+  g->epilogue = COMET_GEMM_EPI_STORE;
+  g->tile = COMET_GEMM_TILE_AUTO;
+  g->num_ctas = L->view.sm_budget;
+  g->deterministic = 1; /* the same bits on every run */
+  g->split_ws = L->split_ws;
+  g->split_slots = L->split_slots;
+}
+
 static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, const float *weights,
                              void *out, cudaStream_t stream) {
   const comet_layer_config_t *c = &L->cfg;
@@ -251,22 +272,8 @@ static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, con
     COMET_CHECK(comet_fused_layer1_launch(&f, stream));
   } else {
     void *y = v->win_local + v->off_y;
-    comet_gemm_params_t g = {0};
-    g.dtype = c->dtype;
-    g.groups = c->num_experts / c->ep;
-    g.n = c->hidden;
-    g.k = c->ffn / c->tp;
-    g.max_rows = L->row_capacity;
-    g.a = h;
-    g.b = w2;
-    g.c = y;
-    g.group_offset = v->expert_offset;
-    g.epilogue = COMET_GEMM_EPI_STORE;
-    g.tile = COMET_GEMM_TILE_AUTO;
-    g.num_ctas = v->sm_budget;
-    g.deterministic = 1; /* the same bits on every run */
-    g.split_ws = L->split_ws;
-    g.split_slots = L->split_slots;
+    comet_gemm_params_t g;
+    comet_layer1_gemm_params(L, h, w2, y, &g);
     COMET_CHECK(comet_gemm_grouped(&g, stream));
     COMET_CHECK(comet_layer_combine(L, y, weights, out, 0, stream));
   }

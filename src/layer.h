@@ -11,6 +11,7 @@
 
 #include "comet.h"
 #include "kernels/comm/comm.h"
+#include "kernels/gemm/gemm.h"
 #include "plan_core.h"
 #include "transport/transport.h"
 #include "tune/choice.h"
@@ -161,6 +162,12 @@ comet_status_t comet_layer_refuse(comet_layer_t layer, comet_status_t local,
                                   int plans);
 comet_status_t comet_layer_finish(comet_layer_t layer, comet_status_t st,
                                   struct CUstream_st *stream);
+
+/* The composed layer1's GEMM (forward.c): h . w2^T of every local expert
+ * into y, in the forward's mode (deterministic, the layer's split
+ * workspace, the whole SM budget). The bench times it alone (W = 1). */
+void comet_layer1_gemm_params(comet_layer_t layer, const void *h, const void *w2, void *y,
+                              comet_gemm_params_t *g);
 
 /* Default number of data-moving CTAs (within the SM budget). */
 int comet_layer_default_ctas(comet_layer_t layer);

@@ -167,6 +167,46 @@ done:
   return 0; /* comet's error is in out->err */
 }
 
+/* The composed layer1's GEMM alone, at W = 1: per iteration a
+ * dispatch_gemm (h and the plan as the timed layer1 finds them, the GPU
+ * as warm), then the GEMM into the window's y exactly as
+ * comet_gemm_combine runs it; again into a plain cudaMalloc'd buffer. Tells
+ * the layer's GEMM from the standalone one (`bench --op gemm --only
+ * layer`) and the window's memory from plain memory. */
+static int bench_layer1_gemm(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
+                             const comet_dispatch_gemm_args_t *l0,
+                             const comet_gemm_combine_args_t *l1, cudaStream_t st, int iters,
+                             float *times, cudaEvent_t *ev, bench_comet_t *out) {
+  void *plain = NULL;
+  int rc = 0;
+  HCUDA(cudaMalloc(&plain, (size_t)L->row_capacity * L->cfg.hidden * 2));
+  comet_gemm_params_t g[2];
+  for (int it = 0; it < iters; ++it) {
+    for (int p = 0; p < 2; ++p) {
+      HCOMET(comet_dispatch_gemm(L, l0, st));
+      comet_layer1_gemm_params(L, L->h_last, l1->w2, L->view.win_local + L->view.off_y, &g[0]);
+      g[1] = g[0];
+      g[1].c = plain;
+      if (cudaEventRecord(ev[0], st) != cudaSuccess) goto cuda_fail;
+      HCOMET(comet_gemm_grouped(&g[p], st));
+      if (cudaEventRecord(ev[1], st) != cudaSuccess || cudaEventSynchronize(ev[1]) != cudaSuccess ||
+          cudaEventElapsedTime(&times[2 * it + p], ev[0], ev[1]) != cudaSuccess)
+        goto cuda_fail;
+    }
+  }
+  rc = slowest_medians(info, ctx, times, iters, &out->layer1_gemm_ms, &out->layer1_gemm_plain_ms);
+  cudaFree(plain);
+  return rc;
+cuda_fail:
+  fprintf(stderr, "[rank %d] bench: the layer1 GEMM's timing: %s\n", info->rank,
+          cudaGetErrorString(cudaGetLastError()));
+  cudaFree(plain);
+  return 1;
+done:
+  cudaFree(plain);
+  return 0; /* comet's error is in out->err */
+}
+
 /* comet_moe_backward with every gradient, from g's dout into g's buffers
  * (what the last call leaves there can be checked): one untimed call (the
  * workspace), the preheat, 2 more untimed calls, then the slowest rank's
@@ -270,6 +310,9 @@ int bench_comet_run(const comet_rank_info_t *info, const comet_layer_config_t *c
     return 1;
   if (o->refs && out->fused1 &&
       bench_layer1_refs(info, ctx, L, &l0, &l1, st, iters, times, ev, out) != 0)
+    return 1;
+  if (o->refs && !out->fused1 && comet_context_world_size(ctx) == 1 &&
+      bench_layer1_gemm(info, ctx, L, &l0, &l1, st, iters, times, ev, out) != 0)
     return 1;
   out->ran = 1;
   if (o->check) {
