@@ -163,9 +163,10 @@ struct Result {
    * launch (other_tile: is the host's choice right?), and with the tall
    * 256 x 128 tile (tall: at most 128 groups) in the row's epilogue, and
    * with half tiles for ragged M-tiles of at most 64 rows (half,
-   * params.half_tiles) */
+   * params.half_tiles), with dynamic tiles (dyn, params.dynamic_tiles), and
+   * with both (dynhalf) */
   double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, nosplit_ms, split_ms, band16_ms,
-      stage3_ms, other_ms, tall_ms, half_ms;
+      stage3_ms, other_ms, tall_ms, half_ms, dyn_ms, dynhalf_ms;
   int tile_n;
   bool auto_wide; /* AUTO's tile for the row's own launch (SwiGLU on layer0 rows) */
 };
@@ -239,6 +240,9 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   q_stage3.stages = 3;
   comet_gemm_params_t q_half = swiglu_too ? q_swiglu : p;
   q_half.half_tiles = 1;
+  comet_gemm_params_t q_dyn = q_half, q_dynhalf = q_half;
+  q_dyn.half_tiles = 0;
+  q_dyn.dynamic_tiles = q_dynhalf.dynamic_tiles = 1;
   comet_gemm_params_t q_other = swiglu_too ? q_swiglu : p;
   {
     int own_m, own_n;
@@ -257,6 +261,8 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
     add(&r.stage3_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_stage3, 0)); });
     add(&r.other_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_other, 0)); });
     add(&r.half_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_half, 0)); });
+    add(&r.dyn_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_dyn, 0)); });
+    add(&r.dynhalf_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_dynhalf, 0)); });
   }
   if (swiglu_too) add(&r.swiglu_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_swiglu, 0)); });
 
@@ -448,13 +454,13 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"deterministic\":true,\"epilogue\":\"%s\",\"comet_store_tflops\":%.1f,"
            "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_nosplit_tflops\":%.1f,"
            "\"comet_split_tflops\":%.1f,\"comet_band16_tflops\":%.1f,\"comet_3stage_tflops\":%.1f,"
-           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f%s}",
+           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f,\"comet_dyn_tflops\":%.1f,\"comet_dynhalf_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
            rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), rate(r.band16_ms), rate(r.stage3_ms),
-           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), extra);
+           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), rate(r.dyn_ms), rate(r.dynhalf_ms), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -553,7 +559,9 @@ static void usage(FILE *f) {
           "                      with the tile AUTO did not pick (comet_other_tile_tflops;\n"
           "                      tile_auto names AUTO's) and with the 256 x 128 tile\n"
           "                      (comet_tall_tflops, 0 past 128 groups), and with half\n"
-          "                      tiles for ragged M-tiles of <= 64 rows (comet_half_tflops)\n"
+          "                      tiles for ragged M-tiles of <= 64 rows (comet_half_tflops),\n"
+          "                      with dynamic tiles (comet_dyn_tflops) and both\n"
+          "                      (comet_dynhalf_tflops)\n"
           "  --json FILE         append one JSON line per case\n");
 }
 

@@ -117,7 +117,13 @@ static void run_ordered_split(const Case &c, comet_gemm_params_t p, const std::v
   CHECK_MSG(first == second, "%s: the ordered split tail gave other bits on a second run", c.name);
   p.half_tiles = 1; /* split parts of half tiles: the same sums */
   CHECK_MSG(run_poisoned(p, n) == first, "%s: half tiles in the split tail give other bits", c.name);
+  p.dynamic_tiles = 1; /* tiles and parts from the workspace's counter: the same sums */
+  CHECK_MSG(run_poisoned(p, n) == first && run_poisoned(p, n) == first,
+            "%s: dynamic tiles (twice: the counters reset) give other bits", c.name);
   p.half_tiles = 0;
+  CHECK_MSG(run_poisoned(p, n) == first, "%s: dynamic tiles without half tiles give other bits",
+            c.name);
+  p.dynamic_tiles = 0;
   long differ = 0;
   for (size_t i = 0; i < n; ++i) differ += first[i] != plain[i];
   std::string name = std::string(c.name) + " ordered";

@@ -402,6 +402,13 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.ws_ordered = w.ordered;
   a.half_tiles = p->half_tiles;
   a.split_max = w.ws && !C::kTall ? 16 : 0; /* the tall tile never splits */
+  /* a plain launch's dynamic tiles: their two counters are the workspace's
+   * last two (one slot fewer for the split tail) */
+  if (p->dynamic_tiles && w.ws && w.tiles > 1 && !hooks_on(p) && !C::kKgroup && !C::kPair) {
+    a.tile_counter = w.count + 2 * (w.tiles - 1);
+    a.tile_done = a.tile_counter + 1;
+    a.ws_tiles = (w.tiles - 1) * 256 / C::kBN;
+  }
   return a;
 }
 

@@ -158,6 +158,13 @@ typedef struct comet_gemm_params {
    * with the static schedule a CTA's saved half tile time rarely shortens
    * the launch (bench --ab's comet_half_tflops). */
   int half_tiles;
+  /* 1: without hooks, the CTAs take tiles (and split-tail parts) from a
+   * counter in the split workspace (the caller's or the stream's; none: no
+   * effect) instead of cta, cta + ncta, ...: a CTA that drew cheaper tiles
+   * (half tiles, ragged ones) takes more. The bits are the same. Opt-in,
+   * unmeasured (session 13; bench --ab's comet_dyn_tflops and
+   * comet_dynhalf_tflops with half tiles). */
+  int dynamic_tiles;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers

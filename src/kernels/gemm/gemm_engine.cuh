@@ -36,6 +36,7 @@ constexpr int kBand = COMET_SCHED_BAND; /* M-tiles per raster band (L2 reuse of 
 constexpr int kProducerRegs = 40, kConsumerRegs = 232; /* 128*40 + 256*232 <= 64K */
 constexpr int kSlabBytes = 64 * 64 * 2; /* staging: 64 rows x 64 columns, 128B-swizzled */
 constexpr int kPairMaxGroups = 128;     /* groups of a pairs launch (its smaller tables) */
+constexpr int kRingAreaBytes = 96; /* the work ring (see "where a CTA's next tile comes from") */
 
 /* Kernel arguments besides the tensor maps (by value, __grid_constant__). */
 struct Args {
@@ -50,7 +51,9 @@ struct Args {
   int band; /* M-tiles per raster band of the natural order */
   uint64_t publish_value;
   const uint64_t *publish_epoch; /* non-NULL: publish *publish_epoch (the call's device epoch) */
-  uint32_t *tile_counter; /* non-NULL (with a list): dynamic tiles, see the work ring; zeroed */
+  uint32_t *tile_counter; /* non-NULL: dynamic tiles, see the work ring; zeroed */
+  uint32_t *tile_done;    /* a plain launch's dynamic tiles: producers done; the last one
+                             zeroes both counters for the next launch */
   /* the grouped reduction (Cfg::kKgroup): C_g [kg_m, n] = sum over group g's
    * rows r of kg_a[r, :]^T kg_b[r, :]; kg_a [rows, kg_m], kg_b [rows, n] */
   const char *kg_a, *kg_b;
@@ -204,7 +207,10 @@ struct Cfg {
   static constexpr int kOffC = kOffB + kStages * kBBytes;
   static constexpr int kOffBar = kOffC + kStagingBytes;     /* full[S], empty[S] */
   static constexpr int kOffTab = kOffBar + 2 * kStages * 8; /* row_off[G+1], mstart[G+1] */
-  static constexpr int kSmemBytes = kOffTab + 2 * (kMaxGroups + 1) * 4 + 1024;
+  static constexpr int kTabBytes = 2 * (kMaxGroups + 1) * 4;
+  /* a plain launch's work ring (params.dynamic_tiles) follows the tables;
+   * with hooks it lives inside them (unused with a list) */
+  static constexpr int kSmemBytes = kOffTab + kTabBytes + (kHooks ? 0 : kRingAreaBytes) + 1024;
   static_assert(kSmemBytes <= 232448, "shared memory over the sm_90 limit");
   static_assert(kOutN % 64 == 0, "output tile must be whole 64-column slabs");
 };
@@ -360,21 +366,27 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
  * (full: the producer's arrival; empty: one per consumer warpgroup once done
  * with the tile). Tiles then go to whichever CTA is free first, and CTAs
  * that first did other work (a fused kernel's movers) can join. -1: no
- * more tiles. The ring lives in the group-table area, unused with a list. */
+ * more tiles. With hooks (a tile list) the ring lives in the group-table
+ * area, unused with a list; a plain launch (params.dynamic_tiles: the
+ * split tail's items from a counter in its workspace, so CTAs that drew
+ * cheaper tiles take more) keeps it after the tables. */
 constexpr int kRing = 4;
 constexpr int kOffRing = 4096; /* from the table area; srcs (gather) use its first 1 KB */
-static_assert(kOffRing + 32 + 2 * kRing * 8 <= 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4,
+static_assert(kOffRing + kRingAreaBytes <= 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4,
               "the work ring fits the table area");
+static_assert(32 + 2 * kRing * 8 <= kRingAreaBytes, "the work ring fits its area");
 
 struct Ring {
   volatile int *item; /* [kRing] + 1: the gather producer's broadcast slot */
   uint64_t *full, *empty;
 };
 
-__device__ __forceinline__ Ring ring_at(uint8_t *table_area) {
+template <class C>
+__device__ __forceinline__ Ring ring_of(uint8_t *smem) {
+  uint8_t *base = smem + C::kOffTab + (C::kHooks ? kOffRing : C::kTabBytes);
   Ring r;
-  r.item = (volatile int *)(table_area + kOffRing);
-  r.full = (uint64_t *)(table_area + kOffRing + 32);
+  r.item = (volatile int *)base;
+  r.full = (uint64_t *)(base + 32);
   r.empty = r.full + kRing;
   return r;
 }
@@ -586,7 +598,7 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
                                         const comet_comm_view_t *view) {
   const int k_iters = (a.k + kBK - 1) / kBK;
   const int nb_half = C::kBN / 2; /* each B stage = two TMA boxes of kBN/2 rows */
-  const Ring ring = ring_at(smem + C::kOffTab);
+  const Ring ring = ring_of<C>(smem);
   const int rank = C::kPair ? (int)cluster_ctarank() : 0;
   bool dead = false;
   int stage = 0;
@@ -628,6 +640,14 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       if (++stage == C::kStages) { stage = 0; phase ^= 1; }
     }
   }
+  /* a plain launch's dynamic tiles: every producer has made its last claim
+   * once all have counted in, so the last zeroes the counters (the next
+   * launch on the stream sees them after this one ends) */
+  if constexpr (!C::kHooks)
+    if (a.tile_done && atomicAdd(a.tile_done, 1u) == gridDim.x - 1) {
+      atomicExch(a.tile_counter, 0u);
+      atomicExch(a.tile_done, 0u);
+    }
 }
 
 /* ---- consumer ---- */
@@ -992,7 +1012,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
   const uint32_t sa0 = smem_u32(smem + C::kOffA) + cw * (C::kRows / 2) * 128;
   const uint32_t sb0 = smem_u32(smem + C::kOffB);
   float acc[C::kAcc];
-  const Ring ring = ring_at(smem + C::kOffTab);
+  const Ring ring = ring_of<C>(smem);
   int stage = 0;
   uint32_t phase = 0;
   for (int i = 0;; ++i) {
@@ -1127,7 +1147,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
       mbar_init(&empty[s], C::kEmptyArrivals); /* each consumer warpgroup (of the pair) */
     }
     if (a.tile_counter) { /* the work ring (a list, so the table area is free) */
-      const Ring r = ring_at(smem + C::kOffTab);
+      const Ring r = ring_of<C>(smem);
       for (int s = 0; s < kRing; ++s) {
         mbar_init(&r.full[s], 1);
         mbar_init(&r.empty[s], 2);
@@ -1177,7 +1197,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
       if (threadIdx.x == 0) produce_kgroup<C>(a, tm_a, tm_b, smem, full, empty, total, cta, ncta);
     } else if constexpr (C::kGather)
       produce_gather<C>(a, tm_b, smem, full, empty, (const char **)row_off,
-                        ring_at(smem + C::kOffTab), count, cta, ncta,
+                        ring_of<C>(smem), count, cta, ncta,
                         view); /* the group tables are unused with a list: the row table */
     else if (threadIdx.x == 0)
       produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta, view);
