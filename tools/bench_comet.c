@@ -180,13 +180,13 @@ static int bench_layer1_gemm(const comet_rank_info_t *info, comet_context_t ctx,
   void *plain = NULL;
   int rc = 0;
   HCUDA(cudaMalloc(&plain, (size_t)L->row_capacity * L->cfg.hidden * 2));
-  comet_gemm_params_t g[2];
+  comet_gemm_params_t g[2]; /* h_last: the layer's h, where every dispatch_gemm here writes */
+  comet_layer1_gemm_params(L, L->h_last, l1->w2, L->view.win_local + L->view.off_y, &g[0]);
+  g[1] = g[0];
+  g[1].c = plain;
   for (int it = 0; it < iters; ++it) {
     for (int p = 0; p < 2; ++p) {
       HCOMET(comet_dispatch_gemm(L, l0, st));
-      comet_layer1_gemm_params(L, L->h_last, l1->w2, L->view.win_local + L->view.off_y, &g[0]);
-      g[1] = g[0];
-      g[1].c = plain;
       if (cudaEventRecord(ev[0], st) != cudaSuccess) goto cuda_fail;
       HCOMET(comet_gemm_grouped(&g[p], st));
       if (cudaEventRecord(ev[1], st) != cudaSuccess || cudaEventSynchronize(ev[1]) != cudaSuccess ||

@@ -236,21 +236,18 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   q_band.band = 16; /* the default is COMET_SCHED_BAND (8) */
   q_swiglu.n = s.n / 2; /* layer0 with the fused activation: same B ([G, 2F, H]), F outputs */
   q_swiglu.epilogue = COMET_GEMM_EPI_SWIGLU;
-  comet_gemm_params_t q_stage3 = swiglu_too ? q_swiglu : p; /* the row's own epilogue */
+  const comet_gemm_params_t own = swiglu_too ? q_swiglu : p; /* the row's own epilogue */
+  comet_gemm_params_t q_stage3 = own, q_half = own, q_dyn = own, q_dynhalf = own, q_other = own,
+                      q_tall = own;
   q_stage3.stages = 3;
-  comet_gemm_params_t q_half = swiglu_too ? q_swiglu : p;
-  q_half.half_tiles = 1;
-  comet_gemm_params_t q_dyn = q_half, q_dynhalf = q_half;
-  q_dyn.half_tiles = 0;
+  q_half.half_tiles = q_dynhalf.half_tiles = 1;
   q_dyn.dynamic_tiles = q_dynhalf.dynamic_tiles = 1;
-  comet_gemm_params_t q_other = swiglu_too ? q_swiglu : p;
   {
     int own_m, own_n;
     BENCH_COMET(comet_gemm_tile_shape(&q_other, &own_m, &own_n));
     r.auto_wide = own_n == (swiglu_too ? 128 : 256);
     q_other.tile = r.auto_wide ? COMET_GEMM_TILE_NARROW : COMET_GEMM_TILE_WIDE;
   }
-  comet_gemm_params_t q_tall = swiglu_too ? q_swiglu : p;
   q_tall.tile = COMET_GEMM_TILE_TALL;
   if (b.ab && G <= 128) add(&r.tall_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_tall, 0)); });
   if (b.ab) {

@@ -1146,7 +1146,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
       mbar_init(&full[s], C::kGather ? 129 : 1);
       mbar_init(&empty[s], C::kEmptyArrivals); /* each consumer warpgroup (of the pair) */
     }
-    if (a.tile_counter) { /* the work ring (a list, so the table area is free) */
+    if (a.tile_counter) { /* the work ring (ring_of: where this config keeps it) */
       const Ring r = ring_of<C>(smem);
       for (int s = 0; s < kRing; ++s) {
         mbar_init(&r.full[s], 1);
