@@ -430,10 +430,10 @@ static void mean_comet(bench_comet_t *a, const bench_comet_t *b) {
   }
   float *x[10] = {&a->forward_ms, &a->layer0_ms, &a->layer1_ms, &a->layer0_gemm_only_ms,
                   &a->layer0_comm_only_ms, &a->layer1_gemm_only_ms, &a->layer1_comm_only_ms,
-                  &a->backward_ms, &a->layer1_gemm_ms, &a->layer1_gemm_plain_ms};
+                  &a->backward_ms, &a->layer1_gemm_ms, &a->layer1_gemm_static_ms};
   const float y[10] = {b->forward_ms, b->layer0_ms, b->layer1_ms, b->layer0_gemm_only_ms,
                        b->layer0_comm_only_ms, b->layer1_gemm_only_ms, b->layer1_comm_only_ms,
-                       b->backward_ms, b->layer1_gemm_ms, b->layer1_gemm_plain_ms};
+                       b->backward_ms, b->layer1_gemm_ms, b->layer1_gemm_static_ms};
   for (int i = 0; i < 10; ++i) *x[i] = 0.5f * (*x[i] + y[i]);
 }
 
@@ -942,7 +942,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "layer1_speedup", cm.layer1_ms > 0 ? l1_base / cm.layer1_ms : 0, base && cm.ran);
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
     json_num(f, "layer1_gemm_ms", cm.layer1_gemm_ms, cm.ran && cm.layer1_gemm_ms > 0);
-    json_num(f, "layer1_gemm_plain_ms", cm.layer1_gemm_plain_ms, cm.ran && cm.layer1_gemm_plain_ms > 0);
+    json_num(f, "layer1_gemm_static_ms", cm.layer1_gemm_static_ms, cm.ran && cm.layer1_gemm_static_ms > 0);
     fprintf(f, ", \"save\": %s", o->save ? "true" : "false");
     fprintf(f, ", \"order\": \"%s\"", bench_order_names[o->order]);
     fprintf(f, ", \"preheat_ms\": %d", o->preheat_ms);

@@ -170,40 +170,29 @@ done:
 /* The composed layer1's GEMM alone, at W = 1: per iteration a
  * dispatch_gemm (h and the plan as the timed layer1 finds them, the GPU
  * as warm), then the GEMM into the window's y exactly as
- * comet_gemm_combine runs it; again into a plain cudaMalloc'd buffer. Tells
- * the layer's GEMM from the standalone one (`bench --op gemm --only
- * layer`) and the window's memory from plain memory. */
+ * comet_gemm_combine runs it (dynamic tiles); again with static tiles.
+ * Tells the layer's GEMM from the standalone one (`bench --op gemm --only
+ * layer`) and from the rest of comet_layer1_ms. */
 static int bench_layer1_gemm(const comet_rank_info_t *info, comet_context_t ctx, comet_layer_t L,
                              const comet_dispatch_gemm_args_t *l0,
                              const comet_gemm_combine_args_t *l1, cudaStream_t st, int iters,
                              float *times, cudaEvent_t *ev, bench_comet_t *out) {
-  void *plain = NULL;
-  int rc = 0;
-  HCUDA(cudaMalloc(&plain, (size_t)L->row_capacity * L->cfg.hidden * 2));
   comet_gemm_params_t g[2]; /* h_last: the layer's h, where every dispatch_gemm here writes */
   comet_layer1_gemm_params(L, L->h_last, l1->w2, L->view.win_local + L->view.off_y, &g[0]);
   g[1] = g[0];
-  g[1].c = plain;
+  g[1].dynamic_tiles = 0;
   for (int it = 0; it < iters; ++it) {
     for (int p = 0; p < 2; ++p) {
       HCOMET(comet_dispatch_gemm(L, l0, st));
-      if (cudaEventRecord(ev[0], st) != cudaSuccess) goto cuda_fail;
+      HCUDA(cudaEventRecord(ev[0], st));
       HCOMET(comet_gemm_grouped(&g[p], st));
-      if (cudaEventRecord(ev[1], st) != cudaSuccess || cudaEventSynchronize(ev[1]) != cudaSuccess ||
-          cudaEventElapsedTime(&times[2 * it + p], ev[0], ev[1]) != cudaSuccess)
-        goto cuda_fail;
+      HCUDA(cudaEventRecord(ev[1], st));
+      HCUDA(cudaEventSynchronize(ev[1]));
+      HCUDA(cudaEventElapsedTime(&times[2 * it + p], ev[0], ev[1]));
     }
   }
-  rc = slowest_medians(info, ctx, times, iters, &out->layer1_gemm_ms, &out->layer1_gemm_plain_ms);
-  cudaFree(plain);
-  return rc;
-cuda_fail:
-  fprintf(stderr, "[rank %d] bench: the layer1 GEMM's timing: %s\n", info->rank,
-          cudaGetErrorString(cudaGetLastError()));
-  cudaFree(plain);
-  return 1;
+  return slowest_medians(info, ctx, times, iters, &out->layer1_gemm_ms, &out->layer1_gemm_static_ms);
 done:
-  cudaFree(plain);
   return 0; /* comet's error is in out->err */
 }
 

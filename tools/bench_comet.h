@@ -28,9 +28,9 @@ typedef struct bench_comet {
   float layer0_comm_only_ms; /* ... with the movers alone */
   int fused1, n_comm1;   /* layer1 ran fused (COMET_LAYER1=fused), with n_comm1 movers */
   float layer1_gemm_only_ms, layer1_comm_only_ms; /* its reference timings, as layer0's */
-  /* the composed layer1's GEMM alone (W = 1, with refs): into the window's
-   * y as the layer runs it, and into a plain cudaMalloc'd buffer */
-  float layer1_gemm_ms, layer1_gemm_plain_ms;
+  /* the composed layer1's GEMM alone (W = 1, with refs): as the layer runs
+   * it (dynamic tiles), and with static tiles */
+  float layer1_gemm_ms, layer1_gemm_static_ms;
   float backward_ms;     /* comet_moe_backward, every gradient (with opts.backward), into
                             opts.backward's buffers (save mode with args->saved_z) */
   bench_check_t chk;

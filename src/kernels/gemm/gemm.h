@@ -161,9 +161,11 @@ typedef struct comet_gemm_params {
   /* 1: without hooks, the CTAs take tiles (and split-tail parts) from a
    * counter in the split workspace (the caller's or the stream's; none: no
    * effect) instead of cta, cta + ncta, ...: a CTA that drew cheaper tiles
-   * (half tiles, ragged ones) takes more. The bits are the same. Opt-in,
-   * unmeasured (session 13; bench --ab's comet_dyn_tflops and
-   * comet_dynhalf_tflops with half tiles). */
+   * (half tiles, ragged ones) takes more. The bits are the same. The
+   * composed layer1 and `bench --op gemm` set it: 1.016x static over the
+   * 99 --ab rows, 1.05-1.31x on the 2048-token routed layer rows, 0.92-0.96x
+   * on a few 4096-token ones (one sample, session 14 run 1; bench --ab's
+   * comet_static_tflops). */
   int dynamic_tiles;
 } comet_gemm_params_t;
 
