@@ -378,7 +378,8 @@ constexpr int kRing = 4;
  * delaying the next tile's first (the K = 768-2048 rows ran 4-8% slower
  * dynamic than static with the claim at each tile's start, session 14
  * runs 1-2). A CTA holds the claimed tile for the ~kClaimLead + kStages
- * stages the consumers are behind, a fraction of a tile. */
+ * stages the consumers are behind, a fraction of a tile. Plain launches
+ * only (the hook kernels' producer spilled with it). */
 constexpr int kClaimLead = 2;
 constexpr int kOffRing = 4096; /* from the table area; srcs (gather) use its first 1 KB */
 static_assert(kOffRing + kRingAreaBytes <= 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4,
@@ -386,25 +387,36 @@ static_assert(kOffRing + kRingAreaBytes <= 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4,
 static_assert(32 + 2 * kRing * 8 <= kRingAreaBytes, "the work ring fits its area");
 
 struct Ring {
-  volatile int *item; /* [kRing] + 1: the gather producer's broadcast slot */
+  volatile int *item;  /* [kRing] + 1: the gather producer's broadcast slot */
+  volatile int *claim; /* the producer's early claim (-1: none; kept in shared
+                          memory: a register for it spilled the 40-register producer) */
   uint64_t *full, *empty;
 };
+static_assert((kRing + 2) * 4 <= 32, "the ring's items and claim fit before its barriers");
 
 template <class C>
 __device__ __forceinline__ Ring ring_of(uint8_t *smem) {
   uint8_t *base = smem + C::kOffTab + (C::kHooks ? kOffRing : C::kTabBytes);
   Ring r;
   r.item = (volatile int *)base;
+  r.claim = r.item + kRing + 1;
   r.full = (uint64_t *)(base + 32);
   r.empty = r.full + kRing;
   return r;
 }
 
-/* claimed: a tile taken early (during the last tile's loads), -1: none */
+/* The tile claimed early (plain launches: during the last tile's loads,
+ * see kClaimLead), else one claimed now. */
+template <class C>
 __device__ __forceinline__ int producer_next(const Args &a, const Ring &r, int i, int cta, int ncta,
-                                             int total, int claimed = -1) {
+                                             int total) {
   if (!a.tile_counter) return cta + i * ncta < total ? cta + i * ncta : -1;
-  int w = claimed >= 0 ? claimed : (int)atomicAdd(a.tile_counter, 1u);
+  int w = -1;
+  if constexpr (!C::kHooks) {
+    w = *r.claim;
+    *r.claim = -1;
+  }
+  if (w < 0) w = (int)atomicAdd(a.tile_counter, 1u);
   if (w >= total) w = -1;
   const int slot = i % kRing;
   mbar_wait(&r.empty[slot], ((i / kRing) & 1) ^ 1);
@@ -490,7 +502,7 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
     /* thread 0 takes the tile and tells the other producer threads: they
      * all read the slot before the barrier after srcs, so it is free again
      * when thread 0 writes the next one */
-    if (tid == 0) ring.item[kRing] = producer_next(a, ring, i, cta, ncta, count * a.n_tiles);
+    if (tid == 0) ring.item[kRing] = producer_next<C>(a, ring, i, cta, ncta, count * a.n_tiles);
     named_bar_sync(5, 128);
     const int w = ring.item[kRing];
     if (w < 0) break;
@@ -613,9 +625,8 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
   bool dead = false;
   int stage = 0;
   uint32_t phase = 0;
-  int claimed = -1;
   for (int i = 0;; ++i) {
-    const int w = producer_next(a, ring, i, cta, ncta, sp.items, claimed);
+    const int w = producer_next<C>(a, ring, i, cta, ncta, sp.items);
     if (w < 0) break;
     const Work wk = work_item(sp, k_iters, w);
     const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
@@ -629,11 +640,14 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       b_row0 = tl.n * C::kBN;
       b_row1 = b_row0 + nb_half;
     }
-    /* the next tile's claim (its result is first read by producer_next) */
-    const int claim_kb = a.tile_counter && !a.late_claims ? max(wk.kb0, wk.kb1 - 1 - kClaimLead) : -1;
-    claimed = -1;
     for (int kb = wk.kb0; kb < wk.kb1; ++kb) {
-      if (kb == claim_kb) claimed = (int)atomicAdd(a.tile_counter, 1u);
+      /* the next tile's claim, kClaimLead stages before this one's last (a
+       * shorter tile's at its start); plain launches only: in the hook
+       * kernels' 40-register producer it spilled */
+      if constexpr (!C::kHooks)
+        if (a.tile_counter && !a.late_claims &&
+            (kb == wk.kb1 - 1 - kClaimLead || (kb == wk.kb0 && kb > wk.kb1 - 1 - kClaimLead)))
+          *ring.claim = (int)atomicAdd(a.tile_counter, 1u);
       mbar_wait(&empty[stage], phase ^ 1);
       mbar_arrive_expect_tx(&full[stage], C::kStageBytes);
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
@@ -1163,6 +1177,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
     }
     if (a.tile_counter) { /* the work ring (ring_of: where this config keeps it) */
       const Ring r = ring_of<C>(smem);
+      *r.claim = -1;
       for (int s = 0; s < kRing; ++s) {
         mbar_init(&r.full[s], 1);
         mbar_init(&r.empty[s], 2);
