@@ -6,8 +6,9 @@
 # ~570 standalone on routed sizes; the fused layer0's gemm_only ~544
 # against ~590). One call:
 #   1. the layer bench (Mixtral, Phi-3.5; 2048, 8192 tokens; uniform) with
-#      the composed layer1's GEMM timed alone into the window's y and into
-#      a plain buffer (layer1_gemm_ms, layer1_gemm_plain_ms), while
+#      the composed layer1's GEMM timed alone (layer1_gemm_ms; with
+#      static tiles layer1_gemm_static_ms; session 14 run 1 timed a plain
+#      buffer instead, the same within 0.5%), while
 #      nvidia-smi samples the SM clock and power every 50 ms (smi.csv);
 #   2. the standalone GEMMs of the same shapes (gemm_layer.jsonl);
 #   3. ncu without clock control (the clock the power cap leaves) of the

@@ -123,9 +123,6 @@ static void run_ordered_split(const Case &c, comet_gemm_params_t p, const std::v
   p.half_tiles = 0;
   CHECK_MSG(run_poisoned(p, n) == first, "%s: dynamic tiles without half tiles give other bits",
             c.name);
-  p.late_claims = 1; /* each tile claimed at its start */
-  CHECK_MSG(run_poisoned(p, n) == first, "%s: dynamic tiles claimed late give other bits", c.name);
-  p.late_claims = 0;
   p.dynamic_tiles = 0;
   long differ = 0;
   for (size_t i = 0; i < n; ++i) differ += first[i] != plain[i];

@@ -167,11 +167,6 @@ typedef struct comet_gemm_params {
    * on a few 4096-token ones (one sample, session 14 run 1; bench --ab's
    * comet_static_tflops). */
   int dynamic_tiles;
-  /* 1: with dynamic tiles in a plain launch, a CTA claims each tile as it
-   * starts it (session 13's way); 0 (default): during its last tile's
-   * final loads, so that the claim's round trip overlaps them (bench
-   * --ab's comet_lateclaim_tflops) */
-  int late_claims;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers

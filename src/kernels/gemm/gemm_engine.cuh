@@ -71,7 +71,6 @@ struct Args {
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
   int half_tiles; /* params.half_tiles: half tiles on (opt-in) */
-  int late_claims; /* params.late_claims: dynamic tiles claimed at each tile's start (A/B) */
 };
 
 /* ---- split tail ----
@@ -372,51 +371,30 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
  * split tail's items from a counter in its workspace, so CTAs that drew
  * cheaper tiles take more) keeps it after the tables. */
 constexpr int kRing = 4;
-/* The producer claims its next dynamic tile this many stages before the
- * current one's last load (no earlier than its first): the claim's
- * atomic round trip then overlaps the tile's last loads instead of
- * delaying the next tile's first (the K = 768-2048 rows ran 4-8% slower
- * dynamic than static with the claim at each tile's start, session 14
- * runs 1-2). A CTA holds the claimed tile for the ~kClaimLead + kStages
- * stages the consumers are behind, a fraction of a tile. Plain launches
- * only (the hook kernels' producer spilled with it). */
-constexpr int kClaimLead = 2;
 constexpr int kOffRing = 4096; /* from the table area; srcs (gather) use its first 1 KB */
 static_assert(kOffRing + kRingAreaBytes <= 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4,
               "the work ring fits the table area");
 static_assert(32 + 2 * kRing * 8 <= kRingAreaBytes, "the work ring fits its area");
 
 struct Ring {
-  volatile int *item;  /* [kRing] + 1: the gather producer's broadcast slot */
-  volatile int *claim; /* the producer's early claim (-1: none; kept in shared
-                          memory: a register for it spilled the 40-register producer) */
+  volatile int *item; /* [kRing] + 1: the gather producer's broadcast slot */
   uint64_t *full, *empty;
 };
-static_assert((kRing + 2) * 4 <= 32, "the ring's items and claim fit before its barriers");
 
 template <class C>
 __device__ __forceinline__ Ring ring_of(uint8_t *smem) {
   uint8_t *base = smem + C::kOffTab + (C::kHooks ? kOffRing : C::kTabBytes);
   Ring r;
   r.item = (volatile int *)base;
-  r.claim = r.item + kRing + 1;
   r.full = (uint64_t *)(base + 32);
   r.empty = r.full + kRing;
   return r;
 }
 
-/* The tile claimed early (plain launches: during the last tile's loads,
- * see kClaimLead), else one claimed now. */
-template <class C>
 __device__ __forceinline__ int producer_next(const Args &a, const Ring &r, int i, int cta, int ncta,
                                              int total) {
   if (!a.tile_counter) return cta + i * ncta < total ? cta + i * ncta : -1;
-  int w = -1;
-  if constexpr (!C::kHooks) {
-    w = *r.claim;
-    *r.claim = -1;
-  }
-  if (w < 0) w = (int)atomicAdd(a.tile_counter, 1u);
+  int w = (int)atomicAdd(a.tile_counter, 1u);
   if (w >= total) w = -1;
   const int slot = i % kRing;
   mbar_wait(&r.empty[slot], ((i / kRing) & 1) ^ 1);
@@ -502,7 +480,7 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
     /* thread 0 takes the tile and tells the other producer threads: they
      * all read the slot before the barrier after srcs, so it is free again
      * when thread 0 writes the next one */
-    if (tid == 0) ring.item[kRing] = producer_next<C>(a, ring, i, cta, ncta, count * a.n_tiles);
+    if (tid == 0) ring.item[kRing] = producer_next(a, ring, i, cta, ncta, count * a.n_tiles);
     named_bar_sync(5, 128);
     const int w = ring.item[kRing];
     if (w < 0) break;
@@ -626,7 +604,7 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
   int stage = 0;
   uint32_t phase = 0;
   for (int i = 0;; ++i) {
-    const int w = producer_next<C>(a, ring, i, cta, ncta, sp.items);
+    const int w = producer_next(a, ring, i, cta, ncta, sp.items);
     if (w < 0) break;
     const Work wk = work_item(sp, k_iters, w);
     const Tile tl = sched_tile<C>(a, row_off, mstart, count, wk.t);
@@ -641,13 +619,6 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       b_row1 = b_row0 + nb_half;
     }
     for (int kb = wk.kb0; kb < wk.kb1; ++kb) {
-      /* the next tile's claim, kClaimLead stages before this one's last (a
-       * shorter tile's at its start); plain launches only: in the hook
-       * kernels' 40-register producer it spilled */
-      if constexpr (!C::kHooks)
-        if (a.tile_counter && !a.late_claims &&
-            (kb == wk.kb1 - 1 - kClaimLead || (kb == wk.kb0 && kb > wk.kb1 - 1 - kClaimLead)))
-          *ring.claim = (int)atomicAdd(a.tile_counter, 1u);
       mbar_wait(&empty[stage], phase ^ 1);
       mbar_arrive_expect_tx(&full[stage], C::kStageBytes);
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
@@ -1177,7 +1148,6 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
     }
     if (a.tile_counter) { /* the work ring (ring_of: where this config keeps it) */
       const Ring r = ring_of<C>(smem);
-      *r.claim = -1;
       for (int s = 0; s < kRing; ++s) {
         mbar_init(&r.full[s], 1);
         mbar_init(&r.empty[s], 2);
