@@ -259,6 +259,7 @@ static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, con
                              void *out, cudaStream_t stream) {
   const comet_layer_config_t *c = &L->cfg;
   const comet_comm_view_t *v = &L->view;
+  comet_status_t st = COMET_OK;
   if (comet_layer_layer1_fused(L)) {
     COMET_CHECK(comet_layer_route_check(L)); /* comet_gemm_combine's, before the combine starts */
     comet_fused_layer1_t f = {0};
@@ -283,14 +284,11 @@ static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, con
      * round trip and a launch: by difference ~0.05 ms of Mixtral 2048's
      * 0.90 ms layer1, session 14 run 1); the combine runs only after a
      * good one */
-    const comet_status_t st = comet_layer_route_check(L);
-    if (st != COMET_OK) {
-      COMET_CHECK(comet_poison_on_error_launch(v, out, L->planned_tokens, stream));
-      return st;
-    }
-    COMET_CHECK(comet_layer_combine(L, y, weights, out, 0, stream));
+    st = comet_layer_route_check(L);
+    if (st == COMET_OK) COMET_CHECK(comet_layer_combine(L, y, weights, out, 0, stream));
   }
-  return comet_poison_on_error_launch(v, out, L->planned_tokens, stream);
+  COMET_CHECK(comet_poison_on_error_launch(v, out, L->planned_tokens, stream));
+  return st;
 }
 
 int comet_layer_layer1_fused(comet_layer_t L) {

@@ -355,7 +355,6 @@ static BackwardResult run_backward(Bench &b, int El, int H, int F, const std::ve
   p.epilogue = COMET_GEMM_EPI_STORE;
   p.b_mn_major = 1;
   p.deterministic = 1;
-  p.dynamic_tiles = 1; /* as comet_layer1_gemm_params */
   p.split_ws = layer_split_ws(&p.split_slots);
   BackwardResult r;
   comet_gemm_params_t q;

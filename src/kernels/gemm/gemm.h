@@ -162,10 +162,10 @@ typedef struct comet_gemm_params {
    * counter in the split workspace (the caller's or the stream's; none: no
    * effect) instead of cta, cta + ncta, ...: a CTA that drew cheaper tiles
    * (half tiles, ragged ones) takes more. The bits are the same. The
-   * composed layer1 and `bench --op gemm` set it: 1.016x static over the
-   * 99 --ab rows, 1.05-1.31x on the 2048-token routed layer rows, 0.92-0.96x
-   * on a few 4096-token ones (one sample, session 14 run 1; bench --ab's
-   * comet_static_tflops). */
+   * composed layer1 and `bench --op gemm`'s forward rows set it: 1.016,
+   * 1.007 and 1.007x static over the 99 --ab rows (session 14 runs 1-3),
+   * 1.05-1.33x on the 2048-token routed layer rows, 0.91-0.97x on the
+   * K = 768-2048 ones (bench --ab's comet_static_tflops). */
   int dynamic_tiles;
 } comet_gemm_params_t;
 
