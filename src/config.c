@@ -102,7 +102,7 @@ static comet_status_t comet_config_limits_check(const comet_layer_config_t *c, i
                            (long long)c->max_tokens_per_rank * K * c->tp);
   const struct { const char *what; size_t bytes, limit; } need[] = {
       {"the plan's count kernel (4 bytes per expert)", comet_plan_count_smem(E), SMEM_MAX},
-      {"the plan's exchange kernel (4 bytes per expert and rank)", comet_plan_exchange_smem(E, W), SMEM_MAX},
+      {"the plan's exchange kernel (4 bytes per expert and rank, 20 per expert)", comet_plan_exchange_smem(E, W), SMEM_MAX},
       {"the plan's row kernel (1 KiB per topk slot)", comet_plan_rows_smem(K), SMEM_MAX},
       {"the push dispatch", comet_dispatch_smem(COMET_DISPATCH_PUSH, E, El, W), SMEM_MAX},
       {"the pull dispatch", comet_dispatch_smem(COMET_DISPATCH_PULL, E, El, W), SMEM_MAX},

@@ -8,9 +8,10 @@
  *   exchange (1 CTA)  bumps the device epoch, sums the histograms, writes
  *                     counts and the first error (or this rank's bad
  *                     arguments) into every peer's window, barrier, then
- *                     derives offsets, send offsets and bases, and the status
- *                     (the same on every rank, since every rank sees all)
- *   rows     (ceil(T/256) CTAs) rank of each (t, k) within its (source,
+ *                     derives offsets, send offsets and bases (prefix sums
+ *                     across the CTA), and the status (the same on every
+ *                     rank, since every rank sees all)
+ *   rows     (ceil(T/256) x ceil(E/8) CTAs) rank of each (t, k) within its (source,
  *                     expert) block -> send_list, dest_row, and the
  *                     receivers' row tables (written into their windows)
  *   done     (1 CTA)  barrier: the row tables are complete everywhere
@@ -22,21 +23,13 @@
 
 #include "error.h"
 #include "kernels/comm/comm.h"
+#include "kernels/comm/cta_scan.cuh"
 #include "kernels/launch_check.cuh"
 #include "kernels/comm/sync.cuh"
 #include "kernels/comm/wait.cuh"
 #include "plan_core.h"
 
 #define TPC COMET_PLAN_TOKENS_PER_CTA
-
-static __device__ __forceinline__ comet_plan_dims_t dims_of(const comet_comm_view_t &v) {
-  comet_plan_dims_t d;
-  d.num_experts = v.num_experts;
-  d.topk = v.topk;
-  d.ep = v.ep;
-  d.tp = v.tp;
-  return d;
-}
 
 /* One thread per token: validate, count into a shared histogram. */
 __global__ void __launch_bounds__(TPC) plan_count_kernel(comet_comm_view_t v, int T,
@@ -64,11 +57,14 @@ __global__ void __launch_bounds__(TPC) plan_count_kernel(comet_comm_view_t v, in
 __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v, int T,
                                                             const int32_t *__restrict__ ids,
                                                             comet_arg_fault_t arg) {
-  extern __shared__ int32_t sm[]; /* lc[E], all[W*E], rows[W] */
+  /* before[E + 1] (int64), lc[E], all[W*E], tot[E], tiles0[E + 1] */
+  extern __shared__ int64_t sm64[];
   const int E = v.num_experts, K = v.topk, W = v.world, s = v.rank;
   const int El = E / v.ep, tp = v.tp;
-  const comet_plan_dims_t d = dims_of(v);
-  int32_t *lc = sm, *all = sm + E, *rows = sm + E + W * E;
+  int64_t *before = sm64;
+  int32_t *lc = (int32_t *)(sm64 + E + 1), *all = lc + E, *tot = all + W * E, *tiles0 = tot + E;
+  __shared__ int64_t warp_sums64[32];
+  __shared__ int32_t warp_sums[32];
   __shared__ int32_t err[4];
   __shared__ uint64_t epoch_s;
   __shared__ int dead;
@@ -76,6 +72,7 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
 
   for (int e = threadIdx.x; e < E; e += blockDim.x) {
     int32_t c = 0;
+#pragma unroll 8
     for (int b = 0; b < nct; ++b) c += v.cta_counts[(size_t)b * E + e];
     lc[e] = c;
   }
@@ -132,37 +129,46 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
     v.all_counts[i] = mc[i];
   }
   __syncthreads();
-  for (int q = threadIdx.x; q < W; q += blockDim.x) {
-    int64_t r = comet_plan_offsets(d, all, q, NULL, NULL);
-    rows[q] = r > INT32_MAX ? INT32_MAX : (int32_t)r;
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    int32_t n = 0;
+    for (int p = 0; p < W; ++p) n += all[p * E + e];
+    tot[e] = n;
   }
-  if (threadIdx.x == 0) comet_plan_offsets(d, all, s, v.expert_offset, v.block_offset);
-  if (threadIdx.x == 32) {
-    int32_t acc = 0;
-    for (int e = 0; e < E; ++e) {
-      v.send_offset[e] = acc;
-      acc += lc[e];
-    }
-    v.send_offset[E] = acc;
+  __syncthreads();
+  /* Every offset below is a prefix sum over experts, taken across the CTA
+   * (serial walks by single threads made this kernel ~40 us at E = 64,
+   * session 15); they equal plan_core.h's comet_plan_offsets and
+   * comet_plan_block_start, which the host plan uses. before[e]: rows of
+   * all experts before e (every source), tiles0[e]: their M-tiles. */
+  cta_scan_array<int64_t>(E, [&](int e) { return (int64_t)tot[e]; }, before, true, warp_sums64);
+  cta_scan_array<int32_t>(
+      E, [&](int e) { return (tot[e] + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS; }, tiles0, true,
+      warp_sums);
+  cta_scan_array<int32_t>(E, [&](int e) { return lc[e]; }, v.send_offset, true, warp_sums);
+  __syncthreads();
+  /* within each expert group (its experts' rows on any of its receivers) */
+  for (int e = threadIdx.x; e < E; e += blockDim.x) {
+    const int e0 = e / El * El;
+    v.recv_row0[e] = (int32_t)(before[e] - before[e0]);
+    v.recv_tile0[e] = tiles0[e] - tiles0[e0];
   }
-  /* Where each expert's rows and M-tiles start on its receivers (the same on
-   * every rank of its group: the order of sources within an expert differs,
-   * the expert's extent does not): a sender's rows find their tile counters. */
-  for (int g = threadIdx.x; g < v.ep; g += blockDim.x) {
-    int32_t row = 0, tile = 0;
-    for (int el = 0; el < El; ++el) {
-      const int e = g * El + el;
-      int32_t n = 0;
-      for (int p = 0; p < W; ++p) n += all[p * E + e];
-      v.recv_row0[e] = row;
-      v.recv_tile0[e] = tile;
-      row += n;
-      tile += (n + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS;
-    }
+  /* this rank's received rows: expert el's block of arrival j */
+  const int gs = s / tp * El;
+  for (int i = threadIdx.x; i < El * W; i += blockDim.x) {
+    const int el = i / W, j = i % W, e = gs + el;
+    int64_t r = before[e] - before[gs];
+    for (int j2 = 0; j2 < j; ++j2) r += all[comet_plan_source(s, j2, W) * E + e];
+    v.block_offset[el * (W + 1) + j] = (int32_t)r;
+    if (j == 0) v.expert_offset[el] = (int32_t)r;
+    if (j == W - 1) v.block_offset[el * (W + 1) + W] = (int32_t)(r + all[comet_plan_source(s, j, W) * E + e]);
   }
+  if (threadIdx.x == 0) v.expert_offset[El] = (int32_t)(before[gs + El] - before[gs]);
+  /* where this rank's rows for expert e start on its receiver q */
   for (int i = threadIdx.x; i < E * tp; i += blockDim.x) {
     const int e = i / tp, q = (e / El) * tp + i % tp;
-    v.send_base[i] = (int32_t)comet_plan_block_start(d, all, q, s, e);
+    int64_t r = before[e] - before[e / El * El];
+    for (int j = 0; j < comet_plan_arrival(q, s, W); ++j) r += all[comet_plan_source(q, j, W) * E + e];
+    v.send_base[i] = (int32_t)r;
   }
   __syncthreads();
   if (threadIdx.x == 0) {
@@ -179,34 +185,39 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
         break;
       }
     }
-    if (st.code == 0)
-      for (int q = 0; q < W; ++q)
-        if ((int64_t)rows[q] > v.row_capacity) {
-          st.code = COMET_ROUTE_CAPACITY;
-          st.rank = q;
-          st.token = st.slot = -1;
-          st.value = rows[q];
-          break;
-        }
-    st.rows = rows[s];
+    int64_t rows_s = 0;
+    for (int q = 0; q < W; ++q) { /* every receiver's rows: its group's */
+      const int g0 = q / tp * El;
+      const int64_t r = before[g0 + El] - before[g0];
+      if (q == s) rows_s = r;
+      if (st.code == 0 && r > v.row_capacity) {
+        st.code = COMET_ROUTE_CAPACITY;
+        st.rank = q;
+        st.token = st.slot = -1;
+        st.value = r > INT32_MAX ? INT32_MAX : (int32_t)r;
+      }
+    }
+    st.rows = rows_s > INT32_MAX ? INT32_MAX : (int32_t)rows_s;
     *v.status = st;
   }
 }
 
-/* A warp per expert: walks the CTA's tokens in order, 32 at a time, and
- * ranks each (t, k) routed to that expert with a ballot. */
+/* A warp per expert (blockIdx.y picks the CTA's experts: one each, for
+ * parallelism; 8 CTAs walking 8 experts a warp took ~30 us at 2048 tokens
+ * and E = 64, session 15): walks the CTA's tokens in order, 32 at a time,
+ * and ranks each (t, k) routed to that expert with a ballot. */
 __global__ void __launch_bounds__(TPC) plan_rows_kernel(comet_comm_view_t v, int T,
                                                         const int32_t *__restrict__ ids) {
   if (v.status->code != COMET_ROUTE_OK) return;
   extern __shared__ int32_t sids[]; /* [TPC][K] */
-  const int E = v.num_experts, K = v.topk, W = v.world, s = v.rank;
+  const int E = v.num_experts, K = v.topk, s = v.rank;
   const int El = E / v.ep, tp = v.tp;
   const int t0 = blockIdx.x * TPC;
   for (int i = threadIdx.x; i < TPC * K; i += blockDim.x) {
     const int t = t0 + i / K;
     sids[i] = t < T ? ids[(size_t)t0 * K + i] : -1;
   }
-  {
+  if (blockIdx.y == 0) {
     const int t = t0 + threadIdx.x;
     if (t < T)
       for (int k = 0; k < K; ++k)
@@ -216,7 +227,8 @@ __global__ void __launch_bounds__(TPC) plan_rows_kernel(comet_comm_view_t v, int
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
   const uint32_t lt = (1u << lane) - 1u;
-  for (int e = warp; e < E; e += nwarps) {
+  const int e = blockIdx.y * nwarps + warp;
+  if (e < E) {
     int32_t base = 0;
     for (int b = lane; b < (int)blockIdx.x; b += 32) base += v.cta_counts[(size_t)b * E + e];
     for (int o = 16; o > 0; o >>= 1) base += __shfl_xor_sync(0xffffffffu, base, o);
@@ -246,7 +258,6 @@ __global__ void __launch_bounds__(TPC) plan_rows_kernel(comet_comm_view_t v, int
       base += __popc(m);
     }
   }
-  (void)W;
 }
 
 /* Every rank's row-table stores (the previous kernel) are visible after
@@ -259,7 +270,7 @@ __global__ void __launch_bounds__(128) plan_done_kernel(comet_comm_view_t v) {
 
 size_t comet_plan_count_smem(int E) { return sizeof(int32_t) * (size_t)E; }
 size_t comet_plan_exchange_smem(int E, int W) {
-  return sizeof(int32_t) * ((size_t)E + (size_t)W * E + (size_t)W);
+  return sizeof(int64_t) * ((size_t)E + 1) + sizeof(int32_t) * ((size_t)3 * E + (size_t)W * E + 1);
 }
 size_t comet_plan_rows_smem(int K) { return sizeof(int32_t) * (size_t)TPC * (size_t)K; }
 
@@ -284,7 +295,8 @@ extern "C" comet_status_t comet_plan_device_launch(const comet_comm_view_t *v, i
   if (nct > 0) {
     const size_t rs = comet_plan_rows_smem(K);
     COMET_CHECK(comet_allow_smem((const void *)plan_rows_kernel, rs, "plan_rows_kernel"));
-    plan_rows_kernel<<<nct, TPC, rs, stream>>>(*v, T, ids);
+    const dim3 grid(nct, (E + TPC / 32 - 1) / (TPC / 32));
+    plan_rows_kernel<<<grid, TPC, rs, stream>>>(*v, T, ids);
     COMET_CHECK(comet_launched("plan_rows_kernel"));
   }
   if (W > 1) {
