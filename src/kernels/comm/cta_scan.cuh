@@ -57,4 +57,27 @@ static __device__ __forceinline__ void cta_scan_array(int n, F f, T *out, bool w
   if (with_total && threadIdx.x == 0) out[n] = total;
 }
 
+/* In place: a[0..n) becomes its exclusive prefix sums and a[n] the sum,
+ * by one warp (the calling threads must be exactly lanes 0-31 of a warp)
+ * walking a in runs of 32; for short arrays in shared memory that the
+ * caller has filled and synchronized. */
+template <typename T>
+static __device__ __forceinline__ void warp_scan_shared(T *a, int n) {
+  const int lane = threadIdx.x % 32;
+  T carry = 0;
+  for (int base = 0; base < n; base += 32) {
+    const int i = base + lane;
+    const T x = i < n ? a[i] : (T)0;
+    T incl = x;
+#pragma unroll
+    for (int d = 1; d < 32; d <<= 1) {
+      const T y = __shfl_up_sync(0xffffffffu, incl, d);
+      if (lane >= d) incl += y;
+    }
+    if (i < n) a[i] = carry + incl - x;
+    carry += __shfl_sync(0xffffffffu, incl, 31);
+  }
+  if (lane == 0) a[n] = carry;
+}
+
 #endif /* COMET_CTA_SCAN_CUH */

@@ -140,11 +140,11 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
    * session 15); they equal plan_core.h's comet_plan_offsets and
    * comet_plan_block_start, which the host plan uses. before[e]: rows of
    * all experts before e (every source), tiles0[e]: their M-tiles. */
-  cta_scan_array<int64_t>(E, [&](int e) { return (int64_t)tot[e]; }, before, true, warp_sums64);
+  cta_scan_array<int64_t>(E, [=](int e) { return (int64_t)tot[e]; }, before, true, warp_sums64);
   cta_scan_array<int32_t>(
-      E, [&](int e) { return (tot[e] + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS; }, tiles0, true,
+      E, [=](int e) { return (tot[e] + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS; }, tiles0, true,
       warp_sums);
-  cta_scan_array<int32_t>(E, [&](int e) { return lc[e]; }, v.send_offset, true, warp_sums);
+  cta_scan_array<int32_t>(E, [=](int e) { return lc[e]; }, v.send_offset, true, warp_sums);
   __syncthreads();
   /* within each expert group (its experts' rows on any of its receivers) */
   for (int e = threadIdx.x; e < E; e += blockDim.x) {

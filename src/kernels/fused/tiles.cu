@@ -15,7 +15,7 @@
 #include "kernels/launch_check.cuh"
 #include "schedule.h"
 
-#define TILES_THREADS 1024
+#define TILES_THREADS 512
 
 /* ---- the layer0 tile list ---- */
 
@@ -56,12 +56,14 @@ __global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t
     return;
   }
   const int El = v.num_experts / v.ep, W = v.world;
-  /* M-tiles before each local expert: a CTA scan (a thread's serial walk
-   * over 64 experts took ~6 us, session 15) */
+  /* M-tiles before each local expert: each expert's count by its own
+   * thread, then one warp's scan (a thread's serial walk over 64 experts
+   * took ~6 us, session 15; the generic CTA array scan spilled here) */
   const int32_t *eo = v.expert_offset;
-  cta_scan_array<int32_t>(
-      El, [&](int el) { return (eo[el + 1] - eo[el] + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS; },
-      mstart, true, warp_sums);
+  for (int el = threadIdx.x; el < El; el += blockDim.x)
+    mstart[el] = (eo[el + 1] - eo[el] + COMET_MTILE_ROWS - 1) / COMET_MTILE_ROWS;
+  __syncthreads();
+  if (threadIdx.x < 32) warp_scan_shared(mstart, El);
   __syncthreads();
   const int n = mstart[El];
   const int chunk = (n + blockDim.x - 1) / blockDim.x;
