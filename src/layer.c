@@ -320,7 +320,8 @@ static comet_status_t alloc_local(comet_layer_t L) {
   COMET_CUDA(cudaMalloc(&L->split_ws, comet_gemm_split_ws_bytes(L->split_slots)));
   COMET_CUDA(cudaHostAlloc((void **)&L->fault_host, sizeof(comet_fault_t), cudaHostAllocMapped));
   memset(L->fault_host, 0, sizeof(comet_fault_t));
-  COMET_CUDA(cudaHostAlloc((void **)&L->status_host, sizeof(comet_route_status_t), cudaHostAllocDefault));
+  COMET_CUDA(cudaHostAlloc((void **)&L->status_host, sizeof(comet_route_status_t), cudaHostAllocMapped));
+  memset(L->status_host, 0, sizeof(comet_route_status_t));
   COMET_CUDA(cudaEventCreateWithFlags(&L->last_call, cudaEventDisableTiming));
   COMET_CUDA(cudaEventCreateWithFlags(&L->plan_done, cudaEventDisableTiming));
   return COMET_OK;
@@ -341,6 +342,9 @@ static comet_status_t setup_window(comet_layer_t L) {
   void *fh = NULL;
   COMET_CUDA(cudaHostGetDevicePointer(&fh, L->fault_host, 0));
   v->fault_host = (comet_fault_t *)fh;
+  void *sh = NULL;
+  COMET_CUDA(cudaHostGetDevicePointer(&sh, L->status_host, 0));
+  v->status_host = (comet_route_status_t *)sh;
   v->abort = ctx->abort_dev;
   /* kernels, not cudaMemsetAsync: a peer past its creation may already spin
    * in its first call (kernels/fill.h) */
@@ -641,8 +645,7 @@ comet_status_t comet_layer_route_status(comet_layer_t L, cudaStream_t stream,
 
 comet_status_t comet_layer_route_check_queue(comet_layer_t L, cudaStream_t stream) {
   if (L->graph_mode) return COMET_OK;
-  COMET_CUDA(cudaMemcpyAsync(L->status_host, L->view.status, sizeof *L->status_host,
-                             cudaMemcpyDeviceToHost, stream));
+  /* the status's mirror is written by then (comm.h: status_host) */
   COMET_CUDA(cudaEventRecord(L->plan_done, stream));
   L->route_check_due = 1;
   return COMET_OK;
@@ -653,7 +656,7 @@ comet_status_t comet_layer_route_check(comet_layer_t L) {
   L->route_check_due = 0;
   COMET_CUDA(cudaEventSynchronize(L->plan_done));
   COMET_CHECK(comet_layer_fault_status(L));
-  return route_error(L, *L->status_host);
+  return route_error(L, *(volatile comet_route_status_t *)L->status_host);
 }
 
 /* The routing status s as the call's status and message. */

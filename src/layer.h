@@ -36,8 +36,9 @@ struct comet_layer {
   const void *h_last; /* where the last comet_dispatch_gemm wrote h */
   int graph_mode;     /* 1: no host sync in calls (comet_layer_set_graph_mode) */
   int route_check_due; /* this call's host check of its routing is due (route_check) */
-  comet_route_status_t *status_host; /* pinned: the plan's status, copied after it */
-  cudaEvent_t plan_done;             /* ... recorded after that copy */
+  comet_route_status_t *status_host; /* mapped: view.status as the kernel that settled it left
+                                        it (view.status_host is its device address) */
+  cudaEvent_t plan_done;             /* ... recorded after that kernel */
   cudaEvent_t last_call;    /* recorded at the end of every call */
   cudaStream_t last_stream; /* its stream */
   int has_last;

@@ -299,6 +299,7 @@ __global__ void __launch_bounds__(128) combine_begin_kernel(comet_comm_view_t v,
    * still read this rank's y of the previous combine) */
   if (v.status->code != COMET_ROUTE_OK)
     for (int i = threadIdx.x; i <= v.num_experts / v.ep; i += blockDim.x) v.expert_offset[i] = 0;
+  comet_status_mirror(v);
 }
 
 extern "C" comet_status_t comet_combine_guard_launch(const comet_comm_view_t *v, cudaStream_t stream) {

@@ -187,6 +187,10 @@ typedef struct comet_comm_view {
   uint32_t *pulled_done;         /* [El*W] rows of block (el, j) pulled this call (self-resetting) */
   uint32_t *combine_done;        /* [W] rows sent home to rank s this call (self-resetting) */
   comet_route_status_t *status;
+  comet_route_status_t *status_host; /* its mapped host mirror (device address), written by the
+                                        kernel that settles the status (the plan's exchange,
+                                        the combine's begin): the host reads it after an event,
+                                        with no copy in the stream */
 } comet_comm_view_t;
 
 /* Shared memory (bytes) of the kernels whose needs grow with the config;

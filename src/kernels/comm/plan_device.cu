@@ -103,6 +103,7 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
   __syncthreads();
   if (dead) { /* an earlier wait of this layer gave up: the layer is dead */
     if (threadIdx.x == 0) v.status->code = COMET_ROUTE_FAULT;
+    comet_status_mirror(v);
     return;
   }
   const uint64_t epoch = epoch_s;
@@ -121,7 +122,10 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
    * that before any source's first add (sources add after it). */
   uint64_t *tcount = (uint64_t *)(v.win_local + v.off_tcount);
   for (int i = threadIdx.x; i < v.max_mtiles; i += blockDim.x) tcount[i] = 0;
-  if (!comet_barrier_cta(v, epoch, COMET_BAR_PLAN)) return; /* status is FAULT */
+  if (!comet_barrier_cta(v, epoch, COMET_BAR_PLAN)) { /* status is FAULT */
+    comet_status_mirror(v);
+    return;
+  }
 
   const int32_t *mc = (const int32_t *)(v.win_local + v.off_counts) + (size_t)parity * W * E;
   for (int i = threadIdx.x; i < W * E; i += blockDim.x) {
@@ -200,6 +204,7 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
     st.rows = rows_s > INT32_MAX ? INT32_MAX : (int32_t)rows_s;
     *v.status = st;
   }
+  comet_status_mirror(v);
 }
 
 /* A warp per expert (blockIdx.y picks the CTA's experts: one each, for

@@ -61,6 +61,15 @@ static __device__ __forceinline__ void comet_raise_fault(const comet_comm_view_t
       if (p != v.rank) st_relaxed_sys_u32(fault_word(v, p), (uint32_t)v.rank + 1u);
 }
 
+/* All threads of the CTA, in the kernel that settles a call's status (the
+ * plan's exchange, the combine's begin), on each of its ways out: the
+ * status into its mapped host mirror, which the host reads after an event
+ * (no copy in the stream: comm.h, status_host). */
+__device__ __forceinline__ void comet_status_mirror(const comet_comm_view_t &v) {
+  __syncthreads();
+  if (threadIdx.x == 0) *v.status_host = *v.status;
+}
+
 /* One thread, at a call's start: has this layer already faulted (a local
  * wait gave up, or a peer said its own did), or is this rank aborted? Either
  * of the last two is recorded here as a fault of this rank, so the host
