@@ -137,7 +137,6 @@ static comet_status_t layer0_composed(comet_layer_t L, const void *x, const void
   g.tile = COMET_GEMM_TILE_AUTO;
   g.num_ctas = v->sm_budget;
   g.deterministic = 1; /* the same bits on every run */
-  g.unswapped = 1;     /* as the fused layer0 (its kernel has no swapped tiles): the same bits */
   g.split_ws = L->split_ws;
   g.split_slots = L->split_slots;
   return comet_gemm_grouped(&g, stream);

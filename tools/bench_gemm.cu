@@ -163,12 +163,10 @@ struct Result {
    * launch (other_tile: is the host's choice right?), and with the tall
    * 256 x 128 tile (tall: at most 128 groups) in the row's epilogue, and
    * with half tiles for ragged M-tiles of at most 64 rows (half,
-   * params.half_tiles, not swapped), and with static tiles (static: cta,
-   * cta + ncta, ...; the forward's mode takes them from a counter,
-   * params.dynamic_tiles), and with M-tiles of at most 64 rows as whole
-   * tiles instead of swapped (unswapped: params.unswapped) */
+   * params.half_tiles), and with static tiles (static: cta, cta + ncta, ...;
+   * the forward's mode takes them from a counter, params.dynamic_tiles) */
   double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, nosplit_ms, split_ms, band16_ms,
-      stage3_ms, other_ms, tall_ms, half_ms, static_ms, unswapped_ms;
+      stage3_ms, other_ms, tall_ms, half_ms, static_ms;
   int tile_n;
   bool auto_wide; /* AUTO's tile for the row's own launch (SwiGLU on layer0 rows) */
 };
@@ -241,11 +239,9 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   q_swiglu.epilogue = COMET_GEMM_EPI_SWIGLU;
   const comet_gemm_params_t own = swiglu_too ? q_swiglu : p; /* the row's own epilogue */
   comet_gemm_params_t q_stage3 = own, q_half = own, q_static = own, q_other = own,
-                      q_tall = own, q_unswapped = own;
+                      q_tall = own;
   q_stage3.stages = 3;
   q_half.half_tiles = 1;
-  q_half.unswapped = 1; /* a swapped tile takes precedence over a half one */
-  q_unswapped.unswapped = 1;
   q_static.dynamic_tiles = 0;
   {
     int own_m, own_n;
@@ -264,7 +260,6 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
     add(&r.other_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_other, 0)); });
     add(&r.half_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_half, 0)); });
     add(&r.static_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_static, 0)); });
-    add(&r.unswapped_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_unswapped, 0)); });
   }
   if (swiglu_too) add(&r.swiglu_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_swiglu, 0)); });
 
@@ -456,14 +451,13 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"deterministic\":true,\"epilogue\":\"%s\",\"comet_store_tflops\":%.1f,"
            "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_nosplit_tflops\":%.1f,"
            "\"comet_split_tflops\":%.1f,\"comet_band16_tflops\":%.1f,\"comet_3stage_tflops\":%.1f,"
-           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f,\"comet_static_tflops\":%.1f,\"comet_unswapped_tflops\":%.1f%s}",
+           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f,\"comet_static_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
            rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), rate(r.band16_ms), rate(r.stage3_ms),
-           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), rate(r.static_ms),
-           rate(r.unswapped_ms), extra);
+           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), rate(r.static_ms), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -563,8 +557,7 @@ static void usage(FILE *f) {
           "                      tile_auto names AUTO's) and with the 256 x 128 tile\n"
           "                      (comet_tall_tflops, 0 past 128 groups), and with half\n"
           "                      tiles for ragged M-tiles of <= 64 rows (comet_half_tflops),\n"
-          "                      with static tiles (comet_static_tflops), and with those\n"
-          "                      M-tiles as whole tiles, not swapped (comet_unswapped_tflops)\n"
+          "                      and with static tiles (comet_static_tflops)\n"
           "  --json FILE         append one JSON line per case\n");
 }
 

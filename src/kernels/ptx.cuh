@@ -165,11 +165,6 @@ __device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v) {
   asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
 }
 
-/* st.shared.u16 at a 32-bit shared address. */
-__device__ __forceinline__ void st_shared_u16(uint32_t addr, uint16_t v) {
-  asm volatile("st.shared.u16 [%0], %1;" ::"r"(addr), "h"(v) : "memory");
-}
-
 /* ---- cp.async, 16 bytes (9.7.9.25.3), completing on an mbarrier ----
  * src_bytes < 16 zero-fills the rest (0: no read, the 16 bytes are zeros). */
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, uint32_t src_bytes) {

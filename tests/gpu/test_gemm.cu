@@ -220,17 +220,6 @@ static void run_case(const Case &c) {
     q.stages = 0; /* nor half tiles (ragged M-tiles of <= 64 rows, wide plain store) */
     q.half_tiles = 1;
     CHECK_MSG(run_poisoned(q, n) == base, "%s: half tiles give other bits", c.name);
-    /* M-tiles of <= 64 rows as whole (or half) tiles instead of swapped:
-     * right too; the elements they round otherwise are counted */
-    q.unswapped = 1;
-    const std::vector<uint16_t> u = run_poisoned(q, n);
-    std::string uname = std::string(c.name) + " unswapped";
-    Case uc = c;
-    uc.name = uname.c_str();
-    compare(uc, u, ref, rows, cap);
-    long differ = 0;
-    for (size_t i = 0; i < n; ++i) differ += u[i] != base[i];
-    printf("    %ld of %zu elements rounded otherwise than swapped\n", differ, (size_t)rows * c.n);
   }
   if (c.ctas > 0 && c.cluster != COMET_GEMM_CLUSTER_ON)
     run_ordered_split(c, p, ref, rows, cap);
@@ -530,10 +519,6 @@ int main(int argc, char **argv) {
       {BF, SW, WI, 136, 72, edge, 0, true, "bf16 swiglu wide scale"},
       {FP, SW, NA, 72, 520, edge, 3, false, "fp16 swiglu narrow"},
       {FP, ST, WI, 264, 8, {129, 1}, 2, true, "fp16 store wide k=8 scale"},
-      /* swapped tiles: groups ending 64, 33, 40, 2 rows into an M-tile */
-      {BF, ST, WI, 264, 520, {64, 33, 192, 500, 40, 0, 2}, 5, true, "bf16 store wide swapped scale"},
-      {FP, ST, AU, 520, 1000, {64, 33, 192, 500, 40}, 3, false, "fp16 store auto swapped"},
-      {BF, ST, WI, 264, 2048, {40, 64, 300, 1}, 3, true, "bf16 store wide swapped split", 8},
       /* 10 tiles on 8 CTAs: the last 2 split 4 ways */
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4", 8},
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4 again", 8},

@@ -106,7 +106,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads(); /* done with task_prefix: the GEMM's shared memory now */
     /* with dynamic tiles, a mover that is done takes GEMM tiles too */
   }
-  gemm_engine_run<C, false>(a, &tm_a, &tm_b, &tm_c, smem, (int)blockIdx.x - n_comm, gridDim.x - n_comm,
+  gemm_engine_run<C>(a, &tm_a, &tm_b, &tm_c, smem, (int)blockIdx.x - n_comm, gridDim.x - n_comm,
                      a.wait_count ? &v : nullptr);
 }
 

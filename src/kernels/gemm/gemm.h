@@ -167,13 +167,6 @@ typedef struct comet_gemm_params {
    * 1.05-1.33x on the 2048-token routed layer rows, 0.91-0.97x on the
    * K = 768-2048 ones (bench --ab's comet_static_tflops). */
   int dynamic_tiles;
-  /* 0 (default): a wide M-tile of at most 64 rows (K-major B, any
-   * epilogue, hooks too) runs swapped: C^T = B . A^T, its rows as wgmma's
-   * N (32 or 64), an eighth or a quarter of a whole tile's MACs (the
-   * ragged ends of routed experts). 1: as a whole tile (or a half tile).
-   * The bits differ from the unswapped launch's (another wgmma shape) but
-   * are the same on every run. bench --ab's comet_unswapped_tflops. */
-  int unswapped;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers

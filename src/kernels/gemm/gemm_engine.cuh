@@ -5,8 +5,7 @@
  * warpgroups (wgmma m64nBNk16, 64 rows each; epilogue through a swizzled
  * shared staging tile and TMA stores, or row-checked 16-byte stores for a
  * tile that crosses its group's end); Cfg::kTall tiles have 256 rows, two
- * 64-row blocks a consumer warpgroup; a wide tile of at most 64 rows runs
- * swapped (Cfg::kSwap: C^T = B . A^T, wgmma m64n64). gemm_engine_run() is the whole body,
+ * 64-row blocks a consumer warpgroup. gemm_engine_run() is the whole body,
  * callable from a fused kernel that hands it a CTA index and count.
  * Cfg::kPair runs it in 2-CTA clusters that share B by TMA multicast
  * (opt-in; see "pairs").
@@ -72,7 +71,6 @@ struct Args {
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
   int half_tiles; /* params.half_tiles: half tiles on (opt-in) */
-  int unswapped;  /* params.unswapped: no swapped tiles (see Cfg::kSwap) */
 };
 
 /* ---- split tail ----
@@ -195,20 +193,7 @@ struct Cfg {
   /* the half tile (params.half_tiles, opt-in): a wide plain-store M-tile
    * of at most 64 rows runs as 64 x 256, each consumer warpgroup one
    * m64n128 half of the columns (see consume) */
-  /* the swapped tile (unless params.unswapped): a wide M-tile of at most 64
-   * rows (the ragged end of about half the routed experts: 4 of Mixtral's
-   * 36 M-tiles at 2048 tokens, 6 of Phi-3.5's 38) computes C^T = B . A^T,
-   * the tile's 256 B rows as wgmma's M and its rows as N (64), so it costs
-   * a quarter of a whole tile's MACs instead of all of them (see
-   * mma_stage_swap); B must be K-major (it is wgmma's A). Where it applies
-   * the half tile does not (the swapped one costs half as much; both
-   * paths in one kernel made ptxas serialize its wgmma, C7511). Plain
-   * store only: with SwiGLU (its epilogue written, 64 gate and 64 up B
-   * rows a warpgroup) ptxas serialized the wgmma of every such kernel
-   * (C7511), as it did in the fused layer0's kernel for the plain store
-   * (gemm_engine_run's kSwapOn). */
-  static constexpr bool kSwap = kBN_ == 256 && !kSwiglu_ && !kTall_ && !kKgroup_ && !kPair_ && !kBmn_;
-  static constexpr bool kHalf = kBN_ == 256 && !kSwiglu_ && !kTall_ && !kKgroup_ && !kPair_ && !kSwap;
+  static constexpr bool kHalf = kBN_ == 256 && !kSwiglu_ && !kTall_ && !kKgroup_ && !kPair_;
   static constexpr int kStages = kSmallTables ? 4 : kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kRows * kBK * 2, kBBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
@@ -723,39 +708,6 @@ __device__ __forceinline__ void mma_stage_half(float (&acc)[C::kBN / 2], uint32_
   wgmma_commit();
 }
 
-/* A swapped tile's stage (C::kSwap): this warpgroup's two 64-row blocks
- * of the stage's B (for the plain store its 128 B rows, for SwiGLU its 64
- * gate rows and the 64 up rows of the same columns) as wgmma's A, against
- * the tile's first 64 A rows (sa) as wgmma's B (m64n64k16): D^T, 32
- * accumulators a block, in acc[0, 32) and acc[64, 96) (the second block at
- * acc[32] made ptxas serialize the kernel's wgmma, C7511; an m64n32 shape
- * for tiles of at most 32 rows too, and spilled). Rows past the tile (the
- * next group's, or zeros) only feed columns of D^T that no one stores. */
-template <class C>
-__device__ __forceinline__ void mma_stage_swap(float (&acc)[C::kAcc], uint32_t sa, uint32_t sb,
-                                               bool first) {
-  static_assert(C::kSwap, "the swapped tile's");
-  const int cw = threadIdx.x / 128 - 1;
-  const uint32_t b0 = sb + cw * (C::kSwiglu ? 64 : 128) * 128;
-  const uint32_t b1 = b0 + (C::kSwiglu ? C::kBN / 2 : 64) * 128;
-  float(&d0)[32] = *reinterpret_cast<float(*)[32]>(&acc[0]);
-  float(&d1)[32] = *reinterpret_cast<float(*)[32]>(&acc[32]);
-  wgmma_fence();
-#pragma unroll
-  for (int k = 0; k < kBK / 16; ++k) {
-    const uint64_t db = wgmma_desc_sw128(sa + k * 32);
-    const int scale_d = (first && k == 0) ? 0 : 1;
-    if constexpr (C::kFp16) {
-      wgmma_m64n64k16_f16<0, 0>(d0, wgmma_desc_sw128(b0 + k * 32), db, scale_d);
-      wgmma_m64n64k16_f16<0, 0>(d1, wgmma_desc_sw128(b1 + k * 32), db, scale_d);
-    } else {
-      wgmma_m64n64k16_bf16<0, 0>(d0, wgmma_desc_sw128(b0 + k * 32), db, scale_d);
-      wgmma_m64n64k16_bf16<0, 0>(d1, wgmma_desc_sw128(b1 + k * 32), db, scale_d);
-    }
-  }
-  wgmma_commit();
-}
-
 /* The tall tile's stage (C::kTall): the warpgroup's two 64-row blocks
  * (sa, sa + 64 rows) against the same B. Both always run: skipping one
  * by a branch made ptxas serialize every wgmma of the kernel (C7520; the
@@ -950,48 +902,6 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
   }
 }
 
-/* A swapped tile's epilogue (mma_stage_swap's D^T): register i of block
- * b (acc[64 b + i]) holds D^T row (B row of the block) warp*16 + lane/4 +
- * 8*((i/2)%2), column (the tile's row) (i/4)*8 + (lane%4)*2 + i%2. Staged
- * transposed, one 16-bit store at a time into staging_off's layout (rows =
- * the tile's rows; the four (i%2, (i/2)%2) row/chunk combinations are the
- * only addresses not known at compile time), then copied out row by row
- * (store_ragged): the plain store's 128 columns of this warpgroup (block b
- * = columns 64b..), or SwiGLU's 64 (block 0 the gate, 1 the up half). */
-template <class C>
-__device__ __forceinline__ void epilogue_swap(const Args &a, const float (&acc)[C::kAcc],
-                                              uint8_t *stg, const Tile &tl, int cw, int ctid) {
-  const int warp = ctid >> 5, lane = ctid & 31, rows = tl.row_end - tl.row0;
-  if (ctid == 0) bulk_wait_read_all(); /* the previous tile's TMA store has read the staging */
-  named_bar_sync(1 + cw, 128);
-  uint32_t base[4]; /* [i%2 + 2 ((i/2)%2)] */
-#pragma unroll
-  for (int q = 0; q < 4; ++q) {
-    const int rr = (lane & 3) * 2 + (q & 1), h = q >> 1;
-    base[q] = smem_u32(stg) + rr * 128 + (((warp * 2 + h) ^ rr) << 4) + (lane >> 2) * 2;
-  }
-  constexpr int kBlocks = C::kSwiglu ? 1 : 2; /* 64-column blocks stored */
-#pragma unroll
-  for (int i = 0; i < 32; ++i) {
-    const int r = (i >> 2) * 8 + (lane & 3) * 2 + (i & 1);
-    float scale = 1.0f;
-    if (a.row_scale) scale = r < rows ? a.row_scale[tl.row0 + r] : 0.0f;
-#pragma unroll
-    for (int b = 0; b < kBlocks; ++b) {
-      float v;
-      if constexpr (C::kSwiglu) v = silu(acc[i]) * acc[32 + i];
-      else v = acc[32 * b + i];
-      v *= scale;
-      uint16_t bits;
-      if constexpr (C::kFp16) bits = __half_as_ushort(__float2half_rn(v));
-      else bits = __bfloat16_as_ushort(__float2bfloat16_rn(v));
-      st_shared_u16(base[(i & 1) + 2 * ((i >> 1) & 1)] + b * kSlabBytes + (i >> 2) * 1024, bits);
-    }
-  }
-  named_bar_sync(1 + cw, 128);
-  store_ragged(a, stg, rows, kBlocks * 8, tl.row0, tl.n * C::kOutN + cw * (kBlocks * 64), ctid);
-}
-
 /* After both halves of a tile are stored: make them visible, then one
  * thread release-stores the tile's flag. */
 template <class C>
@@ -1090,7 +1000,7 @@ __device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN /
   return true;
 }
 
-template <class C, bool kSwapOn>
+template <class C>
 __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, uint8_t *smem,
                                         uint64_t *full, uint64_t *empty, const int *row_off,
                                         const int *mstart, const Split &sp, int count, int cta,
@@ -1132,13 +1042,9 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
      * of about half the routed experts) keeps both warpgroups busy, each
      * on 128 of the 256 columns of the same 64 rows, instead of one
      * warpgroup idle for a whole tile time: half the MACs a warpgroup. */
-    /* A swapped tile (C::kSwap): an M-tile of at most 64 rows with both
-     * warpgroups busy on a quarter of a whole tile's MACs (mma_stage_swap) */
-    bool swap = false;
-    if constexpr (kSwapOn) swap = !a.unswapped && tl.row_end - tl.row0 <= 64;
     bool half = false;
-    if constexpr (C::kHalf) half = !swap && a.half_tiles && tl.row_end - tl.row0 <= 64;
-    const int wrow0 = tl.row0 + (half || swap ? 0 : cw * (C::kRows / 2));
+    if constexpr (C::kHalf) half = a.half_tiles && tl.row_end - tl.row0 <= 64;
+    const int wrow0 = tl.row0 + (half ? 0 : cw * (C::kRows / 2));
     bool idle = false;
     if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end;
     int prev = -1;
@@ -1156,12 +1062,6 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
                        tail);
       if constexpr (C::kTall) {
         mma_stage_tall<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
-      } else if constexpr (kSwapOn) {
-        if (swap) /* the tile's rows (warpgroup 0's) against this warpgroup's B blocks */
-          mma_stage_swap<C>(acc, sa0 - cw * 64 * 128 + stage * C::kABytes, sb0 + stage * C::kBBytes,
-                            kb == kb0);
-        else
-          mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
       } else if constexpr (C::kHalf) {
         if (half) /* warpgroup 0's 64 rows, this warpgroup's B box */
           mma_stage_half<C>(acc, sa0 - cw * 64 * 128 + stage * C::kABytes,
@@ -1190,8 +1090,6 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
                     C::kSlabs);
         epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[64]), stg, tl, wrow0 + 64, cw, ctid,
                     n0, C::kSlabs);
-      } else if (swap) {
-        if constexpr (kSwapOn) epilogue_swap<C>(a, acc, stg, tl, cw, ctid);
       } else if (half) { /* this warpgroup's 128 columns of the 64 rows */
         epilogue<C>(a, tm_c, acc, stg, tl, wrow0, cw, ctid, tl.n * C::kOutN + cw * 128, 2);
       } else {
@@ -1233,10 +1131,8 @@ __device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *m
 /* The whole CTA body. smem: C::kSmemBytes of dynamic shared memory. cta /
  * ncta: this CTA's index among the GEMM's CTAs and their number (a fused
  * kernel's other CTAs do something else). view: the comm view whose waits
- * bound the row waits (fused layer0), or NULL. kSwapOn: swapped tiles
- * where the config has them (the fused layer0's kernel turns them off: in
- * it ptxas serialized the wgmma, C7511). */
-template <class C, bool kSwapOn = C::kSwap>
+ * bound the row waits (fused layer0), or NULL. */
+template <class C>
 __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap *tm_a,
                                                 const CUtensorMap *tm_b,
                                                 const CUtensorMap *tm_c, uint8_t *smem_raw,
@@ -1307,7 +1203,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
       produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta, view);
   } else {
     setmaxnreg_inc<kConsumerRegs>();
-    consume<C, kSwapOn && C::kSwap>(a, tm_c, smem, full, empty, row_off, mstart, sp, count, cta, ncta);
+    consume<C>(a, tm_c, smem, full, empty, row_off, mstart, sp, count, cta, ncta);
   }
   /* pairs: no CTA leaves while its peer may still arrive on its barriers */
   if constexpr (C::kPair) cluster_sync();

@@ -135,83 +135,13 @@ __device__ __forceinline__ void wgmma_m64n128k16_f16(float (&d)[64], uint64_t de
       : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTnspB), "n"(kTnspA));
 }
 
-/* wgmma.mma_async m64n64k16 .f32.bf16.bf16, A and B from shared memory
- * (K-major, or MN-major when kTnspA / kTnspB), D += A*B when scale_d else
- * D = A*B. */
-template <int kTnspB = 0, int kTnspA = 0>
-__device__ __forceinline__ void wgmma_m64n64k16_bf16(float (&d)[32], uint64_t desc_a,
-                                                    uint64_t desc_b, int scale_d) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16\n"
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31},\n"
-      " %32, %33, p, 1, 1, %36, %35;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTnspB), "n"(kTnspA));
-}
-
-/* wgmma.mma_async m64n64k16 .f32.f16.f16, A and B from shared memory
- * (K-major, or MN-major when kTnspA / kTnspB), D += A*B when scale_d else
- * D = A*B. */
-template <int kTnspB = 0, int kTnspA = 0>
-__device__ __forceinline__ void wgmma_m64n64k16_f16(float (&d)[32], uint64_t desc_a,
-                                                    uint64_t desc_b, int scale_d) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16\n"
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
-      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31},\n"
-      " %32, %33, p, 1, 1, %36, %35;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]),
-        "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]),
-        "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
-      : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTnspB), "n"(kTnspA));
-}
-
-/* wgmma.mma_async m64n32k16 .f32.bf16.bf16, A and B from shared memory
- * (K-major, or MN-major when kTnspA / kTnspB), D += A*B when scale_d else
- * D = A*B. */
-template <int kTnspB = 0, int kTnspA = 0>
-__device__ __forceinline__ void wgmma_m64n32k16_bf16(float (&d)[16], uint64_t desc_a,
-                                                    uint64_t desc_b, int scale_d) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16\n"
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15},\n"
-      " %16, %17, p, 1, 1, %20, %19;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTnspB), "n"(kTnspA));
-}
-
-/* wgmma.mma_async m64n32k16 .f32.f16.f16, A and B from shared memory
- * (K-major, or MN-major when kTnspA / kTnspB), D += A*B when scale_d else
- * D = A*B. */
-template <int kTnspB = 0, int kTnspA = 0>
-__device__ __forceinline__ void wgmma_m64n32k16_f16(float (&d)[16], uint64_t desc_a,
-                                                    uint64_t desc_b, int scale_d) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16\n"
-      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15},\n"
-      " %16, %17, p, 1, 1, %20, %19;\n}\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
-        "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
-      : "l"(desc_a), "l"(desc_b), "r"(scale_d), "n"(kTnspB), "n"(kTnspA));
-}
-
 
 #endif /* COMET_PTX_WGMMA_CUH */
 
 /* Generator:
 # emits the wgmma wrappers of ptx_wgmma.cuh
 out = []
-for n in (256, 128, 64, 32):
+for n in (256, 128):
     for ty, tn in (("bf16", "Bf16"), ("f16", "F16")):
         nr = n // 2
         out.append("/* wgmma.mma_async m64n%dk16 .f32.%s.%s, A and B from shared memory\n"
