@@ -12,6 +12,7 @@
 #include "kernels/launch_check.cuh"
 #include "kernels/comm/sync.cuh"
 #include "kernels/comm/wait.cuh"
+#include "kernels/pdl.cuh"
 #include "plan_core.h"
 
 __global__ void wait_dispatch_kernel(comet_comm_view_t v) {
@@ -65,6 +66,7 @@ extern "C" comet_status_t comet_gelu_launch(comet_dtype_t dtype, void *h, const 
 
 __global__ void poison_kernel(const comet_route_status_t *status, uint4 *out, int64_t vecs,
                               uint32_t nan2) {
+  comet_pdl_begin(); /* launched by comet_launch_pdl: nothing before this */
   if (status->code == COMET_ROUTE_OK) return;
   const uint4 nan = make_uint4(nan2, nan2, nan2, nan2);
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < vecs;
@@ -83,6 +85,8 @@ extern "C" comet_status_t comet_poison_elems_on_error_launch(const comet_comm_vi
   const int64_t vecs = elems * v->elem_bytes / 16;
   /* two quiet NaNs per 32-bit word, in the layer's dtype */
   const uint32_t nan2 = v->dtype == COMET_DTYPE_FP16 ? 0x7e007e00u : 0x7fc07fc0u;
-  poison_kernel<<<64, 256, 0, stream>>>(v->status, (uint4 *)out, vecs, nan2);
-  return comet_launched("poison_kernel");
+  return comet_launched_ex(
+      comet_launch_pdl(poison_kernel, 64, 256, 0, stream, (const comet_route_status_t *)v->status,
+                       (uint4 *)out, vecs, nan2),
+      "poison_kernel");
 }

@@ -17,6 +17,15 @@ static inline comet_status_t comet_launched(const char *what) {
   return COMET_OK;
 }
 
+/* The same for a launch that returned its error (comet_launch_pdl). */
+static inline comet_status_t comet_launched_ex(cudaError_t e, const char *what) {
+  const cudaError_t last = cudaGetLastError(); /* cleared either way */
+  if (e == cudaSuccess) e = last;
+  if (e != cudaSuccess)
+    return comet_set_error(COMET_ERR_CUDA, "launch of %s failed: %s", what, cudaGetErrorString(e));
+  return COMET_OK;
+}
+
 /* Lets fn take `bytes` of dynamic shared memory (no-op up to 48 KiB). */
 static inline comet_status_t comet_allow_smem(const void *fn, size_t bytes, const char *what) {
   if (bytes <= 48 * 1024) return COMET_OK;

@@ -30,6 +30,7 @@
 #include "kernels/launch_check.cuh"
 #include "kernels/comm/sync.cuh"
 #include "kernels/comm/wait.cuh"
+#include "kernels/pdl.cuh"
 #include "plan_core.h"
 
 #define ROWS_PER_TASK 4
@@ -171,6 +172,7 @@ template <typename T, int NCH>
 __global__ void __launch_bounds__(COMBINE_THREADS) combine_pull_kernel(
     comet_comm_view_t v, size_t y_off, int num_tokens, const float *__restrict__ w,
     char *__restrict__ out) {
+  comet_pdl_begin(); /* launched by comet_launch_pdl: nothing before this */
   if (v.status->code != COMET_ROUTE_OK) return;
   __shared__ char *peer[COMET_MAX_WORLD];
   const int K = v.topk, W = v.world, tp = v.tp, El = v.num_experts / v.ep;
@@ -248,6 +250,7 @@ __global__ void copy_y_kernel(comet_comm_view_t v, const char *__restrict__ y) {
  * in place for the pull. The status is the same on every rank, so all skip
  * the barrier together. */
 __global__ void __launch_bounds__(128) combine_start_kernel(comet_comm_view_t v, int guard, int meet) {
+  comet_pdl_begin(); /* launched by comet_launch_pdl in the pull combine: nothing before this */
   if (v.status->code != COMET_ROUTE_OK) return;
   const uint64_t epoch = comet_epoch(v);
   __shared__ int repeated;
@@ -325,16 +328,17 @@ static comet_status_t launch_reduce(const comet_comm_view_t *v, const char *y, i
     size_t y_off = v->off_rows; /* NULL: the dispatched rows (a round trip) */
     const int copy = y && y != v->win_local + v->off_y;
     if (y) y_off = v->off_y;
-    combine_start_kernel<<<1, 128, 0, stream>>>(*v, 1, !copy);
-    COMET_CHECK(comet_launched("combine_start_kernel"));
+    COMET_CHECK(comet_launched_ex(comet_launch_pdl(combine_start_kernel, 1, 128, 0, stream, *v, 1, !copy),
+                                  "combine_start_kernel"));
     if (copy) { /* after the guard: a refused combine must not touch y */
       copy_y_kernel<<<ctas, COMBINE_THREADS, 0, stream>>>(*v, y);
       COMET_CHECK(comet_launched("copy_y_kernel"));
       combine_start_kernel<<<1, 128, 0, stream>>>(*v, 0, 1);
       COMET_CHECK(comet_launched("combine_start_kernel"));
     }
-    combine_pull_kernel<T, 4><<<ctas, COMBINE_THREADS, 0, stream>>>(*v, y_off, num_tokens, w, (char *)out);
-    return comet_launched("combine_pull_kernel");
+    return comet_launched_ex(comet_launch_pdl(combine_pull_kernel<T, 4>, ctas, COMBINE_THREADS, 0, stream,
+                                              *v, y_off, num_tokens, w, (char *)out),
+                             "combine_pull_kernel");
   }
   combine_start_kernel<<<1, 128, 0, stream>>>(*v, 1, 0);
   COMET_CHECK(comet_launched("combine_start_kernel"));

@@ -27,6 +27,7 @@
 #include "kernels/launch_check.cuh"
 #include "kernels/comm/sync.cuh"
 #include "kernels/comm/wait.cuh"
+#include "kernels/pdl.cuh"
 #include "plan_core.h"
 
 #define TPC COMET_PLAN_TOKENS_PER_CTA
@@ -34,6 +35,7 @@
 /* One thread per token: validate, count into a shared histogram. */
 __global__ void __launch_bounds__(TPC) plan_count_kernel(comet_comm_view_t v, int T,
                                                          const int32_t *__restrict__ ids) {
+  comet_pdl_begin(); /* launched by comet_launch_pdl: nothing before this */
   extern __shared__ int32_t hist[]; /* [E] */
   const int E = v.num_experts, K = v.topk;
   for (int e = threadIdx.x; e < E; e += blockDim.x) hist[e] = 0;
@@ -57,6 +59,7 @@ __global__ void __launch_bounds__(TPC) plan_count_kernel(comet_comm_view_t v, in
 __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v, int T,
                                                             const int32_t *__restrict__ ids,
                                                             comet_arg_fault_t arg) {
+  comet_pdl_begin();
   /* before[E + 1] (int64), lc[E], all[W*E], tot[E], tiles0[E + 1] */
   extern __shared__ int64_t sm64[];
   const int E = v.num_experts, K = v.topk, W = v.world, s = v.rank;
@@ -213,6 +216,7 @@ __global__ void __launch_bounds__(512) plan_exchange_kernel(comet_comm_view_t v,
  * and ranks each (t, k) routed to that expert with a ballot. */
 __global__ void __launch_bounds__(TPC) plan_rows_kernel(comet_comm_view_t v, int T,
                                                         const int32_t *__restrict__ ids) {
+  comet_pdl_begin();
   if (v.status->code != COMET_ROUTE_OK) return;
   extern __shared__ int32_t sids[]; /* [TPC][K] */
   const int E = v.num_experts, K = v.topk, s = v.rank;
@@ -269,6 +273,7 @@ __global__ void __launch_bounds__(TPC) plan_rows_kernel(comet_comm_view_t v, int
  * this. Skipped on every rank when the plan was refused (the status is the
  * same everywhere then, and no row tables were written). */
 __global__ void __launch_bounds__(128) plan_done_kernel(comet_comm_view_t v) {
+  comet_pdl_begin();
   if (v.status->code != COMET_ROUTE_OK) return;
   comet_barrier_cta(v, comet_epoch(v), COMET_BAR_PLAN_DONE);
 }
@@ -290,23 +295,24 @@ extern "C" comet_status_t comet_plan_device_launch(const comet_comm_view_t *v, i
   if (nct > 0) {
     const size_t smem = comet_plan_count_smem(E);
     COMET_CHECK(comet_allow_smem((const void *)plan_count_kernel, smem, "plan_count_kernel"));
-    plan_count_kernel<<<nct, TPC, smem, stream>>>(*v, T, ids);
-    COMET_CHECK(comet_launched("plan_count_kernel"));
+    COMET_CHECK(comet_launched_ex(
+        comet_launch_pdl(plan_count_kernel, nct, TPC, smem, stream, *v, T, ids), "plan_count_kernel"));
   }
   const size_t smem = comet_plan_exchange_smem(E, W);
   COMET_CHECK(comet_allow_smem((const void *)plan_exchange_kernel, smem, "plan_exchange_kernel"));
-  plan_exchange_kernel<<<1, 512, smem, stream>>>(*v, T, ids, *arg);
-  COMET_CHECK(comet_launched("plan_exchange_kernel"));
+  COMET_CHECK(comet_launched_ex(
+      comet_launch_pdl(plan_exchange_kernel, 1, 512, smem, stream, *v, T, ids, *arg),
+      "plan_exchange_kernel"));
   if (nct > 0) {
     const size_t rs = comet_plan_rows_smem(K);
     COMET_CHECK(comet_allow_smem((const void *)plan_rows_kernel, rs, "plan_rows_kernel"));
     const dim3 grid(nct, (E + TPC / 32 - 1) / (TPC / 32));
-    plan_rows_kernel<<<grid, TPC, rs, stream>>>(*v, T, ids);
-    COMET_CHECK(comet_launched("plan_rows_kernel"));
+    COMET_CHECK(comet_launched_ex(comet_launch_pdl(plan_rows_kernel, grid, TPC, rs, stream, *v, T, ids),
+                                  "plan_rows_kernel"));
   }
   if (W > 1) {
-    plan_done_kernel<<<1, 128, 0, stream>>>(*v);
-    COMET_CHECK(comet_launched("plan_done_kernel"));
+    COMET_CHECK(comet_launched_ex(comet_launch_pdl(plan_done_kernel, 1, 128, 0, stream, *v),
+                                  "plan_done_kernel"));
   }
   return COMET_OK;
 }

@@ -41,6 +41,7 @@
 #include "kernels/gemm/gemm_engine.cuh"
 #include "kernels/gemm/gemm_launch.cuh"
 #include "kernels/launch_check.cuh"
+#include "kernels/pdl.cuh"
 #include "plan_core.h"
 #include "schedule.h"
 
@@ -99,6 +100,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                   const __grid_constant__ CUtensorMap tm_c, const char *__restrict__ x, int n_comm,
                   int move_rows) {
   extern __shared__ uint8_t smem[];
+  comet_pdl_begin(); /* launched by comet_launch_pdl: nothing before this */
   if (v.status->code != COMET_ROUTE_OK) return; /* refused or faulted: no rows, no tiles */
   if ((int)blockIdx.x < n_comm) {
     if (move_rows) move<16>(v, x, blockIdx.x, n_comm, C::kGather ? v.rank : -1, (int32_t *)smem);
@@ -124,9 +126,9 @@ static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr,
   a.gather_self = v->rank;
   a.gather_world = v->world;
   COMET_CHECK(comet_allow_smem((const void *)layer0_kernel<C>, smem, "fused layer0"));
-  layer0_kernel<C><<<grid, kThreads, smem, stream>>>(*v, a, pr.tm_a, pr.tm_b, pr.tm_c, x, n_comm,
-                                                    move_rows);
-  return comet_launched("fused layer0 kernel");
+  return comet_launched_ex(comet_launch_pdl(layer0_kernel<C>, grid, kThreads, smem, stream, *v, a,
+                                            pr.tm_a, pr.tm_b, pr.tm_c, x, n_comm, move_rows),
+                           "fused layer0 kernel");
 }
 
 /* COMET_L0_TILE = wide | narrow overrides the chosen tile (experiments;

@@ -13,6 +13,7 @@
 #include "kernels/comm/cta_scan.cuh"
 #include "kernels/fused/fused.h"
 #include "kernels/launch_check.cuh"
+#include "kernels/pdl.cuh"
 #include "schedule.h"
 
 #define TILES_THREADS 512
@@ -46,6 +47,7 @@ static __device__ __forceinline__ comet_mtile_t natural_tile(const comet_comm_vi
  * tiles. natural = 1: the natural list (comet_sched_mtiles_natural) into
  * l1_tiles. */
 __global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t v, int natural) {
+  comet_pdl_begin(); /* launched by comet_launch_pdl: nothing before this */
   extern __shared__ int32_t mstart[]; /* [El + 1] */
   __shared__ int warp_sums[32];
   comet_mtile_t *out = natural ? v.l1_tiles : v.l0_tiles;
@@ -96,7 +98,7 @@ extern "C" comet_status_t comet_mtiles_launch(const comet_comm_view_t *v, int na
                                               cudaStream_t stream) {
   const size_t smem = mtiles_smem(v->num_experts / v->ep);
   COMET_CHECK(comet_allow_smem((const void *)mtiles_kernel, smem, "M-tile list"));
-  mtiles_kernel<<<1, TILES_THREADS, smem, stream>>>(*v, natural);
-  return comet_launched("mtiles_kernel");
+  return comet_launched_ex(comet_launch_pdl(mtiles_kernel, 1, TILES_THREADS, smem, stream, *v, natural),
+                           "mtiles_kernel");
 }
 
