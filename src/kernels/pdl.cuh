@@ -13,17 +13,30 @@
  * waits for all of this kernel). A kernel launched without the attribute
  * passes through both at once. The next kernel's CTAs only start once every
  * CTA of this one has started, so a waiting CTA never holds an SM that
- * this kernel still needs. */
+ * this kernel still needs. COMET_PDL=0 in the environment (read once)
+ * launches them plainly, for A/B timing: session 16 ran every GPU test with
+ * it on but timed it against the plain launch only across runs. */
 #ifndef COMET_PDL_CUH
 #define COMET_PDL_CUH
 
 #include <cuda_runtime.h>
+
+#include <stdlib.h>
+#include <string.h>
 
 #include <utility>
 
 __device__ __forceinline__ void comet_pdl_begin() {
   asm volatile("griddepcontrol.wait;" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+}
+
+static inline bool comet_pdl_on(void) {
+  static const bool on = [] {
+    const char *e = getenv("COMET_PDL");
+    return !(e && !strcmp(e, "0"));
+  }();
+  return on;
 }
 
 /* kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the
@@ -41,7 +54,7 @@ static cudaError_t comet_launch_pdl(void (*kernel)(K...), dim3 grid, dim3 block,
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
   cfg.attrs = attr;
-  cfg.numAttrs = 1;
+  cfg.numAttrs = comet_pdl_on() ? 1 : 0;
   return cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
 }
 
