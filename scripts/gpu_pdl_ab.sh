@@ -6,16 +6,10 @@
 # short kernels weigh most) with PDL (default) and with COMET_PDL=0, in
 # turns A B A B (REPS pairs) in one call, each pass's rows into its own
 # file (pdl_on.jsonl, pdl_off.jsonl; the baseline in each pass is the
-# same-run reference for that pass's ratios). First the tests of what
-# session 16 left unrun: the pull combine poisoning a refused call's out
-# itself (test_faults, test_graph_replay, test_forward at W = 1 and
-# loopback 2/4/8, into t/).
+# same-run reference for that pass's ratios).
 #   usage: scripts/gpu_pdl_ab.sh   (MODELS, TOKENS, REPS override)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-$PWD/gpu-out}
-MULTI_TESTS=${MULTI_TESTS:-"test_forward test_faults test_graph_replay"} SINGLE_TESTS=" " \
-  OUT=$OUT/t scripts/gpu_carried.sh tests
 . scripts/gpu_env.sh
 MODELS=${MODELS:-qwen2-moe-2.7b,deepseek-v2-lite,qwen2-57b-a14b,phi3.5-moe,mixtral-8x7b}
 for i in $(seq 1 ${REPS:-2}); do

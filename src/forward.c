@@ -286,8 +286,6 @@ static comet_status_t layer1(comet_layer_t L, const void *h, const void *w2, con
      * good one */
     st = comet_layer_route_check(L);
     if (st == COMET_OK) COMET_CHECK(comet_layer_combine(L, y, weights, out, 0, stream));
-    /* the pull combine fills a refused call's out with NaN itself */
-    if (st == COMET_OK && v->combine_mode == COMET_COMBINE_PULL) return st;
   }
   COMET_CHECK(comet_poison_on_error_launch(v, out, L->planned_tokens, stream));
   return st;

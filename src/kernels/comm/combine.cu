@@ -166,23 +166,14 @@ __global__ void __launch_bounds__(COMBINE_THREADS) combine_reduce_kernel(
  * the same fixed order. Needs y in every rank's window before it starts
  * (combine_start_kernel's barrier, after the copy of y when there is one). A
  * warp per token; per lane up to SL slots x CH chunks of 16 bytes in flight
- * before the FMAs. A refused or faulted call's out becomes NaN here (nan2:
- * two NaNs of the dtype a word), as poison_kernel does on the other paths,
- * which then need no poison launch of their own. */
+ * before the FMAs. */
 #define PULL_SL 4
 template <typename T, int NCH>
 __global__ void __launch_bounds__(COMBINE_THREADS) combine_pull_kernel(
     comet_comm_view_t v, size_t y_off, int num_tokens, const float *__restrict__ w,
-    char *__restrict__ out, uint32_t nan2) {
+    char *__restrict__ out) {
   comet_pdl_begin(); /* launched by comet_launch_pdl: nothing before this */
-  if (v.status->code != COMET_ROUTE_OK) {
-    const uint4 nan = make_uint4(nan2, nan2, nan2, nan2);
-    const int64_t vecs = (int64_t)num_tokens * v.hidden * v.elem_bytes / 16;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < vecs;
-         i += (int64_t)gridDim.x * blockDim.x)
-      ((uint4 *)out)[i] = nan;
-    return;
-  }
+  if (v.status->code != COMET_ROUTE_OK) return;
   __shared__ char *peer[COMET_MAX_WORLD];
   const int K = v.topk, W = v.world, tp = v.tp, El = v.num_experts / v.ep;
   const int32_t *ids = v.slot_expert;
@@ -345,9 +336,8 @@ static comet_status_t launch_reduce(const comet_comm_view_t *v, const char *y, i
       combine_start_kernel<<<1, 128, 0, stream>>>(*v, 0, 1);
       COMET_CHECK(comet_launched("combine_start_kernel"));
     }
-    const uint32_t nan2 = v->dtype == COMET_DTYPE_FP16 ? 0x7e007e00u : 0x7fc07fc0u;
     return comet_launched_ex(comet_launch_pdl(combine_pull_kernel<T, 4>, ctas, COMBINE_THREADS, 0, stream,
-                                              *v, y_off, num_tokens, w, (char *)out, nan2),
+                                              *v, y_off, num_tokens, w, (char *)out),
                              "combine_pull_kernel");
   }
   combine_start_kernel<<<1, 128, 0, stream>>>(*v, 1, 0);

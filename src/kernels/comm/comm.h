@@ -237,10 +237,9 @@ comet_status_t comet_combine_begin_launch(const comet_comm_view_t *view,
  * for tests); the window's y region (where a fused GEMM writes) is used in
  * place; any other pointer is copied into it first; then a barrier. Ways
  * (view->combine_mode): pull (default): each home reads its rows from the
- * expert ranks' windows and reduces in registers, one pass (a refused or
- * faulted call's out becomes NaN in that pass); push: each rank pushes its
- * rows home, each home reduces after the arrival flags. Refuses (status
- * REPEATED, out poisoned) a second combine of one plan. */
+ * expert ranks' windows and reduces in registers, one pass; push: each rank
+ * pushes its rows home, each home reduces after the arrival flags. Refuses
+ * (status REPEATED, out poisoned) a second combine of one plan. */
 comet_status_t comet_combine_launch(const comet_comm_view_t *view, const void *y, int num_tokens,
                                     const float *topk_weights, void *out, int ctas,
                                     struct CUstream_st *stream);
