@@ -9,21 +9,20 @@
 
 #include "error.h"
 
-/* COMET_ERR_CUDA naming the kernel if its launch failed. */
-static inline comet_status_t comet_launched(const char *what) {
-  cudaError_t e = cudaGetLastError();
+/* COMET_ERR_CUDA naming the kernel if its launch failed: e, the error a
+ * launch returned (comet_launch_pdl), or else the runtime's last error
+ * (cleared either way). */
+static inline comet_status_t comet_launched_ex(cudaError_t e, const char *what) {
+  const cudaError_t last = cudaGetLastError();
+  if (e == cudaSuccess) e = last;
   if (e != cudaSuccess)
     return comet_set_error(COMET_ERR_CUDA, "launch of %s failed: %s", what, cudaGetErrorString(e));
   return COMET_OK;
 }
 
-/* The same for a launch that returned its error (comet_launch_pdl). */
-static inline comet_status_t comet_launched_ex(cudaError_t e, const char *what) {
-  const cudaError_t last = cudaGetLastError(); /* cleared either way */
-  if (e == cudaSuccess) e = last;
-  if (e != cudaSuccess)
-    return comet_set_error(COMET_ERR_CUDA, "launch of %s failed: %s", what, cudaGetErrorString(e));
-  return COMET_OK;
+/* The same after a <<<...>>> launch. */
+static inline comet_status_t comet_launched(const char *what) {
+  return comet_launched_ex(cudaSuccess, what);
 }
 
 /* Lets fn take `bytes` of dynamic shared memory (no-op up to 48 KiB). */
