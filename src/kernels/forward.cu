@@ -85,8 +85,6 @@ extern "C" comet_status_t comet_poison_elems_on_error_launch(const comet_comm_vi
   const int64_t vecs = elems * v->elem_bytes / 16;
   /* two quiet NaNs per 32-bit word, in the layer's dtype */
   const uint32_t nan2 = v->dtype == COMET_DTYPE_FP16 ? 0x7e007e00u : 0x7fc07fc0u;
-  return comet_launched_ex(
-      comet_launch_pdl(poison_kernel, 64, 256, 0, stream, (const comet_route_status_t *)v->status,
-                       (uint4 *)out, vecs, nan2),
-      "poison_kernel");
+  return comet_launch_pdl("poison_kernel", poison_kernel, 64, 256, 0, stream,
+                          (const comet_route_status_t *)v->status, (uint4 *)out, vecs, nan2);
 }

@@ -26,6 +26,8 @@
 
 #include <utility>
 
+#include "kernels/launch_check.cuh"
+
 __device__ __forceinline__ void comet_pdl_begin() {
   asm volatile("griddepcontrol.wait;" ::: "memory");
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
@@ -41,10 +43,11 @@ static inline bool comet_pdl_on(void) {
 
 /* kernel<<<grid, block, smem, stream>>>(args...), allowed to overlap the
  * end of the stream's previous kernel (the kernel calls comet_pdl_begin()
- * first). Returns the launch's error. */
+ * first); a failed launch is COMET_ERR_CUDA naming `what`. */
 template <typename... K, typename... A>
-static cudaError_t comet_launch_pdl(void (*kernel)(K...), dim3 grid, dim3 block, size_t smem,
-                                    cudaStream_t stream, A &&...args) {
+static comet_status_t comet_launch_pdl(const char *what, void (*kernel)(K...), dim3 grid,
+                                       dim3 block, size_t smem, cudaStream_t stream,
+                                       A &&...args) {
   cudaLaunchAttribute attr[1];
   attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
   attr[0].val.programmaticStreamSerializationAllowed = 1;
@@ -55,7 +58,7 @@ static cudaError_t comet_launch_pdl(void (*kernel)(K...), dim3 grid, dim3 block,
   cfg.stream = stream;
   cfg.attrs = attr;
   cfg.numAttrs = comet_pdl_on() ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
+  return comet_launched_ex(cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...), what);
 }
 
 #endif /* COMET_PDL_CUH */

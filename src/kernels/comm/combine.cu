@@ -328,17 +328,16 @@ static comet_status_t launch_reduce(const comet_comm_view_t *v, const char *y, i
     size_t y_off = v->off_rows; /* NULL: the dispatched rows (a round trip) */
     const int copy = y && y != v->win_local + v->off_y;
     if (y) y_off = v->off_y;
-    COMET_CHECK(comet_launched_ex(comet_launch_pdl(combine_start_kernel, 1, 128, 0, stream, *v, 1, !copy),
-                                  "combine_start_kernel"));
+    COMET_CHECK(comet_launch_pdl("combine_start_kernel", combine_start_kernel,
+                                 1, 128, 0, stream, *v, 1, !copy));
     if (copy) { /* after the guard: a refused combine must not touch y */
       copy_y_kernel<<<ctas, COMBINE_THREADS, 0, stream>>>(*v, y);
       COMET_CHECK(comet_launched("copy_y_kernel"));
       combine_start_kernel<<<1, 128, 0, stream>>>(*v, 0, 1);
       COMET_CHECK(comet_launched("combine_start_kernel"));
     }
-    return comet_launched_ex(comet_launch_pdl(combine_pull_kernel<T, 4>, ctas, COMBINE_THREADS, 0, stream,
-                                              *v, y_off, num_tokens, w, (char *)out),
-                             "combine_pull_kernel");
+    return comet_launch_pdl("combine_pull_kernel", combine_pull_kernel<T, 4>, ctas, COMBINE_THREADS,
+                            0, stream, *v, y_off, num_tokens, w, (char *)out);
   }
   combine_start_kernel<<<1, 128, 0, stream>>>(*v, 1, 0);
   COMET_CHECK(comet_launched("combine_start_kernel"));

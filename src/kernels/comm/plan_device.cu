@@ -295,24 +295,22 @@ extern "C" comet_status_t comet_plan_device_launch(const comet_comm_view_t *v, i
   if (nct > 0) {
     const size_t smem = comet_plan_count_smem(E);
     COMET_CHECK(comet_allow_smem((const void *)plan_count_kernel, smem, "plan_count_kernel"));
-    COMET_CHECK(comet_launched_ex(
-        comet_launch_pdl(plan_count_kernel, nct, TPC, smem, stream, *v, T, ids), "plan_count_kernel"));
+    COMET_CHECK(comet_launch_pdl("plan_count_kernel", plan_count_kernel,
+                                 nct, TPC, smem, stream, *v, T, ids));
   }
   const size_t smem = comet_plan_exchange_smem(E, W);
   COMET_CHECK(comet_allow_smem((const void *)plan_exchange_kernel, smem, "plan_exchange_kernel"));
-  COMET_CHECK(comet_launched_ex(
-      comet_launch_pdl(plan_exchange_kernel, 1, 512, smem, stream, *v, T, ids, *arg),
-      "plan_exchange_kernel"));
+  COMET_CHECK(comet_launch_pdl("plan_exchange_kernel", plan_exchange_kernel,
+                               1, 512, smem, stream, *v, T, ids, *arg));
   if (nct > 0) {
     const size_t rs = comet_plan_rows_smem(K);
     COMET_CHECK(comet_allow_smem((const void *)plan_rows_kernel, rs, "plan_rows_kernel"));
     const dim3 grid(nct, (E + TPC / 32 - 1) / (TPC / 32));
-    COMET_CHECK(comet_launched_ex(comet_launch_pdl(plan_rows_kernel, grid, TPC, rs, stream, *v, T, ids),
-                                  "plan_rows_kernel"));
+    COMET_CHECK(comet_launch_pdl("plan_rows_kernel", plan_rows_kernel,
+                                 grid, TPC, rs, stream, *v, T, ids));
   }
   if (W > 1) {
-    COMET_CHECK(comet_launched_ex(comet_launch_pdl(plan_done_kernel, 1, 128, 0, stream, *v),
-                                  "plan_done_kernel"));
+    COMET_CHECK(comet_launch_pdl("plan_done_kernel", plan_done_kernel, 1, 128, 0, stream, *v));
   }
   return COMET_OK;
 }

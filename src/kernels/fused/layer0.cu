@@ -126,9 +126,8 @@ static comet_status_t launch_cfg(const comet_comm_view_t *v, const Prepared &pr,
   a.gather_self = v->rank;
   a.gather_world = v->world;
   COMET_CHECK(comet_allow_smem((const void *)layer0_kernel<C>, smem, "fused layer0"));
-  return comet_launched_ex(comet_launch_pdl(layer0_kernel<C>, grid, kThreads, smem, stream, *v, a,
-                                            pr.tm_a, pr.tm_b, pr.tm_c, x, n_comm, move_rows),
-                           "fused layer0 kernel");
+  return comet_launch_pdl("fused layer0 kernel", layer0_kernel<C>, grid, kThreads, smem, stream, *v,
+                          a, pr.tm_a, pr.tm_b, pr.tm_c, x, n_comm, move_rows);
 }
 
 /* COMET_L0_TILE = wide | narrow overrides the chosen tile (experiments;

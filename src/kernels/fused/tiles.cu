@@ -98,7 +98,7 @@ extern "C" comet_status_t comet_mtiles_launch(const comet_comm_view_t *v, int na
                                               cudaStream_t stream) {
   const size_t smem = mtiles_smem(v->num_experts / v->ep);
   COMET_CHECK(comet_allow_smem((const void *)mtiles_kernel, smem, "M-tile list"));
-  return comet_launched_ex(comet_launch_pdl(mtiles_kernel, 1, TILES_THREADS, smem, stream, *v, natural),
-                           "mtiles_kernel");
+  return comet_launch_pdl("mtiles_kernel", mtiles_kernel, 1, TILES_THREADS, smem, stream, *v,
+                          natural);
 }
 
