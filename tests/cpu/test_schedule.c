@@ -1,13 +1,40 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* test_schedule.c — tile schedules: every tile appears exactly once in each
  * order, M-tiles cover every row once and never straddle experts, layer0's
- * waits are monotone with local-only tiles first, layer1 goes column block by
- * column block. */
+ * waits are monotone with local-only tiles first, bands hold one expert's
+ * entries of one arrival level, layer1 goes column block by column block. */
 #include <stdlib.h>
 
 #include "plan.h"
 #include "schedule.h"
 #include "test_util.h"
+
+/* Bands (both lists): consecutive entries of one expert and one arrival
+ * level, at most COMET_SCHED_BAND of them, a run of such entries cut into
+ * as few bands as that allows, their sizes at most one apart. */
+static void check_bands(const comet_mtile_t *l, int n) {
+  for (int i = 0; i < n;) {
+    const int f = l[i].band_first, sz = l[i].band_size;
+    CHECK(f == i && sz >= 1 && sz <= COMET_SCHED_BAND && f + sz <= n);
+    for (int j = f; j < f + sz && j < n; ++j) {
+      CHECK(l[j].band_first == f && l[j].band_size == sz);
+      CHECK(l[j].expert == l[f].expert && l[j].src_last == l[f].src_last);
+    }
+    i = f + sz > i ? f + sz : i + 1;
+  }
+  for (int b = 0, e; b < n; b = e) { /* runs */
+    for (e = b + 1; e < n && l[e].expert == l[b].expert && l[e].src_last == l[b].src_last;) ++e;
+    const int len = e - b, bands = (len + COMET_SCHED_BAND - 1) / COMET_SCHED_BAND;
+    int seen = 0, lo = len, hi = 0;
+    for (int i = b; i < e; i += l[i].band_size > 0 ? l[i].band_size : 1) {
+      ++seen;
+      lo = l[i].band_size < lo ? l[i].band_size : lo;
+      hi = l[i].band_size > hi ? l[i].band_size : hi;
+    }
+    CHECK(seen == bands && hi - lo <= 1);
+    CHECK(b == 0 || l[b].band_first == b); /* a run starts a band */
+  }
+}
 
 static void check_layout(const int32_t *block_offset, int El, int W, int tile_m, int n_tiles) {
   const int32_t total = block_offset[(El - 1) * (W + 1) + W];
@@ -50,21 +77,22 @@ static void check_layout(const int32_t *block_offset, int El, int W, int tile_m,
   const int tiles = count * n_tiles;
   char *seen0 = calloc((size_t)tiles + 1, 1), *seen1 = calloc((size_t)tiles + 1, 1);
   for (int i = 0; i < tiles; ++i) {
-    comet_tile_t t0 = comet_sched_layer0_tile(i, n_tiles, count), t1 = comet_sched_layer1_tile(i, n_tiles, count);
+    comet_tile_t t0 = comet_sched_layer0_tile(i, n_tiles, l0), t1 = comet_sched_layer1_tile(i, n_tiles, count);
     CHECK(t0.mtile >= 0 && t0.mtile < count && t0.n >= 0 && t0.n < n_tiles);
     CHECK(t1.mtile >= 0 && t1.mtile < count && t1.n >= 0 && t1.n < n_tiles);
     seen0[t0.mtile * n_tiles + t0.n]++;
     seen1[t1.mtile * n_tiles + t1.n]++;
     if (i > 0) {
-      comet_tile_t p0 = comet_sched_layer0_tile(i - 1, n_tiles, count), p1 = comet_sched_layer1_tile(i - 1, n_tiles, count);
+      comet_tile_t p0 = comet_sched_layer0_tile(i - 1, n_tiles, l0), p1 = comet_sched_layer1_tile(i - 1, n_tiles, count);
       /* bands never go back, so neither do the waits of the bands' first tiles */
-      CHECK(p0.mtile / COMET_SCHED_BAND <= t0.mtile / COMET_SCHED_BAND);
-      CHECK(l0[p0.mtile / COMET_SCHED_BAND * COMET_SCHED_BAND].src_last <=
-            l0[t0.mtile / COMET_SCHED_BAND * COMET_SCHED_BAND].src_last);
+      CHECK(l0[p0.mtile].band_first <= l0[t0.mtile].band_first);
+      CHECK(l0[l0[p0.mtile].band_first].src_last <= l0[l0[t0.mtile].band_first].src_last);
       CHECK(p1.n / COMET_SCHED_L1_GROUP <= t1.n / COMET_SCHED_L1_GROUP); /* groups in order */
     }
   }
   for (int i = 0; i < tiles; ++i) CHECK(seen0[i] == 1 && seen1[i] == 1);
+  check_bands(l0, count);
+  check_bands(l1, count);
   free(seen0); free(seen1); free(cover0); free(cover1); free(l0); free(l1);
 }
 

@@ -39,7 +39,8 @@ __global__ void sched_kernel(comet_plan_dims_t d, const int32_t *all_counts, int
 static int same_tiles(const comet_mtile_t *a, const comet_mtile_t *b, int n) {
   for (int i = 0; i < n; ++i)
     if (a[i].expert != b[i].expert || a[i].row_begin != b[i].row_begin || a[i].rows != b[i].rows ||
-        a[i].src_first != b[i].src_first || a[i].src_last != b[i].src_last || a[i].index != b[i].index)
+        a[i].src_first != b[i].src_first || a[i].src_last != b[i].src_last || a[i].index != b[i].index ||
+        a[i].band_first != b[i].band_first || a[i].band_size != b[i].band_size)
       return 0;
   return 1;
 }

@@ -41,6 +41,38 @@ static __device__ __forceinline__ comet_mtile_t natural_tile(const comet_comm_vi
   return t;
 }
 
+/* src_last of natural M-tile j of local expert el. */
+static __device__ __forceinline__ int natural_src_last(const comet_comm_view_t &v,
+                                                       const int32_t *mstart, int el, int j) {
+  const int32_t r = v.expert_offset[el] + (j - mstart[el]) * COMET_MTILE_ROWS;
+  const int32_t rows = min(COMET_MTILE_ROWS, v.expert_offset[el + 1] - r);
+  return comet_sched_block_of_row(v.block_offset, v.world, el, r + rows - 1);
+}
+
+/* The run of natural tile i (t, its entry) in either list, as natural
+ * indices [*b, *e): its expert's tiles with its src_last. They lie
+ * together in both lists (src_last never decreases along an expert's
+ * rows), so the band follows from i's offset in the run (schedule.h's
+ * comet_sched_bands on the host). */
+static __device__ void natural_run(const comet_comm_view_t &v, const int32_t *mstart,
+                                   const comet_mtile_t &t, int i, int *b, int *e) {
+  int lo = mstart[t.expert], hi = i; /* the first tile with src_last >= t's */
+  while (lo < hi) {
+    const int mid = (lo + hi) >> 1;
+    if (natural_src_last(v, mstart, t.expert, mid) >= t.src_last) hi = mid;
+    else lo = mid + 1;
+  }
+  *b = lo;
+  lo = i + 1;
+  hi = mstart[t.expert + 1]; /* the first tile past i with a later src_last */
+  while (lo < hi) {
+    const int mid = (lo + hi) >> 1;
+    if (natural_src_last(v, mstart, t.expert, mid) > t.src_last) hi = mid;
+    else lo = mid + 1;
+  }
+  *e = lo;
+}
+
 /* natural = 0: the same list as comet_sched_mtiles_layer0 (by src_last,
  * then natural order) into l0_tiles, one arrival level at a time: each
  * thread takes a contiguous run of natural tiles, a scan places each level's
@@ -70,8 +102,14 @@ __global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t
   const int n = mstart[El];
   const int chunk = (n + blockDim.x - 1) / blockDim.x;
   const int i0 = min(n, (int)threadIdx.x * chunk), i1 = min(n, i0 + chunk);
+  int rb, re; /* a tile's run (natural_run) */
   if (natural) {
-    for (int i = i0; i < i1; ++i) out[i] = natural_tile(v, mstart, El, i);
+    for (int i = i0; i < i1; ++i) {
+      comet_mtile_t t = natural_tile(v, mstart, El, i);
+      natural_run(v, mstart, t, i, &rb, &re);
+      comet_sched_band(i, rb, re, &t);
+      out[i] = t;
+    }
     if (threadIdx.x == 0) *count = n;
     return;
   }
@@ -82,8 +120,11 @@ __global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t
     int total;
     int pos = base + cta_exclusive_scan<int>(mine, &total, warp_sums);
     for (int i = i0; i < i1 && mine > 0; ++i) {
-      const comet_mtile_t t = natural_tile(v, mstart, El, i);
-      if (t.src_last == level) out[pos++] = t;
+      comet_mtile_t t = natural_tile(v, mstart, El, i);
+      if (t.src_last != level) continue;
+      natural_run(v, mstart, t, i, &rb, &re);
+      comet_sched_band(pos, pos - (i - rb), pos - (i - rb) + (re - rb), &t);
+      out[pos++] = t;
     }
     base += total;
   }

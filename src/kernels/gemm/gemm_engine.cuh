@@ -302,7 +302,7 @@ __device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
     li = ti.mtile;
     n = ti.n;
   } else {
-    const comet_tile_t ti = comet_sched_layer0_tile(t, a.n_tiles, count);
+    const comet_tile_t ti = comet_sched_layer0_tile(t, a.n_tiles, a.mtiles);
     li = ti.mtile;
     n = ti.n;
   }
