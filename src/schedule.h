@@ -145,11 +145,11 @@ COMET_HD int comet_sched_mtiles_layer0(const int32_t *block_offset, int num_loca
  * of entries [f, f + size) holds tiles [f * n_tiles, (f + size) * n_tiles),
  * so entry i / n_tiles lies in tile i's band. */
 COMET_HD comet_tile_t comet_sched_layer0_tile(int i, int n_tiles, const comet_mtile_t *list) {
-  const comet_mtile_t e = list[i / n_tiles];
-  const int rem = i - e.band_first * n_tiles;
+  const int e = i / n_tiles, first = list[e].band_first, size = list[e].band_size;
+  const int rem = i - first * n_tiles;
   comet_tile_t t;
-  t.mtile = e.band_first + rem % e.band_size;
-  t.n = rem / e.band_size;
+  t.mtile = first + rem % size;
+  t.n = rem / size;
   return t;
 }
 

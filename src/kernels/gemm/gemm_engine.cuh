@@ -293,19 +293,19 @@ __device__ __forceinline__ int pair_tiles(const Args &a, const int *mstart) {
   return (mstart[a.groups] + 1) / 2 * a.n_tiles;
 }
 
-/* With a list: LAYER1 runs groups of column blocks, LAYER0 bands of
- * M-tiles, M fastest (schedule.h). */
-__device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
-  int li, n;
-  if (a.order == COMET_GEMM_ORDER_LAYER1) {
-    const comet_tile_t ti = comet_sched_layer1_tile(t, a.n_tiles, count);
-    li = ti.mtile;
-    n = ti.n;
-  } else {
-    const comet_tile_t ti = comet_sched_layer0_tile(t, a.n_tiles, a.mtiles);
-    li = ti.mtile;
-    n = ti.n;
-  }
+/* With a list: tile t's list entry and N-tile. LAYER1 runs groups of
+ * column blocks, LAYER0 bands of M-tiles, M fastest (schedule.h). Not
+ * inlined: layer0's division by the band's size, inlined, made ptxas spill
+ * 28-48 bytes in the fused layer0's mover code (the gathered-A kernels);
+ * a call (tens of cycles, once a tile per thread) is small beside a tile's
+ * microseconds. */
+__device__ __noinline__ comet_tile_t list_pos(const Args &a, int count, int t) {
+  return a.order == COMET_GEMM_ORDER_LAYER1 ? comet_sched_layer1_tile(t, a.n_tiles, count)
+                                            : comet_sched_layer0_tile(t, a.n_tiles, a.mtiles);
+}
+
+/* The tile of list entry li at N-tile n. */
+__device__ __forceinline__ Tile list_tile(const Args &a, int li, int n) {
   const comet_mtile_t mt = a.mtiles[li];
   Tile tl;
   tl.group = mt.expert;
@@ -318,6 +318,11 @@ __device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
   tl.src_last = mt.src_last;
   tl.shared = false;
   return tl;
+}
+
+__device__ __forceinline__ Tile sched_list(const Args &a, int count, int t) {
+  const comet_tile_t ti = list_pos(a, count, t);
+  return list_tile(a, ti.mtile, ti.n);
 }
 
 /* The grouped reduction: tile t -> (group, M-tile, N-tile) in bands of
