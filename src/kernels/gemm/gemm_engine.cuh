@@ -299,7 +299,7 @@ __device__ __forceinline__ int pair_tiles(const Args &a, const int *mstart) {
  * 28-48 bytes in the fused layer0's mover code (the gathered-A kernels);
  * a call (tens of cycles, once a tile per thread) is small beside a tile's
  * microseconds. */
-__device__ __noinline__ comet_tile_t list_pos(const Args &a, int count, int t) {
+static __device__ __noinline__ comet_tile_t list_pos(const Args &a, int count, int t) {
   return a.order == COMET_GEMM_ORDER_LAYER1 ? comet_sched_layer1_tile(t, a.n_tiles, count)
                                             : comet_sched_layer0_tile(t, a.n_tiles, a.mtiles);
 }
