@@ -111,6 +111,7 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
   f.n_comm = L->c0.n_comm;
   f.tile = L->c0.tile;
   f.dynamic = L->dynamic0;
+  f.expert_bands = L->expert_bands0;
   f.mode = (comet_l0_mode_t)L->layer0_path;
   return comet_fused_layer0_launch(&f, stream);
 }

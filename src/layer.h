@@ -47,6 +47,7 @@ struct comet_layer {
   int gather0;        /* the fused layer0's A: -1 = by shape, 0 = copied, 1 = gathered */
   int tile0;          /* its GEMM tile: -1 = comet's choice, else 0 auto, 1 wide, 2 narrow */
   int dynamic0;       /* 1 (default): its tiles from a counter, the movers join the GEMM; 0: static shares (COMET_L0_DYNAMIC=0) */
+  int expert_bands0;  /* 1 (default): its tile list's bands hold one expert each; 0: bands of 8 entries across experts (COMET_L0_BANDS=8, for A/B) */
   int layer1_path;    /* COMET_LAYER1_* (agreed at creation: COMET_LAYER1=fused) */
   int n_comm1;        /* mover CTAs of the fused layer1; 0 = the default */
   comet_choice_t c0, c1; /* the last call's choices for the fused layer0 / layer1 */

@@ -121,7 +121,7 @@ int main() {
         v.tile_next = d_next;
         for (int natural = 0; natural < 2; ++natural) {
           CUDA_OK(cudaMemset(d_list, 0xff, sizeof(comet_mtile_t) * MAXT));
-          CHECK_OK(comet_mtiles_launch(&v, natural, 0));
+          CHECK_OK(comet_mtiles_launch(&v, natural, 1, 0));
           static comet_mtile_t g_list[MAXT];
           int32_t g_list_n = -1;
           CUDA_OK(cudaMemcpy(&g_list_n, d_list_n, sizeof g_list_n, cudaMemcpyDeviceToHost));

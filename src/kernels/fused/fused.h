@@ -35,6 +35,8 @@ typedef struct comet_fused_layer0 {
   int n_comm;                    /* mover CTAs, 0 (W = 1 with gather) or 1..sm_budget - 1 */
   int tile;                      /* the GEMM tile: 0 auto, 1 wide, 2 narrow */
   int dynamic;                   /* 1: tiles from a counter; the movers join the GEMM when done */
+  int expert_bands;              /* 1: the tile list's bands hold one expert (schedule.h); 0: bands
+                                    of COMET_SCHED_BAND entries across experts (the old order) */
   comet_l0_mode_t mode;
 } comet_fused_layer0_t;
 
@@ -68,9 +70,11 @@ comet_status_t comet_fused_layer1_launch(const comet_fused_layer1_t *f, struct C
 
 /* This rank's M-tile list from the plan, built on the device (tiles.cu):
  * natural = 0: comet_sched_mtiles_layer0's list into view->l0_tiles /
- * l0_count; 1: comet_sched_mtiles_natural's into l1_tiles / l1_count. Part
- * of the fused launches; alone for tests. */
-comet_status_t comet_mtiles_launch(const comet_comm_view_t *view, int natural,
+ * l0_count; 1: comet_sched_mtiles_natural's into l1_tiles / l1_count.
+ * expert_bands = 0: bands of COMET_SCHED_BAND entries across experts in
+ * place of comet_sched_band's (for A/B timing). Part of the fused launches;
+ * alone for tests. */
+comet_status_t comet_mtiles_launch(const comet_comm_view_t *view, int natural, int expert_bands,
                                    struct CUstream_st *stream);
 
 #ifdef __cplusplus

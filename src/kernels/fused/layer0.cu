@@ -155,7 +155,7 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   COMET_ARG(f->mode >= COMET_L0_FUSED && f->mode <= COMET_L0_COMM_ONLY, "fused layer0: mode %d unknown",
             f->mode);
   if (v->row_capacity == 0) return COMET_OK;
-  COMET_CHECK(comet_mtiles_launch(v, 0, stream));
+  COMET_CHECK(comet_mtiles_launch(v, 0, f->expert_bands, stream));
   comet_gemm_params_t g;
   memset(&g, 0, sizeof g);
   g.dtype = (comet_dtype_t)v->dtype;

@@ -194,7 +194,7 @@ extern "C" comet_status_t comet_fused_layer1_launch(const comet_fused_layer1_t *
             "fused layer1: a column block is more than a warp's 32 x 16 bytes");
   COMET_CHECK(comet_combine_guard_launch(v, stream));
   if (v->row_capacity == 0 && f->num_tokens == 0) return COMET_OK;
-  COMET_CHECK(comet_mtiles_launch(v, 1, stream));
+  COMET_CHECK(comet_mtiles_launch(v, 1, 1, stream));
   comet_gemm_params_t g;
   memset(&g, 0, sizeof g);
   g.dtype = (comet_dtype_t)v->dtype;

@@ -78,7 +78,8 @@ static __device__ void natural_run(const comet_comm_view_t &v, const int32_t *ms
  * thread takes a contiguous run of natural tiles, a scan places each level's
  * tiles. natural = 1: the natural list (comet_sched_mtiles_natural) into
  * l1_tiles. */
-__global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t v, int natural) {
+__global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t v, int natural,
+                                                               int expert_bands) {
   comet_pdl_begin(); /* launched by comet_launch_pdl: nothing before this */
   extern __shared__ int32_t mstart[]; /* [El + 1] */
   __shared__ int warp_sums[32];
@@ -122,8 +123,13 @@ __global__ void __launch_bounds__(TILES_THREADS) mtiles_kernel(comet_comm_view_t
     for (int i = i0; i < i1 && mine > 0; ++i) {
       comet_mtile_t t = natural_tile(v, mstart, El, i);
       if (t.src_last != level) continue;
-      natural_run(v, mstart, t, i, &rb, &re);
-      comet_sched_band(pos, pos - (i - rb), pos - (i - rb) + (re - rb), &t);
+      if (expert_bands) {
+        natural_run(v, mstart, t, i, &rb, &re);
+        comet_sched_band(pos, pos - (i - rb), pos - (i - rb) + (re - rb), &t);
+      } else { /* the old order's bands: COMET_SCHED_BAND entries, across experts */
+        t.band_first = pos / COMET_SCHED_BAND * COMET_SCHED_BAND;
+        t.band_size = min(COMET_SCHED_BAND, n - t.band_first);
+      }
       out[pos++] = t;
     }
     base += total;
@@ -136,10 +142,10 @@ static size_t mtiles_smem(int local_experts) { /* the experts' row offsets */
 }
 
 extern "C" comet_status_t comet_mtiles_launch(const comet_comm_view_t *v, int natural,
-                                              cudaStream_t stream) {
+                                              int expert_bands, cudaStream_t stream) {
   const size_t smem = mtiles_smem(v->num_experts / v->ep);
   COMET_CHECK(comet_allow_smem((const void *)mtiles_kernel, smem, "M-tile list"));
   return comet_launch_pdl("mtiles_kernel", mtiles_kernel, 1, TILES_THREADS, smem, stream, *v,
-                          natural);
+                          natural, expert_bands);
 }
 
