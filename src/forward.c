@@ -138,9 +138,9 @@ static comet_status_t layer0_composed(comet_layer_t L, const void *x, const void
   g.tile = COMET_GEMM_TILE_AUTO;
   g.num_ctas = v->sm_budget;
   g.deterministic = 1; /* the same bits on every run */
-  g.dynamic_tiles = 1; /* as layer1's. Static, in the forward, Mixtral 2048's launch read
-                        * 3.05 GB (w1: 1.88); the dynamic one of `bench --op gemm` on
-                        * routed sizes 2.0 (session 17 runs 1-2, ncu) */
+  g.dynamic_tiles = 1; /* as layer1's: Mixtral 2048's launch read 3.0-3.1 GB from DRAM with
+                        * static tiles (w1: 1.88), 2.03-2.05 with dynamic ones, and ran
+                        * ~1493 against ~1442 us (session 17 runs 1, 3, ncu) */
   g.split_ws = L->split_ws;
   g.split_slots = L->split_slots;
   return comet_gemm_grouped(&g, stream);
