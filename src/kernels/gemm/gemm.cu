@@ -401,6 +401,8 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.ws_tiles = w.ws ? w.tiles * 256 / C::kBN : 0;
   a.ws_ordered = w.ordered;
   a.half_tiles = p->half_tiles;
+  a.trace = p->trace;
+  a.trace_items = p->trace ? p->trace_items : 0;
   a.split_max = w.ws && !C::kTall ? 16 : 0; /* the tall tile never splits */
   /* a plain launch's dynamic tiles: their two counters are the workspace's
    * last two (one slot fewer for the split tail) */

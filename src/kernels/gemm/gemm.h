@@ -167,6 +167,15 @@ typedef struct comet_gemm_params {
    * 1.05-1.33x on the 2048-token routed layer rows, 0.91-0.97x on the
    * K = 768-2048 ones (bench --ab's comet_static_tflops). */
   int dynamic_tiles;
+  /* Diagnosis (bench --op gemm --trace): when set, each work item w <
+   * trace_items (a tile, or a split tail's part) writes 4 words at trace +
+   * 4w: its start (global timer, ns, once its first stage is in), its end
+   * (its epilogue's stores issued), (CTA << 48 | rows << 32 | tile index)
+   * and (group << 40 | M-tile << 20 | N-tile), from the first consumer
+   * warpgroup. The bits
+   * do not depend on it. */
+  unsigned long long *trace;
+  int trace_items;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers

@@ -71,6 +71,8 @@ struct Args {
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
   int half_tiles; /* params.half_tiles: half tiles on (opt-in) */
+  unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
+  int trace_items;
 };
 
 /* ---- split tail ----
@@ -1053,8 +1055,10 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     bool idle = false;
     if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end;
     int prev = -1;
+    unsigned long long t_start = 0; /* params.trace */
     for (int kb = kb0; kb < kb1; ++kb) {
       mbar_wait(&full[stage], phase);
+      if (a.trace && kb == kb0 && cw == 0 && ctid == 0) t_start = globaltimer_ns();
       if (idle) {
         named_bar_sync(1 + cw, 128);
         if (ctid == 0) release_stage<C>(&empty[stage]);
@@ -1102,6 +1106,14 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
       }
       if constexpr (C::kHooks)
         if (a.publish_flags) publish<C>(a, tl, ctid);
+    }
+    if (a.trace && w < a.trace_items && cw == 0 && ctid == 0) {
+      unsigned long long *r = a.trace + 4 * (size_t)w;
+      r[0] = t_start;
+      r[1] = globaltimer_ns();
+      const int rows = min(tl.row_end - tl.row0, C::kRows);
+      r[2] = (unsigned long long)blockIdx.x << 48 | (unsigned long long)rows << 32 | (unsigned)wk.t;
+      r[3] = (unsigned long long)tl.group << 40 | (unsigned long long)tl.mtile << 20 | (unsigned)tl.n;
     }
     consumer_done(a, ring, i, ctid);
   }
