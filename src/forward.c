@@ -112,6 +112,7 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
   f.tile = L->c0.tile;
   f.dynamic = L->dynamic0;
   f.expert_bands = L->expert_bands0;
+  f.stages = L->stages0;
   f.mode = (comet_l0_mode_t)L->layer0_path;
   return comet_fused_layer0_launch(&f, stream);
 }
@@ -212,6 +213,13 @@ comet_status_t comet_layer_set_layer0_dynamic(comet_layer_t L, int on) {
   COMET_ARG(L != NULL, "layer is NULL");
   COMET_ARG(on == 0 || on == 1, "comet_layer_set_layer0_dynamic: %d is not 0 or 1", on);
   L->dynamic0 = on;
+  return COMET_OK;
+}
+
+comet_status_t comet_layer_set_layer0_stages(comet_layer_t L, int stages) {
+  COMET_ARG(L != NULL, "layer is NULL");
+  COMET_ARG(stages == 0 || stages == 4, "comet_layer_set_layer0_stages: %d is not 0 or 4", stages);
+  L->stages0 = stages;
   return COMET_OK;
 }
 

@@ -135,6 +135,21 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
               "the default fused forward's bits", me, label, i < 3 ? "copied" : "gathered", n);
   }
   CHECK_OK(comet_layer_set_layer0_dynamic(L, 1));
+  /* the fused layer0's 4-stage ring (opt-in; wide tiles forced, so that it
+   * applies), A copied and gathered: the same bits */
+  CHECK_OK(comet_layer_set_layer0_stages(L, 4));
+  CHECK_OK(comet_layer_set_layer0_tile(L, 1));
+  for (int i = 0; i < 4; ++i) {
+    const int n = i % 2 ? budget - 1 : 1;
+    if (n < 1 || n >= budget) continue;
+    CHECK_OK(comet_layer_set_layer0_gather(L, i / 2));
+    CHECK_OK(comet_layer_set_n_comm(L, n));
+    CHECK_MSG(forward_matches(L, &a, stream, out_n, got, got2),
+              "[rank %d] %s: the fused layer0 with 4 stages (A %s, n_comm %d) differs from the "
+              "default fused forward's bits", me, label, i < 2 ? "copied" : "gathered", n);
+  }
+  CHECK_OK(comet_layer_set_layer0_stages(L, 0));
+  CHECK_OK(comet_layer_set_layer0_tile(L, -1));
   CHECK_OK(comet_layer_set_layer0_gather(L, -1));
 
   /* 5. the fused layer1 (opt-in) with several mover counts, the forward and

@@ -37,6 +37,8 @@ typedef struct comet_fused_layer0 {
   int dynamic;                   /* 1: tiles from a counter; the movers join the GEMM when done */
   int expert_bands;              /* 1: the tile list's bands hold one expert (schedule.h); 0: bands
                                     of COMET_SCHED_BAND entries across experts (the old order) */
+  int stages;                    /* 0: the GEMM's 3-stage ring; 4: four (wide tiles, <= 128
+                                    local experts; else three) */
   comet_l0_mode_t mode;
 } comet_fused_layer0_t;
 

@@ -610,7 +610,16 @@ comet_status_t comet_gemm::prepare(const comet_gemm_params_t *p, Prepared *o) {
   COMET_ARG(p->max_rows > 0, "gemm: a fused kernel's GEMM needs max_rows > 0");
   COMET_ARG(p->num_ctas > 0, "gemm: a fused kernel's GEMM needs num_ctas (its CTA count)");
   o->wide = choose_tile(p, p->num_ctas) == COMET_GEMM_TILE_WIDE;
+  o->deep = o->wide && p->stages == 4 && p->groups <= kPairMaxGroups;
   const bool sw = p->epilogue == COMET_GEMM_EPI_SWIGLU, fp16 = p->dtype == COMET_DTYPE_FP16;
+  if (o->deep) {
+    typedef Cfg<256, true, true, true, false, false, false, false, true> DeepSwF16;
+    typedef Cfg<256, true, true, false, false, false, false, false, true> DeepSwBf16;
+    typedef Cfg<256, false, true, true, false, false, false, false, true> DeepF16;
+    typedef Cfg<256, false, true, false, false, false, false, false, true> DeepBf16;
+    if (sw) return fp16 ? prepare_cfg<DeepSwF16>(p, o) : prepare_cfg<DeepSwBf16>(p, o);
+    return fp16 ? prepare_cfg<DeepF16>(p, o) : prepare_cfg<DeepBf16>(p, o);
+  }
   if (o->wide) {
     if (sw) return fp16 ? prepare_cfg<Cfg<256, true, true, true>>(p, o) : prepare_cfg<Cfg<256, true, true, false>>(p, o);
     return fp16 ? prepare_cfg<Cfg<256, false, true, true>>(p, o) : prepare_cfg<Cfg<256, false, true, false>>(p, o);

@@ -178,9 +178,10 @@ struct Cfg {
    * in turns) and group tables for kPairMaxGroups groups */
   /* kDeep: the pairs' ring depth for single wide CTAs (the default where it
    * applies; params.stages = 3 turns it off): against the latency of B from
-   * DRAM, 1.013x three stages over the 56 grouped rows (session 9 run 1) */
+   * DRAM, 1.013x three stages over the 56 grouped rows (session 9 run 1).
+   * With hooks (the fused layer0) only when params.stages = 4 asks. */
   static constexpr bool kDeep = kDeep_;
-  static_assert(!kDeep || (kBN_ == 256 && !kHooks && !kKgroup && !kPair), "deep: wide, no hooks");
+  static_assert(!kDeep || (kBN_ == 256 && !kKgroup && !kPair), "deep: wide single CTAs");
   /* kTall: 256-row tiles of 128 B rows (a consumer warpgroup takes two
    * 64-row blocks): every B tile serves twice the rows, for experts of at
    * most 256 rows where B's bytes dominate and the launch is DRAM-bound
@@ -209,7 +210,14 @@ struct Cfg {
   static constexpr int kOffC = kOffB + kStages * kBBytes;
   static constexpr int kOffBar = kOffC + kStagingBytes;     /* full[S], empty[S] */
   static constexpr int kOffTab = kOffBar + 2 * kStages * 8; /* row_off[G+1], mstart[G+1] */
-  static constexpr int kTabBytes = 2 * (kMaxGroups + 1) * 4;
+  /* with hooks (a tile list: no group tables) the area holds the gather's
+   * row sources (128 pointers) and, past them, the work ring: at 4 KB as
+   * before, at 1 KB where the 4-stage ring leaves no more room */
+  static constexpr int kHookRingOff = kSmallTables ? 1024 : 4096;
+  static constexpr int kTabBytes = kHooks && kHookRingOff + kRingAreaBytes > 2 * (kMaxGroups + 1) * 4
+                                       ? kHookRingOff + kRingAreaBytes
+                                       : 2 * (kMaxGroups + 1) * 4;
+  static_assert(128 * sizeof(void *) <= kHookRingOff, "the gather's row sources fit before the ring");
   /* a plain launch's work ring (params.dynamic_tiles) follows the tables;
    * with hooks it lives inside them (unused with a list) */
   static constexpr int kSmemBytes = kOffTab + kTabBytes + (kHooks ? 0 : kRingAreaBytes) + 1024;
@@ -378,9 +386,6 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
  * split tail's items from a counter in its workspace, so CTAs that drew
  * cheaper tiles take more) keeps it after the tables. */
 constexpr int kRing = 4;
-constexpr int kOffRing = 4096; /* from the table area; srcs (gather) use its first 1 KB */
-static_assert(kOffRing + kRingAreaBytes <= 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4,
-              "the work ring fits the table area");
 static_assert(32 + 2 * kRing * 8 <= kRingAreaBytes, "the work ring fits its area");
 
 struct Ring {
@@ -390,7 +395,7 @@ struct Ring {
 
 template <class C>
 __device__ __forceinline__ Ring ring_of(uint8_t *smem) {
-  uint8_t *base = smem + C::kOffTab + (C::kHooks ? kOffRing : C::kTabBytes);
+  uint8_t *base = smem + C::kOffTab + (C::kHooks ? C::kHookRingOff : C::kTabBytes);
   Ring r;
   r.item = (volatile int *)base;
   r.full = (uint64_t *)(base + 32);
