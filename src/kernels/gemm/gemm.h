@@ -147,9 +147,10 @@ typedef struct comet_gemm_params {
   /* The wide tile's ring of shared-memory stages: 0 (default) or 4: four
    * stages (half the epilogue staging, stored in turns) where they apply
    * (at most 128 groups, no hooks), else three; 3: three always (A/B:
-   * bench --ab's comet_3stage_tflops). With hooks (the fused kernels) 0
-   * and 3 are three, 4 is four at most 128 groups (opt-in: the fused
-   * layer0 with COMET_L0_STAGES=4). The bits are the same. Four measured
+   * bench --ab's comet_3stage_tflops). With hooks always three, but in
+   * a fused kernel's GEMM (gemm_launch.cuh's prepare), where 4 asks for
+   * four at most 128 groups (opt-in: the fused layer0 with
+   * COMET_L0_STAGES=4). The bits are the same. Four measured
    * 1.013x three over the 56 grouped rows (session 9 run 1). */
   int stages;
   /* 1: a wide plain-store M-tile of at most 64 rows runs as a half tile,
