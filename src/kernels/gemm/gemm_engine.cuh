@@ -211,8 +211,8 @@ struct Cfg {
   static constexpr int kOffBar = kOffC + kStagingBytes;     /* full[S], empty[S] */
   static constexpr int kOffTab = kOffBar + 2 * kStages * 8; /* row_off[G+1], mstart[G+1] */
   /* with hooks (a tile list: no group tables) the area holds the gather's
-   * row sources (128 pointers) and, past them, the work ring: at 4 KB as
-   * before, at 1 KB where the 4-stage ring leaves no more room */
+   * row sources (128 pointers) and, past them, the work ring: at 4 KB, or
+   * at 1 KB where the 4-stage ring leaves no more room */
   static constexpr int kHookRingOff = kSmallTables ? 1024 : 4096;
   static constexpr int kTabBytes = kHooks && kHookRingOff + kRingAreaBytes > 2 * (kMaxGroups + 1) * 4
                                        ? kHookRingOff + kRingAreaBytes
