@@ -220,7 +220,8 @@ static void trace_launch(Bench &b, const char *label, comet_gemm_params_t q, int
             "{\"op\":\"gemm_trace\",\"shape\":\"%s\",\"epilogue\":\"%s\",\"item\":%d,\"cta\":%u,\"rows\":%u,"
             "\"tile\":%u,\"group\":%llu,\"mtile\":%llu,\"n_tile\":%llu,\"start_ns\":%llu,"
             "\"end_ns\":%llu,\"device\":\"%s\",\"commit\":\"%s\",\"date\":\"%s\"}\n",
-            label, q.epilogue == COMET_GEMM_EPI_SWIGLU ? "swiglu" : "store", w, (unsigned)(r[2] >> 48),
+            label,
+            q.epilogue == COMET_GEMM_EPI_SWIGLU ? "swiglu" : q.epilogue == COMET_GEMM_EPI_GELU ? "gelu" : "store", w, (unsigned)(r[2] >> 48),
             (unsigned)(r[2] >> 32) & 0xFFFFu,
             (unsigned)r[2], r[3] >> 40, (r[3] >> 20) & 0xFFFFF, r[3] & 0xFFFFF, r[0] - t0, r[1] - t0,
             b.device, b.commit, comet_run_date());

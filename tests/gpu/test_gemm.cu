@@ -235,6 +235,11 @@ static void run_case(const Case &c) {
   CHECK_OK(comet_ref_gemm_grouped(c.dt, G, c.n, c.k, off.data(), a.data(), b.data(),
                                   c.epi == COMET_GEMM_EPI_SWIGLU, c.scale ? scale.data() : NULL,
                                   ref.data()));
+  if (c.epi == COMET_GEMM_EPI_GELU) /* the pre-activation rounded once, then GELU (tanh form) */
+    for (auto &v : ref) {
+      const double z = comet_round_f32(v, c.dt);
+      v = (float)(0.5 * z * (1.0 + tanh(0.7978845608028654 * (z + 0.044715 * z * z * z))));
+    }
   compare(c, out, ref, rows, cap);
   { /* the raster band changes the tiles' order, never their sums (no split tail) */
     comet_gemm_params_t q = p;
@@ -541,7 +546,8 @@ int main(int argc, char **argv) {
   run_arg_errors();
 
   const comet_dtype_t BF = COMET_DTYPE_BF16, FP = COMET_DTYPE_FP16;
-  const comet_gemm_epilogue_t ST = COMET_GEMM_EPI_STORE, SW = COMET_GEMM_EPI_SWIGLU;
+  const comet_gemm_epilogue_t ST = COMET_GEMM_EPI_STORE, SW = COMET_GEMM_EPI_SWIGLU,
+                              GE = COMET_GEMM_EPI_GELU;
   const comet_gemm_tile_t AU = COMET_GEMM_TILE_AUTO, WI = COMET_GEMM_TILE_WIDE,
                           NA = COMET_GEMM_TILE_NARROW, TA = COMET_GEMM_TILE_TALL;
   /* the tall tile's blocks: a group ending in either 64-row block of its
@@ -554,6 +560,12 @@ int main(int argc, char **argv) {
       {BF, SW, WI, 136, 72, edge, 0, true, "bf16 swiglu wide scale"},
       {FP, SW, NA, 72, 520, edge, 3, false, "fp16 swiglu narrow"},
       {FP, ST, WI, 264, 8, {129, 1}, 2, true, "fp16 store wide k=8 scale"},
+      /* GELU in the epilogue: wide (4 slabs), narrow, the 4-stage ring's
+       * stores in turns (AUTO, <= 128 groups), the split tail */
+      {BF, GE, WI, 200, 136, edge, 7, false, "bf16 gelu wide edges"},
+      {FP, GE, NA, 264, 520, {129, 1, 300}, 3, false, "fp16 gelu narrow"},
+      {BF, GE, AU, 1032, 1000, {300, 0, 517}, 5, false, "bf16 gelu auto ragged"},
+      {BF, GE, WI, 264, 2048, {129, 1, 200}, 3, false, "bf16 gelu wide split 4", 8},
       /* 10 tiles on 8 CTAs: the last 2 split 4 ways */
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4", 8},
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4 again", 8},

@@ -30,6 +30,7 @@ typedef struct comet_fused_layer0 {
   void *h;                       /* [row capacity, n] */
   int n;                         /* F / tp */
   int swiglu;                    /* 1: SwiGLU epilogue; 0: plain store */
+  int gelu;                      /* 1 (swiglu 0): the GELU epilogue (gemm.h COMET_GEMM_EPI_GELU) */
   int gather;                    /* 1: the GEMM reads this rank's own rows from x (cp.async);
                                     0: movers copy them too, the GEMM loads A with TMA */
   int n_comm;                    /* mover CTAs, 0 (W = 1 with gather) or 1..sm_budget - 1 */

@@ -167,7 +167,7 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   g.b = f->w1;
   g.c = f->h;
   g.group_offset = v->expert_offset;
-  g.epilogue = f->swiglu ? COMET_GEMM_EPI_SWIGLU : COMET_GEMM_EPI_STORE;
+  g.epilogue = f->swiglu ? COMET_GEMM_EPI_SWIGLU : f->gelu ? COMET_GEMM_EPI_GELU : COMET_GEMM_EPI_STORE;
   g.tile = tile_from_env(f->tile);
   g.mtiles = v->l0_tiles;
   g.mtile_count = v->l0_count;

@@ -252,8 +252,11 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
   COMET_ARG(p->band >= 0 && p->band <= 1024, "gemm: band = %d must be 0 (the default) or 1..1024", p->band);
   COMET_ARG(p->max_rows >= 0 && p->max_rows < ((int64_t)1 << 31), "gemm: max_rows = %lld out of range",
             (long long)p->max_rows);
-  COMET_ARG(p->epilogue == COMET_GEMM_EPI_STORE || p->epilogue == COMET_GEMM_EPI_SWIGLU,
+  COMET_ARG(p->epilogue == COMET_GEMM_EPI_STORE || p->epilogue == COMET_GEMM_EPI_SWIGLU ||
+                p->epilogue == COMET_GEMM_EPI_GELU,
             "gemm: epilogue %d unknown", (int)p->epilogue);
+  COMET_ARG(p->epilogue != COMET_GEMM_EPI_GELU || !p->row_scale,
+            "gemm: the GELU epilogue takes no row_scale");
   COMET_ARG(p->tile >= COMET_GEMM_TILE_AUTO && p->tile <= COMET_GEMM_TILE_TALL,
             "gemm: tile %d unknown", (int)p->tile);
   COMET_ARG(p->tile != COMET_GEMM_TILE_TALL ||
@@ -401,6 +404,7 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.ws_tiles = w.ws ? w.tiles * 256 / C::kBN : 0;
   a.ws_ordered = w.ordered;
   a.half_tiles = p->half_tiles;
+  a.gelu = p->epilogue == COMET_GEMM_EPI_GELU;
   a.trace = p->trace;
   a.trace_items = p->trace ? p->trace_items : 0;
   a.split_max = w.ws && !C::kTall ? 16 : 0; /* the tall tile never splits */

@@ -56,7 +56,11 @@ enum { COMET_GEMM_TILE_M = 128, COMET_GEMM_MAX_GROUPS = 1024 };
 
 typedef enum comet_gemm_epilogue {
   COMET_GEMM_EPI_STORE = 0,
-  COMET_GEMM_EPI_SWIGLU = 1
+  COMET_GEMM_EPI_SWIGLU = 1,
+  /* the plain store of GELU (tanh form, kernels/act.cuh) of the result
+   * rounded to the dtype: the pre-activation rounded once, as the CPU
+   * reference rounds z before its activation. No row_scale. */
+  COMET_GEMM_EPI_GELU = 2
 } comet_gemm_epilogue_t;
 
 /* Tile shape (output tile; SWIGLU reads twice as many B rows). */

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kernels/act.cuh"
 #include "kernels/comm/wait.cuh"
 #include "kernels/gemm/gemm.h"
 #include "kernels/ptx.cuh"
@@ -71,6 +72,7 @@ struct Args {
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
   int half_tiles; /* params.half_tiles: half tiles on (opt-in) */
+  int gelu;       /* COMET_GEMM_EPI_GELU: the plain store of gelu(rounded result) */
   unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
   int trace_items;
 };
@@ -765,6 +767,13 @@ __device__ __forceinline__ uint32_t pack2(float x, float y, bool fp16) {
  * 5-13% below the plain store). exp(-g) = inf gives -0. */
 __device__ __forceinline__ float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 
+/* The GELU epilogue's element: the result rounded to the dtype (the
+ * pre-activation the reference rounds), then GELU. */
+template <bool kFp16>
+__device__ __forceinline__ float gelu_rounded(float v) {
+  return act_gelu(kFp16 ? __half2float(__float2half_rn(v)) : __bfloat162float(__float2bfloat16_rn(v)));
+}
+
 /* Byte offset of (row r < 64, column c < kOutN) in a warpgroup's staging
  * area: 64-column slabs of 64 rows x 128 bytes, 16-byte chunks XOR-swizzled
  * by row (the TMA 128B swizzle, so the tensor-map store reads it directly;
@@ -835,7 +844,12 @@ __device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap 
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int i = (slab * 8 + jj) * 4 + h * 2;
-        st_shared_u32(base + h * 1024, pack2(acc[i] * scale[h], acc[i + 1] * scale[h], C::kFp16));
+        float v0 = acc[i], v1 = acc[i + 1];
+        if (a.gelu) {
+          v0 = gelu_rounded<C::kFp16>(v0);
+          v1 = gelu_rounded<C::kFp16>(v1);
+        }
+        st_shared_u32(base + h * 1024, pack2(v0 * scale[h], v1 * scale[h], C::kFp16));
       }
     }
     fence_proxy_async_shared();
@@ -893,6 +907,10 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
         } else {
           v0 = acc[i];
           v1 = acc[i + 1];
+          if (a.gelu) {
+            v0 = gelu_rounded<C::kFp16>(v0);
+            v1 = gelu_rounded<C::kFp16>(v1);
+          }
         }
         st_shared_u32(base + slab * kSlabBytes + h * 1024,
                       pack2(v0 * scale[h], v1 * scale[h], C::kFp16));
