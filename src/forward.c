@@ -106,12 +106,14 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
   f.h = h;
   f.n = plain ? comet_config_w1_rows(c) : c->ffn / c->tp;
   f.swiglu = !plain && c->activation == COMET_ACT_SWIGLU;
+  f.gelu = !plain && c->activation == COMET_ACT_GELU;
   L->c0 = choose(L, COMET_TUNE_LAYER0, L->planned_tokens);
   f.gather = L->c0.a == COMET_TUNE_A_GATHERED;
   f.n_comm = L->c0.n_comm;
   f.tile = L->c0.tile;
   f.dynamic = L->dynamic0;
   f.expert_bands = L->expert_bands0;
+  f.stages = L->stages0;
   f.mode = (comet_l0_mode_t)L->layer0_path;
   return comet_fused_layer0_launch(&f, stream);
 }
@@ -133,8 +135,10 @@ static comet_status_t layer0_composed(comet_layer_t L, const void *x, const void
   g.b = w1;
   g.c = h;
   g.group_offset = v->expert_offset;
-  g.epilogue = !plain && c->activation == COMET_ACT_SWIGLU ? COMET_GEMM_EPI_SWIGLU
-                                                            : COMET_GEMM_EPI_STORE;
+  g.epilogue = plain                                ? COMET_GEMM_EPI_STORE
+               : c->activation == COMET_ACT_SWIGLU ? COMET_GEMM_EPI_SWIGLU
+               : c->activation == COMET_ACT_GELU   ? COMET_GEMM_EPI_GELU
+                                                   : COMET_GEMM_EPI_STORE;
   g.tile = COMET_GEMM_TILE_AUTO;
   g.num_ctas = v->sm_budget;
   g.deterministic = 1; /* the same bits on every run */
@@ -154,12 +158,9 @@ static comet_status_t layer0(comet_layer_t L, const void *x, const void *w1, voi
   void *fc1 = plain ? saved_z : h;
   if (comet_layer_layer0_fused(L)) COMET_CHECK(layer0_fused(L, x, w1, fc1, plain, stream));
   else COMET_CHECK(layer0_composed(L, x, w1, fc1, plain, stream));
-  if (plain)
+  if (plain) /* else the GEMM's epilogue applied the activation */
     COMET_CHECK(comet_bw_activation_launch(&L->view, saved_z, h, c->ffn / c->tp, c->activation,
                                            stream));
-  else if (c->activation == COMET_ACT_GELU)
-    COMET_CHECK(comet_gelu_launch(c->dtype, h, L->view.expert_offset + c->num_experts / c->ep,
-                                  L->row_capacity, c->ffn / c->tp, stream));
   L->h_last = h;
   return COMET_OK;
 }
@@ -212,6 +213,13 @@ comet_status_t comet_layer_set_layer0_dynamic(comet_layer_t L, int on) {
   COMET_ARG(L != NULL, "layer is NULL");
   COMET_ARG(on == 0 || on == 1, "comet_layer_set_layer0_dynamic: %d is not 0 or 1", on);
   L->dynamic0 = on;
+  return COMET_OK;
+}
+
+comet_status_t comet_layer_set_layer0_stages(comet_layer_t L, int stages) {
+  COMET_ARG(L != NULL, "layer is NULL");
+  COMET_ARG(stages == 0 || stages == 4, "comet_layer_set_layer0_stages: %d is not 0 or 4", stages);
+  L->stages0 = stages;
   return COMET_OK;
 }
 

@@ -24,7 +24,8 @@
  * One JSON line per
  * case (--json FILE appends): op, shape, groups, comet_tflops, cublas_tflops,
  * ratio, device, commit (env COMET_COMMIT), plus details. Options (usage()):
- * --model NAME, --iters N, --json FILE, --only dense|grouped|backward|layer, --quick, --ab;
+ * --model NAME, --iters N, --json FILE, --only dense|grouped|backward|layer, --quick, --ab,
+ * --trace FILE (one row per tile of one more launch of each case: op gemm_trace);
  * all checked (exit 2) before the GPU is looked for; without one it says
  * why in one line (exit 1). */
 #include <cublas_v2.h>
@@ -87,6 +88,7 @@ struct Bench {
   int iters = 20;
   bool ab = false; /* --ab: also time comet without pairs, and non-deterministic (same process) */
   FILE *json = NULL;
+  FILE *trace = NULL; /* --trace: per-tile rows of one more launch of each case */
   char device[256] = "";
   const char *commit = "unknown";
   cublasHandle_t blas;
@@ -189,7 +191,47 @@ static void *layer_split_ws(int *slots) {
   return ws;
 }
 
-static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
+/* One more launch of q with params.trace on (after the case's timing), its
+ * work items as rows into b.trace: CTA, rows, tile, group, M-tile, N-tile and
+ * start / end in ns from the launch's first start. What it is for: whether
+ * the CTAs that share a B tile run it together (session 17: the routed
+ * layer1 launch reads w2 ~1.5 times where equal group sizes read it once;
+ * scripts/trace_sharers.py sums the rows up). */
+static void trace_launch(Bench &b, const char *label, comet_gemm_params_t q, int rows) {
+  const int items = (rows / 64 + q.groups + 1) * (q.n / 64 + 1) * 2; /* above tiles + split parts */
+  unsigned long long *d;
+  BENCH_CUDA(cudaMalloc(&d, (size_t)items * 4 * sizeof *d));
+  BENCH_CUDA(cudaMemset(d, 0, (size_t)items * 4 * sizeof *d));
+  q.trace = d;
+  q.trace_items = items;
+  BENCH_COMET(comet_gemm_grouped(&q, 0));
+  BENCH_CUDA(cudaDeviceSynchronize());
+  std::vector<unsigned long long> h((size_t)items * 4);
+  BENCH_CUDA(cudaMemcpy(h.data(), d, h.size() * sizeof h[0], cudaMemcpyDeviceToHost));
+  BENCH_CUDA(cudaFree(d));
+  unsigned long long t0 = ~0ull;
+  for (int w = 0; w < items; ++w)
+    if (h[4 * w + 1] && h[4 * w] < t0) t0 = h[4 * w];
+  int n = 0;
+  for (int w = 0; w < items; ++w) {
+    const unsigned long long *r = &h[4 * (size_t)w];
+    if (!r[1]) continue;
+    fprintf(b.trace,
+            "{\"op\":\"gemm_trace\",\"shape\":\"%s\",\"epilogue\":\"%s\",\"item\":%d,\"cta\":%u,\"rows\":%u,"
+            "\"tile\":%u,\"group\":%llu,\"mtile\":%llu,\"n_tile\":%llu,\"start_ns\":%llu,"
+            "\"end_ns\":%llu,\"device\":\"%s\",\"commit\":\"%s\",\"date\":\"%s\"}\n",
+            label,
+            q.epilogue == COMET_GEMM_EPI_SWIGLU ? "swiglu" : q.epilogue == COMET_GEMM_EPI_GELU ? "gelu" : "store", w, (unsigned)(r[2] >> 48),
+            (unsigned)(r[2] >> 32) & 0xFFFFu,
+            (unsigned)r[2], r[3] >> 40, (r[3] >> 20) & 0xFFFFF, r[3] & 0xFFFFF, r[0] - t0, r[1] - t0,
+            b.device, b.commit, comet_run_date());
+    ++n;
+  }
+  fflush(b.trace);
+  printf("# trace %s: %d work items\n", label, n);
+}
+
+static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *label) {
   const int G = s.groups;
   std::vector<int32_t> off(G + 1, 0);
   for (int g = 0; g < G; ++g) off[g + 1] = off[g] + s.sizes[g];
@@ -313,6 +355,7 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too) {
   }
   const std::vector<double> ms = time_interleaved(b, fns);
   for (size_t i = 0; i < ms.size(); ++i) *into[i] = ms[i];
+  if (b.trace) trace_launch(b, label, own, rows);
   if (dptr) BENCH_CUDA(cudaFree(dptr));
   r.cublas_ms = std::min(r.loop_ms, r.grouped_ms);
   BENCH_CUDA(cudaFree(A));
@@ -515,12 +558,12 @@ static double grouped_case(Bench &b, const comet_preset_t *pr, int ep, int T, Si
   s.n = layer == 0 ? 2 * pr->ffn : pr->hidden;
   s.k = layer == 0 ? pr->hidden : pr->ffn;
   s.sizes = sizes == kRouted ? routed_rows(T, El, pr->topk) : split_rows(rows, El, sizes == kSkewed);
-  Result r = run_shape(b, s, layer == 0);
-  int m_tiles = 0;
-  for (int n : s.sizes) m_tiles += (n + COMET_GEMM_TILE_M - 1) / COMET_GEMM_TILE_M;
   static const char *const names[] = {"uniform", "skewed", "routed"};
   char shape[128], extra[64];
   snprintf(shape, sizeof shape, "%s T=%d%s %s layer%d", pr->name, T, tag, names[sizes], layer);
+  Result r = run_shape(b, s, layer == 0, shape);
+  int m_tiles = 0;
+  for (int n : s.sizes) m_tiles += (n + COMET_GEMM_TILE_M - 1) / COMET_GEMM_TILE_M;
   snprintf(extra, sizeof extra, ",\"m_tiles\":%d", m_tiles);
   report(b, op, shape, s, r, extra, layer == 0);
   return r.cublas_ms / (layer == 0 ? r.swiglu_ms : r.comet_ms);
@@ -558,12 +601,15 @@ static void usage(FILE *f) {
           "                      (comet_tall_tflops, 0 past 128 groups), and with half\n"
           "                      tiles for ragged M-tiles of <= 64 rows (comet_half_tflops),\n"
           "                      and with static tiles (comet_static_tflops)\n"
-          "  --json FILE         append one JSON line per case\n");
+          "  --json FILE         append one JSON line per case\n"
+          "  --trace FILE        append one JSON line per tile (op gemm_trace: CTA, rows, group,\n"
+          "                      M-tile, N-tile, start and end ns) of one more launch of\n"
+          "                      each case in its own epilogue, for the schedule's diagnosis\n");
 }
 
 /* The options into b and the rest: 0, 1 (--help shown) or -1 (an error, printed). */
 static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only, const char *&model,
-                 const char *&json) {
+                 const char *&json, const char *&trace) {
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -586,6 +632,7 @@ static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only
       only = v;
     } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &b.iters)) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); json = v;
+    } else if (!strcmp(a, "--trace")) { CLI_NEED(); trace = v;
     } else if (!strcmp(a, "--quick")) { quick = true;
     } else if (!strcmp(a, "--ab")) { b.ab = true;
     } else {
@@ -593,14 +640,15 @@ static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only
       return -1;
     }
   }
-  return json && cli_json_ok("comet bench", json) ? -1 : 0;
+  if (json && cli_json_ok("comet bench", json)) return -1;
+  return trace && cli_append_ok("comet bench", "--trace", trace) ? -1 : 0;
 }
 
 extern "C" int comet_bench_gemm_main(int argc, char **argv) {
   Bench b;
   bool quick = false;
-  const char *only = NULL, *model = NULL, *json = NULL;
-  const int pr = parse(argc, argv, b, quick, only, model, json);
+  const char *only = NULL, *model = NULL, *json = NULL, *trace = NULL;
+  const int pr = parse(argc, argv, b, quick, only, model, json, trace);
   if (pr) return pr > 0 ? 0 : 2;
   char why[192];
   if (cli_gpu_count(why, sizeof why) < 1) { /* in this process: the GEMMs run here, unforked */
@@ -609,6 +657,10 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
   }
   if (json && !(b.json = fopen(json, "a"))) {
     fprintf(stderr, "comet bench: cannot open --json file '%s': %s\n", json, strerror(errno));
+    return 1;
+  }
+  if (trace && !(b.trace = fopen(trace, "a"))) {
+    fprintf(stderr, "comet bench: cannot open --trace file '%s': %s\n", trace, strerror(errno));
     return 1;
   }
   if (getenv("COMET_COMMIT")) b.commit = getenv("COMET_COMMIT");
@@ -625,9 +677,9 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
     const int sizes[] = {4096, 8192};
     for (int sz : sizes) {
       Shape s = {1, sz, sz, {sz}};
-      Result r = run_shape(b, s, false);
       char shape[64];
       snprintf(shape, sizeof shape, "%dx%dx%d", sz, sz, sz);
+      Result r = run_shape(b, s, false, shape);
       report(b, "gemm_dense", shape, s, r, "");
     }
   }
@@ -638,8 +690,9 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
     s.n = 768;
     s.k = 2048;
     s.sizes.assign(8, 4096);
-    Result r = run_shape(b, s, false);
-    report(b, "gemm_grouped", "te-anchor G=8 rows=4096 n=768 k=2048", s, r, ",\"anchor\":\"transformer-engine\"");
+    const char *shape = "te-anchor G=8 rows=4096 n=768 k=2048";
+    Result r = run_shape(b, s, false, shape);
+    report(b, "gemm_grouped", shape, s, r, ",\"anchor\":\"transformer-engine\"");
   }
   if (!only || !strcmp(only, "grouped")) {
     const int tokens[] = {4096, 16384};
@@ -690,6 +743,7 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
   for (auto &e : b.ev) cudaEventDestroy(e);
   cublasDestroy(b.blas);
   if (b.json) fclose(b.json);
+  if (b.trace) fclose(b.trace);
   return 0;
 }
 

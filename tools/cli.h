@@ -71,19 +71,23 @@ static inline int cli_int_list(const char *s, int lo, int hi, int *out, int max)
   }
 }
 
-/* The --json file can be appended to: checked with the other options, not
- * after the run it would record. 0, or -1 with a message. */
-static inline int cli_json_ok(const char *cmd, const char *path) {
+/* The file of option opt can be appended to: checked with the other
+ * options, not after the run it would record. 0, or -1 with a message. */
+static inline int cli_append_ok(const char *cmd, const char *opt, const char *path) {
   FILE *f = fopen(path, "a");
   if (!f) {
-    fprintf(stderr, "%s: cannot open --json file '%s': %s\n", cmd, path, strerror(errno));
+    fprintf(stderr, "%s: cannot open %s file '%s': %s\n", cmd, opt, path, strerror(errno));
     return -1;
   }
   if (fclose(f) != 0) {
-    fprintf(stderr, "%s: cannot write --json file '%s': %s\n", cmd, path, strerror(errno));
+    fprintf(stderr, "%s: cannot write %s file '%s': %s\n", cmd, opt, path, strerror(errno));
     return -1;
   }
   return 0;
+}
+
+static inline int cli_json_ok(const char *cmd, const char *path) {
+  return cli_append_ok(cmd, "--json", path);
 }
 
 /* The world size an external launcher gives (env WORLD_SIZE) for

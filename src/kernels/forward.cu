@@ -1,13 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* forward.cu — kernels that join the forward's steps: waiting for the
- * dispatched rows, GELU for the non-gated activation, and poisoning the
- * output of a call whose routing was refused. */
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
+ * dispatched rows and poisoning the output of a call whose routing was
+ * refused (GELU is the GEMM's epilogue, gemm.h COMET_GEMM_EPI_GELU). */
 #include <stdint.h>
 
 #include "error.h"
-#include "kernels/act.cuh"
 #include "kernels/forward.h"
 #include "kernels/launch_check.cuh"
 #include "kernels/comm/sync.cuh"
@@ -36,32 +33,6 @@ extern "C" comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *v,
                                                      cudaStream_t stream) {
   wait_dispatch_kernel<<<1, 256, 0, stream>>>(*v);
   return comet_launched("wait_dispatch_kernel");
-}
-
-template <typename T>
-__global__ void gelu_kernel(T *h, const int32_t *rows_dev, int n) {
-  const int64_t vecs = (int64_t)(*rows_dev) * (n / 8);
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < vecs;
-       i += (int64_t)gridDim.x * blockDim.x) {
-    uint4 raw = *(const uint4 *)(h + i * 8);
-    T *e = (T *)&raw;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) e[j] = (T)act_gelu((float)e[j]);
-    *(uint4 *)(h + i * 8) = raw;
-  }
-}
-
-extern "C" comet_status_t comet_gelu_launch(comet_dtype_t dtype, void *h, const int32_t *rows_dev,
-                                            int64_t max_rows, int n, cudaStream_t stream) {
-  COMET_ARG(n % 8 == 0, "gelu: n = %d is not a multiple of 8", n);
-  int64_t blocks = (max_rows * (n / 8) + 255) / 256;
-  if (blocks > 132 * 16) blocks = 132 * 16;
-  if (blocks < 1) blocks = 1;
-  if (dtype == COMET_DTYPE_FP16)
-    gelu_kernel<__half><<<(int)blocks, 256, 0, stream>>>((__half *)h, rows_dev, n);
-  else
-    gelu_kernel<__nv_bfloat16><<<(int)blocks, 256, 0, stream>>>((__nv_bfloat16 *)h, rows_dev, n);
-  return comet_launched("gelu_kernel");
 }
 
 __global__ void poison_kernel(const comet_route_status_t *status, uint4 *out, int64_t vecs,

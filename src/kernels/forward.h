@@ -20,11 +20,6 @@ extern "C" {
 comet_status_t comet_wait_dispatch_launch(const comet_comm_view_t *view,
                                           struct CUstream_st *stream);
 
-/* In place on h [rows, n] (rows = *rows_dev, read on the device): GELU
- * (tanh form) computed in fp32, rounded once. n a multiple of 8. */
-comet_status_t comet_gelu_launch(comet_dtype_t dtype, void *h, const int32_t *rows_dev,
-                                 int64_t max_rows, int n, struct CUstream_st *stream);
-
 /* When the plan failed (view->status), fills out [num_tokens, H] with NaN so
  * that a result that was not computed can't pass for one. */
 comet_status_t comet_poison_on_error_launch(const comet_comm_view_t *view, void *out,

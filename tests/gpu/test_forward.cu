@@ -28,6 +28,23 @@ static int forward_matches(comet_layer_t L, const comet_moe_args_t *a, cudaStrea
   return memcmp(want, got, sizeof(uint16_t) * out_n) == 0;
 }
 
+/* The fused layer0 with A copied, then gathered, with each of the mover
+ * counts ns[0..count) that the SM budget allows: the default forward's
+ * bits (want). */
+static void layer0_sweep(comet_layer_t L, const comet_moe_args_t *a, cudaStream_t stream,
+                         size_t out_n, const uint16_t *want, uint16_t *got, const int *ns,
+                         int count, int budget, int me, const char *label, const char *what) {
+  for (int i = 0; i < 2 * count; ++i) {
+    const int n = ns[i % count];
+    if (n < 1 || n >= budget) continue;
+    CHECK_OK(comet_layer_set_layer0_gather(L, i / count));
+    CHECK_OK(comet_layer_set_n_comm(L, n));
+    CHECK_MSG(forward_matches(L, a, stream, out_n, want, got),
+              "[rank %d] %s: the fused layer0 %s (A %s, n_comm %d) differs from the default "
+              "fused forward's bits", me, label, what, i < count ? "copied" : "gathered", n);
+  }
+}
+
 /* One routing case: forward vs reference, halves vs forward, h vs reference. */
 static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet_rank_info_t *info,
                      cudaStream_t stream, int kind, uint64_t seed, int zero_rank, const char *label) {
@@ -125,16 +142,16 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
    * movers move only; the default is dynamic), A copied and gathered, few
    * and many movers: the same bits */
   CHECK_OK(comet_layer_set_layer0_dynamic(L, 0));
-  for (int i = 0; i < 6; ++i) {
-    const int n = n_comms[(i % 3) * 2]; /* 1, 8, budget - 1 */
-    if (n < 1 || n >= budget) continue;
-    CHECK_OK(comet_layer_set_layer0_gather(L, i / 3));
-    CHECK_OK(comet_layer_set_n_comm(L, n));
-    CHECK_MSG(forward_matches(L, &a, stream, out_n, got, got2),
-              "[rank %d] %s: the fused layer0 with static tiles (A %s, n_comm %d) differs from "
-              "the default fused forward's bits", me, label, i < 3 ? "copied" : "gathered", n);
-  }
+  const int few_many[] = {1, 8, budget - 1}, ends[] = {1, budget - 1};
+  layer0_sweep(L, &a, stream, out_n, got, got2, few_many, 3, budget, me, label, "with static tiles");
   CHECK_OK(comet_layer_set_layer0_dynamic(L, 1));
+  /* the fused layer0's 4-stage ring (opt-in; wide tiles forced, so that it
+   * applies), A copied and gathered: the same bits */
+  CHECK_OK(comet_layer_set_layer0_stages(L, 4));
+  CHECK_OK(comet_layer_set_layer0_tile(L, 1));
+  layer0_sweep(L, &a, stream, out_n, got, got2, ends, 2, budget, me, label, "with 4 stages");
+  CHECK_OK(comet_layer_set_layer0_stages(L, 0));
+  CHECK_OK(comet_layer_set_layer0_tile(L, -1));
   CHECK_OK(comet_layer_set_layer0_gather(L, -1));
 
   /* 5. the fused layer1 (opt-in) with several mover counts, the forward and

@@ -7,7 +7,8 @@
  * publish flags), half tiles (the same bits as a ragged tile run whole),
  * the split tail (few CTAs, long K: the last wave's tiles split along K
  * and summed in a workspace; run twice so a slot left dirty would show),
- * and argument errors. Fresh random data per case, output
+ * the per-tile trace (the same bits, a record per tile), and argument
+ * errors. Fresh random data per case, output
  * poisoned with NaN before each launch; rows past the last group must stay
  * poisoned. `--quick`: a few small cases (for compute-sanitizer). */
 #include <algorithm>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <string>
+#include <set>
 #include <vector>
 
 #include "kernels/gemm/gemm.h"
@@ -134,6 +136,37 @@ static void run_ordered_split(const Case &c, comet_gemm_params_t p, const std::v
   cudaFree(ws);
 }
 
+/* params.trace (bench --op gemm --trace): the same bits, and one record per
+ * tile (no split tail in q): distinct (group, M-tile, N-tile), start <=
+ * end, 1..256 rows, the N-tile 0 records covering every row once. */
+static void check_trace(const Case &c, comet_gemm_params_t q, const std::vector<uint16_t> &base,
+                        int rows) {
+  const int items = (q.max_rows / 64 + q.groups + 1) * (q.n / 64 + 1); /* over the tiles */
+  unsigned long long *d;
+  CUDA_OK(cudaMalloc(&d, (size_t)items * 4 * sizeof *d));
+  CUDA_OK(cudaMemset(d, 0, (size_t)items * 4 * sizeof *d));
+  q.trace = d;
+  q.trace_items = items;
+  CHECK_MSG(run_poisoned(q, base.size()) == base, "%s: a traced launch gives other bits", c.name);
+  std::vector<unsigned long long> h((size_t)items * 4);
+  CUDA_OK(cudaMemcpy(h.data(), d, h.size() * sizeof h[0], cudaMemcpyDeviceToHost));
+  cudaFree(d);
+  std::set<unsigned long long> seen;
+  long covered = 0;
+  int bad = 0, recs = 0;
+  for (int w = 0; w < items; ++w) {
+    const unsigned long long *r = &h[4 * (size_t)w];
+    if (!r[1]) continue;
+    const int n_rows = (int)(r[2] >> 32) & 0xFFFF;
+    ++recs;
+    bad += r[0] == 0 || r[0] > r[1] || n_rows < 1 || n_rows > 256 || !seen.insert(r[3]).second;
+    if ((r[3] & 0xFFFFF) == 0) covered += n_rows;
+  }
+  CHECK_MSG(bad == 0 && recs > 0 && covered == rows,
+            "%s: trace: %d bad of %d records, N-tile 0 covers %ld of %d rows", c.name, bad, recs,
+            covered, rows);
+}
+
 static void run_case(const Case &c) {
   const int G = (int)c.sizes.size();
   std::vector<int32_t> off(G + 1, 0);
@@ -202,6 +235,11 @@ static void run_case(const Case &c) {
   CHECK_OK(comet_ref_gemm_grouped(c.dt, G, c.n, c.k, off.data(), a.data(), b.data(),
                                   c.epi == COMET_GEMM_EPI_SWIGLU, c.scale ? scale.data() : NULL,
                                   ref.data()));
+  if (c.epi == COMET_GEMM_EPI_GELU) /* the pre-activation rounded once, then GELU (tanh form) */
+    for (auto &v : ref) {
+      const double z = comet_round_f32(v, c.dt);
+      v = (float)(0.5 * z * (1.0 + tanh(0.7978845608028654 * (z + 0.044715 * z * z * z))));
+    }
   compare(c, out, ref, rows, cap);
   { /* the raster band changes the tiles' order, never their sums (no split tail) */
     comet_gemm_params_t q = p;
@@ -220,6 +258,8 @@ static void run_case(const Case &c) {
     q.stages = 0; /* nor half tiles (ragged M-tiles of <= 64 rows, wide plain store) */
     q.half_tiles = 1;
     CHECK_MSG(run_poisoned(q, n) == base, "%s: half tiles give other bits", c.name);
+    q.half_tiles = 0;
+    if (q.cluster != COMET_GEMM_CLUSTER_ON) check_trace(c, q, base, rows); /* pairs: rowless tiles */
   }
   if (c.ctas > 0 && c.cluster != COMET_GEMM_CLUSTER_ON)
     run_ordered_split(c, p, ref, rows, cap);
@@ -506,7 +546,8 @@ int main(int argc, char **argv) {
   run_arg_errors();
 
   const comet_dtype_t BF = COMET_DTYPE_BF16, FP = COMET_DTYPE_FP16;
-  const comet_gemm_epilogue_t ST = COMET_GEMM_EPI_STORE, SW = COMET_GEMM_EPI_SWIGLU;
+  const comet_gemm_epilogue_t ST = COMET_GEMM_EPI_STORE, SW = COMET_GEMM_EPI_SWIGLU,
+                              GE = COMET_GEMM_EPI_GELU;
   const comet_gemm_tile_t AU = COMET_GEMM_TILE_AUTO, WI = COMET_GEMM_TILE_WIDE,
                           NA = COMET_GEMM_TILE_NARROW, TA = COMET_GEMM_TILE_TALL;
   /* the tall tile's blocks: a group ending in either 64-row block of its
@@ -519,6 +560,12 @@ int main(int argc, char **argv) {
       {BF, SW, WI, 136, 72, edge, 0, true, "bf16 swiglu wide scale"},
       {FP, SW, NA, 72, 520, edge, 3, false, "fp16 swiglu narrow"},
       {FP, ST, WI, 264, 8, {129, 1}, 2, true, "fp16 store wide k=8 scale"},
+      /* GELU in the epilogue: wide (4 slabs), narrow, the 4-stage ring's
+       * stores in turns (AUTO, <= 128 groups), the split tail */
+      {BF, GE, WI, 200, 136, edge, 7, false, "bf16 gelu wide edges"},
+      {FP, GE, NA, 264, 520, {129, 1, 300}, 3, false, "fp16 gelu narrow"},
+      {BF, GE, AU, 1032, 1000, {300, 0, 517}, 5, false, "bf16 gelu auto ragged"},
+      {BF, GE, WI, 264, 2048, {129, 1, 200}, 3, false, "bf16 gelu wide split 4", 8},
       /* 10 tiles on 8 CTAs: the last 2 split 4 ways */
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4", 8},
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 store wide split 4 again", 8},

@@ -30,6 +30,7 @@ typedef struct comet_fused_layer0 {
   void *h;                       /* [row capacity, n] */
   int n;                         /* F / tp */
   int swiglu;                    /* 1: SwiGLU epilogue; 0: plain store */
+  int gelu;                      /* 1 (swiglu 0): the GELU epilogue (gemm.h COMET_GEMM_EPI_GELU) */
   int gather;                    /* 1: the GEMM reads this rank's own rows from x (cp.async);
                                     0: movers copy them too, the GEMM loads A with TMA */
   int n_comm;                    /* mover CTAs, 0 (W = 1 with gather) or 1..sm_budget - 1 */
@@ -37,6 +38,8 @@ typedef struct comet_fused_layer0 {
   int dynamic;                   /* 1: tiles from a counter; the movers join the GEMM when done */
   int expert_bands;              /* 1: the tile list's bands hold one expert (schedule.h); 0: bands
                                     of COMET_SCHED_BAND entries across experts (the old order) */
+  int stages;                    /* 0: the GEMM's 3-stage ring; 4: four (wide tiles, <= 128
+                                    local experts; else three) */
   comet_l0_mode_t mode;
 } comet_fused_layer0_t;
 

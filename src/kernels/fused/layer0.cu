@@ -167,7 +167,7 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   g.b = f->w1;
   g.c = f->h;
   g.group_offset = v->expert_offset;
-  g.epilogue = f->swiglu ? COMET_GEMM_EPI_SWIGLU : COMET_GEMM_EPI_STORE;
+  g.epilogue = f->swiglu ? COMET_GEMM_EPI_SWIGLU : f->gelu ? COMET_GEMM_EPI_GELU : COMET_GEMM_EPI_STORE;
   g.tile = tile_from_env(f->tile);
   g.mtiles = v->l0_tiles;
   g.mtile_count = v->l0_count;
@@ -177,6 +177,7 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
    * GEMM once their rows are out (session 6: layer0 3-4% faster on Mixtral) */
   if (f->dynamic) g.tile_counter = v->tile_next;
   g.deterministic = 1;
+  g.stages = f->stages; /* 4: the 4-stage ring (opt-in, COMET_L0_STAGES=4) */
   const int gemm_ctas = v->sm_budget - f->n_comm;
   g.num_ctas = gemm_ctas;
   Prepared pr;
@@ -189,16 +190,23 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   const int move_rows = f->mode != COMET_L0_GEMM_ONLY;
   const char *x = (const char *)f->x;
   const bool sw = f->swiglu, fp16 = v->dtype == COMET_DTYPE_FP16;
-#define COMET_L0_LAUNCH(BN, SW, FP16, G) \
-  launch_cfg<Cfg<BN, SW, true, FP16, G>>(v, pr, x, f->n_comm, move_rows, grid, stream)
+#define COMET_L0_LAUNCH(BN, SW, FP16, G, D) \
+  launch_cfg<Cfg<BN, SW, true, FP16, G, false, false, false, D>>(v, pr, x, f->n_comm, move_rows, grid, stream)
 #define COMET_L0_LAUNCH_G(BN, SW, FP16) \
-  (f->gather ? COMET_L0_LAUNCH(BN, SW, FP16, true) : COMET_L0_LAUNCH(BN, SW, FP16, false))
+  (f->gather ? COMET_L0_LAUNCH(BN, SW, FP16, true, false) : COMET_L0_LAUNCH(BN, SW, FP16, false, false))
+#define COMET_L0_LAUNCH_DEEP(SW, FP16) \
+  (f->gather ? COMET_L0_LAUNCH(256, SW, FP16, true, true) : COMET_L0_LAUNCH(256, SW, FP16, false, true))
+  if (pr.deep) {
+    if (sw) return fp16 ? COMET_L0_LAUNCH_DEEP(true, true) : COMET_L0_LAUNCH_DEEP(true, false);
+    return fp16 ? COMET_L0_LAUNCH_DEEP(false, true) : COMET_L0_LAUNCH_DEEP(false, false);
+  }
   if (pr.wide) {
     if (sw) return fp16 ? COMET_L0_LAUNCH_G(256, true, true) : COMET_L0_LAUNCH_G(256, true, false);
     return fp16 ? COMET_L0_LAUNCH_G(256, false, true) : COMET_L0_LAUNCH_G(256, false, false);
   }
   if (sw) return fp16 ? COMET_L0_LAUNCH_G(128, true, true) : COMET_L0_LAUNCH_G(128, true, false);
   return fp16 ? COMET_L0_LAUNCH_G(128, false, true) : COMET_L0_LAUNCH_G(128, false, false);
+#undef COMET_L0_LAUNCH_DEEP
 #undef COMET_L0_LAUNCH_G
 #undef COMET_L0_LAUNCH
 }

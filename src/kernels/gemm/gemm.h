@@ -56,7 +56,11 @@ enum { COMET_GEMM_TILE_M = 128, COMET_GEMM_MAX_GROUPS = 1024 };
 
 typedef enum comet_gemm_epilogue {
   COMET_GEMM_EPI_STORE = 0,
-  COMET_GEMM_EPI_SWIGLU = 1
+  COMET_GEMM_EPI_SWIGLU = 1,
+  /* the plain store of GELU (tanh form, kernels/act.cuh) of the result
+   * rounded to the dtype: the pre-activation rounded once, as the CPU
+   * reference rounds z before its activation. No row_scale. */
+  COMET_GEMM_EPI_GELU = 2
 } comet_gemm_epilogue_t;
 
 /* Tile shape (output tile; SWIGLU reads twice as many B rows). */
@@ -147,8 +151,11 @@ typedef struct comet_gemm_params {
   /* The wide tile's ring of shared-memory stages: 0 (default) or 4: four
    * stages (half the epilogue staging, stored in turns) where they apply
    * (at most 128 groups, no hooks), else three; 3: three always (A/B:
-   * bench --ab's comet_3stage_tflops). The bits are the same. Four
-   * measured 1.013x three over the 56 grouped rows (session 9 run 1). */
+   * bench --ab's comet_3stage_tflops). With hooks always three, but in
+   * a fused kernel's GEMM (gemm_launch.cuh's prepare), where 4 asks for
+   * four at most 128 groups (opt-in: the fused layer0 with
+   * COMET_L0_STAGES=4). The bits are the same. Four measured
+   * 1.013x three over the 56 grouped rows (session 9 run 1). */
   int stages;
   /* 1: a wide plain-store M-tile of at most 64 rows runs as a half tile,
    * both consumer warpgroups on 128 of its 256 columns; 0 (default): as a
@@ -167,6 +174,15 @@ typedef struct comet_gemm_params {
    * 1.05-1.33x on the 2048-token routed layer rows, 0.91-0.97x on the
    * K = 768-2048 ones (bench --ab's comet_static_tflops). */
   int dynamic_tiles;
+  /* Diagnosis (bench --op gemm --trace): when set, each work item w <
+   * trace_items (a tile, or a split tail's part) writes 4 words at trace +
+   * 4w: its start (global timer, ns, once its first stage is in), its end
+   * (its epilogue's stores issued), (CTA << 48 | rows << 32 | tile index)
+   * and (group << 40 | M-tile << 20 | N-tile), from the first consumer
+   * warpgroup. The bits
+   * do not depend on it. */
+  unsigned long long *trace;
+  int trace_items;
 } comet_gemm_params_t;
 
 /* The output tile (rows, columns) a launch with these params uses: callers

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "kernels/act.cuh"
 #include "kernels/comm/wait.cuh"
 #include "kernels/gemm/gemm.h"
 #include "kernels/ptx.cuh"
@@ -71,6 +72,9 @@ struct Args {
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
   int half_tiles; /* params.half_tiles: half tiles on (opt-in) */
+  int gelu;       /* COMET_GEMM_EPI_GELU: the plain store of gelu(rounded result) */
+  unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
+  int trace_items;
 };
 
 /* ---- split tail ----
@@ -176,9 +180,10 @@ struct Cfg {
    * in turns) and group tables for kPairMaxGroups groups */
   /* kDeep: the pairs' ring depth for single wide CTAs (the default where it
    * applies; params.stages = 3 turns it off): against the latency of B from
-   * DRAM, 1.013x three stages over the 56 grouped rows (session 9 run 1) */
+   * DRAM, 1.013x three stages over the 56 grouped rows (session 9 run 1).
+   * With hooks (the fused layer0) only when params.stages = 4 asks. */
   static constexpr bool kDeep = kDeep_;
-  static_assert(!kDeep || (kBN_ == 256 && !kHooks && !kKgroup && !kPair), "deep: wide, no hooks");
+  static_assert(!kDeep || (kBN_ == 256 && !kKgroup && !kPair), "deep: wide single CTAs");
   /* kTall: 256-row tiles of 128 B rows (a consumer warpgroup takes two
    * 64-row blocks): every B tile serves twice the rows, for experts of at
    * most 256 rows where B's bytes dominate and the launch is DRAM-bound
@@ -207,7 +212,14 @@ struct Cfg {
   static constexpr int kOffC = kOffB + kStages * kBBytes;
   static constexpr int kOffBar = kOffC + kStagingBytes;     /* full[S], empty[S] */
   static constexpr int kOffTab = kOffBar + 2 * kStages * 8; /* row_off[G+1], mstart[G+1] */
-  static constexpr int kTabBytes = 2 * (kMaxGroups + 1) * 4;
+  /* with hooks (a tile list: no group tables) the area holds the gather's
+   * row sources (128 pointers) and, past them, the work ring: at 4 KB, or
+   * at 1 KB where the 4-stage ring leaves no more room */
+  static constexpr int kHookRingOff = kSmallTables ? 1024 : 4096;
+  static constexpr int kTabBytes = kHooks && kHookRingOff + kRingAreaBytes > 2 * (kMaxGroups + 1) * 4
+                                       ? kHookRingOff + kRingAreaBytes
+                                       : 2 * (kMaxGroups + 1) * 4;
+  static_assert(128 * sizeof(void *) <= kHookRingOff, "the gather's row sources fit before the ring");
   /* a plain launch's work ring (params.dynamic_tiles) follows the tables;
    * with hooks it lives inside them (unused with a list) */
   static constexpr int kSmemBytes = kOffTab + kTabBytes + (kHooks ? 0 : kRingAreaBytes) + 1024;
@@ -376,9 +388,6 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
  * split tail's items from a counter in its workspace, so CTAs that drew
  * cheaper tiles take more) keeps it after the tables. */
 constexpr int kRing = 4;
-constexpr int kOffRing = 4096; /* from the table area; srcs (gather) use its first 1 KB */
-static_assert(kOffRing + kRingAreaBytes <= 2 * (COMET_GEMM_MAX_GROUPS + 1) * 4,
-              "the work ring fits the table area");
 static_assert(32 + 2 * kRing * 8 <= kRingAreaBytes, "the work ring fits its area");
 
 struct Ring {
@@ -388,7 +397,7 @@ struct Ring {
 
 template <class C>
 __device__ __forceinline__ Ring ring_of(uint8_t *smem) {
-  uint8_t *base = smem + C::kOffTab + (C::kHooks ? kOffRing : C::kTabBytes);
+  uint8_t *base = smem + C::kOffTab + (C::kHooks ? C::kHookRingOff : C::kTabBytes);
   Ring r;
   r.item = (volatile int *)base;
   r.full = (uint64_t *)(base + 32);
@@ -758,6 +767,13 @@ __device__ __forceinline__ uint32_t pack2(float x, float y, bool fp16) {
  * 5-13% below the plain store). exp(-g) = inf gives -0. */
 __device__ __forceinline__ float silu(float g) { return __fdividef(g, 1.0f + __expf(-g)); }
 
+/* The GELU epilogue's element: the result rounded to the dtype (the
+ * pre-activation the reference rounds), then GELU. */
+template <bool kFp16>
+__device__ __forceinline__ float gelu_rounded(float v) {
+  return act_gelu(kFp16 ? __half2float(__float2half_rn(v)) : __bfloat162float(__float2bfloat16_rn(v)));
+}
+
 /* Byte offset of (row r < 64, column c < kOutN) in a warpgroup's staging
  * area: 64-column slabs of 64 rows x 128 bytes, 16-byte chunks XOR-swizzled
  * by row (the TMA 128B swizzle, so the tensor-map store reads it directly;
@@ -828,7 +844,12 @@ __device__ __forceinline__ void epilogue_turns(const Args &a, const CUtensorMap 
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
         const int i = (slab * 8 + jj) * 4 + h * 2;
-        st_shared_u32(base + h * 1024, pack2(acc[i] * scale[h], acc[i + 1] * scale[h], C::kFp16));
+        float v0 = acc[i], v1 = acc[i + 1];
+        if (a.gelu) {
+          v0 = gelu_rounded<C::kFp16>(v0);
+          v1 = gelu_rounded<C::kFp16>(v1);
+        }
+        st_shared_u32(base + h * 1024, pack2(v0 * scale[h], v1 * scale[h], C::kFp16));
       }
     }
     fence_proxy_async_shared();
@@ -886,6 +907,10 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
         } else {
           v0 = acc[i];
           v1 = acc[i + 1];
+          if (a.gelu) {
+            v0 = gelu_rounded<C::kFp16>(v0);
+            v1 = gelu_rounded<C::kFp16>(v1);
+          }
         }
         st_shared_u32(base + slab * kSlabBytes + h * 1024,
                       pack2(v0 * scale[h], v1 * scale[h], C::kFp16));
@@ -1053,8 +1078,10 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     bool idle = false;
     if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end;
     int prev = -1;
+    unsigned long long t_start = 0; /* params.trace */
     for (int kb = kb0; kb < kb1; ++kb) {
       mbar_wait(&full[stage], phase);
+      if (a.trace && kb == kb0 && cw == 0 && ctid == 0) t_start = globaltimer_ns();
       if (idle) {
         named_bar_sync(1 + cw, 128);
         if (ctid == 0) release_stage<C>(&empty[stage]);
@@ -1102,6 +1129,14 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
       }
       if constexpr (C::kHooks)
         if (a.publish_flags) publish<C>(a, tl, ctid);
+    }
+    if (a.trace && w < a.trace_items && cw == 0 && ctid == 0) {
+      unsigned long long *r = a.trace + 4 * (size_t)w;
+      r[0] = t_start;
+      r[1] = globaltimer_ns();
+      const int rows = min(tl.row_end - tl.row0, C::kRows);
+      r[2] = (unsigned long long)blockIdx.x << 48 | (unsigned long long)rows << 32 | (unsigned)wk.t;
+      r[3] = (unsigned long long)tl.group << 40 | (unsigned long long)tl.mtile << 20 | (unsigned)tl.n;
     }
     consumer_done(a, ring, i, ctid);
   }

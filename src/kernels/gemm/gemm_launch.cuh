@@ -18,6 +18,7 @@ struct Prepared {
   CUtensorMap tm_a, tm_b, tm_c;
   Args args;
   bool wide; /* Cfg<256, ...> (else Cfg<128, ...>), with hooks */
+  bool deep; /* wide with the 4-stage ring (Cfg's kDeep): params.stages = 4, <= 128 groups */
   int smem;  /* the Cfg's dynamic shared memory */
 };
 

@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
+"""trace_sharers.py — sums up `comet bench --op gemm --trace` rows (op
+gemm_trace), per shape: the launch's span, the median tile time by the
+tile's rows (<= 64, 65-127, full), and how far apart the tiles that read one
+B tile (same group and N-tile) start, in full-tile times: if they start
+together, L2 serves B to all of them; spread apart, B comes from DRAM again.
+
+usage: scripts/trace_sharers.py TRACE.jsonl [SHAPE-SUBSTRING]
+"""
+import collections
+import json
+import statistics
+import sys
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    want = sys.argv[2] if len(sys.argv) > 2 else ""
+    by_shape = collections.defaultdict(list)
+    for line in open(sys.argv[1]):
+        r = json.loads(line)
+        if r.get("op") == "gemm_trace" and want in r["shape"]:
+            by_shape[(r["shape"], r["epilogue"])].append(r)
+    for (shape, epi), rows in by_shape.items():
+        span = max(r["end_ns"] for r in rows) / 1e3
+        dur = collections.defaultdict(list)
+        for r in rows:
+            kind = "full" if r["rows"] >= 128 else ("<=64" if r["rows"] <= 64 else "65-127")
+            dur[kind].append((r["end_ns"] - r["start_ns"]) / 1e3)
+        full = statistics.median(dur["full"]) if dur["full"] else 1.0
+        starts = collections.defaultdict(list)
+        for r in rows:
+            starts[(r["group"], r["n_tile"])].append(r["start_ns"] / 1e3)
+        spread = sorted((max(s) - min(s)) / full for s in starts.values() if len(s) > 1)
+        print(f"{shape} ({epi}): {len(rows)} items on {len(set(r['cta'] for r in rows))} CTAs, "
+              f"span {span:.0f} us")
+        for kind in ("full", "65-127", "<=64"):
+            if dur[kind]:
+                print(f"  {kind:>6} rows: {len(dur[kind])} tiles, median {statistics.median(dur[kind]):.1f} us")
+        if spread:
+            q = lambda f: spread[min(len(spread) - 1, int(f * len(spread)))]
+            late = sum(1 for s in spread if s > 0.25) / len(spread)
+            print(f"  B-tile sharers' start spread (full-tile times): median {q(0.5):.3f}, "
+                  f"p90 {q(0.9):.3f}, max {spread[-1]:.3f}; {100 * late:.0f}% of B tiles over 0.25")
+
+
+if __name__ == "__main__":
+    main()
