@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # gpu_l0path_ab.sh — on a GPU machine with .gpubin/ carried: the W = 1
-# forward with layer0 run three ways, in turns (REPS rounds, each mode once
-# a round) in one call, each mode's rows into l0_<mode>.jsonl:
-#   fused     the default (the fused kernel, its GEMM on the 3-stage ring);
-#   stages4   the fused kernel with the 4-stage ring (COMET_L0_STAGES=4);
+# forward with layer0 run in several ways, in turns (REPS rounds, each mode
+# once a round) in one call, each mode's rows into l0_<mode>.jsonl:
+#   fused     the default (the fused kernel: the 4-stage ring where it
+#             applies, the split tail);
+#   nosplit   the fused kernel with whole tiles only (COMET_L0_SPLIT=0);
+#   stages3   the fused kernel with the 3-stage ring (COMET_L0_STAGES=3);
 #   composed  the dispatch on every SM, then the plain GEMM launch (4
-#             stages, dynamic tiles; COMET_LAYER0=composed).
-# Why: at W = 1 the fused kernel has nothing to hide, and in session 17's
-# run 4 (one composed pass, after four fused ones) the composed layer0 ran
-# 1.116x its pass's baseline on Phi-3.5 2048 against 0.993-1.047 fused.
+#             stages, dynamic tiles, split tail; COMET_LAYER0=composed).
+# Session 18 run 1: 4 stages 1.6% faster forwards than 3 (geomean of the 5
+# presets at 2048), the composed layer0 ahead on Mixtral and Qwen2-57B.
 #   usage: scripts/gpu_l0path_ab.sh   (MODES, MODELS, TOKENS, ROUTING, REPS override)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh
 MODELS=${MODELS:-mixtral-8x7b,phi3.5-moe,qwen2-57b-a14b,qwen2-moe-2.7b,deepseek-v2-lite}
 for i in $(seq 1 ${REPS:-2}); do
-  for mode in ${MODES:-fused stages4 composed}; do
+  for mode in ${MODES:-fused nosplit composed}; do
     case $mode in
-      fused) envs=(COMET_L0_STAGES=0) ;;
-      stages4) envs=(COMET_L0_STAGES=4) ;;
+      fused) envs=(COMET_L0_SPLIT=1) ;;
+      nosplit) envs=(COMET_L0_SPLIT=0) ;;
+      stages3) envs=(COMET_L0_STAGES=3) ;;
       composed) envs=(COMET_LAYER0=composed) ;;
       *) echo "gpu_l0path_ab: unknown mode $mode" >&2; exit 2 ;;
     esac

@@ -114,6 +114,10 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
   f.dynamic = L->dynamic0;
   f.expert_bands = L->expert_bands0;
   f.stages = L->stages0;
+  if (L->split0) {
+    f.split_ws = L->split_ws;
+    f.split_slots = L->split_slots;
+  }
   f.mode = (comet_l0_mode_t)L->layer0_path;
   return comet_fused_layer0_launch(&f, stream);
 }
@@ -218,7 +222,7 @@ comet_status_t comet_layer_set_layer0_dynamic(comet_layer_t L, int on) {
 
 comet_status_t comet_layer_set_layer0_stages(comet_layer_t L, int stages) {
   COMET_ARG(L != NULL, "layer is NULL");
-  COMET_ARG(stages == 0 || stages == 4, "comet_layer_set_layer0_stages: %d is not 0 or 4", stages);
+  COMET_ARG(stages == 3 || stages == 4, "comet_layer_set_layer0_stages: %d is not 3 or 4", stages);
   L->stages0 = stages;
   return COMET_OK;
 }

@@ -48,7 +48,8 @@ struct comet_layer {
   int tile0;          /* its GEMM tile: -1 = comet's choice, else 0 auto, 1 wide, 2 narrow */
   int dynamic0;       /* 1 (default): its tiles from a counter, the movers join the GEMM; 0: static shares (COMET_L0_DYNAMIC=0) */
   int expert_bands0;  /* 1 (default): its tile list's bands hold one expert each; 0: bands of 8 entries across experts (COMET_L0_BANDS=8, for A/B) */
-  int stages0;        /* its GEMM's ring: 0 (default) three stages, 4 four (COMET_L0_STAGES=4, for A/B) */
+  int stages0;        /* its GEMM's ring: 4 (default) four stages where they apply, 3 three (COMET_L0_STAGES=3, for A/B) */
+  int split0;         /* 1 (default): its GEMM splits the tail in split_ws; 0: whole tiles (COMET_L0_SPLIT=0, for A/B) */
   int layer1_path;    /* COMET_LAYER1_* (agreed at creation: COMET_LAYER1=fused) */
   int n_comm1;        /* mover CTAs of the fused layer1; 0 = the default */
   comet_choice_t c0, c1; /* the last call's choices for the fused layer0 / layer1 */
@@ -78,9 +79,10 @@ comet_status_t comet_layer_set_layer0_path(comet_layer_t layer, int path);
  * the default: 3-4% faster on Mixtral at W = 1 (session 6 run 6).
  * A rank-local choice: the bits are the same either way. */
 comet_status_t comet_layer_set_layer0_dynamic(comet_layer_t layer, int on);
-/* For the bench and tests: the fused layer0's GEMM ring, 0 (three stages,
- * the default) or 4 (four, wide tiles with at most 128 local experts;
- * COMET_L0_STAGES=4 at creation sets it). Rank-local: the same bits. */
+/* For the bench and tests: the fused layer0's GEMM ring, 4 (four stages,
+ * the default: wide tiles with at most 128 local experts, else three) or 3
+ * (three; COMET_L0_STAGES=3 at creation sets it). Rank-local: the same
+ * bits. Four measured 1.6% faster forwards at W = 1 (session 18 run 1). */
 comet_status_t comet_layer_set_layer0_stages(comet_layer_t layer, int stages);
 /* The save mode's trailer in saved_z z of this layer (kernels/saved_z.h). */
 struct comet_saved_trailer *comet_layer_saved_trailer(comet_layer_t layer, const void *z);

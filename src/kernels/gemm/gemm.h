@@ -138,7 +138,9 @@ typedef struct comet_gemm_params {
    * first launch (launches leave it reusable). Each split part stores its
    * fp32 partial sums into a slot of its own and the tile's last part adds
    * the slots up in part order: the same bits whichever part ends last.
-   * Launches sharing one must be stream-ordered. NULL: see deterministic. */
+   * Launches sharing one must be stream-ordered. NULL: see deterministic.
+   * Hook launches never split, but a fused kernel's GEMM over a tile list
+   * (gemm_launch.cuh's prepare) splits its tail in one given here. */
   void *split_ws;
   int split_slots; /* slots of 128 x 256 fp32 (a wide tile), with split_ws */
   /* pairs or not (AUTO: off unless COMET_GEMM_PAIRS=1);
