@@ -3,9 +3,8 @@
 # gpu_l0path_ab.sh — on a GPU machine with .gpubin/ carried: the W = 1
 # forward with layer0 run in several ways, in turns (REPS rounds, each mode
 # once a round) in one call, each mode's rows into l0_<mode>.jsonl:
-#   fused     the default (the fused kernel: the 4-stage ring where it
-#             applies, the split tail);
-#   nosplit   the fused kernel with whole tiles only (COMET_L0_SPLIT=0);
+#   fused     the default (the fused kernel, the 4-stage ring where it
+#             applies);
 #   stages3   the fused kernel with the 3-stage ring (COMET_L0_STAGES=3);
 #   composed  the dispatch on every SM, then the plain GEMM launch (4
 #             stages, dynamic tiles, split tail; COMET_LAYER0=composed).
@@ -17,10 +16,9 @@ cd "$(dirname "$0")/.."
 . scripts/gpu_env.sh
 MODELS=${MODELS:-mixtral-8x7b,phi3.5-moe,qwen2-57b-a14b,qwen2-moe-2.7b,deepseek-v2-lite}
 for i in $(seq 1 ${REPS:-2}); do
-  for mode in ${MODES:-fused nosplit composed}; do
+  for mode in ${MODES:-fused stages3 composed}; do
     case $mode in
-      fused) envs=(COMET_L0_SPLIT=1) ;;
-      nosplit) envs=(COMET_L0_SPLIT=0) ;;
+      fused) envs=(COMET_L0_STAGES=4) ;;
       stages3) envs=(COMET_L0_STAGES=3) ;;
       composed) envs=(COMET_LAYER0=composed) ;;
       *) echo "gpu_l0path_ab: unknown mode $mode" >&2; exit 2 ;;

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# gpu_s18_b.sh — one device call, .gpubin/ carried: the W = 1 forward
-# matrix (bench0: the 5 presets x 2048/8192 x uniform/skew:0.05, --check)
-# into $OUT/b, then the fused layer0's split tail against whole tiles in
-# turns at 8192 tokens (gpu_l0path_ab.sh, Mixtral and Phi-3.5) into $OUT/a;
-# packed into $OUT/s18b.tgz but the summaries (a call brings back 8 files).
+# gpu_s18_b.sh — one device call, .gpubin/ carried, after the split tail's
+# revert: test_forward (W = 1, loopback 2/4/8) and test_gemm into $OUT/t,
+# the sanitizers on the ipc W = 4 forward into $OUT/s (run 2's racecheck
+# timed out with the split cases), the
+# W = 1 forward matrix (bench0: 5 presets x 2048/8192 x uniform/skew:0.05,
+# --check) into $OUT/b; packed into $OUT/s18b.tgz but the summaries.
 #   usage: scripts/gpu_s18_b.sh
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 export CUDA_MODULE_LOADING=EAGER
 OUT=${OUT:-$PWD/gpu-out}
-BENCH_LIMIT=215 OUT=$OUT/b timeout 440 scripts/gpu_carried.sh bench0 > /dev/null 2>&1
-MODES="fused nosplit" MODELS=mixtral-8x7b,phi3.5-moe TOKENS=8192 LIMIT=35 OUT=$OUT/a timeout 140 \
-  scripts/gpu_l0path_ab.sh > /dev/null 2>&1
-for d in b a; do [ -f $OUT/$d/summary.txt ] && cp $OUT/$d/summary.txt $OUT/summary_$d.txt; done
-tar czf $OUT/s18b.tgz -C $OUT b a && rm -rf $OUT/b $OUT/a
+MULTI_TESTS="test_forward" SINGLE_TESTS="test_gemm" SINGLE_LIMIT=50 OUT=$OUT/t timeout 80 \
+  scripts/gpu_carried.sh tests > /dev/null 2>&1
+SAN_LIMIT=100 OUT=$OUT/s timeout 150 scripts/gpu_carried.sh sanitize > /dev/null 2>&1
+BENCH_LIMIT=180 OUT=$OUT/b timeout 362 scripts/gpu_carried.sh bench0 > /dev/null 2>&1
+for d in t s b; do [ -f $OUT/$d/summary.txt ] && cp $OUT/$d/summary.txt $OUT/summary_$d.txt; done
+tar czf $OUT/s18b.tgz -C $OUT t s b && rm -rf $OUT/t $OUT/s $OUT/b
 cat $OUT/summary_*.txt

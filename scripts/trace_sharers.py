@@ -5,6 +5,11 @@ gemm_trace), per shape: the launch's span, the median tile time by the
 tile's rows (<= 64, 65-127, full), and how far apart the tiles that read one
 B tile (same group and N-tile) start, in full-tile times: if they start
 together, L2 serves B to all of them; spread apart, B comes from DRAM again.
+Also how much earlier a B tile's short sharers (<= 64 rows: one consumer
+warpgroup idle, so the other runs faster) end than its full ones: a short
+tile that runs ahead of its sharers reads B before them, beyond what L2
+holds by the end (session 18 run 1: ~55 us, a third of a tile, on
+Mixtral's routed layer1).
 
 usage: scripts/trace_sharers.py TRACE.jsonl [SHAPE-SUBSTRING]
 """
@@ -31,14 +36,28 @@ def main():
             dur[kind].append((r["end_ns"] - r["start_ns"]) / 1e3)
         full = statistics.median(dur["full"]) if dur["full"] else 1.0
         starts = collections.defaultdict(list)
+        by_b = collections.defaultdict(list)
         for r in rows:
             starts[(r["group"], r["n_tile"])].append(r["start_ns"] / 1e3)
+            by_b[(r["group"], r["n_tile"])].append(r)
         spread = sorted((max(s) - min(s)) / full for s in starts.values() if len(s) > 1)
         print(f"{shape} ({epi}): {len(rows)} items on {len(set(r['cta'] for r in rows))} CTAs, "
               f"span {span:.0f} us")
         for kind in ("full", "65-127", "<=64"):
             if dur[kind]:
                 print(f"  {kind:>6} rows: {len(dur[kind])} tiles, median {statistics.median(dur[kind]):.1f} us")
+        leads = []
+        parts = collections.Counter(r["tile"] for r in rows)  # split tiles: several items
+        for v in by_b.values():
+            v = [r for r in v if parts[r["tile"]] == 1]
+            full_ends = [r["end_ns"] for r in v if r["rows"] > 64]
+            if full_ends:
+                e = statistics.median(full_ends)
+                leads += [(e - r["end_ns"]) / 1e3 for r in v if r["rows"] <= 64]
+        if leads:
+            print(f"  <=64-row sharers end {statistics.median(leads):.1f} us "
+                  f"({statistics.median(leads) / full:.2f} full-tile times) before the full ones "
+                  f"(median of {len(leads)} whole tiles)")
         if spread:
             q = lambda f: spread[min(len(spread) - 1, int(f * len(spread)))]
             late = sum(1 for s in spread if s > 0.25) / len(spread)

@@ -114,10 +114,6 @@ static comet_status_t layer0_fused(comet_layer_t L, const void *x, const void *w
   f.dynamic = L->dynamic0;
   f.expert_bands = L->expert_bands0;
   f.stages = L->stages0;
-  if (L->split0) {
-    f.split_ws = L->split_ws;
-    f.split_slots = L->split_slots;
-  }
   f.mode = (comet_l0_mode_t)L->layer0_path;
   return comet_fused_layer0_launch(&f, stream);
 }

@@ -385,8 +385,6 @@ comet_status_t comet_layer_create(comet_layer_t *out, comet_context_t ctx,
     L->expert_bands0 = !(bands && !strcmp(bands, "8")); /* one expert a band unless COMET_L0_BANDS=8 */
     const char *stages = getenv("COMET_L0_STAGES");
     L->stages0 = stages && !strcmp(stages, "3") ? 3 : 4;
-    const char *split = getenv("COMET_L0_SPLIT");
-    L->split0 = !(split && split[0] == '0'); /* the split tail unless COMET_L0_SPLIT=0 */
     L->layer1_path = fl1 ? COMET_LAYER1_FUSED : COMET_LAYER1_COMPOSED;
     st = comet_layer_carve(cfg, ctx->world, dm, cm, &L->view, &L->win_bytes, &L->scratch_bytes, NULL);
     if (st == COMET_OK) st = alloc_local(L);

@@ -49,7 +49,6 @@ struct comet_layer {
   int dynamic0;       /* 1 (default): its tiles from a counter, the movers join the GEMM; 0: static shares (COMET_L0_DYNAMIC=0) */
   int expert_bands0;  /* 1 (default): its tile list's bands hold one expert each; 0: bands of 8 entries across experts (COMET_L0_BANDS=8, for A/B) */
   int stages0;        /* its GEMM's ring: 4 (default) four stages where they apply, 3 three (COMET_L0_STAGES=3, for A/B) */
-  int split0;         /* 1 (default): its GEMM splits the tail in split_ws; 0: whole tiles (COMET_L0_SPLIT=0, for A/B) */
   int layer1_path;    /* COMET_LAYER1_* (agreed at creation: COMET_LAYER1=fused) */
   int n_comm1;        /* mover CTAs of the fused layer1; 0 = the default */
   comet_choice_t c0, c1; /* the last call's choices for the fused layer0 / layer1 */

@@ -10,8 +10,7 @@
  * the forward's bits, also when made on two streams with no host sync
  * between them (calls on one layer are ordered on the device); the fused
  * layer0 gives the same bits with any n_comm and as the composed layer0,
- * and so does the fused layer1 (opt-in) as the composed one; H = 2048,
- * where the fused layer0's GEMM splits its last tiles along K (split_case);
+ * and so does the fused layer1 (opt-in) as the composed one;
  * calls out of order -> INVALID_ARGUMENT. --quick: one small shape (for the
  * sanitizers). Graph replays: test_graph_replay; one-rank faults:
  * test_faults. Exit 77 if no GPU. */
@@ -188,68 +187,6 @@ static void run_case(comet_layer_t L, const comet_layer_config_t *c, const comet
   free_world(&d);
 }
 
-/* The fused layer0's split tail: K = H = 2048 splits the GEMM's last tiles
- * along K (the matrix's shapes never split, K < 2048). The forward and
- * layer0's h against the CPU reference, then the same bits with A copied
- * and gathered and other mover counts (the split is planned for the SM
- * budget, whatever the movers). Not compared with the composed layer0: its
- * launch splits the last tiles of its own order. */
-static void split_case(comet_layer_t L, const comet_layer_config_t *c,
-                       const comet_rank_info_t *info, cudaStream_t stream, int kind,
-                       uint64_t seed, int zero_rank, const char *label) {
-  const int W = info->world, me = info->rank, fp16 = c->dtype == COMET_DTYPE_FP16;
-  world_data_t d;
-  make_world(&d, c, W, kind, seed, zero_rank);
-  comet_plan_t plan;
-  CHECK_OK(comet_ref_plan(&plan, c, d.ref));
-  uint16_t *ref_out[8], *ref_h[8];
-  for (int r = 0; r < W; ++r) {
-    ref_out[r] = (uint16_t *)malloc(sizeof(uint16_t) * ((size_t)d.tokens[r] * c->hidden + 1));
-    ref_h[r] = (uint16_t *)malloc(sizeof(uint16_t) * ((size_t)plan.ranks[r].rows * (c->ffn / c->tp) + 1));
-  }
-  CHECK_OK(comet_ref_forward(c, d.ref, ref_out, ref_h, NULL));
-  const int T = d.tokens[me];
-  const int64_t rows = plan.ranks[me].rows;
-  dev_in_t g = upload_rank(&d, c, me, comet_config_row_capacity(c));
-  const size_t out_n = (size_t)T * c->hidden, h_n = (size_t)rows * (c->ffn / c->tp);
-  uint16_t *got = (uint16_t *)malloc(sizeof(uint16_t) * (out_n + 1));
-  uint16_t *got2 = (uint16_t *)malloc(sizeof(uint16_t) * (out_n + 1));
-  uint16_t *got_h = (uint16_t *)malloc(sizeof(uint16_t) * (h_n + 1));
-  test_barrier(L->ctx, stream); /* after the references and uploads (see run_case) */
-  comet_moe_args_t a = COMET_MOE_ARGS_INITIALIZER;
-  a.num_tokens = T; a.x = g.x; a.topk_ids = g.ids; a.topk_weights = g.wt; a.w1 = g.w1; a.w2 = g.w2;
-  a.out = g.out;
-  test_fill(g.out, 0xff, sizeof(uint16_t) * (out_n ? out_n : 1), stream);
-  CHECK_OK(comet_moe_forward(L, &a, stream));
-  CUDA_OK(cudaStreamSynchronize(stream));
-  CUDA_OK(cudaMemcpy(got, g.out, sizeof(uint16_t) * out_n, cudaMemcpyDeviceToHost));
-  const double e_out = rel_err(got, ref_out[me], out_n, fp16);
-  CHECK_MSG(e_out < 1e-2, "[rank %d] %s: forward rel err %.3g vs the CPU reference", me, label, e_out);
-  test_fill(g.h, 0xff, sizeof(uint16_t) * (h_n ? h_n : 1), stream);
-  comet_dispatch_gemm_args_t d0 = COMET_DISPATCH_GEMM_ARGS_INITIALIZER;
-  d0.num_tokens = T; d0.x = g.x; d0.topk_ids = g.ids; d0.w1 = g.w1; d0.h = g.h;
-  CHECK_OK(comet_dispatch_gemm(L, &d0, stream));
-  CUDA_OK(cudaStreamSynchronize(stream));
-  CUDA_OK(cudaMemcpy(got_h, g.h, sizeof(uint16_t) * h_n, cudaMemcpyDeviceToHost));
-  const double e_h = rel_err(got_h, ref_h[me], h_n, fp16);
-  CHECK_MSG(e_h < 1e-2, "[rank %d] %s: layer0 h rel err %.3g vs the CPU reference (%lld rows)",
-            me, label, e_h, (long long)rows);
-  CHECK_MSG(forward_matches(L, &a, stream, out_n, got, got2),
-            "[rank %d] %s: a second forward gives other bits", me, label);
-  const int budget = comet_context_sm_budget(L->ctx), ns[] = {1, 8, budget - 1};
-  layer0_sweep(L, &a, stream, out_n, got, got2, ns, 3, budget, me, label, "(split tail)");
-  CHECK_OK(comet_layer_set_layer0_gather(L, -1));
-  CHECK_OK(comet_layer_set_n_comm(L, 0));
-  if (me == 0)
-    printf("  %-44s out %.2e  h %.2e  %s (split tail)\n", label, e_out, e_h,
-           e_out < 1e-2 && e_h < 1e-2 ? "ok" : "FAILED");
-  free(got); free(got2); free(got_h);
-  free_dev(&g);
-  for (int r = 0; r < W; ++r) { free(ref_out[r]); free(ref_h[r]); }
-  comet_plan_free(&plan);
-  free_world(&d);
-}
-
 typedef struct run_args {
   uint64_t seed;
   int quick;
@@ -270,10 +207,6 @@ static int rank_body(const comet_rank_info_t *info, void *arg) {
   const tshape_t quick = {8, 2, 128, 256, 24, COMET_DTYPE_BF16, COMET_ACT_SWIGLU};
   run_matrix(info, ctx, ra->seed, ra->quick, &quick,
              (1u << ROUTE_UNIFORM) | (1u << ROUTE_DROPPED), out_of_order, run_case);
-  /* the split tail's shape, every layout, uniform and all-to-one (quick: uniform) */
-  const tshape_t split = {8, 2, 2048, 128, 24, COMET_DTYPE_BF16, COMET_ACT_SWIGLU};
-  run_matrix(info, ctx, ra->seed ^ 0x5b11, 1, &split,
-             (1u << ROUTE_UNIFORM) | (ra->quick ? 0u : 1u << ROUTE_ALL_TO_ONE), NULL, split_case);
   return test_rank_end(info, ctx);
 }
 

@@ -38,11 +38,8 @@ typedef struct comet_fused_layer0 {
   int dynamic;                   /* 1: tiles from a counter; the movers join the GEMM when done */
   int expert_bands;              /* 1: the tile list's bands hold one expert (schedule.h); 0: bands
                                     of COMET_SCHED_BAND entries across experts (the old order) */
-  int stages;                    /* 3: the GEMM's 3-stage ring; 4: four (wide tiles, <= 128
-                                    local experts; else three) */
-  void *split_ws;                /* the layer's split-tail workspace (gemm.h), or NULL: the
-                                    GEMM's last tiles split along K, summed in part order */
-  int split_slots;
+  int stages;                    /* 4: the GEMM's 4-stage ring (wide tiles, <= 128 local
+                                    experts; else three); 3: three */
   comet_l0_mode_t mode;
 } comet_fused_layer0_t;
 

@@ -178,19 +178,12 @@ extern "C" comet_status_t comet_fused_layer0_launch(const comet_fused_layer0_t *
   if (f->dynamic) g.tile_counter = v->tile_next;
   g.deterministic = 1;
   g.stages = f->stages; /* 4 (the default): the 4-stage ring where it applies */
-  g.split_ws = f->split_ws;
-  g.split_slots = f->split_slots;
   const int gemm_ctas = v->sm_budget - f->n_comm;
   g.num_ctas = gemm_ctas;
   Prepared pr;
   COMET_CHECK(prepare(&g, &pr));
-  /* the split tail is planned for the whole SM budget (the movers join
-   * with dynamic tiles), as the composed layer0's launch plans it, for any
-   * mover count: the same tiles split the same way, the same bits */
-  pr.args.plan_ctas = v->sm_budget;
-  /* no more GEMM CTAs than there can be tiles (or split parts) */
-  const bool may_split = pr.args.split_max > 1 && (v->hidden + kBK - 1) / kBK >= 2 * kMinSplitIters;
-  const int64_t tiles = (int64_t)v->max_mtiles * pr.args.n_tiles * (may_split ? pr.args.split_max : 1);
+  /* no more GEMM CTAs than there can be tiles */
+  const int64_t tiles = (int64_t)v->max_mtiles * pr.args.n_tiles;
   const int grid_gemm = tiles < gemm_ctas ? (int)tiles : gemm_ctas;
   const int grid = f->mode == COMET_L0_COMM_ONLY ? f->n_comm : f->n_comm + grid_gemm;
   if (grid == 0) return COMET_OK; /* COMM_ONLY with no movers (W = 1) */

@@ -196,22 +196,17 @@ static bool hooks_on(const comet_gemm_params_t *p) {
  * the loopback world, a peer's kernel that waits for this rank). */
 static bool split_wanted(const comet_gemm_params_t *p) { return !hooks_on(p) && !p->deterministic; }
 
-/* The caller's workspace (params.split_ws: ordered sums), else none. */
-static Workspace caller_workspace(const comet_gemm_params_t *p, cudaStream_t stream) {
-  Workspace none = {0, NULL, NULL, NULL, 0, 0};
-  if (!p->split_ws || p->split_slots <= 0) return none;
-  Workspace w = {0, stream, (float *)p->split_ws,
-                 (uint32_t *)((char *)p->split_ws + (size_t)p->split_slots * kSlotFloats * 4),
-                 p->split_slots, 1};
-  return w;
-}
-
 /* The workspace a launch splits in: the caller's (ordered sums, any mode),
  * else the stream's when the order may vary, else none. */
 static Workspace split_workspace(const comet_gemm_params_t *p, cudaStream_t stream, int sms) {
   Workspace none = {0, NULL, NULL, NULL, 0, 0};
   if (hooks_on(p)) return none;
-  if (p->split_ws && p->split_slots > 0) return caller_workspace(p, stream);
+  if (p->split_ws && p->split_slots > 0) {
+    Workspace w = {0, stream, (float *)p->split_ws,
+                   (uint32_t *)((char *)p->split_ws + (size_t)p->split_slots * kSlotFloats * 4),
+                   p->split_slots, 1};
+    return w;
+  }
   const Workspace *w = split_wanted(p) ? workspace_for(stream, sms) : NULL;
   return w ? *w : none;
 }
@@ -420,9 +415,6 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
     a.tile_done = a.tile_counter + 1;
     a.ws_tiles = (w.tiles - 1) * 256 / C::kBN;
   }
-  /* a fused kernel's list (prepare) splits in the caller's workspace but
-   * its last slot, whose counters are a plain launch's dynamic tiles' */
-  if (hooks_on(p) && w.ws) a.ws_tiles = (w.tiles - 1) * 256 / C::kBN;
   return a;
 }
 
@@ -611,9 +603,7 @@ template <class C>
 static comet_status_t prepare_cfg(const comet_gemm_params_t *p, Prepared *o) {
   COMET_CHECK(make_tmaps_ac(&o->tm_a, &o->tm_c, p));
   COMET_CHECK(make_tmap_b<C>(&o->tm_b, p));
-  /* a tile list's tail splits in the caller's workspace, if any (the
-   * fused layer0's; the fused layer1's flags count whole tiles: none) */
-  o->args = make_args<C>(p, p->mtiles ? caller_workspace(p, NULL) : Workspace{});
+  o->args = make_args<C>(p, Workspace{});
   o->smem = C::kSmemBytes;
   return COMET_OK;
 }

@@ -138,9 +138,7 @@ typedef struct comet_gemm_params {
    * first launch (launches leave it reusable). Each split part stores its
    * fp32 partial sums into a slot of its own and the tile's last part adds
    * the slots up in part order: the same bits whichever part ends last.
-   * Launches sharing one must be stream-ordered. NULL: see deterministic.
-   * Hook launches never split, but a fused kernel's GEMM over a tile list
-   * (gemm_launch.cuh's prepare) splits its tail in one given here. */
+   * Launches sharing one must be stream-ordered. NULL: see deterministic. */
   void *split_ws;
   int split_slots; /* slots of 128 x 256 fp32 (a wide tile), with split_ws */
   /* pairs or not (AUTO: off unless COMET_GEMM_PAIRS=1);
@@ -155,8 +153,8 @@ typedef struct comet_gemm_params {
    * (at most 128 groups, no hooks), else three; 3: three always (A/B:
    * bench --ab's comet_3stage_tflops). With hooks always three, but in
    * a fused kernel's GEMM (gemm_launch.cuh's prepare), where 4 asks for
-   * four at most 128 groups (opt-in: the fused layer0 with
-   * COMET_L0_STAGES=4). The bits are the same. Four measured
+   * four at most 128 groups (the fused layer0's default since session
+   * 18; COMET_L0_STAGES=3 for three). The bits are the same. Four measured
    * 1.013x three over the 56 grouped rows (session 9 run 1). */
   int stages;
   /* 1: a wide plain-store M-tile of at most 64 rows runs as a half tile,

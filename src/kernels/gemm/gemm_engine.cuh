@@ -71,8 +71,6 @@ struct Args {
   uint32_t *ws_count; /* zeroed arrival counters, one per slot */
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
-  int plan_ctas;  /* the CTAs plan_split plans for; 0: the launch's (a fused layer0: its SM
-                   * budget, as the composed layer0's launch, whatever its mover count) */
   int half_tiles; /* params.half_tiles: half tiles on (opt-in) */
   int gelu;       /* COMET_GEMM_EPI_GELU: the plain store of gelu(rounded result) */
   unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
@@ -393,7 +391,7 @@ constexpr int kRing = 4;
 static_assert(32 + 2 * kRing * 8 <= kRingAreaBytes, "the work ring fits its area");
 
 struct Ring {
-  volatile int *item; /* [kRing] + 3: the gather producer's broadcast slots (tile, K blocks) */
+  volatile int *item; /* [kRing] + 1: the gather producer's broadcast slot */
   uint64_t *full, *empty;
 };
 
@@ -485,8 +483,7 @@ template <class C>
 __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap *tm_b,
                                                uint8_t *smem, uint64_t *full, uint64_t *empty,
                                                const char **srcs, const Ring &ring, int count,
-                                               const Split *sp, int cta, int ncta,
-                                               const comet_comm_view_t *view) {
+                                               int cta, int ncta, const comet_comm_view_t *view) {
   const int k_iters = (a.k + kBK - 1) / kBK, tid = threadIdx.x;
   const int nb_half = C::kBN / 2, chunk = tid & 7, row_lo = tid >> 3;
   const size_t row_bytes = (size_t)a.k * 2;
@@ -497,18 +494,11 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
     /* thread 0 takes the tile and tells the other producer threads: they
      * all read the slot before the barrier after srcs, so it is free again
      * when thread 0 writes the next one */
-    if (tid == 0) { /* the item's tile and K blocks (a split part: its own), from the
-                     * split in shared memory: in registers, it spilled these threads */
-      const int w = producer_next(a, ring, i, cta, ncta, sp->items);
-      const Work wk = w < 0 ? Work{-1, 0, 0, -1} : work_item(*sp, k_iters, w);
-      ring.item[kRing] = wk.t;
-      ring.item[kRing + 1] = wk.kb0;
-      ring.item[kRing + 2] = wk.kb1;
-    }
+    if (tid == 0) ring.item[kRing] = producer_next(a, ring, i, cta, ncta, count * a.n_tiles);
     named_bar_sync(5, 128);
-    const int t = ring.item[kRing], kb0 = ring.item[kRing + 1], kb1 = ring.item[kRing + 2];
-    if (t < 0) break;
-    const Tile tl = sched_list(a, count, t);
+    const int w = ring.item[kRing];
+    if (w < 0) break;
+    const Tile tl = sched_list(a, count, w);
     if (tid == 0 && a.wait_count) {
       const uint64_t want = delivered_rows(a, tl);
       if (want > 0) wait_rows(a, tl, want, view, &dead);
@@ -525,7 +515,7 @@ __device__ __forceinline__ void produce_gather(const Args &a, const CUtensorMap 
     named_bar_sync(5, 128);
     const int b_row0 = C::kSwiglu ? tl.n * C::kOutN : tl.n * C::kBN;
     const int b_row1 = C::kSwiglu ? a.n + b_row0 : b_row0 + nb_half;
-    for (int kb = kb0; kb < kb1; ++kb) {
+    for (int kb = 0; kb < k_iters; ++kb) {
       mbar_wait(&empty[stage], phase ^ 1);
       if (tid == 0) {
         uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
@@ -1123,7 +1113,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     wgmma_wait<0>();
     if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
     bool last = true; /* this item ends its tile: the epilogue */
-    if constexpr (!C::kKgroup && !C::kTall) /* never split: no fixup code */
+    if constexpr (!C::kHooks && !C::kKgroup && !C::kTall) /* never split: no fixup code */
       if (wk.u >= 0) last = split_fixup<C>(a, acc, wk.u / sp.s, wk.u % sp.s, sp.s, cw, ctid);
     if (last) {
       if constexpr (C::kTall) { /* block by block, through the same staging */
@@ -1235,18 +1225,11 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
   } else if (!listed) {
     total = mstart[a.groups] * a.n_tiles;
   }
-  /* the split tail: a plain launch's, or a fused layer0's over its tile
-   * list (with the caller's workspace: the hook kernels and the fused
-   * layer1 get none, their hooks count whole tiles); no split in the
-   * grouped reduction nor with pairs (listed) */
+  /* no split with a tile list (the fused kernels' hooks assume whole tiles)
+   * nor in the hook kernels (the host gives them no workspace) */
   Split sp = {total, 1, total};
-  if (!listed || C::kHooks)
-    sp = plan_split(a, total, a.plan_ctas > 0 ? a.plan_ctas : ncta, (a.k + kBK - 1) / kBK);
-  __shared__ Split s_split; /* for the gather producer (see produce_gather) */
-  if constexpr (C::kGather) {
-    if (threadIdx.x == 0) s_split = sp;
-    __syncthreads();
-  }
+  if constexpr (!C::kHooks)
+    if (!listed) sp = plan_split(a, total, ncta, (a.k + kBK - 1) / kBK);
 
   if (threadIdx.x < 128) {
     setmaxnreg_dec<kProducerRegs>();
@@ -1254,7 +1237,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
       if (threadIdx.x == 0) produce_kgroup<C>(a, tm_a, tm_b, smem, full, empty, total, cta, ncta);
     } else if constexpr (C::kGather)
       produce_gather<C>(a, tm_b, smem, full, empty, (const char **)row_off,
-                        ring_of<C>(smem), count, &s_split, cta, ncta,
+                        ring_of<C>(smem), count, cta, ncta,
                         view); /* the group tables are unused with a list: the row table */
     else if (threadIdx.x == 0)
       produce<C>(a, tm_a, tm_b, smem, full, empty, row_off, mstart, sp, count, cta, ncta, view);
