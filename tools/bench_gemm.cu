@@ -588,6 +588,8 @@ static void usage(FILE *f) {
           "                      the backward, dh with B MN-major and dw by grouped\n"
           "                      reduction; layer, only when asked: the W = 1 layer bench's\n"
           "                      GEMMs, 5 presets at T 2048 and 8192 with every expert local)\n"
+          "  --sizes uniform|routed  with --only layer: equal group sizes or a routing's only\n"
+          "  --tokens 2048|8192  with --only layer: that T only\n"
           "  --quick             one T (16384), uniform only\n"
           "  --iters N           timed iterations per case, median (default 20); a case's\n"
           "                      variants take turns in each iteration\n"
@@ -608,8 +610,14 @@ static void usage(FILE *f) {
 }
 
 /* The options into b and the rest: 0, 1 (--help shown) or -1 (an error, printed). */
+/* --only layer's filters: the group sizes (all: NULL) and the tokens (all: 0) */
+struct LayerPick {
+  const char *sizes;
+  int tokens;
+};
+
 static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only, const char *&model,
-                 const char *&json, const char *&trace) {
+                 const char *&json, const char *&trace, LayerPick &pick) {
   for (int i = 0; i < argc; ++i) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -630,6 +638,14 @@ static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only
       if (strcmp(v, "dense") && strcmp(v, "grouped") && strcmp(v, "backward") && strcmp(v, "layer"))
         CLI_BAD();
       only = v;
+    } else if (!strcmp(a, "--sizes")) {
+      CLI_NEED();
+      if (strcmp(v, "uniform") && strcmp(v, "routed")) CLI_BAD();
+      pick.sizes = v;
+    } else if (!strcmp(a, "--tokens")) {
+      CLI_NEED();
+      if (strcmp(v, "2048") && strcmp(v, "8192")) CLI_BAD();
+      pick.tokens = atoi(v);
     } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &b.iters)) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); json = v;
     } else if (!strcmp(a, "--trace")) { CLI_NEED(); trace = v;
@@ -648,7 +664,8 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
   Bench b;
   bool quick = false;
   const char *only = NULL, *model = NULL, *json = NULL, *trace = NULL;
-  const int pr = parse(argc, argv, b, quick, only, model, json, trace);
+  LayerPick pick = {NULL, 0};
+  const int pr = parse(argc, argv, b, quick, only, model, json, trace, pick);
   if (pr) return pr > 0 ? 0 : 2;
   char why[192];
   if (cli_gpu_count(why, sizeof why) < 1) { /* in this process: the GEMMs run here, unforked */
@@ -719,8 +736,12 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
       if (!pr) continue;
       for (int T : tokens)
         for (Sizes z : {kEqual, kRouted})
-          for (int layer = 0; layer < 2; ++layer)
+          for (int layer = 0; layer < 2; ++layer) {
+            if ((pick.tokens && T != pick.tokens) ||
+                (pick.sizes && strcmp(pick.sizes, z == kRouted ? "routed" : "uniform")))
+              continue;
             ratios.push_back(grouped_case(b, pr, 1, T, z, layer, "gemm_layer", " ep1"));
+          }
     }
     print_geomean("layer", ratios);
   }
