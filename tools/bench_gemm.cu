@@ -609,13 +609,13 @@ static void usage(FILE *f) {
           "                      each case in its own epilogue, for the schedule's diagnosis\n");
 }
 
-/* The options into b and the rest: 0, 1 (--help shown) or -1 (an error, printed). */
 /* --only layer's filters: the group sizes (all: NULL) and the tokens (all: 0) */
 struct LayerPick {
   const char *sizes;
   int tokens;
 };
 
+/* The options into b and the rest: 0, 1 (--help shown) or -1 (an error, printed). */
 static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only, const char *&model,
                  const char *&json, const char *&trace, LayerPick &pick) {
   for (int i = 0; i < argc; ++i) {
