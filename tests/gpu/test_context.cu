@@ -98,6 +98,7 @@ static void tuning_cases(comet_context_t ctx, const comet_rank_info_t *info, uin
   CHECK_OK(comet_layer_set_layer0_gather(L, 0));
   CHECK_ERR(comet_layer_set_layer0_dynamic(L, 2), COMET_ERR_INVALID_ARGUMENT, "2 is not 0 or 1");
   CHECK_ERR(comet_layer_set_layer0_dynamic(NULL, 1), COMET_ERR_INVALID_ARGUMENT, "layer is NULL");
+  CHECK_ERR(comet_layer_set_layer0_stages(L, 5), COMET_ERR_INVALID_ARGUMENT, "5 is not 3 or 4");
   forward_once(L, &g, T, &c, stream, by_table);
   CHECK_MSG(comet_layer_layer0_from(L) == COMET_FROM_TABLE && comet_layer_layer0_n_comm(L) == 3 &&
                 !comet_layer_layer0_gather(L),

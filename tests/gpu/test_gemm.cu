@@ -491,6 +491,11 @@ static void run_arg_errors(void) {
   p.wait_count = (const uint64_t *)0x1000;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "wait_count needs an mtiles");
   p.wait_count = NULL;
+  p.epilogue = COMET_GEMM_EPI_GELU;
+  p.row_scale = (const float *)0x1000;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "the GELU epilogue takes no row_scale");
+  p.row_scale = NULL;
+  p.epilogue = COMET_GEMM_EPI_STORE;
   p.groups = COMET_GEMM_MAX_GROUPS + 1;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "groups");
   p.groups = 2;
