@@ -7,9 +7,7 @@
 #             applies);
 #   stages3   the fused kernel with the 3-stage ring (COMET_L0_STAGES=3);
 #   composed  the dispatch on every SM, then the plain GEMM launch (4
-#             stages, dynamic tiles, split tail; COMET_LAYER0=composed);
-#   pace      the default with every GEMM's ragged tiles paced
-#             (COMET_GEMM_PACE=1: the rowless warpgroup computes too).
+#             stages, dynamic tiles, split tail; COMET_LAYER0=composed).
 # Session 18 run 1: 4 stages 1.6% faster forwards than 3 (geomean of the 5
 # presets at 2048), the composed layer0 ahead on Mixtral and Qwen2-57B.
 #   usage: scripts/gpu_l0path_ab.sh   (MODES, MODELS, TOKENS, ROUTING, REPS override)
@@ -23,7 +21,6 @@ for i in $(seq 1 ${REPS:-2}); do
       fused) envs=(COMET_L0_STAGES=4) ;;
       stages3) envs=(COMET_L0_STAGES=3) ;;
       composed) envs=(COMET_LAYER0=composed) ;;
-      pace) envs=(COMET_GEMM_PACE=1) ;;
       *) echo "gpu_l0path_ab: unknown mode $mode" >&2; exit 2 ;;
     esac
     env "${envs[@]}" timeout ${LIMIT:-140} $B/comet bench --gpus 1 --json "$OUT/l0_$mode.jsonl" \

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # gpu_s19_a.sh — one device call, .gpubin/ carried: session 18's unrun
-# tests and the paced ragged tiles (params.pace_ragged / COMET_GEMM_PACE):
+# tests and the paced ragged tiles (params.pace_ragged / COMET_GEMM_PACE,
+# at 469a54d846 only: taken out after this run, session 19 run 1, measured
+# no faster; the script stays as that run's record):
 #   t  test_forward, test_context (W = 1, loopback 2/4/8), test_gemm,
 #      test_sched_device;
 #   p  test_forward with COMET_GEMM_PACE=1 (every GEMM paced);

@@ -125,10 +125,6 @@ static void run_ordered_split(const Case &c, comet_gemm_params_t p, const std::v
   p.half_tiles = 0;
   CHECK_MSG(run_poisoned(p, n) == first, "%s: dynamic tiles without half tiles give other bits",
             c.name);
-  p.pace_ragged = 1; /* split parts of paced ragged tiles: the same sums */
-  CHECK_MSG(run_poisoned(p, n) == first, "%s: paced ragged tiles in the split tail give other bits",
-            c.name);
-  p.pace_ragged = 0;
   p.dynamic_tiles = 0;
   long differ = 0;
   for (size_t i = 0; i < n; ++i) differ += first[i] != plain[i];
@@ -262,10 +258,7 @@ static void run_case(const Case &c) {
     q.stages = 0; /* nor half tiles (ragged M-tiles of <= 64 rows, wide plain store) */
     q.half_tiles = 1;
     CHECK_MSG(run_poisoned(q, n) == base, "%s: half tiles give other bits", c.name);
-    q.half_tiles = 0; /* nor a ragged tile's rowless warpgroup computing (discarded rows) */
-    q.pace_ragged = 1;
-    CHECK_MSG(run_poisoned(q, n) == base, "%s: paced ragged tiles give other bits", c.name);
-    q.pace_ragged = 0;
+    q.half_tiles = 0;
     if (q.cluster != COMET_GEMM_CLUSTER_ON) check_trace(c, q, base, rows); /* pairs: rowless tiles */
   }
   if (c.ctas > 0 && c.cluster != COMET_GEMM_CLUSTER_ON)

@@ -404,8 +404,6 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.ws_tiles = w.ws ? w.tiles * 256 / C::kBN : 0;
   a.ws_ordered = w.ordered;
   a.half_tiles = p->half_tiles;
-  static const bool pace_env = env_on("COMET_GEMM_PACE");
-  a.pace = p->pace_ragged || pace_env;
   a.gelu = p->epilogue == COMET_GEMM_EPI_GELU;
   a.trace = p->trace;
   a.trace_items = p->trace ? p->trace_items : 0;

@@ -165,16 +165,6 @@ typedef struct comet_gemm_params {
    * with the static schedule a CTA's saved half tile time rarely shortens
    * the launch (bench --ab's comet_half_tflops). */
   int half_tiles;
-  /* 1: in an M-tile whose rows end within its first 64 (a ragged end of a
-   * routed expert), the second consumer warpgroup runs its wgmma anyway on
-   * the rows past the group and stores none of them, so the tile takes a
-   * whole tile's time and stays in step with the expert's other M-tiles on
-   * the same B tile (session 18's trace: an idle warpgroup's tile ends 0.31
-   * tile times early and reads B ahead of its sharers by more than L2
-   * holds, so the routed launches read their weights ~1.5 times). 0: the
-   * warpgroup idles. COMET_GEMM_PACE=1 turns it on for every launch of the
-   * process (A/B timing). The bits are the same. */
-  int pace_ragged;
   /* 1: without hooks, the CTAs take tiles (and split-tail parts) from a
    * counter in the split workspace (the caller's or the stream's; none: no
    * effect) instead of cta, cta + ncta, ...: a CTA that drew cheaper tiles

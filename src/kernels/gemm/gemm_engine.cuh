@@ -72,7 +72,6 @@ struct Args {
   int ws_tiles, split_max;
   int ws_ordered; /* a slot per part, summed in part order (deterministic) */
   int half_tiles; /* params.half_tiles: half tiles on (opt-in) */
-  int pace;       /* params.pace_ragged: a ragged tile's rowless warpgroup computes too */
   int gelu;       /* COMET_GEMM_EPI_GELU: the plain store of gelu(rounded result) */
   unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
   int trace_items;
@@ -1068,9 +1067,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
      * for and handed back as usual (all 4 warps past the wait first, so
      * none lags a ring's turn behind), and the epilogue stores none of its
      * rows. Routed expert sizes leave such a tile in about half the groups.
-     * (A tall tile's warpgroup: all its 128 rows.) With a.pace it computes
-     * on the rows past the group (discarded) to keep the tile in step with
-     * its B sharers. */
+     * (A tall tile's warpgroup: all its 128 rows.) */
     /* A half tile (C::kHalf): an M-tile of at most 64 rows (the ragged end
      * of about half the routed experts) keeps both warpgroups busy, each
      * on 128 of the 256 columns of the same 64 rows, instead of one
@@ -1079,7 +1076,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     if constexpr (C::kHalf) half = a.half_tiles && tl.row_end - tl.row0 <= 64;
     const int wrow0 = tl.row0 + (half ? 0 : cw * (C::kRows / 2));
     bool idle = false;
-    if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end && !a.pace;
+    if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end;
     int prev = -1;
     unsigned long long t_start = 0; /* params.trace */
     for (int kb = kb0; kb < kb1; ++kb) {
