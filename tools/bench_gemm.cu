@@ -166,9 +166,11 @@ struct Result {
    * 256 x 128 tile (tall: at most 128 groups) in the row's epilogue, and
    * with half tiles for ragged M-tiles of at most 64 rows (half,
    * params.half_tiles), and with static tiles (static: cta, cta + ncta, ...;
-   * the forward's mode takes them from a counter, params.dynamic_tiles) */
+   * the forward's mode takes them from a counter, params.dynamic_tiles), and
+   * with the swapped 136 x 256 tile in the row's epilogue (swap: at most
+   * 128 groups) */
   double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, nosplit_ms, split_ms, band16_ms,
-      stage3_ms, other_ms, tall_ms, half_ms, static_ms;
+      stage3_ms, other_ms, tall_ms, half_ms, static_ms, swap_ms;
   int tile_n;
   bool auto_wide; /* AUTO's tile for the row's own launch (SwiGLU on layer0 rows) */
 };
@@ -293,6 +295,9 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *l
   }
   q_tall.tile = COMET_GEMM_TILE_TALL;
   if (b.ab && G <= 128) add(&r.tall_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_tall, 0)); });
+  comet_gemm_params_t q_swap = own;
+  q_swap.tile = COMET_GEMM_TILE_SWAP;
+  if (b.ab && G <= 128) add(&r.swap_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_swap, 0)); });
   if (b.ab) {
     add(&r.single_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_single, 0)); });
     add(&r.nosplit_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_nosplit, 0)); });
@@ -494,13 +499,13 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"deterministic\":true,\"epilogue\":\"%s\",\"comet_store_tflops\":%.1f,"
            "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_nosplit_tflops\":%.1f,"
            "\"comet_split_tflops\":%.1f,\"comet_band16_tflops\":%.1f,\"comet_3stage_tflops\":%.1f,"
-           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f,\"comet_static_tflops\":%.1f%s}",
+           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f,\"comet_static_tflops\":%.1f,\"comet_swap_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
            rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), rate(r.band16_ms), rate(r.stage3_ms),
-           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), rate(r.static_ms), extra);
+           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), rate(r.static_ms), rate(r.swap_ms), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -602,7 +607,8 @@ static void usage(FILE *f) {
           "                      tile_auto names AUTO's) and with the 256 x 128 tile\n"
           "                      (comet_tall_tflops, 0 past 128 groups), and with half\n"
           "                      tiles for ragged M-tiles of <= 64 rows (comet_half_tflops),\n"
-          "                      and with static tiles (comet_static_tflops)\n"
+          "                      with static tiles (comet_static_tflops), and with the\n"
+          "                      swapped 136 x 256 tile (comet_swap_tflops)\n"
           "  --json FILE         append one JSON line per case\n"
           "  --trace FILE        append one JSON line per tile (op gemm_trace: CTA, rows, group,\n"
           "                      M-tile, N-tile, start and end ns) of one more launch of\n"

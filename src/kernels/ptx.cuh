@@ -165,6 +165,23 @@ __device__ __forceinline__ void st_shared_u32(uint32_t addr, uint32_t v) {
   asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
 }
 
+/* stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 (9.7.14.5.16): four 8 x 8
+ * matrices of 16-bit elements, each held as an mma fragment (register i of
+ * lane l: row l / 4, columns 2 (l % 4) and the next, of matrix i), stored
+ * transposed: row r of matrix i (16 bytes) goes to the address that lane
+ * 8 i + r gives. x2: matrices 0 and 1 (lanes 0-15's addresses). */
+__device__ __forceinline__ void stmatrix_x4_trans(uint32_t addr, uint32_t r0, uint32_t r1,
+                                                  uint32_t r2, uint32_t r3) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1, %2, %3, %4};" ::"r"(addr),
+               "r"(r0), "r"(r1), "r"(r2), "r"(r3)
+               : "memory");
+}
+__device__ __forceinline__ void stmatrix_x2_trans(uint32_t addr, uint32_t r0, uint32_t r1) {
+  asm volatile("stmatrix.sync.aligned.m8n8.x2.trans.shared.b16 [%0], {%1, %2};" ::"r"(addr),
+               "r"(r0), "r"(r1)
+               : "memory");
+}
+
 /* ---- cp.async, 16 bytes (9.7.9.25.3), completing on an mbarrier ----
  * src_bytes < 16 zero-fills the rest (0: no read, the 16 bytes are zeros). */
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void *src, uint32_t src_bytes) {

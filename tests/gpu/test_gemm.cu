@@ -7,7 +7,8 @@
  * publish flags), half tiles (the same bits as a ragged tile run whole),
  * the split tail (few CTAs, long K: the last wave's tiles split along K
  * and summed in a workspace; run twice so a slot left dirty would show),
- * the per-tile trace (the same bits, a record per tile), and argument
+ * the per-tile trace (the same bits, a record per tile), the swapped tile
+ * (136 x 256, tokens on wgmma's N; store and SwiGLU), and argument
  * errors. Fresh random data per case, output
  * poisoned with NaN before each launch; rows past the last group must stay
  * poisoned. `--quick`: a few small cases (for compute-sanitizer). */
@@ -535,8 +536,13 @@ static void run_arg_errors(void) {
   p.b_mn_major = 1;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "the tall tile takes no hooks");
   p.b_mn_major = 0;
-  p.tile = (comet_gemm_tile_t)4;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "tile 4 unknown");
+  p.tile = COMET_GEMM_TILE_SWAP;
+  p.epilogue = COMET_GEMM_EPI_GELU;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT,
+            "the swapped tile takes the STORE or SWIGLU epilogue");
+  p.epilogue = COMET_GEMM_EPI_STORE;
+  p.tile = (comet_gemm_tile_t)5;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "tile 5 unknown");
 }
 
 int main(int argc, char **argv) {
@@ -554,7 +560,8 @@ int main(int argc, char **argv) {
   const comet_gemm_epilogue_t ST = COMET_GEMM_EPI_STORE, SW = COMET_GEMM_EPI_SWIGLU,
                               GE = COMET_GEMM_EPI_GELU;
   const comet_gemm_tile_t AU = COMET_GEMM_TILE_AUTO, WI = COMET_GEMM_TILE_WIDE,
-                          NA = COMET_GEMM_TILE_NARROW, TA = COMET_GEMM_TILE_TALL;
+                          NA = COMET_GEMM_TILE_NARROW, TA = COMET_GEMM_TILE_TALL,
+                          SWP = COMET_GEMM_TILE_SWAP;
   /* the tall tile's blocks: a group ending in either 64-row block of its
    * warpgroups, or in none, and a tile that is all padding past 64 rows */
   const std::vector<int> tall_edge = {0, 1, 63, 64, 65, 129, 192, 255, 256, 257, 300, 3, 520};
@@ -601,6 +608,17 @@ int main(int argc, char **argv) {
       {FP, ST, TA, 264, 520, tall_edge, 3, true, "fp16 store tall scale"},
       {FP, SW, TA, 72, 2056, {129, 1, 300, 0, 700}, 5, false, "fp16 swiglu tall 5 CTAs k=2056", 5},
       {BF, ST, TA, 1032, 1000, std::vector<int>(128, 70), 2, false, "bf16 store tall 128 groups"},
+      /* swapped tiles (136 x 256, tokens on wgmma's N): groups ending in
+       * or at a 64-row piece, a partial last piece, past 4 tiles, empty */
+      {BF, ST, SWP, 200, 136, {0, 1, 63, 64, 65, 128, 135, 136, 137, 200, 272, 545, 3}, 7, false,
+       "bf16 store swapped edges"},
+      {FP, ST, SWP, 264, 520, {129, 1, 300, 0, 700}, 3, false, "fp16 store swapped k=520"},
+      {BF, ST, SWP, 4096, 1024, {482, 537, 525, 501}, 5, false, "bf16 store swapped routed"},
+      {BF, ST, SWP, 520, 2056, {300, 0, 517}, 2, false, "bf16 store swapped 5 CTAs", 5},
+      {BF, ST, SWP, 1032, 1000, std::vector<int>(128, 70), 2, false, "bf16 store swapped 128 groups"},
+      {BF, SW, SWP, 136, 72, {0, 1, 63, 64, 65, 136, 137, 300, 545, 3}, 0, false, "bf16 swiglu swapped edges"},
+      {FP, SW, SWP, 520, 1000, {482, 537, 0, 129}, 5, false, "fp16 swiglu swapped"},
+      {BF, SW, SWP, 200, 2064, {129, 127, 0, 300}, 5, false, "bf16 swiglu swapped 3 CTAs", 3},
   };
   if (!quick) {
     cases.push_back({BF, ST, AU, 1024, 1024, {1024}, 0, false, "bf16 dense 1024^3"});

@@ -257,8 +257,15 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             "gemm: epilogue %d unknown", (int)p->epilogue);
   COMET_ARG(p->epilogue != COMET_GEMM_EPI_GELU || !p->row_scale,
             "gemm: the GELU epilogue takes no row_scale");
-  COMET_ARG(p->tile >= COMET_GEMM_TILE_AUTO && p->tile <= COMET_GEMM_TILE_TALL,
+  COMET_ARG(p->tile >= COMET_GEMM_TILE_AUTO && p->tile <= COMET_GEMM_TILE_SWAP,
             "gemm: tile %d unknown", (int)p->tile);
+  COMET_ARG(p->tile != COMET_GEMM_TILE_SWAP ||
+                (p->epilogue != COMET_GEMM_EPI_GELU && !p->row_scale && !hooks_on(p) &&
+                 !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
+                 p->cluster != COMET_GEMM_CLUSTER_ON),
+            "gemm: the swapped tile takes the STORE or SWIGLU epilogue, no row_scale, no hooks, no MN-major "
+            "B, no grouped reduction, no pairs and at most %d groups (groups = %d)",
+            kPairMaxGroups, p->groups);
   COMET_ARG(p->tile != COMET_GEMM_TILE_TALL ||
                 (!hooks_on(p) && !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
                  p->cluster != COMET_GEMM_CLUSTER_ON),
@@ -329,7 +336,7 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
   COMET_CHECK(sm_count(&sms));
   if (p->num_ctas > 0 && p->num_ctas < sms) sms = p->num_ctas; /* the caller's SM budget */
   const int wide = choose_tile(p, sms) == COMET_GEMM_TILE_WIDE ? 256 : 128;
-  if (tile_m) *tile_m = p->tile == COMET_GEMM_TILE_TALL ? 2 * kBM : kBM;
+  if (tile_m) *tile_m = p->tile == COMET_GEMM_TILE_TALL ? 2 * kBM : p->tile == COMET_GEMM_TILE_SWAP ? kSwapRows : kBM;
   if (tile_n) *tile_n = p->epilogue == COMET_GEMM_EPI_SWIGLU ? wide / 2 : wide;
   return COMET_OK;
 }
@@ -370,10 +377,11 @@ static comet_status_t make_tmap_b(CUtensorMap *m, const comet_gemm_params_t *p) 
   return make_tmap(m, "b", p->b, 3, db, bb, p->dtype == COMET_DTYPE_FP16, true);
 }
 
-static comet_status_t make_tmaps_ac(CUtensorMap *ma, CUtensorMap *mc, const comet_gemm_params_t *p) {
+static comet_status_t make_tmaps_ac(CUtensorMap *ma, CUtensorMap *mc, const comet_gemm_params_t *p,
+                                    int a_rows = kBM /* A's box: a tile's rows (the tall tile loads two) */) {
   const bool fp16 = p->dtype == COMET_DTYPE_FP16;
   const uint64_t da[2] = {(uint64_t)p->k, (uint64_t)p->max_rows};
-  const uint32_t ba[2] = {kBK, kBM};
+  const uint32_t ba[2] = {kBK, (uint32_t)a_rows};
   COMET_CHECK(make_tmap(ma, "a", p->a, 2, da, ba, fp16, true));
   const uint64_t dc[2] = {(uint64_t)p->n, (uint64_t)p->max_rows};
   const uint32_t bc[2] = {64, 64};
@@ -407,7 +415,7 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.gelu = p->epilogue == COMET_GEMM_EPI_GELU;
   a.trace = p->trace;
   a.trace_items = p->trace ? p->trace_items : 0;
-  a.split_max = w.ws && !C::kTall ? 16 : 0; /* the tall tile never splits */
+  a.split_max = w.ws && !C::kTall && !C::kSwap ? 16 : 0; /* the tall and swapped tiles never split */
   /* a plain launch's dynamic tiles: their two counters are the workspace's
    * last two (one slot fewer for the split tail) */
   if (p->dynamic_tiles && w.ws && w.tiles > 1 && !hooks_on(p) && !C::kKgroup && !C::kPair) {
@@ -439,7 +447,7 @@ static comet_status_t launch_error(cudaError_t e, int out_n, int smem) {
 template <class C>
 static comet_status_t launch(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
   CUtensorMap tm_a, tm_b, tm_c;
-  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
+  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p, C::kSwap ? C::kRows : kBM));
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
   const Args a = make_args<C>(p, split_workspace(p, stream, sms));
   cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -584,6 +592,8 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
   if (pair_wanted(p, sms)) return launch_pair<Cfg<256, kSwiglu, false, kFp16, false, false, false, true>>(p, sms, s);
   if (p->tile == COMET_GEMM_TILE_TALL)
     return launch<Cfg<128, kSwiglu, false, kFp16, false, false, false, false, false, true>>(p, sms, s);
+  if (p->tile == COMET_GEMM_TILE_SWAP)
+    return launch<Cfg<256, kSwiglu, false, kFp16, false, false, false, false, false, false, kSwapRows>>(p, sms, s);
   if (hooks_on(p))
     return choose_tile(p, sms) == COMET_GEMM_TILE_WIDE
                ? launch<Cfg<256, kSwiglu, true, kFp16>>(p, sms, s)

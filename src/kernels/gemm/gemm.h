@@ -71,7 +71,14 @@ typedef enum comet_gemm_tile {
   /* 256 x 128 (SWIGLU: 256 x 64 output): each B tile serves 256 rows, for
    * small experts whose B bytes dominate. No hooks, no B MN-major, at most
    * 128 groups, no split tail; never chosen by AUTO (yet) */
-  COMET_GEMM_TILE_TALL = 3
+  COMET_GEMM_TILE_TALL = 3,
+  /* swapped, 136 x 256: C^T = B . A^T, 256 B rows as wgmma's M and 136
+   * rows as its N, so that a routed expert of up to 544 rows takes 4
+   * tiles, not 4 whole 128-row M-tiles and a ragged one (cuBLAS's
+   * orientation). STORE or SWIGLU, no row_scale, no hooks, no B MN-major, at
+   * most 128 groups, no split tail; opt-in (bench --ab's
+   * comet_swap_tflops) */
+  COMET_GEMM_TILE_SWAP = 4
 } comet_gemm_tile_t;
 
 /* Order of the tile list (with mtiles): LAYER0 = bands of M-tiles, M

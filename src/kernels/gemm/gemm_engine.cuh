@@ -37,6 +37,7 @@ constexpr int kBand = COMET_SCHED_BAND; /* M-tiles per raster band (L2 reuse of 
 constexpr int kProducerRegs = 40, kConsumerRegs = 232; /* 128*40 + 256*232 <= 64K */
 constexpr int kSlabBytes = 64 * 64 * 2; /* staging: 64 rows x 64 columns, 128B-swizzled */
 constexpr int kPairMaxGroups = 128;     /* groups of a pairs launch (its smaller tables) */
+constexpr int kSwapRows = 136;          /* the swapped tile's rows (COMET_GEMM_TILE_SWAP) */
 constexpr int kRingAreaBytes = 96; /* the work ring (see "where a CTA's next tile comes from") */
 
 /* Kernel arguments besides the tensor maps (by value, __grid_constant__). */
@@ -152,7 +153,7 @@ __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
  * instead of one TMA box per stage (needs kHooks). */
 template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = false,
           bool kBmn_ = false, bool kKgroup_ = false, bool kPair_ = false, bool kDeep_ = false,
-          bool kTall_ = false>
+          bool kTall_ = false, int kSwapN_ = 0>
 struct Cfg {
   /* kPair: 2-CTA clusters sharing B by TMA multicast (see "pairs" below) */
   static constexpr bool kPair = kPair_;
@@ -192,19 +193,33 @@ struct Cfg {
   static constexpr bool kTall = kTall_;
   static_assert(!kTall || (kBN_ == 128 && !kHooks && !kKgroup && !kPair && !kBmn && !kDeep),
                 "tall: 128 B rows, plain grouped launches");
-  static constexpr int kRows = kTall ? 2 * kBM : kBM; /* rows of a tile */
-  static constexpr int kAcc = (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
-  static constexpr bool kSmallTables = kPair || kDeep || kTall; /* the 4-stage ring's smem budget */
+  /* kSwap (kSwapN_ > 0): the swapped tile, C^T = B . A^T: a tile is 256 B
+   * rows (wgmma's M: each consumer warpgroup two m64 blocks of 64 B rows)
+   * by kSwapN_ A rows (wgmma's N, a multiple of 8 that can fit a routed
+   * expert's rows in fewer, fuller tiles than 128-row M-tiles do: cuBLAS's
+   * orientation for grouped MoE shapes, session 17). Plain store, no row
+   * scale, no hooks, no split tail; the epilogue transposes (stmatrix).
+   * With SwiGLU the 256 B rows are 128 gate and the 128 up rows of the
+   * same columns, a warpgroup's two blocks 64 of each (silu(gate) * up in
+   * its registers). */
+  static constexpr bool kSwap = kSwapN_ > 0;
+  static_assert(!kSwap || (kBN_ == 256 && !kHooks_ && !kGather_ && !kBmn_ && !kKgroup_ &&
+                           !kPair_ && !kDeep_ && !kTall_ && kSwapN_ % 8 == 0 && kSwapN_ <= 256),
+                "swapped: wide, plain grouped launches, a token tile of 8k <= 256 rows");
+  static constexpr int kRows = kTall ? 2 * kBM : kSwap ? kSwapN_ : kBM; /* rows of a tile */
+  static constexpr int kAcc = kSwap ? kSwapN_ : (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
+  static constexpr bool kSmallTables = kPair || kDeep || kTall || kSwap; /* the 4-stage ring's smem budget */
   /* the half tile (params.half_tiles, opt-in): a wide plain-store M-tile
    * of at most 64 rows runs as 64 x 256, each consumer warpgroup one
    * m64n128 half of the columns (see consume) */
-  static constexpr bool kHalf = kBN_ == 256 && !kSwiglu_ && !kTall_ && !kKgroup_ && !kPair_;
-  static constexpr int kStages = kSmallTables ? 4 : kBN == 256 ? 3 : 5;
+  static constexpr bool kHalf = kBN_ == 256 && !kSwiglu_ && !kTall_ && !kKgroup_ && !kPair_ && !kSwap;
+  static constexpr int kStages = kSwap ? 3 : kSmallTables ? 4 : kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kRows * kBK * 2, kBBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kSlabs = kOutN / 64;               /* per consumer warpgroup */
   static constexpr int kStgSlabs = kSmallTables && kSlabs > 2 ? 2 : kSlabs; /* staged at once */
-  static constexpr int kStagingBytes = 2 * kStgSlabs * kSlabBytes;
+  /* swapped: the whole tile transposed, 4 slabs of kRows rows x 64 columns */
+  static constexpr int kStagingBytes = kSwap ? 4 * kRows * 128 : 2 * kStgSlabs * kSlabBytes;
   static constexpr int kMaxGroups = kSmallTables ? kPairMaxGroups : COMET_GEMM_MAX_GROUPS; /* tables */
   /* shared memory map (from a 1024-aligned base) */
   static constexpr int kOffA = 0;
@@ -749,6 +764,36 @@ __device__ __forceinline__ void mma_stage_tall(float (&acc)[C::kAcc], uint32_t s
   wgmma_commit();
 }
 
+/* The swapped tile's stage (C::kSwap): this warpgroup's two 64-row blocks
+ * of the stage's 256 B rows (sb: rows 128 cw.. and 128 cw + 64..; with
+ * SwiGLU gate rows 64 cw.. and up rows 128 + 64 cw..) as wgmma's A against
+ * all the tile's kRows A rows (sa) as its N: D^T blocks in acc[0, kRows /
+ * 2) and acc[kRows / 2, kRows). */
+template <class C>
+__device__ __forceinline__ void mma_stage_swap(float (&acc)[C::kAcc], uint32_t sa, uint32_t sb,
+                                               int cw, bool first) {
+  static_assert(C::kSwap && C::kRows == 136, "the swapped tile's (m64n136 wrappers)");
+  float(&lo)[C::kRows / 2] = *reinterpret_cast<float(*)[C::kRows / 2]>(&acc[0]);
+  float(&hi)[C::kRows / 2] = *reinterpret_cast<float(*)[C::kRows / 2]>(&acc[C::kRows / 2]);
+  const uint32_t w0 = sb + cw * (C::kSwiglu ? 64 : 128) * 128;
+  const uint32_t w1 = C::kSwiglu ? sb + (128 + cw * 64) * 128 : w0 + 64 * 128;
+  wgmma_fence();
+#pragma unroll
+  for (int k = 0; k < kBK / 16; ++k) {
+    const uint64_t db = wgmma_desc_sw128(sa + k * 32);
+    const int scale_d = (first && k == 0) ? 0 : 1;
+    const uint64_t da0 = wgmma_desc_sw128(w0 + k * 32), da1 = wgmma_desc_sw128(w1 + k * 32);
+    if constexpr (C::kFp16) {
+      wgmma_m64n136k16_f16<0, 0>(lo, da0, db, scale_d);
+      wgmma_m64n136k16_f16<0, 0>(hi, da1, db, scale_d);
+    } else {
+      wgmma_m64n136k16_bf16<0, 0>(lo, da0, db, scale_d);
+      wgmma_m64n136k16_bf16<0, 0>(hi, da1, db, scale_d);
+    }
+  }
+  wgmma_commit();
+}
+
 __device__ __forceinline__ uint32_t pack2(float x, float y, bool fp16) {
   uint32_t u;
   if (fp16) {
@@ -932,6 +977,68 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
   }
 }
 
+/* The swapped tile's epilogue: block b of this warpgroup's D^T (acc[b
+ * kRows / 2 ..]) is output columns n0 + 128 cw + 64 b + (B rows 0..63) by
+ * the tile's rows (SwiGLU: one block, silu(block 0) * block 1, columns n0
+ * + 64 cw ..). Fragment element i of lane l in warp w is D^T row 16 w +
+ * l / 4 + 8 ((i / 2) % 2), column 8 (i / 4) + 2 (l % 4) + i % 2: each
+ * (i / 4, (i / 2) % 2) pair of elements is an 8 x 8 matrix in the layout
+ * stmatrix takes, so stmatrix .trans writes the tile's rows straight into
+ * staging_off's layout (a slab of kRows rows a block, 16 bytes of 8 output
+ * columns a row). Whole 64-row pieces inside the group go out by TMA, the
+ * rest row by row (store_ragged: rows past the group are the next one's). */
+template <class C>
+__device__ __forceinline__ void epilogue_swap(const Args &a, const CUtensorMap *tm_c,
+                                              const float (&acc)[C::kAcc], uint8_t *stg,
+                                              const Tile &tl, int cw, int ctid) {
+  constexpr int kR = C::kRows, kSlab = kR * 128;
+  const int warp = ctid >> 5, lane = ctid & 31, m = lane >> 3;
+  const int valid = min(kR, tl.row_end - tl.row0);
+  uint8_t *mine = stg + cw * 2 * kSlab; /* this warpgroup's two slabs */
+  if (ctid == 0) bulk_wait_read_all();  /* the last tile's TMA stores have read them */
+  named_bar_sync(1 + cw, 128);
+  const uint32_t base = smem_u32(mine);
+  constexpr int kBlocks = C::kSwiglu ? 1 : 2; /* 64-column blocks out */
+  float sw[C::kSwiglu ? kR / 2 : 1];
+  if constexpr (C::kSwiglu)
+#pragma unroll
+    for (int i = 0; i < kR / 2; ++i) sw[i] = silu(acc[i]) * acc[kR / 2 + i];
+#pragma unroll
+  for (int b = 0; b < kBlocks; ++b) {
+    const float *d = C::kSwiglu ? sw : &acc[b * (kR / 2)];
+    /* x4: matrices (j, h) = (jj, 0), (jj, 1), (jj + 1, 0), (jj + 1, 1); lane
+     * l addresses row l % 8 of matrix l / 8: A row 8 j + l % 8, chunk 2 w + h */
+#pragma unroll
+    for (int jj = 0; jj + 1 < kR / 8; jj += 2) {
+      const int t = 8 * (jj + (m >> 1)) + (lane & 7), ch = 2 * warp + (m & 1);
+      const uint32_t addr = base + b * kSlab + t * 128 + ((ch ^ (t & 7)) << 4);
+      stmatrix_x4_trans(addr, pack2(d[4 * jj], d[4 * jj + 1], C::kFp16),
+                        pack2(d[4 * jj + 2], d[4 * jj + 3], C::kFp16),
+                        pack2(d[4 * jj + 4], d[4 * jj + 5], C::kFp16),
+                        pack2(d[4 * jj + 6], d[4 * jj + 7], C::kFp16));
+    }
+    if constexpr ((kR / 8) % 2) { /* the last j: x2 */
+      constexpr int j = kR / 8 - 1;
+      const int t = 8 * j + (lane & 7), ch = 2 * warp + (m & 1);
+      const uint32_t addr = base + b * kSlab + t * 128 + ((ch ^ (t & 7)) << 4);
+      stmatrix_x2_trans(addr, pack2(d[4 * j], d[4 * j + 1], C::kFp16),
+                        pack2(d[4 * j + 2], d[4 * j + 3], C::kFp16));
+    }
+  }
+  fence_proxy_async_shared();
+  named_bar_sync(1 + cw, 128);
+  const int whole = valid / 64 * 64; /* rows in whole 64-row pieces */
+#pragma unroll
+  for (int b = 0; b < kBlocks; ++b) {
+    const int col0 = tl.n * C::kOutN + cw * (kBlocks * 64) + b * 64;
+    if (col0 >= a.n) break;
+    if (ctid == 0)
+      for (int r = 0; r < whole; r += 64) tma_store_2d(tm_c, mine + b * kSlab + r * 128, col0, tl.row0 + r);
+    store_ragged(a, mine + b * kSlab + whole * 128, valid - whole, 8, tl.row0 + whole, col0, ctid);
+  }
+  if (ctid == 0) bulk_commit();
+}
+
 /* After both halves of a tile are stored: make them visible, then one
  * thread release-stores the tile's flag. */
 template <class C>
@@ -1076,7 +1183,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     if constexpr (C::kHalf) half = a.half_tiles && tl.row_end - tl.row0 <= 64;
     const int wrow0 = tl.row0 + (half ? 0 : cw * (C::kRows / 2));
     bool idle = false;
-    if constexpr (!C::kKgroup) idle = wrow0 >= tl.row_end;
+    if constexpr (!C::kKgroup && !C::kSwap) idle = wrow0 >= tl.row_end;
     int prev = -1;
     unsigned long long t_start = 0; /* params.trace */
     for (int kb = kb0; kb < kb1; ++kb) {
@@ -1092,7 +1199,10 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
         if (kb == kb1 - 1 && tail < kBK)
           zero_tail<C>(smem + C::kOffA + stage * C::kABytes, smem + C::kOffB + stage * C::kBBytes,
                        tail);
-      if constexpr (C::kTall) {
+      if constexpr (C::kSwap) { /* all the tile's rows against this warpgroup's B rows */
+        mma_stage_swap<C>(acc, smem_u32(smem + C::kOffA) + stage * C::kABytes,
+                          sb0 + stage * C::kBBytes, cw, kb == kb0);
+      } else if constexpr (C::kTall) {
         mma_stage_tall<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
       } else if constexpr (C::kHalf) {
         if (half) /* warpgroup 0's 64 rows, this warpgroup's B box */
@@ -1113,10 +1223,12 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     wgmma_wait<0>();
     if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
     bool last = true; /* this item ends its tile: the epilogue */
-    if constexpr (!C::kHooks && !C::kKgroup && !C::kTall) /* never split: no fixup code */
+    if constexpr (!C::kHooks && !C::kKgroup && !C::kTall && !C::kSwap) /* never split: no fixup code */
       if (wk.u >= 0) last = split_fixup<C>(a, acc, wk.u / sp.s, wk.u % sp.s, sp.s, cw, ctid);
     if (last) {
-      if constexpr (C::kTall) { /* block by block, through the same staging */
+      if constexpr (C::kSwap) {
+        epilogue_swap<C>(a, tm_c, acc, smem + C::kOffC, tl, cw, ctid);
+      } else if constexpr (C::kTall) { /* block by block, through the same staging */
         const int n0 = tl.n * C::kOutN;
         epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[0]), stg, tl, wrow0, cw, ctid, n0,
                     C::kSlabs);
