@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "../baselines/moe_data.h"
@@ -361,6 +362,8 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *l
   const std::vector<double> ms = time_interleaved(b, fns);
   for (size_t i = 0; i < ms.size(); ++i) *into[i] = ms[i];
   if (b.trace) trace_launch(b, label, own, rows);
+  if (b.trace && b.ab && G <= 128) /* the swapped tile's too, as "<shape> swap" */
+    trace_launch(b, (std::string(label) + " swap").c_str(), q_swap, rows);
   if (dptr) BENCH_CUDA(cudaFree(dptr));
   r.cublas_ms = std::min(r.loop_ms, r.grouped_ms);
   BENCH_CUDA(cudaFree(A));
@@ -612,7 +615,8 @@ static void usage(FILE *f) {
           "  --json FILE         append one JSON line per case\n"
           "  --trace FILE        append one JSON line per tile (op gemm_trace: CTA, rows, group,\n"
           "                      M-tile, N-tile, start and end ns) of one more launch of\n"
-          "                      each case in its own epilogue, for the schedule's diagnosis\n");
+          "                      each case in its own epilogue (with --ab the swapped tile's\n"
+          "                      too, shape \"... swap\"), for the schedule's diagnosis\n");
 }
 
 /* --only layer's filters: the group sizes (all: NULL) and the tokens (all: 0) */
