@@ -9,7 +9,9 @@ Also how much earlier a B tile's short sharers (<= 64 rows: one consumer
 warpgroup idle, so the other runs faster) end than its full ones: a short
 tile that runs ahead of its sharers reads B before them, beyond what L2
 holds by the end (session 18 run 1: ~55 us, a third of a tile, on
-Mixtral's routed layer1).
+Mixtral's routed layer1). Then the end of the launch: the CTAs' end times
+and busy time, and the split tail's parts (session 19 run 1: Mixtral's
+routed layer1 spends ~96 us on 56 us of tail work).
 
 usage: scripts/trace_sharers.py TRACE.jsonl [SHAPE-SUBSTRING]
 """
@@ -63,6 +65,34 @@ def main():
             late = sum(1 for s in spread if s > 0.25) / len(spread)
             print(f"  B-tile sharers' start spread (full-tile times): median {q(0.5):.3f}, "
                   f"p90 {q(0.9):.3f}, max {spread[-1]:.3f}; {100 * late:.0f}% of B tiles over 0.25")
+        tail(rows, parts, span)
+
+
+def tail(rows, parts, span):
+    """The launch's end: when the CTAs finish, how busy they were, and the
+    split tail (tiles of several items: their parts and each tile's last
+    part, which sums the others' slots)."""
+    end = collections.defaultdict(int)
+    busy = collections.defaultdict(float)
+    for r in rows:
+        end[r["cta"]] = max(end[r["cta"]], r["end_ns"])
+        busy[r["cta"]] += (r["end_ns"] - r["start_ns"]) / 1e3
+    e = sorted(x / 1e3 for x in end.values())
+    print(f"  CTAs end: min {e[0]:.0f}, median {statistics.median(e):.0f}, max {e[-1]:.0f} us; "
+          f"mean busy {statistics.mean(busy.values()):.0f} us ({statistics.mean(busy.values()) / span:.2f} of the span)")
+    split = [r for r in rows if parts[r["tile"]] > 1]
+    if not split:
+        return
+    by_tile = collections.defaultdict(list)
+    for r in split:
+        by_tile[r["tile"]].append(r)
+    last = [max(v, key=lambda r: r["end_ns"]) for v in by_tile.values()]
+    rest = [r for v in by_tile.values() for r in v if r is not max(v, key=lambda q: q["end_ns"])]
+    d = lambda r: (r["end_ns"] - r["start_ns"]) / 1e3
+    print(f"  split tail: {len(by_tile)} tiles in {len(split)} parts ({len(split) // len(by_tile)} a tile), "
+          f"first part starts at {min(r['start_ns'] for r in split) / 1e3:.0f} us; part median "
+          f"{statistics.median(map(d, rest)):.1f} us, a tile's last part (its sum) "
+          f"{statistics.median(map(d, last)):.1f} us")
 
 
 if __name__ == "__main__":
