@@ -220,6 +220,12 @@ static void run_case(const Case &c) {
   p.num_ctas = c.ctas;
   p.b_mn_major = c.bmn;
   p.cluster = c.cluster;
+  if (c.tile == COMET_GEMM_TILE_SWAP) { /* its shape: 136 rows by 256 B rows (SwiGLU: 128 outputs) */
+    int tm = 0, tn = 0;
+    CHECK_OK(comet_gemm_tile_shape(&p, &tm, &tn));
+    CHECK_MSG(tm == 136 && tn == (c.epi == COMET_GEMM_EPI_SWIGLU ? 128 : 256),
+              "%s: comet_gemm_tile_shape says %d x %d for the swapped tile", c.name, tm, tn);
+  }
   CHECK_OK(comet_gemm_grouped(&p, 0));
   CUDA_OK(cudaDeviceSynchronize());
   CUDA_OK(cudaMemcpy(out.data(), dc, out.size() * 2, cudaMemcpyDeviceToHost));

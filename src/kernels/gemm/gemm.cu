@@ -335,7 +335,7 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
   int sms = 0;
   COMET_CHECK(sm_count(&sms));
   if (p->num_ctas > 0 && p->num_ctas < sms) sms = p->num_ctas; /* the caller's SM budget */
-  const int wide = choose_tile(p, sms) == COMET_GEMM_TILE_WIDE ? 256 : 128;
+  const int wide = p->tile == COMET_GEMM_TILE_SWAP || choose_tile(p, sms) == COMET_GEMM_TILE_WIDE ? 256 : 128;
   if (tile_m) *tile_m = p->tile == COMET_GEMM_TILE_TALL ? 2 * kBM : p->tile == COMET_GEMM_TILE_SWAP ? kSwapRows : kBM;
   if (tile_n) *tile_n = p->epilogue == COMET_GEMM_EPI_SWIGLU ? wide / 2 : wide;
   return COMET_OK;

@@ -208,7 +208,7 @@ struct Cfg {
                 "swapped: wide, plain grouped launches, a token tile of 8k <= 256 rows");
   static constexpr int kRows = kTall ? 2 * kBM : kSwap ? kSwapN_ : kBM; /* rows of a tile */
   static constexpr int kAcc = kSwap ? kSwapN_ : (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
-  static constexpr bool kSmallTables = kPair || kDeep || kTall || kSwap; /* the 4-stage ring's smem budget */
+  static constexpr bool kSmallTables = kPair || kDeep || kTall || kSwap; /* group tables for 128 groups: the 4-stage ring's or the swapped staging's smem */
   /* the half tile (params.half_tiles, opt-in): a wide plain-store M-tile
    * of at most 64 rows runs as 64 x 256, each consumer warpgroup one
    * m64n128 half of the columns (see consume) */
