@@ -169,9 +169,10 @@ struct Result {
    * params.half_tiles), and with static tiles (static: cta, cta + ncta, ...;
    * the forward's mode takes them from a counter, params.dynamic_tiles), and
    * with the swapped 136 x 256 tile in the row's epilogue (swap: at most
-   * 128 groups) */
+   * 128 groups), and on plain-store rows with the slim swapped tiles of
+   * 136, 176 and 184 rows by 128 (slim[]) */
   double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, nosplit_ms, split_ms, band16_ms,
-      stage3_ms, other_ms, tall_ms, half_ms, static_ms, swap_ms;
+      stage3_ms, other_ms, tall_ms, half_ms, static_ms, swap_ms, slim_ms[3];
   int tile_n;
   bool auto_wide; /* AUTO's tile for the row's own launch (SwiGLU on layer0 rows) */
 };
@@ -233,6 +234,8 @@ static void trace_launch(Bench &b, const char *label, comet_gemm_params_t q, int
   fflush(b.trace);
   printf("# trace %s: %d work items\n", label, n);
 }
+
+static const int kSlimRows[3] = {136, 176, 184}; /* the slim swapped tiles (params.swap_rows) */
 
 static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *label) {
   const int G = s.groups;
@@ -299,6 +302,13 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *l
   comet_gemm_params_t q_swap = own;
   q_swap.tile = COMET_GEMM_TILE_SWAP;
   if (b.ab && G <= 128) add(&r.swap_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_swap, 0)); });
+  comet_gemm_params_t q_slim[3];
+  for (int i = 0; i < 3; ++i) {
+    q_slim[i] = q_swap;
+    q_slim[i].swap_rows = kSlimRows[i];
+    if (b.ab && G <= 128 && !swiglu_too)
+      add(&r.slim_ms[i], [&, i] { BENCH_COMET(comet_gemm_grouped(&q_slim[i], 0)); });
+  }
   if (b.ab) {
     add(&r.single_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_single, 0)); });
     add(&r.nosplit_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_nosplit, 0)); });
@@ -362,8 +372,11 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *l
   const std::vector<double> ms = time_interleaved(b, fns);
   for (size_t i = 0; i < ms.size(); ++i) *into[i] = ms[i];
   if (b.trace) trace_launch(b, label, own, rows);
-  if (b.trace && b.ab && G <= 128) /* the swapped tile's too, as "<shape> swap" */
+  if (b.trace && b.ab && G <= 128) { /* the swapped tiles' too, as "<shape> swap[N]" */
     trace_launch(b, (std::string(label) + " swap").c_str(), q_swap, rows);
+    for (int i = 0; i < 3 && !swiglu_too; ++i)
+      trace_launch(b, (std::string(label) + " swap" + std::to_string(kSlimRows[i])).c_str(), q_slim[i], rows);
+  }
   if (dptr) BENCH_CUDA(cudaFree(dptr));
   r.cublas_ms = std::min(r.loop_ms, r.grouped_ms);
   BENCH_CUDA(cudaFree(A));
@@ -502,13 +515,15 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"deterministic\":true,\"epilogue\":\"%s\",\"comet_store_tflops\":%.1f,"
            "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_nosplit_tflops\":%.1f,"
            "\"comet_split_tflops\":%.1f,\"comet_band16_tflops\":%.1f,\"comet_3stage_tflops\":%.1f,"
-           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f,\"comet_static_tflops\":%.1f,\"comet_swap_tflops\":%.1f%s}",
+           "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f,\"comet_static_tflops\":%.1f,\"comet_swap_tflops\":%.1f,"
+           "\"comet_swap136_tflops\":%.1f,\"comet_swap176_tflops\":%.1f,\"comet_swap184_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
            rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), rate(r.band16_ms), rate(r.stage3_ms),
-           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), rate(r.static_ms), rate(r.swap_ms), extra);
+           r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), rate(r.static_ms), rate(r.swap_ms),
+           rate(r.slim_ms[0]), rate(r.slim_ms[1]), rate(r.slim_ms[2]), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -611,7 +626,9 @@ static void usage(FILE *f) {
           "                      (comet_tall_tflops, 0 past 128 groups), and with half\n"
           "                      tiles for ragged M-tiles of <= 64 rows (comet_half_tflops),\n"
           "                      with static tiles (comet_static_tflops), and with the\n"
-          "                      swapped 136 x 256 tile (comet_swap_tflops)\n"
+          "                      swapped 136 x 256 tile (comet_swap_tflops), and on\n"
+          "                      plain-store rows the slim swapped tiles of 136, 176\n"
+          "                      and 184 rows by 128 (comet_swap136_tflops, ...)\n"
           "  --json FILE         append one JSON line per case\n"
           "  --trace FILE        append one JSON line per tile (op gemm_trace: CTA, rows, group,\n"
           "                      M-tile, N-tile, start and end ns) of one more launch of\n"

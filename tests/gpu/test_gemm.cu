@@ -51,6 +51,7 @@ struct Case {
   int ctas; /* num_ctas (0: one per SM); few CTAs force the split tail */
   bool bmn; /* B uploaded MN-major ([G][k][n], b_mn_major) */
   comet_gemm_cluster_t cluster; /* ON: also run without pairs, the bits must match */
+  int swap_rows; /* with the swapped tile: 0 (136 x 256) or the slim tile's rows */
 };
 
 static void fill_random(std::vector<uint16_t> &v, comet_dtype_t dt, float lo, float hi) {
@@ -220,11 +221,15 @@ static void run_case(const Case &c) {
   p.num_ctas = c.ctas;
   p.b_mn_major = c.bmn;
   p.cluster = c.cluster;
-  if (c.tile == COMET_GEMM_TILE_SWAP) { /* its shape: 136 rows by 256 B rows (SwiGLU: 128 outputs) */
+  p.swap_rows = c.swap_rows;
+  if (c.tile == COMET_GEMM_TILE_SWAP) { /* 136 rows by 256 B rows (SwiGLU: 128 outputs), or slim: by 128 */
     int tm = 0, tn = 0;
     CHECK_OK(comet_gemm_tile_shape(&p, &tm, &tn));
-    CHECK_MSG(tm == 136 && tn == (c.epi == COMET_GEMM_EPI_SWIGLU ? 128 : 256),
-              "%s: comet_gemm_tile_shape says %d x %d for the swapped tile", c.name, tm, tn);
+    const int want_m = c.swap_rows ? c.swap_rows : 136;
+    const int want_n = c.swap_rows ? 128 : c.epi == COMET_GEMM_EPI_SWIGLU ? 128 : 256;
+    CHECK_MSG(tm == want_m && tn == want_n,
+              "%s: comet_gemm_tile_shape says %d x %d for the swapped tile (%d x %d)", c.name, tm, tn,
+              want_m, want_n);
   }
   CHECK_OK(comet_gemm_grouped(&p, 0));
   CUDA_OK(cudaDeviceSynchronize());
@@ -546,7 +551,16 @@ static void run_arg_errors(void) {
   p.epilogue = COMET_GEMM_EPI_GELU;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT,
             "the swapped tile takes the STORE or SWIGLU epilogue");
+  p.epilogue = COMET_GEMM_EPI_SWIGLU;
+  p.swap_rows = 184;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 184: 0, or 136, 176 or 184");
   p.epilogue = COMET_GEMM_EPI_STORE;
+  p.swap_rows = 200;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 200: 0, or 136, 176 or 184");
+  p.tile = COMET_GEMM_TILE_WIDE;
+  p.swap_rows = 136;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 136: 0, or 136, 176 or 184");
+  p.swap_rows = 0;
   p.tile = (comet_gemm_tile_t)5;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "tile 5 unknown");
 }
@@ -625,6 +639,25 @@ int main(int argc, char **argv) {
       {BF, SW, SWP, 136, 72, {0, 1, 63, 64, 65, 136, 137, 300, 545, 3}, 0, false, "bf16 swiglu swapped edges"},
       {FP, SW, SWP, 520, 1000, {482, 537, 0, 129}, 5, false, "fp16 swiglu swapped"},
       {BF, SW, SWP, 200, 2064, {129, 127, 0, 300}, 5, false, "bf16 swiglu swapped 3 CTAs", 3},
+      /* slim swapped tiles (rows x 128 B rows): groups ending at or next to
+       * a 64-row piece and a tile edge, a partial N-tile (n = 200), routed
+       * sizes, few CTAs, 128 groups */
+      {BF, ST, SWP, 200, 136, {0, 1, 63, 64, 65, 135, 136, 137, 183, 184, 185, 369, 3}, 7, false,
+       "bf16 store slim 136 edges", 0, false, COMET_GEMM_CLUSTER_AUTO, 136},
+      {BF, ST, SWP, 200, 136, {0, 1, 63, 64, 65, 175, 176, 177, 183, 184, 185, 369, 3}, 7, false,
+       "bf16 store slim 176 edges", 0, false, COMET_GEMM_CLUSTER_AUTO, 176},
+      {BF, ST, SWP, 200, 136, {0, 1, 63, 64, 65, 127, 128, 129, 183, 184, 185, 369, 3}, 7, false,
+       "bf16 store slim 184 edges", 0, false, COMET_GEMM_CLUSTER_AUTO, 184},
+      {FP, ST, SWP, 264, 520, {129, 1, 300, 0, 700}, 3, false, "fp16 store slim 184 k=520", 0, false,
+       COMET_GEMM_CLUSTER_AUTO, 184},
+      {FP, ST, SWP, 264, 520, {129, 1, 300, 0, 700}, 3, false, "fp16 store slim 136 k=520", 0, false,
+       COMET_GEMM_CLUSTER_AUTO, 136},
+      {BF, ST, SWP, 4096, 1024, {482, 537, 525, 501}, 5, false, "bf16 store slim 184 routed", 0, false,
+       COMET_GEMM_CLUSTER_AUTO, 184},
+      {BF, ST, SWP, 520, 2056, {300, 0, 517}, 2, false, "bf16 store slim 176 5 CTAs", 5, false,
+       COMET_GEMM_CLUSTER_AUTO, 176},
+      {BF, ST, SWP, 1032, 1000, std::vector<int>(128, 70), 2, false, "bf16 store slim 136 128 groups", 0,
+       false, COMET_GEMM_CLUSTER_AUTO, 136},
   };
   if (!quick) {
     cases.push_back({BF, ST, AU, 1024, 1024, {1024}, 0, false, "bf16 dense 1024^3"});

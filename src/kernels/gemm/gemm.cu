@@ -266,6 +266,11 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             "gemm: the swapped tile takes the STORE or SWIGLU epilogue, no row_scale, no hooks, no MN-major "
             "B, no grouped reduction, no pairs and at most %d groups (groups = %d)",
             kPairMaxGroups, p->groups);
+  COMET_ARG(p->swap_rows == 0 ||
+                (p->tile == COMET_GEMM_TILE_SWAP && p->epilogue == COMET_GEMM_EPI_STORE &&
+                 (p->swap_rows == 136 || p->swap_rows == 176 || p->swap_rows == 184)),
+            "gemm: swap_rows = %d: 0, or 136, 176 or 184 with the swapped tile and the STORE epilogue",
+            p->swap_rows);
   COMET_ARG(p->tile != COMET_GEMM_TILE_TALL ||
                 (!hooks_on(p) && !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
                  p->cluster != COMET_GEMM_CLUSTER_ON),
@@ -335,8 +340,10 @@ extern "C" comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, in
   int sms = 0;
   COMET_CHECK(sm_count(&sms));
   if (p->num_ctas > 0 && p->num_ctas < sms) sms = p->num_ctas; /* the caller's SM budget */
-  const int wide = p->tile == COMET_GEMM_TILE_SWAP || choose_tile(p, sms) == COMET_GEMM_TILE_WIDE ? 256 : 128;
-  if (tile_m) *tile_m = p->tile == COMET_GEMM_TILE_TALL ? 2 * kBM : p->tile == COMET_GEMM_TILE_SWAP ? kSwapRows : kBM;
+  const bool swap = p->tile == COMET_GEMM_TILE_SWAP;
+  const int wide = swap ? (p->swap_rows ? 128 : 256) : choose_tile(p, sms) == COMET_GEMM_TILE_WIDE ? 256 : 128;
+  if (tile_m)
+    *tile_m = p->tile == COMET_GEMM_TILE_TALL ? 2 * kBM : swap ? (p->swap_rows ? p->swap_rows : kSwapRows) : kBM;
   if (tile_n) *tile_n = p->epilogue == COMET_GEMM_EPI_SWIGLU ? wide / 2 : wide;
   return COMET_OK;
 }
@@ -592,8 +599,14 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
   if (pair_wanted(p, sms)) return launch_pair<Cfg<256, kSwiglu, false, kFp16, false, false, false, true>>(p, sms, s);
   if (p->tile == COMET_GEMM_TILE_TALL)
     return launch<Cfg<128, kSwiglu, false, kFp16, false, false, false, false, false, true>>(p, sms, s);
-  if (p->tile == COMET_GEMM_TILE_SWAP)
+  if (p->tile == COMET_GEMM_TILE_SWAP) {
+    if constexpr (!kSwiglu) { /* the slim ones (check_params: STORE only) */
+      if (p->swap_rows == 136) return launch<Cfg<128, false, false, kFp16, false, false, false, false, false, false, 136>>(p, sms, s);
+      if (p->swap_rows == 176) return launch<Cfg<128, false, false, kFp16, false, false, false, false, false, false, 176>>(p, sms, s);
+      if (p->swap_rows == 184) return launch<Cfg<128, false, false, kFp16, false, false, false, false, false, false, 184>>(p, sms, s);
+    }
     return launch<Cfg<256, kSwiglu, false, kFp16, false, false, false, false, false, false, kSwapRows>>(p, sms, s);
+  }
   if (hooks_on(p))
     return choose_tile(p, sms) == COMET_GEMM_TILE_WIDE
                ? launch<Cfg<256, kSwiglu, true, kFp16>>(p, sms, s)

@@ -112,6 +112,12 @@ typedef struct comet_gemm_params {
   comet_gemm_epilogue_t epilogue;
   const float *row_scale;         /* optional device [max_rows] */
   comet_gemm_tile_t tile;         /* AUTO unless tuning */
+  /* With tile SWAP: 0 = the 136 x 256 tile (two m64 blocks of B rows a
+   * consumer warpgroup); 136, 176 or 184 = the slim swapped tile of that
+   * many rows by 128 B rows (one m64 block a warpgroup, a ring of 4-5
+   * stages), STORE only: for a launch whose experts fit whole tiles of
+   * that many rows (Mixtral's ~512 at T = 2048: three of 184) */
+  int swap_rows;
   int num_ctas;                   /* 0: one per SM; else at most this many CTAs */
   /* hooks; all NULL = off */
   const comet_mtile_t *mtiles;    /* device list */

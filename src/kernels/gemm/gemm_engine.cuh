@@ -201,26 +201,38 @@ struct Cfg {
    * scale, no hooks, no split tail; the epilogue transposes (stmatrix).
    * With SwiGLU the 256 B rows are 128 gate and the 128 up rows of the
    * same columns, a warpgroup's two blocks 64 of each (silu(gate) * up in
-   * its registers). */
+   * its registers).
+   * The slim swapped tile (kBN_ = 128, plain store only): 128 B rows, one
+   * m64 block a consumer warpgroup, so one wgmma a warpgroup a k-step as in
+   * the wide tile (the 256-row one issues two against the same A rows),
+   * and a deeper ring in the smem the smaller stage leaves. */
   static constexpr bool kSwap = kSwapN_ > 0;
-  static_assert(!kSwap || (kBN_ == 256 && !kHooks_ && !kGather_ && !kBmn_ && !kKgroup_ &&
-                           !kPair_ && !kDeep_ && !kTall_ && kSwapN_ % 8 == 0 && kSwapN_ <= 256),
-                "swapped: wide, plain grouped launches, a token tile of 8k <= 256 rows");
+  static_assert(!kSwap || ((kBN_ == 256 || (kBN_ == 128 && !kSwiglu_)) && !kHooks_ && !kGather_ &&
+                           !kBmn_ && !kKgroup_ && !kPair_ && !kDeep_ && !kTall_ && kSwapN_ % 8 == 0 &&
+                           kSwapN_ >= 128 && kSwapN_ <= 256),
+                "swapped: 256 B rows, or 128 with the plain store; plain grouped launches; a token tile "
+                "of 8k rows in [128, 256]");
   static constexpr int kRows = kTall ? 2 * kBM : kSwap ? kSwapN_ : kBM; /* rows of a tile */
-  static constexpr int kAcc = kSwap ? kSwapN_ : (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
+  static constexpr int kSwapBlocks = kBN_ / 128; /* swapped: m64 blocks a consumer warpgroup */
+  static constexpr int kAcc = kSwap ? kSwapBlocks * (kSwapN_ / 2) : (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
   static constexpr bool kSmallTables = kPair || kDeep || kTall || kSwap; /* group tables for 128 groups: the 4-stage ring's or the swapped staging's smem */
   /* the half tile (params.half_tiles, opt-in): a wide plain-store M-tile
    * of at most 64 rows runs as 64 x 256, each consumer warpgroup one
    * m64n128 half of the columns (see consume) */
   static constexpr bool kHalf = kBN_ == 256 && !kSwiglu_ && !kTall_ && !kKgroup_ && !kPair_ && !kSwap;
-  static constexpr int kStages = kSwap ? 3 : kSmallTables ? 4 : kBN == 256 ? 3 : 5;
   static constexpr int kABytes = kRows * kBK * 2, kBBytes = kBN * kBK * 2;
   static constexpr int kStageBytes = kABytes + kBBytes;
   static constexpr int kSlabs = kOutN / 64;               /* per consumer warpgroup */
   static constexpr int kStgSlabs = kSmallTables && kSlabs > 2 ? 2 : kSlabs; /* staged at once */
-  /* swapped: the whole tile transposed, 4 slabs of kRows rows x 64 columns */
-  static constexpr int kStagingBytes = kSwap ? 4 * kRows * 128 : 2 * kStgSlabs * kSlabBytes;
+  /* swapped: the whole tile transposed, a slab of kRows rows x 64 columns
+   * for every 64 B rows */
+  static constexpr int kStagingBytes = kSwap ? (kBN / 64) * kRows * 128 : 2 * kStgSlabs * kSlabBytes;
   static constexpr int kMaxGroups = kSmallTables ? kPairMaxGroups : COMET_GEMM_MAX_GROUPS; /* tables */
+  /* swapped: as many stages as fit beside the staging (at most 6) */
+  static constexpr int kSwapStages = (232448 - 1024 - kStagingBytes - 2 * (kMaxGroups + 1) * 4 -
+                                      kRingAreaBytes - 2 * 6 * 8) / kStageBytes;
+  static constexpr int kStages = kSwap ? (kSwapStages < 6 ? kSwapStages : 6)
+                                       : kSmallTables ? 4 : kBN == 256 ? 3 : 5;
   /* shared memory map (from a 1024-aligned base) */
   static constexpr int kOffA = 0;
   static constexpr int kOffB = kOffA + kStages * kABytes;
@@ -764,32 +776,43 @@ __device__ __forceinline__ void mma_stage_tall(float (&acc)[C::kAcc], uint32_t s
   wgmma_commit();
 }
 
-/* The swapped tile's stage (C::kSwap): this warpgroup's two 64-row blocks
- * of the stage's 256 B rows (sb: rows 128 cw.. and 128 cw + 64..; with
- * SwiGLU gate rows 64 cw.. and up rows 128 + 64 cw..) as wgmma's A against
- * all the tile's kRows A rows (sa) as its N: D^T blocks in acc[0, kRows /
- * 2) and acc[kRows / 2, kRows). */
+/* The swapped tile's stage (C::kSwap): this warpgroup's 64-row blocks of
+ * the stage's B rows (256: rows 128 cw.. and 128 cw + 64..; with SwiGLU
+ * gate rows 64 cw.. and up rows 128 + 64 cw..; the slim tile's 128: rows
+ * 64 cw..) as wgmma's A against all the tile's kRows A rows (sa) as its N:
+ * D^T blocks in acc[0, kRows / 2) and acc[kRows / 2, kRows). */
+/* One m64nNk16 of the swapped tile (N = its rows). */
+template <int kN, bool kFp16>
+__device__ __forceinline__ void wgmma_swap(float (&d)[kN / 2], uint64_t da, uint64_t db, int scale_d) {
+  static_assert(kN == 136 || kN == 176 || kN == 184, "a swapped tile's rows (ptx_wgmma.cuh's shapes)");
+  if constexpr (kN == 136) {
+    if constexpr (kFp16) wgmma_m64n136k16_f16<0, 0>(d, da, db, scale_d);
+    else wgmma_m64n136k16_bf16<0, 0>(d, da, db, scale_d);
+  } else if constexpr (kN == 176) {
+    if constexpr (kFp16) wgmma_m64n176k16_f16<0, 0>(d, da, db, scale_d);
+    else wgmma_m64n176k16_bf16<0, 0>(d, da, db, scale_d);
+  } else {
+    if constexpr (kFp16) wgmma_m64n184k16_f16<0, 0>(d, da, db, scale_d);
+    else wgmma_m64n184k16_bf16<0, 0>(d, da, db, scale_d);
+  }
+}
+
 template <class C>
 __device__ __forceinline__ void mma_stage_swap(float (&acc)[C::kAcc], uint32_t sa, uint32_t sb,
                                                int cw, bool first) {
-  static_assert(C::kSwap && C::kRows == 136, "the swapped tile's (m64n136 wrappers)");
-  float(&lo)[C::kRows / 2] = *reinterpret_cast<float(*)[C::kRows / 2]>(&acc[0]);
-  float(&hi)[C::kRows / 2] = *reinterpret_cast<float(*)[C::kRows / 2]>(&acc[C::kRows / 2]);
-  const uint32_t w0 = sb + cw * (C::kSwiglu ? 64 : 128) * 128;
+  static_assert(C::kSwap, "the swapped tile's");
+  constexpr int kN = C::kRows;
+  float(&lo)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(&acc[0]);
+  float(&hi)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(&acc[(C::kSwapBlocks - 1) * (kN / 2)]);
+  const uint32_t w0 = sb + cw * (C::kSwiglu ? 64 : C::kBN / 2) * 128;
   const uint32_t w1 = C::kSwiglu ? sb + (128 + cw * 64) * 128 : w0 + 64 * 128;
   wgmma_fence();
 #pragma unroll
   for (int k = 0; k < kBK / 16; ++k) {
     const uint64_t db = wgmma_desc_sw128(sa + k * 32);
     const int scale_d = (first && k == 0) ? 0 : 1;
-    const uint64_t da0 = wgmma_desc_sw128(w0 + k * 32), da1 = wgmma_desc_sw128(w1 + k * 32);
-    if constexpr (C::kFp16) {
-      wgmma_m64n136k16_f16<0, 0>(lo, da0, db, scale_d);
-      wgmma_m64n136k16_f16<0, 0>(hi, da1, db, scale_d);
-    } else {
-      wgmma_m64n136k16_bf16<0, 0>(lo, da0, db, scale_d);
-      wgmma_m64n136k16_bf16<0, 0>(hi, da1, db, scale_d);
-    }
+    wgmma_swap<kN, C::kFp16>(lo, wgmma_desc_sw128(w0 + k * 32), db, scale_d);
+    if constexpr (C::kSwapBlocks == 2) wgmma_swap<kN, C::kFp16>(hi, wgmma_desc_sw128(w1 + k * 32), db, scale_d);
   }
   wgmma_commit();
 }
@@ -978,15 +1001,24 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
 }
 
 /* The swapped tile's epilogue: block b of this warpgroup's D^T (acc[b
- * kRows / 2 ..]) is output columns n0 + 128 cw + 64 b + (B rows 0..63) by
- * the tile's rows (SwiGLU: one block, silu(block 0) * block 1, columns n0
- * + 64 cw ..). Fragment element i of lane l in warp w is D^T row 16 w +
+ * kRows / 2 ..]) is output columns n0 + 64 (kSwapBlocks cw + b) + (B rows
+ * 0..63) by the tile's rows (SwiGLU: one block, silu(block 0) * block 1,
+ * columns n0 + 64 cw ..). Fragment element i of lane l in warp w is D^T row 16 w +
  * l / 4 + 8 ((i / 2) % 2), column 8 (i / 4) + 2 (l % 4) + i % 2: each
  * (i / 4, (i / 2) % 2) pair of elements is an 8 x 8 matrix in the layout
  * stmatrix takes, so stmatrix .trans writes the tile's rows straight into
  * staging_off's layout (a slab of kRows rows a block, 16 bytes of 8 output
  * columns a row). Whole 64-row pieces inside the group go out by TMA, the
  * rest row by row (store_ragged: rows past the group are the next one's). */
+/* Where lane `lane` of warp `warp` points stmatrix .trans in a slab at
+ * `slab`: row l % 8 of the matrices of A rows 8 j.. (j: the matrix pair's
+ * row block), the 16-byte chunk of output columns 16 warp + 8 ((l / 8) %
+ * 2).., swizzled as staging_off. */
+__device__ __forceinline__ uint32_t swap_stmatrix_addr(uint32_t slab, int j, int lane, int warp) {
+  const int t = 8 * j + (lane & 7), ch = 2 * warp + ((lane >> 3) & 1);
+  return slab + t * 128 + ((ch ^ (t & 7)) << 4);
+}
+
 template <class C>
 __device__ __forceinline__ void epilogue_swap(const Args &a, const CUtensorMap *tm_c,
                                               const float (&acc)[C::kAcc], uint8_t *stg,
@@ -994,11 +1026,11 @@ __device__ __forceinline__ void epilogue_swap(const Args &a, const CUtensorMap *
   constexpr int kR = C::kRows, kSlab = kR * 128;
   const int warp = ctid >> 5, lane = ctid & 31, m = lane >> 3;
   const int valid = min(kR, tl.row_end - tl.row0);
-  uint8_t *mine = stg + cw * 2 * kSlab; /* this warpgroup's two slabs */
+  uint8_t *mine = stg + cw * C::kSwapBlocks * kSlab; /* this warpgroup's slabs */
   if (ctid == 0) bulk_wait_read_all();  /* the last tile's TMA stores have read them */
   named_bar_sync(1 + cw, 128);
   const uint32_t base = smem_u32(mine);
-  constexpr int kBlocks = C::kSwiglu ? 1 : 2; /* 64-column blocks out */
+  constexpr int kBlocks = C::kSwiglu ? 1 : C::kSwapBlocks; /* 64-column blocks out */
   float sw[C::kSwiglu ? kR / 2 : 1];
   if constexpr (C::kSwiglu)
 #pragma unroll
@@ -1010,8 +1042,7 @@ __device__ __forceinline__ void epilogue_swap(const Args &a, const CUtensorMap *
      * l addresses row l % 8 of matrix l / 8: A row 8 j + l % 8, chunk 2 w + h */
 #pragma unroll
     for (int jj = 0; jj + 1 < kR / 8; jj += 2) {
-      const int t = 8 * (jj + (m >> 1)) + (lane & 7), ch = 2 * warp + (m & 1);
-      const uint32_t addr = base + b * kSlab + t * 128 + ((ch ^ (t & 7)) << 4);
+      const uint32_t addr = swap_stmatrix_addr(base + b * kSlab, jj + (m >> 1), lane, warp);
       stmatrix_x4_trans(addr, pack2(d[4 * jj], d[4 * jj + 1], C::kFp16),
                         pack2(d[4 * jj + 2], d[4 * jj + 3], C::kFp16),
                         pack2(d[4 * jj + 4], d[4 * jj + 5], C::kFp16),
@@ -1019,8 +1050,7 @@ __device__ __forceinline__ void epilogue_swap(const Args &a, const CUtensorMap *
     }
     if constexpr ((kR / 8) % 2) { /* the last j: x2 */
       constexpr int j = kR / 8 - 1;
-      const int t = 8 * j + (lane & 7), ch = 2 * warp + (m & 1);
-      const uint32_t addr = base + b * kSlab + t * 128 + ((ch ^ (t & 7)) << 4);
+      const uint32_t addr = swap_stmatrix_addr(base + b * kSlab, j, lane, warp);
       stmatrix_x2_trans(addr, pack2(d[4 * j], d[4 * j + 1], C::kFp16),
                         pack2(d[4 * j + 2], d[4 * j + 3], C::kFp16));
     }
