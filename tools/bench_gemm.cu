@@ -613,6 +613,7 @@ static void usage(FILE *f) {
           "                      GEMMs, 5 presets at T 2048 and 8192 with every expert local)\n"
           "  --sizes uniform|routed  with --only layer: equal group sizes or a routing's only\n"
           "  --tokens 2048|8192  with --only layer: that T only\n"
+          "  --layer 0|1         with --only layer: that layer's GEMM only (a profiler's target)\n"
           "  --quick             one T (16384), uniform only\n"
           "  --iters N           timed iterations per case, median (default 20); a case's\n"
           "                      variants take turns in each iteration\n"
@@ -640,6 +641,7 @@ static void usage(FILE *f) {
 struct LayerPick {
   const char *sizes;
   int tokens;
+  int layer; /* 0 or 1; -1: both */
 };
 
 /* The options into b and the rest: 0, 1 (--help shown) or -1 (an error, printed). */
@@ -673,6 +675,10 @@ static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only
       CLI_NEED();
       if (strcmp(v, "2048") && strcmp(v, "8192")) CLI_BAD();
       pick.tokens = atoi(v);
+    } else if (!strcmp(a, "--layer")) {
+      CLI_NEED();
+      if (strcmp(v, "0") && strcmp(v, "1")) CLI_BAD();
+      pick.layer = atoi(v);
     } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &b.iters)) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); json = v;
     } else if (!strcmp(a, "--trace")) { CLI_NEED(); trace = v;
@@ -691,7 +697,7 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
   Bench b;
   bool quick = false;
   const char *only = NULL, *model = NULL, *json = NULL, *trace = NULL;
-  LayerPick pick = {NULL, 0};
+  LayerPick pick = {NULL, 0, -1};
   const int pr = parse(argc, argv, b, quick, only, model, json, trace, pick);
   if (pr) return pr > 0 ? 0 : 2;
   char why[192];
@@ -764,7 +770,7 @@ extern "C" int comet_bench_gemm_main(int argc, char **argv) {
       for (int T : tokens)
         for (Sizes z : {kEqual, kRouted})
           for (int layer = 0; layer < 2; ++layer) {
-            if ((pick.tokens && T != pick.tokens) ||
+            if ((pick.tokens && T != pick.tokens) || (pick.layer >= 0 && layer != pick.layer) ||
                 (pick.sizes && strcmp(pick.sizes, z == kRouted ? "routed" : "uniform")))
               continue;
             ratios.push_back(grouped_case(b, pr, 1, T, z, layer, "gemm_layer", " ep1"));
