@@ -170,9 +170,10 @@ struct Result {
    * the forward's mode takes them from a counter, params.dynamic_tiles), and
    * with the swapped 136 x 256 tile in the row's epilogue (swap: at most
    * 128 groups), and on plain-store rows with the slim swapped tiles of
-   * 136, 176 and 184 rows by 128 (slim[]) */
+   * 136, 176 and 184 rows by 128 (slim[]), and AUTO without them in the
+   * device's pick (noslim: the default before session 20) */
   double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, nosplit_ms, split_ms, band16_ms,
-      stage3_ms, other_ms, tall_ms, half_ms, static_ms, swap_ms, slim_ms[3];
+      stage3_ms, other_ms, tall_ms, half_ms, static_ms, swap_ms, slim_ms[3], noslim_ms;
   int tile_n;
   bool auto_wide; /* AUTO's tile for the row's own launch (SwiGLU on layer0 rows) */
 };
@@ -309,6 +310,9 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *l
     if (b.ab && G <= 128 && !swiglu_too)
       add(&r.slim_ms[i], [&, i] { BENCH_COMET(comet_gemm_grouped(&q_slim[i], 0)); });
   }
+  comet_gemm_params_t q_noslim = p;
+  q_noslim.swap_rows = -1;
+  if (b.ab) add(&r.noslim_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_noslim, 0)); });
   if (b.ab) {
     add(&r.single_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_single, 0)); });
     add(&r.nosplit_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_nosplit, 0)); });
@@ -516,14 +520,14 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_nosplit_tflops\":%.1f,"
            "\"comet_split_tflops\":%.1f,\"comet_band16_tflops\":%.1f,\"comet_3stage_tflops\":%.1f,"
            "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f,\"comet_static_tflops\":%.1f,\"comet_swap_tflops\":%.1f,"
-           "\"comet_swap136_tflops\":%.1f,\"comet_swap176_tflops\":%.1f,\"comet_swap184_tflops\":%.1f%s}",
+           "\"comet_swap136_tflops\":%.1f,\"comet_swap176_tflops\":%.1f,\"comet_swap184_tflops\":%.1f,\"comet_noslim_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
            rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), rate(r.band16_ms), rate(r.stage3_ms),
            r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), rate(r.static_ms), rate(r.swap_ms),
-           rate(r.slim_ms[0]), rate(r.slim_ms[1]), rate(r.slim_ms[2]), extra);
+           rate(r.slim_ms[0]), rate(r.slim_ms[1]), rate(r.slim_ms[2]), rate(r.noslim_ms), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -629,7 +633,8 @@ static void usage(FILE *f) {
           "                      with static tiles (comet_static_tflops), and with the\n"
           "                      swapped 136 x 256 tile (comet_swap_tflops), and on\n"
           "                      plain-store rows the slim swapped tiles of 136, 176\n"
-          "                      and 184 rows by 128 (comet_swap136_tflops, ...)\n"
+          "                      and 184 rows by 128 (comet_swap136_tflops, ...), and\n"
+          "                      AUTO without them (comet_noslim_tflops)\n"
           "  --json FILE         append one JSON line per case\n"
           "  --trace FILE        append one JSON line per tile (op gemm_trace: CTA, rows, group,\n"
           "                      M-tile, N-tile, start and end ns) of one more launch of\n"

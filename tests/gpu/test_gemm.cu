@@ -52,7 +52,15 @@ struct Case {
   bool bmn; /* B uploaded MN-major ([G][k][n], b_mn_major) */
   comet_gemm_cluster_t cluster; /* ON: also run without pairs, the bits must match */
   int swap_rows; /* with the swapped tile: 0 (136 x 256) or the slim tile's rows */
+  int tile_rows;  /* the trace's widest tile must have this many rows (the device's pick); 0: any */
 };
+
+/* n group sizes: a, b, a, b, ... */
+static std::vector<int> alternating(int n, int a, int b) {
+  std::vector<int> v(n);
+  for (int i = 0; i < n; ++i) v[i] = i % 2 ? b : a;
+  return v;
+}
 
 static void fill_random(std::vector<uint16_t> &v, comet_dtype_t dt, float lo, float hi) {
   for (auto &x : v) {
@@ -143,6 +151,7 @@ static void run_ordered_split(const Case &c, comet_gemm_params_t p, const std::v
  * end, 1..256 rows, the N-tile 0 records covering every row once. */
 static void check_trace(const Case &c, comet_gemm_params_t q, const std::vector<uint16_t> &base,
                         int rows) {
+  int widest = 0;
   const int items = (q.max_rows / 64 + q.groups + 1) * (q.n / 64 + 1); /* over the tiles */
   unsigned long long *d;
   CUDA_OK(cudaMalloc(&d, (size_t)items * 4 * sizeof *d));
@@ -160,6 +169,7 @@ static void check_trace(const Case &c, comet_gemm_params_t q, const std::vector<
     const unsigned long long *r = &h[4 * (size_t)w];
     if (!r[1]) continue;
     const int n_rows = (int)(r[2] >> 32) & 0xFFFF;
+    widest = std::max(widest, n_rows);
     ++recs;
     bad += r[0] == 0 || r[0] > r[1] || n_rows < 1 || n_rows > 256 || !seen.insert(r[3]).second;
     if ((r[3] & 0xFFFFF) == 0) covered += n_rows;
@@ -167,6 +177,8 @@ static void check_trace(const Case &c, comet_gemm_params_t q, const std::vector<
   CHECK_MSG(bad == 0 && (recs > 0 || rows == 0) && covered == rows, /* rows 0: no tiles */
             "%s: trace: %d bad of %d records, N-tile 0 covers %ld of %d rows", c.name, bad, recs,
             covered, rows);
+  CHECK_MSG(c.tile_rows == 0 || widest == c.tile_rows, "%s: the widest tile has %d rows (want %d)",
+            c.name, widest, c.tile_rows);
 }
 
 static void run_case(const Case &c) {
@@ -272,6 +284,20 @@ static void run_case(const Case &c) {
     CHECK_MSG(run_poisoned(q, n) == base, "%s: half tiles give other bits", c.name);
     q.half_tiles = 0;
     if (q.cluster != COMET_GEMM_CLUSTER_ON) check_trace(c, q, base, rows); /* pairs: rowless tiles */
+    /* nor the tile's orientation: the slim swapped tiles (tokens as wgmma's
+     * N) and AUTO without them give the same bits as any other tile */
+    if (c.epi == COMET_GEMM_EPI_STORE && !c.scale && !c.bmn && G <= 128 && c.tile != COMET_GEMM_TILE_TALL &&
+        c.cluster != COMET_GEMM_CLUSTER_ON) {
+      for (int r : {136, 184}) {
+        q.tile = COMET_GEMM_TILE_SWAP;
+        q.swap_rows = r;
+        CHECK_MSG(run_poisoned(q, n) == base, "%s: the slim swapped tile of %d rows gives other bits",
+                  c.name, r);
+      }
+      q.tile = COMET_GEMM_TILE_AUTO;
+      q.swap_rows = -1;
+      CHECK_MSG(run_poisoned(q, n) == base, "%s: AUTO without the slim tiles gives other bits", c.name);
+    }
   }
   if (c.ctas > 0 && c.cluster != COMET_GEMM_CLUSTER_ON)
     run_ordered_split(c, p, ref, rows, cap);
@@ -553,13 +579,13 @@ static void run_arg_errors(void) {
             "the swapped tile takes the STORE or SWIGLU epilogue");
   p.epilogue = COMET_GEMM_EPI_SWIGLU;
   p.swap_rows = 184;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 184: 0, or 136, 176 or 184");
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 184: 0, -1 with tile AUTO, or 136, 176 or 184");
   p.epilogue = COMET_GEMM_EPI_STORE;
   p.swap_rows = 200;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 200: 0, or 136, 176 or 184");
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 200: 0, -1 with tile AUTO, or 136, 176 or 184");
   p.tile = COMET_GEMM_TILE_WIDE;
   p.swap_rows = 136;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 136: 0, or 136, 176 or 184");
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 136: 0, -1 with tile AUTO, or 136, 176 or 184");
   p.swap_rows = 0;
   p.tile = (comet_gemm_tile_t)5;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "tile 5 unknown");
@@ -658,6 +684,16 @@ int main(int argc, char **argv) {
        COMET_GEMM_CLUSTER_AUTO, 176},
       {BF, ST, SWP, 1032, 1000, std::vector<int>(128, 70), 2, false, "bf16 store slim 136 128 groups", 0,
        false, COMET_GEMM_CLUSTER_AUTO, 136},
+      /* AUTO's pick on the device (132 SMs): Mixtral-like routed experts
+       * fill 3 slim tiles of 184 rows each; 64 experts of 250 or 270 rows
+       * (Qwen2-57B-like), 2 of 136; one expert of 4096 rows, wide tiles
+       * (device_pick_shape's estimates for 132 CTAs: an H100 or H200) */
+      {BF, ST, AU, 4096, 1024, {482, 537, 525, 501, 490, 512, 530, 519}, 5, false,
+       "bf16 store auto picks slim 184", 0, false, COMET_GEMM_CLUSTER_AUTO, 0, 184},
+      {BF, ST, AU, 3584, 1024, alternating(64, 250, 270), 5, false, "bf16 store auto picks slim 136", 0,
+       false, COMET_GEMM_CLUSTER_AUTO, 0, 136},
+      {FP, ST, AU, 4096, 1024, {4096}, 5, false, "fp16 store auto picks wide", 0, false,
+       COMET_GEMM_CLUSTER_AUTO, 0, 128},
   };
   if (!quick) {
     cases.push_back({BF, ST, AU, 1024, 1024, {1024}, 0, false, "bf16 dense 1024^3"});
