@@ -38,7 +38,10 @@ MULTI_TESTS=" " SINGLE_TESTS="test_gemm" SINGLE_LIMIT=150 OUT=$OUT/t timeout 170
 ( . scripts/gpu_env.sh
   OUT=$OUT/n; mkdir -p $OUT
   run=(--op gemm --only layer --ab --model mixtral-8x7b --sizes routed --tokens 2048 --layer 1 --iters 1)
-  for k in "gemm_kernel_auto" "Cfg<128.*184>" "nvjet" "Cfg<256.*136>" "Cfg<128.*136>" "Cfg<128.*176>"; do
+  # demangled names spell the template arguments "(int)128, (bool)0, ...":
+  # run 1's "Cfg<128.*184>" matched none of the swapped kernels
+  for k in "gemm_kernel_auto" "\(int\)128,.*\(int\)184>" "nvjet" "\(int\)256,.*\(int\)136>" \
+           "\(int\)128,.*\(int\)136>" "\(int\)128,.*\(int\)176>"; do
     [ $SECONDS -lt 500 ] || { note "ncu $k: skipped (the call's time)"; continue; }
     timeout 50 ncu --kernel-name-base demangled -k "regex:$k" --launch-count 1 \
       --section SpeedOfLight --section WarpStateStats --section SchedulerStats --section MemoryWorkloadAnalysis \
