@@ -84,73 +84,65 @@ __global__ void __launch_bounds__(kThreads, 1)
     gemm_engine_run<CN>(an, &tm_a, &tm_bn, &tm_c, smem, blockIdx.x, gridDim.x);
 }
 
-/* The slim swapped tiles' rate per MAC against the wide tile's, as the
- * device's choice counts it: the full tiles of the per-tile trace of
- * Mixtral T=2048 routed layer1 on one H200 (session 20 run 1: 90.8, 114.0
- * and 117.6 us for 136, 176 and 184 rows x 128 against the wide tile's
- * 167.0 for 128 x 256). */
+/* AUTO plain stores of at most 128 groups (no row_scale) run the slim
+ * swapped tiles (tokens as wgmma's N, 128 B rows a tile), whose rows fit a
+ * routed expert in fuller tiles than 128-row M-tiles do: the CTAs read the
+ * group sizes and take the rows (136, 176 or 184) with the least estimated
+ * time, tile waves x tile area / rate per MAC. The rates are the full
+ * tiles' of the per-tile trace of Mixtral T=2048 routed layer1 on one
+ * H200 (session 20 run 1: 90.8, 114.0 and 117.6 us for 136, 176 and 184
+ * rows x 128, against 167.0 for the wide 128 x 256). On the 10 routed
+ * layer1 rows of `bench --op gemm --only layer` (session 20 run 2) the
+ * best slim tile ran 1.00-1.28x the wide / narrow choice before it, and
+ * this estimate picks the best or one within 1% of it on every row; the
+ * wide tile's own estimate (with its split tail) kept it on rows where it
+ * lost by up to 12% (short K: DeepSeek-V2-Lite T=2048), so it is not a
+ * candidate. swap_rows = -1 keeps the wide / narrow choice (A/B). */
 __host__ __device__ constexpr int slim_rows(int i) { return i == 0 ? 136 : i == 1 ? 176 : 184; }
 __host__ __device__ constexpr float slim_eff(int i) { return i == 0 ? 0.977f : i == 1 ? 1.007f : 1.021f; }
 
-/* AUTO plain-store launches of at most 128 groups (the pick kernel): the
- * wide, the narrow or one of the slim swapped tiles, whichever the group
- * sizes give the least estimated time (tile waves, split tail included, x
- * tile area / rate per MAC); ties to the earlier (wide first). A routed
- * expert of 512 +- 20 rows fills 3 tiles of 184 rows with 3% padding where
- * 128-row M-tiles take 4 and a ragged fifth (Mixtral's layer1 at T = 2048:
- * 1.09x the wide tile in session 20 run 1). 0: wide, 1: narrow, 2 + i:
- * slim slim_rows(i). */
-__device__ __forceinline__ int device_pick_shape(const Args &aw, const Args &an, const Args *as,
-                                                 int out_w, int out_n) {
+/* 0, 1, 2: slim_rows(i). */
+__device__ __forceinline__ int device_pick_slim(const Args (&as)[3]) {
   __shared__ int s_pick;
   if (threadIdx.x < 32) {
-    int mt = 0, ms[3] = {0, 0, 0};
-    for (int g = threadIdx.x; g < aw.groups; g += 32) {
-      const int rows = max(aw.group_offset[g + 1] - aw.group_offset[g], 0);
-      mt += (rows + kBM - 1) / kBM;
+    int ms[3] = {0, 0, 0};
+    for (int g = threadIdx.x; g < as[0].groups; g += 32) {
+      const int rows = max(as[0].group_offset[g + 1] - as[0].group_offset[g], 0);
 #pragma unroll
       for (int i = 0; i < 3; ++i) ms[i] += (rows + slim_rows(i) - 1) / slim_rows(i);
     }
 #pragma unroll
-    for (int d = 16; d > 0; d >>= 1) {
-      mt += __shfl_xor_sync(0xffffffffu, mt, d);
+    for (int d = 16; d > 0; d >>= 1)
 #pragma unroll
       for (int i = 0; i < 3; ++i) ms[i] += __shfl_xor_sync(0xffffffffu, ms[i], d);
-    }
     if (threadIdx.x == 0) {
-      const int ncta = gridDim.x, k_iters = (aw.k + kBK - 1) / kBK;
+      const int ncta = gridDim.x, k_iters = (as[0].k + kBK - 1) / kBK;
       int pick = 0;
-      float best = waves(aw, mt * aw.n_tiles, ncta, k_iters) * (kBM * out_w);
-      const float tn = waves(an, mt * an.n_tiles, ncta, k_iters) * (kBM * out_n) / kNarrowTileEff;
-      if (tn < best) { best = tn; pick = 1; }
+      float best = 0.0f;
 #pragma unroll
       for (int i = 0; i < 3; ++i) {
         const float t = waves(as[i], ms[i] * as[i].n_tiles, ncta, k_iters) * (slim_rows(i) * 128) / slim_eff(i);
-        if (t < best) { best = t; pick = 2 + i; }
+        if (i == 0 || t < best) { best = t; pick = i; }
       }
-      s_pick = mt == 0 ? 0 : pick;
+      s_pick = pick;
     }
   }
   __syncthreads();
   return s_pick;
 }
 
-template <class CW, class CN, class S0, class S1, class S2>
+template <class S0, class S1, class S2>
 __global__ void __launch_bounds__(kThreads, 1)
-    gemm_kernel_pick(const __grid_constant__ Args aw, const __grid_constant__ Args an,
-                     const __grid_constant__ Args a0, const __grid_constant__ Args a1,
-                     const __grid_constant__ Args a2, const __grid_constant__ CUtensorMap tm_a,
-                     const __grid_constant__ CUtensorMap tm_a0, const __grid_constant__ CUtensorMap tm_a1,
-                     const __grid_constant__ CUtensorMap tm_a2, const __grid_constant__ CUtensorMap tm_bw,
-                     const __grid_constant__ CUtensorMap tm_bn, const __grid_constant__ CUtensorMap tm_c) {
+    gemm_kernel_slim(const __grid_constant__ Args a0, const __grid_constant__ Args a1,
+                     const __grid_constant__ Args a2, const __grid_constant__ CUtensorMap tm_a0,
+                     const __grid_constant__ CUtensorMap tm_a1, const __grid_constant__ CUtensorMap tm_a2,
+                     const __grid_constant__ CUtensorMap tm_b, const __grid_constant__ CUtensorMap tm_c) {
   extern __shared__ uint8_t smem[];
   const Args as[3] = {a0, a1, a2};
-  switch (device_pick_shape(aw, an, as, CW::kOutN, CN::kOutN)) {
-  case 0: gemm_engine_run<CW>(aw, &tm_a, &tm_bw, &tm_c, smem, blockIdx.x, gridDim.x); break;
-  case 1: gemm_engine_run<CN>(an, &tm_a, &tm_bn, &tm_c, smem, blockIdx.x, gridDim.x); break;
-  case 2: gemm_engine_run<S0>(a0, &tm_a0, &tm_bn, &tm_c, smem, blockIdx.x, gridDim.x); break;
-  case 3: gemm_engine_run<S1>(a1, &tm_a1, &tm_bn, &tm_c, smem, blockIdx.x, gridDim.x); break;
-  default: gemm_engine_run<S2>(a2, &tm_a2, &tm_bn, &tm_c, smem, blockIdx.x, gridDim.x); break;
+  switch (device_pick_slim(as)) {
+  case 0: gemm_engine_run<S0>(a0, &tm_a0, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x); break;
+  case 1: gemm_engine_run<S1>(a1, &tm_a1, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x); break;
+  default: gemm_engine_run<S2>(a2, &tm_a2, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x); break;
   }
 }
 
@@ -557,28 +549,24 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
   return e == cudaSuccess ? COMET_OK : launch_error(e, 0, smem);
 }
 
-/* The pick kernel's launch (device_pick_shape): the wide and narrow tiles
- * and the three slim swapped ones; the slim tiles share the narrow one's B
- * boxes (64 rows) and each has its own A box (its rows). */
-template <class CW, class CN, class S0, class S1, class S2>
-static comet_status_t launch_pick(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
+/* The slim kernel's launch (device_pick_slim): one B map (boxes of 64
+ * rows, every slim tile's) and an A map a tile's rows. */
+template <class S0, class S1, class S2>
+static comet_status_t launch_slim(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
   static_assert(S0::kRows == slim_rows(0) && S1::kRows == slim_rows(1) && S2::kRows == slim_rows(2),
-                "the slim tiles device_pick_shape counts");
-  CUtensorMap tm_a, tm_as[3], tm_bw, tm_bn, tm_c, unused;
-  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
-  for (int i = 0; i < 3; ++i) COMET_CHECK(make_tmaps_ac(&tm_as[i], &unused, p, slim_rows(i)));
-  COMET_CHECK(make_tmap_b<CW>(&tm_bw, p));
-  COMET_CHECK(make_tmap_b<CN>(&tm_bn, p));
+                "the slim tiles device_pick_slim counts");
+  CUtensorMap tm_a[3], tm_b, tm_c;
+  for (int i = 0; i < 3; ++i) COMET_CHECK(make_tmaps_ac(&tm_a[i], &tm_c, p, slim_rows(i)));
+  COMET_CHECK(make_tmap_b<S0>(&tm_b, p));
   const Workspace w = split_workspace(p, stream, sms);
-  const Args aw = make_args<CW>(p, w), an = make_args<CN>(p, w);
   const Args a0 = make_args<S0>(p, w), a1 = make_args<S1>(p, w), a2 = make_args<S2>(p, w);
-  int smem = CW::kSmemBytes;
-  for (int b : {CN::kSmemBytes, S0::kSmemBytes, S1::kSmemBytes, S2::kSmemBytes}) smem = b > smem ? b : smem;
-  cudaError_t e = cudaFuncSetAttribute(gemm_kernel_pick<CW, CN, S0, S1, S2>,
+  int smem = S0::kSmemBytes;
+  for (int b : {S1::kSmemBytes, S2::kSmemBytes}) smem = b > smem ? b : smem;
+  cudaError_t e = cudaFuncSetAttribute(gemm_kernel_slim<S0, S1, S2>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e == cudaSuccess) {
-    gemm_kernel_pick<CW, CN, S0, S1, S2><<<grid_size(p, sms, an.n_tiles, an), kThreads, smem, stream>>>(
-        aw, an, a0, a1, a2, tm_a, tm_as[0], tm_as[1], tm_as[2], tm_bw, tm_bn, tm_c);
+    gemm_kernel_slim<S0, S1, S2><<<grid_size(p, sms, a0.n_tiles, a0), kThreads, smem, stream>>>(
+        a0, a1, a2, tm_a[0], tm_a[1], tm_a[2], tm_b, tm_c);
     e = cudaGetLastError();
   }
   return e == cudaSuccess ? COMET_OK : launch_error(e, 0, smem);
@@ -718,7 +706,7 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
     if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Deep>(p, sms, s);
     if constexpr (!kSwiglu) /* the slim swapped tiles take the plain store only */
       if (p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && p->swap_rows == 0)
-        return launch_pick<Deep, Narrow, Slim<kFp16, 136>, Slim<kFp16, 176>, Slim<kFp16, 184>>(p, sms, s);
+        return launch_slim<Slim<kFp16, 136>, Slim<kFp16, 176>, Slim<kFp16, 184>>(p, sms, s);
     return launch_auto<Deep, Narrow>(p, sms, s);
   }
   if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);

@@ -117,9 +117,9 @@ typedef struct comet_gemm_params {
    * many rows by 128 B rows (one m64 block a warpgroup, a ring of 4-5
    * stages), STORE only: for a launch whose experts fit whole tiles of
    * that many rows (Mixtral's ~512 at T = 2048: three of 184). With tile
-   * AUTO the device picks among the wide, narrow and slim tiles for plain
-   * stores of at most 128 groups (no row_scale) from the group sizes
-   * (gemm.cu's device_pick_shape); -1 leaves the slim ones out (A/B). */
+   * AUTO, plain stores of at most 128 groups (no row_scale) run the slim
+   * tiles, their rows picked on the device from the group sizes (gemm.cu's
+   * device_pick_slim); -1 keeps the wide / narrow choice of before (A/B). */
   int swap_rows;
   int num_ctas;                   /* 0: one per SM; else at most this many CTAs */
   /* hooks; all NULL = off */
