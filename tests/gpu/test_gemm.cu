@@ -611,6 +611,7 @@ int main(int argc, char **argv) {
   CUDA_OK(cudaGetDeviceProperties(&prop, 0));
   if (prop.major != 9) return test_skip(name, "needs a Hopper (sm_90) GPU");
   g_rng = test_seed(name);
+  setvbuf(stdout, NULL, _IOLBF, 0); /* a case a line as it ends: a log cut by a timeout shows where */
   run_arg_errors();
 
   const comet_dtype_t BF = COMET_DTYPE_BF16, FP = COMET_DTYPE_FP16;
