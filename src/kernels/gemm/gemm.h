@@ -205,7 +205,9 @@ typedef struct comet_gemm_params {
  * build their M-tile lists with tile_m and size publish flags with
  * ceil(n / tile_n). Exact when a hook is set or tile != AUTO; with neither,
  * the kernel itself picks the shape on the device from the real group sizes
- * and this returns the host's estimate. Validates the params. */
+ * and this returns the host's estimate of the wide / narrow choice (AUTO
+ * plain stores of <= 128 groups without row_scale run the slim swapped
+ * tiles instead: see swap_rows). Validates the params. */
 comet_status_t comet_gemm_tile_shape(const comet_gemm_params_t *p, int *tile_m, int *tile_n);
 
 /* 2-CTA clusters of the pairs kernel that the current device can hold at
