@@ -93,11 +93,12 @@ __global__ void __launch_bounds__(kThreads, 1)
  * H200 (session 20 run 1: 90.8, 114.0 and 117.6 us for 136, 176 and 184
  * rows x 128, against 167.0 for the wide 128 x 256). On the 10 routed
  * layer1 rows of `bench --op gemm --only layer` (session 20 run 2) the
- * best slim tile ran 1.00-1.28x the wide / narrow choice before it, and
- * this estimate picks the best or one within 1% of it on every row; the
+ * best slim tile ran 1.00-1.28x the wide / narrow choice before it; the
  * wide tile's own estimate (with its split tail) kept it on rows where it
  * lost by up to 12% (short K: DeepSeek-V2-Lite T=2048), so it is not a
- * candidate. swap_rows = -1 keeps the wide / narrow choice (A/B). */
+ * candidate. This estimate took the best slim tile in 7 of those rows in
+ * run 4, one within 1.5% in 2, one 4% below (Qwen2-MoE T=2048: 136 rows
+ * where 176 ran best). swap_rows = -1 keeps the wide / narrow choice (A/B). */
 __host__ __device__ constexpr int slim_rows(int i) { return i == 0 ? 136 : i == 1 ? 176 : 184; }
 __host__ __device__ constexpr float slim_eff(int i) { return i == 0 ? 0.977f : i == 1 ? 1.007f : 1.021f; }
 
