@@ -588,6 +588,8 @@ static void run_arg_errors(void) {
   p.tile = COMET_GEMM_TILE_WIDE;
   p.swap_rows = 136;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 136: 0, -1 with tile AUTO, or 136, 176 or 184");
+  p.swap_rows = -1;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = -1: 0, -1 with tile AUTO, or 136, 176 or 184");
   p.swap_rows = 0;
   p.tile = (comet_gemm_tile_t)5;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "tile 5 unknown");

@@ -49,15 +49,22 @@ __device__ __forceinline__ float waves(const Args &a, int tiles, int ncta, int k
   return plan_split(a, tiles, ncta, k_iters).time;
 }
 
+/* Tiles of `rows` rows that a's groups take, summed over one warp (every
+ * lane gets the sum). */
+__device__ __forceinline__ int warp_group_tiles(const Args &a, int rows) {
+  int mt = 0;
+  for (int g = threadIdx.x & 31; g < a.groups; g += 32)
+    mt += (max(a.group_offset[g + 1] - a.group_offset[g], 0) + rows - 1) / rows;
+#pragma unroll
+  for (int d = 16; d > 0; d >>= 1) mt += __shfl_xor_sync(0xffffffffu, mt, d);
+  return mt;
+}
+
 __device__ __forceinline__ bool device_pick_wide(const Args &aw, const Args &an, int out_w,
                                                  int out_n) {
   __shared__ int s_wide;
   if (threadIdx.x < 32) {
-    int mt = 0;
-    for (int g = threadIdx.x; g < aw.groups; g += 32)
-      mt += (max(aw.group_offset[g + 1] - aw.group_offset[g], 0) + kBM - 1) / kBM;
-#pragma unroll
-    for (int d = 16; d > 0; d >>= 1) mt += __shfl_xor_sync(0xffffffffu, mt, d);
+    const int mt = warp_group_tiles(aw, kBM);
     if (threadIdx.x == 0) { /* useful / (time in tile-waves * CTAs * tile) for each shape */
       const int ncta = gridDim.x, k_iters = (aw.k + kBK - 1) / kBK;
       const int tw = mt * aw.n_tiles, tn = mt * an.n_tiles;
@@ -102,27 +109,20 @@ __global__ void __launch_bounds__(kThreads, 1)
 __host__ __device__ constexpr int slim_rows(int i) { return i == 0 ? 136 : i == 1 ? 176 : 184; }
 __host__ __device__ constexpr float slim_eff(int i) { return i == 0 ? 0.977f : i == 1 ? 1.007f : 1.021f; }
 
-/* 0, 1, 2: slim_rows(i). */
-__device__ __forceinline__ int device_pick_slim(const Args (&as)[3]) {
+/* 0, 1, 2: slim_rows(i); as[i]: that tile's Args. */
+__device__ __forceinline__ int device_pick_slim(const Args *const (&as)[3]) {
   __shared__ int s_pick;
   if (threadIdx.x < 32) {
-    int ms[3] = {0, 0, 0};
-    for (int g = threadIdx.x; g < as[0].groups; g += 32) {
-      const int rows = max(as[0].group_offset[g + 1] - as[0].group_offset[g], 0);
+    int ms[3];
 #pragma unroll
-      for (int i = 0; i < 3; ++i) ms[i] += (rows + slim_rows(i) - 1) / slim_rows(i);
-    }
-#pragma unroll
-    for (int d = 16; d > 0; d >>= 1)
-#pragma unroll
-      for (int i = 0; i < 3; ++i) ms[i] += __shfl_xor_sync(0xffffffffu, ms[i], d);
+    for (int i = 0; i < 3; ++i) ms[i] = warp_group_tiles(*as[i], slim_rows(i));
     if (threadIdx.x == 0) {
-      const int ncta = gridDim.x, k_iters = (as[0].k + kBK - 1) / kBK;
+      const int ncta = gridDim.x, k_iters = (as[0]->k + kBK - 1) / kBK;
       int pick = 0;
       float best = 0.0f;
 #pragma unroll
       for (int i = 0; i < 3; ++i) {
-        const float t = waves(as[i], ms[i] * as[i].n_tiles, ncta, k_iters) * (slim_rows(i) * 128) / slim_eff(i);
+        const float t = waves(*as[i], ms[i] * as[i]->n_tiles, ncta, k_iters) * (slim_rows(i) * 128) / slim_eff(i);
         if (i == 0 || t < best) { best = t; pick = i; }
       }
       s_pick = pick;
@@ -139,7 +139,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                      const __grid_constant__ CUtensorMap tm_a1, const __grid_constant__ CUtensorMap tm_a2,
                      const __grid_constant__ CUtensorMap tm_b, const __grid_constant__ CUtensorMap tm_c) {
   extern __shared__ uint8_t smem[];
-  const Args as[3] = {a0, a1, a2};
+  const Args *const as[3] = {&a0, &a1, &a2};
   switch (device_pick_slim(as)) {
   case 0: gemm_engine_run<S0>(a0, &tm_a0, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x); break;
   case 1: gemm_engine_run<S1>(a1, &tm_a1, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x); break;
@@ -331,7 +331,8 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             kPairMaxGroups, p->groups);
   COMET_ARG(p->swap_rows == 0 || (p->swap_rows == -1 && p->tile == COMET_GEMM_TILE_AUTO) ||
                 (p->tile == COMET_GEMM_TILE_SWAP && p->epilogue == COMET_GEMM_EPI_STORE &&
-                 (p->swap_rows == 136 || p->swap_rows == 176 || p->swap_rows == 184)),
+                 (p->swap_rows == slim_rows(0) || p->swap_rows == slim_rows(1) ||
+                  p->swap_rows == slim_rows(2))),
             "gemm: swap_rows = %d: 0, -1 with tile AUTO, or 136, 176 or 184 with the swapped tile and "
             "the STORE epilogue",
             p->swap_rows);
@@ -448,12 +449,17 @@ static comet_status_t make_tmap_b(CUtensorMap *m, const comet_gemm_params_t *p) 
   return make_tmap(m, "b", p->b, 3, db, bb, p->dtype == COMET_DTYPE_FP16, true);
 }
 
+/* A [max_rows, K] in boxes of 64 columns x a_rows rows (a tile's rows). */
+static comet_status_t make_tmap_a(CUtensorMap *ma, const comet_gemm_params_t *p, int a_rows) {
+  const uint64_t da[2] = {(uint64_t)p->k, (uint64_t)p->max_rows};
+  const uint32_t ba[2] = {kBK, (uint32_t)a_rows};
+  return make_tmap(ma, "a", p->a, 2, da, ba, p->dtype == COMET_DTYPE_FP16, true);
+}
+
 static comet_status_t make_tmaps_ac(CUtensorMap *ma, CUtensorMap *mc, const comet_gemm_params_t *p,
                                     int a_rows = kBM /* A's box: a tile's rows (the tall tile loads two) */) {
   const bool fp16 = p->dtype == COMET_DTYPE_FP16;
-  const uint64_t da[2] = {(uint64_t)p->k, (uint64_t)p->max_rows};
-  const uint32_t ba[2] = {kBK, (uint32_t)a_rows};
-  COMET_CHECK(make_tmap(ma, "a", p->a, 2, da, ba, fp16, true));
+  COMET_CHECK(make_tmap_a(ma, p, a_rows));
   const uint64_t dc[2] = {(uint64_t)p->n, (uint64_t)p->max_rows};
   const uint32_t bc[2] = {64, 64};
   COMET_CHECK(make_tmap(mc, "c", p->c, 2, dc, bc, fp16, false));
@@ -557,7 +563,8 @@ static comet_status_t launch_slim(const comet_gemm_params_t *p, int sms, cudaStr
   static_assert(S0::kRows == slim_rows(0) && S1::kRows == slim_rows(1) && S2::kRows == slim_rows(2),
                 "the slim tiles device_pick_slim counts");
   CUtensorMap tm_a[3], tm_b, tm_c;
-  for (int i = 0; i < 3; ++i) COMET_CHECK(make_tmaps_ac(&tm_a[i], &tm_c, p, slim_rows(i)));
+  COMET_CHECK(make_tmaps_ac(&tm_a[0], &tm_c, p, slim_rows(0)));
+  for (int i = 1; i < 3; ++i) COMET_CHECK(make_tmap_a(&tm_a[i], p, slim_rows(i)));
   COMET_CHECK(make_tmap_b<S0>(&tm_b, p));
   const Workspace w = split_workspace(p, stream, sms);
   const Args a0 = make_args<S0>(p, w), a1 = make_args<S1>(p, w), a2 = make_args<S2>(p, w);
@@ -692,9 +699,9 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
     return launch<Cfg<128, kSwiglu, false, kFp16, false, false, false, false, false, true>>(p, sms, s);
   if (p->tile == COMET_GEMM_TILE_SWAP) {
     if constexpr (!kSwiglu) { /* the slim ones (check_params: STORE only) */
-      if (p->swap_rows == 136) return launch<Slim<kFp16, 136>>(p, sms, s);
-      if (p->swap_rows == 176) return launch<Slim<kFp16, 176>>(p, sms, s);
-      if (p->swap_rows == 184) return launch<Slim<kFp16, 184>>(p, sms, s);
+      if (p->swap_rows == slim_rows(0)) return launch<Slim<kFp16, slim_rows(0)>>(p, sms, s);
+      if (p->swap_rows == slim_rows(1)) return launch<Slim<kFp16, slim_rows(1)>>(p, sms, s);
+      if (p->swap_rows == slim_rows(2)) return launch<Slim<kFp16, slim_rows(2)>>(p, sms, s);
     }
     return launch<Cfg<256, kSwiglu, false, kFp16, false, false, false, false, false, false, kSwapRows>>(p, sms, s);
   }
@@ -707,7 +714,7 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
     if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Deep>(p, sms, s);
     if constexpr (!kSwiglu) /* the slim swapped tiles take the plain store only */
       if (p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && p->swap_rows == 0)
-        return launch_slim<Slim<kFp16, 136>, Slim<kFp16, 176>, Slim<kFp16, 184>>(p, sms, s);
+        return launch_slim<Slim<kFp16, slim_rows(0)>, Slim<kFp16, slim_rows(1)>, Slim<kFp16, slim_rows(2)>>(p, sms, s);
     return launch_auto<Deep, Narrow>(p, sms, s);
   }
   if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);

@@ -38,6 +38,7 @@ constexpr int kProducerRegs = 40, kConsumerRegs = 232; /* 128*40 + 256*232 <= 64
 constexpr int kSlabBytes = 64 * 64 * 2; /* staging: 64 rows x 64 columns, 128B-swizzled */
 constexpr int kPairMaxGroups = 128;     /* groups of a pairs launch (its smaller tables) */
 constexpr int kSwapRows = 136;          /* the swapped tile's rows (COMET_GEMM_TILE_SWAP) */
+constexpr int kSmemLimit = 232448; /* dynamic shared memory a CTA, sm_90 */
 constexpr int kRingAreaBytes = 96; /* the work ring (see "where a CTA's next tile comes from") */
 
 /* Kernel arguments besides the tensor maps (by value, __grid_constant__). */
@@ -229,7 +230,7 @@ struct Cfg {
   static constexpr int kStagingBytes = kSwap ? (kBN / 64) * kRows * 128 : 2 * kStgSlabs * kSlabBytes;
   static constexpr int kMaxGroups = kSmallTables ? kPairMaxGroups : COMET_GEMM_MAX_GROUPS; /* tables */
   /* swapped: as many stages as fit beside the staging (at most 6) */
-  static constexpr int kSwapStages = (232448 - 1024 - kStagingBytes - 2 * (kMaxGroups + 1) * 4 -
+  static constexpr int kSwapStages = (kSmemLimit - 1024 - kStagingBytes - 2 * (kMaxGroups + 1) * 4 -
                                       kRingAreaBytes - 2 * 6 * 8) / kStageBytes;
   static constexpr int kStages = kSwap ? (kSwapStages < 6 ? kSwapStages : 6)
                                        : kSmallTables ? 4 : kBN == 256 ? 3 : 5;
@@ -250,7 +251,7 @@ struct Cfg {
   /* a plain launch's work ring (params.dynamic_tiles) follows the tables;
    * with hooks it lives inside them (unused with a list) */
   static constexpr int kSmemBytes = kOffTab + kTabBytes + (kHooks ? 0 : kRingAreaBytes) + 1024;
-  static_assert(kSmemBytes <= 232448, "shared memory over the sm_90 limit");
+  static_assert(kSmemBytes <= kSmemLimit, "shared memory over the sm_90 limit");
   static_assert(kOutN % 64 == 0, "output tile must be whole 64-column slabs");
 };
 
@@ -776,11 +777,6 @@ __device__ __forceinline__ void mma_stage_tall(float (&acc)[C::kAcc], uint32_t s
   wgmma_commit();
 }
 
-/* The swapped tile's stage (C::kSwap): this warpgroup's 64-row blocks of
- * the stage's B rows (256: rows 128 cw.. and 128 cw + 64..; with SwiGLU
- * gate rows 64 cw.. and up rows 128 + 64 cw..; the slim tile's 128: rows
- * 64 cw..) as wgmma's A against all the tile's kRows A rows (sa) as its N:
- * D^T blocks in acc[0, kRows / 2) and acc[kRows / 2, kRows). */
 /* One m64nNk16 of the swapped tile (N = its rows). */
 template <int kN, bool kFp16>
 __device__ __forceinline__ void wgmma_swap(float (&d)[kN / 2], uint64_t da, uint64_t db, int scale_d) {
@@ -797,6 +793,11 @@ __device__ __forceinline__ void wgmma_swap(float (&d)[kN / 2], uint64_t da, uint
   }
 }
 
+/* The swapped tile's stage (C::kSwap): this warpgroup's 64-row blocks of
+ * the stage's B rows (256: rows 128 cw.. and 128 cw + 64..; with SwiGLU
+ * gate rows 64 cw.. and up rows 128 + 64 cw..; the slim tile's 128: rows
+ * 64 cw..) as wgmma's A against all the tile's kRows A rows (sa) as its N:
+ * D^T blocks in acc[0, kRows / 2) and acc[kRows / 2, kRows). */
 template <class C>
 __device__ __forceinline__ void mma_stage_swap(float (&acc)[C::kAcc], uint32_t sa, uint32_t sb,
                                                int cw, bool first) {
@@ -1000,6 +1001,15 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
   }
 }
 
+/* Where lane `lane` of warp `warp` points stmatrix .trans in a slab at
+ * `slab`: row l % 8 of the matrices of A rows 8 j.. (j: the matrix pair's
+ * row block), the 16-byte chunk of output columns 16 warp + 8 ((l / 8) %
+ * 2).., swizzled as staging_off. */
+__device__ __forceinline__ uint32_t swap_stmatrix_addr(uint32_t slab, int j, int lane, int warp) {
+  const int t = 8 * j + (lane & 7), ch = 2 * warp + ((lane >> 3) & 1);
+  return slab + t * 128 + ((ch ^ (t & 7)) << 4);
+}
+
 /* The swapped tile's epilogue: block b of this warpgroup's D^T (acc[b
  * kRows / 2 ..]) is output columns n0 + 64 (kSwapBlocks cw + b) + (B rows
  * 0..63) by the tile's rows (SwiGLU: one block, silu(block 0) * block 1,
@@ -1010,15 +1020,6 @@ __device__ __forceinline__ void epilogue(const Args &a, const CUtensorMap *tm_c,
  * staging_off's layout (a slab of kRows rows a block, 16 bytes of 8 output
  * columns a row). Whole 64-row pieces inside the group go out by TMA, the
  * rest row by row (store_ragged: rows past the group are the next one's). */
-/* Where lane `lane` of warp `warp` points stmatrix .trans in a slab at
- * `slab`: row l % 8 of the matrices of A rows 8 j.. (j: the matrix pair's
- * row block), the 16-byte chunk of output columns 16 warp + 8 ((l / 8) %
- * 2).., swizzled as staging_off. */
-__device__ __forceinline__ uint32_t swap_stmatrix_addr(uint32_t slab, int j, int lane, int warp) {
-  const int t = 8 * j + (lane & 7), ch = 2 * warp + ((lane >> 3) & 1);
-  return slab + t * 128 + ((ch ^ (t & 7)) << 4);
-}
-
 template <class C>
 __device__ __forceinline__ void epilogue_swap(const Args &a, const CUtensorMap *tm_c,
                                               const float (&acc)[C::kAcc], uint8_t *stg,
