@@ -698,15 +698,22 @@ int main(int argc, char **argv) {
        COMET_GEMM_CLUSTER_AUTO, 176},
       {BF, ST, SWP, 1032, 1000, std::vector<int>(128, 70), 2, false, "bf16 store slim 136 128 groups", 0,
        false, COMET_GEMM_CLUSTER_AUTO, 136},
-      /* AUTO's slim tile, picked on the device (132 SMs): Mixtral-like
-       * routed experts fill 3 tiles of 184 rows each; 64 experts of 250 or
-       * 270 rows (Qwen2-57B-like), 2 of 136; one expert of 4096 rows, 24 of
-       * 176 (device_pick_slim's estimates for 132 CTAs: an H100 or H200) */
+      /* AUTO's slim tile with a width a group (fit_width: the fewest
+       * tiles of <= 184 rows, ceil(rows / tiles) rounded up to 8, >= 128;
+       * the widest tile's rows in the trace): Mixtral-like routed experts
+       * (3 tiles each, 537 rows: 184), 64 experts of 250 or 270 rows (2 of
+       * 128 or 136), one of 4096 (23 of 184), and groups at every edge of
+       * the widths (1, 63, 127: 128; 185: 128 + 57; 553: 4 of 144; 700: 4
+       * of 176) */
       {BF, ST, AU, 4096, 1024, {482, 537, 525, 501, 490, 512, 530, 519}, 5, false,
-       "bf16 store auto picks slim 184", 0, false, COMET_GEMM_CLUSTER_AUTO, 0, 184},
-      {BF, ST, AU, 3584, 1024, alternating(64, 250, 270), 5, false, "bf16 store auto picks slim 136", 0,
+       "bf16 store auto fit routed", 0, false, COMET_GEMM_CLUSTER_AUTO, 0, 184},
+      {BF, ST, AU, 3584, 1024, alternating(64, 250, 270), 5, false, "bf16 store auto fit 250/270", 0,
        false, COMET_GEMM_CLUSTER_AUTO, 0, 136},
-      {FP, ST, AU, 4096, 1024, {4096}, 5, false, "fp16 store auto picks slim 176", 0, false,
+      {FP, ST, AU, 4096, 1024, {4096}, 5, false, "fp16 store auto fit 4096 rows", 0, false,
+       COMET_GEMM_CLUSTER_AUTO, 0, 184},
+      {BF, ST, AU, 200, 136, {0, 1, 63, 127, 128, 129, 184, 185, 300, 368, 369, 552, 553, 700}, 7, false,
+       "bf16 store auto fit edges", 0, false, COMET_GEMM_CLUSTER_AUTO, 0, 184},
+      {FP, ST, AU, 264, 2056, {129, 1, 300, 0, 700}, 3, false, "fp16 store auto fit 5 CTAs", 5, false,
        COMET_GEMM_CLUSTER_AUTO, 0, 176},
   };
   if (!quick) {

@@ -91,61 +91,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     gemm_engine_run<CN>(an, &tm_a, &tm_bn, &tm_c, smem, blockIdx.x, gridDim.x);
 }
 
-/* AUTO plain stores of at most 128 groups (no row_scale) run the slim
- * swapped tiles (tokens as wgmma's N, 128 B rows a tile), whose rows fit a
- * routed expert in fuller tiles than 128-row M-tiles do: the CTAs read the
- * group sizes and take the rows (136, 176 or 184) with the least estimated
- * time, tile waves x tile area / rate per MAC. The rates are the full
- * tiles' of the per-tile trace of Mixtral T=2048 routed layer1 on one
- * H200 (session 20 run 1: 90.8, 114.0 and 117.6 us for 136, 176 and 184
- * rows x 128, against 167.0 for the wide 128 x 256). On the 10 routed
- * layer1 rows of `bench --op gemm --only layer` (session 20 run 2) the
- * best slim tile ran 1.00-1.28x the wide / narrow choice before it; the
- * wide tile's own estimate (with its split tail) kept it on rows where it
- * lost by up to 12% (short K: DeepSeek-V2-Lite T=2048), so it is not a
- * candidate. This estimate took the best slim tile in 7 of those rows in
- * run 4, one within 1.5% in 2, one 4% below (Qwen2-MoE T=2048: 136 rows
- * where 176 ran best). swap_rows = -1 keeps the wide / narrow choice (A/B). */
+/* The slim swapped tiles' fixed token rows (swap_rows with tile SWAP: A/B
+ * and tests); AUTO plain stores run the fitted tile (Fit, below). */
 __host__ __device__ constexpr int slim_rows(int i) { return i == 0 ? 136 : i == 1 ? 176 : 184; }
-__host__ __device__ constexpr float slim_eff(int i) { return i == 0 ? 0.977f : i == 1 ? 1.007f : 1.021f; }
-
-/* 0, 1, 2: slim_rows(i); as[i]: that tile's Args. */
-__device__ __forceinline__ int device_pick_slim(const Args *const (&as)[3]) {
-  __shared__ int s_pick;
-  if (threadIdx.x < 32) {
-    int ms[3];
-#pragma unroll
-    for (int i = 0; i < 3; ++i) ms[i] = warp_group_tiles(*as[i], slim_rows(i));
-    if (threadIdx.x == 0) {
-      const int ncta = gridDim.x, k_iters = (as[0]->k + kBK - 1) / kBK;
-      int pick = 0;
-      float best = 0.0f;
-#pragma unroll
-      for (int i = 0; i < 3; ++i) {
-        const float t = waves(*as[i], ms[i] * as[i]->n_tiles, ncta, k_iters) * (slim_rows(i) * 128) / slim_eff(i);
-        if (i == 0 || t < best) { best = t; pick = i; }
-      }
-      s_pick = pick;
-    }
-  }
-  __syncthreads();
-  return s_pick;
-}
-
-template <class S0, class S1, class S2>
-__global__ void __launch_bounds__(kThreads, 1)
-    gemm_kernel_slim(const __grid_constant__ Args a0, const __grid_constant__ Args a1,
-                     const __grid_constant__ Args a2, const __grid_constant__ CUtensorMap tm_a0,
-                     const __grid_constant__ CUtensorMap tm_a1, const __grid_constant__ CUtensorMap tm_a2,
-                     const __grid_constant__ CUtensorMap tm_b, const __grid_constant__ CUtensorMap tm_c) {
-  extern __shared__ uint8_t smem[];
-  const Args *const as[3] = {&a0, &a1, &a2};
-  switch (device_pick_slim(as)) {
-  case 0: gemm_engine_run<S0>(a0, &tm_a0, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x); break;
-  case 1: gemm_engine_run<S1>(a1, &tm_a1, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x); break;
-  default: gemm_engine_run<S2>(a2, &tm_a2, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x); break;
-  }
-}
 
 /* ---- tensor maps ---- */
 
@@ -556,30 +504,6 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
   return e == cudaSuccess ? COMET_OK : launch_error(e, 0, smem);
 }
 
-/* The slim kernel's launch (device_pick_slim): one B map (boxes of 64
- * rows, every slim tile's) and an A map a tile's rows. */
-template <class S0, class S1, class S2>
-static comet_status_t launch_slim(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
-  static_assert(S0::kRows == slim_rows(0) && S1::kRows == slim_rows(1) && S2::kRows == slim_rows(2),
-                "the slim tiles device_pick_slim counts");
-  CUtensorMap tm_a[3], tm_b, tm_c;
-  COMET_CHECK(make_tmaps_ac(&tm_a[0], &tm_c, p, slim_rows(0)));
-  for (int i = 1; i < 3; ++i) COMET_CHECK(make_tmap_a(&tm_a[i], p, slim_rows(i)));
-  COMET_CHECK(make_tmap_b<S0>(&tm_b, p));
-  const Workspace w = split_workspace(p, stream, sms);
-  const Args a0 = make_args<S0>(p, w), a1 = make_args<S1>(p, w), a2 = make_args<S2>(p, w);
-  int smem = S0::kSmemBytes;
-  for (int b : {S1::kSmemBytes, S2::kSmemBytes}) smem = b > smem ? b : smem;
-  cudaError_t e = cudaFuncSetAttribute(gemm_kernel_slim<S0, S1, S2>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (e == cudaSuccess) {
-    gemm_kernel_slim<S0, S1, S2><<<grid_size(p, sms, a0.n_tiles, a0), kThreads, smem, stream>>>(
-        a0, a1, a2, tm_a[0], tm_a[1], tm_a[2], tm_b, tm_c);
-    e = cudaGetLastError();
-  }
-  return e == cudaSuccess ? COMET_OK : launch_error(e, 0, smem);
-}
-
 /* Clusters of 2 that can be resident at once (cached per device: a query
  * per launch would cost more than a small GEMM). */
 template <class C>
@@ -690,6 +614,16 @@ static comet_status_t launch_mn(const comet_gemm_params_t *p, int sms, cudaStrea
 template <bool kFp16, int kRows>
 using Slim = Cfg<128, false, false, kFp16, false, false, false, false, false, false, kRows>;
 
+/* AUTO plain stores of at most 128 groups (no row_scale): the slim tile
+ * with a token width a group (Cfg::kFit, fit_width): an expert of 512 +-
+ * 20 rows in 3 tiles of 168-184 rows, one of 256 in 2 of 128, where fixed
+ * widths pad to 552 or 272 (session 20 runs 1-4: the slim tiles of fixed
+ * width ran 1.00-1.28x the wide / narrow choice before them on the 10
+ * routed layer1 rows, the best width a row differing). swap_rows = -1
+ * keeps the wide / narrow choice (A/B). */
+template <bool kFp16>
+using Fit = Cfg<128, false, false, kFp16, false, false, false, false, false, false, 184, true>;
+
 template <bool kSwiglu, bool kFp16>
 static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
   typedef Cfg<256, kSwiglu, false, kFp16> Wide;
@@ -714,7 +648,7 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
     if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Deep>(p, sms, s);
     if constexpr (!kSwiglu) /* the slim swapped tiles take the plain store only */
       if (p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && p->swap_rows == 0)
-        return launch_slim<Slim<kFp16, slim_rows(0)>, Slim<kFp16, slim_rows(1)>, Slim<kFp16, slim_rows(2)>>(p, sms, s);
+        return launch<Fit<kFp16>>(p, sms, s);
     return launch_auto<Deep, Narrow>(p, sms, s);
   }
   if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);

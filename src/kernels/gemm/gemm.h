@@ -118,8 +118,9 @@ typedef struct comet_gemm_params {
    * stages), STORE only: for a launch whose experts fit whole tiles of
    * that many rows (Mixtral's ~512 at T = 2048: three of 184). With tile
    * AUTO, plain stores of at most 128 groups (no row_scale) run the slim
-   * tiles, their rows picked on the device from the group sizes (gemm.cu's
-   * device_pick_slim); -1 keeps the wide / narrow choice of before (A/B). */
+   * tile with a token width a group (128-184 rows, on the device from the
+   * group sizes: gemm_engine.cuh's fit_width); -1 keeps the wide / narrow
+   * choice of before (A/B). */
   int swap_rows;
   int num_ctas;                   /* 0: one per SM; else at most this many CTAs */
   /* hooks; all NULL = off */

@@ -154,7 +154,7 @@ __device__ __forceinline__ Work work_item(const Split &sp, int k_iters, int w) {
  * instead of one TMA box per stage (needs kHooks). */
 template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = false,
           bool kBmn_ = false, bool kKgroup_ = false, bool kPair_ = false, bool kDeep_ = false,
-          bool kTall_ = false, int kSwapN_ = 0>
+          bool kTall_ = false, int kSwapN_ = 0, bool kFit_ = false>
 struct Cfg {
   /* kPair: 2-CTA clusters sharing B by TMA multicast (see "pairs" below) */
   static constexpr bool kPair = kPair_;
@@ -213,6 +213,12 @@ struct Cfg {
                            kSwapN_ >= 128 && kSwapN_ <= 256),
                 "swapped: 256 B rows, or 128 with the plain store; plain grouped launches; a token tile "
                 "of 8k rows in [128, 256]");
+  /* kFit: the slim tile with a token width a group (fit_width): an
+   * expert's rows in the fewest tiles of at most kSwapN_ rows, each
+   * ceil(rows / tiles) rounded up to 8 (at least 128), the wgmma's N
+   * picked a tile from the widths 128, 136, ..., 184 (fit_tile) */
+  static constexpr bool kFit = kFit_;
+  static_assert(!kFit || (kSwap && kBN_ == 128 && kSwapN_ == 184), "fit: the slim 184-row tile");
   static constexpr int kRows = kTall ? 2 * kBM : kSwap ? kSwapN_ : kBM; /* rows of a tile */
   static constexpr int kSwapBlocks = kBN_ / 128; /* swapped: m64 blocks a consumer warpgroup */
   static constexpr int kAcc = kSwap ? kSwapBlocks * (kSwapN_ / 2) : (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
@@ -278,10 +284,23 @@ __device__ __forceinline__ int group_of(const int *mstart, int groups, int q) {
  * is M-tile q = t / n_tiles of the flattened list, and inside a group the
  * tiles run in bands of a.band M-tiles, M fastest, so CTAs running at the
  * same time share B tiles in L2. rows: an M-tile's (C::kRows). */
+/* The fitted tile's rows for a group of `rows` rows (Cfg::kFit): the
+ * fewest tiles of at most wmax rows, each ceil(rows / tiles) rounded up to
+ * 8, at least 128 (the narrowest wgmma N compiled). The group's tiles are
+ * still ceil(rows / wmax): w >= rows / tiles, and a clamp to 128 leaves
+ * (tiles - 1) * 128 < (tiles - 1) * wmax < rows. */
+__device__ __forceinline__ int fit_width(int rows, int wmax) {
+  const int tiles = (rows + wmax - 1) / wmax;
+  if (tiles == 0) return wmax;
+  const int w = ((rows + tiles - 1) / tiles + 7) & ~7;
+  return w < 128 ? 128 : w;
+}
+
 __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
-                                              const int *mstart, int t, int rows) {
+                                              const int *mstart, int t, int rows, bool fit = false) {
   const int q = t / a.n_tiles;
   const int g = group_of(mstart, a.groups, q), mt = mstart[g + 1] - mstart[g];
+  if (fit) rows = fit_width(row_off[g + 1] - row_off[g], rows);
   const int l = t - mstart[g] * a.n_tiles;
   const int band = l / (a.band * a.n_tiles), first = band * a.band;
   const int bm = min(a.band, mt - first), rem = l - first * a.n_tiles;
@@ -401,7 +420,7 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
   if constexpr (C::kPair) return sched_pair(a, row_off, mstart, t, (int)cluster_ctarank());
   if constexpr (C::kHooks)
     if (a.mtiles) return sched_list(a, count, t);
-  return sched_natural(a, row_off, mstart, t, C::kRows);
+  return sched_natural(a, row_off, mstart, t, C::kRows, C::kFit);
 }
 
 /* ---- where a CTA's next tile comes from ----
@@ -778,31 +797,30 @@ __device__ __forceinline__ void mma_stage_tall(float (&acc)[C::kAcc], uint32_t s
 }
 
 /* One m64nNk16 of the swapped tile (N = its rows). */
+#define COMET_WGMMA_SWAP(n)                                              \
+  if constexpr (kN == n) {                                               \
+    if constexpr (kFp16) wgmma_m64n##n##k16_f16<0, 0>(d, da, db, scale_d); \
+    else wgmma_m64n##n##k16_bf16<0, 0>(d, da, db, scale_d);                \
+    return;                                                              \
+  }
 template <int kN, bool kFp16>
 __device__ __forceinline__ void wgmma_swap(float (&d)[kN / 2], uint64_t da, uint64_t db, int scale_d) {
-  static_assert(kN == 136 || kN == 176 || kN == 184, "a swapped tile's rows (ptx_wgmma.cuh's shapes)");
-  if constexpr (kN == 136) {
-    if constexpr (kFp16) wgmma_m64n136k16_f16<0, 0>(d, da, db, scale_d);
-    else wgmma_m64n136k16_bf16<0, 0>(d, da, db, scale_d);
-  } else if constexpr (kN == 176) {
-    if constexpr (kFp16) wgmma_m64n176k16_f16<0, 0>(d, da, db, scale_d);
-    else wgmma_m64n176k16_bf16<0, 0>(d, da, db, scale_d);
-  } else {
-    if constexpr (kFp16) wgmma_m64n184k16_f16<0, 0>(d, da, db, scale_d);
-    else wgmma_m64n184k16_bf16<0, 0>(d, da, db, scale_d);
-  }
+  static_assert(kN >= 128 && kN <= 184 && kN % 8 == 0, "a swapped tile's rows (ptx_wgmma.cuh's shapes)");
+  COMET_WGMMA_SWAP(128) COMET_WGMMA_SWAP(136) COMET_WGMMA_SWAP(144) COMET_WGMMA_SWAP(152)
+  COMET_WGMMA_SWAP(160) COMET_WGMMA_SWAP(168) COMET_WGMMA_SWAP(176) COMET_WGMMA_SWAP(184)
 }
+#undef COMET_WGMMA_SWAP
 
 /* The swapped tile's stage (C::kSwap): this warpgroup's 64-row blocks of
  * the stage's B rows (256: rows 128 cw.. and 128 cw + 64..; with SwiGLU
  * gate rows 64 cw.. and up rows 128 + 64 cw..; the slim tile's 128: rows
- * 64 cw..) as wgmma's A against all the tile's kRows A rows (sa) as its N:
- * D^T blocks in acc[0, kRows / 2) and acc[kRows / 2, kRows). */
-template <class C>
+ * 64 cw..) as wgmma's A against the tile's first kN A rows (sa) as its N
+ * (kN: C::kRows, or a fitted tile's width): D^T blocks in acc[0, kN / 2)
+ * and acc[kN / 2, kN). */
+template <class C, int kN = C::kRows>
 __device__ __forceinline__ void mma_stage_swap(float (&acc)[C::kAcc], uint32_t sa, uint32_t sb,
                                                int cw, bool first) {
-  static_assert(C::kSwap, "the swapped tile's");
-  constexpr int kN = C::kRows;
+  static_assert(C::kSwap && kN <= C::kRows && (C::kSwapBlocks == 1 || kN == C::kRows), "the swapped tile's");
   float(&lo)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(&acc[0]);
   float(&hi)[kN / 2] = *reinterpret_cast<float(*)[kN / 2]>(&acc[(C::kSwapBlocks - 1) * (kN / 2)]);
   const uint32_t w0 = sb + cw * (C::kSwiglu ? 64 : C::kBN / 2) * 128;
@@ -1020,13 +1038,12 @@ __device__ __forceinline__ uint32_t swap_stmatrix_addr(uint32_t slab, int j, int
  * staging_off's layout (a slab of kRows rows a block, 16 bytes of 8 output
  * columns a row). Whole 64-row pieces inside the group go out by TMA, the
  * rest row by row (store_ragged: rows past the group are the next one's). */
-template <class C>
+template <class C, int kR = C::kRows> /* kR: the rows computed (a fitted tile's wgmma N) */
 __device__ __forceinline__ void epilogue_swap(const Args &a, const CUtensorMap *tm_c,
                                               const float (&acc)[C::kAcc], uint8_t *stg,
-                                              const Tile &tl, int cw, int ctid) {
-  constexpr int kR = C::kRows, kSlab = kR * 128;
+                                              const Tile &tl, int valid, int cw, int ctid) {
+  constexpr int kSlab = C::kRows * 128; /* the staging's slabs hold the widest tile */
   const int warp = ctid >> 5, lane = ctid & 31, m = lane >> 3;
-  const int valid = min(kR, tl.row_end - tl.row0);
   uint8_t *mine = stg + cw * C::kSwapBlocks * kSlab; /* this warpgroup's slabs */
   if (ctid == 0) bulk_wait_read_all();  /* the last tile's TMA stores have read them */
   named_bar_sync(1 + cw, 128);
@@ -1168,6 +1185,45 @@ __device__ __forceinline__ bool split_fixup(const Args &a, float (&acc)[C::kBN /
   return true;
 }
 
+/* params.trace: work item w's record (see gemm.h), from the first consumer
+ * warpgroup's thread 0. */
+__device__ __forceinline__ void trace_item(const Args &a, int w, int t, const Tile &tl, int rows,
+                                           unsigned long long t_start, int cw, int ctid) {
+  if (a.trace && w < a.trace_items && cw == 0 && ctid == 0) {
+    unsigned long long *r = a.trace + 4 * (size_t)w;
+    r[0] = t_start;
+    r[1] = globaltimer_ns();
+    r[2] = (unsigned long long)blockIdx.x << 48 | (unsigned long long)rows << 32 | (unsigned)t;
+    r[3] = (unsigned long long)tl.group << 40 | (unsigned long long)tl.mtile << 20 | (unsigned)tl.n;
+  }
+}
+
+/* A fitted tile (Cfg::kFit) of `valid` rows, computed as kN (its width
+ * rounded up to 8, at least 128): K blocks [kb0, kb1) through the ring
+ * (stage, phase: the consumer's place in it), then the transposed store. */
+template <class C, int kN>
+__device__ __forceinline__ void fit_tile(const Args &a, const CUtensorMap *tm_c, uint8_t *smem,
+                                         uint64_t *full, uint64_t *empty, float (&acc)[C::kAcc],
+                                         int &stage, uint32_t &phase, int kb0, int kb1, const Tile &tl,
+                                         int valid, int cw, int ctid, unsigned long long &t_start) {
+  int prev = -1;
+  for (int kb = kb0; kb < kb1; ++kb) {
+    mbar_wait(&full[stage], phase);
+    if (a.trace && kb == kb0 && cw == 0 && ctid == 0) t_start = globaltimer_ns();
+    mma_stage_swap<C, kN>(acc, smem_u32(smem + C::kOffA) + stage * C::kABytes,
+                          smem_u32(smem + C::kOffB) + stage * C::kBBytes, cw, kb == kb0);
+    if (kb > kb0) { /* the previous stage's wgmma is done: hand its slot back */
+      wgmma_wait<1>();
+      if (ctid == 0) release_stage<C>(&empty[prev]);
+    }
+    prev = stage;
+    if (++stage == C::kStages) { stage = 0; phase ^= 1; }
+  }
+  wgmma_wait<0>();
+  if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
+  epilogue_swap<C, kN>(a, tm_c, acc, smem + C::kOffC, tl, valid, cw, ctid);
+}
+
 template <class C>
 __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, uint8_t *smem,
                                         uint64_t *full, uint64_t *empty, const int *row_off,
@@ -1195,6 +1251,21 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
       if (kb1 == 0)
 #pragma unroll
         for (int i2 = 0; i2 < C::kBN / 2; ++i2) acc[i2] = 0.0f;
+    }
+    if constexpr (C::kFit) { /* the whole tile in the branch of its width: no wgmma behind a branch */
+      const int valid = min(fit_width(row_off[tl.group + 1] - row_off[tl.group], C::kRows), tl.row_end - tl.row0);
+      unsigned long long t_start = 0;
+      switch (max(128, (valid + 7) & ~7)) {
+#define COMET_FIT_CASE(n) \
+  case n: fit_tile<C, n>(a, tm_c, smem, full, empty, acc, stage, phase, kb0, kb1, tl, valid, cw, ctid, t_start); break;
+        COMET_FIT_CASE(128) COMET_FIT_CASE(136) COMET_FIT_CASE(144) COMET_FIT_CASE(152)
+        COMET_FIT_CASE(160) COMET_FIT_CASE(168) COMET_FIT_CASE(176)
+        default: COMET_FIT_CASE(184)
+#undef COMET_FIT_CASE
+      }
+      trace_item(a, w, wk.t, tl, valid, t_start, cw, ctid);
+      consumer_done(a, ring, i, ctid);
+      continue;
     }
     int tail = kBK; /* the grouped reduction: valid rows of the last stage */
     if constexpr (C::kKgroup)
@@ -1258,7 +1329,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
       if (wk.u >= 0) last = split_fixup<C>(a, acc, wk.u / sp.s, wk.u % sp.s, sp.s, cw, ctid);
     if (last) {
       if constexpr (C::kSwap) {
-        epilogue_swap<C>(a, tm_c, acc, smem + C::kOffC, tl, cw, ctid);
+        epilogue_swap<C>(a, tm_c, acc, smem + C::kOffC, tl, min(C::kRows, tl.row_end - tl.row0), cw, ctid);
       } else if constexpr (C::kTall) { /* block by block, through the same staging */
         const int n0 = tl.n * C::kOutN;
         epilogue<C>(a, tm_c, *reinterpret_cast<float(*)[64]>(&acc[0]), stg, tl, wrow0, cw, ctid, n0,
@@ -1273,14 +1344,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
       if constexpr (C::kHooks)
         if (a.publish_flags) publish<C>(a, tl, ctid);
     }
-    if (a.trace && w < a.trace_items && cw == 0 && ctid == 0) {
-      unsigned long long *r = a.trace + 4 * (size_t)w;
-      r[0] = t_start;
-      r[1] = globaltimer_ns();
-      const int rows = min(tl.row_end - tl.row0, C::kRows);
-      r[2] = (unsigned long long)blockIdx.x << 48 | (unsigned long long)rows << 32 | (unsigned)wk.t;
-      r[3] = (unsigned long long)tl.group << 40 | (unsigned long long)tl.mtile << 20 | (unsigned)tl.n;
-    }
+    trace_item(a, w, wk.t, tl, min(tl.row_end - tl.row0, C::kRows), t_start, cw, ctid);
     consumer_done(a, ring, i, ctid);
   }
   if (ctid == 0) bulk_wait_all();
