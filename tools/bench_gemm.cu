@@ -99,25 +99,37 @@ struct Bench {
 /* Median milliseconds of each of fns over b.iters iterations after warm-up,
  * interleaved: every iteration runs each fn once, in turn, so that clock
  * drift (a GPU warming up over a long run) and L2 state weigh on all alike
- * rather than on whichever variant is timed last. The turn order rotates
- * from iteration to iteration: in a fixed order the first variant ran 1-8%
- * slower than the same launch in a later place (session 7 run 1: comet's
- * default against its identical "single" variant). */
+ * rather than on whichever variant is timed last. The turn order is a
+ * fresh permutation each iteration (fixed seed): in a fixed order the
+ * first variant ran 1-8% slower than the same launch in a later place
+ * (session 7 run 1), and in a rotated one every variant kept the same
+ * predecessor: comet's default always ran right after cuBLAS's grouped
+ * call, and came out 2-8% below its identical "single" and "nosplit"
+ * variants on several routed layer1 rows (session 20 run 4; the cause
+ * not measured). */
 static std::vector<double> time_interleaved(Bench &b, const std::vector<std::function<void()>> &fns) {
   const int nf = (int)fns.size(), chunk = std::max(1, 64 / std::max(nf, 1));
   for (const auto &f : fns)
     for (int i = 0; i < 3; ++i) f();
   BENCH_CUDA(cudaDeviceSynchronize());
   std::vector<std::vector<double>> t(nf);
+  std::vector<int> order(nf);
+  uint32_t seed = 0x9e3779b9u;
   for (int r = 0; r < b.iters; r += chunk) {
     const int nr = std::min(chunk, b.iters - r);
-    for (int i = 0; i < nr; ++i)
+    for (int i = 0; i < nr; ++i) {
+      for (int j = 0; j < nf; ++j) order[j] = j;
+      for (int j = nf - 1; j > 0; --j) { /* Fisher-Yates, xorshift32 */
+        seed ^= seed << 13, seed ^= seed >> 17, seed ^= seed << 5;
+        std::swap(order[j], order[seed % (uint32_t)(j + 1)]);
+      }
       for (int j = 0; j < nf; ++j) {
-        const int f = (j + r + i) % nf;
+        const int f = order[j];
         BENCH_CUDA(cudaEventRecord(b.ev[2 * (i * nf + f)], 0));
         fns[f]();
         BENCH_CUDA(cudaEventRecord(b.ev[2 * (i * nf + f) + 1], 0));
       }
+    }
     BENCH_CUDA(cudaDeviceSynchronize());
     for (int i = 0; i < nr; ++i)
       for (int f = 0; f < nf; ++f) {
