@@ -30,6 +30,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   gemm_engine_run<C>(args, &tm_a, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x);
 }
 
+/* A fitted tile's A maps (Cfg::kFit): boxes of 128, 32, 16 and 8 rows,
+ * so its producer loads the rows it computes (gemm_engine.cuh's produce). */
+struct FitMaps {
+  CUtensorMap a[4];
+};
+constexpr int kFitBoxRows[4] = {128, 32, 16, 8};
+
+template <class C>
+__global__ void __launch_bounds__(kThreads, 1)
+    gemm_kernel_fit(const __grid_constant__ Args args, const __grid_constant__ FitMaps am,
+                    const __grid_constant__ CUtensorMap tm_b, const __grid_constant__ CUtensorMap tm_c) {
+  extern __shared__ uint8_t smem[];
+  gemm_engine_run<C>(args, &am.a[0], &tm_b, &tm_c, smem, blockIdx.x, gridDim.x);
+}
+
 /* The narrow tile's rate per useful FLOP against the wide one's, as the
  * tile choices (host and device) count it. Measured on one H200 (session 11
  * run 6, `bench --op gemm --ab`): 0.86-0.95 in full waves, but wherever the
@@ -469,19 +484,42 @@ static comet_status_t launch_error(cudaError_t e, int out_n, int smem) {
                          smem, cudaGetErrorString(e));
 }
 
+/* Sets a kernel's dynamic smem, launches it on kThreads threads a CTA,
+ * and returns the first error. */
+template <class... P, class... T>
+static cudaError_t start(void (*kernel)(P...), unsigned grid, int smem, cudaStream_t stream,
+                         const T &...args) {
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e == cudaSuccess) {
+    kernel<<<grid, kThreads, smem, stream>>>(args...);
+    e = cudaGetLastError();
+  }
+  return e;
+}
+
 template <class C>
 static comet_status_t launch(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
   CUtensorMap tm_a, tm_b, tm_c;
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p, C::kSwap ? C::kRows : kBM));
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
   const Args a = make_args<C>(p, split_workspace(p, stream, sms));
-  cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       C::kSmemBytes);
-  if (e == cudaSuccess) {
-    gemm_kernel<C><<<grid_size(p, sms, a.n_tiles, a), kThreads, C::kSmemBytes, stream>>>(a, tm_a, tm_b,
-                                                                                     tm_c);
-    e = cudaGetLastError();
-  }
+  static_assert(!C::kFit, "a fitted tile takes launch_fit (its A maps)");
+  const cudaError_t e =
+      start(gemm_kernel<C>, grid_size(p, sms, a.n_tiles, a), C::kSmemBytes, stream, a, tm_a, tm_b, tm_c);
+  return e == cudaSuccess ? COMET_OK : launch_error(e, C::kOutN, C::kSmemBytes);
+}
+
+template <class C>
+static comet_status_t launch_fit(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
+  static_assert(C::kFit, "the fitted tile's launch");
+  FitMaps am;
+  CUtensorMap tm_b, tm_c;
+  COMET_CHECK(make_tmaps_ac(&am.a[0], &tm_c, p, kFitBoxRows[0]));
+  for (int i = 1; i < 4; ++i) COMET_CHECK(make_tmap_a(&am.a[i], p, kFitBoxRows[i]));
+  COMET_CHECK(make_tmap_b<C>(&tm_b, p));
+  const Args a = make_args<C>(p, split_workspace(p, stream, sms));
+  const cudaError_t e =
+      start(gemm_kernel_fit<C>, grid_size(p, sms, a.n_tiles, a), C::kSmemBytes, stream, a, am, tm_b, tm_c);
   return e == cudaSuccess ? COMET_OK : launch_error(e, C::kOutN, C::kSmemBytes);
 }
 
@@ -494,13 +532,8 @@ static comet_status_t launch_auto(const comet_gemm_params_t *p, int sms, cudaStr
   const Workspace w = split_workspace(p, stream, sms);
   const Args aw = make_args<CW>(p, w), an = make_args<CN>(p, w);
   const int smem = CW::kSmemBytes > CN::kSmemBytes ? CW::kSmemBytes : CN::kSmemBytes;
-  cudaError_t e = cudaFuncSetAttribute(gemm_kernel_auto<CW, CN>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (e == cudaSuccess) {
-    gemm_kernel_auto<CW, CN><<<grid_size(p, sms, an.n_tiles, an), kThreads, smem, stream>>>(
-        aw, an, tm_a, tm_bw, tm_bn, tm_c);
-    e = cudaGetLastError();
-  }
+  const cudaError_t e = start(gemm_kernel_auto<CW, CN>, grid_size(p, sms, an.n_tiles, an), smem, stream,
+                              aw, an, tm_a, tm_bw, tm_bn, tm_c);
   return e == cudaSuccess ? COMET_OK : launch_error(e, 0, smem);
 }
 
@@ -591,12 +624,7 @@ static comet_status_t launch_kgroup(const comet_gemm_params_t *p, int sms, cudaS
   int64_t grid = sms;
   if (p->num_ctas > 0 && p->num_ctas < grid) grid = p->num_ctas;
   if (tiles < grid) grid = tiles;
-  cudaError_t e = cudaFuncSetAttribute(gemm_kernel<C>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       C::kSmemBytes);
-  if (e == cudaSuccess) {
-    gemm_kernel<C><<<(unsigned)grid, kThreads, C::kSmemBytes, stream>>>(a, tm_a, tm_b, tm_c);
-    e = cudaGetLastError();
-  }
+  const cudaError_t e = start(gemm_kernel<C>, (unsigned)grid, C::kSmemBytes, stream, a, tm_a, tm_b, tm_c);
   return e == cudaSuccess ? COMET_OK : launch_error(e, C::kOutN, C::kSmemBytes);
 }
 
@@ -648,7 +676,7 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
     if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Deep>(p, sms, s);
     if constexpr (!kSwiglu) /* the slim swapped tiles take the plain store only */
       if (p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && p->swap_rows == 0)
-        return launch<Fit<kFp16>>(p, sms, s);
+        return launch_fit<Fit<kFp16>>(p, sms, s);
     return launch_auto<Deep, Narrow>(p, sms, s);
   }
   if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);
