@@ -30,21 +30,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   gemm_engine_run<C>(args, &tm_a, &tm_b, &tm_c, smem, blockIdx.x, gridDim.x);
 }
 
-/* A fitted tile's A maps (Cfg::kFit): boxes of 128, 32, 16 and 8 rows,
- * so its producer loads the rows it computes (gemm_engine.cuh's produce). */
-struct FitMaps {
-  CUtensorMap a[4];
-};
-constexpr int kFitBoxRows[4] = {128, 32, 16, 8};
-
-template <class C>
-__global__ void __launch_bounds__(kThreads, 1)
-    gemm_kernel_fit(const __grid_constant__ Args args, const __grid_constant__ FitMaps am,
-                    const __grid_constant__ CUtensorMap tm_b, const __grid_constant__ CUtensorMap tm_c) {
-  extern __shared__ uint8_t smem[];
-  gemm_engine_run<C>(args, &am.a[0], &tm_b, &tm_c, smem, blockIdx.x, gridDim.x);
-}
-
 /* The narrow tile's rate per useful FLOP against the wide one's, as the
  * tile choices (host and device) count it. Measured on one H200 (session 11
  * run 6, `bench --op gemm --ab`): 0.86-0.95 in full waves, but wherever the
@@ -503,23 +488,8 @@ static comet_status_t launch(const comet_gemm_params_t *p, int sms, cudaStream_t
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p, C::kSwap ? C::kRows : kBM));
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
   const Args a = make_args<C>(p, split_workspace(p, stream, sms));
-  static_assert(!C::kFit, "a fitted tile takes launch_fit (its A maps)");
   const cudaError_t e =
       start(gemm_kernel<C>, grid_size(p, sms, a.n_tiles, a), C::kSmemBytes, stream, a, tm_a, tm_b, tm_c);
-  return e == cudaSuccess ? COMET_OK : launch_error(e, C::kOutN, C::kSmemBytes);
-}
-
-template <class C>
-static comet_status_t launch_fit(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
-  static_assert(C::kFit, "the fitted tile's launch");
-  FitMaps am;
-  CUtensorMap tm_b, tm_c;
-  COMET_CHECK(make_tmaps_ac(&am.a[0], &tm_c, p, kFitBoxRows[0]));
-  for (int i = 1; i < 4; ++i) COMET_CHECK(make_tmap_a(&am.a[i], p, kFitBoxRows[i]));
-  COMET_CHECK(make_tmap_b<C>(&tm_b, p));
-  const Args a = make_args<C>(p, split_workspace(p, stream, sms));
-  const cudaError_t e =
-      start(gemm_kernel_fit<C>, grid_size(p, sms, a.n_tiles, a), C::kSmemBytes, stream, a, am, tm_b, tm_c);
   return e == cudaSuccess ? COMET_OK : launch_error(e, C::kOutN, C::kSmemBytes);
 }
 
@@ -647,8 +617,12 @@ using Slim = Cfg<128, false, false, kFp16, false, false, false, false, false, fa
  * 20 rows in 3 tiles of 168-184 rows, one of 256 in 2 of 128, where fixed
  * widths pad to 552 or 272 (session 20 runs 1-4: the slim tiles of fixed
  * width ran 1.00-1.28x the wide / narrow choice before them on the 10
- * routed layer1 rows, the best width a row differing). swap_rows = -1
- * keeps the wide / narrow choice (A/B). */
+ * routed layer1 rows, the best width a row differing; session 21 run 1:
+ * the fitted tile 0.93-1.04x the best fixed width of each row, 1.006x
+ * geomean over the 10; a fixed width 0.95-0.98x geomean). Its
+ * producer loads 184 rows a stage whatever the width: loading only the
+ * rows computed, as boxes of 128 + 32 + 16 + 8 rows, ran 16-25% slower on
+ * every row (run 3). swap_rows = -1 keeps the wide / narrow choice (A/B). */
 template <bool kFp16>
 using Fit = Cfg<128, false, false, kFp16, false, false, false, false, false, false, 184, true>;
 
@@ -676,7 +650,7 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
     if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Deep>(p, sms, s);
     if constexpr (!kSwiglu) /* the slim swapped tiles take the plain store only */
       if (p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && p->swap_rows == 0)
-        return launch_fit<Fit<kFp16>>(p, sms, s);
+        return launch<Fit<kFp16>>(p, sms, s);
     return launch_auto<Deep, Narrow>(p, sms, s);
   }
   if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);

@@ -296,8 +296,8 @@ __device__ __forceinline__ int fit_width(int rows, int wmax) {
   return w < 128 ? 128 : w;
 }
 
-/* A fitted tile's rows in its group (valid) and its wgmma N (rows
- * computed and loaded): valid rounded up to 8, at least 128. */
+/* A fitted tile's rows in its group (valid) and its wgmma N (the rows
+ * computed): valid rounded up to 8, at least 128. */
 __device__ __forceinline__ int fit_valid(const int *row_off, const Tile &tl, int wmax) {
   return min(fit_width(row_off[tl.group + 1] - row_off[tl.group], wmax), tl.row_end - tl.row0);
 }
@@ -686,26 +686,12 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       b_row0 = tl.n * C::kBN;
       b_row1 = b_row0 + nb_half;
     }
-    /* a fitted tile loads its wgmma N rows of A (fit_n), not the 184 its
-     * stage holds: a box of 128 rows (tm_a[0]) and boxes of 32, 16, 8
-     * (tm_a[1..3]) for the rest */
-    int a_rows = C::kRows;
-    if constexpr (C::kFit) a_rows = fit_n(fit_valid(row_off, tl, C::kRows));
     for (int kb = wk.kb0; kb < wk.kb1; ++kb) {
       mbar_wait(&empty[stage], phase ^ 1);
-      mbar_arrive_expect_tx(&full[stage], a_rows * kBK * 2 + C::kBBytes);
+      mbar_arrive_expect_tx(&full[stage], C::kStageBytes);
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
       uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
       tma_load_2d(sa, tm_a, &full[stage], kb * kBK, tl.row0);
-      if constexpr (C::kFit) {
-        int r = 128;
-#pragma unroll
-        for (int piece = 32, m = 1; piece >= 8; piece /= 2, ++m)
-          if (a_rows - r >= piece) {
-            tma_load_2d(sa + r * 128, tm_a + m, &full[stage], kb * kBK, tl.row0 + r);
-            r += piece;
-          }
-      }
       if constexpr (C::kTall) tma_load_2d(sa + kBM * 128, tm_a, &full[stage], kb * kBK, tl.row0 + kBM);
       if constexpr (C::kBmn) { /* box (64 columns, 64 k-rows) per chunk */
         constexpr int kChunks = C::kBN / 64;
