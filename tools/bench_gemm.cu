@@ -87,6 +87,7 @@ __global__ void bench_fill(uint16_t *p, size_t n, uint32_t seed) {
 
 struct Bench {
   int iters = 20;
+  unsigned long long seed = 1; /* --seed: the routed sizes' routing */
   bool ab = false; /* --ab: also time comet without pairs, and non-deterministic (same process) */
   FILE *json = NULL;
   FILE *trace = NULL; /* --trace: per-tile rows of one more launch of each case */
@@ -565,12 +566,12 @@ static std::vector<int> split_rows(int rows, int G, bool skewed) {
 }
 
 /* The group sizes of T tokens routed by the layer bench's uniform routing
- * (comet_md_routing_host, rank 0, a fixed seed): sizes near T K / E, not
+ * (comet_md_routing_host, rank 0, seed: --seed, or 1; the forward bench's
+ * rows name their seed, so its draw can be timed here): sizes near T K / E, not
  * equal, so about half the groups end in a ragged M-tile (the equal sizes
  * of split_rows fill every M-tile at Mixtral's shapes). */
-static std::vector<int> routed_rows(int T, int E, int K) {
+static std::vector<int> routed_rows(int T, int E, int K, uint64_t seed) {
   const comet_md_routing_t uniform = {0.0, 0.0, 0};
-  const uint64_t seed = 1;
   std::vector<double> p(E);
   comet_md_expert_probs(p.data(), E, &uniform, seed);
   std::vector<int32_t> ids((size_t)T * K);
@@ -596,14 +597,15 @@ static double grouped_case(Bench &b, const comet_preset_t *pr, int ep, int T, Si
   s.groups = El;
   s.n = layer == 0 ? 2 * pr->ffn : pr->hidden;
   s.k = layer == 0 ? pr->hidden : pr->ffn;
-  s.sizes = sizes == kRouted ? routed_rows(T, El, pr->topk) : split_rows(rows, El, sizes == kSkewed);
+  s.sizes = sizes == kRouted ? routed_rows(T, El, pr->topk, b.seed) : split_rows(rows, El, sizes == kSkewed);
   static const char *const names[] = {"uniform", "skewed", "routed"};
-  char shape[128], extra[64];
+  char shape[128], extra[96];
   snprintf(shape, sizeof shape, "%s T=%d%s %s layer%d", pr->name, T, tag, names[sizes], layer);
   Result r = run_shape(b, s, layer == 0, shape);
   int m_tiles = 0;
   for (int n : s.sizes) m_tiles += (n + COMET_GEMM_TILE_M - 1) / COMET_GEMM_TILE_M;
-  snprintf(extra, sizeof extra, ",\"m_tiles\":%d", m_tiles);
+  if (sizes == kRouted) snprintf(extra, sizeof extra, ",\"m_tiles\":%d,\"seed\":%llu", m_tiles, b.seed);
+  else snprintf(extra, sizeof extra, ",\"m_tiles\":%d", m_tiles);
   report(b, op, shape, s, r, extra, layer == 0);
   return r.cublas_ms / (layer == 0 ? r.swiglu_ms : r.comet_ms);
 }
@@ -630,6 +632,8 @@ static void usage(FILE *f) {
           "  --sizes uniform|routed  with --only layer: equal group sizes or a routing's only\n"
           "  --tokens 2048|8192  with --only layer: that T only\n"
           "  --layer 0|1         with --only layer: that layer's GEMM only (a profiler's target)\n"
+          "  --seed N            with --sizes routed: the routing's seed (default 1; a uniform\n"
+          "                      forward bench row's seed gives its expert sizes at W = 1)\n"
           "  --quick             one T (16384), uniform only\n"
           "  --iters N           timed iterations per case, median (default 20); a case's\n"
           "                      variants take turns in each iteration\n"
@@ -697,6 +701,11 @@ static int parse(int argc, char **argv, Bench &b, bool &quick, const char *&only
       if (strcmp(v, "0") && strcmp(v, "1")) CLI_BAD();
       pick.layer = atoi(v);
     } else if (!strcmp(a, "--iters")) { CLI_NEED(); if (cli_int(v, 1, CLI_MAX_COUNT, &b.iters)) CLI_BAD();
+    } else if (!strcmp(a, "--seed")) {
+      CLI_NEED();
+      char *end = NULL;
+      b.seed = strtoull(v, &end, 0);
+      if (!*v || *end) CLI_BAD();
     } else if (!strcmp(a, "--json")) { CLI_NEED(); json = v;
     } else if (!strcmp(a, "--trace")) { CLI_NEED(); trace = v;
     } else if (!strcmp(a, "--quick")) { quick = true;
