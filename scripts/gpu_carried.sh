@@ -94,9 +94,9 @@ if has torchbench; then # comet's module against a plain PyTorch MoE, fwd + bwd
     note "bench/torch_moe.py $save: exit $? ($(tail -1 "$OUT/torch_moe$save.log"))"
   done
 fi
-if has bench0; then # ROUTINGS, BENCH_LIMIT (s each) narrow it
+if has bench0; then # ROUTINGS, BENCH_LIMIT (s each) narrow it; SEED fixes the data (default: the clock)
   for routing in ${ROUTINGS:-uniform skew:0.05}; do
-    timeout ${BENCH_LIMIT:-300} $B/comet bench --gpus 1 --json "$OUT/bench.jsonl" \
+    timeout ${BENCH_LIMIT:-300} $B/comet bench --gpus 1 --json "$OUT/bench.jsonl" ${SEED:+--seed $SEED} \
       --model mixtral-8x7b,qwen2-moe-2.7b,phi3.5-moe,qwen2-57b-a14b,deepseek-v2-lite \
       --tokens 2048,8192 --routing $routing --check --check-tokens 2 > "$OUT/bench0_${routing%%:*}.log" 2>&1
     note "bench0 W = 1 ($routing): exit $?"
