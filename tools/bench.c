@@ -431,11 +431,11 @@ static void mean_comet(bench_comet_t *a, const bench_comet_t *b) {
   float *x[11] = {&a->forward_ms, &a->layer0_ms, &a->layer1_ms, &a->layer0_gemm_only_ms,
                   &a->layer0_comm_only_ms, &a->layer1_gemm_only_ms, &a->layer1_comm_only_ms,
                   &a->backward_ms, &a->layer1_gemm_ms, &a->layer1_gemm_static_ms,
-                  &a->layer1_gemm_plain_y_ms};
+                  &a->layer1_gemm_rand_h_ms};
   const float y[11] = {b->forward_ms, b->layer0_ms, b->layer1_ms, b->layer0_gemm_only_ms,
                        b->layer0_comm_only_ms, b->layer1_gemm_only_ms, b->layer1_comm_only_ms,
                        b->backward_ms, b->layer1_gemm_ms, b->layer1_gemm_static_ms,
-                       b->layer1_gemm_plain_y_ms};
+                       b->layer1_gemm_rand_h_ms};
   for (int i = 0; i < 11; ++i) *x[i] = 0.5f * (*x[i] + y[i]);
 }
 
@@ -945,7 +945,7 @@ static int run_config(const comet_rank_info_t *info, const bench_opts_t *o, come
     json_num(f, "comet_layer1_ms", cm.layer1_ms, cm.ran);
     json_num(f, "layer1_gemm_ms", cm.layer1_gemm_ms, cm.ran && cm.layer1_gemm_ms > 0);
     json_num(f, "layer1_gemm_static_ms", cm.layer1_gemm_static_ms, cm.ran && cm.layer1_gemm_static_ms > 0);
-    json_num(f, "layer1_gemm_plain_y_ms", cm.layer1_gemm_plain_y_ms, cm.ran && cm.layer1_gemm_plain_y_ms > 0);
+    json_num(f, "layer1_gemm_rand_h_ms", cm.layer1_gemm_rand_h_ms, cm.ran && cm.layer1_gemm_rand_h_ms > 0);
     fprintf(f, ", \"save\": %s", o->save ? "true" : "false");
     fprintf(f, ", \"order\": \"%s\"", bench_order_names[o->order]);
     fprintf(f, ", \"preheat_ms\": %d", o->preheat_ms);

@@ -30,7 +30,7 @@ typedef struct bench_comet {
   float layer1_gemm_only_ms, layer1_comm_only_ms; /* its reference timings, as layer0's */
   /* the composed layer1's GEMM alone (W = 1, with refs): as the layer runs
    * it (dynamic tiles), with static tiles, and again right after the first */
-  float layer1_gemm_ms, layer1_gemm_static_ms, layer1_gemm_plain_y_ms;
+  float layer1_gemm_ms, layer1_gemm_static_ms, layer1_gemm_rand_h_ms;
   float backward_ms;     /* comet_moe_backward, every gradient (with opts.backward), into
                             opts.backward's buffers (save mode with args->saved_z) */
   bench_check_t chk;
