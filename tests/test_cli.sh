@@ -61,6 +61,7 @@ expect "bench --op gemm --trace unwritable" 2 "cannot open --trace file '/nonexi
 expect "bench --op gemm bad --sizes" 2 "bad value 'equal' for --sizes" -- "$comet" bench --op gemm --only layer --sizes equal
 expect "bench --op gemm bad --tokens" 2 "bad value '4096' for --tokens" -- "$comet" bench --op gemm --only layer --tokens 4096
 expect "bench --op gemm bad --layer" 2 "bad value '2' for --layer" -- "$comet" bench --op gemm --only layer --layer 2
+expect "bench --op gemm bad --seed" 2 "bad value 'abc' for --seed" -- "$comet" bench --op gemm --seed abc
 expect "bench --op gemm unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --op gemm --model nope
 expect "bench --op dispatch unknown model" 2 "unknown model preset 'nope'" "no CUDA GPU" -- "$comet" bench --op dispatch --model nope
 out=$("$comet" info 2>&1); rc=$?

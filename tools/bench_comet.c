@@ -102,10 +102,8 @@ static int comet_backward_step(void *arg, cudaStream_t st) {
   return comet_moe_backward(s->L, s->bwd, st) != COMET_OK;
 }
 
-/* times [iters][2] -> the slowest rank's per iteration, then each column's
- * median into *m0 and *m1. */
-/* times[cols * it + c]: the slowest rank's median of each column c into
- * *m[c]. */
+/* times[cols * it + c] -> the slowest rank's per iteration, then each
+ * column c's median into *m[c]. */
 static int slowest_median_cols(const comet_rank_info_t *info, comet_context_t ctx, float *times,
                                int iters, int cols, float *const *m) {
   if (bench_slowest(info, ctx, times, cols * iters) != 0) return 1;
@@ -119,6 +117,7 @@ static int slowest_median_cols(const comet_rank_info_t *info, comet_context_t ct
   return 0;
 }
 
+/* The same for times [iters][2], into *m0 and *m1. */
 static int slowest_medians(const comet_rank_info_t *info, comet_context_t ctx, float *times,
                            int iters, float *m0, float *m1) {
   float *const m[2] = {m0, m1};

@@ -249,7 +249,7 @@ static void trace_launch(Bench &b, const char *label, comet_gemm_params_t q, int
   printf("# trace %s: %d work items\n", label, n);
 }
 
-static const int kSlimRows[3] = {136, 176, 184}; /* the slim swapped tiles (params.swap_rows) */
+static const int kSlimRows[3] = COMET_GEMM_SLIM_ROWS; /* the slim swapped tiles (params.swap_rows) */
 
 static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *label) {
   const int G = s.groups;

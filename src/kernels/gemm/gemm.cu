@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 /* The slim swapped tiles' fixed token rows (swap_rows with tile SWAP: A/B
  * and tests); AUTO plain stores run the fitted tile (Fit, below). */
-__host__ __device__ constexpr int slim_rows(int i) { return i == 0 ? 136 : i == 1 ? 176 : 184; }
+constexpr int kSlimRows[3] = COMET_GEMM_SLIM_ROWS;
 
 /* ---- tensor maps ---- */
 
@@ -279,8 +279,8 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             kPairMaxGroups, p->groups);
   COMET_ARG(p->swap_rows == 0 || (p->swap_rows == -1 && p->tile == COMET_GEMM_TILE_AUTO) ||
                 (p->tile == COMET_GEMM_TILE_SWAP && p->epilogue == COMET_GEMM_EPI_STORE &&
-                 (p->swap_rows == slim_rows(0) || p->swap_rows == slim_rows(1) ||
-                  p->swap_rows == slim_rows(2))),
+                 (p->swap_rows == kSlimRows[0] || p->swap_rows == kSlimRows[1] ||
+                  p->swap_rows == kSlimRows[2])),
             "gemm: swap_rows = %d: 0, -1 with tile AUTO, or 136, 176 or 184 with the swapped tile and "
             "the STORE epilogue",
             p->swap_rows);
@@ -635,9 +635,9 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
     return launch<Cfg<128, kSwiglu, false, kFp16, false, false, false, false, false, true>>(p, sms, s);
   if (p->tile == COMET_GEMM_TILE_SWAP) {
     if constexpr (!kSwiglu) { /* the slim ones (check_params: STORE only) */
-      if (p->swap_rows == slim_rows(0)) return launch<Slim<kFp16, slim_rows(0)>>(p, sms, s);
-      if (p->swap_rows == slim_rows(1)) return launch<Slim<kFp16, slim_rows(1)>>(p, sms, s);
-      if (p->swap_rows == slim_rows(2)) return launch<Slim<kFp16, slim_rows(2)>>(p, sms, s);
+      if (p->swap_rows == kSlimRows[0]) return launch<Slim<kFp16, kSlimRows[0]>>(p, sms, s);
+      if (p->swap_rows == kSlimRows[1]) return launch<Slim<kFp16, kSlimRows[1]>>(p, sms, s);
+      if (p->swap_rows == kSlimRows[2]) return launch<Slim<kFp16, kSlimRows[2]>>(p, sms, s);
     }
     return launch<Cfg<256, kSwiglu, false, kFp16, false, false, false, false, false, false, kSwapRows>>(p, sms, s);
   }

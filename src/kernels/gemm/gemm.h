@@ -53,6 +53,9 @@ extern "C" {
 #endif
 
 enum { COMET_GEMM_TILE_M = 128, COMET_GEMM_MAX_GROUPS = 1024 };
+/* The slim swapped tiles' token rows (swap_rows with tile SWAP), as an
+ * initializer of 3 ints. */
+#define COMET_GEMM_SLIM_ROWS {136, 176, 184}
 
 typedef enum comet_gemm_epilogue {
   COMET_GEMM_EPI_STORE = 0,
