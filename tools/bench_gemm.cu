@@ -184,9 +184,10 @@ struct Result {
    * with the swapped 136 x 256 tile in the row's epilogue (swap: at most
    * 128 groups), and on plain-store rows with the slim swapped tiles of
    * 136, 176 and 184 rows by 128 (slim[]), and AUTO without them in the
-   * device's pick (noslim: the default before session 20) */
+   * device's pick (noslim: the default before session 20), and the fitted
+   * tile capped at 136 (its 5-stage body), 184 and 208 rows (fit[]) */
   double comet_ms, cublas_ms, loop_ms, grouped_ms, swiglu_ms, single_ms, nosplit_ms, split_ms, band16_ms,
-      stage3_ms, other_ms, tall_ms, half_ms, static_ms, swap_ms, slim_ms[3], noslim_ms;
+      stage3_ms, other_ms, tall_ms, half_ms, static_ms, swap_ms, slim_ms[3], noslim_ms, fit_ms[3];
   int tile_n;
   bool auto_wide; /* AUTO's tile for the row's own launch (SwiGLU on layer0 rows) */
 };
@@ -250,6 +251,7 @@ static void trace_launch(Bench &b, const char *label, comet_gemm_params_t q, int
 }
 
 static const int kSlimRows[3] = COMET_GEMM_SLIM_ROWS; /* the slim swapped tiles (params.swap_rows) */
+static const int kFitCaps[3] = {136, 184, 208};       /* the fitted tile's (swap_rows, tile AUTO) */
 
 static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *label) {
   const int G = s.groups;
@@ -326,6 +328,13 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *l
   comet_gemm_params_t q_noslim = p;
   q_noslim.swap_rows = -1;
   if (b.ab) add(&r.noslim_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_noslim, 0)); });
+  comet_gemm_params_t q_fit[3]; /* the fitted tile's caps: the 5-stage body, and 184 / 208 rows */
+  for (int i = 0; i < 3; ++i) {
+    q_fit[i] = p;
+    q_fit[i].swap_rows = kFitCaps[i];
+    if (b.ab && G <= 128 && !swiglu_too)
+      add(&r.fit_ms[i], [&, i] { BENCH_COMET(comet_gemm_grouped(&q_fit[i], 0)); });
+  }
   if (b.ab) {
     add(&r.single_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_single, 0)); });
     add(&r.nosplit_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_nosplit, 0)); });
@@ -533,14 +542,16 @@ static void report(Bench &b, const char *op, const char *shape, const Shape &s, 
            "\"swiglu_ratio\":%.3f,\"comet_single_tflops\":%.1f,\"comet_nosplit_tflops\":%.1f,"
            "\"comet_split_tflops\":%.1f,\"comet_band16_tflops\":%.1f,\"comet_3stage_tflops\":%.1f,"
            "\"tile_auto\":\"%s\",\"comet_other_tile_tflops\":%.1f,\"comet_tall_tflops\":%.1f,\"comet_half_tflops\":%.1f,\"comet_static_tflops\":%.1f,\"comet_swap_tflops\":%.1f,"
-           "\"comet_swap136_tflops\":%.1f,\"comet_swap176_tflops\":%.1f,\"comet_swap184_tflops\":%.1f,\"comet_noslim_tflops\":%.1f%s}",
+           "\"comet_swap136_tflops\":%.1f,\"comet_swap176_tflops\":%.1f,\"comet_swap184_tflops\":%.1f,\"comet_noslim_tflops\":%.1f,"
+           "\"comet_fit136_tflops\":%.1f,\"comet_fit184_tflops\":%.1f,\"comet_fit208_tflops\":%.1f%s}",
            op, shape, s.groups, ct, bt, ct / bt, b.device, b.commit, comet_run_date(),
            comet_run_command(), rows, s.n, s.k, r.tile_n,
            path, flops / (r.loop_ms * 1e9), r.grouped_ms < 1e29 ? flops / (r.grouped_ms * 1e9) : 0.0,
            swiglu ? "swiglu" : "store", rate(store_ms), swiglu ? store_ms / r.swiglu_ms : 1.0,
            rate(r.single_ms), rate(r.nosplit_ms), rate(r.split_ms), rate(r.band16_ms), rate(r.stage3_ms),
            r.auto_wide ? "wide" : "narrow", rate(r.other_ms), rate(r.tall_ms), rate(r.half_ms), rate(r.static_ms), rate(r.swap_ms),
-           rate(r.slim_ms[0]), rate(r.slim_ms[1]), rate(r.slim_ms[2]), rate(r.noslim_ms), extra);
+           rate(r.slim_ms[0]), rate(r.slim_ms[1]), rate(r.slim_ms[2]), rate(r.noslim_ms),
+           rate(r.fit_ms[0]), rate(r.fit_ms[1]), rate(r.fit_ms[2]), extra);
   printf("%s\n", line);
   if (b.json) {
     fprintf(b.json, "%s\n", line);
@@ -650,7 +661,9 @@ static void usage(FILE *f) {
           "                      swapped 136 x 256 tile (comet_swap_tflops), and on\n"
           "                      plain-store rows the slim swapped tiles of 136, 176\n"
           "                      and 184 rows by 128 (comet_swap136_tflops, ...), and\n"
-          "                      AUTO without them (comet_noslim_tflops)\n"
+          "                      AUTO without them (comet_noslim_tflops), and the fitted\n"
+          "                      tile capped at 136 (its 5-stage body), 184 and 208 rows\n"
+          "                      (comet_fit136_tflops, ...)\n"
           "  --json FILE         append one JSON line per case\n"
           "  --trace FILE        append one JSON line per tile (op gemm_trace: CTA, rows, group,\n"
           "                      M-tile, N-tile, start and end ns) of one more launch of\n"

@@ -53,7 +53,7 @@ struct Case {
   int ctas; /* num_ctas (0: one per SM); few CTAs force the split tail */
   bool bmn; /* B uploaded MN-major ([G][k][n], b_mn_major) */
   comet_gemm_cluster_t cluster; /* ON: also run without pairs, the bits must match */
-  int swap_rows; /* with the swapped tile: 0 (136 x 256) or the slim tile's rows */
+  int swap_rows; /* with the swapped tile: 0 (136 x 256) or the slim tile's rows; AUTO: the fitted tile's cap */
   int tile_rows;  /* the trace's widest tile must have this many rows (the device's pick); 0: any */
 };
 
@@ -299,6 +299,12 @@ static void run_case(const Case &c) {
       q.tile = COMET_GEMM_TILE_AUTO;
       q.swap_rows = -1;
       CHECK_MSG(run_poisoned(q, n) == base, "%s: AUTO without the slim tiles gives other bits", c.name);
+      for (int r : {128, 136, 184, 208}) { /* the fitted tile's bodies and caps */
+        q.swap_rows = r;
+        CHECK_MSG(run_poisoned(q, n) == base, "%s: the fitted tile capped at %d rows gives other bits",
+                  c.name, r);
+      }
+      q.swap_rows = c.swap_rows;
     }
   }
   if (c.ctas > 0 && c.cluster != COMET_GEMM_CLUSTER_ON)
@@ -581,15 +587,30 @@ static void run_arg_errors(void) {
             "the swapped tile takes the STORE or SWIGLU epilogue");
   p.epilogue = COMET_GEMM_EPI_SWIGLU;
   p.swap_rows = 184;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 184: 0, -1 with tile AUTO, or 136, 176 or 184");
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 184: 0; -1, or a multiple of 8 in 128..208, with tile AUTO; or 136, 176 or 184");
   p.epilogue = COMET_GEMM_EPI_STORE;
   p.swap_rows = 200;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 200: 0, -1 with tile AUTO, or 136, 176 or 184");
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 200: 0; -1, or a multiple of 8 in 128..208, with tile AUTO; or 136, 176 or 184");
   p.tile = COMET_GEMM_TILE_WIDE;
   p.swap_rows = 136;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 136: 0, -1 with tile AUTO, or 136, 176 or 184");
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = 136: 0; -1, or a multiple of 8 in 128..208, with tile AUTO; or 136, 176 or 184");
   p.swap_rows = -1;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = -1: 0, -1 with tile AUTO, or 136, 176 or 184");
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "swap_rows = -1: 0; -1, or a multiple of 8 in 128..208, with tile AUTO; or 136, 176 or 184");
+  p.tile = COMET_GEMM_TILE_AUTO; /* the fitted tile's caps */
+  for (int r : {120, 132, 216}) {
+    p.swap_rows = r;
+    char want[96];
+    snprintf(want, sizeof want, "swap_rows = %d: 0; -1, or a multiple of 8 in 128..208", r);
+    CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, want);
+  }
+  p.swap_rows = 136;
+  p.epilogue = COMET_GEMM_EPI_SWIGLU;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT,
+            "swap_rows = 136 with tile AUTO (the fitted tile) takes the STORE epilogue");
+  p.epilogue = COMET_GEMM_EPI_STORE;
+  p.groups = 129;
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "at most 128 groups (groups = 129)");
+  p.groups = 2;
   p.swap_rows = 0;
   p.tile = (comet_gemm_tile_t)5;
   CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "tile 5 unknown");
@@ -699,20 +720,30 @@ int main(int argc, char **argv) {
       {BF, ST, SWP, 1032, 1000, std::vector<int>(128, 70), 2, false, "bf16 store slim 136 128 groups", 0,
        false, COMET_GEMM_CLUSTER_AUTO, 136},
       /* AUTO's slim tile with a width a group (fit_width: the fewest
-       * tiles of <= 184 rows, ceil(rows / tiles) rounded up to 8, >= 128;
+       * tiles of <= 208 rows, ceil(rows / tiles) rounded up to 8, >= 128;
        * the widest tile's rows in the trace): Mixtral-like routed experts
        * (3 tiles each, 537 rows: 184), 64 experts of 250 or 270 rows (2 of
-       * 128 or 136), one of 4096 (23 of 184), and groups at every edge of
-       * the widths (1, 63, 127: 128; 185: 128 + 57; 553: 4 of 144; 700: 4
-       * of 176) */
+       * 128 or 136), one of 4096 (20 of 208), and groups at every edge of
+       * the widths (1, 63, 127: 128; 185: 192; 369: 2 of 192; 553: 3 of
+       * 192; 700: 4 of 176; 209: 2 of 128; 417: 3 of 144; 625: 4 of 160);
+       * capped (swap_rows) at 184 (553: 4 of 144), 136 (the 5-stage body;
+       * 272: 2 of 136; 273: 3 of 128) and 128 (129: 2 of 128) */
       {BF, ST, AU, 4096, 1024, {482, 537, 525, 501, 490, 512, 530, 519}, 5, false,
        "bf16 store auto fit routed", 0, false, COMET_GEMM_CLUSTER_AUTO, 0, 184},
       {BF, ST, AU, 3584, 1024, alternating(64, 250, 270), 5, false, "bf16 store auto fit 250/270", 0,
        false, COMET_GEMM_CLUSTER_AUTO, 0, 136},
       {FP, ST, AU, 4096, 1024, {4096}, 5, false, "fp16 store auto fit 4096 rows", 0, false,
-       COMET_GEMM_CLUSTER_AUTO, 0, 184},
+       COMET_GEMM_CLUSTER_AUTO, 0, 208},
       {BF, ST, AU, 200, 136, {0, 1, 63, 127, 128, 129, 184, 185, 300, 368, 369, 552, 553, 700}, 7, false,
-       "bf16 store auto fit edges", 0, false, COMET_GEMM_CLUSTER_AUTO, 0, 184},
+       "bf16 store auto fit edges", 0, false, COMET_GEMM_CLUSTER_AUTO, 0, 192},
+      {BF, ST, AU, 200, 136, {208, 209, 416, 417, 624, 625, 201, 0, 7}, 7, false,
+       "bf16 store auto fit 208 edges", 0, false, COMET_GEMM_CLUSTER_AUTO, 0, 208},
+      {BF, ST, AU, 200, 136, {0, 1, 63, 127, 128, 129, 184, 185, 300, 368, 369, 552, 553, 700}, 7, false,
+       "bf16 store auto fit capped 184", 0, false, COMET_GEMM_CLUSTER_AUTO, 184, 184},
+      {BF, ST, AU, 200, 136, {0, 1, 63, 127, 128, 129, 136, 137, 272, 273, 300, 552, 700}, 7, false,
+       "bf16 store auto fit capped 136", 0, false, COMET_GEMM_CLUSTER_AUTO, 136, 136},
+      {FP, ST, AU, 264, 520, {129, 1, 300, 0, 700, 256}, 3, false, "fp16 store auto fit capped 128", 0,
+       false, COMET_GEMM_CLUSTER_AUTO, 128, 128},
       {FP, ST, AU, 264, 2056, {129, 1, 300, 0, 700}, 3, false, "fp16 store auto fit 5 CTAs", 5, false,
        COMET_GEMM_CLUSTER_AUTO, 0, 176},
   };

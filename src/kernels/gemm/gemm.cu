@@ -277,13 +277,21 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             "gemm: the swapped tile takes the STORE or SWIGLU epilogue, no row_scale, no hooks, no MN-major "
             "B, no grouped reduction, no pairs and at most %d groups (groups = %d)",
             kPairMaxGroups, p->groups);
-  COMET_ARG(p->swap_rows == 0 || (p->swap_rows == -1 && p->tile == COMET_GEMM_TILE_AUTO) ||
+  const bool fit_cap = p->tile == COMET_GEMM_TILE_AUTO && p->swap_rows >= 128 &&
+                       p->swap_rows <= kFitRows && p->swap_rows % 8 == 0;
+  COMET_ARG(p->swap_rows == 0 || (p->swap_rows == -1 && p->tile == COMET_GEMM_TILE_AUTO) || fit_cap ||
                 (p->tile == COMET_GEMM_TILE_SWAP && p->epilogue == COMET_GEMM_EPI_STORE &&
                  (p->swap_rows == kSlimRows[0] || p->swap_rows == kSlimRows[1] ||
                   p->swap_rows == kSlimRows[2])),
-            "gemm: swap_rows = %d: 0, -1 with tile AUTO, or 136, 176 or 184 with the swapped tile and "
-            "the STORE epilogue",
-            p->swap_rows);
+            "gemm: swap_rows = %d: 0; -1, or a multiple of 8 in 128..%d, with tile AUTO; or 136, 176 or "
+            "184 with the swapped tile and the STORE epilogue",
+            p->swap_rows, kFitRows);
+  COMET_ARG(!fit_cap || (p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && !hooks_on(p) &&
+                         !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
+                         p->cluster != COMET_GEMM_CLUSTER_ON),
+            "gemm: swap_rows = %d with tile AUTO (the fitted tile) takes the STORE epilogue, no row_scale, "
+            "no hooks, no MN-major B, no grouped reduction, no pairs and at most %d groups (groups = %d)",
+            p->swap_rows, kPairMaxGroups, p->groups);
   COMET_ARG(p->tile != COMET_GEMM_TILE_TALL ||
                 (!hooks_on(p) && !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
                  p->cluster != COMET_GEMM_CLUSTER_ON),
@@ -441,6 +449,8 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.trace = p->trace;
   a.trace_items = p->trace ? p->trace_items : 0;
   a.split_max = w.ws && !C::kTall && !C::kSwap ? 16 : 0; /* the tall and swapped tiles never split */
+  a.fit_rows = C::kFit && p->swap_rows > 0 ? (p->swap_rows < C::kRows ? p->swap_rows : C::kRows)
+                                                   : C::kRows; /* the cap */
   /* a plain launch's dynamic tiles: their two counters are the workspace's
    * last two (one slot fewer for the split tail) */
   if (p->dynamic_tiles && w.ws && w.tiles > 1 && !hooks_on(p) && !C::kKgroup && !C::kPair) {
@@ -618,18 +628,32 @@ using Slim = Cfg<128, false, false, kFp16, false, false, false, false, false, fa
  * widths pad to 552 or 272 (session 20 runs 1-4: the slim tiles of fixed
  * width ran 1.00-1.28x the wide / narrow choice before them on the 10
  * routed layer1 rows, the best width a row differing; session 21 run 1:
- * the fitted tile 0.93-1.04x the best fixed width of each row, 1.006x
- * geomean over the 10; a fixed width 0.95-0.98x geomean). Its
- * producer loads 184 rows a stage whatever the width: loading only the
+ * the fitted tile of <= 184 rows 0.93-1.04x the best fixed width of each
+ * row, 1.006x geomean over the 10; a fixed width 0.95-0.98x geomean). Its
+ * producer loads kRows rows a stage whatever the width: loading only the
  * rows computed, as boxes of 128 + 32 + 16 + 8 rows, ran 16-25% slower on
- * every row (run 3). swap_rows = -1 keeps the wide / narrow choice (A/B). */
+ * every row (session 21 run 3). Two bodies: tiles of <= 208 rows (4
+ * stages: experts of 553-624 rows in 3 tiles, not 4), the default, and of
+ * <= 136 (5 stages, as the fixed 136 tile that beat the 4-stage fitted one
+ * by 2.5-6.5% on Qwen2-57B / Phi-3.5 at 2048 tokens, session 21 run 4),
+ * for swap_rows <= 136. swap_rows = -1 keeps the wide / narrow choice
+ * (A/B). */
+template <bool kFp16, int kRows>
+using Fit = Cfg<128, false, false, kFp16, false, false, false, false, false, false, kRows, true>;
+
+/* The fitted tile, its widest tile swap_rows (0: 208 rows). */
 template <bool kFp16>
-using Fit = Cfg<128, false, false, kFp16, false, false, false, false, false, false, 184, true>;
+static comet_status_t launch_fit(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
+  if (p->swap_rows > 0 && p->swap_rows <= kFitNarrowRows) return launch<Fit<kFp16, kFitNarrowRows>>(p, sms, s);
+  return launch<Fit<kFp16, kFitRows>>(p, sms, s);
+}
 
 template <bool kSwiglu, bool kFp16>
 static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaStream_t s) {
   typedef Cfg<256, kSwiglu, false, kFp16> Wide;
   typedef Cfg<128, kSwiglu, false, kFp16> Narrow;
+  if constexpr (!kSwiglu) /* a cap on the fitted tile (check_params: its launches only) */
+    if (p->tile == COMET_GEMM_TILE_AUTO && p->swap_rows > 0) return launch_fit<kFp16>(p, sms, s);
   if (pair_wanted(p, sms)) return launch_pair<Cfg<256, kSwiglu, false, kFp16, false, false, false, true>>(p, sms, s);
   if (p->tile == COMET_GEMM_TILE_TALL)
     return launch<Cfg<128, kSwiglu, false, kFp16, false, false, false, false, false, true>>(p, sms, s);
@@ -650,7 +674,7 @@ static comet_status_t launch_shape(const comet_gemm_params_t *p, int sms, cudaSt
     if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Deep>(p, sms, s);
     if constexpr (!kSwiglu) /* the slim swapped tiles take the plain store only */
       if (p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && p->swap_rows == 0)
-        return launch<Fit<kFp16>>(p, sms, s);
+        return launch_fit<kFp16>(p, sms, s);
     return launch_auto<Deep, Narrow>(p, sms, s);
   }
   if (p->tile == COMET_GEMM_TILE_WIDE) return launch<Wide>(p, sms, s);

@@ -121,9 +121,10 @@ typedef struct comet_gemm_params {
    * stages), STORE only: for a launch whose experts fit whole tiles of
    * that many rows (Mixtral's ~512 at T = 2048: three of 184). With tile
    * AUTO, plain stores of at most 128 groups (no row_scale) run the slim
-   * tile with a token width a group (128-184 rows, on the device from the
-   * group sizes: gemm_engine.cuh's fit_width); -1 keeps the wide / narrow
-   * choice of before (A/B). */
+   * tile with a token width a group (128-208 rows, on the device from the
+   * group sizes: gemm_engine.cuh's fit_width); a multiple of 8 in 128..208
+   * caps its tiles' rows (<= 136: its 5-stage body; A/B and tests); -1
+   * keeps the wide / narrow choice of before (A/B). */
   int swap_rows;
   int num_ctas;                   /* 0: one per SM; else at most this many CTAs */
   /* hooks; all NULL = off */

@@ -38,6 +38,9 @@ constexpr int kProducerRegs = 40, kConsumerRegs = 232; /* 128*40 + 256*232 <= 64
 constexpr int kSlabBytes = 64 * 64 * 2; /* staging: 64 rows x 64 columns, 128B-swizzled */
 constexpr int kPairMaxGroups = 128;     /* groups of a pairs launch (its smaller tables) */
 constexpr int kSwapRows = 136;          /* the swapped tile's rows (COMET_GEMM_TILE_SWAP) */
+/* the fitted slim tile's two bodies (Cfg::kFit): tiles of at most 208 rows
+ * in a 4-stage ring, or of at most 136 in a 5-stage one */
+constexpr int kFitRows = 208, kFitNarrowRows = 136;
 constexpr int kSmemLimit = 232448; /* dynamic shared memory a CTA, sm_90 */
 constexpr int kRingAreaBytes = 96; /* the work ring (see "where a CTA's next tile comes from") */
 
@@ -77,6 +80,7 @@ struct Args {
   int gelu;       /* COMET_GEMM_EPI_GELU: the plain store of gelu(rounded result) */
   unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
   int trace_items;
+  int fit_rows; /* the fitted tile (Cfg::kFit): its widest tile, <= C::kRows */
 };
 
 /* ---- split tail ----
@@ -214,11 +218,13 @@ struct Cfg {
                 "swapped: 256 B rows, or 128 with the plain store; plain grouped launches; a token tile "
                 "of 8k rows in [128, 256]");
   /* kFit: the slim tile with a token width a group (fit_width): an
-   * expert's rows in the fewest tiles of at most kSwapN_ rows, each
-   * ceil(rows / tiles) rounded up to 8 (at least 128), the wgmma's N
-   * picked a tile from the widths 128, 136, ..., 184 (fit_tile) */
+   * expert's rows in the fewest tiles of at most Args::fit_rows (<=
+   * kSwapN_) rows, each ceil(rows / tiles) rounded up to 8 (at least 128),
+   * the wgmma's N picked a tile from the widths 128, 136, ..., kSwapN_
+   * (fit_tile). Two bodies: 208 rows (4 stages) and 136 (5 stages). */
   static constexpr bool kFit = kFit_;
-  static_assert(!kFit || (kSwap && kBN_ == 128 && kSwapN_ == 184), "fit: the slim 184-row tile");
+  static_assert(!kFit || (kSwap && kBN_ == 128 && (kSwapN_ == kFitRows || kSwapN_ == kFitNarrowRows)),
+                "fit: the slim tile of 208 or 136 rows");
   static constexpr int kRows = kTall ? 2 * kBM : kSwap ? kSwapN_ : kBM; /* rows of a tile */
   static constexpr int kSwapBlocks = kBN_ / 128; /* swapped: m64 blocks a consumer warpgroup */
   static constexpr int kAcc = kSwap ? kSwapBlocks * (kSwapN_ / 2) : (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
@@ -258,6 +264,7 @@ struct Cfg {
    * with hooks it lives inside them (unused with a list) */
   static constexpr int kSmemBytes = kOffTab + kTabBytes + (kHooks ? 0 : kRingAreaBytes) + 1024;
   static_assert(kSmemBytes <= kSmemLimit, "shared memory over the sm_90 limit");
+  static_assert(!kFit || kStages == (kSwapN_ == kFitNarrowRows ? 5 : 4), "fit: the bodies' ring depths");
   static_assert(kOutN % 64 == 0, "output tile must be whole 64-column slabs");
 };
 
@@ -420,6 +427,14 @@ __device__ __forceinline__ int kgroup_iters(const Args &a, const Tile &tl) {
   return rows > 0 ? (rows + kBK - 1) / kBK : 0;
 }
 
+/* A natural schedule's widest M-tile: the fitted tile's cap, else the
+ * tile's rows. */
+template <class C>
+__device__ __forceinline__ int sched_rows(const Args &a) {
+  if constexpr (C::kFit) return a.fit_rows;
+  return C::kRows;
+}
+
 template <class C>
 __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, const int *mstart,
                                            int count, int t) {
@@ -427,7 +442,7 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
   if constexpr (C::kPair) return sched_pair(a, row_off, mstart, t, (int)cluster_ctarank());
   if constexpr (C::kHooks)
     if (a.mtiles) return sched_list(a, count, t);
-  return sched_natural(a, row_off, mstart, t, C::kRows, C::kFit);
+  return sched_natural(a, row_off, mstart, t, sched_rows<C>(a), C::kFit);
 }
 
 /* ---- where a CTA's next tile comes from ----
@@ -812,9 +827,10 @@ __device__ __forceinline__ void mma_stage_tall(float (&acc)[C::kAcc], uint32_t s
   }
 template <int kN, bool kFp16>
 __device__ __forceinline__ void wgmma_swap(float (&d)[kN / 2], uint64_t da, uint64_t db, int scale_d) {
-  static_assert(kN >= 128 && kN <= 184 && kN % 8 == 0, "a swapped tile's rows (ptx_wgmma.cuh's shapes)");
+  static_assert(kN >= 128 && kN <= 208 && kN % 8 == 0, "a swapped tile's rows (ptx_wgmma.cuh's shapes)");
   COMET_WGMMA_SWAP(128) COMET_WGMMA_SWAP(136) COMET_WGMMA_SWAP(144) COMET_WGMMA_SWAP(152)
   COMET_WGMMA_SWAP(160) COMET_WGMMA_SWAP(168) COMET_WGMMA_SWAP(176) COMET_WGMMA_SWAP(184)
+  COMET_WGMMA_SWAP(192) COMET_WGMMA_SWAP(200) COMET_WGMMA_SWAP(208)
 }
 #undef COMET_WGMMA_SWAP
 
@@ -1260,14 +1276,19 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
         for (int i2 = 0; i2 < C::kBN / 2; ++i2) acc[i2] = 0.0f;
     }
     if constexpr (C::kFit) { /* the whole tile in the branch of its width: no wgmma behind a branch */
-      const int valid = fit_valid(row_off, tl, C::kRows);
+      const int valid = fit_valid(row_off, tl, a.fit_rows);
       unsigned long long t_start = 0;
       switch (fit_n(valid)) {
-#define COMET_FIT_CASE(n) \
-  case n: fit_tile<C, n>(a, tm_c, smem, full, empty, acc, stage, phase, kb0, kb1, tl, valid, cw, ctid, t_start); break;
-        COMET_FIT_CASE(128) COMET_FIT_CASE(136) COMET_FIT_CASE(144) COMET_FIT_CASE(152)
-        COMET_FIT_CASE(160) COMET_FIT_CASE(168) COMET_FIT_CASE(176)
-        default: COMET_FIT_CASE(184)
+#define COMET_FIT_CASE(n)                                                                          \
+  case n:                                                                                          \
+    if constexpr (n <= C::kRows)                                                                   \
+      fit_tile<C, n>(a, tm_c, smem, full, empty, acc, stage, phase, kb0, kb1, tl, valid, cw, ctid, \
+                     t_start);                                                                     \
+    break;
+        COMET_FIT_CASE(136) COMET_FIT_CASE(144) COMET_FIT_CASE(152) COMET_FIT_CASE(160)
+        COMET_FIT_CASE(168) COMET_FIT_CASE(176) COMET_FIT_CASE(184) COMET_FIT_CASE(192)
+        COMET_FIT_CASE(200) COMET_FIT_CASE(208)
+        default: COMET_FIT_CASE(128) /* fit_n's narrowest */
 #undef COMET_FIT_CASE
       }
       trace_item(a, w, wk.t, tl, valid, t_start, cw, ctid);
@@ -1419,7 +1440,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
     count = *a.mtile_count;
     total = count * a.n_tiles;
   } else if (!C::kKgroup) {
-    build_tables(a, row_off, mstart, C::kRows);
+    build_tables(a, row_off, mstart, sched_rows<C>(a));
   }
   /* pairs: the peer's barriers are initialized before any multicast or
    * remote arrival; the cluster is the scheduling unit */
