@@ -723,7 +723,7 @@ int main(int argc, char **argv) {
        * tiles of <= 208 rows, ceil(rows / tiles) rounded up to 8, >= 128;
        * the widest tile's rows in the trace): Mixtral-like routed experts
        * (3 tiles each, 537 rows: 184), 64 experts of 250 or 270 rows (2 of
-       * 128 or 136), one of 4096 (20 of 208), and groups at every edge of
+       * 128 or 136: 260 on average, the 5-stage body's pick), one of 4096 (20 of 208), and groups at every edge of
        * the widths (1, 63, 127: 128; 185: 192; 369: 2 of 192; 553: 3 of
        * 192; 700: 4 of 176; 209: 2 of 128; 417: 3 of 144; 625: 4 of 160);
        * capped (swap_rows) at 184 (553: 4 of 144), 136 (the 5-stage body;

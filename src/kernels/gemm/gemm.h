@@ -122,7 +122,8 @@ typedef struct comet_gemm_params {
    * that many rows (Mixtral's ~512 at T = 2048: three of 184). With tile
    * AUTO, plain stores of at most 128 groups (no row_scale) run the slim
    * tile with a token width a group (128-208 rows, on the device from the
-   * group sizes: gemm_engine.cuh's fit_width); a multiple of 8 in 128..208
+   * group sizes: gemm_engine.cuh's fit_width; tiles of <= 136 rows in a
+   * deeper ring where max_rows averages 209-272 a group); a multiple of 8 in 128..208
    * caps its tiles' rows (<= 136: its 5-stage body; A/B and tests); -1
    * keeps the wide / narrow choice of before (A/B). */
   int swap_rows;
