@@ -450,7 +450,7 @@ static Args make_args(const comet_gemm_params_t *p, const Workspace &w) {
   a.trace_items = p->trace ? p->trace_items : 0;
   a.split_max = w.ws && !C::kTall && !C::kSwap ? 16 : 0; /* the tall and swapped tiles never split */
   a.fit_rows = C::kFit && p->swap_rows > 0 ? (p->swap_rows < C::kRows ? p->swap_rows : C::kRows)
-                                                   : C::kRows; /* the cap */
+                                           : 0; /* the cap; 0: the device's pick (fit_pick) */
   /* a plain launch's dynamic tiles: their two counters are the workspace's
    * last two (one slot fewer for the split tail) */
   if (p->dynamic_tiles && w.ws && w.tiles > 1 && !hooks_on(p) && !C::kKgroup && !C::kPair) {

@@ -80,7 +80,7 @@ struct Args {
   int gelu;       /* COMET_GEMM_EPI_GELU: the plain store of gelu(rounded result) */
   unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
   int trace_items;
-  int fit_rows; /* the fitted tile (Cfg::kFit): its widest tile, <= C::kRows */
+  int fit_rows; /* the fitted tile (Cfg::kFit): its widest tile, <= C::kRows; 0: fit_pick's */
 };
 
 /* ---- split tail ----
@@ -258,7 +258,7 @@ struct Cfg {
   static constexpr int kHookRingOff = kSmallTables ? 1024 : 4096;
   static constexpr int kTabBytes = kHooks && kHookRingOff + kRingAreaBytes > 2 * (kMaxGroups + 1) * 4
                                        ? kHookRingOff + kRingAreaBytes
-                                       : 2 * (kMaxGroups + 1) * 4;
+                                       : 2 * (kMaxGroups + 1) * 4 + (kFit ? 16 : 0); /* + fit's cap */
   static_assert(128 * sizeof(void *) <= kHookRingOff, "the gather's row sources fit before the ring");
   /* a plain launch's work ring (params.dynamic_tiles) follows the tables;
    * with hooks it lives inside them (unused with a list) */
@@ -427,11 +427,11 @@ __device__ __forceinline__ int kgroup_iters(const Args &a, const Tile &tl) {
   return rows > 0 ? (rows + kBK - 1) / kBK : 0;
 }
 
-/* A natural schedule's widest M-tile: the fitted tile's cap, else the
- * tile's rows. */
+/* A natural schedule's widest M-tile: the fitted tile's cap (build_tables
+ * keeps it past the tables), else the tile's rows. */
 template <class C>
-__device__ __forceinline__ int sched_rows(const Args &a) {
-  if constexpr (C::kFit) return a.fit_rows;
+__device__ __forceinline__ int sched_rows(const int *mstart) {
+  if constexpr (C::kFit) return mstart[C::kMaxGroups + 1];
   return C::kRows;
 }
 
@@ -442,7 +442,7 @@ __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, co
   if constexpr (C::kPair) return sched_pair(a, row_off, mstart, t, (int)cluster_ctarank());
   if constexpr (C::kHooks)
     if (a.mtiles) return sched_list(a, count, t);
-  return sched_natural(a, row_off, mstart, t, sched_rows<C>(a), C::kFit);
+  return sched_natural(a, row_off, mstart, t, sched_rows<C>(mstart), C::kFit);
 }
 
 /* ---- where a CTA's next tile comes from ----
@@ -1276,7 +1276,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
         for (int i2 = 0; i2 < C::kBN / 2; ++i2) acc[i2] = 0.0f;
     }
     if constexpr (C::kFit) { /* the whole tile in the branch of its width: no wgmma behind a branch */
-      const int valid = fit_valid(row_off, tl, a.fit_rows);
+      const int valid = fit_valid(row_off, tl, sched_rows<C>(mstart));
       unsigned long long t_start = 0;
       switch (fit_n(valid)) {
 #define COMET_FIT_CASE(n)                                                                          \
@@ -1378,11 +1378,63 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
   if (ctid == 0) bulk_wait_all();
 }
 
+/* The fitted tile's cap (Cfg::kFit, Args::fit_rows 0) on ncta CTAs: of
+ * 128, 136, ..., C::kRows, the one whose tiles take the least time by the
+ * estimate ceil(tiles / ncta) waves x (the tiles' mean rows +
+ * kFitTileRows), a warp a cap; ties go to the wider. Without it an
+ * expert's tiles are always the widest that fit (fit_width), and 2
+ * experts of 1024 rows (Mixtral at EP 4, 4096 tokens) made 320 tiles of
+ * 208 rows on 132 SMs: 2.4 waves (0.835x cuBLAS, session 22 run 2), where
+ * 6 tiles of 176 an expert fill 2.9. kFitTileRows: a tile's fixed cost in
+ * rows, from the per-row times of session 20's trace (136 / 176 / 184-row
+ * tiles: 0.668 / 0.648 / 0.639 us a row, a fixed ~27 rows). Every CTA
+ * computes the same from the same offsets. scratch: kThreads / 32 floats
+ * of smem no one else uses yet. */
+constexpr int kFitTileRows = 32;
+template <class C>
+__device__ __forceinline__ int fit_pick(const Args &a, const int *row_off, int ncta, float *scratch) {
+  constexpr int kCaps = (C::kRows - 128) / 8 + 1;
+  static_assert(kCaps <= kThreads / 32, "fit_pick: a warp a cap");
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (warp < kCaps) {
+    const int cap = 128 + 8 * warp;
+    long long tiles = 0, rows = 0;
+    for (int g = lane; g < a.groups; g += 32) {
+      const int r = max(row_off[g + 1] - row_off[g], 0), m = (r + cap - 1) / cap;
+      tiles += m;
+      rows += (long long)m * fit_width(r, cap);
+    }
+#pragma unroll
+    for (int d = 16; d > 0; d >>= 1) {
+      tiles += __shfl_xor_sync(0xffffffffu, tiles, d);
+      rows += __shfl_xor_sync(0xffffffffu, rows, d);
+    }
+    if (lane == 0) {
+      const long long waves = (tiles * a.n_tiles + ncta - 1) / ncta;
+      scratch[warp] = tiles ? (float)waves * ((float)kFitTileRows + (float)rows / (float)tiles) : 0.0f;
+    }
+  }
+  __syncthreads();
+  int best = kCaps - 1;
+  for (int i = kCaps - 2; i >= 0; --i)
+    if (scratch[i] < scratch[best]) best = i;
+  return 128 + 8 * best;
+}
+
 /* Builds the CTA's group tables (natural schedule): row_off[g] = off[g],
- * mstart[g] = M-tiles before group g; returns the tile count. */
-__device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *mstart, int rows) {
+ * mstart[g] = M-tiles of C::kRows rows before group g, or of the fitted
+ * tile's cap (kept at mstart[C::kMaxGroups + 1]). smem: the CTA's (the
+ * fitted tile's pick uses its staging as scratch). */
+template <class C>
+__device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *mstart, int ncta,
+                                             uint8_t *smem) {
   for (int i = threadIdx.x; i <= a.groups; i += blockDim.x) row_off[i] = a.group_offset[i];
   __syncthreads();
+  int rows = C::kRows;
+  if constexpr (C::kFit) {
+    rows = a.fit_rows ? a.fit_rows : fit_pick<C>(a, row_off, ncta, (float *)(smem + C::kOffC));
+    if (threadIdx.x == 0) mstart[C::kMaxGroups + 1] = rows;
+  }
   if (threadIdx.x < 32) {
     const int lane = threadIdx.x;
     int running = 0;
@@ -1440,7 +1492,7 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
     count = *a.mtile_count;
     total = count * a.n_tiles;
   } else if (!C::kKgroup) {
-    build_tables(a, row_off, mstart, sched_rows<C>(a));
+    build_tables<C>(a, row_off, mstart, ncta, smem);
   }
   /* pairs: the peer's barriers are initialized before any multicast or
    * remote arrival; the cluster is the scheduling unit */
