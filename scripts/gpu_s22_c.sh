@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# gpu_s22_c.sh — one device call, .gpubin/ carried (s22-fit with the
+# gpu_s22_c.sh — one device call (runs 3 and 4), .gpubin/ carried (s22-fit with the
 # fitted tile's cap picked on the device by waves, fit_pick): test_gemm
 # into $OUT/t; issue 10's matrix (`comet bench --op gemm --iters 10`, no
 # --ab) and `--only layer --layer 1 --sizes routed --ab` on Mixtral,

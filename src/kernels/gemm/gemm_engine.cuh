@@ -1380,17 +1380,19 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
 
 /* The fitted tile's cap (Cfg::kFit, Args::fit_rows 0) on ncta CTAs: of
  * 128, 136, ..., C::kRows, the one whose tiles take the least time by the
- * estimate ceil(tiles / ncta) waves x (the tiles' mean rows +
- * kFitTileRows), a warp a cap; ties go to the wider. Without it an
- * expert's tiles are always the widest that fit (fit_width), and 2
- * experts of 1024 rows (Mixtral at EP 4, 4096 tokens) made 320 tiles of
- * 208 rows on 132 SMs: 2.4 waves (0.835x cuBLAS, session 22 run 2), where
- * 6 tiles of 176 an expert fill 2.9. kFitTileRows: a tile's fixed cost in
- * rows, from the per-row times of session 20's trace (136 / 176 / 184-row
- * tiles: 0.668 / 0.648 / 0.639 us a row, a fixed ~27 rows). Every CTA
- * computes the same from the same offsets. scratch: kThreads / 32 floats
- * of smem no one else uses yet. */
-constexpr int kFitTileRows = 32;
+ * estimate ceil(tiles / ncta) waves x (the tiles' mean rows + a tile's
+ * fixed cost in rows, kFitTileRows + kFitFillRows / K blocks), a warp a
+ * cap; ties go to the wider. Without it an expert's tiles are always the
+ * widest that fit (fit_width), and 2 experts of 1024 rows (Mixtral at EP
+ * 4, 4096 tokens) made 320 tiles of 208 rows on 132 SMs: 2.4 waves, 0.835x
+ * cuBLAS (session 22 run 2); 6 tiles of 176 an expert (2.9 waves) ran
+ * 0.955x (run 3). The fixed cost from two points: ~27 rows at K = 14336
+ * (session 20's trace: 136 / 176 / 184-row tiles 0.668 / 0.648 / 0.639 us
+ * a row) and ~117 at K = 2560 (run 3: Qwen2-57B's 512-row experts at EP 4
+ * in 14 waves of 128-row tiles ran 0.94x 11 waves of 176, run 2). Every
+ * CTA computes the same from the same offsets. scratch: kThreads / 32
+ * floats of smem no one else uses yet. */
+constexpr float kFitTileRows = 8.0f, kFitFillRows = 4400.0f;
 template <class C>
 __device__ __forceinline__ int fit_pick(const Args &a, const int *row_off, int ncta, float *scratch) {
   constexpr int kCaps = (C::kRows - 128) / 8 + 1;
@@ -1411,7 +1413,8 @@ __device__ __forceinline__ int fit_pick(const Args &a, const int *row_off, int n
     }
     if (lane == 0) {
       const long long waves = (tiles * a.n_tiles + ncta - 1) / ncta;
-      scratch[warp] = tiles ? (float)waves * ((float)kFitTileRows + (float)rows / (float)tiles) : 0.0f;
+      const float fixed = kFitTileRows + kFitFillRows / (float)((a.k + kBK - 1) / kBK);
+      scratch[warp] = tiles ? (float)waves * (fixed + (float)rows / (float)tiles) : 0.0f;
     }
   }
   __syncthreads();
