@@ -1221,20 +1221,28 @@ __device__ __forceinline__ void trace_item(const Args &a, int w, int t, const Ti
   }
 }
 
-/* A fitted tile (Cfg::kFit) of `valid` rows, computed as kN (its width
- * rounded up to 8, at least 128): K blocks [kb0, kb1) through the ring
- * (stage, phase: the consumer's place in it), then the transposed store. */
-template <class C, int kN>
-__device__ __forceinline__ void fit_tile(const Args &a, const CUtensorMap *tm_c, uint8_t *smem,
-                                         uint64_t *full, uint64_t *empty, float (&acc)[C::kAcc],
-                                         int &stage, uint32_t &phase, int kb0, int kb1, const Tile &tl,
-                                         int valid, int cw, int ctid, unsigned long long &t_start) {
+/* A consumer warpgroup's turn through the ring for K blocks [kb0, kb1)
+ * (stage, phase: its place in it): each stage waited for, then mma(kb,
+ * stage) issued and the previous stage's slot handed back once its wgmma
+ * is done; idle (no rows of this warpgroup's in the tile): no wgmma, each
+ * slot handed back once all 4 warps are past the wait (so none lags a
+ * ring's turn behind). mma(kb, stage, first): first, kb == kb0 (the
+ * accumulators' start). t_start: the first stage's arrival (params.trace). */
+template <class C, class Mma>
+__device__ __forceinline__ void ring_stages(const Args &a, uint64_t *full, uint64_t *empty, int &stage,
+                                            uint32_t &phase, int kb0, int kb1, bool idle, int cw,
+                                            int ctid, unsigned long long &t_start, Mma &&mma) {
   int prev = -1;
   for (int kb = kb0; kb < kb1; ++kb) {
     mbar_wait(&full[stage], phase);
     if (a.trace && kb == kb0 && cw == 0 && ctid == 0) t_start = globaltimer_ns();
-    mma_stage_swap<C, kN>(acc, smem_u32(smem + C::kOffA) + stage * C::kABytes,
-                          smem_u32(smem + C::kOffB) + stage * C::kBBytes, cw, kb == kb0);
+    if (idle) {
+      named_bar_sync(1 + cw, 128);
+      if (ctid == 0) release_stage<C>(&empty[stage]);
+      if (++stage == C::kStages) { stage = 0; phase ^= 1; }
+      continue;
+    }
+    mma(kb, stage, kb == kb0);
     if (kb > kb0) { /* the previous stage's wgmma is done: hand its slot back */
       wgmma_wait<1>();
       if (ctid == 0) release_stage<C>(&empty[prev]);
@@ -1244,6 +1252,20 @@ __device__ __forceinline__ void fit_tile(const Args &a, const CUtensorMap *tm_c,
   }
   wgmma_wait<0>();
   if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
+}
+
+/* A fitted tile (Cfg::kFit) of `valid` rows, computed as kN (its width
+ * rounded up to 8, at least 128): K blocks [kb0, kb1) through the ring
+ * (stage, phase: the consumer's place in it), then the transposed store. */
+template <class C, int kN>
+__device__ __forceinline__ void fit_tile(const Args &a, const CUtensorMap *tm_c, uint8_t *smem,
+                                         uint64_t *full, uint64_t *empty, float (&acc)[C::kAcc],
+                                         int &stage, uint32_t &phase, int kb0, int kb1, const Tile &tl,
+                                         int valid, int cw, int ctid, unsigned long long &t_start) {
+  ring_stages<C>(a, full, empty, stage, phase, kb0, kb1, false, cw, ctid, t_start, [&](int, int st, bool first) {
+    mma_stage_swap<C, kN>(acc, smem_u32(smem + C::kOffA) + st * C::kABytes,
+                          smem_u32(smem + C::kOffB) + st * C::kBBytes, cw, first);
+  });
   epilogue_swap<C, kN>(a, tm_c, acc, smem + C::kOffC, tl, valid, cw, ctid);
 }
 
@@ -1301,9 +1323,8 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     /* This warpgroup's 64 rows all past the tile's group (a ragged last
      * M-tile of at most 64 rows, or a pair's empty tile): no wgmma, so the
      * other warpgroup has the tensor cores to itself; the stages are waited
-     * for and handed back as usual (all 4 warps past the wait first, so
-     * none lags a ring's turn behind), and the epilogue stores none of its
-     * rows. Routed expert sizes leave such a tile in about half the groups.
+     * for and handed back as usual (ring_stages' idle), and the epilogue
+     * stores none of its rows. Routed expert sizes leave such a tile in about half the groups.
      * (A tall tile's warpgroup: all its 128 rows.) */
     /* A half tile (C::kHalf): an M-tile of at most 64 rows (the ragged end
      * of about half the routed experts) keeps both warpgroups busy, each
@@ -1314,44 +1335,26 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     const int wrow0 = tl.row0 + (half ? 0 : cw * (C::kRows / 2));
     bool idle = false;
     if constexpr (!C::kKgroup && !C::kSwap) idle = wrow0 >= tl.row_end;
-    int prev = -1;
     unsigned long long t_start = 0; /* params.trace */
-    for (int kb = kb0; kb < kb1; ++kb) {
-      mbar_wait(&full[stage], phase);
-      if (a.trace && kb == kb0 && cw == 0 && ctid == 0) t_start = globaltimer_ns();
-      if (idle) {
-        named_bar_sync(1 + cw, 128);
-        if (ctid == 0) release_stage<C>(&empty[stage]);
-        if (++stage == C::kStages) { stage = 0; phase ^= 1; }
-        continue;
-      }
+    ring_stages<C>(a, full, empty, stage, phase, kb0, kb1, idle, cw, ctid, t_start, [&](int kb, int st, bool first) {
       if constexpr (C::kKgroup)
         if (kb == kb1 - 1 && tail < kBK)
-          zero_tail<C>(smem + C::kOffA + stage * C::kABytes, smem + C::kOffB + stage * C::kBBytes,
-                       tail);
+          zero_tail<C>(smem + C::kOffA + st * C::kABytes, smem + C::kOffB + st * C::kBBytes, tail);
       if constexpr (C::kSwap) { /* all the tile's rows against this warpgroup's B rows */
-        mma_stage_swap<C>(acc, smem_u32(smem + C::kOffA) + stage * C::kABytes,
-                          sb0 + stage * C::kBBytes, cw, kb == kb0);
+        mma_stage_swap<C>(acc, smem_u32(smem + C::kOffA) + st * C::kABytes, sb0 + st * C::kBBytes, cw,
+                          first);
       } else if constexpr (C::kTall) {
-        mma_stage_tall<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
+        mma_stage_tall<C>(acc, sa0 + st * C::kABytes, sb0 + st * C::kBBytes, first);
       } else if constexpr (C::kHalf) {
         if (half) /* warpgroup 0's 64 rows, this warpgroup's B box */
-          mma_stage_half<C>(acc, sa0 - cw * 64 * 128 + stage * C::kABytes,
-                            sb0 + stage * C::kBBytes + cw * (C::kBBytes / 2), kb == kb0);
+          mma_stage_half<C>(acc, sa0 - cw * 64 * 128 + st * C::kABytes,
+                            sb0 + st * C::kBBytes + cw * (C::kBBytes / 2), first);
         else
-          mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
+          mma_stage<C>(acc, sa0 + st * C::kABytes, sb0 + st * C::kBBytes, first);
       } else {
-        mma_stage<C>(acc, sa0 + stage * C::kABytes, sb0 + stage * C::kBBytes, kb == kb0);
+        mma_stage<C>(acc, sa0 + st * C::kABytes, sb0 + st * C::kBBytes, first);
       }
-      if (kb > kb0) { /* the previous stage's wgmma is done: hand its slot back */
-        wgmma_wait<1>();
-        if (ctid == 0) release_stage<C>(&empty[prev]);
-      }
-      prev = stage;
-      if (++stage == C::kStages) { stage = 0; phase ^= 1; }
-    }
-    wgmma_wait<0>();
-    if (ctid == 0 && prev >= 0) release_stage<C>(&empty[prev]);
+    });
     bool last = true; /* this item ends its tile: the epilogue */
     if constexpr (!C::kHooks && !C::kKgroup && !C::kTall && !C::kSwap) /* never split: no fixup code */
       if (wk.u >= 0) last = split_fixup<C>(a, acc, wk.u / sp.s, wk.u % sp.s, sp.s, cw, ctid);
