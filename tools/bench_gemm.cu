@@ -318,23 +318,22 @@ static Result run_shape(Bench &b, const Shape &s, bool swiglu_too, const char *l
   comet_gemm_params_t q_swap = own;
   q_swap.tile = COMET_GEMM_TILE_SWAP;
   if (b.ab && G <= 128) add(&r.swap_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_swap, 0)); });
-  comet_gemm_params_t q_slim[3];
-  for (int i = 0; i < 3; ++i) {
-    q_slim[i] = q_swap;
-    q_slim[i].swap_rows = kSlimRows[i];
-    if (b.ab && G <= 128 && !swiglu_too)
-      add(&r.slim_ms[i], [&, i] { BENCH_COMET(comet_gemm_grouped(&q_slim[i], 0)); });
-  }
+  /* base with swap_rows = rows[i], timed into ms[i] (plain stores, at most 128 groups) */
+  const auto add_rows = [&](comet_gemm_params_t (&q)[3], const comet_gemm_params_t &base,
+                            const int (&rows)[3], double (&ms)[3]) {
+    for (int i = 0; i < 3; ++i) {
+      q[i] = base;
+      q[i].swap_rows = rows[i];
+      if (b.ab && G <= 128 && !swiglu_too)
+        add(&ms[i], [&q, i] { BENCH_COMET(comet_gemm_grouped(&q[i], 0)); });
+    }
+  };
+  comet_gemm_params_t q_slim[3], q_fit[3];
+  add_rows(q_slim, q_swap, kSlimRows, r.slim_ms);
   comet_gemm_params_t q_noslim = p;
   q_noslim.swap_rows = -1;
   if (b.ab) add(&r.noslim_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_noslim, 0)); });
-  comet_gemm_params_t q_fit[3]; /* the fitted tile's caps: the 5-stage body, and 184 / 208 rows */
-  for (int i = 0; i < 3; ++i) {
-    q_fit[i] = p;
-    q_fit[i].swap_rows = kFitCaps[i];
-    if (b.ab && G <= 128 && !swiglu_too)
-      add(&r.fit_ms[i], [&, i] { BENCH_COMET(comet_gemm_grouped(&q_fit[i], 0)); });
-  }
+  add_rows(q_fit, p, kFitCaps, r.fit_ms); /* the fitted tile's caps: the 5-stage body, 184 / 208 rows */
   if (b.ab) {
     add(&r.single_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_single, 0)); });
     add(&r.nosplit_ms, [&] { BENCH_COMET(comet_gemm_grouped(&q_nosplit, 0)); });

@@ -199,6 +199,14 @@ static bool hooks_on(const comet_gemm_params_t *p) {
   return p->mtiles || p->wait_count || p->publish_flags || p->tile_counter;
 }
 
+/* What the tall, swapped and fitted tiles share: a plain grouped launch
+ * (no hooks, K-major B, no grouped reduction, no pairs) of at most
+ * kPairMaxGroups groups (their smaller tables). */
+static bool plain_grouped(const comet_gemm_params_t *p) {
+  return !hooks_on(p) && !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
+         p->cluster != COMET_GEMM_CLUSTER_ON;
+}
+
 /* The split tail needs whole-tile completion for the hooks (off with them)
  * and adds in a varying order (off when asked to be deterministic). Only a
  * launch that may split looks for (and on a stream's first, allocates) the
@@ -271,9 +279,7 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
   COMET_ARG(p->tile >= COMET_GEMM_TILE_AUTO && p->tile <= COMET_GEMM_TILE_SWAP,
             "gemm: tile %d unknown", (int)p->tile);
   COMET_ARG(p->tile != COMET_GEMM_TILE_SWAP ||
-                (p->epilogue != COMET_GEMM_EPI_GELU && !p->row_scale && !hooks_on(p) &&
-                 !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
-                 p->cluster != COMET_GEMM_CLUSTER_ON),
+                (p->epilogue != COMET_GEMM_EPI_GELU && !p->row_scale && plain_grouped(p)),
             "gemm: the swapped tile takes the STORE or SWIGLU epilogue, no row_scale, no hooks, no MN-major "
             "B, no grouped reduction, no pairs and at most %d groups (groups = %d)",
             kPairMaxGroups, p->groups);
@@ -286,15 +292,11 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
             "gemm: swap_rows = %d: 0; -1, or a multiple of 8 in 128..%d, with tile AUTO; or 136, 176 or "
             "184 with the swapped tile and the STORE epilogue",
             p->swap_rows, kFitRows);
-  COMET_ARG(!fit_cap || (p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && !hooks_on(p) &&
-                         !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
-                         p->cluster != COMET_GEMM_CLUSTER_ON),
+  COMET_ARG(!fit_cap || (p->epilogue == COMET_GEMM_EPI_STORE && !p->row_scale && plain_grouped(p)),
             "gemm: swap_rows = %d with tile AUTO (the fitted tile) takes the STORE epilogue, no row_scale, "
             "no hooks, no MN-major B, no grouped reduction, no pairs and at most %d groups (groups = %d)",
             p->swap_rows, kPairMaxGroups, p->groups);
-  COMET_ARG(p->tile != COMET_GEMM_TILE_TALL ||
-                (!hooks_on(p) && !p->b_mn_major && !p->k_grouped && p->groups <= kPairMaxGroups &&
-                 p->cluster != COMET_GEMM_CLUSTER_ON),
+  COMET_ARG(p->tile != COMET_GEMM_TILE_TALL || plain_grouped(p),
             "gemm: the tall tile takes no hooks, no MN-major B, no grouped reduction, no pairs and "
             "at most %d groups (groups = %d)",
             kPairMaxGroups, p->groups);
