@@ -377,6 +377,13 @@ static bool env_on(const char *name) {
   return e && e[0] == '1';
 }
 
+/* COMET_GEMM_PAIRS=2 (diagnosis): pairs in lockstep, each CTA loading
+ * both halves of B itself (no multicast). */
+static bool pairs_local() {
+  const char *e = getenv("COMET_GEMM_PAIRS");
+  return e && e[0] == '2';
+}
+
 /* Pairs (2-CTA clusters, gemm_engine.cuh) for this launch? Only when
  * asked (cluster ON, or COMET_GEMM_PAIRS=1 for AUTO launches: A/B timing):
  * on one H200 pairs ran at 0.65-0.70x single CTAs with 3 stages (session
@@ -387,7 +394,7 @@ static bool pair_wanted(const comet_gemm_params_t *p, int sms) {
       p->groups > kPairMaxGroups) /* the pairs' smaller group tables */
     return false;
   if (p->cluster == COMET_GEMM_CLUSTER_ON) return true;
-  static const bool asked = env_on("COMET_GEMM_PAIRS");
+  static const bool asked = env_on("COMET_GEMM_PAIRS") || pairs_local();
   return asked && p->max_rows >= 16 * kBM && choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;
 }
 
@@ -559,7 +566,8 @@ static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStr
   CUtensorMap tm_a, tm_b, tm_c;
   COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
-  const Args a = make_args<C>(p, Workspace{});
+  Args a = make_args<C>(p, Workspace{});
+  a.pair_local = pairs_local();
   cudaLaunchAttribute attr;
   cudaLaunchConfig_t cfg;
   cudaError_t e = pair_config<C>(&cfg, &attr, sms / 2, stream);

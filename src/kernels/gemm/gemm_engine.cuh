@@ -81,6 +81,7 @@ struct Args {
   unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
   int trace_items;
   int fit_rows; /* the fitted tile (Cfg::kFit): its widest tile, <= C::kRows; 0: fit_pick's */
+  int pair_local; /* pairs (diagnosis, COMET_GEMM_PAIRS=2): lockstep, both B halves loaded locally */
 };
 
 /* ---- split tail ----
@@ -357,7 +358,7 @@ __device__ __forceinline__ Tile sched_pair(const Args &a, const int *row_off, co
   tl.n = rem / bm;
   tl.mtile = tl.index = q;
   tl.src_first = tl.src_last = 0;
-  tl.shared = g0 == g1;
+  tl.shared = g0 == g1 && !a.pair_local;
   return tl;
 }
 
