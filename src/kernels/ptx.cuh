@@ -55,12 +55,18 @@ __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;" ::: "memory");
 }
 /* mbarrier.arrive on the barrier at the same shared offset in CTA `cta`
- * of this cluster (mapa gives its shared::cluster address). */
+ * of this cluster (mapa gives its shared::cluster address), with the
+ * default .release.cta semantics: the pairs' consumers release a stage
+ * whose only reads (wgmma's) wgmma.wait_group has already completed, so
+ * there is nothing for a cluster-scope release to order, and
+ * .release.cluster compiled to MEMBAR.ALL.GPU before every remote arrival
+ * (each stage, each consumer warpgroup): the pairs ran 1.34x the single
+ * CTAs' time a tile (session 23 run 1). */
 __device__ __forceinline__ void mbar_arrive_cluster(uint64_t *bar, uint32_t cta) {
   asm volatile(
       "{\n.reg .b32 ra;\n"
       "mapa.shared::cluster.u32 ra, %0, %1;\n"
-      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [ra];\n}" ::"r"(smem_u32(bar)),
+      "mbarrier.arrive.shared::cluster.b64 _, [ra];\n}" ::"r"(smem_u32(bar)),
       "r"(cta)
       : "memory");
 }
