@@ -101,6 +101,15 @@ __device__ __forceinline__ void tma_load_3d_mc(void *dst, const void *tmap, uint
       "l"(tmap), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2), "h"(mask)
       : "memory");
 }
+/* The 2d load multicast (.multicast::cluster), as tma_load_3d_mc above. */
+__device__ __forceinline__ void tma_load_2d_mc(void *dst, const void *tmap, uint64_t *bar, int c0,
+                                               int c1, uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%3, %4}], [%2], %5;" ::"r"(smem_u32(dst)),
+      "l"(tmap), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "h"(mask)
+      : "memory");
+}
 /* cp.async.bulk.tensor.2d shared -> global (bulk-group completion);
  * elements outside the tensor's bounds are not written. */
 __device__ __forceinline__ void tma_store_2d(const void *tmap, const void *src, int c0, int c1) {

@@ -377,13 +377,6 @@ static bool env_on(const char *name) {
   return e && e[0] == '1';
 }
 
-/* COMET_GEMM_PAIRS=2 (diagnosis): pairs in lockstep, each CTA loading
- * both halves of B itself (no multicast). */
-static bool pairs_local() {
-  const char *e = getenv("COMET_GEMM_PAIRS");
-  return e && e[0] == '2';
-}
-
 /* Pairs (2-CTA clusters, gemm_engine.cuh) for this launch? Only when
  * asked (cluster ON, or COMET_GEMM_PAIRS=1 for AUTO launches: A/B timing):
  * on one H200 pairs ran at 0.65-0.70x single CTAs with 3 stages (session
@@ -394,7 +387,7 @@ static bool pair_wanted(const comet_gemm_params_t *p, int sms) {
       p->groups > kPairMaxGroups) /* the pairs' smaller group tables */
     return false;
   if (p->cluster == COMET_GEMM_CLUSTER_ON) return true;
-  static const bool asked = env_on("COMET_GEMM_PAIRS") || pairs_local();
+  static const bool asked = env_on("COMET_GEMM_PAIRS");
   return asked && p->max_rows >= 16 * kBM && choose_tile(p, sms) == COMET_GEMM_TILE_WIDE;
 }
 
@@ -564,10 +557,9 @@ static cudaError_t pair_config(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *att
 template <class C>
 static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
   CUtensorMap tm_a, tm_b, tm_c;
-  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p));
+  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p, 64)); /* A in halves: an N-pair multicasts one each */
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
-  Args a = make_args<C>(p, Workspace{});
-  a.pair_local = pairs_local();
+  const Args a = make_args<C>(p, Workspace{});
   cudaLaunchAttribute attr;
   cudaLaunchConfig_t cfg;
   cudaError_t e = pair_config<C>(&cfg, &attr, sms / 2, stream);
@@ -575,7 +567,8 @@ static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStr
     int64_t pairs = sms / 2;
     const int fit = active_pairs<C>(&cfg);
     if (fit > 0 && fit < pairs) pairs = fit;
-    const int64_t bound = ((p->max_rows + kBM - 1) / kBM + p->groups + 1) / 2 * a.n_tiles;
+    /* pair tiles: ceil(M-tiles / 2) x N-tiles a group at most, M-tiles <= max_rows / kBM + 1 a group */
+    const int64_t bound = ((p->max_rows + kBM - 1) / kBM + 2 * (int64_t)p->groups) / 2 * a.n_tiles;
     if (bound < pairs) pairs = bound;
     cfg.gridDim = dim3((unsigned)(2 * pairs));
     e = cudaLaunchKernelEx(&cfg, gemm_kernel<C>, a, tm_a, tm_b, tm_c);

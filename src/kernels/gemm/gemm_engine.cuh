@@ -7,7 +7,7 @@
  * tile that crosses its group's end); Cfg::kTall tiles have 256 rows, two
  * 64-row blocks a consumer warpgroup. gemm_engine_run() is the whole body,
  * callable from a fused kernel that hands it a CTA index and count.
- * Cfg::kPair runs it in 2-CTA clusters that share B by TMA multicast
+ * Cfg::kPair runs it in 2-CTA clusters that share B (or A) by TMA multicast
  * (opt-in; see "pairs").
  *
  * Reading order: Cfg (tile constants and the shared-memory map), the tile
@@ -81,7 +81,6 @@ struct Args {
   unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
   int trace_items;
   int fit_rows; /* the fitted tile (Cfg::kFit): its widest tile, <= C::kRows; 0: fit_pick's */
-  int pair_local; /* pairs (diagnosis, COMET_GEMM_PAIRS=2): lockstep, both B halves loaded locally */
 };
 
 /* ---- split tail ----
@@ -161,7 +160,7 @@ template <int kBN_, bool kSwiglu_, bool kHooks_, bool kFp16_, bool kGather_ = fa
           bool kBmn_ = false, bool kKgroup_ = false, bool kPair_ = false, bool kDeep_ = false,
           bool kTall_ = false, int kSwapN_ = 0, bool kFit_ = false>
 struct Cfg {
-  /* kPair: 2-CTA clusters sharing B by TMA multicast (see "pairs" below) */
+  /* kPair: 2-CTA clusters sharing B or A by TMA multicast (see "pairs" below) */
   static constexpr bool kPair = kPair_;
   static constexpr int kEmptyArrivals = kPair ? 4 : 2; /* consumer warpgroups per stage */
   /* kKgroup: the grouped reduction (the backward's dw1, dw2): A and B both
@@ -273,6 +272,8 @@ struct Tile {
   int group, row0, row_end, n, mtile, src_first, src_last;
   int index;  /* natural M-tile index (the arrival counter's) */
   bool shared; /* pairs: both CTAs of the cluster need this B tile */
+  bool shared_a = false; /* pairs: both CTAs need these A rows (two N-tiles of one M-tile) */
+  bool nostore = false;  /* pairs: a partner past the last N-tile (loads, computes nothing) */
 };
 
 /* ---- tile scheduler: linear tile index -> (group, rows, N-tile) ---- */
@@ -333,39 +334,54 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
 }
 
 /* ---- pairs (Cfg::kPair) ----
- * The two CTAs of a cluster run M-tiles 2j and 2j + 1 of the flattened
- * list with the same N-tile, in lockstep. When both M-tiles are in one
- * group they read the same B tile: each CTA loads one half of it and
- * multicasts it into both CTAs' shared memory, so B's reads from L2 halve
- * (B is the larger operand of a 128 x 256 tile). A pair that straddles two
- * groups loads both halves locally; with an odd M-tile count the last
- * pair's second tile has no rows (computed, never stored). Pair tile t
- * runs in bands of a.band / 2 pairs, M fastest, as sched_natural. */
+ * The two CTAs of a cluster run two tiles of one group in lockstep and
+ * share an operand by TMA multicast, so its reads from L2 halve. A group's
+ * M-tiles go two by two (2j, 2j + 1) with the same N-tile: each CTA loads
+ * one half of the B tile and multicasts it into both (B is the larger
+ * operand of a 128 x 256 tile). An odd group's last M-tile (the ragged one
+ * where rows are routed) runs two N-tiles at once instead, sharing its A
+ * rows the same way (64 rows each); with an odd N-tile count the last
+ * such pair's second tile repeats the last N-tile's loads and stores
+ * nothing (nostore). So no pair straddles two groups or leaves a CTA
+ * without rows. Pair tiles of a group: M-pairs x N-tiles in bands of
+ * a.band / 2 M-pairs, M fastest (as sched_natural), then the last M-tile's
+ * N-pairs; mstart[g] counts the pair tiles before group g (build_tables). */
+__device__ __forceinline__ int pair_count(int mt, int n_tiles) {
+  return mt / 2 * n_tiles + (mt & 1) * ((n_tiles + 1) / 2);
+}
+
 __device__ __forceinline__ Tile sched_pair(const Args &a, const int *row_off, const int *mstart,
                                            int t, int rank) {
-  const int pb = a.band / 2 > 0 ? a.band / 2 : 1; /* pairs a band */
-  const int mt_total = mstart[a.groups], pairs = (mt_total + 1) / 2;
-  const int first = t / (pb * a.n_tiles) * pb;
-  const int bm = min(pb, pairs - first), rem = t - first * a.n_tiles;
-  const int q0 = 2 * (first + rem % bm), q1 = q0 + 1;
-  const int g0 = group_of(mstart, a.groups, q0);
-  const int g1 = q1 < mt_total ? group_of(mstart, a.groups, q1) : g0;
-  const int q = rank ? q1 : q0, g = rank ? g1 : g0;
+  const int g = group_of(mstart, a.groups, t);
+  const int mt = (row_off[g + 1] - row_off[g] + kBM - 1) / kBM, mp = mt / 2;
+  const int l = t - mstart[g];
+  int m, n;
   Tile tl;
+  tl.shared = l < mp * a.n_tiles;
+  tl.shared_a = !tl.shared;
+  if (tl.shared) {
+    const int pb = a.band / 2 > 0 ? a.band / 2 : 1; /* M-pairs a band */
+    const int first = l / (pb * a.n_tiles) * pb;
+    const int bm = min(pb, mp - first), rem = l - first * a.n_tiles;
+    m = 2 * (first + rem % bm) + rank;
+    n = rem / bm;
+  } else {
+    m = mt - 1;
+    n = 2 * (l - mp * a.n_tiles) + rank;
+    tl.nostore = n >= a.n_tiles;
+    if (tl.nostore) n = a.n_tiles - 1;
+  }
   tl.group = g;
+  tl.row0 = row_off[g] + m * kBM;
   tl.row_end = row_off[g + 1];
-  tl.row0 = q < mt_total ? row_off[g] + (q - mstart[g]) * kBM : tl.row_end;
-  tl.n = rem / bm;
-  tl.mtile = tl.index = q;
+  tl.n = n;
+  tl.mtile = tl.index = t;
   tl.src_first = tl.src_last = 0;
-  tl.shared = g0 == g1 && !a.pair_local;
   return tl;
 }
 
 /* Pair tiles of the launch (natural schedule, both CTAs of a cluster). */
-__device__ __forceinline__ int pair_tiles(const Args &a, const int *mstart) {
-  return (mstart[a.groups] + 1) / 2 * a.n_tiles;
-}
+__device__ __forceinline__ int pair_tiles(const Args &a, const int *mstart) { return mstart[a.groups]; }
 
 /* With a list: tile t's list entry and N-tile. LAYER1 runs groups of
  * column blocks, LAYER0 bands of M-tiles, M fastest (schedule.h). Not
@@ -707,7 +723,14 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       mbar_arrive_expect_tx(&full[stage], C::kStageBytes);
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
       uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
-      tma_load_2d(sa, tm_a, &full[stage], kb * kBK, tl.row0);
+      if constexpr (C::kPair) { /* two boxes of 64 rows: one each, multicast, when shared */
+#pragma unroll
+        for (int h = 0; h < 2; ++h)
+          if (!tl.shared_a) tma_load_2d(sa + h * 64 * 128, tm_a, &full[stage], kb * kBK, tl.row0 + 64 * h);
+          else if (h == rank) tma_load_2d_mc(sa + h * 64 * 128, tm_a, &full[stage], kb * kBK, tl.row0 + 64 * h, 3);
+      } else {
+        tma_load_2d(sa, tm_a, &full[stage], kb * kBK, tl.row0);
+      }
       if constexpr (C::kTall) tma_load_2d(sa + kBM * 128, tm_a, &full[stage], kb * kBK, tl.row0 + kBM);
       if constexpr (C::kBmn) { /* box (64 columns, 64 k-rows) per chunk */
         constexpr int kChunks = C::kBN / 64;
@@ -1335,7 +1358,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     if constexpr (C::kHalf) half = a.half_tiles && tl.row_end - tl.row0 <= 64;
     const int wrow0 = tl.row0 + (half ? 0 : cw * (C::kRows / 2));
     bool idle = false;
-    if constexpr (!C::kKgroup && !C::kSwap) idle = wrow0 >= tl.row_end;
+    if constexpr (!C::kKgroup && !C::kSwap) idle = wrow0 >= tl.row_end || tl.nostore;
     unsigned long long t_start = 0; /* params.trace */
     ring_stages<C>(a, full, empty, stage, phase, kb0, kb1, idle, cw, ctid, t_start, [&](int kb, int st, bool first) {
       if constexpr (C::kKgroup)
@@ -1359,7 +1382,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     bool last = true; /* this item ends its tile: the epilogue */
     if constexpr (!C::kHooks && !C::kKgroup && !C::kTall && !C::kSwap) /* never split: no fixup code */
       if (wk.u >= 0) last = split_fixup<C>(a, acc, wk.u / sp.s, wk.u % sp.s, sp.s, cw, ctid);
-    if (last) {
+    if (last && !tl.nostore) {
       if constexpr (C::kSwap) {
         epilogue_swap<C>(a, tm_c, acc, smem + C::kOffC, tl, min(C::kRows, tl.row_end - tl.row0), cw, ctid);
       } else if constexpr (C::kTall) { /* block by block, through the same staging */
@@ -1449,6 +1472,7 @@ __device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *m
       const int g = base + lane;
       int mt = 0;
       if (g < a.groups) mt = (max(row_off[g + 1] - row_off[g], 0) + rows - 1) / rows;
+      if constexpr (C::kPair) mt = pair_count(mt, a.n_tiles); /* mstart counts pair tiles */
       int incl = mt;
 #pragma unroll
       for (int d = 1; d < 32; d <<= 1) {
