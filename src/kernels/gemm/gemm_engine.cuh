@@ -338,36 +338,66 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
  * share an operand by TMA multicast, so its reads from L2 halve. A group's
  * M-tiles go two by two (2j, 2j + 1) with the same N-tile: each CTA loads
  * one half of the B tile and multicasts it into both (B is the larger
- * operand of a 128 x 256 tile). An odd group's last M-tile (the ragged one
- * where rows are routed) runs two N-tiles at once instead, sharing its A
- * rows the same way (64 rows each); with an odd N-tile count the last
- * such pair's second tile repeats the last N-tile's loads and stores
- * nothing (nostore). So no pair straddles two groups or leaves a CTA
- * without rows. Pair tiles of a group: M-pairs x N-tiles in bands of
- * a.band / 2 M-pairs, M fastest (as sched_natural), then the last M-tile's
- * N-pairs; mstart[g] counts the pair tiles before group g (build_tables). */
-__device__ __forceinline__ int pair_count(int mt, int n_tiles) {
-  return mt / 2 * n_tiles + (mt & 1) * ((n_tiles + 1) / 2);
+ * operand of a 128 x 256 tile). What would pair unequal tiles (in
+ * lockstep both take the longer one's time) runs two N-tiles at once
+ * instead, sharing its A rows the same way (64 rows each): a last M-tile
+ * of at most 64 rows (one warpgroup idle), and the odd M-tile left over.
+ * With an odd N-tile count the last such pair's second tile repeats the
+ * last N-tile's loads and stores nothing (nostore). So no pair straddles
+ * two groups or leaves a CTA without rows.
+ * A group's pair tiles run in bands of a.band / 2 M-pairs, M fastest, as
+ * sched_natural; the last band also holds the leftover M-tiles, after its
+ * M-pairs on each two N-tiles, so B is streamed once a band (a leftover
+ * swept on its own after the band re-read the whole expert's B: routed
+ * sizes ran 0.96x single CTAs, session 23 run 4). mstart[g] counts the
+ * pair tiles before group g (build_tables). */
+struct PairShape {
+  int mp, left; /* M-pairs; leftover M-tiles (0, 1 or 2), after the M-pairs */
+};
+__device__ __forceinline__ PairShape pair_shape(int rows) {
+  const int mt = (rows + kBM - 1) / kBM;
+  const int even = mt - (rows > 0 && rows - (mt - 1) * kBM <= 64 ? 1 : 0); /* M-tiles that pair */
+  return PairShape{even / 2, mt - even / 2 * 2};
+}
+__device__ __forceinline__ int pair_count(int rows, int n_tiles) {
+  const PairShape ps = pair_shape(rows);
+  return ps.mp * n_tiles + ps.left * ((n_tiles + 1) / 2);
 }
 
 __device__ __forceinline__ Tile sched_pair(const Args &a, const int *row_off, const int *mstart,
                                            int t, int rank) {
   const int g = group_of(mstart, a.groups, t);
-  const int mt = (row_off[g + 1] - row_off[g] + kBM - 1) / kBM, mp = mt / 2;
+  const PairShape ps = pair_shape(row_off[g + 1] - row_off[g]);
+  const int pb = a.band / 2 > 0 ? a.band / 2 : 1;           /* M-pairs a band */
+  const int last = ps.mp > 0 ? (ps.mp - 1) / pb * pb : 0; /* the last band's first M-pair */
   const int l = t - mstart[g];
-  int m, n;
+  int pair = -1, left = -1, n; /* an M-pair with N-tile n, or leftover `left` on N-tiles 2n, 2n + 1 */
+  if (l < last * a.n_tiles) { /* a full band */
+    const int first = l / (pb * a.n_tiles) * pb, rem = l - first * a.n_tiles;
+    pair = first + rem % pb;
+    n = rem / pb;
+  } else { /* the last band: per two N-tiles, its M-pairs on each, then the leftovers */
+    const int bm = ps.mp - last, r = l - last * a.n_tiles, per = 2 * bm + ps.left;
+    const int j = r / per, q = r - j * per;
+    const bool half = 2 * j + 1 == a.n_tiles; /* an odd count's last N-tile: bm + left items */
+    const int pairs_here = half ? bm : 2 * bm;
+    if (q < pairs_here) {
+      pair = last + q % bm;
+      n = 2 * j + q / bm;
+    } else {
+      left = q - pairs_here;
+      n = j;
+    }
+  }
   Tile tl;
-  tl.shared = l < mp * a.n_tiles;
+  tl.shared = pair >= 0;
   tl.shared_a = !tl.shared;
+  int m;
   if (tl.shared) {
-    const int pb = a.band / 2 > 0 ? a.band / 2 : 1; /* M-pairs a band */
-    const int first = l / (pb * a.n_tiles) * pb;
-    const int bm = min(pb, mp - first), rem = l - first * a.n_tiles;
-    m = 2 * (first + rem % bm) + rank;
-    n = rem / bm;
+    m = 2 * pair + rank;
   } else {
-    m = mt - 1;
-    n = 2 * (l - mp * a.n_tiles) + rank;
+    m = 2 * ps.mp + left;
+    n = 2 * n + rank;
     tl.nostore = n >= a.n_tiles;
     if (tl.nostore) n = a.n_tiles - 1;
   }
@@ -1472,7 +1502,8 @@ __device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *m
       const int g = base + lane;
       int mt = 0;
       if (g < a.groups) mt = (max(row_off[g + 1] - row_off[g], 0) + rows - 1) / rows;
-      if constexpr (C::kPair) mt = pair_count(mt, a.n_tiles); /* mstart counts pair tiles */
+      if constexpr (C::kPair) /* mstart counts pair tiles */
+        if (g < a.groups) mt = pair_count(max(row_off[g + 1] - row_off[g], 0), a.n_tiles);
       int incl = mt;
 #pragma unroll
       for (int d = 1; d < 32; d <<= 1) {
