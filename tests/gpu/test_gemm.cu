@@ -675,10 +675,10 @@ int main(int argc, char **argv) {
       {FP, ST, NA, 264, 520, {129, 1, 300}, 3, true, "fp16 MN-major B narrow scale", 0, true},
       {BF, ST, AU, 1032, 2056, {300, 0, 517}, 5, false, "bf16 MN-major B auto ragged", 0, true},
       {BF, ST, WI, 264, 2048, {129, 1, 200}, 3, true, "bf16 MN-major B split 4", 8, true},
-      /* pairs (2-CTA clusters sharing B, or a leftover M-tile's A across
-       * two N-tiles): odd M-tile counts, last M-tiles of <= 64 rows, odd
-       * N-tile counts (a partner that stores nothing), one-M-tile groups,
-       * empty groups, few CTAs */
+      /* pairs (2-CTA clusters sharing B, or an odd group's last M-tile's A
+       * across two N-tiles): odd M-tile counts, last M-tiles of <= 64 rows,
+       * odd N-tile counts (a partner that stores nothing), one-M-tile
+       * groups, empty groups, few CTAs */
       {BF, ST, WI, 264, 520, {129, 1, 300, 0, 256, 5}, 3, true, "bf16 pairs straddling odd", 0,
        false, COMET_GEMM_CLUSTER_ON},
       {BF, SW, WI, 136, 1000, edge, 7, true, "bf16 swiglu pairs edges", 0, false,

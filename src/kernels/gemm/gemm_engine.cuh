@@ -338,26 +338,25 @@ __device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
  * share an operand by TMA multicast, so its reads from L2 halve. A group's
  * M-tiles go two by two (2j, 2j + 1) with the same N-tile: each CTA loads
  * one half of the B tile and multicasts it into both (B is the larger
- * operand of a 128 x 256 tile). What would pair unequal tiles (in
- * lockstep both take the longer one's time) runs two N-tiles at once
- * instead, sharing its A rows the same way (64 rows each): a last M-tile
- * of at most 64 rows (one warpgroup idle), and the odd M-tile left over.
- * With an odd N-tile count the last such pair's second tile repeats the
- * last N-tile's loads and stores nothing (nostore). So no pair straddles
- * two groups or leaves a CTA without rows.
+ * operand of a 128 x 256 tile). An odd group's last M-tile runs two
+ * N-tiles at once instead, sharing its A rows the same way (64 rows
+ * each); with an odd N-tile count the last such pair's second tile
+ * repeats the last N-tile's loads and stores nothing (nostore). So no
+ * pair straddles two groups or leaves a CTA without rows. (Sending a last
+ * M-tile of <= 64 rows there too, so that no pair has one CTA's
+ * warpgroup idle, ran 192-row experts at 0.68x single CTAs: it gives up
+ * their B sharing; session 23 run 5.)
  * A group's pair tiles run in bands of a.band / 2 M-pairs, M fastest, as
- * sched_natural; the last band also holds the leftover M-tiles, after its
- * M-pairs on each two N-tiles, so B is streamed once a band (a leftover
- * swept on its own after the band re-read the whole expert's B: routed
- * sizes ran 0.96x single CTAs, session 23 run 4). mstart[g] counts the
- * pair tiles before group g (build_tables). */
+ * sched_natural; the last band also holds the leftover M-tile, after its
+ * M-pairs on each two N-tiles (swept on its own after the band, it would
+ * re-read the expert's B). mstart[g] counts the pair tiles before group g
+ * (build_tables). */
 struct PairShape {
-  int mp, left; /* M-pairs; leftover M-tiles (0, 1 or 2), after the M-pairs */
+  int mp, left; /* M-pairs; leftover M-tiles (0 or 1), after the M-pairs */
 };
 __device__ __forceinline__ PairShape pair_shape(int rows) {
   const int mt = (rows + kBM - 1) / kBM;
-  const int even = mt - (rows > 0 && rows - (mt - 1) * kBM <= 64 ? 1 : 0); /* M-tiles that pair */
-  return PairShape{even / 2, mt - even / 2 * 2};
+  return PairShape{mt / 2, mt & 1};
 }
 __device__ __forceinline__ int pair_count(int rows, int n_tiles) {
   const PairShape ps = pair_shape(rows);
