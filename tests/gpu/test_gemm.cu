@@ -568,7 +568,7 @@ static void run_arg_errors(void) {
   p.epilogue = COMET_GEMM_EPI_STORE;
   p.cluster = COMET_GEMM_CLUSTER_ON;
   p.tile = COMET_GEMM_TILE_NARROW;
-  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "cluster pairs take the wide or the fitted tile");
+  CHECK_ERR(comet_gemm_grouped(&p, 0), COMET_ERR_INVALID_ARGUMENT, "cluster pairs take the wide tile");
   p.tile = COMET_GEMM_TILE_AUTO;
   p.cluster = COMET_GEMM_CLUSTER_AUTO;
   p.stages = 5;
@@ -695,15 +695,6 @@ int main(int argc, char **argv) {
        false, COMET_GEMM_CLUSTER_ON},
       {FP, ST, WI, 520, 136, {192, 64, 320, 200, 1, 700}, 3, true, "fp16 pairs last tiles of <= 64 rows",
        0, false, COMET_GEMM_CLUSTER_ON},
-      /* fitted pairs (the 208-row body, two N-tiles of a token tile sharing
-       * its rows): an odd N-tile count, groups of 1..3 tiles, empty groups,
-       * few CTAs */
-      {BF, ST, AU, 264, 520, {530, 512, 0, 17, 300}, 3, false, "bf16 fit pairs 208 odd n", 0, false,
-       COMET_GEMM_CLUSTER_ON, 208},
-      {FP, ST, AU, 1024, 1032, {1000, 129, 208, 0, 416}, 2, false, "fp16 fit pairs 176", 0, false,
-       COMET_GEMM_CLUSTER_ON, 176},
-      {BF, ST, AU, 136, 2056, {600, 5, 1}, 1, false, "bf16 fit pairs 3 CTAs", 3, false,
-       COMET_GEMM_CLUSTER_ON, 144},
       /* more groups than the pairs' tables hold: single CTAs instead */
       {BF, ST, WI, 264, 136, std::vector<int>(130, 3), 2, false, "bf16 pairs 130 groups", 0, false,
        COMET_GEMM_CLUSTER_ON},

@@ -320,7 +320,7 @@ static comet_status_t check_params(const comet_gemm_params_t *p) {
   COMET_ARG(p->cluster >= COMET_GEMM_CLUSTER_AUTO && p->cluster <= COMET_GEMM_CLUSTER_ON,
             "gemm: cluster %d unknown", (int)p->cluster);
   COMET_ARG(p->cluster != COMET_GEMM_CLUSTER_ON || (!hooks_on(p) && p->tile != COMET_GEMM_TILE_NARROW),
-            "gemm: cluster pairs take the wide or the fitted tile and no hooks");
+            "gemm: cluster pairs take the wide tile and no hooks");
   return COMET_OK;
 }
 
@@ -557,10 +557,9 @@ static cudaError_t pair_config(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *att
 template <class C>
 static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStream_t stream) {
   CUtensorMap tm_a, tm_b, tm_c;
-  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p, C::kRows / 2)); /* A in halves: shared A, one each */
+  COMET_CHECK(make_tmaps_ac(&tm_a, &tm_c, p, 64)); /* A in halves: an N-pair multicasts one each */
   COMET_CHECK(make_tmap_b<C>(&tm_b, p));
-  Args a = make_args<C>(p, Workspace{});
-  a.n_pairs = (a.n_tiles + 1) / 2;
+  const Args a = make_args<C>(p, Workspace{});
   cudaLaunchAttribute attr;
   cudaLaunchConfig_t cfg;
   cudaError_t e = pair_config<C>(&cfg, &attr, sms / 2, stream);
@@ -568,10 +567,8 @@ static comet_status_t launch_pair(const comet_gemm_params_t *p, int sms, cudaStr
     int64_t pairs = sms / 2;
     const int fit = active_pairs<C>(&cfg);
     if (fit > 0 && fit < pairs) pairs = fit;
-    /* pair tiles, at most: wide, ceil(M-tiles / 2) x N-tiles a group; fitted, M-tiles x
-     * ceil(N-tiles / 2); M-tiles (of >= kBM rows) <= max_rows / kBM + 1 a group */
-    const int64_t m_tiles = (p->max_rows + kBM - 1) / kBM + p->groups;
-    const int64_t bound = C::kFit ? m_tiles * ((a.n_tiles + 1) / 2) : (m_tiles + p->groups) / 2 * a.n_tiles;
+    /* pair tiles: ceil(M-tiles / 2) x N-tiles a group at most, M-tiles <= max_rows / kBM + 1 a group */
+    const int64_t bound = ((p->max_rows + kBM - 1) / kBM + 2 * (int64_t)p->groups) / 2 * a.n_tiles;
     if (bound < pairs) pairs = bound;
     cfg.gridDim = dim3((unsigned)(2 * pairs));
     e = cudaLaunchKernelEx(&cfg, gemm_kernel<C>, a, tm_a, tm_b, tm_c);
@@ -646,17 +643,6 @@ using Slim = Cfg<128, false, false, kFp16, false, false, false, false, false, fa
  * (A/B). */
 template <bool kFp16, int kRows>
 using Fit = Cfg<128, false, false, kFp16, false, false, false, false, false, false, kRows, true>;
-/* The fitted tile in 2-CTA clusters sharing the token rows (208-row body). */
-template <bool kFp16>
-using FitPair = Cfg<128, false, false, kFp16, false, false, false, true, false, false, kFitRows, true>;
-
-/* Fitted pairs for this launch? cluster ON, or COMET_GEMM_FIT_PAIRS=1 for
- * AUTO launches (A/B timing); the 208-row body, 2 SMs at least. */
-static bool fit_pair_wanted(const comet_gemm_params_t *p, int sms) {
-  if (sms < 2 || p->cluster == COMET_GEMM_CLUSTER_OFF) return false;
-  static const bool asked = env_on("COMET_GEMM_FIT_PAIRS");
-  return p->cluster == COMET_GEMM_CLUSTER_ON || asked;
-}
 
 /* The fitted tile, its widest tile swap_rows, or by default the 208-row
  * body, but the 136-row one where the groups average 209-272 rows (of
@@ -671,7 +657,6 @@ static comet_status_t launch_fit(const comet_gemm_params_t *p, int sms, cudaStre
   const bool narrow = p->swap_rows > 0 ? p->swap_rows <= kFitNarrowRows
                                        : rows > (int64_t)kFitRows * g && rows <= 2LL * kFitNarrowRows * g;
   if (narrow) return launch<Fit<kFp16, kFitNarrowRows>>(p, sms, s);
-  if (fit_pair_wanted(p, sms)) return launch_pair<FitPair<kFp16>>(p, sms, s);
   return launch<Fit<kFp16, kFitRows>>(p, sms, s);
 }
 

@@ -92,14 +92,10 @@ typedef enum comet_gemm_order {
   COMET_GEMM_ORDER_LAYER1 = 1
 } comet_gemm_order_t;
 
-/* 2-CTA clusters sharing an operand by TMA multicast (gemm_engine.cuh's
- * "pairs"; no hooks, no grouped reduction, at most 128 groups: ON with
- * more runs single CTAs). With the wide tile, pairs of M-tiles sharing B
- * (an odd group's last M-tile: pairs of N-tiles sharing A); with tile
- * AUTO and swap_rows in 144..208 (the fitted tile's 208-row body), pairs
- * of N-tiles sharing the token rows. AUTO = off for now (gemm.cu's
- * pair_wanted, fit_pair_wanted); COMET_GEMM_PAIRS=1 /
- * COMET_GEMM_FIT_PAIRS=1 turn AUTO on for A/B timing. */
+/* 2-CTA clusters (pairs of M-tiles sharing B by TMA multicast; no hooks,
+ * no grouped reduction, wide tiles, at most 128 groups: ON with more runs
+ * single CTAs). AUTO = off for now (slower, gemm.cu's pair_wanted);
+ * COMET_GEMM_PAIRS=1 turns AUTO on for A/B timing. */
 typedef enum comet_gemm_cluster {
   COMET_GEMM_CLUSTER_AUTO = 0,
   COMET_GEMM_CLUSTER_OFF = 1,

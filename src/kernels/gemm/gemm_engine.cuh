@@ -81,7 +81,6 @@ struct Args {
   unsigned long long *trace; /* params.trace: per work item, [trace_items][4] */
   int trace_items;
   int fit_rows; /* the fitted tile (Cfg::kFit): its widest tile, <= C::kRows; 0: fit_pick's */
-  int n_pairs;  /* fitted pairs: N-tile pairs, ceil(n_tiles / 2) (a parameter, not a register) */
 };
 
 /* ---- split tail ----
@@ -179,8 +178,7 @@ struct Cfg {
   static_assert(!kBmn || (!kSwiglu && !kGather), "MN-major B: plain epilogue, TMA A");
   static_assert(!kKgroup || (!kSwiglu && !kGather && !kHooks && !kBmn),
                 "the grouped reduction: plain epilogue, its own producer");
-  static_assert(!kPair || ((kBN_ == 256 || kFit_) && !kHooks && !kKgroup),
-                "pairs: wide or fitted tiles, natural order");
+  static_assert(!kPair || (kBN_ == 256 && !kHooks && !kKgroup), "pairs: wide tiles, natural order");
   static constexpr int kOutN = kSwiglu ? kBN / 2 : kBN;
   /* pairs: a 4th stage against the cross-CTA latency of the multicast B
    * (3 stages ran 0.65-0.70x single CTAs; 4 run 0.70-0.81x, session 6),
@@ -215,7 +213,7 @@ struct Cfg {
    * and a deeper ring in the smem the smaller stage leaves. */
   static constexpr bool kSwap = kSwapN_ > 0;
   static_assert(!kSwap || ((kBN_ == 256 || (kBN_ == 128 && !kSwiglu_)) && !kHooks_ && !kGather_ &&
-                           !kBmn_ && !kKgroup_ && (!kPair_ || kFit_) && !kDeep_ && !kTall_ && kSwapN_ % 8 == 0 &&
+                           !kBmn_ && !kKgroup_ && !kPair_ && !kDeep_ && !kTall_ && kSwapN_ % 8 == 0 &&
                            kSwapN_ >= 128 && kSwapN_ <= 256),
                 "swapped: 256 B rows, or 128 with the plain store; plain grouped launches; a token tile "
                 "of 8k rows in [128, 256]");
@@ -227,10 +225,6 @@ struct Cfg {
   static constexpr bool kFit = kFit_;
   static_assert(!kFit || (kSwap && kBN_ == 128 && (kSwapN_ == kFitRows || kSwapN_ == kFitNarrowRows)),
                 "fit: the slim tile of 208 or 136 rows");
-  /* fitted pairs (kFit && kPair): the two CTAs of a cluster take two
-   * N-tiles of one token tile and share its A rows (see "pairs"); the
-   * 208-row body only (halves of 104 rows, whole swizzle atoms) */
-  static_assert(!(kFit_ && kPair_) || kSwapN_ == kFitRows, "fitted pairs: the 208-row body");
   static constexpr int kRows = kTall ? 2 * kBM : kSwap ? kSwapN_ : kBM; /* rows of a tile */
   static constexpr int kSwapBlocks = kBN_ / 128; /* swapped: m64 blocks a consumer warpgroup */
   static constexpr int kAcc = kSwap ? kSwapBlocks * (kSwapN_ / 2) : (kRows / 128) * (kBN / 2); /* accumulators a consumer thread */
@@ -318,14 +312,14 @@ __device__ __forceinline__ int fit_valid(const int *row_off, const Tile &tl, int
 }
 __device__ __forceinline__ int fit_n(int valid) { return max(128, (valid + 7) & ~7); }
 
-__device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off, const int *mstart,
-                                              int t, int rows, bool fit, int n_tiles) {
-  const int q = t / n_tiles;
+__device__ __forceinline__ Tile sched_natural(const Args &a, const int *row_off,
+                                              const int *mstart, int t, int rows, bool fit = false) {
+  const int q = t / a.n_tiles;
   const int g = group_of(mstart, a.groups, q), mt = mstart[g + 1] - mstart[g];
   if (fit) rows = fit_width(row_off[g + 1] - row_off[g], rows);
-  const int l = t - mstart[g] * n_tiles;
-  const int band = l / (a.band * n_tiles), first = band * a.band;
-  const int bm = min(a.band, mt - first), rem = l - first * n_tiles;
+  const int l = t - mstart[g] * a.n_tiles;
+  const int band = l / (a.band * a.n_tiles), first = band * a.band;
+  const int bm = min(a.band, mt - first), rem = l - first * a.n_tiles;
   const int m = first + rem % bm;
   Tile tl;
   tl.group = g;
@@ -415,27 +409,8 @@ __device__ __forceinline__ Tile sched_pair(const Args &a, const int *row_off, co
   return tl;
 }
 
-/* Fitted pairs (Cfg::kFit && kPair): the fitted tiles' natural schedule
- * over N-tile pairs; the CTAs of a cluster take N-tiles 2j and 2j + 1 of
- * the same token tile, each loading half its rows (kRows / 2) and
- * multicasting them into both: the tokens are the fitted tile's larger
- * operand (208 rows against 128 B rows a stage). An odd N-tile count's
- * last pair has a partner that stores nothing. */
-__device__ __forceinline__ Tile sched_fit_pair(const Args &a, const int *row_off, const int *mstart,
-                                               int t, int rows, int rank) {
-  Tile tl = sched_natural(a, row_off, mstart, t, rows, true, a.n_pairs);
-  tl.n = 2 * tl.n + rank;
-  tl.shared_a = true;
-  tl.nostore = tl.n >= a.n_tiles;
-  if (tl.nostore) tl.n = a.n_tiles - 1;
-  return tl;
-}
-
 /* Pair tiles of the launch (natural schedule, both CTAs of a cluster). */
-template <class C>
-__device__ __forceinline__ int pair_tiles(const Args &a, const int *mstart) {
-  return C::kFit ? mstart[a.groups] * a.n_pairs : mstart[a.groups];
-}
+__device__ __forceinline__ int pair_tiles(const Args &a, const int *mstart) { return mstart[a.groups]; }
 
 /* With a list: tile t's list entry and N-tile. LAYER1 runs groups of
  * column blocks, LAYER0 bands of M-tiles, M fastest (schedule.h). Not
@@ -510,12 +485,10 @@ template <class C>
 __device__ __forceinline__ Tile sched_tile(const Args &a, const int *row_off, const int *mstart,
                                            int count, int t) {
   if constexpr (C::kKgroup) return sched_kgroup(a, t);
-  if constexpr (C::kPair && C::kFit)
-    return sched_fit_pair(a, row_off, mstart, t, sched_rows<C>(mstart), (int)cluster_ctarank());
   if constexpr (C::kPair) return sched_pair(a, row_off, mstart, t, (int)cluster_ctarank());
   if constexpr (C::kHooks)
     if (a.mtiles) return sched_list(a, count, t);
-  return sched_natural(a, row_off, mstart, t, sched_rows<C>(mstart), C::kFit, a.n_tiles);
+  return sched_natural(a, row_off, mstart, t, sched_rows<C>(mstart), C::kFit);
 }
 
 /* ---- where a CTA's next tile comes from ----
@@ -779,17 +752,11 @@ __device__ __forceinline__ void produce(const Args &a, const CUtensorMap *tm_a,
       mbar_arrive_expect_tx(&full[stage], C::kStageBytes);
       uint8_t *sa = smem + C::kOffA + stage * C::kABytes;
       uint8_t *sb = smem + C::kOffB + stage * C::kBBytes;
-      if constexpr (C::kPair) { /* two boxes of kRows / 2 rows: one each, multicast, when shared */
-        constexpr int kHalfRows = C::kRows / 2;
-        if (C::kFit) /* fitted pairs always share A */
-          tma_load_2d_mc(sa + rank * kHalfRows * 128, tm_a, &full[stage], kb * kBK, tl.row0 + kHalfRows * rank, 3);
-        else
+      if constexpr (C::kPair) { /* two boxes of 64 rows: one each, multicast, when shared */
 #pragma unroll
         for (int h = 0; h < 2; ++h)
-          if (!tl.shared_a)
-            tma_load_2d(sa + h * kHalfRows * 128, tm_a, &full[stage], kb * kBK, tl.row0 + kHalfRows * h);
-          else if (h == rank)
-            tma_load_2d_mc(sa + h * kHalfRows * 128, tm_a, &full[stage], kb * kBK, tl.row0 + kHalfRows * h, 3);
+          if (!tl.shared_a) tma_load_2d(sa + h * 64 * 128, tm_a, &full[stage], kb * kBK, tl.row0 + 64 * h);
+          else if (h == rank) tma_load_2d_mc(sa + h * 64 * 128, tm_a, &full[stage], kb * kBK, tl.row0 + 64 * h, 3);
       } else {
         tma_load_2d(sa, tm_a, &full[stage], kb * kBK, tl.row0);
       }
@@ -1386,10 +1353,6 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
     if constexpr (C::kFit) { /* the whole tile in the branch of its width: no wgmma behind a branch */
       const int valid = fit_valid(row_off, tl, sched_rows<C>(mstart));
       unsigned long long t_start = 0;
-      if (tl.nostore) { /* a fitted pair's partner past the last N-tile: the stages handed back */
-        ring_stages<C>(a, full, empty, stage, phase, kb0, kb1, true, cw, ctid, t_start, [](int, int, bool) {});
-        continue;
-      }
       switch (fit_n(valid)) {
 #define COMET_FIT_CASE(n)                                                                          \
   case n:                                                                                          \
@@ -1487,8 +1450,7 @@ __device__ __forceinline__ void consume(const Args &a, const CUtensorMap *tm_c, 
  * floats of smem no one else uses yet. */
 constexpr float kFitTileRows = 8.0f, kFitFillRows = 4400.0f;
 template <class C>
-__device__ __forceinline__ int fit_pick(const Args &a, const int *row_off, int ncta, int n_tiles,
-                                        float *scratch) {
+__device__ __forceinline__ int fit_pick(const Args &a, const int *row_off, int ncta, float *scratch) {
   constexpr int kCaps = (C::kRows - 128) / 8 + 1;
   static_assert(kCaps <= kThreads / 32, "fit_pick: a warp a cap");
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -1506,7 +1468,7 @@ __device__ __forceinline__ int fit_pick(const Args &a, const int *row_off, int n
       rows += __shfl_xor_sync(0xffffffffu, rows, d);
     }
     if (lane == 0) {
-      const long long waves = (tiles * n_tiles + ncta - 1) / ncta;
+      const long long waves = (tiles * a.n_tiles + ncta - 1) / ncta;
       const float fixed = kFitTileRows + kFitFillRows / (float)((a.k + kBK - 1) / kBK);
       scratch[warp] = tiles ? (float)waves * (fixed + (float)rows / (float)tiles) : 0.0f;
     }
@@ -1529,10 +1491,7 @@ __device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *m
   __syncthreads();
   int rows = C::kRows;
   if constexpr (C::kFit) {
-    /* pairs: clusters over N-tile pairs, the same waves */
-    rows = a.fit_rows ? a.fit_rows
-                      : fit_pick<C>(a, row_off, C::kPair ? ncta / 2 : ncta,
-                                    C::kPair ? a.n_pairs : a.n_tiles, (float *)(smem + C::kOffC));
+    rows = a.fit_rows ? a.fit_rows : fit_pick<C>(a, row_off, ncta, (float *)(smem + C::kOffC));
     if (threadIdx.x == 0) mstart[C::kMaxGroups + 1] = rows;
   }
   if (threadIdx.x < 32) {
@@ -1542,7 +1501,7 @@ __device__ __forceinline__ void build_tables(const Args &a, int *row_off, int *m
       const int g = base + lane;
       int mt = 0;
       if (g < a.groups) mt = (max(row_off[g + 1] - row_off[g], 0) + rows - 1) / rows;
-      if constexpr (C::kPair && !C::kFit) /* mstart counts pair tiles */
+      if constexpr (C::kPair) /* mstart counts pair tiles */
         if (g < a.groups) mt = pair_count(max(row_off[g + 1] - row_off[g], 0), a.n_tiles);
       int incl = mt;
 #pragma unroll
@@ -1609,11 +1568,8 @@ __device__ __forceinline__ void gemm_engine_run(const Args &a, const CUtensorMap
     listed = true; /* whole tiles, no split: every group's tiles, empty groups too */
     total = a.groups * a.kg_mtiles * a.n_tiles;
   } else if (C::kPair) {
-    /* no split: the wide pairs' by the constant split; the fitted ones'
-     * by plan_split (no swapped tile splits), as the constant made ptxas
-     * spill 4 bytes in their 40-register producer */
-    listed = !C::kFit;
-    total = pair_tiles<C>(a, mstart);
+    listed = true; /* no split */
+    total = pair_tiles(a, mstart);
   } else if (!listed) {
     total = mstart[a.groups] * a.n_tiles;
   }
