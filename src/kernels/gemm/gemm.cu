@@ -378,10 +378,13 @@ static bool env_on(const char *name) {
 }
 
 /* Pairs (2-CTA clusters, gemm_engine.cuh) for this launch? Only when
- * asked (cluster ON, or COMET_GEMM_PAIRS=1 for AUTO launches: A/B timing):
- * on one H200 pairs ran at 0.65-0.70x single CTAs with 3 stages (session
- * 4) and 0.70-0.81x with 4 (session 6), with ~1.9x their L2 traffic (not
- * understood; docs/status.md). */
+ * asked (cluster ON, or COMET_GEMM_PAIRS=1 for AUTO launches: A/B timing).
+ * On one H200 (session 23 run 5, timed in turns against single CTAs):
+ * 1.00-1.18x on the SwiGLU rows with equal or Zipf-skewed group sizes (the
+ * small-expert presets most), but 0.88-0.98x on routed sizes, 0.68-1.08x
+ * on the plain-store rows (single CTAs split their last wave, pairs do
+ * not); the host cannot tell those launches apart (group sizes are on the
+ * device), so AUTO stays single. */
 static bool pair_wanted(const comet_gemm_params_t *p, int sms) {
   if (p->k_grouped || hooks_on(p) || sms < 2 || p->cluster == COMET_GEMM_CLUSTER_OFF ||
       p->groups > kPairMaxGroups) /* the pairs' smaller group tables */

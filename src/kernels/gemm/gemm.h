@@ -92,9 +92,10 @@ typedef enum comet_gemm_order {
   COMET_GEMM_ORDER_LAYER1 = 1
 } comet_gemm_order_t;
 
-/* 2-CTA clusters (pairs of M-tiles sharing B by TMA multicast; no hooks,
- * no grouped reduction, wide tiles, at most 128 groups: ON with more runs
- * single CTAs). AUTO = off for now (slower, gemm.cu's pair_wanted);
+/* 2-CTA clusters (pairs of M-tiles sharing B by TMA multicast, an odd
+ * group's last M-tile pairs of N-tiles sharing A; no hooks, no grouped
+ * reduction, wide tiles, at most 128 groups: ON with more runs single
+ * CTAs). AUTO = off (gemm.cu's pair_wanted says where they win and lose);
  * COMET_GEMM_PAIRS=1 turns AUTO on for A/B timing. */
 typedef enum comet_gemm_cluster {
   COMET_GEMM_CLUSTER_AUTO = 0,
