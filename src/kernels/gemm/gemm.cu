@@ -379,12 +379,13 @@ static bool env_on(const char *name) {
 
 /* Pairs (2-CTA clusters, gemm_engine.cuh) for this launch? Only when
  * asked (cluster ON, or COMET_GEMM_PAIRS=1 for AUTO launches: A/B timing).
- * On one H200 (session 23 run 5, timed in turns against single CTAs):
- * 1.00-1.18x on the SwiGLU rows with equal or Zipf-skewed group sizes (the
- * small-expert presets most), but 0.88-0.98x on routed sizes, 0.68-1.08x
- * on the plain-store rows (single CTAs split their last wave, pairs do
- * not); the host cannot tell those launches apart (group sizes are on the
- * device), so AUTO stays single. */
+ * On one H200 (session 23 run 7, timed in turns against single CTAs): the
+ * matrix's SwiGLU rows (equal or Zipf-skewed sizes) 1.039x geomean,
+ * 0.94-1.19x (the small-expert presets gain most); the W = 1 layer0 GEMMs
+ * on routed sizes 0.972x (0.94-1.04x); the plain-store rows 0.913x
+ * (against the fitted tile and the split tail, which pairs lack). The host
+ * cannot tell those launches apart (group sizes are on the device), so
+ * AUTO stays single. */
 static bool pair_wanted(const comet_gemm_params_t *p, int sms) {
   if (p->k_grouped || hooks_on(p) || sms < 2 || p->cluster == COMET_GEMM_CLUSTER_OFF ||
       p->groups > kPairMaxGroups) /* the pairs' smaller group tables */
